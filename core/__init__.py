@@ -1,0 +1,1 @@
+"""What every parkleit service uses: settings, database, city registry, CLI."""

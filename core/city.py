@@ -1,0 +1,361 @@
+"""The city registry: lots, bays, LoRaWAN devices and signs, loaded from a TOML config."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from datetime import datetime, time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "Bay",
+    "City",
+    "CityConfigError",
+    "Lot",
+    "OpeningHours",
+    "Sign",
+    "SignLine",
+    "load_city",
+    "resolve_city_path",
+]
+
+CITIES_DIR = Path(__file__).resolve().parent.parent / "cities"
+_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, Field(pattern=_ID)]
+
+
+class CityConfigError(Exception):
+    """A city config cannot be used; the message names the file, the key and the reason."""
+
+
+_DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_RULE = re.compile(
+    r"^(?P<days>(?:Mo|Tu|We|Th|Fr|Sa|Su)(?:-(?:Mo|Tu|We|Th|Fr|Sa|Su))?"
+    r"(?:,(?:Mo|Tu|We|Th|Fr|Sa|Su)(?:-(?:Mo|Tu|We|Th|Fr|Sa|Su))?)*)"
+    r"\s+(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$"
+)
+
+
+class OpeningHours:
+    """A subset of the OpenStreetMap ``opening_hours`` syntax: ``24/7`` or
+    ``Mo-Fr 06:00-22:00; Sa 08:00-20:00`` (an end of 24:00 or before the start runs past
+    midnight). Times are local to the city."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text.strip()
+        self.always = self.text == "24/7"
+        self._rules: list[tuple[frozenset[int], time, time | None]] = []
+        if self.always:
+            return
+        for rule in filter(None, (part.strip() for part in self.text.split(";"))):
+            match = _RULE.match(rule)
+            if not match:
+                raise ValueError(f"cannot read opening hours rule {rule!r}")
+            days: set[int] = set()
+            for span in match["days"].split(","):
+                first, _, last = span.partition("-")
+                a, b = _DAYS.index(first), _DAYS.index(last or first)
+                days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+            try:
+                start = _parse_clock(match["start"])
+                end = None if match["end"] == "24:00" else _parse_clock(match["end"])
+            except ValueError as exc:
+                raise ValueError(f"cannot read opening hours rule {rule!r}: {exc}") from None
+            self._rules.append((frozenset(days), start, end))
+        if not self._rules:
+            raise ValueError("opening hours are empty")
+
+    def is_open(self, moment: datetime, tz: ZoneInfo) -> bool:
+        """Whether the lot is open at ``moment`` (timezone-aware)."""
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("is_open needs a timezone-aware datetime")
+        if self.always:
+            return True
+        local = moment.astimezone(tz)
+        now, day = local.time(), local.weekday()
+        for days, start, end in self._rules:
+            if end is None or end > start:
+                if day in days and now >= start and (end is None or now < end):
+                    return True
+            elif (day in days and now >= start) or ((day - 1) % 7 in days and now < end):
+                return True
+        return False
+
+
+def _parse_clock(text: str) -> time:
+    hours, minutes = (int(part) for part in text.split(":"))
+    return time(hours, minutes)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bay(_Model):
+    """One parking bay with a sensor."""
+
+    id: Identifier
+    kind: Literal["standard", "disabled", "ev"] = "standard"
+    network: Literal["native", "ttn", "chirpstack"] = "native"
+    dev_eui: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+
+    @field_validator("dev_eui", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class BayGroup(_Model):
+    """A run of bays with generated ids ``{prefix}-001`` .. ``{prefix}-{count}``."""
+
+    prefix: Identifier
+    count: Annotated[int, Field(ge=1, le=100_000)]
+    kind: Literal["standard", "disabled", "ev"] = "standard"
+
+
+class Lot(_Model):
+    """A car park, surface lot or on-street zone."""
+
+    id: Identifier
+    name: Annotated[str, Field(min_length=1)]
+    kind: Literal["garage", "surface", "on_street"]
+    counting: Literal["counter", "bays"]
+    capacity: int
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
+    disabled_spaces: Annotated[int, Field(ge=0)] = 0
+    ev_spaces: Annotated[int, Field(ge=0)] = 0
+    opening_hours: str = "24/7"
+    almost_full: Annotated[float, Field(gt=0, le=1)] = 0.9
+    full_at: Annotated[float, Field(gt=0, le=1)] = 1.0
+    stale_after_s: Annotated[int, Field(ge=30)] = 900
+    counter_modulus: Annotated[int, Field(ge=2)] = 65536
+    profile: Literal["shopping", "commuter", "park_and_ride", "residential", "event"] = (
+        "shopping"
+    )
+    address: str = ""
+    bays: tuple[Bay, ...] = ()
+    bay_groups: tuple[BayGroup, ...] = ()
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("capacity must be >= 0")
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _opening_hours_readable(cls, value: str) -> str:
+        OpeningHours(value)
+        return value
+
+    def all_bays(self) -> Iterator[Bay]:
+        """Explicit bays, then the generated ones of each group."""
+        yield from self.bays
+        for group in self.bay_groups:
+            for number in range(1, group.count + 1):
+                yield Bay(id=f"{group.prefix}-{number:03d}", kind=group.kind)
+
+
+class SignLine(_Model):
+    """One line of a sign: the lots it counts, an arrow and a label."""
+
+    lots: Annotated[tuple[Identifier, ...], Field(min_length=1)]
+    label: Annotated[str, Field(min_length=1, max_length=24)]
+    arrow: Literal["left", "right", "straight", "none"] = "straight"
+    alternative: Identifier | None = None
+
+
+class Sign(_Model):
+    """A variable message sign on a road into town."""
+
+    id: Identifier
+    name: Annotated[str, Field(min_length=1)]
+    road: str = ""
+    driver: Literal["ntcip1203", "http", "mqtt"]
+    address: Annotated[str, Field(min_length=1)]
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
+    stale_after_s: Annotated[int, Field(ge=30)] = 300
+    lines: Annotated[tuple[SignLine, ...], Field(min_length=1)]
+
+
+class LoRaWAN(_Model):
+    """Network-server applications whose uplinks ingest subscribes to."""
+
+    ttn_applications: tuple[str, ...] = ()
+    chirpstack_applications: tuple[str, ...] = ()
+
+
+class CityInfo(_Model):
+    id: Identifier
+    name: Annotated[str, Field(min_length=1)]
+    timezone: str = "Europe/Berlin"
+    illustrative: bool = False
+    state: str = "ST"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # ZoneInfoNotFoundError is a KeyError, which pydantic would not turn into a
+        # validation error; re-raise as ValueError so load_city can name the key.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r} ({exc})") from None
+        return value
+
+
+class City(_Model):
+    """A whole city: the registry every service works from."""
+
+    city: CityInfo
+    lorawan: LoRaWAN = LoRaWAN()
+    lots: Annotated[tuple[Lot, ...], Field(min_length=1)]
+    signs: tuple[Sign, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.city.id
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.city.timezone)
+
+    def lot(self, lot_id: str) -> Lot:
+        """The lot with this id; KeyError if there is none."""
+        for lot in self.lots:
+            if lot.id == lot_id:
+                return lot
+        raise KeyError(lot_id)
+
+    def bays(self) -> Iterator[tuple[Lot, Bay]]:
+        """Every bay with the lot it belongs to."""
+        for lot in self.lots:
+            for bay in lot.all_bays():
+                yield lot, bay
+
+
+def resolve_city_path(name_or_path: str) -> Path:
+    """A config name (``zeitz``) resolves to ``cities/zeitz.toml``; a path stays a path.
+
+    A path is anything ending in ``.toml``, containing a directory separator, or naming an
+    existing file (a directory called ``zeitz`` in the working directory is not a config)."""
+    candidate = Path(name_or_path)
+    if (
+        candidate.suffix == ".toml"
+        or "/" in name_or_path
+        or "\\" in name_or_path
+        or candidate.is_file()
+    ):
+        return candidate
+    return CITIES_DIR / f"{name_or_path}.toml"
+
+
+def load_city(name_or_path: str) -> City:
+    """Load and check a city config; raises CityConfigError naming file, key and reason."""
+    path = resolve_city_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CityConfigError(f"{path}: no such city config") from None
+    except UnicodeDecodeError as exc:
+        raise CityConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise CityConfigError(f"{path}: cannot read city config: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CityConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        city = City.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise CityConfigError(
+            f"{path}: {_key_path(error['loc'], raw)}: {error['msg'].removeprefix('Value error, ')}"
+        ) from None
+    problem = _cross_check(city)
+    if problem:
+        raise CityConfigError(f"{path}: {problem}")
+    return city
+
+
+def _key_path(loc: tuple[int | str, ...], raw: object) -> str:
+    """``lots[3].capacity`` (with the lot id where there is one) from a pydantic location."""
+    parts: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            label = f"[{part}]"
+            if isinstance(node, list) and part < len(node):
+                node = node[part]
+                if isinstance(node, dict) and isinstance(node.get("id"), str):
+                    label = f"[{part}] (id {node['id']!r})"
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def _cross_check(city: City) -> str | None:
+    """Rules that span several entries: unique ids, known lots, each bay in one lot."""
+    lot_ids: set[str] = set()
+    for index, lot in enumerate(city.lots):
+        if lot.id in lot_ids:
+            return f"lots[{index}].id: duplicate lot id {lot.id!r}"
+        lot_ids.add(lot.id)
+        if lot.disabled_spaces + lot.ev_spaces > lot.capacity:
+            return f"lots[{index}] (id {lot.id!r}): more special spaces than capacity"
+        if lot.almost_full > lot.full_at:
+            return (
+                f"lots[{index}] (id {lot.id!r}).almost_full: {lot.almost_full} is above "
+                f"full_at {lot.full_at}"
+            )
+    bay_owner: dict[str, str] = {}
+    euis: dict[str, str] = {}
+    for index, lot in enumerate(city.lots):
+        count = 0
+        for bay in lot.all_bays():
+            count += 1
+            if bay.id in bay_owner:
+                owner = bay_owner[bay.id]
+                where = "twice in this lot" if owner == lot.id else f"also in lot {owner!r}"
+                return f"lots[{index}] (id {lot.id!r}): bay {bay.id!r} is {where}"
+            bay_owner[bay.id] = lot.id
+            if bay.network != "native" and bay.dev_eui is None:
+                return (
+                    f"lots[{index}] (id {lot.id!r}): bay {bay.id!r} on {bay.network} "
+                    "needs dev_eui"
+                )
+            if bay.dev_eui is not None:
+                if bay.dev_eui in euis:
+                    return (
+                        f"lots[{index}] (id {lot.id!r}): dev_eui {bay.dev_eui} of bay "
+                        f"{bay.id!r} is also bay {euis[bay.dev_eui]!r}"
+                    )
+                euis[bay.dev_eui] = bay.id
+        if lot.counting == "bays" and count != lot.capacity:
+            return (
+                f"lots[{index}] (id {lot.id!r}): counted by bays, so capacity must equal the "
+                f"number of bays ({count}), not {lot.capacity}"
+            )
+        if lot.counting == "counter" and count:
+            return f"lots[{index}] (id {lot.id!r}): counted by a counter but lists bays"
+    sign_ids: set[str] = set()
+    for index, sign in enumerate(city.signs):
+        if sign.id in sign_ids:
+            return f"signs[{index}].id: duplicate sign id {sign.id!r}"
+        sign_ids.add(sign.id)
+        for line_index, line in enumerate(sign.lines):
+            for lot_id in (*line.lots, *filter(None, [line.alternative])):
+                if lot_id not in lot_ids:
+                    return (
+                        f"signs[{index}] (id {sign.id!r}).lines[{line_index}]: "
+                        f"unknown lot {lot_id!r}"
+                    )
+    return None

@@ -1,0 +1,220 @@
+"""Database access: the connection pool, named SQL files and the schema migrator."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+__all__ = [
+    "Migration",
+    "check_database",
+    "has_timescaledb",
+    "load_sql",
+    "migrate",
+    "queries",
+    "open_pool",
+    "split_statements",
+]
+
+logger = logging.getLogger(__name__)
+
+_SQL_DIR = resources.files("core") / "sql"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+BASELINE_VERSION = 1
+
+
+def open_pool(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str = "parkleit",
+    configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> ConnectionPool:
+    """Open a pool of autocommit connections and wait until one works (fails fast)."""
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        check=ConnectionPool.check_connection,
+        configure=configure,
+        reconnect_timeout=3600.0,
+        kwargs={"autocommit": True, "connect_timeout": 5},
+    )
+    pool.open()
+    try:
+        pool.wait(timeout=10)
+    except Exception:
+        pool.close()
+        raise
+    return pool
+
+
+def check_database(url: str, timeout_s: float = 5.0) -> None:
+    """Connect once; raises psycopg.OperationalError when the server cannot be reached."""
+    with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
+        conn.execute("SELECT 1")
+
+
+def load_sql(package: str, name: str) -> str:
+    """The text of ``{package}/{name}.sql`` (or ``{package}/sql/{name}.sql``)."""
+    base = resources.files(package)
+    for candidate in (base / f"{name}.sql", base / "sql" / f"{name}.sql"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise FileNotFoundError(f"no SQL file {name!r} in {package}")
+
+
+@lru_cache
+def queries(package: str) -> dict[str, str]:
+    """Named queries from ``{package}/queries.sql``; each starts with ``-- name: <name>``."""
+    found: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+    for line in load_sql(package, "queries").splitlines():
+        header = re.match(r"^--\s*name:\s*(\w+)\s*$", line)
+        if header:
+            if name:
+                found[name] = "\n".join(lines).strip()
+            name, lines = header[1], []
+        elif name:
+            lines.append(line)
+    if name:
+        found[name] = "\n".join(lines).strip()
+    return found
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script on top-level semicolons, keeping dollar-quoted bodies whole.
+
+    Some servers (PGlite with TimescaleDB) take one statement per query, so scripts are
+    sent statement by statement.
+    """
+    statements: list[str] = []
+    current: list[str] = []
+    dollar_tag: str | None = None
+    for line in script.splitlines():
+        stripped = line.strip()
+        if dollar_tag is None and (not stripped or stripped.startswith("--")):
+            continue
+        current.append(line)
+        for tag in re.findall(r"\$[A-Za-z_]*\$", line):
+            if dollar_tag is None:
+                dollar_tag = tag
+            elif tag == dollar_tag:
+                dollar_tag = None
+        if dollar_tag is None and stripped.endswith(";"):
+            statements.append("\n".join(current).strip())
+            current = []
+    if current and "".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    name: str
+    text: str
+
+
+def _migrations(directory: Path | None) -> list[Migration]:
+    found: list[Migration] = []
+    root = directory if directory is not None else _SQL_DIR / "migrations"
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(
+                Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8"))
+            )
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions) or any(v <= BASELINE_VERSION for v in versions):
+        raise RuntimeError(f"migration numbers must be unique and > {BASELINE_VERSION}")
+    return found
+
+
+def has_timescaledb(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """Whether the TimescaleDB extension is installed in this database."""
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return row is not None
+
+
+def _run_script(conn: psycopg.Connection[tuple[object, ...]], script: str) -> None:
+    for statement in split_statements(script):
+        conn.execute(statement.encode())
+
+
+def migrate(
+    conn: psycopg.Connection[tuple[object, ...]],
+    *,
+    migrations_dir: Path | None = None,
+    use_timescaledb: bool | None = None,
+) -> list[str]:
+    """Bring the schema up to date; idempotent. Returns what was applied.
+
+    A fresh database gets the baseline ``schema.sql`` and then every numbered migration;
+    an existing one gets only the migrations it has not seen. The storage layer
+    (``timescale.sql`` or ``plain.sql``) is re-applied each time; it is idempotent.
+    ``conn`` must be in autocommit mode; each step commits on its own.
+    """
+    applied: list[str] = []
+    if use_timescaledb is None:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+        use_timescaledb = available is not None
+    if use_timescaledb and not has_timescaledb(conn):
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        applied.append("extension timescaledb")
+
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    if BASELINE_VERSION not in done:
+        with conn.transaction():
+            _run_script(conn, load_sql("core", "schema"))
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, 'baseline')",
+                (BASELINE_VERSION,),
+            )
+        applied.append("0001 baseline")
+    for migration in _migrations(migrations_dir):
+        if migration.version in done:
+            continue
+        with conn.transaction():
+            _run_script(conn, migration.text)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+        applied.append(f"{migration.version:04d} {migration.name}")
+        logger.info("applied migration %04d %s", migration.version, migration.name)
+    _run_script(conn, load_sql("core", "timescale" if use_timescaledb else "plain"))
+    return applied
+
+
+def create_database(admin_url: str, name: str) -> bool:
+    """Create database ``name`` through ``admin_url`` unless it exists; True if created."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True

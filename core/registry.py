@@ -1,0 +1,53 @@
+"""Writes the city registry (lots, bays, signs) from the config into the database."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from core.city import City
+from core.db import queries
+
+__all__ = ["sync_registry"]
+
+
+def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
+    """Make the registry tables match the config of ``city``, in one transaction."""
+    q = queries("core")
+    with conn.transaction(), conn.cursor() as cur:
+        lot_rows = [
+            {
+                "lot_id": lot.id, "city": city.id, "name": lot.name, "kind": lot.kind,
+                "counting": lot.counting, "capacity": lot.capacity,
+                "disabled_spaces": lot.disabled_spaces, "ev_spaces": lot.ev_spaces,
+                "latitude": lot.latitude, "longitude": lot.longitude,
+                "opening_hours": lot.opening_hours, "almost_full": lot.almost_full,
+                "full_at": lot.full_at, "stale_after_s": lot.stale_after_s,
+                "counter_modulus": lot.counter_modulus,
+                "attributes": Jsonb({"profile": lot.profile, "address": lot.address}),
+            }
+            for lot in city.lots
+        ]
+        bay_rows = [
+            {"bay_id": bay.id, "lot_id": lot.id, "kind": bay.kind, "network": bay.network,
+             "dev_eui": bay.dev_eui}
+            for lot, bay in city.bays()
+        ]
+        sign_rows = [
+            {
+                "sign_id": sign.id, "city": city.id, "name": sign.name, "driver": sign.driver,
+                "address": sign.address, "latitude": sign.latitude,
+                "longitude": sign.longitude,
+                "lines": Jsonb([line.model_dump() for line in sign.lines]),
+            }
+            for sign in city.signs
+        ]
+        cur.execute(q["delete_gone_signs"], {"city": city.id, "sign_ids": [r["sign_id"] for r in sign_rows]})
+        cur.execute(q["delete_gone_bays"], {"city": city.id, "bay_ids": [r["bay_id"] for r in bay_rows]})
+        cur.execute(q["delete_gone_lots"], {"city": city.id, "lot_ids": [r["lot_id"] for r in lot_rows]})
+        cur.executemany(q["upsert_lot"], lot_rows)
+        cur.executemany(q["ensure_lot_state"], lot_rows)
+        if bay_rows:
+            cur.executemany(q["upsert_bay"], bay_rows)
+        if sign_rows:
+            cur.executemany(q["upsert_sign"], sign_rows)

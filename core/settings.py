@@ -1,0 +1,103 @@
+"""Process settings: the one place that reads the environment (prefix ``PARKLEIT_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["MqttTarget", "Settings", "SettingsError", "get_settings"]
+
+_DB_SCHEMES = ("postgresql", "postgres")
+_MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or points at nothing; the message is one line."""
+
+
+class MqttTarget(BaseModel):
+    """An MQTT broker address split out of ``MQTT_URL``."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+class Settings(BaseSettings):
+    """Everything a parkleit process can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARKLEIT_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    DATABASE_URL: str = "postgresql://postgres@127.0.0.1:5432/parkleit"
+    MQTT_URL: str = "mqtt://127.0.0.1:1883"
+    MQTT_CA_FILE: Path | None = None
+    CITY: str = "zeitz"
+    LOG_LEVEL: str = "INFO"
+    # ingest
+    INGEST_CLIENT_ID: str = "parkleit-ingest-1"
+    INGEST_BATCH_SIZE: Annotated[int, Field(ge=1, le=50_000)] = 2000
+    INGEST_BATCH_WAIT_MS: Annotated[int, Field(ge=1, le=10_000)] = 50
+    INGEST_RECEIVE_MAXIMUM: Annotated[int, Field(ge=1, le=65_535)] = 5000
+    INGEST_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9101
+    INGEST_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 30.0
+    DEAD_LETTER_MAX_BYTES: Annotated[int, Field(ge=64)] = 4096
+    SHUTDOWN_TIMEOUT_S: Annotated[float, Field(gt=0)] = 20.0
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in _DB_SCHEMES:
+            raise ValueError(f"scheme must be postgresql://, got {parts.scheme or 'none'!r}")
+        if not (parts.hostname or "host=" in parts.query):
+            raise ValueError("no host in the URL")
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        return value
+
+    @field_validator("MQTT_URL")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in _MQTT_SCHEMES:
+            raise ValueError(f"scheme must be mqtt:// or mqtts://, got {parts.scheme or 'none'!r}")
+        if not parts.hostname:
+            raise ValueError("no host in the URL")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        """The broker address, credentials and TLS flag from ``MQTT_URL``."""
+        parts = urlsplit(self.MQTT_URL)
+        return MqttTarget(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or _MQTT_SCHEMES[parts.scheme],
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=parts.scheme == "mqtts",
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; raises SettingsError with a one-line reason."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        reason = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"PARKLEIT_{field}: {reason}") from None

@@ -1,0 +1,47 @@
+-- Named queries of the core package; values are always parameters.
+
+-- name: upsert_lot
+INSERT INTO lots (lot_id, city, name, kind, counting, capacity, disabled_spaces, ev_spaces,
+                  latitude, longitude, opening_hours, almost_full, full_at, stale_after_s,
+                  counter_modulus, attributes)
+VALUES (%(lot_id)s, %(city)s, %(name)s, %(kind)s, %(counting)s, %(capacity)s,
+        %(disabled_spaces)s, %(ev_spaces)s, %(latitude)s, %(longitude)s, %(opening_hours)s,
+        %(almost_full)s, %(full_at)s, %(stale_after_s)s, %(counter_modulus)s, %(attributes)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    city = excluded.city, name = excluded.name, kind = excluded.kind,
+    counting = excluded.counting, capacity = excluded.capacity,
+    disabled_spaces = excluded.disabled_spaces, ev_spaces = excluded.ev_spaces,
+    latitude = excluded.latitude, longitude = excluded.longitude,
+    opening_hours = excluded.opening_hours, almost_full = excluded.almost_full,
+    full_at = excluded.full_at, stale_after_s = excluded.stale_after_s,
+    counter_modulus = excluded.counter_modulus, attributes = excluded.attributes;
+
+-- name: upsert_bay
+INSERT INTO bays (bay_id, lot_id, kind, network, dev_eui)
+VALUES (%(bay_id)s, %(lot_id)s, %(kind)s, %(network)s, %(dev_eui)s)
+ON CONFLICT (bay_id) DO UPDATE SET
+    lot_id = excluded.lot_id, kind = excluded.kind, network = excluded.network,
+    dev_eui = excluded.dev_eui;
+
+-- name: upsert_sign
+INSERT INTO signs (sign_id, city, name, driver, address, latitude, longitude, lines)
+VALUES (%(sign_id)s, %(city)s, %(name)s, %(driver)s, %(address)s, %(latitude)s,
+        %(longitude)s, %(lines)s)
+ON CONFLICT (sign_id) DO UPDATE SET
+    city = excluded.city, name = excluded.name, driver = excluded.driver,
+    address = excluded.address, latitude = excluded.latitude, longitude = excluded.longitude,
+    lines = excluded.lines;
+
+-- name: ensure_lot_state
+INSERT INTO lot_state (lot_id, capacity) VALUES (%(lot_id)s, %(capacity)s)
+ON CONFLICT (lot_id) DO UPDATE SET capacity = excluded.capacity;
+
+-- name: delete_gone_lots
+DELETE FROM lots WHERE city = %(city)s AND NOT (lot_id = ANY(%(lot_ids)s));
+
+-- name: delete_gone_bays
+DELETE FROM bays USING lots
+WHERE bays.lot_id = lots.lot_id AND lots.city = %(city)s AND NOT (bay_id = ANY(%(bay_ids)s));
+
+-- name: delete_gone_signs
+DELETE FROM signs WHERE city = %(city)s AND NOT (sign_id = ANY(%(sign_ids)s));

@@ -1,0 +1,55 @@
+-- TimescaleDB layer: applied after the schema on every migrate, so every statement is idempotent.
+
+SELECT create_hypertable('bay_events', by_range('time', INTERVAL '1 day'), if_not_exists => TRUE);
+SELECT create_hypertable('lot_occupancy', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('sensor_health', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('forecasts', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('sign_log', by_range('time', INTERVAL '30 days'), if_not_exists => TRUE);
+
+-- Compression: one segment per sensor or lot keeps per-lot reads fast on old chunks.
+-- Guarded: changing compression settings again fails once chunks are compressed.
+DO $$
+DECLARE
+    target record;
+BEGIN
+    FOR target IN
+        SELECT h.hypertable_name AS name, s.segment_by
+        FROM timescaledb_information.hypertables AS h
+        JOIN (VALUES ('bay_events', 'bay_id'), ('lot_occupancy', 'lot_id'),
+                     ('sensor_health', 'sensor_id')) AS s (name, segment_by)
+          ON s.name = h.hypertable_name
+        WHERE NOT h.compression_enabled
+    LOOP
+        EXECUTE format(
+            'ALTER TABLE %I SET (timescaledb.compress, timescaledb.compress_segmentby = %L, '
+            'timescaledb.compress_orderby = %L)', target.name, target.segment_by, 'time DESC');
+    END LOOP;
+END
+$$;
+SELECT add_compression_policy('bay_events', INTERVAL '7 days', if_not_exists => TRUE);
+SELECT add_compression_policy('lot_occupancy', INTERVAL '30 days', if_not_exists => TRUE);
+SELECT add_compression_policy('sensor_health', INTERVAL '7 days', if_not_exists => TRUE);
+
+-- Retention: raw sensor readings and radio health are not kept forever; lot occupancy is.
+SELECT add_retention_policy('bay_events', INTERVAL '400 days', if_not_exists => TRUE);
+SELECT add_retention_policy('sensor_health', INTERVAL '90 days', if_not_exists => TRUE);
+SELECT add_retention_policy('forecasts', INTERVAL '400 days', if_not_exists => TRUE);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS lot_occupancy_15m
+WITH (timescaledb.continuous) AS
+SELECT time_bucket(INTERVAL '15 minutes', time) AS bucket, lot_id,
+       avg(occupied)::real AS occupied, avg(free)::real AS free,
+       min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
+FROM lot_occupancy GROUP BY bucket, lot_id
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS lot_occupancy_1h
+WITH (timescaledb.continuous) AS
+SELECT time_bucket(INTERVAL '1 hour', time) AS bucket, lot_id,
+       avg(occupied)::real AS occupied, avg(free)::real AS free,
+       min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
+FROM lot_occupancy GROUP BY bucket, lot_id
+WITH NO DATA;
+
+SELECT add_continuous_aggregate_policy('lot_occupancy_15m', start_offset => INTERVAL '2 days', end_offset => INTERVAL '15 minutes', schedule_interval => INTERVAL '5 minutes', if_not_exists => TRUE);
+SELECT add_continuous_aggregate_policy('lot_occupancy_1h', start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE);

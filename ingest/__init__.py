@@ -1,0 +1,34 @@
+"""Ingest: MQTT sensor messages into the database, exactly once, with lot status out."""
+
+from ._decode import (
+    BayReading,
+    CounterReading,
+    DecodeError,
+    Decoder,
+    HealthReading,
+    Reading,
+)
+from ._service import SHARE_GROUP, IngestService, install_signal_handlers
+from ._state import CounterState, apply_counter, counter_delta, lot_status
+from ._writer import BatchResult, LotStatus, Message, Writer, prepare_connection
+
+__all__ = [
+    "SHARE_GROUP",
+    "BatchResult",
+    "BayReading",
+    "CounterReading",
+    "CounterState",
+    "DecodeError",
+    "Decoder",
+    "HealthReading",
+    "IngestService",
+    "LotStatus",
+    "Message",
+    "Reading",
+    "Writer",
+    "apply_counter",
+    "counter_delta",
+    "install_signal_handlers",
+    "lot_status",
+    "prepare_connection",
+]

@@ -1,0 +1,329 @@
+"""The ingest service: MQTT in, batches to the database, acks after commit, status out.
+
+Threads and backpressure: paho's network thread only appends messages to a bounded queue;
+the main thread decodes and writes them in batches, acks after commit, and publishes lot
+status. In-flight messages are bounded by the MQTT v5 Receive Maximum we announce, because
+nothing is acked before it is committed; should a broker ignore that, the queue bound is
+the second rule: when the queue is full the network thread waits (counted as
+``queue_full``), which stops reading from the socket, and the broker holds the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.city import City
+from core.db import open_pool
+from core.registry import sync_registry
+from core.settings import Settings
+
+from ._writer import BatchResult, LotStatus, Message, Writer, prepare_connection
+
+__all__ = ["SHARE_GROUP", "IngestService"]
+
+logger = logging.getLogger(__name__)
+
+SHARE_GROUP = "$share/ingest/"
+SESSION_EXPIRY_S = 7 * 24 * 3600
+_FATAL_CONNECT = {"Bad user name or password", "Not authorized", "Client identifier not valid",
+                  "Banned"}
+_TRANSIENT_DB = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    message: Message
+    mid: int
+    qos: int
+    generation: int
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("parkleit_ingest_messages_received",
+                                "MQTT messages received", registry=r)
+        self.written = Counter("parkleit_ingest_messages_written",
+                               "Messages committed to the database and acknowledged", registry=r)
+        self.dead = Counter("parkleit_ingest_dead_letters",
+                            "Messages stored in dead_letters", registry=r)
+        self.rows = Counter("parkleit_ingest_rows_written", "New rows written", ["table"],
+                            registry=r)
+        self.db_errors = Counter("parkleit_ingest_database_errors",
+                                 "Failed batch transactions", registry=r)
+        self.queue_full = Counter("parkleit_ingest_queue_full",
+                                  "Times the network thread waited for a full queue", registry=r)
+        self.queue_depth = Gauge("parkleit_ingest_queue_depth", "Messages waiting to be written",
+                                 registry=r)
+        self.lag = Histogram("parkleit_ingest_lag_seconds",
+                             "From receiving a message to committing it", registry=r,
+                             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.data_lag = Gauge("parkleit_ingest_data_lag_seconds",
+                              "Age of the newest reading at its commit", registry=r)
+        self.connected = Gauge("parkleit_ingest_broker_connected", "1 while connected to MQTT",
+                               registry=r)
+
+
+class IngestService:
+    """One ingest worker; ``run()`` blocks until ``stop()`` (or SIGTERM via the CLI)."""
+
+    def __init__(self, settings: Settings, city: City) -> None:
+        self.settings = settings
+        self.city = city
+        self.writer = Writer(city, dead_letter_max_bytes=settings.DEAD_LETTER_MAX_BYTES)
+        self.metrics = _Metrics()
+        self.exit_code = 0
+        self._stop = threading.Event()
+        self._queue: queue.Queue[_Inbound] = queue.Queue(
+            maxsize=settings.INGEST_RECEIVE_MAXIMUM + settings.INGEST_BATCH_SIZE)
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+        self.service_topic = f"parkleit/v1/{city.id}/services/{settings.INGEST_CLIENT_ID}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the service to drain and exit; safe to call more than once, from any thread."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Connect, ingest until stopped, drain, disconnect. Returns the exit code."""
+        pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2,
+                         name="ingest", configure=prepare_connection)
+        metrics_server = None
+        try:
+            with pool.connection() as conn:
+                sync_registry(conn, self.city)
+            if self.settings.INGEST_METRICS_PORT:
+                metrics_server, _ = start_http_server(
+                    self.settings.INGEST_METRICS_PORT, registry=self.metrics.registry)
+            self._client = self._connect()
+            self._loop(pool)
+            return self.exit_code
+        finally:
+            self._disconnect()
+            pool.close()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+
+    def _loop(self, pool: ConnectionPool) -> None:
+        settings = self.settings
+        next_refresh = time.monotonic() + settings.INGEST_STALE_CHECK_S
+        drain_deadline: float | None = None
+        while True:
+            if self._stop.is_set() and drain_deadline is None:
+                drain_deadline = time.monotonic() + settings.SHUTDOWN_TIMEOUT_S
+                logger.info("stopping: draining %d queued messages", self._queue.qsize())
+            if drain_deadline is not None and (self._queue.empty()
+                                               or time.monotonic() > drain_deadline):
+                return
+            batch = self._collect(drain=drain_deadline is not None)
+            if batch:
+                self._write_until_done(pool, batch, drain_deadline)
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + settings.INGEST_STALE_CHECK_S
+                self._refresh(pool)
+
+    def _collect(self, *, drain: bool) -> list[_Inbound]:
+        batch: list[_Inbound] = []
+        try:
+            batch.append(self._queue.get(timeout=0.05 if drain else 0.2))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.settings.INGEST_BATCH_WAIT_MS / 1000
+        while len(batch) < self.settings.INGEST_BATCH_SIZE:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0
+                             else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self.metrics.queue_depth.set(self._queue.qsize())
+        return batch
+
+    def _write_until_done(self, pool: ConnectionPool, batch: list[_Inbound],
+                          drain_deadline: float | None) -> None:
+        """Write a batch, retrying through database outages; nothing is acked before commit."""
+        delay = 0.5
+        messages = [item.message for item in batch]
+        while True:
+            try:
+                with pool.connection(timeout=5) as conn:
+                    result = self.writer.write(conn, messages, datetime.now(UTC))
+                break
+            except _TRANSIENT_DB as exc:
+                self.metrics.db_errors.inc()
+                logger.warning("database unavailable (%s); retrying %d messages in %.1f s",
+                               type(exc).__name__, len(batch), delay)
+            except psycopg.Error as exc:
+                # Something in the batch the database refuses: find it, keep the rest.
+                self.metrics.db_errors.inc()
+                logger.error("batch refused by the database (%s); writing one by one",
+                             type(exc).__name__)
+                result = self._write_singly(pool, messages)
+                break
+            if self._stop.is_set() and drain_deadline is not None and (
+                    time.monotonic() > drain_deadline):
+                logger.error("gave up on %d unacknowledged messages at shutdown; the broker "
+                             "will redeliver them", len(batch))
+                return
+            self._stop.wait(delay * random.uniform(0.9, 1.1))
+            delay = min(delay * 2, 30.0)
+        self._after_commit(batch, result)
+
+    def _write_singly(self, pool: ConnectionPool, messages: list[Message]) -> BatchResult:
+        total = BatchResult()
+        for message in messages:
+            with pool.connection(timeout=5) as conn:
+                try:
+                    result = self.writer.write(conn, [message], datetime.now(UTC))
+                except _TRANSIENT_DB:
+                    raise
+                except psycopg.Error as exc:
+                    result = self.writer.reject(conn, message,
+                                                f"database refused: {type(exc).__name__}")
+            total.messages += result.messages
+            total.dead_letters += result.dead_letters
+            total.bay_events += result.bay_events
+            total.health_rows += result.health_rows
+            total.changed.extend(result.changed)
+        return total
+
+    def _after_commit(self, batch: list[_Inbound], result: BatchResult) -> None:
+        now = datetime.now(UTC)
+        client = self._client
+        with self._lock:
+            generation = self._generation
+        assert client is not None
+        for item in batch:
+            if item.qos > 0 and item.generation == generation:
+                client.ack(item.mid, item.qos)
+            self.metrics.lag.observe((now - item.message.received).total_seconds())
+        m = self.metrics
+        m.written.inc(len(batch) - result.dead_letters)
+        m.dead.inc(result.dead_letters)
+        m.rows.labels("bay_events").inc(result.bay_events)
+        m.rows.labels("sensor_health").inc(result.health_rows)
+        if result.newest is not None:
+            m.data_lag.set(max(0.0, (now - result.newest).total_seconds()))
+        self._publish(result.changed)
+
+    def _refresh(self, pool: ConnectionPool) -> None:
+        try:
+            with pool.connection(timeout=5) as conn:
+                changed = self.writer.refresh(conn, datetime.now(UTC))
+        except psycopg.Error as exc:
+            logger.warning("status refresh failed: %s", type(exc).__name__)
+            return
+        self._publish(changed)
+
+    def _publish(self, statuses: list[LotStatus]) -> None:
+        assert self._client is not None
+        for status in statuses:
+            self._client.publish(f"parkleit/v1/{self.city.id}/lots/{status.lot_id}/status",
+                                 status.to_json(), qos=1, retain=True)
+
+    # -- MQTT -------------------------------------------------------------------------------
+
+    def _connect(self) -> mqtt.Client:
+        target = self.settings.mqtt
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.INGEST_CLIENT_ID,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            ca = self.settings.MQTT_CA_FILE
+            client.tls_set(ca_certs=str(ca) if ca else None)
+        client.will_set(self.service_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.settings.INGEST_RECEIVE_MAXIMUM
+        client.connect_async(target.host, target.port, keepalive=30, clean_start=False,
+                             properties=props)
+        client.loop_start()
+        return client
+
+    def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if client.is_connected():
+            client.publish(self.service_topic, "offline", qos=1, retain=True).wait_for_publish(2)
+            client.disconnect()
+        client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
+                    reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            logger.error("MQTT broker refused the connection: %s", reason)
+            if str(reason) in _FATAL_CONNECT:
+                self.exit_code = 2
+                self.stop()
+            return
+        with self._lock:
+            self._generation += 1
+        filters = [(SHARE_GROUP + f, SubscribeOptions(qos=1))
+                   for f in self.writer.decoder.subscriptions()]
+        client.subscribe(filters)
+        client.publish(self.service_topic, "online", qos=1, retain=True)
+        self.metrics.connected.set(1)
+        logger.info("connected to MQTT; subscribed to %d topic filters", len(filters))
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
+                       reason: Any, _props: Any) -> None:
+        self.metrics.connected.set(0)
+        if not self._stop.is_set():
+            logger.warning("MQTT connection lost (%s); reconnecting", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any,
+                    msg: mqtt.MQTTMessage) -> None:
+        if self._stop.is_set():
+            return  # not acked: the broker redelivers it to whoever takes over
+        self.metrics.received.inc()
+        # MQTT forbids invalid UTF-8 and NUL in topics, but a broken client may send them.
+        topic = bytes(msg._topic).decode("utf-8", "replace").replace("\x00", "\ufffd")
+        item = _Inbound(Message(topic, bytes(msg.payload), datetime.now(UTC)),
+                        msg.mid, msg.qos, self._generation)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.metrics.queue_full.inc()
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask ``stop`` for a graceful drain."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop())

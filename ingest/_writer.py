@@ -1,0 +1,266 @@
+"""The batch writer: one transaction per batch of MQTT messages, idempotent end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from core.city import City, Lot, OpeningHours
+from core.db import queries
+
+from ._decode import BayReading, CounterReading, DecodeError, Decoder, HealthReading
+from ._state import CounterState, apply_counter, lot_status
+
+__all__ = ["BatchResult", "LotStatus", "Message", "Writer", "prepare_connection"]
+
+logger = logging.getLogger(__name__)
+
+# A lot whose numbers did not change is re-announced at most this often (heartbeats keep its
+# ``updated`` fresh for signs that judge staleness from the status topic).
+REANNOUNCE_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT message as ingest received it."""
+
+    topic: str
+    payload: bytes
+    received: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LotStatus:
+    """The published status of a lot (the retained MQTT status payload)."""
+
+    lot_id: str
+    free: int | None
+    occupied: int | None
+    capacity: int
+    status: str
+    updated: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The payload of ``parkleit/v1/{city}/lots/{lot_id}/status`` as a dict."""
+        return {
+            "free": self.free, "occupied": self.occupied, "capacity": self.capacity,
+            "status": self.status,
+            "updated": self.updated.isoformat().replace("+00:00", "Z") if self.updated else None,
+        }
+
+    def to_json(self) -> str:
+        """The payload of ``parkleit/v1/{city}/lots/{lot_id}/status``."""
+        return json.dumps(self.as_dict())
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch did."""
+
+    messages: int = 0
+    dead_letters: int = 0
+    bay_events: int = 0
+    health_rows: int = 0
+    counter_readings: int = 0
+    superseded: int = 0
+    newest: datetime | None = None
+    changed: list[LotStatus] = field(default_factory=list)
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_connection(conn: psycopg.Connection[Any]) -> None:
+    """Per-connection set-up (pool ``configure`` callback): the staging tables."""
+    with conn.transaction():
+        conn.execute(queries("ingest")["create_staging"])
+
+
+class Writer:
+    """Decodes batches of messages and writes them in one transaction each."""
+
+    def __init__(self, city: City, *, dead_letter_max_bytes: int = 4096) -> None:
+        self.city = city
+        self.decoder = Decoder(city)
+        self.dead_letter_max_bytes = dead_letter_max_bytes
+        self._lots = {lot.id: lot for lot in city.lots}
+        self._hours = {lot.id: OpeningHours(lot.opening_hours) for lot in city.lots}
+        self._lot_of_bay = {bay.id: lot.id for lot, bay in city.bays()}
+        self._announced: dict[str, LotStatus] = {}
+        self._q = queries("ingest")
+
+    def write(self, conn: psycopg.Connection[Any], messages: Sequence[Message],
+              now: datetime) -> BatchResult:
+        """Write one batch; nothing is kept if it raises (the caller retries or gives up)."""
+        result = BatchResult(messages=len(messages))
+        bays: list[BayReading] = []
+        health: list[HealthReading] = []
+        counters: dict[str, list[CounterReading]] = defaultdict(list)
+        dead: list[dict[str, Any]] = []
+        for message in messages:
+            try:
+                readings = self.decoder.decode(message.topic, message.payload, message.received)
+            except DecodeError as exc:
+                dead.append(self._dead_letter(message, str(exc)))
+                continue
+            except Exception as exc:  # a decoder bug must not stop ingest; keep the evidence
+                logger.exception("decoder failed on topic %s", message.topic[:200])
+                dead.append(self._dead_letter(message, f"decoder error: {type(exc).__name__}"))
+                continue
+            for reading in readings:
+                if isinstance(reading, BayReading):
+                    bays.append(reading)
+                elif isinstance(reading, CounterReading):
+                    counters[reading.lot_id].append(reading)
+                else:
+                    health.append(reading)
+                if result.newest is None or reading.time > result.newest:
+                    result.newest = reading.time
+
+        q = self._q
+        with conn.transaction(), conn.cursor() as cur:
+            if bays:
+                with cur.copy(q["copy_bay_events"]) as copy:
+                    for bay in bays:
+                        copy.write_row((bay.time, bay.bay_id, bay.occupied, bay.seq, bay.source))
+                cur.execute(q["insert_bay_events"])
+                result.bay_events = max(cur.rowcount, 0)
+                cur.execute(q["advance_bay_state"])
+            if health:
+                with cur.copy(q["copy_sensor_health"]) as copy:
+                    for h in health:
+                        copy.write_row((h.time, h.sensor_id, h.battery_v, h.battery_pct, h.rssi,
+                                        h.snr, h.gateway_id, h.frame_count))
+                cur.execute(q["insert_sensor_health"])
+                result.health_rows = max(cur.rowcount, 0)
+            bay_lots = sorted({self._lot_of_bay[b.bay_id] for b in bays})
+            result.counter_readings = sum(len(r) for r in counters.values())
+            result.changed, result.superseded = self._update_lots(
+                conn, bay_lots, counters, now)
+            if dead:
+                cur.executemany(q["insert_dead_letter"], dead)
+            self._notify(conn, result.changed)
+        self._remember(result.changed)
+        result.dead_letters = len(dead)
+        for row in dead:
+            result.dead_reasons[row["reason"]] = result.dead_reasons.get(row["reason"], 0) + 1
+        return result
+
+    def refresh(self, conn: psycopg.Connection[Any], now: datetime) -> list[LotStatus]:
+        """Re-derive every lot's status for the time ``now`` (staleness, opening hours)."""
+        with conn.transaction():
+            changed, _ = self._update_lots(conn, [], {}, now, all_lots=True)
+            self._notify(conn, changed)
+        self._remember(changed)
+        return changed
+
+    def _notify(self, conn: psycopg.Connection[Any], changed: list[LotStatus]) -> None:
+        """NOTIFY inside the transaction: listeners hear it only once it commits."""
+        for status in changed:
+            payload = {"lot_id": status.lot_id, "city": self.city.id, **status.as_dict()}
+            conn.execute(self._q["notify_lot_state"], {"payload": json.dumps(payload)})
+
+    def _remember(self, announced: list[LotStatus]) -> None:
+        for status in announced:
+            self._announced[status.lot_id] = status
+
+    def reject(self, conn: psycopg.Connection[Any], message: Message, reason: str) -> BatchResult:
+        """Store one message as a dead letter only (the database refused its readings)."""
+        with conn.transaction():
+            conn.execute(self._q["insert_dead_letter"], self._dead_letter(message, reason))
+        return BatchResult(messages=1, dead_letters=1, dead_reasons={reason: 1})
+
+    def _update_lots(
+        self,
+        conn: psycopg.Connection[Any],
+        bay_lots: list[str],
+        counters: dict[str, list[CounterReading]],
+        now: datetime,
+        *,
+        all_lots: bool = False,
+    ) -> tuple[list[LotStatus], int]:
+        lot_ids = sorted(self._lots) if all_lots else sorted({*bay_lots, *counters})
+        if not lot_ids:
+            return [], 0
+        q = self._q
+        with conn.cursor(row_factory=dict_row) as cur:
+            states = {row["lot_id"]: row for row in cur.execute(
+                q["lock_lot_states"], {"lot_ids": lot_ids})}
+            counts = {row["lot_id"]: row for row in cur.execute(
+                q["bay_lot_counts"], {"lot_ids": bay_lots})} if bay_lots else {}
+        occupancy_rows: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        changed: list[LotStatus] = []
+        superseded = 0
+        for lot_id in lot_ids:
+            lot, old = self._lots[lot_id], states.get(lot_id)
+            if old is None:
+                continue  # registry not synced for this lot yet; its readings stay in history
+            occupied, updated = old["occupied"], old["updated"]
+            counter = CounterState(old["occupied"], old["counter_entries"], old["counter_exits"],
+                                   old["counter_time"])
+            if lot_id in counts:
+                row = counts[lot_id]
+                if row["known"] and (updated is None or row["latest"] > updated):
+                    occupied, updated = row["occupied"], row["latest"]
+                    occupancy_rows.append(self._occupancy_row(lot, updated, occupied, "bays"))
+            for reading in sorted(counters.get(lot_id, ()), key=lambda r: r.time):
+                applied = apply_counter(counter, reading, lot)
+                if applied is None:
+                    superseded += 1
+                    continue
+                counter = applied
+                occupied, updated = counter.occupied, counter.time
+                occupancy_rows.append(self._occupancy_row(
+                    lot, reading.time, occupied, "counter", reading.entries, reading.exits))
+            free = None if occupied is None else lot.capacity - occupied
+            status = LotStatus(lot_id, free, occupied, lot.capacity,
+                               lot_status(lot, self._hours[lot_id], free, updated, now,
+                                          self.city.tz), updated)
+            if (free, occupied, status.status, updated, counter.entries) != (
+                    old["free"], old["occupied"], old["status"], old["updated"],
+                    old["counter_entries"]):
+                updates.append({"lot_id": lot_id, "free": free, "occupied": occupied,
+                                "capacity": lot.capacity, "status": status.status,
+                                "updated": updated, "counter_entries": counter.entries,
+                                "counter_exits": counter.exits, "counter_time": counter.time})
+            if self._should_announce(status):
+                changed.append(status)
+        with conn.cursor() as cur:
+            if updates:
+                cur.executemany(q["update_lot_state"], updates)
+            if occupancy_rows:
+                cur.executemany(q["insert_lot_occupancy"], occupancy_rows)
+        return changed, superseded
+
+    def _should_announce(self, status: LotStatus) -> bool:
+        old = self._announced.get(status.lot_id)
+        if old is None or (old.free, old.occupied, old.status) != (
+                status.free, status.occupied, status.status):
+            return True
+        return (status.updated is not None and old.updated is not None
+                and status.updated - old.updated >= REANNOUNCE_AFTER)
+
+    @staticmethod
+    def _occupancy_row(lot: Lot, time: datetime, occupied: int, source: str,
+                       entries: int | None = None, exits: int | None = None) -> dict[str, Any]:
+        return {"time": time, "lot_id": lot.id, "occupied": occupied,
+                "free": lot.capacity - occupied, "capacity": lot.capacity, "source": source,
+                "entries": entries, "exits": exits}
+
+    def _dead_letter(self, message: Message, reason: str) -> dict[str, Any]:
+        return {
+            "received": message.received,
+            "topic": message.topic[:1024].replace("\x00", "\ufffd"),
+            "payload": message.payload[: self.dead_letter_max_bytes],
+            "payload_size": len(message.payload),
+            "digest": hashlib.sha256(message.payload).digest(),
+            "reason": reason[:500].replace("\x00", "\ufffd"),
+        }

@@ -1,0 +1,130 @@
+"""Load generator: realistic bay and counter messages at a fixed rate, QoS 1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from core.city import City, Lot
+from core.settings import Settings
+
+__all__ = ["LoadError", "LoadReport", "mqtt_client", "run_load"]
+
+logger = logging.getLogger(__name__)
+
+MAX_OUTSTANDING = 5000
+COUNTER_SHARE = 0.1
+
+
+class LoadError(Exception):
+    """The load cannot be generated as asked (one-line reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What the generator published (acknowledged by the broker)."""
+
+    published: int
+    bay_messages: int
+    counter_messages: int
+    elapsed_s: float
+
+
+def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:
+    """A connected publishing client (network loop running) for simulators and tests."""
+    target = settings.mqtt
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set(ca_certs=str(settings.MQTT_CA_FILE) if settings.MQTT_CA_FILE else None)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(1, 10)
+    client.connect(target.host, target.port, keepalive=30)
+    client.loop_start()
+    return client
+
+
+class _Counter:
+    def __init__(self, lot: Lot, rng: random.Random) -> None:
+        self.lot = lot
+        self.entries = rng.randrange(0, 1000)
+        self.exits = self.entries - rng.randrange(0, max(1, lot.capacity // 2))
+        self.exits = max(self.exits, 0)
+
+    def step(self, rng: random.Random) -> None:
+        occupied = self.entries - self.exits
+        if occupied <= 0 or (occupied < self.lot.capacity and rng.random() < 0.5):
+            self.entries += 1
+        else:
+            self.exits += 1
+
+
+def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration: float,
+             seed: int = 1, max_messages: int | None = None) -> LoadReport:
+    """Publish until ``duration`` seconds (or ``max_messages``) have passed; 0 = unlimited."""
+    rng = random.Random(seed)
+    native = [bay.id for _, bay in city.bays() if bay.network == "native"]
+    if bays > len(native):
+        raise LoadError(f"city {city.id} has only {len(native)} native bays, not {bays}")
+    chosen = native[:bays] if bays else native
+    counters = [_Counter(lot, rng) for lot in city.lots if lot.counting == "counter"]
+    if not chosen and not counters:
+        raise LoadError(f"city {city.id} has no native bays and no counter lots")
+    prefix = f"parkleit/v1/{city.id}"
+    occupied = {bay: rng.random() < 0.5 for bay in chosen}
+    seq = dict.fromkeys(chosen, 0)
+    last: dict[str, datetime] = {}
+    client = mqtt_client(settings, f"parkleit-load-{rng.randrange(1 << 30):x}")
+    outstanding: deque[mqtt.MQTTMessageInfo] = deque()
+    published = bay_messages = counter_messages = 0
+    start = time.monotonic()
+    try:
+        while (not duration or time.monotonic() - start < duration) and (
+                max_messages is None or published < max_messages):
+            now = datetime.now(UTC)
+            if counters and (not chosen or rng.random() < COUNTER_SHARE):
+                counter = rng.choice(counters)
+                counter.step(rng)
+                key = counter.lot.id
+                topic = f"{prefix}/lots/{key}/counter"
+                body: dict[str, object] = {"entries": counter.entries, "exits": counter.exits}
+                counter_messages += 1
+            else:
+                key = rng.choice(chosen)
+                if rng.random() < 0.3:
+                    occupied[key] = not occupied[key]
+                seq[key] += 1
+                topic = f"{prefix}/bays/{key}"
+                body = {"occupied": occupied[key], "seq": seq[key]}
+                if seq[key] % 20 == 1:
+                    body["battery_v"] = round(3.6 - rng.random() * 0.4, 3)
+                bay_messages += 1
+            # Strictly increasing per sensor, so every message is a distinct reading.
+            moment = max(now, last.get(key, now - timedelta(seconds=1)) + timedelta(microseconds=1))
+            last[key] = moment
+            body["ts"] = moment.isoformat().replace("+00:00", "Z")
+            outstanding.append(client.publish(topic, json.dumps(body), qos=1))
+            published += 1
+            while len(outstanding) > MAX_OUTSTANDING:
+                outstanding.popleft().wait_for_publish(30)
+            if rate:
+                ahead = start + published / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        for info in outstanding:
+            info.wait_for_publish(60)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return LoadReport(published, bay_messages, counter_messages, time.monotonic() - start)

@@ -1,0 +1,85 @@
+"""Helpers shared by tests: service processes and polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a ``parkleit`` subprocess running with ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    env.update({
+        "PARKLEIT_DATABASE_URL": settings.DATABASE_URL,
+        "PARKLEIT_MQTT_URL": settings.MQTT_URL,
+        "PARKLEIT_CITY": settings.CITY,
+        "PARKLEIT_INGEST_CLIENT_ID": settings.INGEST_CLIENT_ID,
+        "PARKLEIT_INGEST_METRICS_PORT": str(settings.INGEST_METRICS_PORT),
+        "PARKLEIT_INGEST_STALE_CHECK_S": "1",
+    })
+    env.update(extra)
+    return env
+
+
+class ServiceProcess:
+    """A ``parkleit`` subcommand run as a real process (so it can be killed with -9)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "core.cli", *self.args], env=self.env, cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_log(self, text: str, timeout: float = 15) -> None:
+        """Wait until the process has logged ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace"):
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged; log:\n{self.log.read_text()[-3000:]}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.1) -> Any:
+    """Poll until ``predicate()`` is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+        time.sleep(interval)

@@ -1,0 +1,129 @@
+"""Test fixtures: a real PostgreSQL and a real MQTT broker, reached through configuration.
+
+``PARKLEIT_TEST_DATABASE_URL`` (an admin URL; default the local server's ``postgres``
+database) and ``PARKLEIT_TEST_MQTT_URL`` (default ``mqtt://127.0.0.1:1883``) name them; where
+nothing answers there, private ones are started (``core.embedded``). Each test gets its own
+database, cloned from a migrated template, and its own city id, which is also its topic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from _citytoml import write_city
+from _helpers import ServiceProcess
+from psycopg import sql
+
+from core.city import City, load_city
+from core.db import migrate
+from core.embedded import ServiceStack, ensure_services
+from core.settings import Settings
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+    """The database server and broker every test talks to (private ones if none answer)."""
+    stack = ensure_services(
+        tmp_path_factory.mktemp("services"),
+        os.environ.get("PARKLEIT_TEST_DATABASE_URL",
+                       "postgresql://postgres@127.0.0.1:5432/postgres"),
+        os.environ.get("PARKLEIT_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"),
+    )
+    try:
+        with psycopg.connect(stack.database_admin_url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        stack.close()
+        pytest.exit(f"the test database does not answer: {exc}", returncode=3)
+    with stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def admin_url(services: ServiceStack) -> str:
+    return services.database_admin_url
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(services: ServiceStack) -> str:
+    return services.mqtt_url
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    """Name of a migrated database that each test's database is cloned from."""
+    name = f"parkleit_tpl_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(_with_database(admin_url, name), autocommit=True) as conn:
+        migrate(conn, use_timescaledb=False)
+    yield name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated database of this test's own."""
+    name = f"parkleit_t_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+    yield _with_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """An autocommit connection to this test's database."""
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def city_path(tmp_path: Path) -> Path:
+    """A small city config with an id (and so topic prefix) of this test's own."""
+    return write_city(tmp_path, f"t{secrets.token_hex(4)}")
+
+
+@pytest.fixture
+def city(city_path: Path) -> City:
+    return load_city(str(city_path))
+
+
+@pytest.fixture
+def settings(db_url: str, mqtt_url: str, city_path: Path) -> Settings:
+    """Settings for in-process services of this test."""
+    return Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=str(city_path),
+                    INGEST_CLIENT_ID=f"ingest-{city_path.stem}", INGEST_METRICS_PORT=0)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start ``parkleit`` subcommands as processes; all are killed at the end of the test."""
+    started: list[ServiceProcess] = []
+
+    def start(args: list[str], env: dict[str, str], name: str = "service") -> ServiceProcess:
+        process = ServiceProcess(args, env, tmp_path / f"{name}-{len(started)}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()

@@ -1,0 +1,192 @@
+"""The batch writer against a real PostgreSQL: idempotence, ordering, lot state, NOTIFY."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from core.city import City
+from core.registry import sync_registry
+from ingest import Message, Writer, prepare_connection
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday, 13:00 in Zeitz
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def bay_msg(city: City, bay: str, occupied: bool, moment: datetime) -> Message:
+    return Message(f"parkleit/v1/{city.id}/bays/{city.id}-{bay}",
+                   json.dumps({"occupied": occupied, "ts": iso(moment)}).encode(), moment)
+
+
+def counter_msg(city: City, lot: str, moment: datetime, **body: int) -> Message:
+    return Message(f"parkleit/v1/{city.id}/lots/{city.id}-{lot}/counter",
+                   json.dumps({**body, "ts": iso(moment)}).encode(), moment)
+
+
+@pytest.fixture
+def writer(conn: psycopg.Connection[Any], city: City) -> Writer:
+    sync_registry(conn, city)
+    prepare_connection(conn)
+    return Writer(city, dead_letter_max_bytes=100)
+
+
+def rows(conn: psycopg.Connection[Any], query: str, *params: Any) -> list[tuple[Any, ...]]:
+    return conn.execute(query, params).fetchall()
+
+
+def state(conn: psycopg.Connection[Any], city: City, lot: str) -> tuple[Any, ...]:
+    row = conn.execute("SELECT free, occupied, status FROM lot_state WHERE lot_id = %s",
+                       (f"{city.id}-{lot}",)).fetchone()
+    assert row is not None
+    return row
+
+
+def test_redelivered_batch_adds_nothing(conn: psycopg.Connection[Any], city: City,
+                                        writer: Writer) -> None:
+    batch = [bay_msg(city, "st-001", True, at(1)), bay_msg(city, "st-002", True, at(2)),
+             bay_msg(city, "st-001", True, at(1)),  # duplicate inside the batch
+             counter_msg(city, "garage", at(3), entries=10, exits=4),
+             Message(f"parkleit/v1/{city.id}/bays/nope", b"{}", at(4))]
+    first = writer.write(conn, batch, at(5))
+    tables = ("bay_events", "bay_state", "lot_occupancy", "dead_letters")
+    before = {t: rows(conn, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
+    second = writer.write(conn, batch, at(6))
+    after = {t: rows(conn, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
+    assert first.bay_events == 2 and second.bay_events == 0
+    assert before["bay_events"] == after["bay_events"]
+    assert before["lot_occupancy"] == after["lot_occupancy"]
+    assert len(after["dead_letters"]) == 1
+    assert rows(conn, "SELECT occurrences FROM dead_letters") == [(2,)]
+    assert state(conn, city, "garage") == (94, 6, "open")
+
+
+def test_out_of_order_never_moves_a_bay_backwards(conn: psycopg.Connection[Any], city: City,
+                                                  writer: Writer) -> None:
+    writer.write(conn, [bay_msg(city, "st-001", True, at(10))], at(11))
+    writer.write(conn, [bay_msg(city, "st-001", False, at(5))], at(12))  # late arrival
+    assert rows(conn, "SELECT occupied, time FROM bay_state") == [(True, at(10))]
+    assert rows(conn, "SELECT count(*) FROM bay_events") == [(2,)]  # history keeps both
+    assert state(conn, city, "street")[:2] == (3, 1)
+    # Within one batch too: the newest reading wins whatever the arrival order.
+    writer.write(conn, [bay_msg(city, "st-002", False, at(30)),
+                        bay_msg(city, "st-002", True, at(20))], at(31))
+    assert rows(conn, "SELECT occupied FROM bay_state WHERE bay_id = %s",
+                f"{city.id}-st-002") == [(False,)]
+
+
+def test_lot_status_thresholds(conn: psycopg.Connection[Any], city: City,
+                               writer: Writer) -> None:
+    # The street lot has 4 bays and almost_full = 0.75.
+    seen = []
+    for n in range(1, 5):
+        result = writer.write(conn, [bay_msg(city, f"st-00{n}", True, at(n))], at(n))
+        seen.append((state(conn, city, "street"), [s.status for s in result.changed]))
+    assert [s for s, _ in seen] == [(3, 1, "open"), (2, 2, "open"), (1, 3, "almost_full"),
+                                    (0, 4, "full")]
+    assert all(announced for _, announced in seen)
+
+
+def test_stale_lot_turns_unknown_and_is_announced(conn: psycopg.Connection[Any], city: City,
+                                                  writer: Writer) -> None:
+    writer.write(conn, [bay_msg(city, "st-001", True, at(0))], at(0))
+    # The first refresh announces the lots never heard of, as unknown; the fresh one stays.
+    first = writer.refresh(conn, at(60))
+    assert sorted((s.lot_id, s.status) for s in first) == [
+        (f"{city.id}-{lot}", "unknown") for lot in ("garage", "lora", "small")]
+    assert writer.refresh(conn, at(61)) == []
+    changed = writer.refresh(conn, at(901))  # default stale_after_s = 900
+    assert [(s.lot_id, s.status) for s in changed] == [(f"{city.id}-street", "unknown")]
+    assert state(conn, city, "street") == (3, 1, "unknown")
+
+
+def test_counter_wrap_and_reset_across_batches(conn: psycopg.Connection[Any], city: City,
+                                               writer: Writer) -> None:
+    # The garage counter wraps at 1000 (counter_modulus in the test city).
+    steps = [({"entries": 990, "exits": 960}, 30),  # first reading: entries - exits
+             ({"entries": 995, "exits": 961}, 34),
+             ({"entries": 5, "exits": 970}, 35),   # entries wrapped: +10 -9
+             ({"entries": 2, "exits": 1}, 36)]     # both went down: a reset, +2 -1
+    for n, (body, expected) in enumerate(steps):
+        writer.write(conn, [counter_msg(city, "garage", at(n), **body)], at(n))
+        assert state(conn, city, "garage")[1] == expected, body
+    # An older reading arriving late is superseded, not applied.
+    result = writer.write(conn, [counter_msg(city, "garage", at(1), entries=0, exits=0)], at(9))
+    assert result.superseded == 1 and state(conn, city, "garage")[1] == 36
+
+
+def test_counter_never_leaves_zero_to_capacity(conn: psycopg.Connection[Any], city: City,
+                                               writer: Writer) -> None:
+    writer.write(conn, [counter_msg(city, "small", at(0), entries=50, exits=0)], at(0))
+    assert state(conn, city, "small") == (0, 10, "full")
+    writer.write(conn, [counter_msg(city, "small", at(1), entries=50, exits=80)], at(1))
+    assert state(conn, city, "small") == (10, 0, "open")
+    writer.write(conn, [counter_msg(city, "small", at(2), occupied=7)], at(2))
+    assert state(conn, city, "small") == (3, 7, "open")
+
+
+def test_notify_arrives_after_commit(conn: psycopg.Connection[Any], db_url: str, city: City,
+                                     writer: Writer) -> None:
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN parkleit_lot_state")
+        writer.write(conn, [counter_msg(city, "garage", at(0), occupied=40)], at(0))
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+    payload = json.loads(notes[0].payload)
+    assert payload == {"lot_id": f"{city.id}-garage", "city": city.id, "free": 60,
+                       "occupied": 40, "capacity": 100, "status": "open",
+                       "updated": iso(at(0))}
+
+
+def test_failed_transaction_keeps_nothing(conn: psycopg.Connection[Any], city: City,
+                                          writer: Writer) -> None:
+    conn.execute("ALTER TABLE lot_occupancy ADD CONSTRAINT no_rows CHECK (false)")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        writer.write(conn, [bay_msg(city, "st-001", True, at(0))], at(0))
+    assert rows(conn, "SELECT count(*) FROM bay_events") == [(0,)]
+    conn.execute("ALTER TABLE lot_occupancy DROP CONSTRAINT no_rows")
+    # The retry announces the change that the failed attempt could not.
+    result = writer.write(conn, [bay_msg(city, "st-001", True, at(0))], at(0))
+    assert [s.free for s in result.changed] == [3]
+
+
+def test_dead_letter_payload_is_truncated(conn: psycopg.Connection[Any], city: City,
+                                          writer: Writer) -> None:
+    big = b"\x00\xff" * 5000
+    writer.write(conn, [Message(f"parkleit/v1/{city.id}/bays/{city.id}-st-001", big, at(0))],
+                 at(0))
+    payload, size, reason = conn.execute(
+        "SELECT payload, payload_size, reason FROM dead_letters").fetchone() or ()
+    assert (len(payload), size) == (100, 10000) and reason.startswith("not JSON")
+
+
+def test_sensor_health_from_battery_and_radio(conn: psycopg.Connection[Any], city: City,
+                                              writer: Writer) -> None:
+    msg = Message(f"parkleit/v1/{city.id}/bays/{city.id}-st-003",
+                  json.dumps({"occupied": False, "ts": iso(at(0)), "battery_v": 3.1}).encode(),
+                  at(0))
+    writer.write(conn, [msg, msg], at(0))
+    assert rows(conn, "SELECT sensor_id, battery_v FROM sensor_health") == [
+        (f"{city.id}-st-003", pytest.approx(3.1))]
+
+
+def test_registry_sync_follows_the_config(conn: psycopg.Connection[Any], city: City) -> None:
+    sync_registry(conn, city)
+    sync_registry(conn, city)
+    assert rows(conn, "SELECT count(*) FROM lots WHERE city = %s", city.id) == [(4,)]
+    assert rows(conn, "SELECT count(*) FROM bays") == [(6,)]
+    smaller = city.model_copy(update={"lots": city.lots[:2], "signs": ()})
+    sync_registry(conn, smaller)
+    assert rows(conn, "SELECT lot_id FROM lots ORDER BY 1") == [
+        (f"{city.id}-garage",), (f"{city.id}-small",)]
+    assert rows(conn, "SELECT count(*) FROM bays") == [(0,)]
+    assert rows(conn, "SELECT count(*) FROM lot_state") == [(2,)]
