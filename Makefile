@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 		{ echo "parkleit needs Python >= 3.11 (PYTHON=$(PYTHON))"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -124,7 +124,8 @@ def _cmd_simulate_load(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
-    return run_demo(_settings(), _city(args, _settings()), rate=args.rate)
+    settings = _settings()
+    return run_demo(settings, _city(args, settings), args.city or settings.CITY, rate=args.rate)
 
 
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:

@@ -21,8 +21,8 @@ __all__ = [
     "has_timescaledb",
     "load_sql",
     "migrate",
-    "queries",
     "open_pool",
+    "queries",
     "split_statements",
 ]
 

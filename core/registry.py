@@ -42,9 +42,14 @@ def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> N
             }
             for sign in city.signs
         ]
-        cur.execute(q["delete_gone_signs"], {"city": city.id, "sign_ids": [r["sign_id"] for r in sign_rows]})
-        cur.execute(q["delete_gone_bays"], {"city": city.id, "bay_ids": [r["bay_id"] for r in bay_rows]})
-        cur.execute(q["delete_gone_lots"], {"city": city.id, "lot_ids": [r["lot_id"] for r in lot_rows]})
+        keep = {
+            "city": city.id,
+            "sign_ids": [row["sign_id"] for row in sign_rows],
+            "bay_ids": [row["bay_id"] for row in bay_rows],
+            "lot_ids": [row["lot_id"] for row in lot_rows],
+        }
+        for query in ("delete_gone_signs", "delete_gone_bays", "delete_gone_lots"):
+            cur.execute(q[query], keep)
         cur.executemany(q["upsert_lot"], lot_rows)
         cur.executemany(q["ensure_lot_state"], lot_rows)
         if bay_rows:

@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     MQTT_URL: str = "mqtt://127.0.0.1:1883"
     MQTT_CA_FILE: Path | None = None
     CITY: str = "zeitz"
-    LOG_LEVEL: str = "INFO"
     # ingest
     INGEST_CLIENT_ID: str = "parkleit-ingest-1"
     INGEST_BATCH_SIZE: Annotated[int, Field(ge=1, le=50_000)] = 2000

@@ -30,6 +30,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE = timedelta(minutes=5)
 MAX_AGE = timedelta(days=30)
 _COUNTER_MAX = 2**63 - 1
+_FCNT_MAX = 2**32 - 1  # LoRaWAN frame counters are 32 bits
+_FPORT_MAX = 255
 
 
 class DecodeError(ValueError):
@@ -119,16 +121,20 @@ def _number(obj: Mapping[str, Any], key: str, low: float, high: float) -> float 
     value = _optional(obj, key, (int, float))
     if value is None:
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer beyond the float range
+        number = math.inf
     if not math.isfinite(number) or not low <= number <= high:
-        raise DecodeError(f"field {key!r} out of range [{low}, {high}]: {value!r}")
+        raise DecodeError(f"field {key!r} out of range [{low}, {high}]: {str(value)[:32]}")
     return number
 
 
-def _count(obj: Mapping[str, Any], key: str, *, required: bool) -> int | None:
+def _count(obj: Mapping[str, Any], key: str, *, required: bool,
+           high: int = _COUNTER_MAX) -> int | None:
     value = _field(obj, key, int) if required else _optional(obj, key, int)
-    if value is not None and not 0 <= value <= _COUNTER_MAX:
-        raise DecodeError(f"field {key!r} out of range: {value}")
+    if value is not None and not 0 <= value <= high:
+        raise DecodeError(f"field {key!r} out of range [0, {high}]: {str(value)[:32]}")
     return value
 
 
@@ -207,8 +213,9 @@ class Decoder:
         bay_id = self._bay_for_device(dev_eui)
         uplink = _field(body, "uplink_message", dict)
         moment = self._time(body, "received_at", received)
-        f_port = _optional(uplink, "f_port", int) or 1
-        frame = _optional(uplink, "f_cnt", int) or 0
+        # The Things Stack omits zero values: no f_port is port 0 (MAC only), no f_cnt is 0.
+        f_port = _count(uplink, "f_port", required=False, high=_FPORT_MAX) or 0
+        frame = _count(uplink, "f_cnt", required=False, high=_FCNT_MAX) or 0
         decoded = _optional(uplink, "decoded_payload", dict)
         occupied = self._occupancy(decoded, _optional(uplink, "frm_payload", str), f_port)
         health = HealthReading(
@@ -236,8 +243,8 @@ class Decoder:
         if event == "status":
             return [HealthReading(bay_id, moment,
                                   battery_pct=_number(body, "batteryLevel", 0, 100))]
-        f_port = _optional(body, "fPort", int) or 1
-        frame = _optional(body, "fCnt", int) or 0
+        f_port = _count(body, "fPort", required=False, high=_FPORT_MAX) or 0
+        frame = _count(body, "fCnt", required=False, high=_FCNT_MAX) or 0
         decoded = _optional(body, "object", dict)
         occupied = self._occupancy(decoded, _optional(body, "data", str), f_port)
         health = HealthReading(
@@ -262,7 +269,7 @@ class Decoder:
 
         Raw frames follow the common parking-sensor layout (Bosch PLS, Nwave): on ports 1
         (status) and 2 (heartbeat) byte 0 bit 0 is occupied; on port 3 (start-up) byte 16 is.
-        Other ports carry no occupancy.
+        Other ports (0 = MAC commands only, 4+ = device info, usage, debug) carry no occupancy.
         """
         if decoded is not None and "occupied" in decoded:
             value = decoded["occupied"]
@@ -315,9 +322,13 @@ def _best_gateway(rx: list[Any], id_key: str, rssi_key: str, snr_key: str) -> di
         if isinstance(gateway, dict):
             gateway = gateway.get("gateway_id")
         best = {"rssi": rssi, "snr": _number(entry, snr_key, -50, 50),
-                "gateway_id": gateway[:64].replace("\x00", "") if isinstance(gateway, str)
-                else None}
+                "gateway_id": _clean_text(gateway[:64]) if isinstance(gateway, str) else None}
     return best
+
+
+def _clean_text(text: str) -> str:
+    """Text the database can store: no NUL, no lone surrogates (JSON allows ``"\\ud800"``)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _battery(decoded: Mapping[str, Any] | None) -> dict[str, float | None]:

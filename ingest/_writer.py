@@ -217,9 +217,11 @@ class Writer:
                     superseded += 1
                     continue
                 counter = applied
+                assert counter.occupied is not None  # an applied reading always sets it
                 occupied, updated = counter.occupied, counter.time
                 occupancy_rows.append(self._occupancy_row(
-                    lot, reading.time, occupied, "counter", reading.entries, reading.exits))
+                    lot, reading.time, counter.occupied, "counter", reading.entries,
+                    reading.exits))
             free = None if occupied is None else lot.capacity - occupied
             status = LotStatus(lot_id, free, occupied, lot.capacity,
                                lot_status(lot, self._hours[lot_id], free, updated, now,

@@ -46,8 +46,9 @@ def rows(conn: psycopg.Connection[Any], query: str, *params: Any) -> list[tuple[
 
 
 def state(conn: psycopg.Connection[Any], city: City, lot: str) -> tuple[Any, ...]:
-    row = conn.execute("SELECT free, occupied, status FROM lot_state WHERE lot_id = %s",
-                       (f"{city.id}-{lot}",)).fetchone()
+    row: tuple[Any, ...] | None = conn.execute(
+        "SELECT free, occupied, status FROM lot_state WHERE lot_id = %s",
+        (f"{city.id}-{lot}",)).fetchone()
     assert row is not None
     return row
 
@@ -164,8 +165,9 @@ def test_dead_letter_payload_is_truncated(conn: psycopg.Connection[Any], city: C
     big = b"\x00\xff" * 5000
     writer.write(conn, [Message(f"parkleit/v1/{city.id}/bays/{city.id}-st-001", big, at(0))],
                  at(0))
-    payload, size, reason = conn.execute(
-        "SELECT payload, payload_size, reason FROM dead_letters").fetchone() or ()
+    row = conn.execute("SELECT payload, payload_size, reason FROM dead_letters").fetchone()
+    assert row is not None
+    payload, size, reason = row
     assert (len(payload), size) == (100, 10000) and reason.startswith("not JSON")
 
 
