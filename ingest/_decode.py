@@ -132,7 +132,7 @@ def _number(obj: Mapping[str, Any], key: str, low: float, high: float) -> float 
 
 def _count(obj: Mapping[str, Any], key: str, *, required: bool,
            high: int = _COUNTER_MAX) -> int | None:
-    value = _field(obj, key, int) if required else _optional(obj, key, int)
+    value: int | None = _field(obj, key, int) if required else _optional(obj, key, int)
     if value is not None and not 0 <= value <= high:
         raise DecodeError(f"field {key!r} out of range [0, {high}]: {str(value)[:32]}")
     return value
@@ -218,10 +218,11 @@ class Decoder:
         frame = _count(uplink, "f_cnt", required=False, high=_FCNT_MAX) or 0
         decoded = _optional(uplink, "decoded_payload", dict)
         occupied = self._occupancy(decoded, _optional(uplink, "frm_payload", str), f_port)
+        battery_v, battery_pct = _battery(decoded)
         health = HealthReading(
-            bay_id, moment, frame_count=frame, **_best_gateway(
+            bay_id, moment, battery_v=battery_v, battery_pct=battery_pct, frame_count=frame,
+            **_best_gateway(
                 _optional(uplink, "rx_metadata", list) or [], "gateway_ids", "rssi", "snr"),
-            **_battery(decoded),
         )
         battery = _optional(uplink, "last_battery_percentage", dict)
         if battery is not None:
@@ -247,10 +248,10 @@ class Decoder:
         frame = _count(body, "fCnt", required=False, high=_FCNT_MAX) or 0
         decoded = _optional(body, "object", dict)
         occupied = self._occupancy(decoded, _optional(body, "data", str), f_port)
+        battery_v, battery_pct = _battery(decoded)
         health = HealthReading(
-            bay_id, moment, frame_count=frame,
+            bay_id, moment, battery_v=battery_v, battery_pct=battery_pct, frame_count=frame,
             **_best_gateway(_optional(body, "rxInfo", list) or [], "gatewayId", "rssi", "snr"),
-            **_battery(decoded),
         )
         readings: list[Reading] = [health]
         if occupied is not None:
@@ -297,7 +298,8 @@ class Decoder:
     def _time(self, body: Mapping[str, Any], key: str, received: datetime) -> datetime:
         text = _field(body, key, str)
         try:
-            moment = datetime.fromisoformat(text)
+            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only the upper-case ones.
+            moment = datetime.fromisoformat(text.upper())
         except ValueError:
             raise DecodeError(f"field {key!r} is not an RFC 3339 time") from None
         if moment.tzinfo is None:
@@ -331,11 +333,11 @@ def _clean_text(text: str) -> str:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def _battery(decoded: Mapping[str, Any] | None) -> dict[str, float | None]:
+def _battery(decoded: Mapping[str, Any] | None) -> tuple[float | None, float | None]:
+    """Battery voltage and percentage from a decoded payload, where the codec gives them."""
     if decoded is None:
-        return {}
-    return {"battery_v": _number(decoded, "battery_v", 0, 10),
-            "battery_pct": _number(decoded, "battery_pct", 0, 100)}
+        return None, None
+    return _number(decoded, "battery_v", 0, 10), _number(decoded, "battery_pct", 0, 100)
 
 
 def _with_battery_pct(health: HealthReading, pct: float | None) -> HealthReading:

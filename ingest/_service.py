@@ -67,6 +67,9 @@ class _Metrics:
                             "Messages stored in dead_letters", registry=r)
         self.rows = Counter("parkleit_ingest_rows_written", "New rows written", ["table"],
                             registry=r)
+        self.superseded = Counter("parkleit_ingest_counter_superseded",
+                                  "Counter readings not newer than the lot's last one (kept "
+                                  "out of lot_occupancy by design)", registry=r)
         self.db_errors = Counter("parkleit_ingest_database_errors",
                                  "Failed batch transactions", registry=r)
         self.queue_full = Counter("parkleit_ingest_queue_full",
@@ -168,20 +171,23 @@ class IngestService:
         messages = [item.message for item in batch]
         while True:
             try:
-                with pool.connection(timeout=5) as conn:
-                    result = self.writer.write(conn, messages, datetime.now(UTC))
+                try:
+                    with pool.connection(timeout=5) as conn:
+                        result = self.writer.write(conn, messages, datetime.now(UTC))
+                except _TRANSIENT_DB:
+                    raise
+                except (psycopg.Error, ValueError) as exc:
+                    # Something in the batch the database (or the driver) refuses: find it,
+                    # keep the rest. UnicodeEncodeError is a ValueError.
+                    self.metrics.db_errors.inc()
+                    logger.error("batch refused by the database (%s); writing one by one",
+                                 type(exc).__name__)
+                    result = self._write_singly(pool, messages)
                 break
             except _TRANSIENT_DB as exc:
                 self.metrics.db_errors.inc()
                 logger.warning("database unavailable (%s); retrying %d messages in %.1f s",
                                type(exc).__name__, len(batch), delay)
-            except psycopg.Error as exc:
-                # Something in the batch the database refuses: find it, keep the rest.
-                self.metrics.db_errors.inc()
-                logger.error("batch refused by the database (%s); writing one by one",
-                             type(exc).__name__)
-                result = self._write_singly(pool, messages)
-                break
             if self._stop.is_set() and drain_deadline is not None and (
                     time.monotonic() > drain_deadline):
                 logger.error("gave up on %d unacknowledged messages at shutdown; the broker "
@@ -199,13 +205,14 @@ class IngestService:
                     result = self.writer.write(conn, [message], datetime.now(UTC))
                 except _TRANSIENT_DB:
                     raise
-                except psycopg.Error as exc:
+                except (psycopg.Error, ValueError) as exc:
                     result = self.writer.reject(conn, message,
                                                 f"database refused: {type(exc).__name__}")
             total.messages += result.messages
             total.dead_letters += result.dead_letters
             total.bay_events += result.bay_events
             total.health_rows += result.health_rows
+            total.superseded += result.superseded
             total.changed.extend(result.changed)
         return total
 
@@ -222,6 +229,7 @@ class IngestService:
         m = self.metrics
         m.written.inc(len(batch) - result.dead_letters)
         m.dead.inc(result.dead_letters)
+        m.superseded.inc(result.superseded)
         m.rows.labels("bay_events").inc(result.bay_events)
         m.rows.labels("sensor_health").inc(result.health_rows)
         if result.newest is not None:
@@ -255,7 +263,9 @@ class IngestService:
             ca = self.settings.MQTT_CA_FILE
             client.tls_set(ca_certs=str(ca) if ca else None)
         client.will_set(self.service_topic, "offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # Short: a broker that restarted has lost our shared subscription (Mosquitto 2.0 does
+        # not persist those) until we reconnect and subscribe again.
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -83,6 +83,11 @@ def prepare_connection(conn: psycopg.Connection[Any]) -> None:
         conn.execute(queries("ingest")["create_staging"])
 
 
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows of equal keys as one list per key (parameters of an ``unnest`` statement)."""
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
 class Writer:
     """Decodes batches of messages and writes them in one transaction each."""
 
@@ -163,9 +168,10 @@ class Writer:
 
     def _notify(self, conn: psycopg.Connection[Any], changed: list[LotStatus]) -> None:
         """NOTIFY inside the transaction: listeners hear it only once it commits."""
-        for status in changed:
-            payload = {"lot_id": status.lot_id, "city": self.city.id, **status.as_dict()}
-            conn.execute(self._q["notify_lot_state"], {"payload": json.dumps(payload)})
+        if changed:
+            payloads = [json.dumps({"lot_id": status.lot_id, "city": self.city.id,
+                                    **status.as_dict()}) for status in changed]
+            conn.execute(self._q["notify_lot_states"], {"payloads": payloads})
 
     def _remember(self, announced: list[LotStatus]) -> None:
         for status in announced:
@@ -198,7 +204,7 @@ class Writer:
         occupancy_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         changed: list[LotStatus] = []
-        superseded = 0
+        late: list[tuple[Lot, CounterReading]] = []
         for lot_id in lot_ids:
             lot, old = self._lots[lot_id], states.get(lot_id)
             if old is None:
@@ -214,7 +220,7 @@ class Writer:
             for reading in sorted(counters.get(lot_id, ()), key=lambda r: r.time):
                 applied = apply_counter(counter, reading, lot)
                 if applied is None:
-                    superseded += 1
+                    late.append((lot, reading))
                     continue
                 counter = applied
                 assert counter.occupied is not None  # an applied reading always sets it
@@ -235,12 +241,39 @@ class Writer:
                                 "counter_exits": counter.exits, "counter_time": counter.time})
             if self._should_announce(status):
                 changed.append(status)
+        # One statement each for all lots: arrays of columns, not a statement per row.
         with conn.cursor() as cur:
             if updates:
-                cur.executemany(q["update_lot_state"], updates)
+                cur.execute(q["update_lot_states"], _columns(updates))
             if occupancy_rows:
-                cur.executemany(q["insert_lot_occupancy"], occupancy_rows)
-        return changed, superseded
+                cur.execute(q["insert_lot_occupancy"], _columns(occupancy_rows))
+            if late:
+                late_rows = self._late_counter_rows(conn, late)
+                if late_rows:
+                    cur.execute(q["insert_lot_occupancy"], _columns(late_rows))
+        return changed, len(late)
+
+    def _late_counter_rows(self, conn: psycopg.Connection[Any],
+                           late: list[tuple[Lot, CounterReading]]) -> list[dict[str, Any]]:
+        """History rows for counter readings older than the lot's current state.
+
+        They no longer change the lot's state, but history keeps them: each is counted on
+        from the stored row just before it (cumulative counters telescope, so the rows after
+        it stay right). A redelivered reading finds its own row and adds nothing.
+        """
+        previous = self._q["previous_occupancy"]
+        params = {"lot_ids": [lot.id for lot, _ in late],
+                  "times": [reading.time for _, reading in late]}
+        with conn.cursor(row_factory=dict_row) as cur:
+            before = cur.execute(previous, params).fetchall()
+        rows = []
+        for (lot, reading), prev in zip(late, before, strict=True):
+            state = CounterState(prev["occupied"], prev["entries"], prev["exits"], prev["time"])
+            applied = apply_counter(state, reading, lot)
+            if applied is not None and applied.occupied is not None:
+                rows.append(self._occupancy_row(lot, reading.time, applied.occupied, "counter",
+                                                reading.entries, reading.exits))
+        return rows
 
     def _should_announce(self, status: LotStatus) -> bool:
         old = self._announced.get(status.lot_id)

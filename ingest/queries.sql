@@ -58,18 +58,39 @@ WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
 FOR UPDATE;
 
--- name: update_lot_state
-UPDATE lot_state
-SET free = %(free)s, occupied = %(occupied)s, capacity = %(capacity)s, status = %(status)s,
-    updated = %(updated)s, counter_entries = %(counter_entries)s,
-    counter_exits = %(counter_exits)s, counter_time = %(counter_time)s
-WHERE lot_id = %(lot_id)s;
+-- One statement per batch for all lots (arrays of equal length, one element per lot).
+-- name: update_lot_states
+UPDATE lot_state AS s
+SET free = u.free, occupied = u.occupied, capacity = u.capacity, status = u.status,
+    updated = u.updated, counter_entries = u.counter_entries,
+    counter_exits = u.counter_exits, counter_time = u.counter_time
+FROM unnest(%(lot_id)s::text[], %(free)s::integer[], %(occupied)s::integer[],
+            %(capacity)s::integer[], %(status)s::text[], %(updated)s::timestamptz[],
+            %(counter_entries)s::bigint[], %(counter_exits)s::bigint[],
+            %(counter_time)s::timestamptz[])
+     AS u (lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
+           counter_time)
+WHERE s.lot_id = u.lot_id;
 
 -- name: insert_lot_occupancy
 INSERT INTO lot_occupancy (time, lot_id, occupied, free, capacity, source, entries, exits)
-VALUES (%(time)s, %(lot_id)s, %(occupied)s, %(free)s, %(capacity)s, %(source)s, %(entries)s,
-        %(exits)s)
+SELECT * FROM unnest(%(time)s::timestamptz[], %(lot_id)s::text[], %(occupied)s::integer[],
+                     %(free)s::integer[], %(capacity)s::integer[], %(source)s::text[],
+                     %(entries)s::bigint[], %(exits)s::bigint[])
 ON CONFLICT (lot_id, time) DO NOTHING;
+
+-- The stored row just before each (lot_id, time), in input order (NULLs where none is).
+-- name: previous_occupancy
+SELECT p.time, p.occupied, p.entries, p.exits
+FROM unnest(%(lot_ids)s::text[], %(times)s::timestamptz[]) WITH ORDINALITY AS r (lot_id, time, n)
+LEFT JOIN LATERAL (
+    SELECT o.time, o.occupied, o.entries, o.exits
+    FROM lot_occupancy AS o
+    WHERE o.lot_id = r.lot_id AND o.time < r.time
+    ORDER BY o.time DESC
+    LIMIT 1
+) AS p ON TRUE
+ORDER BY r.n;
 
 -- name: insert_dead_letter
 INSERT INTO dead_letters (received, last_received, topic, payload, payload_size, digest, reason)
@@ -78,8 +99,9 @@ VALUES (%(received)s, %(received)s, %(topic)s, %(payload)s, %(payload_size)s, %(
 ON CONFLICT (topic, digest) DO UPDATE
 SET occurrences = dead_letters.occurrences + 1, last_received = excluded.last_received;
 
--- name: notify_lot_state
-SELECT pg_notify('parkleit_lot_state', %(payload)s);
+-- One notification per element, in array order; delivered when the transaction commits.
+-- name: notify_lot_states
+SELECT pg_notify('parkleit_lot_state', payload) FROM unnest(%(payloads)s::text[]) AS payload;
 
 -- name: current_lot_states
 SELECT lot_id, free, occupied, capacity, status, updated

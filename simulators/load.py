@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MAX_OUTSTANDING = 5000
 COUNTER_SHARE = 0.1
+ACK_TIMEOUT_S = 60.0
 
 
 class LoadError(Exception):
@@ -30,12 +31,42 @@ class LoadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LoadReport:
-    """What the generator published (acknowledged by the broker)."""
+    """What the generator published; ``unacknowledged`` of them the broker never took."""
 
     published: int
     bay_messages: int
     counter_messages: int
     elapsed_s: float
+    unacknowledged: int = 0
+
+
+class _Acks:
+    """PUBACKs counted by paho's network thread.
+
+    Waiting on each ``MQTTMessageInfo`` does not survive a reconnect: a message published
+    while the connection is down carries ``MQTT_ERR_NO_CONN`` and ``wait_for_publish``
+    raises, although paho keeps it and sends it (like every unacknowledged QoS 1 message)
+    again once it has reconnected. So count the acknowledgements instead.
+    """
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.refused = 0
+        self.changed = threading.Condition()
+
+    def on_publish(self, _client: mqtt.Client, _userdata: object, _mid: int, reason: object,
+                   _properties: object) -> None:
+        with self.changed:
+            self.acked += 1
+            if getattr(reason, "is_failure", False):
+                self.refused += 1
+            self.changed.notify_all()
+
+    def wait(self, outstanding: int, published: int, timeout: float) -> bool:
+        """Wait until at most ``outstanding`` of ``published`` are unacknowledged."""
+        with self.changed:
+            return self.changed.wait_for(lambda: published - self.acked <= outstanding,
+                                         timeout)
 
 
 def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:
@@ -86,7 +117,8 @@ def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration
     seq = dict.fromkeys(chosen, 0)
     last: dict[str, datetime] = {}
     client = mqtt_client(settings, f"parkleit-load-{rng.randrange(1 << 30):x}")
-    outstanding: deque[mqtt.MQTTMessageInfo] = deque()
+    acks = _Acks()
+    client.on_publish = acks.on_publish
     published = bay_messages = counter_messages = 0
     start = time.monotonic()
     try:
@@ -114,17 +146,22 @@ def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration
             moment = max(now, last.get(key, now - timedelta(seconds=1)) + timedelta(microseconds=1))
             last[key] = moment
             body["ts"] = moment.isoformat().replace("+00:00", "Z")
-            outstanding.append(client.publish(topic, json.dumps(body), qos=1))
+            client.publish(topic, json.dumps(body), qos=1)
             published += 1
-            while len(outstanding) > MAX_OUTSTANDING:
-                outstanding.popleft().wait_for_publish(30)
+            if published - acks.acked > MAX_OUTSTANDING:
+                acks.wait(MAX_OUTSTANDING, published, ACK_TIMEOUT_S)
             if rate:
                 ahead = start + published / rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-        for info in outstanding:
-            info.wait_for_publish(60)
+        if not acks.wait(0, published, ACK_TIMEOUT_S):
+            logger.warning("the broker acknowledged %d of %d messages within %.0f s",
+                           acks.acked, published, ACK_TIMEOUT_S)
     finally:
         client.disconnect()
         client.loop_stop()
-    return LoadReport(published, bay_messages, counter_messages, time.monotonic() - start)
+    unacknowledged = published - acks.acked + acks.refused
+    if acks.refused:
+        logger.warning("the broker refused %d messages", acks.refused)
+    return LoadReport(published, bay_messages, counter_messages, time.monotonic() - start,
+                      unacknowledged)

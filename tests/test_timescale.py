@@ -87,7 +87,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "lot_ids": ["L1", "L2", "L3"],
     "lot_id": "L1",
     "city": "testcity",
-    "payload": '{"lot_id": "L1", "free": 1}',
+    "payloads": ['{"lot_id": "L1", "free": 1}'],
+    "times": [datetime(2024, 4, 1, 9, 0, tzinfo=UTC)] * 3,
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {

@@ -192,3 +192,18 @@ def test_registry_sync_follows_the_config(conn: psycopg.Connection[Any], city: C
         (f"{city.id}-garage",), (f"{city.id}-small",)]
     assert rows(conn, "SELECT count(*) FROM bays") == [(0,)]
     assert rows(conn, "SELECT count(*) FROM lot_state") == [(2,)]
+
+
+def test_late_counter_reading_still_gets_its_history_row(
+        conn: psycopg.Connection[Any], city: City, writer: Writer) -> None:
+    lot = f"{city.id}-garage"
+    writer.write(conn, [counter_msg(city, "garage", at(0), entries=10, exits=0)], at(0))
+    writer.write(conn, [counter_msg(city, "garage", at(20), entries=16, exits=2)], at(20))
+    # Reading of second 10 arrives last (another worker committed the newer one first).
+    late = writer.write(conn, [counter_msg(city, "garage", at(10), entries=13, exits=1)], at(21))
+    assert late.superseded == 1
+    assert rows(conn, "SELECT time, occupied FROM lot_occupancy WHERE lot_id = %s ORDER BY 1",
+                lot) == [(at(0), 10), (at(10), 12), (at(20), 14)]
+    assert state(conn, city, "garage")[1] == 14  # the state keeps the newest reading
+    writer.write(conn, [counter_msg(city, "garage", at(10), entries=13, exits=1)], at(22))
+    assert rows(conn, "SELECT count(*) FROM lot_occupancy") == [(3,)]  # redelivery: no-op
