@@ -611,13 +611,14 @@ def _ingest_phase(args: argparse.Namespace, result: Result, broker: PrivateBroke
     listener = NotifyListener(db_url)
     publisher: Publisher | None = None
     try:
-        publisher = Publisher(broker.url, city_path, args.bays, args.messages, args.rate,
-                              args.seed)
         if args.backlog:
             for worker in workers:  # their sessions stay; the broker queues for them
                 worker.stop()
             logger.info("ingest stopped; publishing %d messages into its session",
                         args.messages)
+        publisher = Publisher(broker.url, city_path, args.bays, args.messages, args.rate,
+                              args.seed)
+        if args.backlog:
             publisher.wait(3600)
             _start_workers(args, env, tmp, workers, 2)
             logger.info("%d ingest worker(s) restarted: draining the backlog", len(workers))

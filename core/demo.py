@@ -45,7 +45,7 @@ def run_demo(settings: Settings, city: City, city_ref: str, *, rate: float) -> i
                     sum(1 for _ in city.bays()), len(city.signs))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
         env |= {"PARKLEIT_DATABASE_URL": stack.database_url, "PARKLEIT_MQTT_URL": stack.mqtt_url,
-                "PARKLEIT_CITY": city_ref}
+                "PARKLEIT_CITY": city_ref, "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol}
         children = {
             "ingest": ["ingest"],
             "load generator": ["simulate", "load", "--rate", str(rate), "--duration", "0"],

@@ -650,6 +650,7 @@ class ServiceStack:
     database_admin_url: str
     database_url: str
     mqtt_url: str
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
     started: list[str] = field(default_factory=list)
     _closers: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
 
@@ -716,6 +717,8 @@ def ensure_services(root: Path, database_url: str, mqtt_url: str) -> ServiceStac
             broker = PrivateBroker(root / "mosquitto")
             stack.mqtt_url = broker.start()
             stack._closers.append(broker.stop)
+            if broker.backend.startswith("amqtt"):
+                stack.mqtt_protocol = "3.1.1"
             stack.started.append(
                 f"MQTT broker ({broker.backend}) on {LOOPBACK}:{broker.port},"
                 f" persistence in {broker.root}"

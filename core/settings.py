@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -28,6 +28,7 @@ class MqttTarget(BaseModel):
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    v5: bool = True
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "postgresql://postgres@127.0.0.1:5432/parkleit"
     MQTT_URL: str = "mqtt://127.0.0.1:1883"
     MQTT_CA_FILE: Path | None = None
+    # "5" everywhere it can be; "3.1.1" only for brokers without MQTT 5 (the amqtt demo
+    # broker): then no shared subscriptions (one ingest worker) and no Receive Maximum.
+    MQTT_PROTOCOL: Literal["5", "3.1.1"] = "5"
     CITY: str = "zeitz"
     # ingest
     INGEST_CLIENT_ID: str = "parkleit-ingest-1"
@@ -87,6 +91,7 @@ class Settings(BaseSettings):
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=parts.scheme == "mqtts",
+            v5=self.MQTT_PROTOCOL == "5",
         )
 
 

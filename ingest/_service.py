@@ -25,7 +25,6 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -256,7 +255,8 @@ class IngestService:
     def _connect(self) -> mqtt.Client:
         target = self.settings.mqtt
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.INGEST_CLIENT_ID,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
+                             protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311,
+                             clean_session=None if target.v5 else False, manual_ack=True)
         if target.username:
             client.username_pw_set(target.username, target.password)
         if target.tls:
@@ -270,11 +270,15 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.settings.INGEST_RECEIVE_MAXIMUM
-        client.connect_async(target.host, target.port, keepalive=30, clean_start=False,
-                             properties=props)
+        if target.v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            props.ReceiveMaximum = self.settings.INGEST_RECEIVE_MAXIMUM
+            client.connect_async(target.host, target.port, keepalive=30, clean_start=False,
+                                 properties=props)
+        else:
+            logger.warning("MQTT 3.1.1: no shared subscription, so run one ingest worker only")
+            client.connect_async(target.host, target.port, keepalive=30)
         client.loop_start()
         return client
 
@@ -297,8 +301,8 @@ class IngestService:
             return
         with self._lock:
             self._generation += 1
-        filters = [(SHARE_GROUP + f, SubscribeOptions(qos=1))
-                   for f in self.writer.decoder.subscriptions()]
+        share = SHARE_GROUP if self.settings.mqtt.v5 else ""
+        filters = [(share + f, 1) for f in self.writer.decoder.subscriptions()]
         client.subscribe(filters)
         client.publish(self.service_topic, "online", qos=1, retain=True)
         self.metrics.connected.set(1)

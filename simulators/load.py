@@ -73,7 +73,7 @@ def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:
     """A connected publishing client (network loop running) for simulators and tests."""
     target = settings.mqtt
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
+                         protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311)
     if target.username:
         client.username_pw_set(target.username, target.password)
     if target.tls:
