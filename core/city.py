@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ __all__ = [
     "Bay",
     "City",
     "CityConfigError",
+    "Event",
     "Lot",
     "OpeningHours",
     "Sign",
@@ -186,6 +188,26 @@ class Sign(_Model):
     lines: Annotated[tuple[SignLine, ...], Field(min_length=1)]
 
 
+class Event(_Model):
+    """Extra demand on some lots: a weekly market or a one-off event (concert, match)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    kind: Literal["market", "event"] = "event"
+    lots: Annotated[tuple[Identifier, ...], Field(min_length=1)]
+    date: dt.date | None = None
+    weekly: Annotated[str, Field(pattern=r"^(Mo|Tu|We|Th|Fr|Sa|Su)(,(Mo|Tu|We|Th|Fr|Sa|Su))*$")] | (
+        None) = None
+    start: time
+    end: time
+    cars: Annotated[int, Field(ge=1, le=100_000)]
+
+    def occurs_on(self, day: dt.date) -> bool:
+        """Whether the event takes place on the (local) calendar day ``day``."""
+        if self.date is not None:
+            return self.date == day
+        return self.weekly is not None and _DAYS[day.weekday()] in self.weekly.split(",")
+
+
 class LoRaWAN(_Model):
     """Network-server applications whose uplinks ingest subscribes to."""
 
@@ -219,6 +241,7 @@ class City(_Model):
     lorawan: LoRaWAN = LoRaWAN()
     lots: Annotated[tuple[Lot, ...], Field(min_length=1)]
     signs: tuple[Sign, ...] = ()
+    events: tuple[Event, ...] = ()
 
     @property
     def id(self) -> str:
@@ -358,4 +381,12 @@ def _cross_check(city: City) -> str | None:
                         f"signs[{index}] (id {sign.id!r}).lines[{line_index}]: "
                         f"unknown lot {lot_id!r}"
                     )
+    for index, event in enumerate(city.events):
+        if (event.date is None) == (event.weekly is None):
+            return f"events[{index}] ({event.name!r}): give either date or weekly"
+        if event.end <= event.start:
+            return f"events[{index}] ({event.name!r}): end must be after start"
+        for lot_id in event.lots:
+            if lot_id not in lot_ids:
+                return f"events[{index}] ({event.name!r}): unknown lot {lot_id!r}"
     return None
