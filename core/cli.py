@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -121,6 +122,32 @@ def _cmd_simulate_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate_history(args: argparse.Namespace) -> int:
+    from core.db import migrate
+    from core.registry import sync_registry
+    from simulators.history import backfill_history
+
+    settings = _settings()
+    city = _city(args, settings)
+    require_database(settings.DATABASE_URL, create=True)
+    with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+        migrate(conn)
+        sync_registry(conn, city)
+        backfill_history(conn, city, end=args.end or datetime.now(UTC), weeks=args.weeks,
+                         seed=args.seed)
+    return 0
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a UTC offset or Z: {text}")
+    return moment
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
@@ -175,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to run (0 = until interrupted)")
     load.add_argument("--seed", type=int, default=1)
     load.set_defaults(handler=_cmd_simulate_load)
+
+    history = sim_commands.add_parser("history", help="weeks of simulated lot occupancy "
+                                      "straight into the database (bulk COPY)")
+    city_option(history)
+    history.add_argument("--weeks", type=_positive(float), default=8.0)
+    history.add_argument("--seed", type=int, default=1)
+    history.add_argument("--end", type=_timestamp, help="last time (RFC 3339; default now)")
+    history.set_defaults(handler=_cmd_simulate_history)
 
     demo = commands.add_parser("demo", help="run the whole system on the example city")
     city_option(demo)
