@@ -137,6 +137,11 @@ class Lot(_Model):
     full_at: Annotated[float, Field(gt=0, le=1)] = 1.0
     stale_after_s: Annotated[int, Field(ge=30)] = 900
     counter_modulus: Annotated[int, Field(ge=2)] = 65536
+    # Data quality: a bay occupied (free) longer than this is a stuck sensor; a counter lot
+    # known to be empty at ``empty_at`` (local time) is re-zeroed then, to undo drift.
+    max_dwell_h: Annotated[float, Field(gt=0)] = 48.0
+    max_idle_h: Annotated[float, Field(gt=0)] = 168.0
+    empty_at: time | None = None
     profile: Literal["shopping", "commuter", "park_and_ride", "residential", "event"] = (
         "shopping"
     )

@@ -24,6 +24,8 @@ def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> N
                 "opening_hours": lot.opening_hours, "almost_full": lot.almost_full,
                 "full_at": lot.full_at, "stale_after_s": lot.stale_after_s,
                 "counter_modulus": lot.counter_modulus,
+                "max_dwell_s": round(lot.max_dwell_h * 3600),
+                "max_idle_s": round(lot.max_idle_h * 3600), "empty_at": lot.empty_at,
                 "attributes": Jsonb({"profile": lot.profile, "address": lot.address}),
             }
             for lot in city.lots

@@ -7,7 +7,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from core.city import City, Lot, OpeningHours
 from core.db import queries
 
 from ._decode import BayReading, CounterReading, DecodeError, Decoder, HealthReading
-from ._state import CounterState, apply_counter, lot_status
+from ._state import CounterState, apply_counter, lot_quality, lot_status, rezero_due
 
 __all__ = ["BatchResult", "LotStatus", "Message", "Writer", "prepare_connection"]
 
@@ -48,6 +48,7 @@ class LotStatus:
     capacity: int
     status: str
     updated: datetime | None
+    quality: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The payload of ``parkleit/v1/{city}/lots/{lot_id}/status`` as a dict."""
@@ -55,6 +56,7 @@ class LotStatus:
             "free": self.free, "occupied": self.occupied, "capacity": self.capacity,
             "status": self.status,
             "updated": self.updated.isoformat().replace("+00:00", "Z") if self.updated else None,
+            "quality": self.quality,
         }
 
     def to_json(self) -> str:
@@ -195,12 +197,14 @@ class Writer:
         lot_ids = sorted(self._lots) if all_lots else sorted({*bay_lots, *counters})
         if not lot_ids:
             return [], 0
+        if all_lots:
+            bay_lots = [lot_id for lot_id in lot_ids if self._lots[lot_id].counting == "bays"]
         q = self._q
         with conn.cursor(row_factory=dict_row) as cur:
             states = {row["lot_id"]: row for row in cur.execute(
                 q["lock_lot_states"], {"lot_ids": lot_ids})}
             counts = {row["lot_id"]: row for row in cur.execute(
-                q["bay_lot_counts"], {"lot_ids": bay_lots})} if bay_lots else {}
+                q["bay_lot_counts"], {"lot_ids": bay_lots, "now": now})} if bay_lots else {}
         occupancy_rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         changed: list[LotStatus] = []
@@ -209,14 +213,22 @@ class Writer:
             lot, old = self._lots[lot_id], states.get(lot_id)
             if old is None:
                 continue  # registry not synced for this lot yet; its readings stay in history
-            occupied, updated = old["occupied"], old["updated"]
+            occupied, updated, free = old["occupied"], old["updated"], old["free"]
             counter = CounterState(old["occupied"], old["counter_entries"], old["counter_exits"],
-                                   old["counter_time"])
+                                   old["counter_time"], clamped="clamped" in old["flags"])
+            rezeroed_on, drift = old["rezeroed_on"], old["drift"]
+            quality_of: dict[str, Any] = {}
             if lot_id in counts:
                 row = counts[lot_id]
-                if row["known"] and (updated is None or row["latest"] > updated):
-                    occupied, updated = row["occupied"], row["latest"]
-                    occupancy_rows.append(self._occupancy_row(lot, updated, occupied, "bays"))
+                if row["known"]:
+                    occupied = row["occupied"]
+                    # Stuck sensors are left out: their bays count neither free nor occupied.
+                    free = lot.capacity - row["stuck"] - occupied
+                    if updated is None or row["latest"] > updated:
+                        updated = row["latest"]
+                        occupancy_rows.append(self._occupancy_row(lot, updated, occupied,
+                                                                  "bays"))
+                quality_of = {"fresh_bays": row["fresh"], "stuck_bays": row["stuck"]}
             for reading in sorted(counters.get(lot_id, ()), key=lambda r: r.time):
                 applied = apply_counter(counter, reading, lot)
                 if applied is None:
@@ -228,19 +240,33 @@ class Writer:
                 occupancy_rows.append(self._occupancy_row(
                     lot, reading.time, counter.occupied, "counter", reading.entries,
                     reading.exits))
-            free = None if occupied is None else lot.capacity - occupied
-            status = LotStatus(lot_id, free, occupied, lot.capacity,
-                               lot_status(lot, self._hours[lot_id], free, updated, now,
-                                          self.city.tz), updated)
-            if (free, occupied, status.status, updated, counter.entries) != (
-                    old["free"], old["occupied"], old["status"], old["updated"],
-                    old["counter_entries"]):
-                updates.append({"lot_id": lot_id, "free": free, "occupied": occupied,
-                                "capacity": lot.capacity, "status": status.status,
-                                "updated": updated, "counter_entries": counter.entries,
-                                "counter_exits": counter.exits, "counter_time": counter.time})
-            if self._should_announce(status):
-                changed.append(status)
+            if rezero_due(lot, rezeroed_on, now, self.city.tz):
+                # The lot is known to be empty now: what the counter still shows is drift.
+                drift, occupied, rezeroed_on = occupied or 0, 0, now.astimezone(
+                    self.city.tz).date()
+                counter = replace(counter, occupied=0)
+                occupancy_rows.append(self._occupancy_row(lot, now, 0, "counter"))
+                logger.info("re-zeroed counter of %s (drift %d)", lot_id, drift)
+            if lot.counting == "counter":
+                free = None if occupied is None else lot.capacity - occupied
+                quality_of = {"clamped": counter.clamped, "drift": drift}
+            status = lot_status(lot, self._hours[lot_id], free, updated, now, self.city.tz)
+            quality, flags = lot_quality(
+                lot, stale=updated is None or status == "unknown", **quality_of)
+            announced = LotStatus(lot_id, free, occupied, lot.capacity, status, updated,
+                                  quality)
+            new = {"lot_id": lot_id, "free": free, "occupied": occupied,
+                   "capacity": lot.capacity, "status": status, "updated": updated,
+                   "counter_entries": counter.entries, "counter_exits": counter.exits,
+                   "counter_time": counter.time, "quality": quality, "flags": ",".join(flags),
+                   "rezeroed_on": rezeroed_on, "drift": drift}
+            same_quality = old["quality"] is not None and abs(old["quality"] - quality) < 1e-3
+            if not same_quality or flags != old["flags"] or any(
+                    new[key] != old[key] for key in new
+                    if key not in ("capacity", "flags", "quality")):
+                updates.append(new)
+            if self._should_announce(announced):
+                changed.append(announced)
         # One statement each for all lots: arrays of columns, not a statement per row.
         with conn.cursor() as cur:
             if updates:

@@ -24,12 +24,16 @@ ORDER BY bay_id, time
 ON CONFLICT (bay_id, time) DO NOTHING;
 
 -- Out-of-order readings never move a bay backwards: only a newer reading replaces the state.
+-- ``since`` is when the state last changed: a state held far too long is a stuck sensor.
 -- name: advance_bay_state
-INSERT INTO bay_state (bay_id, occupied, time)
-SELECT DISTINCT ON (bay_id) bay_id, occupied, time
+INSERT INTO bay_state (bay_id, occupied, time, since)
+SELECT DISTINCT ON (bay_id) bay_id, occupied, time, time
 FROM staged_bay_events
 ORDER BY bay_id, time DESC
-ON CONFLICT (bay_id) DO UPDATE SET occupied = excluded.occupied, time = excluded.time
+ON CONFLICT (bay_id) DO UPDATE
+SET occupied = excluded.occupied, time = excluded.time,
+    since = CASE WHEN bay_state.occupied = excluded.occupied THEN bay_state.since
+                 ELSE excluded.time END
 WHERE bay_state.time < excluded.time;
 
 -- name: insert_sensor_health
@@ -41,18 +45,30 @@ FROM staged_sensor_health
 ORDER BY sensor_id, time
 ON CONFLICT (sensor_id, time) DO NOTHING;
 
+-- Per bay-counted lot at time %(now)s: occupied bays not stuck, stuck ones (left out of the
+-- count), bays heard from recently, and the newest reading.
 -- name: bay_lot_counts
 SELECT b.lot_id,
-       count(*) FILTER (WHERE s.occupied) AS occupied,
+       count(*) FILTER (WHERE s.occupied AND NOT k.stuck) AS occupied,
+       count(*) FILTER (WHERE k.stuck) AS stuck,
+       count(*) FILTER (
+           WHERE %(now)s - s.time <= make_interval(secs => 4 * l.stale_after_s)) AS fresh,
        count(s.bay_id) AS known,
        max(s.time) AS latest
 FROM bays AS b
+JOIN lots AS l ON l.lot_id = b.lot_id
 LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(%(now)s - s.since > make_interval(
+               secs => CASE WHEN s.occupied THEN l.max_dwell_s ELSE l.max_idle_s END),
+           false) AS stuck
+) AS k
 WHERE b.lot_id = ANY(%(lot_ids)s)
 GROUP BY b.lot_id;
 
 -- name: lock_lot_states
-SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time
+SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time,
+       quality, flags, rezeroed_on, drift
 FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
@@ -63,13 +79,15 @@ FOR UPDATE;
 UPDATE lot_state AS s
 SET free = u.free, occupied = u.occupied, capacity = u.capacity, status = u.status,
     updated = u.updated, counter_entries = u.counter_entries,
-    counter_exits = u.counter_exits, counter_time = u.counter_time
+    counter_exits = u.counter_exits, counter_time = u.counter_time, quality = u.quality,
+    flags = string_to_array(u.flags, ','), rezeroed_on = u.rezeroed_on, drift = u.drift
 FROM unnest(%(lot_id)s::text[], %(free)s::integer[], %(occupied)s::integer[],
             %(capacity)s::integer[], %(status)s::text[], %(updated)s::timestamptz[],
             %(counter_entries)s::bigint[], %(counter_exits)s::bigint[],
-            %(counter_time)s::timestamptz[])
+            %(counter_time)s::timestamptz[], %(quality)s::real[], %(flags)s::text[],
+            %(rezeroed_on)s::date[], %(drift)s::integer[])
      AS u (lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
-           counter_time)
+           counter_time, quality, flags, rezeroed_on, drift)
 WHERE s.lot_id = u.lot_id;
 
 -- name: insert_lot_occupancy

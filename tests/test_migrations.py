@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +48,27 @@ def empty_db(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def test_fresh_database_gets_every_table_of_the_design(empty_db: psycopg.Connection[Any]) -> None:
-    assert migrate(empty_db, use_timescaledb=False) == ["0001 baseline"]
+    assert migrate(empty_db, use_timescaledb=False) == ["0001 baseline", "0002 data_quality"]
     tables = {row[0] for row in empty_db.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert tables >= {"lots", "bays", "signs", "bay_events", "lot_occupancy", "sensor_health",
                       "forecasts", "sign_log", "lot_state", "dead_letters"}
     views = {row[0] for row in empty_db.execute(
         "SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
-    assert views >= {"lot_occupancy_15m", "lot_occupancy_1h"}
+    assert views >= {"lot_occupancy_15m", "lot_occupancy_1h", "sensor_status"}
+
+
+def test_real_migrations_upgrade_a_database_with_data(
+        tmp_path: Path, empty_db: psycopg.Connection[Any]) -> None:
+    """A version-1 database holding rows takes the shipped migrations without losing any."""
+    migrate(empty_db, migrations_dir=tmp_path, use_timescaledb=False)  # version 1 only
+    empty_db.execute("INSERT INTO lots (lot_id, city, name, kind, counting, capacity, latitude,"
+                     " longitude) VALUES ('a', 'c', 'A', 'surface', 'bays', 1, 51, 12)")
+    empty_db.execute("INSERT INTO bays (bay_id, lot_id) VALUES ('b', 'a')")
+    empty_db.execute("INSERT INTO bay_state VALUES ('b', true, '2026-11-24 10:00+00')")
+    assert migrate(empty_db, use_timescaledb=False) == ["0002 data_quality"]
+    assert empty_db.execute("SELECT occupied, since FROM bay_state").fetchall() == [
+        (True, datetime(2026, 11, 24, 10, tzinfo=UTC))]
 
 
 def test_migrating_again_changes_nothing(empty_db: psycopg.Connection[Any]) -> None:
@@ -70,12 +84,12 @@ def test_upgrade_path_equals_fresh_install(tmp_path: Path, admin_url: str,
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     migrate(empty_db, migrations_dir=migrations, use_timescaledb=False)  # the old release
-    (migrations / "0002_lot_notes.sql").write_text(
+    (migrations / "0003_lot_notes.sql").write_text(
         "ALTER TABLE lots ADD COLUMN notes text NOT NULL DEFAULT '';\n"
         "CREATE FUNCTION lot_label(lot lots) RETURNS text LANGUAGE sql AS $$\n"
         "  SELECT lot.name || '; ' || lot.notes;\n$$;\n")
     assert migrate(empty_db, migrations_dir=migrations, use_timescaledb=False) == [
-        "0002 lot_notes"]
+        "0003 lot_notes"]
     upgraded = catalog(empty_db)
 
     name = f"parkleit_m_{secrets.token_hex(6)}"
@@ -85,7 +99,7 @@ def test_upgrade_path_equals_fresh_install(tmp_path: Path, admin_url: str,
         url = admin_url.rsplit("/", 1)[0] + f"/{name}"
         with psycopg.connect(url, autocommit=True) as fresh:
             assert migrate(fresh, migrations_dir=migrations, use_timescaledb=False) == [
-                "0001 baseline", "0002 lot_notes"]
+                "0001 baseline", "0003 lot_notes"]
             assert catalog(fresh) == upgraded
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:

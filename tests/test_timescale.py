@@ -89,10 +89,12 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "city": "testcity",
     "payloads": ['{"lot_id": "L1", "free": 1}'],
     "times": [datetime(2024, 4, 1, 9, 0, tzinfo=UTC)] * 3,
+    "now": datetime(2024, 4, 1, 8, 30, tzinfo=UTC),
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {
-    ("ingest", "bay_lot_counts"): [("L1", 1, 2, datetime(2024, 4, 1, 8, 1, tzinfo=UTC))],
+    # (lot, occupied, stuck, fresh, known, latest) at 08:30
+    ("ingest", "bay_lot_counts"): [("L1", 1, 0, 2, 2, datetime(2024, 4, 1, 8, 1, tzinfo=UTC))],
     ("ingest", "current_lot_states"): [
         ("L1", 1, 1, 3, "open", datetime(2024, 4, 1, 8, 1, tzinfo=UTC)),
         ("L2", 12, 28, 40, "open", datetime(2024, 4, 1, 8, 2, tzinfo=UTC)),
@@ -309,8 +311,9 @@ def registry(tsdb: Conn) -> None:
         " VALUES ('L1', 'testcity', 'Markt', 'garage', 'bays', 3, 51.05, 12.14),"
         " ('L2', 'testcity', 'Bahnhof', 'surface', 'counter', 40, 51.04, 12.15)",
         "INSERT INTO bays (bay_id, lot_id) VALUES ('B1', 'L1'), ('B2', 'L1'), ('B3', 'L1')",
-        "INSERT INTO bay_state (bay_id, occupied, time) VALUES"
-        " ('B1', true, '2024-04-01 08:00+00'), ('B2', false, '2024-04-01 08:01+00')",
+        "INSERT INTO bay_state (bay_id, occupied, time, since) VALUES"
+        " ('B1', true, '2024-04-01 08:00+00', '2024-04-01 08:00+00'),"
+        " ('B2', false, '2024-04-01 08:01+00', '2024-04-01 08:01+00')",
         "INSERT INTO lot_state (lot_id, free, occupied, capacity, status, updated) VALUES"
         " ('L1', 1, 1, 3, 'open', '2024-04-01 08:01+00'),"
         " ('L2', 12, 28, 40, 'open', '2024-04-01 08:02+00')",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from core.city import City
+from core.city import City, load_city
 from core.registry import sync_registry
 from ingest import Message, Writer, prepare_connection
 
@@ -145,7 +146,7 @@ def test_notify_arrives_after_commit(conn: psycopg.Connection[Any], db_url: str,
     payload = json.loads(notes[0].payload)
     assert payload == {"lot_id": f"{city.id}-garage", "city": city.id, "free": 60,
                        "occupied": 40, "capacity": 100, "status": "open",
-                       "updated": iso(at(0))}
+                       "updated": iso(at(0)), "quality": 1.0}
 
 
 def test_failed_transaction_keeps_nothing(conn: psycopg.Connection[Any], city: City,
@@ -207,3 +208,75 @@ def test_late_counter_reading_still_gets_its_history_row(
     assert state(conn, city, "garage")[1] == 14  # the state keeps the newest reading
     writer.write(conn, [counter_msg(city, "garage", at(10), entries=13, exits=1)], at(22))
     assert rows(conn, "SELECT count(*) FROM lot_occupancy") == [(3,)]  # redelivery: no-op
+
+
+def quality(conn: psycopg.Connection[Any], city: City, lot: str) -> tuple[Any, ...]:
+    row: tuple[Any, ...] | None = conn.execute(
+        "SELECT free, occupied, round(quality::numeric, 3)::float, flags FROM lot_state "
+        "WHERE lot_id = %s", (f"{city.id}-{lot}",)).fetchone()
+    assert row is not None
+    return row
+
+
+def test_stuck_sensor_is_left_out_of_the_count(conn: psycopg.Connection[Any], city: City,
+                                               writer: Writer) -> None:
+    # Street lot: 4 bays, max_dwell 48 h. st-001 reports "occupied" for three days on end.
+    start = at(0)
+    writer.write(conn, [bay_msg(city, f"st-00{n}", n == 1, start) for n in range(1, 5)], start)
+    assert quality(conn, city, "street") == (3, 1, 1.0, [])
+    for hours in range(6, 73, 6):  # heartbeats of every sensor, st-001 never changes
+        moment = start + timedelta(hours=hours)
+        writer.write(conn, [bay_msg(city, f"st-00{n}", n == 1, moment) for n in range(1, 5)],
+                     moment)
+    assert quality(conn, city, "street") == (3, 0, 0.75, ["stuck_sensors:1"])
+    # The sensor comes back to life: it is counted again.
+    moment = start + timedelta(hours=73)
+    writer.write(conn, [bay_msg(city, "st-001", False, moment)], moment)
+    assert quality(conn, city, "street") == (4, 0, 1.0, [])
+    stuck = conn.execute("SELECT count(*) FROM sensor_status WHERE stuck").fetchone()
+    assert stuck == (0,)
+
+
+def test_silent_sensors_lower_the_quality_and_stale_scores_zero(
+        conn: psycopg.Connection[Any], city: City, writer: Writer) -> None:
+    writer.write(conn, [bay_msg(city, f"st-00{n}", False, at(0)) for n in range(1, 5)], at(0))
+    later = at(3000)  # st-001..003 silent for 50 min: still fresh (limit 4 x 900 s)
+    writer.write(conn, [bay_msg(city, "st-004", True, later)], later)
+    assert quality(conn, city, "street")[2:] == (1.0, [])
+    much_later = at(4000)
+    writer.write(conn, [bay_msg(city, "st-004", False, much_later)], much_later)
+    assert quality(conn, city, "street")[2:] == (0.25, ["silent_sensors:3"])
+    writer.refresh(conn, much_later + timedelta(seconds=901))
+    assert quality(conn, city, "street")[2:] == (0.0, ["stale"])
+
+
+def test_implausible_counter_is_clamped_and_flagged(conn: psycopg.Connection[Any], city: City,
+                                                    writer: Writer) -> None:
+    writer.write(conn, [counter_msg(city, "small", at(0), occupied=14)], at(0))
+    assert quality(conn, city, "small") == (0, 10, 0.7, ["clamped"])
+    writer.write(conn, [counter_msg(city, "small", at(1), occupied=4)], at(1))
+    assert quality(conn, city, "small") == (6, 4, 1.0, [])
+
+
+def test_counter_drift_is_re_zeroed_when_the_lot_is_known_empty(
+        conn: psycopg.Connection[Any], tmp_path: Path, city_path: Path) -> None:
+    text = city_path.read_text().replace("counter_modulus = 1000",
+                                         "counter_modulus = 1000\nempty_at = 04:00:00")
+    (tmp_path / "drift.toml").write_text(text)
+    drifting = load_city(str(tmp_path / "drift.toml"))
+    sync_registry(conn, drifting)
+    prepare_connection(conn)
+    writer = Writer(drifting)
+    night = datetime(2026, 11, 25, 2, 50, tzinfo=UTC)  # 03:50 in Zeitz
+    writer.write(conn, [counter_msg(drifting, "garage", night, entries=500, exits=488)], night)
+    assert quality(conn, drifting, "garage")[:2] == (88, 12)  # 12 cars the counter missed
+    writer.refresh(conn, night + timedelta(minutes=5))  # 03:55: not yet
+    assert quality(conn, drifting, "garage")[:2] == (88, 12)
+    writer.refresh(conn, night + timedelta(minutes=11))  # 04:01: re-zeroed once
+    assert quality(conn, drifting, "garage") == (100, 0, 0.88, ["drift:12"])
+    morning = night + timedelta(hours=4)
+    writer.write(conn, [counter_msg(drifting, "garage", morning, entries=510, exits=490)],
+                 morning)
+    assert quality(conn, drifting, "garage")[:2] == (92, 8)  # counted on from zero: +10 -2
+    writer.refresh(conn, night + timedelta(minutes=40))  # the same night: not again
+    assert quality(conn, drifting, "garage")[1] == 8

@@ -3,10 +3,11 @@
 -- name: upsert_lot
 INSERT INTO lots (lot_id, city, name, kind, counting, capacity, disabled_spaces, ev_spaces,
                   latitude, longitude, opening_hours, almost_full, full_at, stale_after_s,
-                  counter_modulus, attributes)
+                  counter_modulus, max_dwell_s, max_idle_s, empty_at, attributes)
 VALUES (%(lot_id)s, %(city)s, %(name)s, %(kind)s, %(counting)s, %(capacity)s,
         %(disabled_spaces)s, %(ev_spaces)s, %(latitude)s, %(longitude)s, %(opening_hours)s,
-        %(almost_full)s, %(full_at)s, %(stale_after_s)s, %(counter_modulus)s, %(attributes)s)
+        %(almost_full)s, %(full_at)s, %(stale_after_s)s, %(counter_modulus)s,
+        %(max_dwell_s)s, %(max_idle_s)s, %(empty_at)s, %(attributes)s)
 ON CONFLICT (lot_id) DO UPDATE SET
     city = excluded.city, name = excluded.name, kind = excluded.kind,
     counting = excluded.counting, capacity = excluded.capacity,
@@ -14,7 +15,9 @@ ON CONFLICT (lot_id) DO UPDATE SET
     latitude = excluded.latitude, longitude = excluded.longitude,
     opening_hours = excluded.opening_hours, almost_full = excluded.almost_full,
     full_at = excluded.full_at, stale_after_s = excluded.stale_after_s,
-    counter_modulus = excluded.counter_modulus, attributes = excluded.attributes;
+    counter_modulus = excluded.counter_modulus, max_dwell_s = excluded.max_dwell_s,
+    max_idle_s = excluded.max_idle_s, empty_at = excluded.empty_at,
+    attributes = excluded.attributes;
 
 -- name: upsert_bay
 INSERT INTO bays (bay_id, lot_id, kind, network, dev_eui)
