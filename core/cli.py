@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -148,6 +149,87 @@ def _timestamp(text: str) -> datetime:
     return moment
 
 
+def _start_time(text: str) -> datetime:
+    """``now``, ``now-6h`` (units s, m, h, d) or an RFC 3339 time with an offset."""
+    import re
+    from datetime import timedelta
+
+    value = text.strip()
+    if value.lower().startswith("now"):
+        match = re.fullmatch(r"now(?:-(\d+(?:\.\d+)?)([smhd]))?", value.lower())
+        if not match:
+            raise argparse.ArgumentTypeError(f"not 'now' or 'now-<n><s|m|h|d>': {text}")
+        ago = float(match[1] or 0) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2] or "s"]
+        return datetime.now(UTC) - timedelta(seconds=ago)
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a UTC offset or Z: {text}")
+    return moment
+
+
+def _fault_rate(text: str) -> tuple[str, float]:
+    name, sep, rate = text.partition("=")
+    try:
+        value = float(rate)
+    except ValueError:
+        value = -1.0
+    if not sep or not name.strip() or not value >= 0:
+        raise argparse.ArgumentTypeError(f"not NAME=RATE with a rate >= 0: {text}")
+    return name.strip().lower(), value
+
+
+def _cmd_simulate_city(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from simulators.city import CitySimError, FaultConfig, run_city
+
+    settings = _settings()
+    city = _city(args, settings)
+    try:
+        faults = FaultConfig.parse(args.faults, dict(args.fault_rate or ()))
+    except CitySimError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.heartbeat_min > 0:
+        raise UsageError("--heartbeat-min must be > 0")
+    if args.truth is not None and not args.truth.parent.is_dir():
+        raise UsageError(f"--truth {args.truth}: no such directory {args.truth.parent}")
+    start = args.start or datetime.now(UTC)
+    require_broker(settings)
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        report = run_city(settings, city, start=start, speed=args.speed,
+                          duration_s=args.duration, seed=args.seed, faults=faults,
+                          truth_path=args.truth, stop_event=stop,
+                          heartbeat_min=args.heartbeat_min)
+    except CitySimError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        logger.error("simulation failed: %s", exc)
+        return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    hours = (report.end - report.start).total_seconds() / 3600
+    logger.info("%s: %d messages over %.2f simulated hours (%.0f per hour) in %.1f s: %s",
+                "stopped" if report.stopped else "done", report.published, hours,
+                report.per_hour(), report.elapsed_s,
+                ", ".join(f"{kind} {n}" for kind, n in report.by_kind.items()) or "none")
+    if report.faults:
+        logger.info("faults: %s", ", ".join(f"{k} {v}" for k, v in report.faults.items()))
+    if args.truth is not None:
+        logger.info("ground truth: %d rows in %s", report.truth_rows, args.truth)
+    if report.unacknowledged:
+        logger.error("%d messages were not acknowledged by the broker", report.unacknowledged)
+        return 1
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
@@ -210,6 +292,31 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--seed", type=int, default=1)
     history.add_argument("--end", type=_timestamp, help="last time (RFC 3339; default now)")
     history.set_defaults(handler=_cmd_simulate_history)
+
+    sim_city = sim_commands.add_parser(
+        "city", help="drive every lot, bay and counter of the city over MQTT in the real "
+        "formats (native, counters, TTN v3, ChirpStack v4), with faults and ground truth")
+    city_option(sim_city)
+    sim_city.add_argument("--speed", type=_positive(float), default=1.0,
+                          help="simulated time per real time (60 = an hour a minute; 0 = as "
+                          "fast as possible); never runs ahead of the wall clock")
+    sim_city.add_argument("--start", type=_start_time,
+                          help="simulated start: RFC 3339, 'now' or 'now-6h' (default now)")
+    sim_city.add_argument("--duration", type=_positive(float), default=0.0,
+                          help="seconds of simulated time (0 = until interrupted)")
+    sim_city.add_argument("--seed", type=int, default=1)
+    sim_city.add_argument("--truth", type=Path, metavar="FILE",
+                          help="write the ground truth CSV (time,lot_id,occupied,free,"
+                          "capacity; one row per lot per minute)")
+    sim_city.add_argument("--faults", default="none",
+                          help="comma list of faults, 'all' or 'none' (default); faults: "
+                          "drop, duplicate, late, stuck, flapping, dead_battery, "
+                          "counter_drift, counter_reset, gateway_offline, malformed")
+    sim_city.add_argument("--fault-rate", type=_fault_rate, action="append", metavar="NAME=RATE",
+                          help="set a fault's rate (and switch it on); repeatable")
+    sim_city.add_argument("--heartbeat-min", type=float, default=10.0,
+                          help="bay sensor heartbeat interval in minutes (default 10)")
+    sim_city.set_defaults(handler=_cmd_simulate_city)
 
     demo = commands.add_parser("demo", help="run the whole system on the example city")
     city_option(demo)

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     CITY: str = "zeitz"
     # ingest
     INGEST_CLIENT_ID: str = "parkleit-ingest-1"
-    INGEST_BATCH_SIZE: Annotated[int, Field(ge=1, le=50_000)] = 2000
+    INGEST_BATCH_SIZE: Annotated[int, Field(ge=1, le=50_000)] = 5000
     INGEST_BATCH_WAIT_MS: Annotated[int, Field(ge=1, le=10_000)] = 50
     INGEST_RECEIVE_MAXIMUM: Annotated[int, Field(ge=1, le=65_535)] = 5000
     INGEST_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9101

@@ -94,6 +94,7 @@ class IngestService:
         self.metrics = _Metrics()
         self.exit_code = 0
         self._stop = threading.Event()
+        self._drain_deadline = float("inf")
         self._queue: queue.Queue[_Inbound] = queue.Queue(
             maxsize=settings.INGEST_RECEIVE_MAXIMUM + settings.INGEST_BATCH_SIZE)
         self._generation = 0
@@ -105,7 +106,12 @@ class IngestService:
 
     def stop(self) -> None:
         """Ask the service to drain and exit; safe to call more than once, from any thread."""
-        self._stop.set()
+        if not self._stop.is_set():
+            self._drain_deadline = time.monotonic() + self.settings.SHUTDOWN_TIMEOUT_S
+            self._stop.set()
+
+    def _past_drain_deadline(self) -> bool:
+        return self._stop.is_set() and time.monotonic() > self._drain_deadline
 
     def run(self) -> int:
         """Connect, ingest until stopped, drain, disconnect. Returns the exit code."""
@@ -123,7 +129,7 @@ class IngestService:
             return self.exit_code
         finally:
             self._disconnect()
-            pool.close()
+            pool.close(timeout=2)
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
@@ -131,18 +137,17 @@ class IngestService:
     def _loop(self, pool: ConnectionPool) -> None:
         settings = self.settings
         next_refresh = time.monotonic() + settings.INGEST_STALE_CHECK_S
-        drain_deadline: float | None = None
+        draining = False
         while True:
-            if self._stop.is_set() and drain_deadline is None:
-                drain_deadline = time.monotonic() + settings.SHUTDOWN_TIMEOUT_S
+            if self._stop.is_set() and not draining:
+                draining = True
                 logger.info("stopping: draining %d queued messages", self._queue.qsize())
-            if drain_deadline is not None and (self._queue.empty()
-                                               or time.monotonic() > drain_deadline):
+            if draining and (self._queue.empty() or self._past_drain_deadline()):
                 return
-            batch = self._collect(drain=drain_deadline is not None)
+            batch = self._collect(drain=draining)
             if batch:
-                self._write_until_done(pool, batch, drain_deadline)
-            if time.monotonic() >= next_refresh:
+                self._write_until_done(pool, batch)
+            if not self._stop.is_set() and time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + settings.INGEST_STALE_CHECK_S
                 self._refresh(pool)
 
@@ -163,8 +168,7 @@ class IngestService:
         self.metrics.queue_depth.set(self._queue.qsize())
         return batch
 
-    def _write_until_done(self, pool: ConnectionPool, batch: list[_Inbound],
-                          drain_deadline: float | None) -> None:
+    def _write_until_done(self, pool: ConnectionPool, batch: list[_Inbound]) -> None:
         """Write a batch, retrying through database outages; nothing is acked before commit."""
         delay = 0.5
         messages = [item.message for item in batch]
@@ -187,12 +191,15 @@ class IngestService:
                 self.metrics.db_errors.inc()
                 logger.warning("database unavailable (%s); retrying %d messages in %.1f s",
                                type(exc).__name__, len(batch), delay)
-            if self._stop.is_set() and drain_deadline is not None and (
-                    time.monotonic() > drain_deadline):
+            if self._past_drain_deadline():
                 logger.error("gave up on %d unacknowledged messages at shutdown; the broker "
                              "will redeliver them", len(batch))
                 return
-            self._stop.wait(delay * random.uniform(0.9, 1.1))
+            pause = delay * random.uniform(0.9, 1.1)
+            if self._stop.is_set():
+                time.sleep(min(pause, 1.0))  # stopping: keep trying until the deadline
+            else:
+                self._stop.wait(pause)
             delay = min(delay * 2, 30.0)
         self._after_commit(batch, result)
 

@@ -233,8 +233,31 @@ class CitySimulation:
         n = len(self.lots)
         entries, exits = [0] * n, [0] * n
         changes: list[tuple[float, str, bool]] = []
-        # Departures due by the end of this minute.
-        while self._departures and self._departures[0][0] < minute + 1:
+        # Arrivals (the profile's rate plus any event's) at random seconds of the minute,
+        # taken in time order together with the departures due in it: a car finds the lot
+        # as it is at that second.
+        rates = self._day_rates[:, local.hour].copy()
+        for demand in self._events:
+            if demand.first <= minute < demand.last:
+                rates[demand.lot] += demand.per_minute
+        counts = self.rng.poisson(rates)
+        arrivals = sorted((minute + float(self.rng.uniform(0, 1)), wanted)
+                          for wanted in map(int, np.flatnonzero(counts))
+                          for _ in range(int(counts[wanted])))
+        for at, wanted in arrivals:
+            self._depart_until(at, minute, exits, changes)
+            target = self._find_space(wanted, moment)
+            if target is not None:
+                self._park(target, at, self._dwell(wanted, target, minute), entries, changes,
+                           minute)
+        self._depart_until(minute + 1, minute, exits, changes)
+        self.minute += 1
+        return Minute(moment, [m.occupied for m in self.lots], entries, exits, changes)
+
+    def _depart_until(self, until: float, minute: int, exits: list[int],
+                      changes: list[tuple[float, str, bool]]) -> None:
+        """Let every car due to leave before ``until`` (a minute, fractional) go."""
+        while self._departures and self._departures[0][0] < until:
             leave, _, index, bay = heapq.heappop(self._departures)
             model = self.lots[index]
             model.occupied -= 1
@@ -242,23 +265,6 @@ class CitySimulation:
             if bay >= 0:
                 model.free_bays.append(bay)
                 changes.append(((leave - minute) * 60, model.bays[bay], False))
-        # Arrivals: the profile's rate plus any event's.
-        rates = self._day_rates[:, local.hour].copy()
-        for demand in self._events:
-            if demand.first <= minute < demand.last:
-                rates[demand.lot] += demand.per_minute
-        counts = self.rng.poisson(rates)
-        for wanted in map(int, np.flatnonzero(counts)):
-            for _ in range(int(counts[wanted])):
-                second = float(self.rng.uniform(0, 60))
-                target = self._find_space(wanted, moment)
-                if target is None:
-                    continue
-                dwell = self._dwell(wanted, target, minute)
-                self._park(target, minute + second / 60, dwell, entries, changes, minute)
-        changes.sort()
-        self.minute += 1
-        return Minute(moment, [m.occupied for m in self.lots], entries, exits, changes)
 
     def _find_space(self, index: int, moment: datetime) -> int | None:
         model = self.lots[index]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.city import City, Lot
 from core.settings import Settings
+
+from ._mqtt import PubAcks as _Acks
 
 __all__ = ["LoadError", "LoadReport", "mqtt_client", "run_load"]
 
@@ -38,35 +39,6 @@ class LoadReport:
     counter_messages: int
     elapsed_s: float
     unacknowledged: int = 0
-
-
-class _Acks:
-    """PUBACKs counted by paho's network thread.
-
-    Waiting on each ``MQTTMessageInfo`` does not survive a reconnect: a message published
-    while the connection is down carries ``MQTT_ERR_NO_CONN`` and ``wait_for_publish``
-    raises, although paho keeps it and sends it (like every unacknowledged QoS 1 message)
-    again once it has reconnected. So count the acknowledgements instead.
-    """
-
-    def __init__(self) -> None:
-        self.acked = 0
-        self.refused = 0
-        self.changed = threading.Condition()
-
-    def on_publish(self, _client: mqtt.Client, _userdata: object, _mid: int, reason: object,
-                   _properties: object) -> None:
-        with self.changed:
-            self.acked += 1
-            if getattr(reason, "is_failure", False):
-                self.refused += 1
-            self.changed.notify_all()
-
-    def wait(self, outstanding: int, published: int, timeout: float) -> bool:
-        """Wait until at most ``outstanding`` of ``published`` are unacknowledged."""
-        with self.changed:
-            return self.changed.wait_for(lambda: published - self.acked <= outstanding,
-                                         timeout)
 
 
 def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:

@@ -443,6 +443,29 @@ def test_database_down_10_s_mid_load_loses_nothing(
                 time.monotonic() - back, ingest.log.read_text().count("retrying"))
 
 
+def test_sigterm_while_the_database_is_down_still_exits_in_time(
+        spawn: Spawn, rsettings: Settings, big_city: City,
+        private_db: tuple[PrivatePostgres, str], publishers: list[Publisher]) -> None:
+    """Draining cannot wait for a database that is away: past the deadline ingest exits,
+    unacknowledged, and after a restart the broker delivers everything again."""
+    postgres, db_url = private_db
+    settings = rsettings.model_copy(update={"DATABASE_URL": db_url})
+    env = {"PARKLEIT_SHUTDOWN_TIMEOUT_S": "3"}
+    ingest = start_ingest(spawn, settings, **env)
+    publisher = load(publishers, settings, big_city, count=3000, rate=1500)
+    wait_for(lambda: bay_rows(db_url) >= 300, timeout=30, interval=0.02)
+    postgres.stop("fast")
+    ingest.wait_log("retrying", timeout=15)
+    began = time.monotonic()
+    assert ingest.terminate(timeout=15) == 0
+    assert time.monotonic() - began < 3 + 7  # the deadline, plus one connection attempt
+    assert "gave up on" in ingest.log.read_text()
+    publisher.join(60)
+    postgres.start()
+    start_ingest(spawn, settings, name="ingest-again")
+    assert_exactly_once(db_url, publisher)
+
+
 def test_two_workers_share_the_load(
         spawn: Spawn, rsettings: Settings, big_city: City, db_url: str,
         publishers: list[Publisher]) -> None:
