@@ -234,7 +234,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
     settings = _settings()
-    return run_demo(settings, _city(args, settings), args.city or settings.CITY, rate=args.rate)
+    return run_demo(settings, _city(args, settings), args.city or settings.CITY,
+                    speed=args.speed)
 
 
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
@@ -320,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole system on the example city")
     city_option(demo)
-    demo.add_argument("--rate", type=_positive(float), default=20.0,
-                      help="load generator rate in messages per second")
+    demo.add_argument("--speed", type=_positive(float), default=60.0,
+                      help="how fast the city simulator replays the last hour before it "
+                      "runs at real time (default 60: an hour a minute)")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from core.db import create_database, migrate
 from core.embedded import ensure_services
 from core.registry import sync_registry
 from core.settings import Settings
+from simulators.history import backfill_history
 
 __all__ = ["run_demo"]
 
@@ -24,10 +26,18 @@ logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
 REPORT_EVERY_S = 15.0
+HISTORY_WEEKS = 1.0
+REPLAY = timedelta(minutes=10)
 
 
-def run_demo(settings: Settings, city: City, city_ref: str, *, rate: float) -> int:
-    """Set up, run ingest and the load generator, report until Ctrl-C; returns exit code."""
+def run_demo(settings: Settings, city: City, city_ref: str, *, speed: float,
+             history_weeks: float = HISTORY_WEEKS) -> int:
+    """Set up, backfill history, run ingest and the city simulator, report until Ctrl-C.
+
+    The simulator replays the last ``REPLAY`` at ``speed`` (60: ten minutes in ten seconds)
+    and then runs at real time: its timestamps never run ahead of the clock, and a count
+    older than a lot's stale limit would show as unknown.
+    """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -37,18 +47,21 @@ def run_demo(settings: Settings, city: City, city_ref: str, *, rate: float) -> i
         database = stack.database_url.rsplit("/", 1)[1].split("?")[0]
         if create_database(stack.database_admin_url, database):
             logger.info("created database %s", database)
+        live_from = datetime.now(UTC) - REPLAY
         with psycopg.connect(stack.database_url, autocommit=True) as conn:
             applied = migrate(conn)
             sync_registry(conn, city)
-        logger.info("schema ready (%s); %s: %d lots, %d bays, %d signs",
-                    ", ".join(applied) or "up to date", city.city.name, len(city.lots),
-                    sum(1 for _ in city.bays()), len(city.signs))
+            logger.info("schema ready (%s); %s: %d lots, %d bays, %d signs",
+                        ", ".join(applied) or "up to date", city.city.name, len(city.lots),
+                        sum(1 for _ in city.bays()), len(city.signs))
+            backfill_history(conn, city, end=live_from, weeks=history_weeks)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
         env |= {"PARKLEIT_DATABASE_URL": stack.database_url, "PARKLEIT_MQTT_URL": stack.mqtt_url,
                 "PARKLEIT_CITY": city_ref, "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol}
         children = {
             "ingest": ["ingest"],
-            "load generator": ["simulate", "load", "--rate", str(rate), "--duration", "0"],
+            "city simulator": ["simulate", "city", "--speed", str(speed), "--duration", "0",
+                               "--start", live_from.isoformat()],
         }
         processes: dict[str, subprocess.Popen[bytes]] = {}
         try:
