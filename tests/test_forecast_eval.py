@@ -1,0 +1,303 @@
+"""Forecasting baselines: the estimator contract, no leakage, data cleaning, evaluation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from core.cli import main
+from forecasting import (
+    DataError,
+    Forecaster,
+    Panel,
+    Persistence,
+    ProfileAnomaly,
+    SeasonalNaive,
+    load_csv,
+    panel_from_frame,
+)
+from forecasting._evaluate import evaluate
+from forecasting.birmingham import convert
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BIRMINGHAM = SHARED / "data" / "birmingham" / "dataset.csv"
+START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
+HORIZONS = (15, 30, 60, 120)
+
+MODELS = [Persistence, SeasonalNaive, ProfileAnomaly]
+
+
+def synthetic_panel(weeks: int = 5, seed: int = 7) -> Panel:
+    """Three lots with a daily cycle, a weekday effect, noise and a gap."""
+    rng = np.random.default_rng(seed)
+    steps = weeks * 7 * 96
+    t = np.arange(steps)
+    day = np.sin(2 * np.pi * (t % 96) / 96)
+    weekend = ((t // 96) % 7 >= 5).astype(float)
+    capacity = np.array([100.0, 250.0, 40.0])
+    rate = 0.6 - 0.3 * day[None, :] + 0.2 * weekend[None, :] + rng.normal(0, 0.05, (3, steps))
+    free = np.clip(rate, 0, 1) * capacity[:, None]
+    free[1, 500:700] = np.nan
+    return Panel(("a", "b", "c"), capacity, START, free, "UTC")
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, object, object]],
+              header: str = "lot_id,time,free,capacity") -> Path:
+    path.write_text(header + "\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+    return path
+
+
+def panel_to_csv(panel: Panel, path: Path) -> Path:
+    lots, steps = np.nonzero(np.isfinite(panel.free))
+    frame = pd.DataFrame({
+        "lot_id": np.asarray(panel.lot_ids)[lots],
+        "time": [panel.time_at(int(step)).isoformat() for step in steps],
+        "free": np.round(panel.free[lots, steps]).astype(int),
+        "capacity": panel.capacity[lots].astype(int),
+    })
+    frame.to_csv(path, index=False)
+    return path
+
+
+# --- the scikit-learn contract ---------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_init_stores_parameters_only_and_fit_returns_self(cls: type[Forecaster]) -> None:
+    model = cls()
+    assert vars(model) == model.get_params()
+    assert not [name for name in vars(model) if name.endswith("_")]
+    panel = synthetic_panel()
+    assert model.fit(panel.head(4 * 7 * 96)) is model
+    assert [name for name in vars(model) if name.endswith("_")]
+    twin = clone(model)
+    assert twin.get_params() == model.get_params()
+    assert not hasattr(twin, "lot_ids_")
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_predict_before_fit_fails(cls: type[Forecaster]) -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        cls().predict(synthetic_panel(), [10], 15)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_same_data_same_forecast(cls: type[Forecaster]) -> None:
+    panel = synthetic_panel()
+    split = 4 * 7 * 96
+    origins = np.arange(split, panel.n_steps - 8)
+    first = cls().fit(panel.head(split)).predict(panel, origins, 120)
+    second = cls().fit(synthetic_panel().head(split)).predict(panel, origins, 120)
+    assert first.shape == (3, origins.size)
+    assert np.isfinite(first).all()
+    np.testing.assert_array_equal(first, second)
+
+
+def test_horizon_must_be_a_multiple_of_the_grid() -> None:
+    panel = synthetic_panel()
+    with pytest.raises(ValueError, match="multiple of 15"):
+        Persistence().fit(panel).predict(panel, [5], 20)
+
+
+# --- no leakage ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("horizon", HORIZONS)
+def test_data_after_the_forecast_time_do_not_change_the_forecast(
+        cls: type[Forecaster], horizon: int) -> None:
+    panel = synthetic_panel()
+    split = 4 * 7 * 96
+    model = cls().fit(panel.head(split))
+    rng = np.random.default_rng(3)
+    for origin in (split, split + 37, split + 300):
+        future = panel.free.copy()
+        future[:, origin + 1:] = rng.uniform(0, 40, future[:, origin + 1:].shape)
+        future[0, origin + 2:origin + 9] = np.nan
+        perturbed = Panel(panel.lot_ids, panel.capacity, panel.start, future, panel.timezone)
+        np.testing.assert_array_equal(model.predict(panel, [origin], horizon),
+                                      model.predict(perturbed, [origin], horizon))
+        # The check can fail: the observation at the forecast time itself does matter.
+        present = future.copy()
+        present[:, origin] = 0.0
+        changed = Panel(panel.lot_ids, panel.capacity, panel.start, present, panel.timezone)
+        if cls is not SeasonalNaive:
+            assert not np.array_equal(model.predict(panel, [origin], horizon),
+                                      model.predict(changed, [origin], horizon))
+
+
+def test_evaluate_ignores_the_test_window_when_fitting() -> None:
+    panel = synthetic_panel()
+    split = panel.n_steps - 7 * 96
+    fitted = ProfileAnomaly().fit(panel.head(split))
+    noisy = panel.free.copy()
+    noisy[:, split:] = 1.0
+    refit = ProfileAnomaly().fit(Panel(panel.lot_ids, panel.capacity, panel.start, noisy,
+                                       panel.timezone).head(split))
+    np.testing.assert_array_equal(fitted.profile_, refit.profile_)
+    np.testing.assert_array_equal(fitted.decay_, refit.decay_)
+
+
+# --- cleaning --------------------------------------------------------------------------------
+
+def frame(rows: list[tuple[str, str, object, object]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["lot_id", "time", "free", "capacity"]).astype(str)
+
+
+def test_cleaning_snaps_deduplicates_clips_and_keeps_gaps() -> None:
+    panel = panel_from_frame(frame([
+        ("p1", "2024-03-04T08:07:00Z", 10, 100),       # snaps to 08:00
+        ("p1", "2024-03-04T08:07:00Z", 10, 100),       # exact duplicate
+        ("p1", "2024-03-04T09:08:00+01:00", 12, 100),  # 08:08Z snaps to 08:15: ...
+        ("p1", "2024-03-04T08:14:00Z", 13, 100),       # ... the later reading of 08:15 wins
+        ("p1", "2024-03-04T08:29:59Z", -4, 100),       # negative -> 0
+        ("p1", "2024-03-04T09:15:00Z", 130, 100),      # above capacity -> capacity
+        ("p2", "2024-03-04 08:00:00+00:00", 5, 50),
+        ("p2", "2024-03-04T08:44:00Z", "", 50),        # missing free: dropped, not a gap fill
+        ("p2", "2024-03-04T09:00:00Z", 7, 50),
+    ]), timezone="UTC")
+    assert panel.lot_ids == ("p1", "p2")
+    assert panel.start == datetime(2024, 3, 4, 8, tzinfo=UTC)
+    nan = np.nan
+    np.testing.assert_array_equal(panel.free, [[10, 13, 0, nan, nan, 100],
+                                               [5, nan, nan, nan, 7, nan]])
+    assert panel.cleaning["merged_duplicates"] == 2
+    assert panel.cleaning["clipped_negative"] == 1
+    assert panel.cleaning["clipped_above_capacity"] == 1
+    assert panel.cleaning["dropped_missing_or_bad_capacity"] == 1
+
+
+@pytest.mark.parametrize(("rows", "reason"), [
+    ([("p1", "2024-03-04 08:00:00", 1, 9), ("p1", "2024-03-04T09:00Z", 1, 9)], "no UTC offset"),
+    ([("p1", "yesterday+01:00", 1, 9), ("p1", "2024-03-04T09:00Z", 1, 9)], "cannot parse time"),
+    ([("p1", "2024-03-04T08:00Z", "many", 9), ("p1", "2024-03-04T09:00Z", 1, 9)],
+     "free 'many' is not a number"),
+    ([("p1", "2024-03-04T08:00Z", 1, 9), ("p1", "2024-03-04T09:00Z", 1, 9),
+      ("p2", "2024-03-04T09:00Z", 1, 9)], "lot 'p2' has 1 row"),
+])
+def test_cleaning_rejects_unusable_rows(rows: list[tuple[str, str, object, object]],
+                                        reason: str) -> None:
+    with pytest.raises(DataError, match=reason):
+        panel_from_frame(frame(rows))
+
+
+# --- evaluate --------------------------------------------------------------------------------
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("", "empty file"),
+    ("lot_id,time,free,capacity\n", "no data rows"),
+    ("lot,when,free,capacity\np1,2024-03-04T08:00Z,1,9\n", "missing column(s) lot_id, time"),
+    ("lot_id,time,free,capacity\np1,2024-03-04T08:00Z,3,9\np1,2024-03-04T08:15Z,4,9\n",
+     "no training data before the test window"),
+    ("lot_id,time,free,capacity\np1,2024-03-04 08:00:00,3,9\np1,2024-03-04 08:15:00,4,9\n",
+     "has no UTC offset"),
+])
+def test_evaluate_exits_2_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        content: str, reason: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    code, out, err = run(capsys, "forecast", "evaluate", "--csv", str(path), "--json")
+    assert code == 2
+    assert out == ""
+    assert reason in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_exits_2_on_a_missing_file(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "forecast", "evaluate", "--csv", str(tmp_path / "nope.csv"))
+    assert code == 2
+    assert "no such file" in err
+
+
+def test_evaluate_rejects_bad_horizons(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["forecast", "evaluate", "--csv", "x.csv", "--horizons", "15,20"])
+    assert exit_info.value.code == 2
+    assert "positive multiples of 15" in capsys.readouterr().err
+
+
+def test_evaluate_json_reports_the_baselines_only(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = panel_to_csv(synthetic_panel(), tmp_path / "long.csv")
+    code, out, _ = run(capsys, "forecast", "evaluate", "--csv", str(path), "--test-days", "7",
+                       "--horizons", "15,60", "--json", "--timezone", "UTC")
+    assert code == 0
+    report = json.loads(out)
+    assert report["lots"] == 3
+    assert list(report["horizons"]) == ["15", "60"]
+    for entry in report["horizons"].values():
+        assert "model" not in entry  # the learned model is not there yet, so not reported
+        assert entry["points"] > 0
+        for name in ("persistence", "seasonal_naive", "profile_anomaly"):
+            assert entry[name]["mae"] > 0
+    # On this strongly seasonal synthetic data the profile beats persistence an hour ahead.
+    sixty = report["horizons"]["60"]
+    assert sixty["profile_anomaly"]["mae"] < sixty["persistence"]["mae"]
+
+
+def test_evaluate_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = panel_to_csv(synthetic_panel(weeks=3), tmp_path / "long.csv")
+    code, out, _ = run(capsys, "forecast", "evaluate", "--csv", str(path), "--test-days", "3")
+    assert code == 0
+    assert "profile_anomaly" in out
+    assert "120 min" in out
+
+
+# --- Birmingham ------------------------------------------------------------------------------
+
+# SOURCE.md: mean over 28 lots of per-lot MAE of the occupancy rate, test week 2016-12-13..19.
+REFERENCE = {
+    "persistence": {"30": 0.0331, "60": 0.0652, "120": 0.1309},
+    "profile_anomaly": {"30": 0.0137, "60": 0.0228, "120": 0.0373},
+}
+
+
+@pytest.fixture(scope="module")
+def birmingham(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not BIRMINGHAM.is_file():
+        pytest.skip(f"Birmingham data not found at {BIRMINGHAM} (the shared data directory "
+                    "sits next to the repository)")
+    target = tmp_path_factory.mktemp("birmingham") / "long.csv"
+    convert(BIRMINGHAM, target)
+    return target
+
+
+def test_birmingham_conversion(birmingham: Path) -> None:
+    frame = pd.read_csv(birmingham, dtype=str)
+    assert list(frame.columns) == ["lot_id", "time", "free", "capacity"]
+    assert len(frame) == 35717
+    first = frame.iloc[0]
+    assert (first["lot_id"], first["time"], first["free"], first["capacity"]) == (
+        "BHMBCCMKT01", "2016-10-04T07:59:42+01:00", "516", "577")  # 577 - 61 occupied
+    assert frame["time"].str.endswith("+00:00").any()  # after the end of British Summer Time
+
+
+def test_birmingham_reproduces_the_reference_figures(birmingham: Path) -> None:
+    report = evaluate(load_csv(birmingham, timezone="Europe/London"), test_days=7,
+                      horizons=(30, 60, 120))
+    assert report["test"]["start"].startswith("2016-12-13T00:00")
+    for name, figures in REFERENCE.items():
+        for horizon, expected in figures.items():
+            entry = report["horizons"][horizon]
+            assert entry["lots_scored"] == 28
+            got = entry[name]["mae_rate"]
+            assert abs(got - expected) <= 0.15 * expected, (name, horizon, got, expected)
+
+
+def test_birmingham_start_of_test_window_is_a_local_midnight(birmingham: Path) -> None:
+    panel = load_csv(birmingham, timezone="Europe/London")
+    report = evaluate(panel, test_days=1, horizons=(30,))
+    begin = datetime.fromisoformat(report["test"]["start"])
+    assert begin == datetime(2016, 12, 19, tzinfo=UTC)
+    assert panel.time_at(panel.n_steps - 1) - begin < timedelta(days=1)
