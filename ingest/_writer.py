@@ -227,7 +227,7 @@ class Writer:
                     if updated is None or row["latest"] > updated:
                         updated = row["latest"]
                         occupancy_rows.append(self._occupancy_row(lot, updated, occupied,
-                                                                  "bays"))
+                                                                  "bays", free=free))
                 quality_of = {"fresh_bays": row["fresh"], "stuck_bays": row["stuck"]}
             for reading in sorted(counters.get(lot_id, ()), key=lambda r: r.time):
                 applied = apply_counter(counter, reading, lot)
@@ -311,10 +311,13 @@ class Writer:
 
     @staticmethod
     def _occupancy_row(lot: Lot, time: datetime, occupied: int, source: str,
-                       entries: int | None = None, exits: int | None = None) -> dict[str, Any]:
+                       entries: int | None = None, exits: int | None = None, *,
+                       free: int | None = None) -> dict[str, Any]:
+        # ``free`` as the lot state has it: bays of stuck sensors count neither free nor
+        # occupied, so it can be less than capacity - occupied.
         return {"time": time, "lot_id": lot.id, "occupied": occupied,
-                "free": lot.capacity - occupied, "capacity": lot.capacity, "source": source,
-                "entries": entries, "exits": exits}
+                "free": lot.capacity - occupied if free is None else free,
+                "capacity": lot.capacity, "source": source, "entries": entries, "exits": exits}
 
     def _dead_letter(self, message: Message, reason: str) -> dict[str, Any]:
         return {

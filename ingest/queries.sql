@@ -24,17 +24,45 @@ ORDER BY bay_id, time
 ON CONFLICT (bay_id, time) DO NOTHING;
 
 -- Out-of-order readings never move a bay backwards: only a newer reading replaces the state.
--- ``since`` is when the state last changed: a state held far too long is a stuck sensor.
+-- ``since`` is when the state last changed (a state held far too long is a stuck sensor): the
+-- first reading of the state after the newest one of the other state. That one can be the
+-- old state, or in this batch: a bay freed and taken again within one batch (a backlog, a
+-- replay), or a reading of the other state arriving late, after ``since``. Only then is
+-- bay_events looked up (from that reading on); otherwise ``since`` stays.
 -- name: advance_bay_state
+WITH batch AS (
+    SELECT bay_id, (array_agg(occupied ORDER BY time DESC))[1] AS occupied,
+           max(time) AS time, max(time) FILTER (WHERE occupied) AS last_occupied,
+           max(time) FILTER (WHERE NOT occupied) AS last_free
+    FROM staged_bay_events
+    GROUP BY bay_id
+), merged AS (
+    SELECT b.bay_id, s.occupied AS old_occupied, s.since AS old_since,
+           CASE WHEN s.time >= b.time THEN s.occupied ELSE b.occupied END AS occupied,
+           greatest(s.time, b.time) AS time,
+           b.last_occupied, b.last_free, s.time AS old_time
+    FROM batch AS b
+    LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
+), turned AS (
+    SELECT m.bay_id, m.occupied, m.time, m.old_occupied, m.old_since,
+           greatest(CASE WHEN m.old_occupied <> m.occupied THEN m.old_time END,
+                    CASE WHEN m.occupied THEN m.last_free ELSE m.last_occupied END) AS other
+    FROM merged AS m
+)
 INSERT INTO bay_state (bay_id, occupied, time, since)
-SELECT DISTINCT ON (bay_id) bay_id, occupied, time, time
-FROM staged_bay_events
-ORDER BY bay_id, time DESC
+SELECT t.bay_id, t.occupied, t.time,
+       CASE WHEN t.old_occupied = t.occupied AND (t.other IS NULL OR t.other < t.old_since)
+            THEN t.old_since
+            ELSE coalesce((SELECT min(e.time) FROM bay_events AS e
+                           WHERE e.bay_id = t.bay_id AND e.occupied = t.occupied
+                             AND e.time > coalesce(t.other, '-infinity'::timestamptz)),
+                          t.time)
+       END
+FROM turned AS t
 ON CONFLICT (bay_id) DO UPDATE
-SET occupied = excluded.occupied, time = excluded.time,
-    since = CASE WHEN bay_state.occupied = excluded.occupied THEN bay_state.since
-                 ELSE excluded.time END
-WHERE bay_state.time < excluded.time;
+SET occupied = excluded.occupied, time = excluded.time, since = excluded.since
+WHERE (bay_state.occupied, bay_state.time, bay_state.since)
+      IS DISTINCT FROM (excluded.occupied, excluded.time, excluded.since);
 
 -- name: insert_sensor_health
 INSERT INTO sensor_health (time, sensor_id, battery_v, battery_pct, rssi, snr, gateway_id,

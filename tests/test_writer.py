@@ -229,12 +229,57 @@ def test_stuck_sensor_is_left_out_of_the_count(conn: psycopg.Connection[Any], ci
         writer.write(conn, [bay_msg(city, f"st-00{n}", n == 1, moment) for n in range(1, 5)],
                      moment)
     assert quality(conn, city, "street") == (3, 0, 0.75, ["stuck_sensors:1"])
+    # History counts the lot as its state does: the stuck bay is not a free space either.
+    assert rows(conn, "SELECT free, occupied FROM lot_occupancy WHERE lot_id = %s"
+                " ORDER BY time DESC LIMIT 1", f"{city.id}-street") == [(3, 0)]
     # The sensor comes back to life: it is counted again.
     moment = start + timedelta(hours=73)
     writer.write(conn, [bay_msg(city, "st-001", False, moment)], moment)
     assert quality(conn, city, "street") == (4, 0, 1.0, [])
     stuck = conn.execute("SELECT count(*) FROM sensor_status WHERE stuck").fetchone()
     assert stuck == (0,)
+
+
+def test_since_is_when_the_state_last_changed_whatever_the_batches(
+        conn: psycopg.Connection[Any], city: City, writer: Writer) -> None:
+    """A bay freed and taken again within one batch (a backlog, a fast replay), or whose
+    "free" arrives late, changed state: its ``since`` moves on, so it does not look stuck."""
+    def since(bay: str) -> datetime:
+        row = conn.execute("SELECT since FROM bay_state WHERE bay_id = %s",
+                           (f"{city.id}-{bay}",)).fetchone()
+        assert row is not None and isinstance(row[0], datetime)
+        return row[0]
+
+    writer.write(conn, [bay_msg(city, f"st-00{n}", True, at(0)) for n in (1, 2, 3)], at(0))
+    # st-001: free and taken again, both in one batch with a later heartbeat.
+    writer.write(conn, [bay_msg(city, "st-001", False, at(100)),
+                        bay_msg(city, "st-001", True, at(160)),
+                        bay_msg(city, "st-001", True, at(700))], at(700))
+    assert since("st-001") == at(160)
+    # st-002: taken at 0 (heartbeats at 600, 1200); its "free" of 300 comes late, after them.
+    writer.write(conn, [bay_msg(city, "st-002", True, at(600))], at(600))
+    writer.write(conn, [bay_msg(city, "st-002", True, at(1200))], at(1200))
+    assert since("st-002") == at(0)
+    writer.write(conn, [bay_msg(city, "st-002", False, at(300))], at(1210))
+    assert since("st-002") == at(600)
+    assert rows(conn, "SELECT occupied, time FROM bay_state WHERE bay_id = %s",
+                f"{city.id}-st-002") == [(True, at(1200))]
+    # st-003: a late reading of the same state changes nothing; a new state starts a run.
+    writer.write(conn, [bay_msg(city, "st-003", True, at(50))], at(1300))
+    assert since("st-003") == at(0)
+    writer.write(conn, [bay_msg(city, "st-003", False, at(1400)),
+                        bay_msg(city, "st-003", False, at(1500))], at(1500))
+    assert since("st-003") == at(1400)
+    # A new bay's first batch: since is its first reading of the state it ends in.
+    writer.write(conn, [bay_msg(city, "st-004", False, at(10)),
+                        bay_msg(city, "st-004", True, at(20)),
+                        bay_msg(city, "st-004", True, at(30))], at(30))
+    assert since("st-004") == at(20)
+    # Redelivered, the same batches change nothing.
+    before = rows(conn, "SELECT * FROM bay_state ORDER BY bay_id")
+    writer.write(conn, [bay_msg(city, "st-001", False, at(100)),
+                        bay_msg(city, "st-002", False, at(300))], at(1600))
+    assert rows(conn, "SELECT * FROM bay_state ORDER BY bay_id") == before
 
 
 def test_silent_sensors_lower_the_quality_and_stale_scores_zero(
