@@ -72,7 +72,6 @@ class BatchResult:
     dead_letters: int = 0
     bay_events: int = 0
     health_rows: int = 0
-    counter_readings: int = 0
     superseded: int = 0
     newest: datetime | None = None
     changed: list[LotStatus] = field(default_factory=list)
@@ -148,7 +147,6 @@ class Writer:
                 cur.execute(q["insert_sensor_health"])
                 result.health_rows = max(cur.rowcount, 0)
             bay_lots = sorted({self._lot_of_bay[b.bay_id] for b in bays})
-            result.counter_readings = sum(len(r) for r in counters.values())
             result.changed, result.superseded = self._update_lots(
                 conn, bay_lots, counters, now)
             if dead:
