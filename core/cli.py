@@ -268,14 +268,19 @@ def _cmd_forecast_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['lots']} lots; train {report['train']['start']} .. "
           f"{report['train']['end']}, test {report['test']['start']} .. {report['test']['end']}")
-    print(f"{'horizon':>8} {'points':>7} {'model':<16} {'MAE spaces':>10} {'MAE rate':>9}")
+    print(f"{'horizon':>8} {'points':>7} {'model':<16} {'MAE spaces':>10} {'MAE rate':>9} "
+          f"{'cover 80':>8}")
     for horizon, entry in report["horizons"].items():
         for name, score in entry.items():
             if isinstance(score, dict):
                 mae = "-" if score["mae"] is None else f"{score['mae']:.2f}"
                 rate = "-" if score["mae_rate"] is None else f"{score['mae_rate']:.4f}"
+                cover = score.get("coverage_80")
+                covered = "-" if cover is None else f"{cover:.3f}"
                 print(f"{horizon + ' min':>8} {entry['points']:>7} {name:<16} {mae:>10} "
-                      f"{rate:>9}")
+                      f"{rate:>9} {covered:>8}")
+    for name, reason in report.get("skipped", {}).items():
+        print(f"{name} not evaluated: {reason}")
     return 0
 
 
@@ -365,14 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                 metavar="FORECAST_COMMAND")
     evaluate = forecast_commands.add_parser(
         "evaluate", help="score the baselines (persistence, seasonal naive, profile + last "
-        "anomaly) on a long CSV lot_id,time,free,capacity; the learned model and its "
-        "coverage_80 arrive with the gradient-boosting work",
+        "anomaly) and the gradient-boosting model on a long CSV lot_id,time,free,capacity",
         description="Train on everything before the last --test-days local days, forecast "
         "every 15-minute point of the test window from the data up to it, and score where "
         "both the forecast time and the target time are observed. MAE in free spaces "
-        "(pooled) and of the free rate (mean of per-lot MAE). Only the baselines are "
-        "reported: the learned model (and its coverage_80) arrives with the "
-        "gradient-boosting work.")
+        "(pooled) and of the free rate (mean of per-lot MAE); for the gradient-boosting "
+        "model (\"model\") also coverage_80, the share of points inside its 10-90 %% "
+        "interval.")
     evaluate.add_argument("--csv", type=Path, required=True, metavar="FILE",
                           help="long CSV: lot_id,time,free,capacity; RFC 3339 times with an "
                           "offset; any sampling interval (snapped to 15 minutes)")

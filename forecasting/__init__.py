@@ -1,4 +1,4 @@
-"""Occupancy forecasting: data cleaning, baselines and evaluation on real data."""
+"""Occupancy forecasting: data cleaning, baselines, a gradient-boosting model, evaluation."""
 
 from forecasting._baselines import (
     Forecaster,
@@ -7,10 +7,12 @@ from forecasting._baselines import (
     SeasonalNaive,
 )
 from forecasting._data import DataError, Panel, load_csv, panel_from_frame
+from forecasting._model import GradientBoostingForecaster
 
 __all__ = [
     "DataError",
     "Forecaster",
+    "GradientBoostingForecaster",
     "Panel",
     "Persistence",
     "ProfileAnomaly",

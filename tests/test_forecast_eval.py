@@ -1,10 +1,13 @@
-"""Forecasting baselines: the estimator contract, no leakage, data cleaning, evaluation."""
+"""Forecasting baselines and the gradient-boosting model: the estimator contract, no leakage,
+data cleaning, evaluation."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ from core.cli import main
 from forecasting import (
     DataError,
     Forecaster,
+    GradientBoostingForecaster,
     Panel,
     Persistence,
     ProfileAnomaly,
@@ -30,7 +34,7 @@ BIRMINGHAM = SHARED / "data" / "birmingham" / "dataset.csv"
 START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 HORIZONS = (15, 30, 60, 120)
 
-MODELS = [Persistence, SeasonalNaive, ProfileAnomaly]
+MODELS = [Persistence, SeasonalNaive, ProfileAnomaly, GradientBoostingForecaster]
 
 
 def synthetic_panel(weeks: int = 5, seed: int = 7) -> Panel:
@@ -130,6 +134,109 @@ def test_data_after_the_forecast_time_do_not_change_the_forecast(
                                       model.predict(changed, [origin], horizon))
 
 
+@pytest.fixture(scope="module")
+def fitted_model() -> tuple[GradientBoostingForecaster, Panel, int]:
+    panel = synthetic_panel()
+    split = 4 * 7 * 96
+    model = GradientBoostingForecaster(max_iter=60, random_state=5).fit(panel.head(split))
+    return model, panel, split
+
+
+def test_model_same_random_state_same_model(
+        fitted_model: tuple[GradientBoostingForecaster, Panel, int]) -> None:
+    model, panel, split = fitted_model
+    twin = clone(model).fit(synthetic_panel().head(split))
+    origins = np.arange(split, split + 200)
+    for horizon in (15, 120):
+        np.testing.assert_array_equal(model.predict(panel, origins, horizon),
+                                      twin.predict(panel, origins, horizon))
+        for ours, theirs in zip(model.predict_interval(panel, origins, horizon),
+                                twin.predict_interval(panel, origins, horizon), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("horizon", HORIZONS)
+def test_model_data_after_the_forecast_time_do_not_change_the_forecast(
+        fitted_model: tuple[GradientBoostingForecaster, Panel, int], horizon: int) -> None:
+    model, panel, split = fitted_model
+    rng = np.random.default_rng(3)
+
+    def outputs(source: Panel, origin: int) -> list[np.ndarray[Any, Any]]:
+        return [model.predict(source, [origin], horizon),
+                *model.predict_interval(source, [origin], horizon),
+                model.prob_space(source, [origin], horizon)]
+
+    for origin in (split, split + 37, split + 300):
+        future = panel.free.copy()
+        future[:, origin + 1:] = rng.uniform(0, 40, future[:, origin + 1:].shape)
+        future[0, origin + 2:origin + 9] = np.nan
+        perturbed = Panel(panel.lot_ids, panel.capacity, panel.start, future, panel.timezone)
+        for ours, theirs in zip(outputs(panel, origin), outputs(perturbed, origin),
+                                strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+        present = future.copy()
+        present[:, origin] = 0.0
+        changed = Panel(panel.lot_ids, panel.capacity, panel.start, present, panel.timezone)
+        assert not np.array_equal(model.predict(panel, [origin], horizon),
+                                  model.predict(changed, [origin], horizon))
+
+
+def test_model_training_uses_only_the_history(
+        fitted_model: tuple[GradientBoostingForecaster, Panel, int]) -> None:
+    model, panel, split = fitted_model
+    noisy = panel.free.copy()
+    noisy[:, split:] = 1.0
+    refit = clone(model).fit(Panel(panel.lot_ids, panel.capacity, panel.start, noisy,
+                                   panel.timezone).head(split))
+    origins = np.arange(split, panel.n_steps - 8)
+    np.testing.assert_array_equal(model.predict(panel, origins, 60),
+                                  refit.predict(panel, origins, 60))
+
+
+def test_model_interval_and_probability_of_a_space(
+        fitted_model: tuple[GradientBoostingForecaster, Panel, int]) -> None:
+    model, panel, split = fitted_model
+    origins = np.arange(split, panel.n_steps - 8)
+    point = model.predict(panel, origins, 60)
+    low, high = model.predict_interval(panel, origins, 60)
+    assert (low <= point).all()
+    assert (point <= high).all()
+    assert (low >= 0).all()
+    assert (high <= panel.capacity[:, None]).all()
+    assert (high - low).mean() > 0
+    assert model.interval_scale_ > 0
+    probability = model.prob_space(panel, origins, 60)
+    assert ((probability >= 0) & (probability <= 1)).all()
+    # A full lot right now makes a free space soon less likely than an empty lot does.
+    full, empty = panel.free.copy(), panel.free.copy()
+    full[:, split] = 0.0
+    empty[:, split] = panel.capacity
+    p_full, p_empty = (model.prob_space(Panel(panel.lot_ids, panel.capacity, panel.start, free,
+                                              panel.timezone), [split], 15)
+                       for free in (full, empty))
+    assert (p_full < p_empty).all()
+
+
+def test_model_fits_40_lots_of_90_days_fast() -> None:
+    rng = np.random.default_rng(1)
+    steps = 90 * 96
+    capacity = rng.integers(50, 800, 40).astype(float)
+    day = np.sin(2 * np.pi * (np.arange(steps) % 96) / 96)
+    rate = np.clip(0.6 - 0.3 * day + rng.normal(0, 0.05, (40, steps)), 0, 1)
+    panel = Panel(tuple(f"lot{i}" for i in range(40)), capacity, START,
+                  rate * capacity[:, None], "Europe/Berlin")
+    began = time.perf_counter()
+    GradientBoostingForecaster().fit(panel)
+    assert time.perf_counter() - began < 60  # the issue's target; about 3 s measured
+
+
+def test_model_with_a_short_history_still_fits() -> None:
+    panel = synthetic_panel(weeks=1)
+    model = GradientBoostingForecaster(max_iter=20).fit(panel.head(5 * 96))
+    assert np.isfinite(model.predict(panel, [5 * 96], 30)).all()
+    assert model.interval_scale_ == 1.0  # too little data to hold out a calibration tail
+
+
 def test_evaluate_ignores_the_test_window_when_fitting() -> None:
     panel = synthetic_panel()
     split = panel.n_steps - 7 * 96
@@ -227,8 +334,8 @@ def test_evaluate_rejects_bad_horizons(capsys: pytest.CaptureFixture[str]) -> No
     assert "positive multiples of 15" in capsys.readouterr().err
 
 
-def test_evaluate_json_reports_the_baselines_only(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_json_reports_the_baselines_and_the_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = panel_to_csv(synthetic_panel(), tmp_path / "long.csv")
     code, out, _ = run(capsys, "forecast", "evaluate", "--csv", str(path), "--test-days", "7",
                        "--horizons", "15,60", "--json", "--timezone", "UTC")
@@ -237,10 +344,12 @@ def test_evaluate_json_reports_the_baselines_only(tmp_path: Path,
     assert report["lots"] == 3
     assert list(report["horizons"]) == ["15", "60"]
     for entry in report["horizons"].values():
-        assert "model" not in entry  # the learned model is not there yet, so not reported
         assert entry["points"] > 0
-        for name in ("persistence", "seasonal_naive", "profile_anomaly"):
+        for name in ("persistence", "seasonal_naive", "profile_anomaly", "model"):
             assert entry[name]["mae"] > 0
+            assert entry[name]["mae_rate"] > 0
+        assert 0.5 <= entry["model"]["coverage_80"] <= 1.0
+        assert "coverage_80" not in entry["persistence"]
     # On this strongly seasonal synthetic data the profile beats persistence an hour ahead.
     sixty = report["horizons"]["60"]
     assert sixty["profile_anomaly"]["mae"] < sixty["persistence"]["mae"]
@@ -251,6 +360,7 @@ def test_evaluate_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = run(capsys, "forecast", "evaluate", "--csv", str(path), "--test-days", "3")
     assert code == 0
     assert "profile_anomaly" in out
+    assert "model" in out
     assert "120 min" in out
 
 
@@ -283,9 +393,14 @@ def test_birmingham_conversion(birmingham: Path) -> None:
     assert frame["time"].str.endswith("+00:00").any()  # after the end of British Summer Time
 
 
-def test_birmingham_reproduces_the_reference_figures(birmingham: Path) -> None:
-    report = evaluate(load_csv(birmingham, timezone="Europe/London"), test_days=7,
-                      horizons=(30, 60, 120))
+@pytest.fixture(scope="module")
+def birmingham_report(birmingham: Path) -> dict[str, Any]:
+    return evaluate(load_csv(birmingham, timezone="Europe/London"), test_days=7,
+                    horizons=(30, 60, 120))
+
+
+def test_birmingham_reproduces_the_reference_figures(birmingham_report: dict[str, Any]) -> None:
+    report = birmingham_report
     assert report["test"]["start"].startswith("2016-12-13T00:00")
     for name, figures in REFERENCE.items():
         for horizon, expected in figures.items():
@@ -301,3 +416,17 @@ def test_birmingham_start_of_test_window_is_a_local_midnight(birmingham: Path) -
     begin = datetime.fromisoformat(report["test"]["start"])
     assert begin == datetime(2016, 12, 19, tzinfo=UTC)
     assert panel.time_at(panel.n_steps - 1) - begin < timedelta(days=1)
+
+
+def test_birmingham_model_beats_the_baselines(birmingham_report: dict[str, Any]) -> None:
+    # Measured (test week 2016-12-13..19, mean per-lot rate MAE over 28 lots): model 0.0133 /
+    # 0.0208 / 0.0330 against profile + anomaly 0.0143 / 0.0232 / 0.0379 at 30 / 60 / 120 min,
+    # i.e. 0.93 / 0.89 / 0.87 of it: better, but NOT the issue's target of 0.85, which is
+    # therefore not asserted. The interval target (coverage 0.75-0.85) is met: 0.772 / 0.758 /
+    # 0.753 (a thin margin at 120 min).
+    for horizon in ("30", "60", "120"):
+        entry = birmingham_report["horizons"][horizon]
+        model = entry["model"]
+        assert model["mae_rate"] < 0.95 * entry["profile_anomaly"]["mae_rate"], horizon
+        assert model["mae_rate"] < 0.5 * entry["persistence"]["mae_rate"], horizon
+        assert 0.75 <= model["coverage_80"] <= 0.85, horizon
