@@ -296,7 +296,10 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="parkleit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="parkleit",
+        description="parkleit, a parking guidance system. Exit codes: 0 ok, 1 runtime "
+        "failure, 2 bad usage or config (with a one-line reason).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
