@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -140,8 +141,9 @@ def _cmd_simulate_history(args: argparse.Namespace) -> int:
 
 
 def _timestamp(text: str) -> datetime:
+    """An RFC 3339 time with a UTC offset (``Z`` in either case)."""
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.strip().upper())
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text}") from None
     if moment.tzinfo is None:
@@ -151,23 +153,14 @@ def _timestamp(text: str) -> datetime:
 
 def _start_time(text: str) -> datetime:
     """``now``, ``now-6h`` (units s, m, h, d) or an RFC 3339 time with an offset."""
-    import re
-    from datetime import timedelta
-
-    value = text.strip()
-    if value.lower().startswith("now"):
-        match = re.fullmatch(r"now(?:-(\d+(?:\.\d+)?)([smhd]))?", value.lower())
-        if not match:
-            raise argparse.ArgumentTypeError(f"not 'now' or 'now-<n><s|m|h|d>': {text}")
-        ago = float(match[1] or 0) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2] or "s"]
-        return datetime.now(UTC) - timedelta(seconds=ago)
-    try:
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text}") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"needs a UTC offset or Z: {text}")
-    return moment
+    value = text.strip().lower()
+    if not value.startswith("now"):
+        return _timestamp(text)
+    match = re.fullmatch(r"now(?:-(\d+(?:\.\d+)?)([smhd]))?", value)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not 'now' or 'now-<n><s|m|h|d>': {text}")
+    ago = float(match[1] or 0) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2] or "s"]
+    return datetime.now(UTC) - timedelta(seconds=ago)
 
 
 def _fault_rate(text: str) -> tuple[str, float]:

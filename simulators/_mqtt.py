@@ -1,12 +1,15 @@
-"""What the publishing simulators share: counting the broker's PUBACKs."""
+"""What the publishing simulators share: a client, and counting the broker's PUBACKs."""
 
 from __future__ import annotations
 
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-__all__ = ["PubAcks"]
+from core.settings import Settings
+
+__all__ = ["PubAcks", "mqtt_client"]
 
 
 class PubAcks:
@@ -36,3 +39,20 @@ class PubAcks:
         with self.changed:
             return self.changed.wait_for(lambda: published - self.acked <= outstanding,
                                          timeout)
+
+
+def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:
+    """A connected publishing client (network loop running) for simulators and tests."""
+    target = settings.mqtt
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set(ca_certs=str(settings.MQTT_CA_FILE) if settings.MQTT_CA_FILE else None)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(1, 10)
+    client.connect(target.host, target.port, keepalive=30)
+    client.loop_start()
+    return client

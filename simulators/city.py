@@ -44,7 +44,7 @@ from typing import Any, NamedTuple, TextIO
 from core.city import Bay, City, Lot
 from core.settings import Settings
 
-from ._mqtt import PubAcks
+from ._mqtt import PubAcks, mqtt_client
 from .demand import CitySimulation, Minute
 
 __all__ = [
@@ -1011,8 +1011,6 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
     acks: PubAcks | None = None
     client = None
     if publish is None:
-        from .load import mqtt_client
-
         client = mqtt_client(settings, f"parkleit-city-{city.id}-{seed}-{random.getrandbits(24):x}")
         acks = PubAcks()
         client.on_publish = acks.on_publish

@@ -9,15 +9,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from core.city import City, Lot
 from core.settings import Settings
 
-from ._mqtt import PubAcks as _Acks
+from ._mqtt import PubAcks, mqtt_client
 
-__all__ = ["LoadError", "LoadReport", "mqtt_client", "run_load"]
+__all__ = ["LoadError", "LoadReport", "run_load"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +36,6 @@ class LoadReport:
     counter_messages: int
     elapsed_s: float
     unacknowledged: int = 0
-
-
-def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:
-    """A connected publishing client (network loop running) for simulators and tests."""
-    target = settings.mqtt
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311)
-    if target.username:
-        client.username_pw_set(target.username, target.password)
-    if target.tls:
-        client.tls_set(ca_certs=str(settings.MQTT_CA_FILE) if settings.MQTT_CA_FILE else None)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.reconnect_delay_set(1, 10)
-    client.connect(target.host, target.port, keepalive=30)
-    client.loop_start()
-    return client
 
 
 class _Counter:
@@ -89,7 +69,7 @@ def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration
     seq = dict.fromkeys(chosen, 0)
     last: dict[str, datetime] = {}
     client = mqtt_client(settings, f"parkleit-load-{rng.randrange(1 << 30):x}")
-    acks = _Acks()
+    acks = PubAcks()
     client.on_publish = acks.on_publish
     published = bay_messages = counter_messages = 0
     start = time.monotonic()

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from _helpers import ROOT
 
 from core.embedded import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -64,9 +64,8 @@ from ingest import (
     HealthReading,
     apply_counter,
 )
-from simulators._mqtt import PubAcks
+from simulators._mqtt import PubAcks, mqtt_client
 from simulators.city import CityFeed, FaultConfig, SimMessage, TruthRow, run_city
-from simulators.load import mqtt_client
 
 log = logging.getLogger(__name__)
 

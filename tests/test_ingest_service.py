@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.city import City
 from core.embedded import free_port
 from core.settings import Settings
-from simulators.load import mqtt_client
+from simulators._mqtt import mqtt_client
 
 
 def now_iso() -> str:
