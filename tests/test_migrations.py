@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,9 @@ def catalog(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
             for name, query in CATALOG.items()}
 
 
-@pytest.fixture
-def empty_db(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection to a brand-new, empty database."""
+@contextmanager
+def new_database(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a brand-new, empty database, dropped afterwards."""
     name = f"parkleit_m_{secrets.token_hex(6)}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -45,6 +46,12 @@ def empty_db(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_db(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with new_database(admin_url) as conn:
+        yield conn
 
 
 def test_fresh_database_gets_every_table_of_the_design(empty_db: psycopg.Connection[Any]) -> None:
@@ -92,18 +99,10 @@ def test_upgrade_path_equals_fresh_install(tmp_path: Path, admin_url: str,
         "0003 lot_notes"]
     upgraded = catalog(empty_db)
 
-    name = f"parkleit_m_{secrets.token_hex(6)}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-        with psycopg.connect(url, autocommit=True) as fresh:
-            assert migrate(fresh, migrations_dir=migrations, use_timescaledb=False) == [
-                "0001 baseline", "0003 lot_notes"]
-            assert catalog(fresh) == upgraded
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(admin_url) as fresh:
+        assert migrate(fresh, migrations_dir=migrations, use_timescaledb=False) == [
+            "0001 baseline", "0003 lot_notes"]
+        assert catalog(fresh) == upgraded
 
 
 def test_failed_migration_is_rolled_back(tmp_path: Path,
