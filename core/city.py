@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "Bay",
@@ -21,6 +29,7 @@ __all__ = [
     "Lot",
     "OpeningHours",
     "Sign",
+    "SignDisplay",
     "SignLine",
     "load_city",
     "resolve_city_path",
@@ -177,6 +186,55 @@ class SignLine(_Model):
     label: Annotated[str, Field(min_length=1, max_length=24)]
     arrow: Literal["left", "right", "straight", "none"] = "straight"
     alternative: Identifier | None = None
+    # What the line shows while it routes to ``alternative``; default the lot's name and the
+    # line's own arrow.
+    alternative_label: Annotated[str, Field(min_length=1, max_length=24)] | None = None
+    alternative_arrow: Literal["left", "right", "straight", "none"] | None = None
+
+    @model_validator(mode="after")
+    def _alternative_consistent(self) -> SignLine:
+        if self.alternative is None and (self.alternative_label or self.alternative_arrow):
+            raise ValueError("alternative_label and alternative_arrow need an alternative")
+        return self
+
+
+class SignDisplay(_Model):
+    """How a sign's lines are rendered (``signage/_render.py`` states the rules)."""
+
+    # Characters for label + " " + text; arrows are drawn apart. The text is never cut, so
+    # the fixed texts leave at least 3 characters of label.
+    line_width: Annotated[int, Field(ge=8, le=80)] = 20
+    full_text: Annotated[str, Field(min_length=1)] = "besetzt"
+    almost_full_text: Annotated[str, Field(min_length=1)] = "fast voll"
+    closed_text: Annotated[str, Field(min_length=1)] = "geschlossen"
+    safe_state: Literal["--", ""] = "--"
+    # Leaving full / almost full needs this many more free spaces than entering it.
+    hysteresis_spaces: Annotated[int, Field(ge=0, le=10_000)] = 2
+    hysteresis_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.02
+    # A count change of at most ``wiggle`` waits until the shown text is this old.
+    wiggle: Annotated[int, Field(ge=0, le=10_000)] = 2
+    min_change_interval_s: Annotated[int, Field(ge=0, le=3600)] = 30
+    show_forecast: bool = False
+    forecast_text: Annotated[str, Field(min_length=1)] = "voll in ~{minutes} min"
+    forecast_confidence: Annotated[float, Field(ge=0.5, le=1)] = 0.8
+    forecast_horizon_min: Annotated[int, Field(ge=5, le=180)] = 60
+
+    @field_validator("full_text", "almost_full_text", "closed_text", "forecast_text")
+    @classmethod
+    def _text_fits(cls, value: str, info: ValidationInfo) -> str:
+        shown = value
+        if info.field_name == "forecast_text":
+            if "{minutes}" not in value:
+                raise ValueError("forecast_text needs the placeholder {minutes}")
+            try:
+                shown = value.format(minutes=180)
+            except (KeyError, IndexError, ValueError):
+                raise ValueError("forecast_text may use only the placeholder {minutes}") from None
+        width = info.data.get("line_width")  # absent when line_width itself was refused
+        if isinstance(width, int) and len(shown) > width - 4:
+            raise ValueError(
+                f"{shown!r} is longer than line_width - 4 ({width - 4} characters)")
+        return value
 
 
 class Sign(_Model):
@@ -191,6 +249,7 @@ class Sign(_Model):
     longitude: Annotated[float, Field(ge=-180, le=180)]
     stale_after_s: Annotated[int, Field(ge=30)] = 300
     lines: Annotated[tuple[SignLine, ...], Field(min_length=1)]
+    display: SignDisplay = SignDisplay()
 
 
 class Event(_Model):

@@ -1,5 +1,19 @@
 """Variable message signs: rendering rules, drivers, the push loop and its audit log."""
 
 from signage._content import Ack, Arrow, LineContent, SignContent, SignDriver, SignError
+from signage._render import ForecastPoint, Level, LineState, Observation, SignState, render
 
-__all__ = ["Ack", "Arrow", "LineContent", "SignContent", "SignDriver", "SignError"]
+__all__ = [
+    "Ack",
+    "Arrow",
+    "ForecastPoint",
+    "Level",
+    "LineContent",
+    "LineState",
+    "Observation",
+    "SignContent",
+    "SignDriver",
+    "SignError",
+    "SignState",
+    "render",
+]
