@@ -277,6 +277,66 @@ def _cmd_forecast_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forecast_database(settings: Settings) -> None:
+    """Exit 2 unless the database answers and has the forecasting tables."""
+    require_database(settings.DATABASE_URL)
+    with psycopg.connect(settings.DATABASE_URL) as conn:
+        row = conn.execute("SELECT to_regclass('forecast_models')").fetchone()
+    if row is None or row[0] is None:
+        raise UsageError("the database has no forecasting tables; run `parkleit db migrate`")
+
+
+def _cmd_forecast_train(args: argparse.Namespace) -> int:
+    from forecasting import ForecastError, train
+
+    settings = _settings()
+    city = _city(args, settings)
+    if args.days is not None and args.days < 1:
+        raise UsageError("--days must be at least 1")
+    days = args.days or settings.FORECAST_TRAIN_DAYS
+    _forecast_database(settings)
+    try:
+        with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+            info = train(conn, city, days=days, horizons=settings.FORECAST_HORIZONS,
+                         threads=settings.FORECAST_THREADS)
+    except (ForecastError, psycopg.Error) as exc:
+        logger.error("training failed: %s", str(exc).strip().splitlines()[0])
+        return 1
+    print(info.version)
+    return 0
+
+
+def _cmd_forecast_predict(args: argparse.Namespace) -> int:
+    from forecasting import ForecastError, predict
+
+    settings = _settings()
+    city = _city(args, settings)
+    _forecast_database(settings)
+    try:
+        with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+            result = predict(conn, city, horizons=args.horizons or settings.FORECAST_HORIZONS,
+                             accuracy_days=settings.FORECAST_ACCURACY_DAYS,
+                             threads=settings.FORECAST_THREADS)
+    except (ForecastError, psycopg.Error) as exc:
+        logger.error("prediction failed: %s", str(exc).strip().splitlines()[0])
+        return 1
+    print(f"{result.rows} forecasts from {result.origin.isoformat()} with {result.model}")
+    return 0
+
+
+def _cmd_forecast_serve(args: argparse.Namespace) -> int:
+    from forecasting import ForecastService
+    from ingest import install_signal_handlers
+
+    settings = _settings()
+    city = _city(args, settings)
+    _forecast_database(settings)
+    require_broker(settings)
+    service = ForecastService(settings, city)
+    install_signal_handlers(service.stop)
+    return service.run()
+
+
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
         value = kind(text)
@@ -385,6 +445,30 @@ def build_parser() -> argparse.ArgumentParser:
                           "the test-window days (default Europe/Berlin)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_cmd_forecast_evaluate)
+
+    train = forecast_commands.add_parser(
+        "train", help="fit the gradient-boosting model on the database's history and store "
+        "it as a new model version (a baseline, with the reason, if the history is too short)")
+    city_option(train)
+    train.add_argument("--days", type=_positive(int),
+                       help="days of history to learn from (default PARKLEIT_FORECAST_TRAIN_DAYS"
+                       ", 91)")
+    train.set_defaults(handler=_cmd_forecast_train)
+
+    predict = forecast_commands.add_parser(
+        "predict", help="forecast every lot with the newest model into the forecasts table "
+        "and refresh the published forecast error")
+    city_option(predict)
+    predict.add_argument("--horizons", type=_horizons,
+                         help="comma list of horizons in minutes (default "
+                         "PARKLEIT_FORECAST_HORIZONS, 15,30,60,120)")
+    predict.set_defaults(handler=_cmd_forecast_predict)
+
+    serve = forecast_commands.add_parser(
+        "serve", help="retrain nightly, predict every PARKLEIT_FORECAST_INTERVAL_S seconds "
+        "and after big changes of a lot (until SIGTERM)")
+    city_option(serve)
+    serve.set_defaults(handler=_cmd_forecast_serve)
 
     demo = commands.add_parser("demo", help="run the whole system on the example city")
     city_option(demo)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["MqttTarget", "Settings", "SettingsError", "get_settings"]
 
@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     INGEST_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 30.0
     DEAD_LETTER_MAX_BYTES: Annotated[int, Field(ge=64)] = 4096
     SHUTDOWN_TIMEOUT_S: Annotated[float, Field(gt=0)] = 20.0
+    # forecasting
+    FORECAST_HORIZONS: Annotated[tuple[int, ...], NoDecode] = (15, 30, 60, 120)
+    FORECAST_INTERVAL_S: Annotated[float, Field(gt=0)] = 300.0
+    FORECAST_RETRAIN_HOUR: Annotated[int, Field(ge=0, le=23)] = 3
+    FORECAST_TRAIN_DAYS: Annotated[int, Field(ge=1, le=3660)] = 91
+    FORECAST_ACCURACY_DAYS: Annotated[int, Field(ge=1, le=366)] = 7
+    # A lot's free count moving by this share of its capacity since the last prediction
+    # triggers a new one, at most once per FORECAST_DEBOUNCE_S.
+    FORECAST_CHANGE_SHARE: Annotated[float, Field(gt=0, le=1)] = 0.10
+    FORECAST_DEBOUNCE_S: Annotated[float, Field(ge=0)] = 30.0
+    # Threads of model fitting and prediction (0 = one per core). One by default: OpenMP
+    # threads competing with other processes for the cores made training 10x slower.
+    FORECAST_THREADS: Annotated[int, Field(ge=0, le=256)] = 1
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -66,6 +79,23 @@ class Settings(BaseSettings):
         if value.startswith("postgres://"):
             value = "postgresql://" + value.removeprefix("postgres://")
         return value
+
+    @field_validator("FORECAST_HORIZONS", mode="before")
+    @classmethod
+    def _split_horizons(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return tuple(int(part) for part in value.split(","))
+            except ValueError:
+                raise ValueError(f"not a comma list of minutes: {value!r}") from None
+        return value
+
+    @field_validator("FORECAST_HORIZONS")
+    @classmethod
+    def _check_horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(horizon <= 0 or horizon % 15 for horizon in value):
+            raise ValueError(f"horizons must be positive multiples of 15 minutes: {value}")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("MQTT_URL")
     @classmethod

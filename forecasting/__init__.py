@@ -8,15 +8,37 @@ from forecasting._baselines import (
 )
 from forecasting._data import DataError, Panel, load_csv, panel_from_frame
 from forecasting._model import GradientBoostingForecaster
+from forecasting._service import (
+    ForecastError,
+    ForecastService,
+    LoadedModel,
+    ModelInfo,
+    Prediction,
+    load_newest,
+    newest_model,
+    predict,
+    refresh_accuracy,
+    train,
+)
 
 __all__ = [
     "DataError",
+    "ForecastError",
+    "ForecastService",
     "Forecaster",
     "GradientBoostingForecaster",
+    "LoadedModel",
+    "ModelInfo",
     "Panel",
     "Persistence",
+    "Prediction",
     "ProfileAnomaly",
     "SeasonalNaive",
     "load_csv",
+    "load_newest",
+    "newest_model",
     "panel_from_frame",
+    "predict",
+    "refresh_accuracy",
+    "train",
 ]

@@ -1,0 +1,493 @@
+"""The forecast service: versioned models trained from the database, forecasts of every lot,
+the published rolling forecast error, and the long-running ``ForecastService``.
+
+Models are artefacts in ``forecast_models`` (the newest of a city is the one in use), so any
+number of forecaster processes on any hosts share them. Forecasts go to ``forecasts``, one row
+per lot and horizon at the origin (the latest quarter hour with data, never in the future).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from numpy.typing import NDArray
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from core.city import City
+from core.db import open_pool, queries
+from core.mqtt import ServiceStatus
+from core.settings import Settings
+from forecasting._baselines import Forecaster, Persistence, ProfileAnomaly
+from forecasting._data import Panel, panel_from_frame
+from forecasting._model import GradientBoostingForecaster
+
+__all__ = [
+    "CHANGE_CHANNEL",
+    "DEFAULT_HORIZONS",
+    "ForecastError",
+    "ForecastService",
+    "LoadedModel",
+    "ModelInfo",
+    "Prediction",
+    "load_newest",
+    "load_panel",
+    "newest_model",
+    "predict",
+    "refresh_accuracy",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+CHANGE_CHANNEL = "parkleit_lot_state"  # ingest NOTIFYs every changed lot state after commit
+DEFAULT_HORIZONS = (15, 30, 60, 120)
+RECENT_DAYS = 28  # data a prediction reads: four weeks make a new lot's own weekly profile
+GBR_MIN_DAYS = 14
+PROFILE_MIN_DAYS = 7
+RETRAIN_AFTER = timedelta(hours=24)
+_STEP = timedelta(minutes=15)
+_COLUMNS = ["lot_id", "time", "free", "capacity"]
+
+
+class ForecastError(Exception):
+    """Training or prediction cannot run (no data, no model); the message is one line."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A stored model's row of ``forecast_models``, without the artefact."""
+
+    version: str
+    created_at: datetime
+    kind: str
+    trained_from: datetime
+    trained_to: datetime
+    lots: tuple[str, ...]
+    examples: int | None
+    reason: str | None
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A stored model, unpickled."""
+
+    info: ModelInfo
+    model: Forecaster
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one prediction run wrote."""
+
+    model: str
+    origin: datetime
+    rows: int
+    stale: tuple[str, ...]
+    latest_free: dict[str, float]  # per forecast lot: the free count its forecast starts from
+
+
+def _threads(count: int) -> AbstractContextManager[Any]:
+    """At most ``count`` OpenMP/BLAS threads in the block (0: the libraries' default)."""
+    return threadpool_limits(limits=count) if count else nullcontext()
+
+
+def load_panel(conn: psycopg.Connection[Any], city: City, *, since: datetime,
+               until: datetime) -> Panel | None:
+    """The city's readings in (since, until] as a 15-minute Panel; None without data."""
+    rows = conn.execute(queries("forecasting")["panel_rows"],
+                        {"city": city.id, "since": since, "until": until}).fetchall()
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    # A Panel needs two readings per lot; a lot with one has nothing to forecast from yet.
+    frame = frame[frame.groupby("lot_id")["lot_id"].transform("size") >= 2]
+    if frame.empty:
+        return None
+    frame = frame.assign(time=pd.to_datetime(frame["time"], utc=True))
+    return panel_from_frame(frame, timezone=city.city.timezone)
+
+
+def _fit(panel: Panel, days: float, horizons: Sequence[int]) -> tuple[Forecaster, str,
+                                                                      str | None]:
+    """The gradient-boosting model, or the best baseline the history allows and why."""
+    if days >= GBR_MIN_DAYS:
+        try:
+            model = GradientBoostingForecaster(horizons=tuple(horizons)).fit(panel)
+            return model, "gbr", None
+        except ValueError as exc:
+            reason = f"the gradient-boosting model could not be fitted: {exc}"
+    else:
+        reason = (f"only {days:.1f} days of history; the gradient-boosting model needs "
+                  f"{GBR_MIN_DAYS}")
+    if days >= PROFILE_MIN_DAYS:
+        return ProfileAnomaly().fit(panel), "profile_anomaly", reason
+    return (Persistence().fit(panel), "persistence",
+            f"{reason} and the profile baseline {PROFILE_MIN_DAYS}")
+
+
+def train(conn: psycopg.Connection[Any], city: City, *, days: int = 91,
+          horizons: Sequence[int] = DEFAULT_HORIZONS, threads: int = 1,
+          now: datetime | None = None) -> ModelInfo:
+    """Fit a model on the last ``days`` of the city's data and store it as a new version."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    panel = load_panel(conn, city, since=now - timedelta(days=days), until=now)
+    if panel is None:
+        raise ForecastError(f"no occupancy data of {city.id} in the last {days} days")
+    history_days = (panel.n_steps - 1) * _STEP / timedelta(days=1)
+    began = time.monotonic()
+    with _threads(threads):
+        model, kind, reason = _fit(panel, history_days, horizons)
+    metrics: dict[str, Any] = {"fit_seconds": round(time.monotonic() - began, 2),
+                               "history_days": round(history_days, 2),
+                               "observed_share": round(float(np.isfinite(panel.free).mean()), 4),
+                               "cleaning": dict(panel.cleaning)}
+    if isinstance(model, GradientBoostingForecaster):
+        metrics["interval_scale"] = round(model.interval_scale_, 4)
+        metrics["horizons"] = list(model.horizons)
+    artefact = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    prefix = "gbr" if kind == "gbr" else f"baseline-{kind}"
+    version = f"{prefix}-{now:%Y%m%dT%H%MZ}-{hashlib.sha256(artefact).hexdigest()[:8]}"
+    info = ModelInfo(version=version, created_at=now, kind=kind, trained_from=panel.start,
+                     trained_to=panel.time_at(panel.n_steps - 1), lots=panel.lot_ids,
+                     examples=getattr(model, "n_train_examples_", None), reason=reason,
+                     metrics=metrics)
+    conn.execute(queries("forecasting")["insert_model"], {
+        "version": info.version, "city": city.id, "created_at": info.created_at,
+        "kind": info.kind, "trained_from": info.trained_from, "trained_to": info.trained_to,
+        "lots": list(info.lots), "examples": info.examples, "reason": info.reason,
+        "metrics": Jsonb(info.metrics), "artefact": artefact})
+    if reason:
+        logger.warning("trained %s instead of the gradient-boosting model: %s", version, reason)
+    else:
+        logger.info("trained %s on %d lots, %.1f days, %s examples in %.1f s", version,
+                    len(info.lots), history_days, info.examples, metrics["fit_seconds"])
+    return info
+
+
+def newest_model(conn: psycopg.Connection[Any], city: City) -> ModelInfo | None:
+    """The metadata of the city's newest stored model, or None."""
+    row = conn.execute(queries("forecasting")["newest_model"], {"city": city.id}).fetchone()
+    if row is None:
+        return None
+    version, created_at, kind, trained_from, trained_to, lots, examples, reason, metrics = row
+    return ModelInfo(version, created_at, kind, trained_from, trained_to, tuple(lots), examples,
+                     reason, metrics)
+
+
+def load_newest(conn: psycopg.Connection[Any], city: City,
+                cached: LoadedModel | None = None) -> LoadedModel | None:
+    """The city's newest model; ``cached`` again if it is still the newest."""
+    info = newest_model(conn, city)
+    if info is None:
+        return None
+    if cached is not None and cached.info.version == info.version:
+        return cached
+    row = conn.execute(queries("forecasting")["model_artefact"],
+                       {"version": info.version}).fetchone()
+    if row is None:  # deleted between the two queries
+        return None
+    # Unpickling runs whatever code the pickle names. These artefacts come only from our own
+    # database, written by train(); whoever can write that table can change every forecast
+    # anyway. Never load an artefact from anywhere else.
+    model = pickle.loads(row[0])
+    if not isinstance(model, Forecaster):
+        raise ForecastError(f"model {info.version} is not a forecaster: {type(model).__name__}")
+    logger.info("using model %s (%s)", info.version, info.kind)
+    return LoadedModel(info, model)
+
+
+def _forecast(model: Forecaster, panel: Panel, origin: int, horizon: int) -> list[
+        NDArray[np.float64] | None]:
+    """Per lot: free, p10, p90 and P(space) (the last three None for a baseline)."""
+    free = model.predict(panel, [origin], horizon)[:, 0]
+    if not isinstance(model, GradientBoostingForecaster):
+        return [free, None, None, None]
+    low, high = model.predict_interval(panel, [origin], horizon)
+    p_space = model.prob_space(panel, [origin], horizon)
+    return [free, low[:, 0], high[:, 0], p_space[:, 0]]
+
+
+def _value(values: NDArray[np.float64] | None, index: int) -> float | None:
+    if values is None or not math.isfinite(values[index]):
+        return None
+    return float(values[index])
+
+
+def predict(conn: psycopg.Connection[Any], city: City, *,
+            horizons: Sequence[int] = DEFAULT_HORIZONS, accuracy_days: int = 7,
+            threads: int = 1, now: datetime | None = None,
+            model: LoadedModel | None = None) -> Prediction:
+    """Forecast every fresh lot with ``model`` (default the newest), upsert the rows into
+    ``forecasts`` and refresh the published error."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    q = queries("forecasting")
+    loaded = model or load_newest(conn, city)
+    if loaded is None:
+        raise ForecastError(f"no forecast model for {city.id}; run `parkleit forecast train`")
+    panel = load_panel(conn, city, since=now - timedelta(days=RECENT_DAYS), until=now)
+    if panel is None:
+        raise ForecastError(f"no occupancy data of {city.id} in the last {RECENT_DAYS} days")
+    fresh = {row[0] for row in conn.execute(q["fresh_lots"], {"city": city.id, "now": now})}
+    origin = panel.n_steps - 1
+    origin_time = panel.time_at(origin)
+    rows: list[dict[str, Any]] = []
+    with _threads(threads):
+        for horizon in horizons:
+            try:
+                free, low, high, p_space = _forecast(loaded.model, panel, origin, horizon)
+            except ValueError as exc:
+                raise ForecastError(f"model {loaded.info.version} cannot forecast the current "
+                                    f"lots: {exc}") from None
+            assert free is not None
+            for index, lot_id in enumerate(panel.lot_ids):
+                if lot_id not in fresh or not math.isfinite(free[index]):
+                    continue
+                rows.append({"time": origin_time, "lot_id": lot_id, "horizon_min": horizon,
+                             "target_time": origin_time + timedelta(minutes=horizon),
+                             "free": float(free[index]), "free_p10": _value(low, index),
+                             "free_p90": _value(high, index),
+                             "p_space": _value(p_space, index), "model": loaded.info.version})
+    with conn.transaction(), conn.cursor() as cur:
+        if rows:
+            cur.executemany(q["upsert_forecast"], rows)
+    latest: dict[str, float] = {}
+    for index, lot_id in enumerate(panel.lot_ids):
+        observed = np.flatnonzero(np.isfinite(panel.free[index]))
+        if lot_id in fresh and observed.size:
+            latest[lot_id] = float(panel.free[index, observed[-1]])
+    stale = tuple(lot_id for lot_id in panel.lot_ids if lot_id not in fresh)
+    logger.info("forecast %d lots x %d horizons from %s with %s", len(latest), len(horizons),
+                origin_time.isoformat(), loaded.info.version)
+    if stale:
+        logger.info("no forecast for %d stale lots: %s", len(stale), ", ".join(stale))
+    refresh_accuracy(conn, city, window_days=accuracy_days, now=now)
+    return Prediction(loaded.info.version, origin_time, len(rows), stale, latest)
+
+
+def refresh_accuracy(conn: psycopg.Connection[Any], city: City, *, window_days: int = 7,
+                     now: datetime | None = None) -> int:
+    """Recompute the rolling MAE per lot and horizon (``forecast_accuracy``); rows written."""
+    cursor = conn.execute(queries("forecasting")["refresh_accuracy"], {
+        "city": city.id, "window_days": window_days, "now": now or datetime.now(UTC)})
+    return max(cursor.rowcount, 0)
+
+
+class _Listener:
+    """LISTENs for lot changes on a connection of its own: a pooled connection would carry the
+    LISTEN back into the pool and miss notifications while lent out."""
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        self._url = url
+        self._stop = stop
+        self._conn: psycopg.Connection[Any] | None = None
+        self._retry_at = 0.0
+
+    def connect(self) -> None:
+        """LISTEN unless already listening; on failure try again in a few seconds."""
+        if self._conn is not None or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANGE_CHANNEL)))
+            logger.info("listening for lot changes on %s", CHANGE_CHANNEL)
+        except psycopg.Error as exc:
+            self.close()
+            self._retry_at = time.monotonic() + 5.0
+            logger.warning("cannot LISTEN for lot changes (%s); retrying", type(exc).__name__)
+
+    def wait(self, timeout: float) -> list[str]:
+        """Payloads that arrive within ``timeout`` seconds (none while disconnected)."""
+        self.connect()
+        if self._conn is None:
+            self._stop.wait(timeout)
+            return []
+        try:
+            return [note.payload for note in self._conn.notifies(timeout=timeout)]
+        except psycopg.Error as exc:
+            # Changes missed until the reconnect are caught up by the timed predictions.
+            logger.warning("lost the LISTEN connection (%s); reconnecting", type(exc).__name__)
+            self.close()
+            return []
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class ForecastService:
+    """Retrains nightly, predicts on a timer and after big changes; ``run()`` blocks until
+    ``stop()`` (or SIGTERM via the CLI)."""
+
+    def __init__(self, settings: Settings, city: City) -> None:
+        self.settings = settings
+        self.city = city
+        self.exit_code = 0
+        self._stop = threading.Event()
+        self._model: LoadedModel | None = None
+        self._last_free: dict[str, float] = {}
+        self._change_pending = False
+        self._trainer: threading.Thread | None = None
+        self._trained = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the service to finish; safe to call more than once, from any thread."""
+        self._stop.set()
+
+    def _fatal(self, reason: str) -> None:
+        logger.error("stopping: %s", reason)
+        self.exit_code = 2
+        self.stop()
+
+    def run(self) -> int:
+        """Train if needed, then predict until stopped. Returns the exit code."""
+        pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2, name="forecast")
+        listener = _Listener(self.settings.DATABASE_URL, self._stop)
+        status: ServiceStatus | None = None
+        try:
+            status = ServiceStatus(
+                self.settings, self.city.id, "forecast",
+                client_id=f"parkleit-forecast-{socket.gethostname()}-{os.getpid()}",
+                on_fatal=self._fatal).start()
+            self._loop(pool, listener)
+        finally:
+            listener.close()
+            self._join_trainer()
+            if status is not None:
+                status.close()
+            pool.close(timeout=2)
+        logger.info("stopped")
+        return self.exit_code
+
+    def _loop(self, pool: ConnectionPool, listener: _Listener) -> None:
+        settings = self.settings
+        listener.connect()  # before the first forecast, so no change after it goes unheard
+        with pool.connection() as conn:
+            newest = newest_model(conn, self.city)
+        if newest is None or datetime.now(UTC) - newest.created_at > RETRAIN_AFTER:
+            self._start_training(pool, None)
+        next_nightly = self._next_nightly(datetime.now(UTC))
+        next_predict = time.monotonic()
+        last_predict = -math.inf
+        while not self._stop.is_set():
+            if datetime.now(UTC) >= next_nightly:
+                self._start_training(pool, next_nightly)
+                next_nightly = self._next_nightly(datetime.now(UTC))
+            if self._trained.is_set():  # a new model: use it at once
+                self._trained.clear()
+                next_predict = time.monotonic()
+            change_at = last_predict + settings.FORECAST_DEBOUNCE_S
+            now = time.monotonic()
+            if now >= next_predict or (self._change_pending and now >= change_at):
+                self._change_pending = False
+                self._predict(pool)
+                last_predict = time.monotonic()
+                next_predict = last_predict + settings.FORECAST_INTERVAL_S
+                continue
+            wake = min(next_predict, change_at) if self._change_pending else next_predict
+            # Short waits keep SIGTERM and a finished training noticed promptly.
+            for payload in listener.wait(min(max(wake - now, 0.01), 0.5)):
+                self._on_change(payload)
+
+    def _next_nightly(self, after: datetime) -> datetime:
+        """The first retrain time (local FORECAST_RETRAIN_HOUR:00) after ``after``."""
+        zone = self.city.tz
+        at = clock_time(self.settings.FORECAST_RETRAIN_HOUR)
+        day = after.astimezone(zone).date()
+        candidate = datetime.combine(day, at, tzinfo=zone)
+        if candidate <= after:
+            candidate = datetime.combine(day + timedelta(days=1), at, tzinfo=zone)
+        return candidate.astimezone(UTC)
+
+    def _on_change(self, payload: str) -> None:
+        """Flag a prediction when a lot's free count moved by the change share of capacity."""
+        try:
+            state = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(state, dict) or state.get("city") != self.city.id:
+            return
+        lot_id, free, capacity = state.get("lot_id"), state.get("free"), state.get("capacity")
+        if not isinstance(free, int | float) or not isinstance(capacity, int | float):
+            return  # unknown now: nothing new to forecast from
+        before = self._last_free.get(str(lot_id))
+        share = self.settings.FORECAST_CHANGE_SHARE
+        if before is None or abs(free - before) >= share * capacity:
+            if not self._change_pending:
+                logger.info("big change at %s (%s -> %s free); predicting again", lot_id,
+                            before, free)
+            self._change_pending = True
+
+    def _predict(self, pool: ConnectionPool) -> None:
+        settings = self.settings
+        try:
+            with pool.connection(timeout=10) as conn:
+                self._model = load_newest(conn, self.city, cached=self._model)
+                if self._model is None:
+                    logger.warning("no forecast model of %s yet", self.city.id)
+                    self._start_training(pool, None)
+                    return
+                result = predict(conn, self.city, horizons=settings.FORECAST_HORIZONS,
+                                 accuracy_days=settings.FORECAST_ACCURACY_DAYS,
+                                 threads=settings.FORECAST_THREADS, model=self._model)
+        except ForecastError as exc:
+            logger.error("no forecast: %s", exc)
+            return
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            logger.warning("no forecast: database unavailable (%s)", type(exc).__name__)
+            return
+        self._last_free = result.latest_free
+
+    def _start_training(self, pool: ConnectionPool, due: datetime | None) -> None:
+        """Train in the background (forecasts go on with the old model meanwhile)."""
+        if self._trainer is not None and self._trainer.is_alive():
+            return
+        self._trainer = threading.Thread(target=self._train, args=(pool, due),
+                                         name="forecast-train", daemon=True)
+        self._trainer.start()
+
+    def _train(self, pool: ConnectionPool, due: datetime | None) -> None:
+        settings = self.settings
+        try:
+            with pool.connection(timeout=10) as conn:
+                newest = newest_model(conn, self.city)
+                if due is not None and newest is not None and newest.created_at >= due:
+                    logger.info("%s was trained after %s already", newest.version, due)
+                    return
+                train(conn, self.city, days=settings.FORECAST_TRAIN_DAYS,
+                      horizons=settings.FORECAST_HORIZONS, threads=settings.FORECAST_THREADS)
+            self._trained.set()
+        except ForecastError as exc:
+            logger.error("training failed: %s", exc)
+        except (psycopg.Error, PoolTimeout) as exc:
+            logger.error("training failed: database error (%s)", type(exc).__name__)
+        except Exception:
+            # The previous model keeps forecasting; the next attempt is the next night.
+            logger.exception("training failed")
+
+    def _join_trainer(self) -> None:
+        trainer = self._trainer
+        if trainer is not None and trainer.is_alive():
+            logger.info("waiting for the training in progress")
+            trainer.join(self.settings.SHUTDOWN_TIMEOUT_S)
+            if trainer.is_alive():
+                logger.warning("abandoning the training in progress (nothing of it is stored)")

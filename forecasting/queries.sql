@@ -1,0 +1,102 @@
+-- Named queries of the forecasting service; values are always parameters.
+
+-- name: panel_rows
+-- The readings of a city's lots in (since, until] on the 15-minute grid: each reading goes to
+-- the nearest grid point, the latest reading per point wins. A reading in the second half of
+-- the current quarter hour would land on a point after ``until``; it is kept at the last
+-- point at or before ``until`` instead, so a forecast uses the newest count and its origin
+-- never lies in the future.
+SELECT DISTINCT ON (o.lot_id, slot)
+       o.lot_id,
+       least(time_bucket(INTERVAL '15 minutes', o.time + INTERVAL '450 seconds'),
+             time_bucket(INTERVAL '15 minutes', %(until)s::timestamptz)) AS slot,
+       o.free, o.capacity
+FROM lot_occupancy AS o
+JOIN lots AS l ON l.lot_id = o.lot_id AND l.city = %(city)s
+WHERE o.time > %(since)s AND o.time <= %(until)s
+ORDER BY o.lot_id, slot, o.time DESC;
+
+-- name: fresh_lots
+-- Lots whose newest reading up to ``now`` is within their staleness limit (stale is not free:
+-- such lots get no forecast).
+SELECT l.lot_id
+FROM lots AS l
+CROSS JOIN LATERAL (
+    SELECT max(o.time) AS newest FROM lot_occupancy AS o
+    WHERE o.lot_id = l.lot_id AND o.time <= %(now)s
+) AS latest
+WHERE l.city = %(city)s
+  AND latest.newest >= %(now)s - make_interval(secs => l.stale_after_s);
+
+-- name: insert_model
+INSERT INTO forecast_models (version, city, created_at, kind, trained_from, trained_to, lots,
+                             examples, reason, metrics, artefact)
+VALUES (%(version)s, %(city)s, %(created_at)s, %(kind)s, %(trained_from)s, %(trained_to)s,
+        %(lots)s, %(examples)s, %(reason)s, %(metrics)s, %(artefact)s);
+
+-- name: newest_model
+-- The newest model of a city, without its artefact.
+SELECT version, created_at, kind, trained_from, trained_to, lots, examples, reason, metrics
+FROM forecast_models
+WHERE city = %(city)s
+ORDER BY created_at DESC, version DESC
+LIMIT 1;
+
+-- name: model_artefact
+SELECT artefact FROM forecast_models WHERE version = %(version)s;
+
+-- name: upsert_forecast
+INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10, free_p90,
+                       p_space, model)
+VALUES (%(time)s, %(lot_id)s, %(horizon_min)s, %(target_time)s, %(free)s, %(free_p10)s,
+        %(free_p90)s, %(p_space)s, %(model)s)
+ON CONFLICT (lot_id, horizon_min, time) DO UPDATE SET
+    target_time = excluded.target_time, free = excluded.free, free_p10 = excluded.free_p10,
+    free_p90 = excluded.free_p90, p_space = excluded.p_space, model = excluded.model;
+
+-- name: refresh_accuracy
+-- The published forecast error: per lot of the city and horizon, the mean absolute error of
+-- the forecasts whose target time lies in the last ``window_days`` days up to ``now``,
+-- against the latest reading at or before the target time (at most 15 minutes earlier;
+-- targets without one are not scored). Lots and horizons with nothing left to score lose
+-- their row, so no figure outlives its window. (The bound on ``f.time`` lets TimescaleDB skip
+-- old chunks; it assumes horizons of at most a day.)
+WITH scored AS (
+    SELECT f.lot_id, f.horizon_min,
+           avg(abs(f.free - o.free)) AS mae,
+           avg(abs(f.free - o.free) / nullif(o.capacity, 0)) AS mae_rate,
+           count(*) AS points
+    FROM forecasts AS f
+    JOIN lots AS l ON l.lot_id = f.lot_id AND l.city = %(city)s
+    CROSS JOIN LATERAL (
+        SELECT r.free, r.capacity FROM lot_occupancy AS r
+        WHERE r.lot_id = f.lot_id AND r.time <= f.target_time
+          AND r.time >= f.target_time - INTERVAL '15 minutes'
+        ORDER BY r.time DESC
+        LIMIT 1
+    ) AS o
+    WHERE f.time > %(now)s - make_interval(days => %(window_days)s + 1)
+      AND f.target_time > %(now)s - make_interval(days => %(window_days)s)
+      AND f.target_time <= %(now)s
+    GROUP BY f.lot_id, f.horizon_min
+), gone AS (
+    DELETE FROM forecast_accuracy AS a
+    USING lots AS l
+    WHERE l.lot_id = a.lot_id AND l.city = %(city)s
+      AND NOT EXISTS (SELECT 1 FROM scored AS s
+                      WHERE s.lot_id = a.lot_id AND s.horizon_min = a.horizon_min)
+)
+INSERT INTO forecast_accuracy (lot_id, horizon_min, window_days, mae, mae_rate, points,
+                               computed_at)
+SELECT lot_id, horizon_min, %(window_days)s, mae, mae_rate, points, %(now)s
+FROM scored
+ON CONFLICT (lot_id, horizon_min) DO UPDATE SET
+    window_days = excluded.window_days, mae = excluded.mae, mae_rate = excluded.mae_rate,
+    points = excluded.points, computed_at = excluded.computed_at;
+
+-- name: lot_accuracy
+-- The published forecast error of one lot, for the API.
+SELECT horizon_min, window_days, mae, mae_rate, points, computed_at
+FROM forecast_accuracy
+WHERE lot_id = %(lot_id)s
+ORDER BY horizon_min;
