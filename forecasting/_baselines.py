@@ -50,15 +50,21 @@ class Forecaster(BaseEstimator):  # type: ignore[misc]
         return self
 
     def predict(self, panel: Panel, origins: ArrayLike, horizon: int) -> NDArray[np.float64]:
-        """Free spaces ``horizon`` minutes after each origin position; (n_lots, n_origins)."""
+        """Free spaces ``horizon`` minutes after each origin position; (n_lots, n_origins).
+
+        The panel's lots need not be those seen in fit: lots are matched by id, and a lot new
+        to the model is forecast from its own data in the panel."""
         raise NotImplementedError
+
+    def _fitted_rows(self, panel: Panel) -> NDArray[np.int64]:
+        """For each lot of ``panel`` its row in the fitted arrays, -1 for a lot unseen in fit."""
+        index = {lot: row for row, lot in enumerate(self.lot_ids_)}
+        return np.array([index.get(lot, -1) for lot in panel.lot_ids], dtype=np.int64)
 
     def _check(self, panel: Panel, origins: ArrayLike, horizon: int) -> tuple[
             NDArray[np.int64], int]:
         if not hasattr(self, "lot_ids_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
-        if panel.lot_ids != self.lot_ids_:
-            raise ValueError("the panel's lots differ from the lots seen in fit")
         positions = np.asarray(origins, dtype=np.int64).reshape(-1)
         if positions.size and (positions.min() < 0 or positions.max() >= panel.n_steps):
             raise ValueError("origin positions outside the panel")
@@ -150,12 +156,12 @@ class ProfileAnomaly(Forecaster):
         self.decay_ = _tune_decay(deviation, max_steps)
         return self
 
-    def _profile(self, rate: NDArray[np.float64],
-                 slots: NDArray[np.int64]) -> NDArray[np.float64]:
+    def _profile(self, rate: NDArray[np.float64], slots: NDArray[np.int64], *,
+                 with_level: bool = True) -> NDArray[np.float64]:
         """Per lot and week slot. Slots with under ``_MIN_SAMPLES`` readings (a half-hourly feed
         leaves the quarter hours nearly empty) are interpolated between the neighbouring slots
-        across gaps of up to an hour, then taken from the time-of-day profile, then from the
-        lot's overall level."""
+        across gaps of up to an hour, then taken from the time-of-day profile, then (if
+        ``with_level``) from the lot's overall level."""
         reduce = np.nanmedian if self.statistic == "median" else np.nanmean
         with warnings.catch_warnings():
             # An all-NaN slot is an ordinary gap here, filled by the fallbacks below.
@@ -166,24 +172,41 @@ class ProfileAnomaly(Forecaster):
                      else np.full(rate.shape[0], np.nan))
         weekly = _fill_short_gaps(weekly, _MAX_GAP)
         daily = _fill_short_gaps(daily, _MAX_GAP)
-        daily = np.where(np.isfinite(daily), daily, level[:, None])
+        if with_level:
+            daily = np.where(np.isfinite(daily), daily, level[:, None])
         return np.where(np.isfinite(weekly), weekly, np.tile(daily, (1, 7)))
+
+    def profiles(self, panel: Panel, stop: int) -> NDArray[np.float64]:
+        """The week profile of every lot of ``panel``: the fitted one, or for a lot unseen in
+        fit one from its own data before position ``stop``, where that has too few readings
+        the mean profile of the fitted lots."""
+        rows = self._fitted_rows(panel)
+        result = self.profile_[np.maximum(rows, 0)]
+        new = rows < 0
+        if new.any():
+            own = self._profile(panel.rate()[new, :stop], panel.week_slots(stop), with_level=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                pooled = np.nanmean(self.profile_, axis=0)
+            result[new] = np.where(np.isfinite(own), own, pooled[None, :])
+        return np.asarray(result, dtype=np.float64)
 
     def predict(self, panel: Panel, origins: ArrayLike, horizon: int) -> NDArray[np.float64]:
         """Profile at the target slot plus the decayed latest deviation, in free spaces."""
         positions, steps = self._check(panel, origins, horizon)
         rows = np.arange(panel.free.shape[0])[:, None]
         slots = panel.week_slots(max(panel.n_steps, int(positions.max(initial=0)) + steps + 1))
+        fitted = self.profiles(panel, int(positions.min(initial=0)) + 1)
         rate = panel.rate()
         latest = last_observed(rate)[:, positions]
         seen = latest >= 0
         source = np.maximum(latest, 0)
         observed = rate[rows, source]
-        deviation = observed - self.profile_[rows, slots[source]]
+        deviation = observed - fitted[rows, slots[source]]
         lead = steps + positions[None, :] - source
         factor = np.where(lead < self.decay_.size,
                           self.decay_[np.minimum(lead, self.decay_.size - 1)], 0.0)
-        profile = self.profile_[:, slots[positions + steps]]
+        profile = fitted[:, slots[positions + steps]]
         adjusted = np.where(np.isfinite(deviation), profile + factor * deviation, profile)
         forecast = np.where(np.isfinite(adjusted), adjusted, observed)
         forecast = np.where(seen | np.isfinite(profile), forecast, np.nan)

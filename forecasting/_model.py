@@ -2,35 +2,42 @@
 
 The model learns the residual of the profile + last anomaly forecast (``ProfileAnomaly``): the
 target of an example is the free rate ``horizon`` minutes after an origin minus that baseline's
-forecast, and the features describe only what is known at the origin (the latest free rate, its
-recent changes and age, the mean deviation from the profile over the last 2 and 6 hours and the
-deviation at the target slot a day earlier), the profile at the origin and the target slot, the
-baseline forecast, the calendar of the target time (weekday, time of day, public holiday) and
-the lot's size (log capacity). As
-every feature is a rate or a calendar value, a lot unseen in training gets forecasts as soon as
-it has a profile.
+forecast. The features describe only what is known at the origin: the latest free rate and its
+recent changes, the deviation from the lot's profile (now, its change, its mean over the last
+2 h, 6 h and 3 days, at the target slot one and 1-7 days and 1-3 weeks earlier), the same
+deviation averaged over all lots (a busy day is busy everywhere), the profile at the origin and
+the target slot, the baseline forecast and a multiplicative variant of it, the calendar of the
+target time (weekday, time of day, public and school holiday, an event at the lot from the city
+config), and the lot (log capacity; level and volatility from the training data, missing for a
+new lot). Every feature is a rate, a calendar value or missing, so one model serves all lots,
+including lots it has never seen (their profile comes from their own data in the panel, or the
+mean profile of the known lots while they have too little).
 
-Training examples are (lot, origin, horizon) triples drawn from the history. The profile used
-for an example is computed from whole weeks *before* the origin's week only (an expanding
-window), so the features of every training example use only data up to its origin, as at
-forecast time; the decay of the deviation comes from a ``ProfileAnomaly`` fitted on the whole
-history (it is tuned out of sample on the history's last days).
+Training examples are (lot, origin, horizon) triples drawn from the history, with an
+observation at the origin. The profile for an example is computed from every week of the
+history *except* the origin's week, so its features see the profile as out of sample as a
+forecast does; the decay of the deviation comes from a ``ProfileAnomaly`` fitted on the whole
+history (tuned out of sample on its last days).
 
-Three ``HistGradientBoostingRegressor`` are fitted: the median of the residual (absolute error
-loss, the point forecast) on all examples, and its 10 % and 90 % quantiles (quantile loss, the
-interval) on the examples before the last ``calibration_days``; on those held-out days one
-factor scales the interval about the median so that it covers 80 % of them (quantile models
-are over-confident out of sample). ``prob_space`` reads the probability of at least one free
-space from a normal predictive distribution centred on the point forecast with the spread of
-the interval.
+One ``HistGradientBoostingRegressor`` per training horizon gives the median of the residual
+(absolute error loss: the point forecast; another horizon uses the nearest one's model, with
+the horizon as a feature). Two more, over all horizons, give its 10 % and 90 % quantiles
+(quantile loss: the interval) and learn on the examples before the last ``calibration_days``;
+on those held-out days one factor scales the interval about the median so that it covers 80 %
+of them (quantile models are over-confident out of sample). ``prob_space`` reads the
+probability of at least one free space from a normal predictive distribution centred on the
+point forecast with the spread of the interval.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Self
+from zoneinfo import ZoneInfo
 
 import holidays
 import numpy as np
@@ -38,6 +45,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from core.city import Event
 from forecasting._baselines import Forecaster, ProfileAnomaly, horizon_steps, last_observed
 from forecasting._data import SLOTS_PER_WEEK, STEP, STEP_MINUTES, Panel
 
@@ -45,14 +53,21 @@ __all__ = ["FEATURES", "GradientBoostingForecaster"]
 
 _DAY_SLOTS = 24 * 60 // STEP_MINUTES
 _Z90 = 1.2815515655446004  # standard normal 90 % quantile
-# Country of the public-holiday flag for a panel's time zone (no entry: no holiday flag).
+_MIN_HORIZON_EXAMPLES = 1000  # fewer: the nearest horizon's model forecasts it
+_EVENT_LEAD = timedelta(hours=1)  # arrivals for an event begin before it does
+# Country of the holiday flags for a panel's time zone (no entry: no holiday flags).
 _COUNTRY = {"Europe/Berlin": "DE", "Europe/Busingen": "DE", "Europe/London": "GB",
             "Europe/Vienna": "AT", "Europe/Zurich": "CH", "Europe/Amsterdam": "NL"}
 
-FEATURES = ("rate_now", "age_steps", "change_15", "change_30", "change_60", "profile_origin",
-            "profile_target", "baseline", "deviation_now", "weekday", "tod_sin", "tod_cos",
-            "horizon", "holiday", "log_capacity", "deviation_mean_2h", "deviation_mean_6h",
-            "deviation_yesterday")
+FEATURES = (
+    "rate_now", "change_15", "change_30", "change_60", "profile_origin", "profile_target",
+    "profile_change", "baseline", "ratio_forecast", "deviation_now", "deviation_change_30",
+    "deviation_change_60", "deviation_mean_2h", "deviation_mean_6h", "deviation_mean_3d",
+    "deviation_yesterday", "deviation_same_slot_7d", "deviation_last_week",
+    "deviation_same_slot_3w", "city_deviation", "city_change_30", "city_change_60", "weekday",
+    "tod_sin", "tod_cos", "horizon", "holiday", "school_holiday", "event", "log_capacity",
+    "lot_deviation_spread", "lot_volatility", "lot_level",
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,10 @@ class _Grid:
     latest: NDArray[np.int64]
     slots: NDArray[np.int64]
     holiday: NDArray[np.float64]
+    school: NDArray[np.float64]
+    event: NDArray[np.float64]  # (n_lots, n_steps)
     log_capacity: NDArray[np.float64]
+    lot_stats: NDArray[np.float64]  # (n_lots, 3): spread, volatility, level; NaN if unseen
 
 
 class GradientBoostingForecaster(Forecaster):
@@ -71,23 +89,23 @@ class GradientBoostingForecaster(Forecaster):
 
     ``horizons`` (minutes) are the horizons of the training examples; other horizons are
     forecast too (the horizon is a feature) but less reliably. ``max_samples`` caps the number
-    of training examples (drawn at random with ``random_state``). ``min_profile_weeks`` is the
-    number of whole weeks of history before an origin's week needed for it to be a training
-    origin (fewer are used if the history is too short). Training origins need an observation
-    at most ``max_age`` minutes old (forecasts from staler data are still made).
-    ``country``/``subdiv`` choose the public holidays (``holidays`` package); by default the
-    country follows the panel's time zone (Europe/Berlin: DE). ``calibration_days`` (0: none)
-    is the held-out tail of the history on which the interval is calibrated.
+    of training examples (drawn at random with ``random_state``). Training origins need an
+    observation at most ``max_age`` minutes old (forecasts from staler data are still made).
+    ``country``/``subdiv`` choose the public and school holidays (``holidays`` package); by
+    default the country follows the panel's time zone (Europe/Berlin: DE) and school holidays,
+    which German states set, need ``subdiv`` (e.g. ``"ST"``). ``events`` are the city
+    config's events; the flag is set for a lot from an hour before an event to its end.
+    ``calibration_days`` (0: none) is the held-out tail of the history on which the interval is
+    calibrated.
     """
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05,
-                 max_leaf_nodes: int = 31, min_samples_leaf: int = 40,
+    def __init__(self, max_iter: int = 400, learning_rate: float = 0.03,
+                 max_leaf_nodes: int = 31, min_samples_leaf: int = 80,
                  l2_regularization: float = 0.0,
                  horizons: tuple[int, ...] = (15, 30, 60, 120),
-                 max_samples: int = 60_000, min_profile_weeks: int = 2, max_age: int = 30,
-                 calibration_days: int = 14,
+                 max_samples: int = 100_000, max_age: int = 0, calibration_days: int = 14,
                  country: str | None = None, subdiv: str | None = None,
-                 random_state: int = 0) -> None:
+                 events: Sequence[Event] = (), random_state: int = 0) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -95,20 +113,20 @@ class GradientBoostingForecaster(Forecaster):
         self.l2_regularization = l2_regularization
         self.horizons = horizons
         self.max_samples = max_samples
-        self.min_profile_weeks = min_profile_weeks
         self.max_age = max_age
         self.calibration_days = calibration_days
         self.country = country
         self.subdiv = subdiv
+        self.events = events
         self.random_state = random_state
 
     # --- fit -----------------------------------------------------------------------------
 
     def fit(self, history: Panel) -> Self:
-        """Build (lot, origin, horizon) examples from ``history`` and fit the three models."""
+        """Build (lot, origin, horizon) examples from ``history`` and fit the models."""
         if not self.horizons:
             raise ValueError("horizons must not be empty")
-        steps_list = [horizon_steps(horizon) for horizon in self.horizons]
+        steps_list = sorted({horizon_steps(horizon) for horizon in self.horizons})
         if self.calibration_days < 0:
             raise ValueError(f"calibration_days must be >= 0: {self.calibration_days}")
         if self.max_age < 0:
@@ -117,19 +135,70 @@ class GradientBoostingForecaster(Forecaster):
             raise ValueError(f"max_samples must be >= 100: {self.max_samples}")
         super().fit(history)
         self.baseline_ = ProfileAnomaly().fit(history)
+        rate = history.rate()
+        deviation = rate - self.baseline_.profile_[:, history.week_slots()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a lot without data: NaN
+            self.lot_stats_ = np.column_stack([
+                np.nanstd(deviation, axis=1),
+                np.nanmean(np.abs(np.diff(rate, axis=1)), axis=1),
+                np.nanmean(self.baseline_.profile_, axis=1)])
         grid = self._grid(history, history.n_steps)
-        rng = np.random.default_rng(self.random_state)
-        max_age = self.max_age // STEP_MINUTES
+        lots, positions, steps = self._examples(grid, steps_list)
 
-        # Expanding window: origins in week w use a profile from weeks before w only.
-        n_weeks = max(1, math.ceil(history.n_steps / SLOTS_PER_WEEK))
-        first = max(min(self.min_profile_weeks, n_weeks - 1), 0)
+        features = np.empty((lots.size, len(FEATURES)))
+        baseline = np.empty(lots.size)
+        weeks = positions // SLOTS_PER_WEEK
+        for week in np.unique(weeks):
+            rows = np.nonzero(weeks == week)[0]
+            begin = int(week) * SLOTS_PER_WEEK
+            others = rate.copy()
+            others[:, begin:begin + SLOTS_PER_WEEK] = np.nan
+            profile = self.baseline_._profile(others, grid.slots[:history.n_steps])
+            features[rows], baseline[rows] = self._features(
+                grid, profile, lots[rows], positions[rows], steps[rows])
+        target = rate[lots, positions + steps] - baseline
+        finite = np.isfinite(target)
+        features, target, origins, steps = (features[finite], target[finite],
+                                            positions[finite], steps[finite])
+        # A column with no value at all (no profile in a short history) breaks the binning;
+        # constant, it is never split on, so the forecast ignores it.
+        features[:, ~np.isfinite(features).any(axis=0)] = 0.0
+        if target.size == 0:
+            raise ValueError("the history has no training example with a baseline forecast")
+        self.n_train_examples_ = int(target.size)
+        # Per horizon: a shared model spends its splits on the long horizons' large residuals.
+        self.medians_ = {int(step): self._regressor("absolute_error", None).fit(
+            features[steps == step], target[steps == step])
+            for step in np.unique(steps) if (steps == step).sum() >= _MIN_HORIZON_EXAMPLES}
+        if not self.medians_:
+            self.medians_ = {int(steps[0]): self._regressor("absolute_error", None).fit(
+                features, target)}
+        # The quantile models learn on all but the last calibration_days of origins; on those
+        # the interval is widened (or narrowed) about the median until it covers 80 %.
+        held = origins >= history.n_steps - self.calibration_days * _DAY_SLOTS
+        if self.calibration_days == 0 or held.sum() < 100 or (~held).sum() < 100:
+            held = np.zeros(target.size, dtype=bool)
+        self.quantiles_ = {name: self._regressor("quantile", quantile).fit(
+            features[~held], target[~held]) for name, quantile in (("p10", 0.1), ("p90", 0.9))}
+        self.interval_scale_ = 1.0
+        if held.any():
+            middle, low, high = self._residuals(features[held], steps[held], interval=True)
+            error = target[held] - middle
+            # The smallest scale covering 80 %: per example the scale it needs, 80 % quantile.
+            needed = np.where(error < 0, error / np.minimum(low - middle, -1e-9),
+                              error / np.maximum(high - middle, 1e-9))
+            self.interval_scale_ = float(np.quantile(np.maximum(needed, 0.0), 0.8))
+        return self
+
+    def _examples(self, grid: _Grid, steps_list: list[int]) -> tuple[
+            NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """(lot, origin, steps) of the training examples, at most ``max_samples`` of them."""
+        n_steps = grid.rate.shape[1]
+        max_age = self.max_age // STEP_MINUTES
         candidates: list[tuple[NDArray[np.int64], NDArray[np.int64], int]] = []
         for steps in steps_list:
-            stop = history.n_steps - steps
-            if stop <= first * SLOTS_PER_WEEK:
-                continue
-            positions = np.arange(first * SLOTS_PER_WEEK, stop)
+            positions = np.arange(max(n_steps - steps, 0))
             latest = grid.latest[:, positions]
             usable = (np.isfinite(grid.rate[:, positions + steps]) & (latest >= 0)
                       & (positions[None, :] - latest <= max_age))
@@ -137,59 +206,17 @@ class GradientBoostingForecaster(Forecaster):
             candidates.append((lots, positions[columns], steps))
         total = sum(lots.size for lots, _, _ in candidates)
         if total == 0:
-            raise ValueError("the history has no training example: it needs data in more than "
-                             "one week with observations after the origins")
+            raise ValueError("the history has no training example: it needs observations at "
+                             "an origin and a horizon later")
         keep = min(1.0, self.max_samples / total)
-        examples: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = []
-        for lots, positions, steps in candidates:
-            chosen = rng.random(lots.size) < keep
-            examples.append((lots[chosen], positions[chosen],
-                             np.full(int(chosen.sum()), steps, dtype=np.int64)))
-        lots = np.concatenate([part[0] for part in examples])
-        positions = np.concatenate([part[1] for part in examples])
-        steps_all = np.concatenate([part[2] for part in examples])
-
-        features = np.empty((lots.size, len(FEATURES)))
-        baseline = np.empty(lots.size)
-        weeks = positions // SLOTS_PER_WEEK
-        for week in np.unique(weeks):
-            rows = np.nonzero(weeks == week)[0]
-            stop = int(week) * SLOTS_PER_WEEK
-            # Without an earlier week there is no profile: the baseline is then persistence.
-            profile = (self.baseline_._profile(grid.rate[:, :stop], grid.slots[:stop]) if stop
-                       else np.full((len(history.lot_ids), SLOTS_PER_WEEK), np.nan))
-            features[rows], baseline[rows] = self._features(
-                grid, profile, lots[rows], positions[rows], steps_all[rows])
-        target = grid.rate[lots, positions + steps_all] - baseline
-        finite = np.isfinite(target)
-        features, target = features[finite], target[finite]
-        # A column with no value at all (no profile in a short history) breaks the binning;
-        # constant, it is never split on, so the forecast ignores it.
-        features[:, ~np.isfinite(features).any(axis=0)] = 0.0
-        if target.size == 0:
-            raise ValueError("the history has no training example with a baseline forecast")
-        self.n_train_examples_ = int(target.size)
-        self.models_ = {"p50": self._regressor("absolute_error", None).fit(features, target)}
-        # The quantile models learn on all but the last calibration_days of origins; on those
-        # the interval is widened (or narrowed) about the median until it covers 80 %.
-        origins = positions[finite]
-        held = origins >= history.n_steps - self.calibration_days * _DAY_SLOTS
-        if self.calibration_days == 0 or held.sum() < 100 or (~held).sum() < 100:
-            held = np.zeros(target.size, dtype=bool)
-        for name, quantile in (("p10", 0.1), ("p90", 0.9)):
-            self.models_[name] = self._regressor("quantile", quantile).fit(
-                features[~held], target[~held])
-        self.interval_scale_ = 1.0
-        if held.any():
-            middle = self.models_["p50"].predict(features[held])
-            low = self.models_["p10"].predict(features[held]) - middle
-            high = self.models_["p90"].predict(features[held]) - middle
-            error = target[held] - middle
-            # The smallest scale covering 80 %: per example the scale it needs, 80 % quantile.
-            needed = np.where(error < 0, error / np.minimum(low, -1e-9),
-                              error / np.maximum(high, 1e-9))
-            self.interval_scale_ = float(np.quantile(np.maximum(needed, 0.0), 0.8))
-        return self
+        rng = np.random.default_rng(self.random_state)
+        chosen = [rng.random(lots.size) < keep for lots, _, _ in candidates]
+        return (np.concatenate([lots[c] for (lots, _, _), c in zip(candidates, chosen,
+                                                                    strict=True)]),
+                np.concatenate([origins[c] for (_, origins, _), c in zip(candidates, chosen,
+                                                                         strict=True)]),
+                np.concatenate([np.full(int(c.sum()), steps, dtype=np.int64)
+                                for (_, _, steps), c in zip(candidates, chosen, strict=True)]))
 
     def _regressor(self, loss: str, quantile: float | None) -> HistGradientBoostingRegressor:
         extra = {} if quantile is None else {"quantile": quantile}
@@ -199,16 +226,30 @@ class GradientBoostingForecaster(Forecaster):
             l2_regularization=self.l2_regularization, early_stopping=False,
             random_state=self.random_state, **extra)
 
+    def _residuals(self, features: NDArray[np.float64], steps: NDArray[np.int64], *,
+                   interval: bool) -> list[NDArray[np.float64]]:
+        """The median residual (each example by the model of its nearest training horizon)
+        and, with ``interval``, the uncalibrated 10 % and 90 % quantiles."""
+        trained = np.array(sorted(self.medians_))
+        nearest = trained[np.abs(steps[:, None] - trained[None, :]).argmin(axis=1)]
+        middle = np.empty(steps.size)
+        for step in np.unique(nearest):
+            rows = nearest == step
+            middle[rows] = self.medians_[int(step)].predict(features[rows])
+        if not interval:
+            return [middle]
+        return [middle] + [self.quantiles_[name].predict(features) for name in ("p10", "p90")]
+
     # --- predict -------------------------------------------------------------------------
 
     def predict(self, panel: Panel, origins: ArrayLike, horizon: int) -> NDArray[np.float64]:
         """Free spaces ``horizon`` minutes after each origin; (n_lots, n_origins)."""
-        return self._quantiles(panel, origins, horizon, ("p50",))[0]
+        return self._quantiles(panel, origins, horizon, interval=False)[0]
 
     def predict_interval(self, panel: Panel, origins: ArrayLike, horizon: int) -> tuple[
             NDArray[np.float64], NDArray[np.float64]]:
         """The 10 % and 90 % quantiles of the free spaces; two (n_lots, n_origins) arrays."""
-        _, low, high = self._quantiles(panel, origins, horizon, ("p50", "p10", "p90"))
+        _, low, high = self._quantiles(panel, origins, horizon, interval=True)
         return low, high
 
     def prob_space(self, panel: Panel, origins: ArrayLike, horizon: int) -> NDArray[np.float64]:
@@ -216,37 +257,35 @@ class GradientBoostingForecaster(Forecaster):
 
         A normal predictive distribution of the free spaces, centred on the point forecast with
         the spread of the 10-90 % interval, gives P(free >= 0.5) (a count, so >= 1)."""
-        point, low, high = self._quantiles(panel, origins, horizon, ("p50", "p10", "p90"))
+        point, low, high = self._quantiles(panel, origins, horizon, interval=True)
         sigma = np.maximum((high - low) / (2 * _Z90), 0.05)
         z = (point - 0.5) / sigma
         erf = np.vectorize(math.erf, otypes=[np.float64])
         probability = 0.5 * (1.0 + erf(z / math.sqrt(2.0)))
         return np.asarray(np.where(np.isfinite(point), probability, np.nan), dtype=np.float64)
 
-    def _quantiles(self, panel: Panel, origins: ArrayLike, horizon: int,
-                   names: tuple[str, ...]) -> list[NDArray[np.float64]]:
+    def _quantiles(self, panel: Panel, origins: ArrayLike, horizon: int, *,
+                   interval: bool) -> list[NDArray[np.float64]]:
         positions, steps = self._check(panel, origins, horizon)
         n_lots = panel.free.shape[0]
-        grid = self._grid(panel, max(panel.n_steps, int(positions.max(initial=0)) + steps + 1),
-                          stop=positions.max(initial=0) + 1)
+        stop = int(positions.max(initial=0)) + 1
+        grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop)
+        profile = self.baseline_.profiles(panel, int(positions.min(initial=0)) + 1)
         lots = np.repeat(np.arange(n_lots), positions.size)
         where = np.tile(positions, n_lots)
-        features, baseline = self._features(grid, self.baseline_.profile_, lots, where,
-                                            np.full(lots.size, steps, dtype=np.int64))
-        results: list[NDArray[np.float64]] = []
-        residuals: list[NDArray[np.float64]] = []
-        for name in names:
-            residual = (self.models_[name].predict(features) if lots.size
-                        else np.empty(0))
-            residuals.append(residual)
-        if len(residuals) == 3:
+        step_all = np.full(lots.size, steps, dtype=np.int64)
+        features, baseline = self._features(grid, profile, lots, where, step_all)
+        if not lots.size:
+            empty = np.empty((n_lots, 0))
+            return [empty] * (3 if interval else 1)
+        residuals = self._residuals(features, step_all, interval=interval)
+        if interval:
             middle = residuals[0]
-            residuals = [middle, middle + self.interval_scale_ * (residuals[1] - middle),
-                         middle + self.interval_scale_ * (residuals[2] - middle)]
-        for residual in residuals:
-            rate = np.clip(baseline + residual, 0.0, 1.0).reshape(n_lots, positions.size)
-            results.append(rate * panel.capacity[:, None])
-        if len(results) == 3:
+            residuals = [middle] + [middle + self.interval_scale_ * (quantile - middle)
+                                    for quantile in residuals[1:]]
+        results = [np.clip(baseline + residual, 0.0, 1.0).reshape(n_lots, positions.size)
+                   * panel.capacity[:, None] for residual in residuals]
+        if interval:
             # Quantile crossing: keep p10 <= point <= p90.
             stacked = np.sort(np.stack(results), axis=0)
             results = [stacked[1], stacked[0], stacked[2]]
@@ -262,20 +301,45 @@ class GradientBoostingForecaster(Forecaster):
             rate = rate[:, :stop]
         times = pd.date_range(panel.start, periods=n_steps, freq=STEP).tz_convert(
             panel.timezone)
-        days = times.normalize().date
+        days = np.asarray(times.normalize().date)
         country = self.country or _COUNTRY.get(panel.timezone)
-        holiday = np.zeros(n_steps)
+        years = range(times[0].year, times[-1].year + 1)
+        holiday, school = np.zeros(n_steps), np.zeros(n_steps)
         if country is not None:
-            calendar = holidays.country_holidays(
-                country, subdiv=self.subdiv,
-                years=range(times[0].year, times[-1].year + 1))
-            known: dict[date, bool] = {}
-            for index, day in enumerate(days):
-                if day not in known:
-                    known[day] = day in calendar
-                holiday[index] = known[day]
+            public = holidays.country_holidays(country, subdiv=self.subdiv, years=years)
+            holiday = _on_days(days, public)
+            if self.subdiv and "school" in holidays.country_holidays(
+                    country, subdiv=self.subdiv).supported_categories:
+                school = _on_days(days, holidays.country_holidays(
+                    country, subdiv=self.subdiv, years=years, categories=("school",)))
+        rows = self._fitted_rows(panel)
+        stats = np.where((rows >= 0)[:, None], self.lot_stats_[np.maximum(rows, 0)], np.nan)
         return _Grid(rate=rate, latest=last_observed(rate), slots=panel.week_slots(n_steps),
-                     holiday=holiday, log_capacity=np.log1p(panel.capacity))
+                     holiday=holiday, school=school,
+                     event=self._event_flags(panel, times.to_pydatetime(), days),
+                     log_capacity=np.log1p(panel.capacity), lot_stats=stats)
+
+    def _event_flags(self, panel: Panel, times: Sequence[datetime],
+                     days: NDArray[np.object_]) -> NDArray[np.float64]:
+        """1 where an event is on at a lot (from an hour before it starts to its end)."""
+        flags = np.zeros((len(panel.lot_ids), len(times)))
+        row = {lot: index for index, lot in enumerate(panel.lot_ids)}
+        zone = ZoneInfo(panel.timezone)
+        stamps = np.array([moment.timestamp() for moment in times])
+        for event in self.events:
+            lots = np.array([row[lot] for lot in event.lots if lot in row], dtype=np.int64)
+            if not lots.size:
+                continue
+            for day in sorted(set(days)):
+                if not event.occurs_on(day):
+                    continue
+                start = datetime.combine(day, event.start, zone) - _EVENT_LEAD
+                end = datetime.combine(day, event.end, zone)
+                if end <= start + _EVENT_LEAD:  # runs past midnight
+                    end += timedelta(days=1)
+                on = (stamps >= start.timestamp()) & (stamps < end.timestamp())
+                flags[np.ix_(lots, np.nonzero(on)[0])] = 1.0
+        return flags
 
     def _features(self, grid: _Grid, profile: NDArray[np.float64], lots: NDArray[np.int64],
                   positions: NDArray[np.int64], steps: NDArray[np.int64]) -> tuple[
@@ -286,14 +350,6 @@ class GradientBoostingForecaster(Forecaster):
         seen = latest >= 0
         source = np.maximum(latest, 0)
         now = np.where(seen, grid.rate[lots, source], np.nan)
-        age = np.where(seen, positions - latest, np.nan)
-
-        def back(lag: int) -> NDArray[np.float64]:
-            earlier = positions - lag
-            index = grid.latest[lots, np.maximum(earlier, 0)]
-            valid = (earlier >= 0) & (index >= 0)
-            return np.where(valid, grid.rate[lots, np.maximum(index, 0)], np.nan)
-
         targets = positions + steps
         target_slot = grid.slots[targets]
         profile_origin = profile[lots, grid.slots[positions]]
@@ -305,12 +361,25 @@ class GradientBoostingForecaster(Forecaster):
         adjusted = np.where(np.isfinite(deviation), profile_target + factor * deviation,
                             profile_target)
         baseline = np.clip(np.where(np.isfinite(adjusted), adjusted, now), 0.0, 1.0)
-        deviation_grid = grid.rate - profile[:, grid.slots[:grid.rate.shape[1]]]
-        finite = np.isfinite(deviation_grid)
-        sums = np.concatenate([np.zeros((finite.shape[0], 1)),
-                               np.cumsum(np.where(finite, deviation_grid, 0.0), axis=1)], axis=1)
-        counts = np.concatenate([np.zeros((finite.shape[0], 1)),
-                                 np.cumsum(finite, axis=1)], axis=1)
+        # Occupancy scaled by today's ratio to the profile: a busy day fills proportionally.
+        ratio = 1 - (1 - profile_target) * (1 - now) / np.maximum(1 - profile_origin, 0.05)
+
+        deviations = grid.rate - profile[:, grid.slots[:grid.rate.shape[1]]]
+        finite = np.isfinite(deviations)
+        zero = np.zeros((finite.shape[0], 1))
+        sums = np.concatenate([zero, np.cumsum(np.where(finite, deviations, 0.0), axis=1)],
+                              axis=1)
+        counts = np.concatenate([zero, np.cumsum(finite, axis=1)], axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no lot observed: NaN
+            city = np.nanmean(deviations, axis=0)
+
+        def latest_of(values: NDArray[np.float64], lag: int) -> NDArray[np.float64]:
+            """The latest value at or before ``lag`` steps before the origin."""
+            earlier = positions - lag
+            index = grid.latest[lots, np.maximum(earlier, 0)]
+            return np.where((earlier >= 0) & (index >= 0), values[lots, np.maximum(index, 0)],
+                            np.nan)
 
         def mean_back(window: int) -> NDArray[np.float64]:
             end = positions + 1
@@ -319,14 +388,43 @@ class GradientBoostingForecaster(Forecaster):
             total = sums[lots, end] - sums[lots, begin]
             return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
-        yesterday = targets - _DAY_SLOTS
-        ok = (yesterday >= 0) & (yesterday <= positions)
-        dev_yesterday = np.where(ok, deviation_grid[lots, np.clip(yesterday, 0, None)], np.nan)
+        def at_target_before(period: int, times: int) -> NDArray[np.float64]:
+            """Mean deviation at the target slot 1..times periods earlier (not after now)."""
+            values = []
+            for k in range(1, times + 1):
+                earlier = targets - k * period
+                ok = (earlier >= 0) & (earlier <= positions)
+                values.append(np.where(ok, deviations[lots, np.clip(earlier, 0, None)], np.nan))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all missing: NaN
+                return np.asarray(np.nanmean(np.stack(values), axis=0), dtype=np.float64)
+
+        def city_change(lag: int) -> NDArray[np.float64]:
+            return np.where(positions >= lag, city[positions] - city[positions - lag], np.nan)
+
         angle = 2 * np.pi * (target_slot % _DAY_SLOTS) / _DAY_SLOTS
-        columns = [now, age, now - back(1), now - back(2), now - back(4), profile_origin,
-                   profile_target, baseline, deviation, (target_slot // _DAY_SLOTS),
-                   np.sin(angle), np.cos(angle), steps * float(STEP_MINUTES),
-                   grid.holiday[targets], grid.log_capacity[lots], mean_back(8), mean_back(24),
-                   dev_yesterday]
+        columns = [
+            now, now - latest_of(grid.rate, 1), now - latest_of(grid.rate, 2),
+            now - latest_of(grid.rate, 4), profile_origin, profile_target,
+            profile_target - profile_origin, baseline, ratio, deviation,
+            deviation - latest_of(deviations, 2), deviation - latest_of(deviations, 4),
+            mean_back(8), mean_back(24), mean_back(3 * _DAY_SLOTS),
+            at_target_before(_DAY_SLOTS, 1), at_target_before(_DAY_SLOTS, 7),
+            at_target_before(SLOTS_PER_WEEK, 1), at_target_before(SLOTS_PER_WEEK, 3),
+            city[positions], city_change(2), city_change(4),
+            target_slot // _DAY_SLOTS, np.sin(angle), np.cos(angle),
+            steps * float(STEP_MINUTES), grid.holiday[targets], grid.school[targets],
+            grid.event[lots, targets], grid.log_capacity[lots],
+            grid.lot_stats[lots, 0], grid.lot_stats[lots, 1], grid.lot_stats[lots, 2],
+        ]
         return (np.column_stack([np.asarray(c, dtype=np.float64) for c in columns]),
                 np.asarray(baseline, dtype=np.float64))
+
+
+def _on_days(days: NDArray[np.object_], calendar: holidays.HolidayBase) -> NDArray[np.float64]:
+    """1.0 for each entry of ``days`` that is in ``calendar``."""
+    known: dict[date, float] = {}
+    for day in days:
+        if day not in known:
+            known[day] = float(day in calendar)
+    return np.array([known[day] for day in days], dtype=np.float64)

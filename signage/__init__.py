@@ -1,6 +1,7 @@
 """Variable message signs: rendering rules, drivers, the push loop and its audit log."""
 
 from signage._content import Ack, Arrow, LineContent, SignContent, SignDriver, SignError
+from signage._datex import SignHealth, SignReport, vms_publication, vms_table_publication
 from signage._render import ForecastPoint, Level, LineState, Observation, SignState, render
 
 __all__ = [
@@ -14,6 +15,10 @@ __all__ = [
     "SignContent",
     "SignDriver",
     "SignError",
+    "SignHealth",
+    "SignReport",
     "SignState",
     "render",
+    "vms_publication",
+    "vms_table_publication",
 ]

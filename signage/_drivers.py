@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 
 from core.city import Sign
 from signage._content import SignDriver, SignError
+from signage._http_driver import HttpDriver
+from signage._mqtt_driver import MqttDriver
 from signage._ntcip_driver import NtcipDriver
 
 __all__ = ["DRIVER_FACTORIES", "DriverFactory", "Drivers"]
@@ -14,8 +16,8 @@ DriverFactory = Callable[[], SignDriver]
 
 DRIVER_FACTORIES: Mapping[str, DriverFactory] = {
     "ntcip1203": NtcipDriver,
-    # "http": the HTTP/JSON sign driver (issue 5, to come)
-    # "mqtt": the MQTT sign driver (issue 5, to come)
+    "http": HttpDriver,
+    "mqtt": MqttDriver,  # the broker of the process's settings
 }
 
 
