@@ -334,9 +334,7 @@ class GradientBoostingForecaster(Forecaster):
                 if not event.occurs_on(day):
                     continue
                 start = datetime.combine(day, event.start, zone) - _EVENT_LEAD
-                end = datetime.combine(day, event.end, zone)
-                if end <= start + _EVENT_LEAD:  # runs past midnight
-                    end += timedelta(days=1)
+                end = datetime.combine(day, event.end, zone)  # the config: end after start
                 on = (stamps >= start.timestamp()) & (stamps < end.timestamp())
                 flags[np.ix_(lots, np.nonzero(on)[0])] = 1.0
         return flags

@@ -126,12 +126,14 @@ def load_panel(conn: psycopg.Connection[Any], city: City, *, since: datetime,
     return panel_from_frame(frame, timezone=city.city.timezone)
 
 
-def _fit(panel: Panel, days: float, horizons: Sequence[int]) -> tuple[Forecaster, str,
-                                                                      str | None]:
+def _fit(panel: Panel, city: City, days: float, horizons: Sequence[int]) -> tuple[
+        Forecaster, str, str | None]:
     """The gradient-boosting model, or the best baseline the history allows and why."""
     if days >= GBR_MIN_DAYS:
         try:
-            model = GradientBoostingForecaster(horizons=tuple(horizons)).fit(panel)
+            model = GradientBoostingForecaster(
+                horizons=tuple(horizons), subdiv=city.city.state, events=city.events,
+            ).fit(panel)
             return model, "gbr", None
         except ValueError as exc:
             reason = f"the gradient-boosting model could not be fitted: {exc}"
@@ -155,7 +157,7 @@ def train(conn: psycopg.Connection[Any], city: City, *, days: int = 91,
     history_days = (panel.n_steps - 1) * _STEP / timedelta(days=1)
     began = time.monotonic()
     with _threads(threads):
-        model, kind, reason = _fit(panel, history_days, horizons)
+        model, kind, reason = _fit(panel, city, history_days, horizons)
     metrics: dict[str, Any] = {"fit_seconds": round(time.monotonic() - began, 2),
                                "history_days": round(history_days, 2),
                                "observed_share": round(float(np.isfinite(panel.free).mean()), 4),
