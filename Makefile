@@ -37,6 +37,8 @@ test: setup lint $(TSDB)
 
 bench: setup
 	$(PY) -m benchmarks.ingest
+	$(PY) -m benchmarks.forecast
+	$(PY) -m benchmarks.signage
 
 clean:
 	rm -rf $(VENV) .data tests/timescale/node_modules .mypy_cache .ruff_cache .pytest_cache

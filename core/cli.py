@@ -337,6 +337,57 @@ def _cmd_forecast_serve(args: argparse.Namespace) -> int:
     return service.run()
 
 
+def _cmd_signage(args: argparse.Namespace) -> int:
+    from ingest import install_signal_handlers
+    from signage import SignageService, timing_problem
+
+    settings = _settings()
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"SIGNAGE_METRICS_PORT": args.metrics_port})
+    city = _city(args, settings)
+    problem = timing_problem(settings, city)
+    if problem:
+        raise UsageError(problem)
+    require_database(settings.DATABASE_URL)
+    with psycopg.connect(settings.DATABASE_URL) as conn:
+        row = conn.execute("SELECT to_regclass('sign_state')").fetchone()
+    if row is None or row[0] is None:
+        raise UsageError("the database has no sign_state table; run `parkleit db migrate`")
+    require_broker(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per keep-alive
+    service = SignageService(settings, city)
+    install_signal_handlers(service.stop)
+    return service.run()
+
+
+def _cmd_simulate_signs(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from simulators.signs import run_signs
+
+    settings = _settings()
+    city = _city(args, settings)
+    if not args.minute_s > 0:
+        raise UsageError("--minute-s must be > 0")
+    require_broker(settings)  # mqtt signs listen there
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_signs(city, stop, settings=settings, minute_s=args.minute_s)
+
+    try:
+        asyncio.run(serve())
+    except ValueError as exc:  # a sign address the simulator cannot serve
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot serve the signs of {city.id}: {exc}") from None
+    return 0
+
+
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
         value = kind(text)
@@ -421,6 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="bay sensor heartbeat interval in minutes (default 10)")
     sim_city.set_defaults(handler=_cmd_simulate_city)
 
+    sim_signs = sim_commands.add_parser(
+        "signs", help="serve every sign of the city on its address (NTCIP 1203 over SNMP, HTTP, "
+        "MQTT) until SIGTERM, with the signs' own fallbacks (comm loss, end of duration)")
+    city_option(sim_signs)
+    sim_signs.add_argument("--minute-s", type=float, default=60.0,
+                           help="real seconds of one sign minute (the unit of the signs' "
+                           "timers; default 60)")
+    sim_signs.set_defaults(handler=_cmd_simulate_signs)
+
     forecast = commands.add_parser("forecast", help="occupancy forecasts")
     forecast_commands = forecast.add_subparsers(dest="forecast_command", required=True,
                                                 metavar="FORECAST_COMMAND")
@@ -469,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and after big changes of a lot (until SIGTERM)")
     city_option(serve)
     serve.set_defaults(handler=_cmd_forecast_serve)
+
+    signage = commands.add_parser(
+        "signage", help="keep every sign of the city showing its lots: push on each change, "
+        "keep-alive, retries, audit log in sign_log (until SIGTERM)")
+    city_option(signage)
+    signage.add_argument("--metrics-port", type=int, help="Prometheus port (0 = off; default "
+                         "PARKLEIT_SIGNAGE_METRICS_PORT, 9102)")
+    signage.set_defaults(handler=_cmd_signage)
 
     demo = commands.add_parser("demo", help="run the whole system on the example city")
     city_option(demo)

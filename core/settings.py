@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     # Threads of model fitting and prediction (0 = one per core). One by default: OpenMP
     # threads competing with other processes for the cores made training 10x slower.
     FORECAST_THREADS: Annotated[int, Field(ge=0, le=256)] = 1
+    # signage: a sign whose content did not change is pushed again every KEEPALIVE_S (well
+    # inside its comm-loss time, so it falls back only when the service is gone); every sign
+    # is rendered again every TICK_S (staleness and the wiggle hold need no message); lot
+    # states and forecasts are read again every RESYNC_S; a failing sign is retried after
+    # RETRY_MIN_S, doubling up to RETRY_MAX_S.
+    SIGNAGE_KEEPALIVE_S: Annotated[float, Field(gt=0)] = 60.0
+    SIGNAGE_TICK_S: Annotated[float, Field(gt=0, le=60)] = 1.0
+    SIGNAGE_RESYNC_S: Annotated[float, Field(gt=0)] = 10.0
+    SIGNAGE_RETRY_MIN_S: Annotated[float, Field(gt=0)] = 1.0
+    SIGNAGE_RETRY_MAX_S: Annotated[float, Field(gt=0)] = 60.0
+    SIGNAGE_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9102
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -19,14 +19,14 @@ history *except* the origin's week, so its features see the profile as out of sa
 forecast does; the decay of the deviation comes from a ``ProfileAnomaly`` fitted on the whole
 history (tuned out of sample on its last days).
 
-One ``HistGradientBoostingRegressor`` per training horizon gives the median of the residual
-(absolute error loss: the point forecast; another horizon uses the nearest one's model, with
-the horizon as a feature). Two more, over all horizons, give its 10 % and 90 % quantiles
-(quantile loss: the interval) and learn on the examples before the last ``calibration_days``;
-on those held-out days one factor scales the interval about the median so that it covers 80 %
-of them (quantile models are over-confident out of sample). ``prob_space`` reads the
-probability of at least one free space from a normal predictive distribution centred on the
-point forecast with the spread of the interval.
+Per training horizon two ``HistGradientBoostingRegressor`` (absolute and squared error loss)
+learn the residual; their mean is the point forecast (another horizon uses the nearest one's
+models, with the horizon as a feature). Two more, over all horizons, give its 10 % and 90 %
+quantiles (quantile loss: the interval) and learn on the examples before the last
+``calibration_days``; on those held-out days one factor per horizon scales the interval about
+the median so that it covers 80 % of them (quantile models are over-confident out of sample).
+``prob_space`` reads the probability of at least one free space from a normal predictive
+distribution centred on the point forecast with the spread of the interval.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = ["FEATURES", "GradientBoostingForecaster"]
 _DAY_SLOTS = 24 * 60 // STEP_MINUTES
 _Z90 = 1.2815515655446004  # standard normal 90 % quantile
 _MIN_HORIZON_EXAMPLES = 1000  # fewer: the nearest horizon's model forecasts it
+_MIN_CALIBRATION_EXAMPLES = 50  # fewer: the interval scale over all horizons
 _EVENT_LEAD = timedelta(hours=1)  # arrivals for an event begin before it does
 # Country of the holiday flags for a panel's time zone (no entry: no holiday flags).
 _COUNTRY = {"Europe/Berlin": "DE", "Europe/Busingen": "DE", "Europe/London": "GB",
@@ -161,34 +162,37 @@ class GradientBoostingForecaster(Forecaster):
         finite = np.isfinite(target)
         features, target, origins, steps = (features[finite], target[finite],
                                             positions[finite], steps[finite])
-        # A column with no value at all (no profile in a short history) breaks the binning;
-        # constant, it is never split on, so the forecast ignores it.
-        features[:, ~np.isfinite(features).any(axis=0)] = 0.0
         if target.size == 0:
             raise ValueError("the history has no training example with a baseline forecast")
         self.n_train_examples_ = int(target.size)
         # Per horizon: a shared model spends its splits on the long horizons' large residuals.
-        self.medians_ = {int(step): self._regressor("absolute_error", None).fit(
-            features[steps == step], target[steps == step])
-            for step in np.unique(steps) if (steps == step).sum() >= _MIN_HORIZON_EXAMPLES}
+        trained = [int(step) for step in np.unique(steps)
+                   if (steps == step).sum() >= _MIN_HORIZON_EXAMPLES]
+        self.medians_ = {step: self._centre(features[steps == step], target[steps == step])
+                         for step in trained}
         if not self.medians_:
-            self.medians_ = {int(steps[0]): self._regressor("absolute_error", None).fit(
-                features, target)}
+            self.medians_ = {int(steps[0]): self._centre(features, target)}
         # The quantile models learn on all but the last calibration_days of origins; on those
         # the interval is widened (or narrowed) about the median until it covers 80 %.
         held = origins >= history.n_steps - self.calibration_days * _DAY_SLOTS
         if self.calibration_days == 0 or held.sum() < 100 or (~held).sum() < 100:
             held = np.zeros(target.size, dtype=bool)
-        self.quantiles_ = {name: self._regressor("quantile", quantile).fit(
-            features[~held], target[~held]) for name, quantile in (("p10", 0.1), ("p90", 0.9))}
-        self.interval_scale_ = 1.0
+        self.quantiles_ = {name: self._fitted("quantile", quantile, features[~held],
+                                              target[~held])
+                           for name, quantile in (("p10", 0.1), ("p90", 0.9))}
+        self.interval_scale_, self.interval_scales_ = 1.0, {}
         if held.any():
             middle, low, high = self._residuals(features[held], steps[held], interval=True)
             error = target[held] - middle
-            # The smallest scale covering 80 %: per example the scale it needs, 80 % quantile.
-            needed = np.where(error < 0, error / np.minimum(low - middle, -1e-9),
-                              error / np.maximum(high - middle, 1e-9))
-            self.interval_scale_ = float(np.quantile(np.maximum(needed, 0.0), 0.8))
+            # The smallest scale covering 80 %: per example the scale it needs, 80 % quantile;
+            # per horizon where it has enough held-out examples, else over all of them.
+            needed = np.maximum(np.where(error < 0, error / np.minimum(low - middle, -1e-9),
+                                         error / np.maximum(high - middle, 1e-9)), 0.0)
+            self.interval_scale_ = float(np.quantile(needed, 0.8))
+            self.interval_scales_ = {
+                int(step): float(np.quantile(needed[steps[held] == step], 0.8))
+                for step in np.unique(steps[held])
+                if (steps[held] == step).sum() >= _MIN_CALIBRATION_EXAMPLES}
         return self
 
     def _examples(self, grid: _Grid, steps_list: list[int]) -> tuple[
@@ -218,13 +222,28 @@ class GradientBoostingForecaster(Forecaster):
                 np.concatenate([np.full(int(c.sum()), steps, dtype=np.int64)
                                 for (_, _, steps), c in zip(candidates, chosen, strict=True)]))
 
-    def _regressor(self, loss: str, quantile: float | None) -> HistGradientBoostingRegressor:
+    def _fitted(self, loss: str, quantile: float | None, features: NDArray[np.float64],
+                target: NDArray[np.float64]) -> HistGradientBoostingRegressor:
         extra = {} if quantile is None else {"quantile": quantile}
-        return HistGradientBoostingRegressor(
+        model = HistGradientBoostingRegressor(
             loss=loss, max_iter=self.max_iter, learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization, early_stopping=False,
             random_state=self.random_state, **extra)
+        # A column with no value at all (e.g. last week's deviation in a short history) breaks
+        # the binning; constant, it is never split on, so the forecast ignores it.
+        empty = ~np.isfinite(features).any(axis=0)
+        if empty.any():
+            features = features.copy()
+            features[:, empty] = 0.0
+        return model.fit(features, target)
+
+    def _centre(self, features: NDArray[np.float64], target: NDArray[np.float64]) -> tuple[
+            HistGradientBoostingRegressor, ...]:
+        """The point forecast's models: absolute and squared error, averaged (the mean of the
+        two beats either alone on held-out data at every horizon)."""
+        return tuple(self._fitted(loss, None, features, target)
+                     for loss in ("absolute_error", "squared_error"))
 
     def _residuals(self, features: NDArray[np.float64], steps: NDArray[np.int64], *,
                    interval: bool) -> list[NDArray[np.float64]]:
@@ -235,7 +254,8 @@ class GradientBoostingForecaster(Forecaster):
         middle = np.empty(steps.size)
         for step in np.unique(nearest):
             rows = nearest == step
-            middle[rows] = self.medians_[int(step)].predict(features[rows])
+            middle[rows] = np.mean([model.predict(features[rows])
+                                    for model in self.medians_[int(step)]], axis=0)
         if not interval:
             return [middle]
         return [middle] + [self.quantiles_[name].predict(features) for name in ("p10", "p90")]
@@ -281,14 +301,18 @@ class GradientBoostingForecaster(Forecaster):
         residuals = self._residuals(features, step_all, interval=interval)
         if interval:
             middle = residuals[0]
-            residuals = [middle] + [middle + self.interval_scale_ * (quantile - middle)
+            scale = self.interval_scales_.get(steps, self.interval_scale_)
+            residuals = [middle] + [middle + scale * (quantile - middle)
                                     for quantile in residuals[1:]]
         results = [np.clip(baseline + residual, 0.0, 1.0).reshape(n_lots, positions.size)
                    * panel.capacity[:, None] for residual in residuals]
+        # Free spaces are counts: the best point forecast under absolute error is a whole
+        # number (a median of counts), which measurably helps small lots.
+        results[0] = np.round(results[0])
         if interval:
             # Quantile crossing: keep p10 <= point <= p90.
-            stacked = np.sort(np.stack(results), axis=0)
-            results = [stacked[1], stacked[0], stacked[2]]
+            low, high = np.minimum(results[1], results[2]), np.maximum(results[1], results[2])
+            results[1], results[2] = np.minimum(low, results[0]), np.maximum(high, results[0])
         return [np.asarray(result, dtype=np.float64) for result in results]
 
     # --- features ------------------------------------------------------------------------

@@ -3,6 +3,13 @@
 from signage._content import Ack, Arrow, LineContent, SignContent, SignDriver, SignError
 from signage._datex import SignHealth, SignReport, vms_publication, vms_table_publication
 from signage._render import ForecastPoint, Level, LineState, Observation, SignState, render
+from signage._service import (
+    SignageService,
+    content_from_json,
+    content_json,
+    read_sign_states,
+    timing_problem,
+)
 
 __all__ = [
     "Ack",
@@ -18,7 +25,12 @@ __all__ = [
     "SignHealth",
     "SignReport",
     "SignState",
+    "SignageService",
+    "content_from_json",
+    "content_json",
+    "read_sign_states",
     "render",
+    "timing_problem",
     "vms_publication",
     "vms_table_publication",
 ]

@@ -232,8 +232,12 @@ class SignModel:
         minute_s: float = 60.0,
         validate_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[tuple[str, ...], SourceMode], None] | None = None,
     ) -> None:
         self.name = name
+        # Called with the lines and their source whenever what the sign shows changes (the
+        # signage benchmark times changes with it).
+        self.on_change = on_change
         self.lines_per_page = lines_per_page
         self.chars_per_line = chars_per_line
         self.max_pages = max_pages
@@ -281,6 +285,8 @@ class SignModel:
         if (self.pages, self.source_mode) != before:  # keep-alive re-activations say nothing
             logger.info("sign %s shows %s (%s)", self.name,
                         " | ".join(self._lines()) or "nothing", source.name)
+            if self.on_change is not None:
+                self.on_change(self._lines(), source)
 
     def _render(self, multi: bytes) -> tuple[tuple[str, ...], ...]:
         return render_multi(multi.decode("latin-1"), lines_per_page=self.lines_per_page,

@@ -29,6 +29,9 @@ def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     ({"PARKLEIT_INGEST_BATCH_SIZE": "0"}, ["ingest"], "PARKLEIT_INGEST_BATCH_SIZE"),
     ({"PARKLEIT_CITY": "atlantis"}, ["db", "migrate"], "atlantis.toml: no such city config"),
     ({}, ["simulate", "load", "--rate", "-5"], "must be >= 0"),
+    ({}, ["simulate", "signs", "--minute-s", "0"], "--minute-s must be > 0"),
+    ({"PARKLEIT_SIGNAGE_RETRY_MIN_S": "9", "PARKLEIT_SIGNAGE_RETRY_MAX_S": "3"}, ["signage"],
+     "PARKLEIT_SIGNAGE_RETRY_MIN_S must not exceed PARKLEIT_SIGNAGE_RETRY_MAX_S"),
 ])
 def test_bad_usage_exits_2_with_one_line(env: dict[str, str], args: list[str],
                                          reason: str) -> None:
@@ -84,5 +87,5 @@ def test_db_migrate_creates_the_database_and_is_idempotent(admin_url: str,
 def test_help_lists_the_commands() -> None:
     result = parkleit("--help")
     assert result.returncode == 0
-    for command in ("db", "ingest", "simulate", "demo"):
+    for command in ("db", "ingest", "simulate", "signage", "demo"):
         assert command in result.stdout

@@ -411,14 +411,14 @@ def test_birmingham_start_of_test_window_is_a_local_midnight(birmingham: Path) -
 
 
 def test_birmingham_model_beats_the_baselines(birmingham_report: dict[str, Any]) -> None:
-    # Measured (test week 2016-12-13..19, mean per-lot rate MAE over 28 lots): model 0.0123 /
-    # 0.0197 / 0.0310 against profile + anomaly 0.0143 / 0.0232 / 0.0379 at 30 / 60 / 120 min,
-    # i.e. 0.857 / 0.846 / 0.819 of it. The target of 0.85 is missed at 30 min, so the
-    # assertion is 0.87; the interval target (coverage 0.75-0.85) is met: 0.82 / 0.80 / 0.78.
+    # Measured (test week 2016-12-13..19, mean per-lot rate MAE over 28 lots): model 0.0121 /
+    # 0.0195 / 0.0311 against profile + anomaly 0.0143 / 0.0232 / 0.0379 at 30 / 60 / 120 min,
+    # i.e. 0.848 / 0.841 / 0.821 of it: the target of 0.85, with a thin margin at 30
+    # min (asserted with a little slack: 0.86). Interval coverage 0.81 / 0.80 / 0.81.
     for horizon in ("30", "60", "120"):
         entry = birmingham_report["horizons"][horizon]
         model = entry["model"]
-        assert model["mae_rate"] < 0.87 * entry["profile_anomaly"]["mae_rate"], horizon
+        assert model["mae_rate"] < 0.86 * entry["profile_anomaly"]["mae_rate"], horizon
         assert model["mae_rate"] < 0.5 * entry["persistence"]["mae_rate"], horizon
         assert 0.75 <= model["coverage_80"] <= 0.85, horizon
 
