@@ -19,8 +19,10 @@ import psycopg
 import pytest
 from _citytoml import write_city
 from _helpers import ServiceProcess
+from fastapi.testclient import TestClient
 from psycopg import sql
 
+from api import create_app
 from core.city import City, load_city
 from core.db import migrate
 from core.embedded import ServiceStack, ensure_services
@@ -127,3 +129,11 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield start
     for process in started:
         process.close()
+
+
+
+@pytest.fixture
+def api_client(settings: Settings) -> Iterator[TestClient]:
+    """A TestClient of the API on this test's database and city (lifespan run)."""
+    with TestClient(create_app(settings)) as client:
+        yield client

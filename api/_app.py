@@ -1,0 +1,48 @@
+"""The FastAPI application factory; the lifespan owns the connection pool."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+import api.routers
+from core.city import City, load_city
+from core.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, city: City | None = None) -> FastAPI:
+    """The API for ``settings`` (default: the process's) and its city config."""
+    settings = settings or get_settings()
+    city = city or load_city(settings.CITY)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            settings.DATABASE_URL, min_size=1, max_size=10, open=False,
+            kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api")
+        await pool.open(wait=True, timeout=10)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title=f"parkleit – {city.city.name}", version="1",
+                  description="Open parking data: live occupancy, forecasts, signs, DATEX II.",
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.city = city
+    for module in pkgutil.iter_modules(api.routers.__path__):
+        router = getattr(importlib.import_module(f"api.routers.{module.name}"), "router", None)
+        if router is not None:
+            app.include_router(router)
+    return app

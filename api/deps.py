@@ -1,0 +1,42 @@
+"""Dependencies of the routes: the connection pool, the city, the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from core.city import City
+from core.settings import Settings
+
+__all__ = ["CityDep", "Conn", "PoolDep", "SettingsDep"]
+
+
+def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+    return pool
+
+
+async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    """One pooled autocommit connection for the request."""
+    async with _pool(request).connection() as conn:
+        yield conn
+
+
+def _city(request: Request) -> City:
+    city: City = request.app.state.city
+    return city
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+PoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_pool)]
+Conn = Annotated[AsyncConnection[Any], Depends(_connection)]
+CityDep = Annotated[City, Depends(_city)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

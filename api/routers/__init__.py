@@ -1,0 +1,1 @@
+"""One router per module; every module here with a ``router`` is mounted by ``create_app``."""
