@@ -26,10 +26,12 @@ group summed):
    rounded to 5 (at least 5). Rows without p_space never count. Groups get no forecast (the
    chance of space in a sum is not derivable from per-lot chances).
 5. Alternative: a line that is full or closed (not stale: then nobody knows it is full) and
-   has ``alternative`` shows that lot instead while it is open, fresh and not full. Label and
-   arrow: ``alternative_label`` / ``alternative_arrow`` if set, else those of the sign's own
-   line for that lot alone if it has one, else the lot's name and the line's arrow. Switching
-   to it needs free > its full threshold + margin, as if it were leaving full.
+   has ``alternative`` shows that lot instead while it is open, fresh and not full - unless
+   the sign already shows that lot (a line of its own, or an earlier line routed to it): the
+   same lot twice on one sign would read as two car parks. Label and arrow:
+   ``alternative_label`` / ``alternative_arrow`` if set, else the lot's name and the line's
+   arrow. Switching to it needs free > its full threshold + margin, as if it were leaving
+   full.
 6. Wiggle: a count within ``wiggle`` of the shown count is held until the shown line is
    ``min_change_interval_s`` old; bigger changes and any other change go out at once.
 7. Width: label + " " + text fit ``line_width``. The text is never cut; a label that does not
@@ -119,24 +121,31 @@ def render(
     # A state from another sign, or from before its lines were reconfigured, is not ours.
     usable = (previous is not None and previous.sign_id == sign.id
               and len(previous.lines) == len(sign.lines))
-    states = tuple(
-        _render_line(line, sign, city, observations, forecasts or {}, now,
-                     previous.lines[index] if usable and previous is not None else None)
-        for index, line in enumerate(sign.lines))
+    # Lots the sign names on a line of their own; routed-to lots join as lines are rendered.
+    shown = {line.lots[0] for line in sign.lines if len(line.lots) == 1}
+    states: list[LineState] = []
+    for index, line in enumerate(sign.lines):
+        state = _render_line(line, sign, city, observations, forecasts or {}, now,
+                             previous.lines[index] if usable and previous is not None else None,
+                             frozenset(shown))
+        if state.alternative_level is not None and line.alternative is not None:
+            shown.add(line.alternative)
+        states.append(state)
     return (SignContent(sign.id, tuple(state.shown for state in states)),
-            SignState(sign.id, states))
+            SignState(sign.id, tuple(states)))
 
 
 def _render_line(line: SignLine, sign: Sign, city: City,
                  observations: Mapping[str, Observation],
                  forecasts: Mapping[str, Sequence[ForecastPoint]], now: datetime,
-                 previous: LineState | None) -> LineState:
+                 previous: LineState | None, elsewhere: frozenset[str]) -> LineState:
     display = sign.display
     own = _aggregate(line.lots, sign, city, observations, now)
     level = _settle(own, previous.level if previous else None, display)
     label, arrow, shown_level, counted, shown_lots = line.label, line.arrow, level, own, line.lots
     alternative_level: Level | None = None
-    if line.alternative is not None and level in ("full", "closed"):
+    if (line.alternative is not None and line.alternative not in elsewhere
+            and level in ("full", "closed")):
         other = _aggregate((line.alternative,), sign, city, observations, now)
         # Not shown before: judge it as if leaving full, so it must have a margin of space.
         before = previous.alternative_level if previous else None
@@ -144,12 +153,8 @@ def _render_line(line: SignLine, sign: Sign, city: City,
         if candidate in ("open", "almost_full"):
             alternative_level = shown_level = candidate
             counted, shown_lots = other, (line.alternative,)
-            # The sign's own line for that lot already says how to name and point to it.
-            sibling = next((other_line for other_line in sign.lines
-                            if other_line.lots == (line.alternative,)), None)
-            label = line.alternative_label or (
-                sibling.label if sibling else city.lot(line.alternative).name)
-            arrow = line.alternative_arrow or (sibling.arrow if sibling else line.arrow)
+            label = line.alternative_label or city.lot(line.alternative).name
+            arrow = line.alternative_arrow or line.arrow
 
     count: int | None = None
     if shown_level == "open" and isinstance(counted, _Count):

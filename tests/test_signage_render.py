@@ -447,15 +447,22 @@ def test_alternative_routing(line: dict[str, Any], now: datetime, frees: dict[st
     assert content.lines[0] == expected
 
 
-def test_alternative_named_and_pointed_as_the_signs_own_line_for_it() -> None:
+def test_a_lot_the_sign_already_shows_is_not_routed_to_twice() -> None:
+    # Line 2 names the alternative itself; lines 1 and 3 are full and would both route to it.
     sign = _sign(_line("p-main", alternative="p-alt"),
                  {"lots": ["p-alt"], "label": "Roßmarkt", "arrow": "right"},
                  _line("p-main", alternative="p-alt", alternative_label="Ausweich",
                        alternative_arrow="left"))
     content, _ = render(sign, CITY, _observations(NOW, {"p-main": 0, "p-alt": 20}), NOW)
-    assert content.lines == (LineContent("Roßmarkt", "right", "20"),
+    assert content.lines == (LineContent("Altmarkt", "straight", "besetzt"),
                              LineContent("Roßmarkt", "right", "20"),
-                             LineContent("Ausweich", "left", "20"))
+                             LineContent("Altmarkt", "straight", "besetzt"))
+    # Without a line of its own, the first full line routes to it and the second does not.
+    sign = _sign(_line("p-main", alternative="p-alt", alternative_label="Roßmarkt"),
+                 _line("p-main", alternative="p-alt", alternative_label="Ausweich"))
+    content, _ = render(sign, CITY, _observations(NOW, {"p-main": 0, "p-alt": 20}), NOW)
+    assert content.lines == (LineContent("Roßmarkt", "straight", "20"),
+                             LineContent("Altmarkt", "straight", "besetzt"))
 
 
 def _alt(text: str) -> LineContent:
