@@ -28,6 +28,7 @@ NAMESPACES = {
     "d2": "http://datex2.eu/schema/3/d2Payload",
     "com": "http://datex2.eu/schema/3/common",
     "loc": "http://datex2.eu/schema/3/locationReferencing",
+    "locx": "http://datex2.eu/schema/3/locationExtension",
     "fac": "http://datex2.eu/schema/3/facilities",
     "prk": "http://datex2.eu/schema/3/parking",
     "vms": "http://datex2.eu/schema/3/vms",

@@ -1,0 +1,87 @@
+"""DATEX II v3.7 XML: the lots' parking table and status, the signs' VMS table and status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+from psycopg.rows import dict_row
+
+from api._datex_parking import parking_status_publication, parking_table_publication
+from api._readings import read_lot_readings
+from api.deps import CityDep, Conn
+from core.city import City, Sign
+from core.db import queries
+from signage import SignReport, content_from_json, vms_publication, vms_table_publication
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/datex2", tags=["DATEX II"])
+
+_XML = "application/xml; charset=utf-8"
+_DOCUMENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/xml": {}}, "description": "A DATEX II v3.7 d2:payload."}}
+_NO_SIGNS: dict[int | str, dict[str, Any]] = {404: {"description": "The city has no signs."}}
+
+
+def _xml(document: bytes) -> Response:
+    return Response(document, media_type=_XML)
+
+
+@router.get("/parking-table", summary="DATEX II parking table", operation_id="datex2_parking_table",
+            response_class=Response, responses=_DOCUMENT)
+async def parking_table(city: CityDep) -> Response:
+    """ParkingTablePublication: every lot with its place, capacity and special spaces."""
+    return _xml(parking_table_publication(city, datetime.now(UTC)))
+
+
+@router.get("/parking-status", summary="DATEX II parking status",
+            operation_id="datex2_parking_status", response_class=Response, responses=_DOCUMENT)
+async def parking_status(conn: Conn, city: CityDep) -> Response:
+    """ParkingStatusPublication: every lot's vacant spaces and status now (unknown when stale)."""
+    readings = await read_lot_readings(conn, city)
+    return _xml(parking_status_publication(city, readings, datetime.now(UTC)))
+
+
+@router.get("/vms-table", summary="DATEX II VMS table", operation_id="datex2_vms_table",
+            response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
+async def vms_table(city: CityDep) -> Response:
+    """VmsTablePublication: every sign with its place and display."""
+    _require_signs(city)
+    return _xml(vms_table_publication(city, datetime.now(UTC)))
+
+
+@router.get("/vms-status", summary="DATEX II VMS status", operation_id="datex2_vms_status",
+            response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
+async def vms_status(conn: Conn, city: CityDep) -> Response:
+    """VmsPublication: what every sign last confirmed showing, and whether it works."""
+    _require_signs(city)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries("signage")["sign_health"], {"city": city.id})
+        rows = {row["sign_id"]: row for row in await cur.fetchall()}
+    now = datetime.now(UTC)
+    reports = {sign.id: _sign_report(sign, rows.get(sign.id), now) for sign in city.signs}
+    return _xml(vms_publication(city, reports, now))
+
+
+def _require_signs(city: City) -> None:
+    if not city.signs:
+        raise HTTPException(404, f"city {city.id} has no signs")
+
+
+def _sign_report(sign: Sign, row: Mapping[str, Any] | None, now: datetime) -> SignReport:
+    """The health of ``sign`` from its ``sign_state`` row (signage query ``sign_health``)."""
+    if row is None or row["content"] is None or row["last_ack"] is None:
+        content, acked_at = None, None
+    else:
+        content, acked_at = content_from_json(sign.id, row["content"]), row["last_ack"]
+    # The signage service writes the row at every push, keep-alives included; a row older than
+    # the sign's own stale limit means nobody is talking to the sign, so its state is unknown.
+    if row is None or row["updated"] is None or (
+            now - row["updated"] > timedelta(seconds=sign.stale_after_s)):
+        return SignReport(content, acked_at, "unknown")
+    if row["consecutive_failures"]:
+        return SignReport(content, acked_at, "failed", row["last_error"] or "")
+    return SignReport(content, acked_at, "working")
