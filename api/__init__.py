@@ -1,5 +1,6 @@
 """The public HTTP API: open data, DATEX II, live stream, admin; the web map and dashboard."""
 
 from api._app import create_app
+from api._keys import KeyFileError, add_key
 
-__all__ = ["create_app"]
+__all__ = ["KeyFileError", "add_key", "create_app"]

@@ -13,6 +13,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 import api.routers
+from api._http import install_http
+from api._ratelimit import RateLimit, TokenBuckets
 from core.city import City, load_city
 from core.settings import Settings, get_settings
 
@@ -41,6 +43,10 @@ def create_app(settings: Settings | None = None, city: City | None = None) -> Fa
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.city = city
+    # Added first, so innermost: a 429 still gets CORS headers and is counted in the metrics.
+    app.add_middleware(RateLimit, buckets=TokenBuckets(settings.API_RATE_PER_IP,
+                                                       settings.API_BURST_PER_IP))
+    install_http(app)
     for module in pkgutil.iter_modules(api.routers.__path__):
         router = getattr(importlib.import_module(f"api.routers.{module.name}"), "router", None)
         if router is not None:

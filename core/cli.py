@@ -360,6 +360,46 @@ def _cmd_signage(args: argparse.Namespace) -> int:
     return service.run()
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    import math
+    import signal
+
+    import uvicorn
+
+    from api import create_app
+
+    settings = _settings()
+    city = _city(args, settings)
+    require_database(settings.DATABASE_URL)
+    config = uvicorn.Config(
+        create_app(settings, city), host=args.host or settings.API_HOST,
+        port=settings.API_PORT if args.port is None else args.port, log_config=None,
+        timeout_graceful_shutdown=math.ceil(settings.SHUTDOWN_TIMEOUT_S), server_header=False)
+    server = uvicorn.Server(config)
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler it
+    # found; a no-op one lets a graceful stop end with 0 like every other service.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _cmd_api_add_key(args: argparse.Namespace) -> int:
+    from api import KeyFileError, add_key
+
+    path = args.file or _settings().API_KEYS_FILE
+    if path is None:
+        raise UsageError("no keys file: set PARKLEIT_API_KEYS_FILE or pass --file")
+    try:
+        key = add_key(path, args.name)
+    except (KeyFileError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    print(key)
+    logger.info("key %s added to %s; the line above is the only copy of the key", args.name,
+                path)
+    return 0
+
+
 def _cmd_simulate_signs(args: argparse.Namespace) -> int:
     import asyncio
     import signal
@@ -396,6 +436,16 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
         return value
 
     return parse
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text}") from None
+    if not 1 <= port <= 65_535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535: {text}")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -537,6 +587,21 @@ def build_parser() -> argparse.ArgumentParser:
     signage.add_argument("--metrics-port", type=int, help="Prometheus port (0 = off; default "
                          "PARKLEIT_SIGNAGE_METRICS_PORT, 9102)")
     signage.set_defaults(handler=_cmd_signage)
+
+    api = commands.add_parser(
+        "api", help="serve the HTTP API (open data, DATEX II, stream, web map) until SIGTERM")
+    city_option(api)
+    api.add_argument("--host", help="address to listen on (default PARKLEIT_API_HOST, "
+                     "127.0.0.1)")
+    api.add_argument("--port", type=_port, help="port (default PARKLEIT_API_PORT, 8000)")
+    api.set_defaults(handler=_cmd_api)
+    api_commands = api.add_subparsers(dest="api_command", metavar="API_COMMAND")
+    add_key = api_commands.add_parser(
+        "add-key", help="make a new admin API key NAME, append its hash to the keys file and "
+        "print the key (shown this once; the file keeps only the hash)")
+    add_key.add_argument("name", help="whose key: 1-40 of a-z, 0-9, _ and -")
+    add_key.add_argument("--file", type=Path, help="keys file (default PARKLEIT_API_KEYS_FILE)")
+    add_key.set_defaults(handler=_cmd_api_add_key)
 
     demo = commands.add_parser("demo", help="run the whole system on the example city")
     city_option(demo)

@@ -78,12 +78,12 @@ def load_sql(package: str, name: str) -> str:
 
 
 @lru_cache
-def queries(package: str) -> dict[str, str]:
-    """Named queries from ``{package}/queries.sql``; each starts with ``-- name: <name>``."""
+def queries(package: str, file: str = "queries") -> dict[str, str]:
+    """Named queries from ``{package}/{file}.sql``; each starts with ``-- name: <name>``."""
     found: dict[str, str] = {}
     name: str | None = None
     lines: list[str] = []
-    for line in load_sql(package, "queries").splitlines():
+    for line in load_sql(package, file).splitlines():
         header = re.match(r"^--\s*name:\s*(\w+)\s*$", line)
         if header:
             if name:

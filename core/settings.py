@@ -78,6 +78,29 @@ class Settings(BaseSettings):
     SIGNAGE_RETRY_MIN_S: Annotated[float, Field(gt=0)] = 1.0
     SIGNAGE_RETRY_MAX_S: Annotated[float, Field(gt=0)] = 60.0
     SIGNAGE_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9102
+    # web pages: a raster tile URL template ({z}/{x}/{y}, optional {s}) and its attribution.
+    # Empty: no tiles, the lots drawn by their coordinates on a plain background (works
+    # offline, and no visitor's browser is sent to a third party).
+    API_TILE_URL: str = ""
+    API_TILE_ATTRIBUTION: str = ""
+    # admin writes: ``name:scrypt$...`` lines (``parkleit api add-key``); none: no admin.
+    API_KEYS_FILE: Path | None = None
+    # Token buckets per process (behind N processes a client gets N times these): every
+    # request takes one token of its client IP's bucket, an admin request one of its key's
+    # too. Rate in requests per second (0 = no limit), burst = bucket size.
+    API_RATE_PER_IP: Annotated[float, Field(ge=0)] = 20.0
+    API_BURST_PER_IP: Annotated[int, Field(ge=1)] = 100
+    API_RATE_PER_KEY: Annotated[float, Field(ge=0)] = 2.0
+    API_BURST_PER_KEY: Annotated[int, Field(ge=1)] = 20
+    # GET /v1/stream: a comment line this often keeps proxies from closing the connection;
+    # a client more than QUEUE_MAX events behind is dropped (it reconnects and gets the
+    # current state); lots are judged stale every STALE_CHECK_S without any message.
+    API_STREAM_HEARTBEAT_S: Annotated[float, Field(gt=0)] = 15.0
+    API_STREAM_QUEUE_MAX: Annotated[int, Field(ge=1)] = 1000
+    API_STREAM_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 5.0
+    # ``parkleit api``: where the HTTP server listens (0.0.0.0 in a container).
+    API_HOST: str = "127.0.0.1"
+    API_PORT: Annotated[int, Field(ge=1, le=65_535)] = 8000
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -78,9 +78,14 @@ def lot_status(
     updated: datetime | None,
     now: datetime,
     tz: ZoneInfo,
+    *,
+    closed: bool = False,
 ) -> str:
-    """``open``, ``almost_full``, ``full``, ``closed`` or ``unknown`` for a lot right now."""
-    if not hours.is_open(now, tz):
+    """``open``, ``almost_full``, ``full``, ``closed`` or ``unknown`` for a lot right now.
+
+    ``closed``: an operator closure is in force (table ``lot_closures``).
+    """
+    if closed or not hours.is_open(now, tz):
         return "closed"
     if free is None or updated is None or now - updated > timedelta(seconds=lot.stale_after_s):
         return "unknown"

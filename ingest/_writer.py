@@ -63,6 +63,29 @@ class LotStatus:
         """The payload of ``parkleit/v1/{city}/lots/{lot_id}/status``."""
         return json.dumps(self.as_dict())
 
+    def notification(self, city_id: str) -> str:
+        """The payload of a ``parkleit_lot_state`` NOTIFY: the status, lot and city ids."""
+        return json.dumps({"lot_id": self.lot_id, "city": city_id, **self.as_dict()})
+
+    @classmethod
+    def from_notification(cls, payload: str) -> tuple[str, LotStatus]:
+        """The city id and status of a ``notification``; ValueError if it is not one."""
+        try:
+            state = json.loads(payload)
+            updated = state["updated"]
+            quality = state.get("quality")
+            return str(state["city"]), cls(
+                str(state["lot_id"]), _optional_int(state["free"]),
+                _optional_int(state["occupied"]), int(state["capacity"]), str(state["status"]),
+                None if updated is None else datetime.fromisoformat(updated),
+                None if quality is None else float(quality))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a lot status notification: {exc}") from None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
 
 @dataclass(slots=True)
 class BatchResult:
@@ -169,8 +192,7 @@ class Writer:
     def _notify(self, conn: psycopg.Connection[Any], changed: list[LotStatus]) -> None:
         """NOTIFY inside the transaction: listeners hear it only once it commits."""
         if changed:
-            payloads = [json.dumps({"lot_id": status.lot_id, "city": self.city.id,
-                                    **status.as_dict()}) for status in changed]
+            payloads = [status.notification(self.city.id) for status in changed]
             conn.execute(self._q["notify_lot_states"], {"payloads": payloads})
 
     def _remember(self, announced: list[LotStatus]) -> None:
@@ -201,6 +223,8 @@ class Writer:
         with conn.cursor(row_factory=dict_row) as cur:
             states = {row["lot_id"]: row for row in cur.execute(
                 q["lock_lot_states"], {"lot_ids": lot_ids})}
+            closed = {row["lot_id"] for row in cur.execute(
+                q["operator_closures"], {"lot_ids": lot_ids, "now": now})}
             counts = {row["lot_id"]: row for row in cur.execute(
                 q["bay_lot_counts"], {"lot_ids": bay_lots, "now": now})} if bay_lots else {}
         occupancy_rows: list[dict[str, Any]] = []
@@ -248,7 +272,8 @@ class Writer:
             if lot.counting == "counter":
                 free = None if occupied is None else lot.capacity - occupied
                 quality_of = {"clamped": counter.clamped, "drift": drift}
-            status = lot_status(lot, self._hours[lot_id], free, updated, now, self.city.tz)
+            status = lot_status(lot, self._hours[lot_id], free, updated, now, self.city.tz,
+                                closed=lot_id in closed)
             quality, flags = lot_quality(
                 lot, stale=updated is None or status == "unknown", **quality_of)
             announced = LotStatus(lot_id, free, occupied, lot.capacity, status, updated,

@@ -102,6 +102,13 @@ WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
 FOR UPDATE;
 
+-- The lots among the given ones that an operator closed, at ``now``. A statement of its own
+-- after lock_lot_states: it sees a closure committed while ingest waited for the lock.
+-- name: operator_closures
+SELECT lot_id
+FROM lot_closures
+WHERE lot_id = ANY(%(lot_ids)s) AND (until IS NULL OR until > %(now)s);
+
 -- One statement per batch for all lots (arrays of equal length, one element per lot).
 -- name: update_lot_states
 UPDATE lot_state AS s

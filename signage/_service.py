@@ -26,6 +26,12 @@ are not logged, so a sign showed at time t the content of its newest ok row befo
 failure row lies in between (the sign may have fallen back after its comm-loss time).
 ``sign_state`` holds each sign's health and is updated on every push, keep-alives included.
 
+Overrides: an operator's content for a sign (table ``sign_overrides``, written by the admin
+API, which NOTIFYs ``parkleit_sign_override``) replaces the rendered content until its
+``until``; the service re-reads the table on that notification and with every resync.
+Each ok ``sign_log`` row is NOTIFYed on ``parkleit_sign_content`` as it commits (the API's
+live stream).
+
 Backpressure: log rows go through a bounded queue (``LOG_QUEUE_MAX``) to one writer task; if
 the database stays away until it is full, sign tasks wait instead of pushing content nobody
 could prove was shown, and the signs fall back to their safe state. Health snapshots are
@@ -63,12 +69,14 @@ from signage._content import LineContent, SignContent, SignError
 from signage._drivers import Drivers
 from signage._render import ForecastPoint, Observation, SignState, render
 
-__all__ = ["CHANGE_CHANNEL", "SignageService", "content_from_json", "content_json",
-           "read_sign_states", "timing_problem"]
+__all__ = ["CHANGE_CHANNEL", "CONTENT_CHANNEL", "OVERRIDE_CHANNEL", "SignageService",
+           "content_from_json", "content_json", "read_sign_states", "timing_problem"]
 
 logger = logging.getLogger(__name__)
 
 CHANGE_CHANNEL = "parkleit_lot_state"  # ingest NOTIFYs each announced lot status at commit
+OVERRIDE_CHANNEL = "parkleit_sign_override"  # the admin API set or cleared a sign override
+CONTENT_CHANNEL = "parkleit_sign_content"  # NOTIFYed with each ok sign_log row (the API's SSE)
 LOG_QUEUE_MAX = 10_000
 WRITE_BATCH = 500
 FORECAST_MAX_AGE = timedelta(hours=3)  # an older forecast run is not shown on any sign
@@ -190,9 +198,13 @@ class _SignTask:
         service, settings = self.service, self.service.settings
         while not service.stopping:
             self.wake.clear()  # before rendering: a change heard from now on wakes us again
+            at = datetime.now(UTC)
             content, self._state = render(self.sign, service.city, service.observations,
-                                          datetime.now(UTC), previous=self._state,
+                                          at, previous=self._state,
                                           forecasts=service.forecasts)
+            # An operator's override replaces what the rules render until it ends; the
+            # rendering goes on underneath, so hysteresis and holds are right afterwards.
+            content = service.override_for(self.sign.id, at) or content
             now = time.monotonic()
             due = content != self._acked or now >= self._keepalive_at
             if not due:
@@ -277,7 +289,8 @@ class _LotFeed:
         conn = await psycopg.AsyncConnection.connect(self.service.settings.DATABASE_URL,
                                                      autocommit=True, connect_timeout=5)
         try:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANGE_CHANNEL)))
+            for channel in (CHANGE_CHANNEL, OVERRIDE_CHANNEL):
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
             await conn.close()
             raise
@@ -303,7 +316,10 @@ class _LotFeed:
             assert self._conn is not None
             try:
                 async for note in self._conn.notifies(timeout=0.5):
-                    service.lot_changed(note.payload)
+                    if note.channel == OVERRIDE_CHANNEL:
+                        await service.resync(pool)  # rare: one read of everything
+                    else:
+                        service.lot_changed(note.payload)
             except psycopg.Error as exc:
                 # What changes meanwhile is read from lot_state after the reconnect.
                 service.metrics.db_errors.inc()
@@ -329,6 +345,7 @@ class SignageService:
         self.exit_code = 0
         self.observations: dict[str, Observation] = {}
         self.forecasts: dict[str, tuple[ForecastPoint, ...]] = {}
+        self.overrides: dict[str, tuple[SignContent, datetime | None]] = {}
         self._signs_of_lot: dict[str, list[str]] = {}
         for sign in city.signs:
             for line in sign.lines:
@@ -508,10 +525,20 @@ class SignageService:
             if task is not None:
                 task.lot_changed()
 
+    def override_for(self, sign_id: str, now: datetime) -> SignContent | None:
+        """The operator's content for the sign if an override is in force at ``now``."""
+        override = self.overrides.get(sign_id)
+        if override is None or (override[1] is not None and override[1] <= now):
+            return None
+        return override[0]
+
     async def resync(self, pool: AsyncConnectionPool[Any]) -> None:
-        """Read every shown lot's status (and forecasts) from the database."""
+        """Read every shown lot's status (and forecasts, and overrides) from the database."""
         q, now = queries("signage"), datetime.now(UTC)
         async with pool.connection(timeout=5) as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q["sign_overrides"], {"city": self.city.id})
+            overrides = {row["sign_id"]: (content_from_json(row["sign_id"], row["content"]),
+                                          row["until"]) for row in await cur.fetchall()}
             await cur.execute(q["lot_states"], {"lot_ids": list(self._signs_of_lot)})
             states = await cur.fetchall()
             points: dict[str, list[ForecastPoint]] = {}
@@ -525,6 +552,12 @@ class SignageService:
         for row in states:
             self._observe(row["lot_id"], Observation(row["free"], row["capacity"],
                                                      row["status"], row["updated"]))
+        if overrides != self.overrides:
+            changed = overrides.keys() | self.overrides.keys()
+            self.overrides = overrides
+            for sign_id in changed:
+                if sign_id in self._tasks:
+                    self._tasks[sign_id].wake.set()
         forecasts = {lot_id: tuple(rows) for lot_id, rows in points.items()}
         if forecasts != self.forecasts:
             self.forecasts = forecasts
@@ -585,7 +618,7 @@ class SignageService:
                 self._write_pending.clear()
                 continue
             try:
-                await self._write(pool, rows, list(health.values()))
+                await self._write(pool, rows, list(health.values()), self.city.id)
             except _TRANSIENT_DB as exc:
                 self.metrics.db_errors.inc()
                 logger.warning("cannot write %d sign_log rows (%s); retrying in %.1f s",
@@ -602,10 +635,17 @@ class SignageService:
 
     @staticmethod
     async def _write(pool: AsyncConnectionPool[Any], rows: list[dict[str, Any]],
-                     health: list[dict[str, Any]]) -> None:
+                     health: list[dict[str, Any]], city_id: str) -> None:
         q = queries("signage")
+        shown = [json.dumps({"sign_id": row["sign_id"], "city": city_id,
+                             "content": row["content"].obj,
+                             "shown_since": row["time"].isoformat().replace("+00:00", "Z")})
+                 for row in rows if row["ok"]]
+        shown = [payload for payload in shown if len(payload.encode()) < 8000]  # NOTIFY's limit
         async with pool.connection(timeout=5) as conn, conn.transaction(), conn.cursor() as cur:
             if rows:
                 await cur.executemany(q["insert_sign_log"], rows)
+            if shown:  # heard at commit, with the rows (the API's live stream)
+                await cur.execute(q["notify_sign_content"], {"payloads": shown})
             if health:
                 await cur.executemany(q["upsert_sign_state"], health)

@@ -45,3 +45,13 @@ FROM signs AS g
 LEFT JOIN sign_state AS s USING (sign_id)
 WHERE g.city = %(city)s
 ORDER BY g.sign_id;
+
+-- name: sign_overrides
+-- The operators' overrides of a city's signs (the service judges ``until`` itself).
+SELECT o.sign_id, o.content, o.until
+FROM sign_overrides AS o
+JOIN signs AS g USING (sign_id)
+WHERE g.city = %(city)s;
+
+-- name: notify_sign_content
+SELECT pg_notify('parkleit_sign_content', payload) FROM unnest(%(payloads)s::text[]) AS payload;

@@ -80,7 +80,7 @@ BUCKET_QUERY = (
 # -- named read queries: extend these when a package gains queries --------------------------
 
 # Packages whose ``queries.sql`` SELECT queries run against TimescaleDB (api, forecasting, ...).
-READ_QUERY_PACKAGES = ("core", "ingest")
+READ_QUERY_PACKAGES = ("core", "ingest", "api")
 # Sample values for placeholders of named read queries, by placeholder name. A read query
 # with a new placeholder fails test_named_read_query until its value is added here.
 SAMPLE_PARAMS: dict[str, Any] = {
@@ -90,6 +90,9 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "payloads": ['{"lot_id": "L1", "free": 1}'],
     "times": [datetime(2024, 4, 1, 9, 0, tzinfo=UTC)] * 3,
     "now": datetime(2024, 4, 1, 8, 30, tzinfo=UTC),
+    "from": datetime(2024, 3, 31, 22, 0, tzinfo=UTC),
+    "to": datetime(2024, 4, 2, 0, 0, tzinfo=UTC),
+    "tz": "Europe/Berlin",
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {
@@ -114,7 +117,7 @@ def read_queries(package: str) -> list[str]:
     return [
         name
         for name, text in queries(package).items()
-        if re.match(r"\s*(SELECT|WITH)\b", text, re.I)
+        if re.match(r"\s*(--[^\n]*\n\s*)*(SELECT|WITH)\b", text, re.I)
         and not _WRITES.search(_ROW_LOCK.sub("", text))
     ]
 
@@ -363,7 +366,8 @@ def test_migrate_builds_the_timescale_layer(tsdb: Conn, first_migration: list[st
     }
     assert order_by == {(table, "time", False) for table in SEGMENT_BY}
 
-    assert {name for name, _ in found["caggs"]} == set(CAGG_WIDTHS)
+    # Real-time aggregation: the API's history reaches up to the newest reading.
+    assert sorted(found["caggs"]) == [(name, False) for name in sorted(CAGG_WIDTHS)]
 
     jobs = tsdb.execute(
         "SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs"

@@ -53,3 +53,10 @@ WITH NO DATA;
 
 SELECT add_continuous_aggregate_policy('lot_occupancy_15m', start_offset => INTERVAL '2 days', end_offset => INTERVAL '15 minutes', schedule_interval => INTERVAL '5 minutes', if_not_exists => TRUE);
 SELECT add_continuous_aggregate_policy('lot_occupancy_1h', start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE);
+
+-- Real-time aggregation: buckets the policies have not materialised yet (the newest 15
+-- minutes or hour, and everything before a first refresh) are computed from lot_occupancy on
+-- read, so the API's history reaches up to the newest reading. (TimescaleDB >= 2.13 creates
+-- continuous aggregates materialised-only.)
+ALTER MATERIALIZED VIEW lot_occupancy_15m SET (timescaledb.materialized_only = false);
+ALTER MATERIALIZED VIEW lot_occupancy_1h SET (timescaledb.materialized_only = false);

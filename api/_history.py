@@ -1,0 +1,60 @@
+"""Time ranges and buckets of occupancy history, shared by the history route and the export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from api._http import bad_parameter
+
+__all__ = ["BUCKET", "MAX_RANGE", "Resolution", "history_range", "newest_data", "query_name"]
+
+Resolution = Literal["raw", "15m", "1h", "1d"]
+BUCKET = {"raw": timedelta(0), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
+          "1d": timedelta(days=1)}
+# Answers stay bounded (15m: ~3000 buckets, 1h: ~9600, 1d: ~3650 per lot).
+MAX_RANGE = {"raw": timedelta(days=400), "15m": timedelta(days=31),
+             "1h": timedelta(days=400), "1d": timedelta(days=3660)}
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def query_name(resolution: Resolution) -> str:
+    """The named query in ``api/queries.sql`` for ``resolution``."""
+    return f"occupancy_{resolution}"
+
+
+def history_range(start: datetime | None, end: datetime | None, resolution: Resolution, *,
+                  now: datetime, default: timedelta, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[from, to)`` in UTC, ``from`` aligned down to its bucket; a 422 problem naming the
+    parameter for times out of range, an empty range or one longer than ``MAX_RANGE``."""
+    for name, moment in (("from", start), ("to", end)):
+        # Checked before any arithmetic: year 1 or 9999 would overflow it.
+        if moment is not None and not _EARLIEST <= moment < _LATEST:
+            bad_parameter(name, "must lie between 1970-01-01 and 2200-01-01")
+    end = (end or now).astimezone(UTC)
+    start = (start or end - default).astimezone(UTC)
+    if start >= end:
+        bad_parameter("from", "must be before to")
+    if end - start > MAX_RANGE[resolution]:
+        bad_parameter("from", f"range longer than {MAX_RANGE[resolution].days} days for "
+                      f"resolution {resolution}")
+    return _align(start, resolution, tz), end
+
+
+def _align(moment: datetime, resolution: Resolution, tz: ZoneInfo) -> datetime:
+    if resolution == "raw":
+        return moment
+    if resolution == "1d":
+        return datetime.combine(moment.astimezone(tz).date(), time(0), tz).astimezone(UTC)
+    seconds = BUCKET[resolution].total_seconds()
+    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, UTC)
+
+
+def newest_data(last_bucket: datetime | None, resolution: Resolution,
+                now: datetime) -> datetime | None:
+    """The latest time a reading in the answer can have been taken (its Last-Modified)."""
+    if last_bucket is None:
+        return None
+    return min(now, last_bucket + BUCKET[resolution])

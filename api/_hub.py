@@ -1,0 +1,306 @@
+"""The live feed behind ``GET /v1/stream``: one LISTEN connection per process, fanned out.
+
+- One connection LISTENs ``parkleit_lot_state`` (ingest and the admin API NOTIFY each lot
+  status at commit), ``parkleit_sign_content`` (the signage service, each content a sign
+  confirmed) and ``parkleit_config`` (an admin reload: every API process reads the city
+  config again). After each (re)connect - after LISTEN, so nothing committed in between is
+  missed - the hub reads ``lot_state`` and ``sign_state`` and publishes what differs from
+  what it holds.
+- The hub holds the current state of every lot and sign of the city. A subscriber gets it
+  first, taken in the same step as it is subscribed (no gap, nothing twice), then each change.
+- Fan-out: each subscriber has a queue of ``API_STREAM_QUEUE_MAX`` events and publishing never
+  waits. An event that finds a queue full drops that subscriber: its stream ends, the client
+  reconnects after the ``retry`` hint and gets the current state first, so it misses only
+  states that were already superseded. Dropped subscribers are counted (``dropped``).
+- Stale is not free: every ``API_STREAM_STALE_CHECK_S`` a lot whose count is older than its
+  ``stale_after_s`` is published as ``unknown`` (quality 0), even with ingest down and no
+  message at all. Closed lots stay closed. Older news (by ``updated``) never replaces newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.datastructures import State
+
+from core.city import City, CityConfigError, Lot, load_city
+from core.db import queries
+from core.settings import Settings
+from ingest import LotStatus
+from signage import CHANGE_CHANNEL, CONTENT_CHANNEL
+
+__all__ = ["CONFIG_CHANNEL", "Event", "Hub", "Subscriber"]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_CHANNEL = "parkleit_config"  # NOTIFYed by an admin reload; payload: the city id
+_OPEN_STATES = frozenset({"open", "almost_full", "full"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of the stream: ``kind`` lot or sign, the id it is about, its JSON data."""
+
+    kind: str
+    key: str
+    id: str
+    data: str
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One stream client: what it wants (None: all) and its bounded queue."""
+
+    lots: frozenset[str] | None
+    signs: frozenset[str] | None
+    queue: asyncio.Queue[Event | None]
+    closed: bool = False
+
+    def wants(self, event: Event) -> bool:
+        """Whether the client asked for ``event``."""
+        wanted = self.lots if event.kind == "lot" else self.signs
+        return wanted is None or event.key in wanted
+
+    def close(self) -> None:
+        """End the client's stream (it sees this before its next event)."""
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)  # wakes a client waiting on an empty queue
+
+
+class Hub:
+    """The process's live state of lots and signs, and its subscribers."""
+
+    def __init__(self, settings: Settings, state: State,
+                 pool: AsyncConnectionPool[Any]) -> None:
+        self.settings, self.state, self.pool = settings, state, pool
+        self.lots: dict[str, tuple[LotStatus, Event]] = {}
+        self.signs: dict[str, tuple[Any, Event]] = {}  # content, event
+        self.subscribers: set[Subscriber] = set()
+        self.dropped = 0
+        self.connected = False
+        self._last_id = 0
+        self._task: asyncio.Task[None] | None = None
+        self._indexed: City | None = None
+        self._lot_index: dict[str, Lot] = {}
+
+    @property
+    def city(self) -> City:
+        """The city config in force (``app.state.city``; an admin reload swaps it)."""
+        city: City = self.state.city
+        return city
+
+    def _lot(self, lot_id: str) -> Lot | None:
+        city = self.city
+        if city is not self._indexed:
+            self._indexed, self._lot_index = city, {lot.id: lot for lot in city.lots}
+        return self._lot_index.get(lot_id)
+
+    # -- subscribers ------------------------------------------------------------------------
+
+    def subscribe(self, lots: frozenset[str] | None,
+                  signs: frozenset[str] | None) -> tuple[Subscriber, list[Event]]:
+        """A new subscriber and the current state it asked for, lots first."""
+        self.check_staleness()
+        subscriber = Subscriber(lots, signs, asyncio.Queue(self.settings.API_STREAM_QUEUE_MAX))
+        current = [event for _, (_, event) in sorted(self.lots.items())]
+        current += [event for _, (_, event) in sorted(self.signs.items())]
+        self.subscribers.add(subscriber)
+        return subscriber, [event for event in current if subscriber.wants(event)]
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Forget ``subscriber`` (its stream has ended); idempotent."""
+        self.subscribers.discard(subscriber)
+
+    def _publish(self, event: Event) -> None:
+        for subscriber in list(self.subscribers):
+            if not subscriber.wants(event):
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # Never wait for one client: it reconnects and gets the current state.
+                self.subscribers.discard(subscriber)
+                subscriber.close()
+                self.dropped += 1
+                logger.info("dropped a stream client %d events behind",
+                            subscriber.queue.qsize())
+
+    def _event(self, kind: str, key: str, data: dict[str, Any]) -> Event:
+        # Microseconds since the epoch, strictly increasing: ids grow across restarts too.
+        self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+        return Event(kind, key, str(self._last_id), json.dumps(data))
+
+    # -- state in ---------------------------------------------------------------------------
+
+    def _judged(self, status: LotStatus, now: datetime) -> LotStatus:
+        """``status`` as it stands at ``now``: unknown once its count is stale."""
+        lot = self._lot(status.lot_id)
+        if lot is None or status.status not in _OPEN_STATES:
+            return status
+        if status.updated is None or now - status.updated > timedelta(
+                seconds=lot.stale_after_s):
+            return replace(status, status="unknown", quality=0.0)
+        return status
+
+    def lot_changed(self, status: LotStatus, now: datetime | None = None) -> None:
+        """Take a lot's status; publish it if it is news."""
+        if self._lot(status.lot_id) is None:
+            return
+        if status.quality is not None:  # as ingest rounds it (lot_state keeps a float4)
+            status = replace(status, quality=round(status.quality, 3))
+        status = self._judged(status, now or datetime.now(UTC))
+        held = self.lots.get(status.lot_id)
+        if held is not None:
+            old = held[0]
+            if old == status:
+                return
+            if old.updated is not None and (status.updated is None
+                                            or status.updated < old.updated):
+                return  # older than what we hold: a late read or notification
+        event = self._event("lot", status.lot_id, {"lot_id": status.lot_id,
+                                                   **status.as_dict()})
+        self.lots[status.lot_id] = (status, event)
+        self._publish(event)
+
+    def sign_changed(self, sign_id: str, content: Any, shown_since: str | None) -> None:
+        """Take what a sign confirmed showing; publish it if it is news."""
+        if sign_id not in {sign.id for sign in self.city.signs}:
+            return
+        data = {"sign_id": sign_id, "content": content, "shown_since": shown_since}
+        held = self.signs.get(sign_id)
+        if held is not None and held[0] == content:
+            return
+        event = self._event("sign", sign_id, data)
+        self.signs[sign_id] = content, event
+        self._publish(event)
+
+    def check_staleness(self) -> None:
+        """Publish every lot whose count has gone stale since it was published."""
+        now = datetime.now(UTC)
+        for status, _ in list(self.lots.values()):
+            self.lot_changed(status, now)
+
+    def _heard(self, channel: str, payload: str) -> bool:
+        """Take one notification; True if it asks for the city config to be read again."""
+        if channel == CONFIG_CHANNEL:
+            return payload == self.city.id
+        try:
+            message = json.loads(payload)
+            if not isinstance(message, dict) or message.get("city") != self.city.id:
+                return False
+            if channel == CHANGE_CHANNEL:
+                self.lot_changed(LotStatus.from_notification(payload)[1])
+            elif channel == CONTENT_CHANNEL:
+                self.sign_changed(str(message["sign_id"]), message["content"],
+                                  message.get("shown_since"))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("unreadable %s notification: %s", channel, exc)
+        return False
+
+    async def resync(self) -> None:
+        """Read every lot's and sign's current state; publish what differs."""
+        city = self.city
+        async with self.pool.connection(timeout=5) as conn, \
+                conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(queries("api", "stream")["lot_states"],
+                              {"lot_ids": [lot.id for lot in city.lots]})
+            lots = await cur.fetchall()
+            await cur.execute(queries("signage")["sign_health"], {"city": city.id})
+            signs = await cur.fetchall()
+        known = {lot.id for lot in city.lots}
+        for lot_id in set(self.lots) - known:  # gone from the config
+            del self.lots[lot_id]
+        for sign_id in set(self.signs) - {sign.id for sign in city.signs}:
+            del self.signs[sign_id]
+        for row in lots:
+            self.lot_changed(LotStatus(**row))
+        for row in signs:
+            if row["content"] is not None:
+                shown = row["shown_since"]
+                self.sign_changed(row["sign_id"], row["content"], None if shown is None else
+                                  shown.isoformat().replace("+00:00", "Z"))
+
+    async def _reload_city(self) -> None:
+        try:
+            city = await asyncio.to_thread(load_city, self.settings.CITY)
+        except CityConfigError as exc:
+            logger.error("city config not read again, the old one stays: %s", exc)
+            return
+        self.state.city = city
+        logger.info("city config of %s read again: %d lots, %d signs", city.id,
+                    len(city.lots), len(city.signs))
+
+    # -- the LISTEN loop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start listening (a task of the running loop)."""
+        self._task = asyncio.create_task(self._run(), name="api-stream-listen")
+        self._task.add_done_callback(self._ended)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the listening task runs."""
+        return self._task is not None and not self._task.done()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the live stream stopped", exc_info=task.exception())
+
+    def end_streams(self) -> None:
+        """End every open stream (its client reconnects), e.g. when the server drains."""
+        for subscriber in list(self.subscribers):
+            subscriber.close()
+        self.subscribers.clear()
+
+    async def stop(self) -> None:
+        """Stop listening and end every stream; idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.end_streams()
+
+    async def _run(self) -> None:
+        check_s, delay = self.settings.API_STREAM_STALE_CHECK_S, 1.0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.settings.DATABASE_URL, autocommit=True, connect_timeout=5) as conn:
+                    for channel in (CHANGE_CHANNEL, CONTENT_CHANNEL, CONFIG_CHANNEL):
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    await self.resync()
+                    self.connected, delay = True, 1.0
+                    logger.info("live stream: listening for changes")
+                    while True:
+                        reload = False
+                        async for note in conn.notifies(timeout=check_s):
+                            reload = self._heard(note.channel, note.payload) or reload
+                        if reload:
+                            await self._reload_city()
+                            await self.resync()
+                        self.check_staleness()
+            except (psycopg.Error, PoolTimeout, OSError) as exc:
+                self.connected = False
+                logger.warning("live stream: no database (%s); retrying in %.0f s",
+                               str(exc).strip().splitlines()[0] if str(exc).strip()
+                               else type(exc).__name__, delay)
+            # Staleness goes on being judged while the database is away.
+            until = time.monotonic() + delay * random.uniform(0.8, 1.2)
+            while (left := until - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, check_s))
+                self.check_staleness()
+            delay = min(delay * 2, 30.0)

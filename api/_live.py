@@ -1,0 +1,74 @@
+"""The live view of lots: static facts from the city config, the count from ``lot_state``,
+status and numbers as every open-data format publishes them (``api._readings.publish``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from api._models import Lot, LotForecast, SpecialSpaces, Status
+from api._readings import LotReading, publish
+from core import city as registry
+from core.db import queries
+
+__all__ = ["read_lots"]
+
+
+async def read_lots(conn: AsyncConnection[Any], city: registry.City,
+                    lots: Sequence[registry.Lot], now: datetime) -> list[Lot]:
+    """``lots`` of ``city`` as the API shows them at ``now``, in the given order."""
+    ids = [lot.id for lot in lots]
+    q = queries("api")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q["live_lots"], {"lot_ids": ids, "now": now})
+        live = {row["lot_id"]: row for row in await cur.fetchall()}
+        await cur.execute(q["special_bays"], {"lot_ids": ids, "now": now})
+        bays = {(row["lot_id"], row["kind"]): row for row in await cur.fetchall()}
+    return [_view(lot, live.get(lot.id) or {}, bays, now, city.tz) for lot in lots]
+
+
+def _view(lot: registry.Lot, row: dict[str, Any], bays: dict[tuple[str, str], dict[str, Any]],
+          now: datetime, tz: ZoneInfo) -> Lot:
+    updated: datetime | None = row.get("updated")
+    # The status and numbers every open-data format publishes: none for a stale or closed lot.
+    published = publish(lot, LotReading(row.get("free"), updated, bool(row.get("closed"))),
+                        now, tz)
+    stale = updated is None or now - updated > timedelta(seconds=lot.stale_after_s)
+    quality, flags = (0.0, ["stale"]) if stale else (row.get("quality"),
+                                                     list(row.get("flags") or []))
+    forecast = None
+    if row.get("forecast_target") is not None:
+        forecast = LotForecast(
+            target_time=row["forecast_target"], free=row["forecast_free"],
+            free_p10=row["forecast_free_p10"], free_p90=row["forecast_free_p90"],
+            p_space=row["forecast_p_space"], model=row["forecast_model"],
+            origin=row["forecast_origin"])
+    counted = published.free is not None
+    return Lot(
+        id=lot.id, name=lot.name, kind=lot.kind, counting=lot.counting, address=lot.address,
+        latitude=lot.latitude, longitude=lot.longitude, opening_hours=lot.opening_hours,
+        capacity=lot.capacity, free=published.free, occupied=published.occupied,
+        status=cast(Status, published.status), updated=updated, stale=stale,
+        stale_after_s=lot.stale_after_s,
+        quality=None if quality is None else round(quality, 3), quality_flags=flags,
+        disabled=_special(lot, "disabled", lot.disabled_spaces, bays, counted),
+        ev=_special(lot, "ev", lot.ev_spaces, bays, counted),
+        forecast_30=forecast)
+
+
+def _special(lot: registry.Lot, kind: str, configured: int,
+             bays: dict[tuple[str, str], dict[str, Any]], counted: bool) -> SpecialSpaces:
+    """Capacity of a kind of space and, where bay sensors cover all of them, how many are
+    free (by ingest's rule for the lot: stuck sensors count neither free nor occupied)."""
+    row = bays.get((lot.id, kind))
+    sensed = row["bays"] if row else 0
+    capacity = max(configured, sensed)
+    free = None
+    if row and counted and sensed >= capacity:
+        free = sensed - row["stuck"] - row["occupied"]
+    return SpecialSpaces(capacity=capacity, free=free)

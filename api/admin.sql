@@ -1,0 +1,41 @@
+-- Named queries of the admin endpoints (api/routers/admin.py); values are always parameters.
+
+-- name: lock_lot_state
+-- The lot's row, locked: ingest locks it too, so a closure and a batch never cross.
+SELECT lot_id, free, occupied, capacity, updated, quality
+FROM lot_state
+WHERE lot_id = %(lot_id)s
+FOR UPDATE;
+
+-- name: close_lot
+INSERT INTO lot_closures (lot_id, reason, closed_by, since, until)
+VALUES (%(lot_id)s, %(reason)s, %(key_name)s, %(since)s, %(until)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    reason = excluded.reason, closed_by = excluded.closed_by, since = excluded.since,
+    until = excluded.until;
+
+-- name: open_lot
+DELETE FROM lot_closures WHERE lot_id = %(lot_id)s;
+
+-- name: set_lot_status
+UPDATE lot_state SET status = %(status)s WHERE lot_id = %(lot_id)s;
+
+-- name: sign_registered
+SELECT 1 FROM signs WHERE sign_id = %(sign_id)s;
+
+-- name: set_sign_override
+INSERT INTO sign_overrides (sign_id, content, reason, set_by, since, until)
+VALUES (%(sign_id)s, %(content)s, %(reason)s, %(key_name)s, %(since)s, %(until)s)
+ON CONFLICT (sign_id) DO UPDATE SET
+    content = excluded.content, reason = excluded.reason, set_by = excluded.set_by,
+    since = excluded.since, until = excluded.until;
+
+-- name: clear_sign_override
+DELETE FROM sign_overrides WHERE sign_id = %(sign_id)s;
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: audit
+INSERT INTO admin_audit (time, key_name, client, action, target, detail)
+VALUES (%(time)s, %(key_name)s, %(client)s, %(action)s, %(target)s, %(detail)s);

@@ -1,0 +1,368 @@
+"""Admin writes: close and open lots, override signs, reload the city config.
+
+Every route needs an API key (``Authorization: Bearer <key>`` or ``X-API-Key``; 401 without
+one, 403 for a wrong one), takes a token of the key's rate-limit bucket (429 when empty) and
+writes an ``admin_audit`` row, in the transaction of the change, with the key's name.
+
+Closing a lot writes ``lot_closures``; ingest derives ``closed`` for the lot while the row is in
+force (``ingest.lot_status(closed=...)``), at every batch and every stale check. So that no
+one waits for that, the route also sets ``lot_state`` and NOTIFYs the status as ingest would,
+in one transaction that holds the lot's row lock (as ingest's batches do): the live stream and
+the signs have it at commit; ingest's retained MQTT status follows at its next stale check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema, problem_responses
+from api._hub import CONFIG_CHANNEL
+from api._keys import KeyFileError, KeyStore
+from api._ratelimit import TokenBuckets, retry_after
+from api.deps import CityDep, Conn, SettingsDep
+from core.city import City, CityConfigError, OpeningHours, load_city
+from core.db import queries
+from core.registry import sync_registry
+from ingest import LotStatus, lot_status
+from signage import OVERRIDE_CHANNEL, Arrow, LineContent, SignContent, content_json
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.settings
+    app.state.api_keys = KeyStore(settings.API_KEYS_FILE)  # a bad file stops the start
+    app.state.key_buckets = TokenBuckets(settings.API_RATE_PER_KEY, settings.API_BURST_PER_KEY)
+    yield
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    content = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
+    described = {401: "No API key", 403: "The API key is not valid",
+                 429: "Too many requests; see Retry-After"}
+    return {**problem_responses(404, 422, 503),
+            **{status: {"description": described[status], "content": content}
+               for status in statuses}}
+
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], lifespan=_lifespan,
+                   responses=_problems(401, 403, 429))
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """Who makes an admin request: the API key's name and the client's address."""
+
+    name: str
+    client: str | None
+
+
+def _too_many(wait: float, detail: str) -> HTTPException:
+    return HTTPException(429, detail, headers={"Retry-After": retry_after(wait)})
+
+
+async def _operator(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Operator:
+    scheme, _, token = (authorization or "").partition(" ")
+    key = (x_api_key or (token.strip() if scheme.lower() == "bearer" else "")).strip()
+    if not key:
+        raise HTTPException(401, "an API key is needed: Authorization: Bearer <key> or X-API-Key",
+                            headers={"WWW-Authenticate": 'Bearer realm="parkleit admin"'})
+    store: KeyStore = request.app.state.api_keys
+    buckets: TokenBuckets = request.app.state.key_buckets
+    client = request.client.host if request.client else None
+    name = store.cached(key)
+    if name is None:
+        # Hashing costs time: a client trying keys spends its address's key tokens first.
+        wait = buckets.take(f"unverified:{client}")
+        if wait:
+            raise _too_many(wait, "too many key checks from this address")
+        try:
+            name = await asyncio.to_thread(store.verify, key)
+        except KeyFileError:
+            raise HTTPException(503, "the API keys cannot be read; see the server log",
+                                headers={"Retry-After": "60"}) from None
+        if name is None:
+            logger.warning("admin request with an invalid API key from %s", client)
+            raise HTTPException(403, "the API key is not valid")
+    wait = buckets.take(name)
+    if wait:
+        raise _too_many(wait, f"too many admin requests with key {name!r}")
+    return Operator(name, client)
+
+
+OperatorDep = Annotated[Operator, Depends(_operator)]
+
+
+async def _audit(conn: AsyncConnection[Any], operator: Operator, action: str, target: str,
+                 detail: dict[str, Any], now: datetime) -> None:
+    await conn.execute(queries("api", "admin")["audit"], {
+        "time": now, "key_name": operator.name, "client": operator.client, "action": action,
+        "target": target, "detail": Jsonb(detail)})
+    logger.info("admin: %s %s by key %s from %s", action, target, operator.name,
+                operator.client)
+
+
+def _future(until: datetime | None, now: datetime) -> datetime | None:
+    if until is not None and until <= now:
+        bad_parameter("until", "must lie in the future", "body")
+    return until
+
+
+# -- lots ----------------------------------------------------------------------------------
+
+
+class CloseLot(BaseModel):
+    """Why and until when a lot is closed."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    until: AwareDatetime | None = Field(None, description="End of the closure (default: until "
+                                        "opened)")
+
+
+class Closure(BaseModel):
+    """An operator's closure of a lot."""
+
+    reason: str
+    closed_by: str
+    since: datetime
+    until: datetime | None
+
+
+class AdminLot(BaseModel):
+    """A lot's status after an admin change, and its closure if one is in force."""
+
+    lot_id: str
+    status: str
+    closure: Closure | None
+
+
+async def _set_status(conn: AsyncConnection[Any], city: City, lot_id: str, now: datetime, *,
+                      closed: bool) -> str:
+    """Derive the lot's status as ingest would, store it and NOTIFY it (in the transaction)."""
+    lot = next((lot for lot in city.lots if lot.id == lot_id), None)
+    if lot is None:
+        raise HTTPException(404, f"no lot {lot_id!r} in {city.id}")
+    q = queries("api", "admin")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+    status = lot_status(lot, OpeningHours(lot.opening_hours), row["free"], row["updated"], now,
+                        city.tz, closed=closed)
+    await conn.execute(q["set_lot_status"], {"lot_id": lot_id, "status": status})
+    announced = LotStatus(lot_id, row["free"], row["occupied"], row["capacity"], status,
+                          row["updated"], row["quality"])
+    await conn.execute(queries("ingest")["notify_lot_states"],
+                       {"payloads": [announced.notification(city.id)]})
+    return status
+
+
+@router.post("/lots/{lot_id}/close", operation_id="closeLot", response_model=AdminLot,
+             summary="Close a lot (status closed everywhere until opened or until `until`)")
+async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Conn,
+                    city: CityDep) -> AdminLot:
+    """Close ``lot_id`` for every consumer: API, stream, signs, DATEX II, MQTT."""
+    now = datetime.now(UTC)
+    until = _future(body.until, now)
+    async with conn.transaction():
+        status = await _set_status(conn, city, lot_id, now, closed=True)
+        await conn.execute(queries("api", "admin")["close_lot"], {
+            "lot_id": lot_id, "reason": body.reason, "key_name": operator.name, "since": now,
+            "until": until})
+        await _audit(conn, operator, "close_lot", lot_id,
+                     {"reason": body.reason, "until": until and until.isoformat()}, now)
+    return AdminLot(lot_id=lot_id, status=status, closure=Closure(
+        reason=body.reason, closed_by=operator.name, since=now, until=until))
+
+
+@router.post("/lots/{lot_id}/open", operation_id="openLot", response_model=AdminLot,
+             summary="End an operator's closure of a lot")
+async def open_lot(lot_id: str, operator: OperatorDep, conn: Conn, city: CityDep) -> AdminLot:
+    """End the closure of ``lot_id`` (if any); its status is derived from its count again."""
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        status = await _set_status(conn, city, lot_id, now, closed=False)
+        cursor = await conn.execute(queries("api", "admin")["open_lot"], {"lot_id": lot_id})
+        await _audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
+                     now)
+    return AdminLot(lot_id=lot_id, status=status, closure=None)
+
+
+# -- signs ---------------------------------------------------------------------------------
+
+
+class OverrideLine(BaseModel):
+    """One line of an override: its text, and the configured label and arrow unless given."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Annotated[str, Field(max_length=80)]
+    label: Annotated[str, Field(max_length=24)] | None = None
+    arrow: Arrow | None = None
+
+
+class OverrideSign(BaseModel):
+    """What a sign shows instead of its rendered content, why, and until when."""
+
+    model_config = ConfigDict(extra="forbid")
+    lines: Annotated[list[OverrideLine], Field(min_length=1, description="One per line of "
+                                               "the sign, in order")]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    until: AwareDatetime | None = Field(None, description="End of the override (default: "
+                                        "until cleared)")
+
+
+class ShownLine(BaseModel):
+    """A line as the sign will show it."""
+
+    label: str
+    arrow: Arrow
+    text: str
+
+
+class SignOverride(BaseModel):
+    """A sign's override, or None once cleared."""
+
+    sign_id: str
+    lines: list[ShownLine] | None
+    reason: str | None = None
+    set_by: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _override_content(city: City, sign_id: str, body: OverrideSign) -> SignContent:
+    sign = next((sign for sign in city.signs if sign.id == sign_id), None)
+    if sign is None:
+        raise HTTPException(404, f"no sign {sign_id!r} in {city.id}")
+    if len(body.lines) != len(sign.lines):
+        bad_parameter("lines", f"sign {sign_id} has {len(sign.lines)} lines, "
+                      f"not {len(body.lines)}", "body")
+    lines = []
+    for number, (line, configured) in enumerate(zip(body.lines, sign.lines, strict=True), 1):
+        label = configured.label if line.label is None else line.label
+        shown = LineContent(label, configured.arrow if line.arrow is None else line.arrow,
+                            line.text)
+        width = len(f"{label} {line.text}" if label else line.text)
+        if width > sign.display.line_width:
+            bad_parameter("lines", f"line {number} is {width} characters with its label; "
+                          f"the sign has {sign.display.line_width}", "body")
+        lines.append(shown)
+    return SignContent(sign_id, tuple(lines))
+
+
+async def _registered(conn: AsyncConnection[Any], sign_id: str) -> None:
+    cursor = await conn.execute(queries("api", "admin")["sign_registered"],
+                                {"sign_id": sign_id})
+    if await cursor.fetchone() is None:
+        raise HTTPException(404, f"sign {sign_id!r} is not in the registry yet")
+
+
+@router.post("/signs/{sign_id}/override", operation_id="overrideSign",
+             response_model=SignOverride,
+             summary="Show an operator's text on a sign (until cleared or until `until`)")
+async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep, conn: Conn,
+                        city: CityDep) -> SignOverride:
+    """Set the override of ``sign_id``; the signage service pushes it at once."""
+    content = _override_content(city, sign_id, body)
+    now = datetime.now(UTC)
+    until = _future(body.until, now)
+    document = content_json(content)
+    async with conn.transaction():
+        await _registered(conn, sign_id)
+        q = queries("api", "admin")
+        await conn.execute(q["set_sign_override"], {
+            "sign_id": sign_id, "content": Jsonb(document), "reason": body.reason,
+            "key_name": operator.name, "since": now, "until": until})
+        await conn.execute(q["notify"], {"channel": OVERRIDE_CHANNEL, "payload": sign_id})
+        await _audit(conn, operator, "override_sign", sign_id,
+                     {**document, "reason": body.reason, "until": until and until.isoformat()},
+                     now)
+    return SignOverride(sign_id=sign_id, lines=[ShownLine(**line) for line in document["lines"]],
+                        reason=body.reason, set_by=operator.name, since=now, until=until)
+
+
+@router.delete("/signs/{sign_id}/override", operation_id="clearSignOverride",
+               response_model=SignOverride, summary="End a sign's override")
+async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn,
+                         city: CityDep) -> SignOverride:
+    """Clear the override of ``sign_id`` (if any); the sign shows its rendered content."""
+    if not any(sign.id == sign_id for sign in city.signs):
+        raise HTTPException(404, f"no sign {sign_id!r} in {city.id}")
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        q = queries("api", "admin")
+        cursor = await conn.execute(q["clear_sign_override"], {"sign_id": sign_id})
+        await conn.execute(q["notify"], {"channel": OVERRIDE_CHANNEL, "payload": sign_id})
+        await _audit(conn, operator, "clear_sign_override", sign_id,
+                     {"was_set": cursor.rowcount > 0}, now)
+    return SignOverride(sign_id=sign_id, lines=None)
+
+
+# -- config --------------------------------------------------------------------------------
+
+
+class Reloaded(BaseModel):
+    """The city config now in force."""
+
+    city: str
+    lots: int
+    signs: int
+
+
+def _sync(url: str, city: City, audit: dict[str, Any]) -> None:
+    q = queries("api", "admin")
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn, conn.transaction():
+        sync_registry(conn, city)
+        conn.execute(q["audit"], audit)
+        conn.execute(q["notify"], {"channel": CONFIG_CHANNEL, "payload": city.id})
+
+
+@router.post("/reload", operation_id="reloadConfig", response_model=Reloaded,
+             summary="Read the city config again and sync the registry")
+async def reload_config(request: Request, operator: OperatorDep, settings: SettingsDep,
+                        city: CityDep) -> Reloaded:
+    """Read ``PARKLEIT_CITY`` again, sync lots, bays and signs, and put it in force.
+
+    Every API process takes it (they hear ``parkleit_config``); ingest, signage and the
+    forecaster read the config at their start and need a restart for it.
+    """
+    try:
+        new = await asyncio.to_thread(load_city, settings.CITY)
+    except CityConfigError as exc:
+        raise HTTPException(422, f"the city config was not taken, the old one stays: {exc}"
+                            ) from None
+    if new.id != city.id:
+        raise HTTPException(422, f"the city id changed ({city.id} -> {new.id}); restart the "
+                            "services instead")
+    now = datetime.now(UTC)
+    detail = {"lots": len(new.lots), "signs": len(new.signs)}
+    await asyncio.to_thread(_sync, settings.DATABASE_URL, new, {
+        "time": now, "key_name": operator.name, "client": operator.client, "action": "reload",
+        "target": new.id, "detail": Jsonb(detail)})
+    logger.info("admin: reload %s by key %s from %s: %s", new.id, operator.name,
+                operator.client, json.dumps(detail))
+    request.app.state.city = new
+    return Reloaded(city=new.id, **detail)

@@ -1,0 +1,171 @@
+"""Lots: the live list (JSON or GeoJSON), one lot, its history and its forecast."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from psycopg.rows import dict_row
+from pydantic import AwareDatetime, BaseModel
+
+from api._history import history_range, newest_data, query_name
+from api._http import cache, inline_schema, pagination_links, problem_responses
+from api._live import read_lots
+from api._models import (
+    Accuracy,
+    Forecast,
+    ForecastPoint,
+    History,
+    HistoryPoint,
+    Lot,
+    LotFeature,
+    LotFeatureCollection,
+    LotList,
+    Point,
+)
+from api.deps import CityDep, Conn
+from core import city as registry
+from core.db import queries
+
+__all__ = ["router"]
+
+GEOJSON = "application/geo+json"
+LIVE_MAX_AGE = 10  # seconds; counts change about once a minute
+FORECAST_MAX_AGE = 60
+HISTORY_MAX_AGE = 60
+CLOSED_HISTORY_MAX_AGE = 3600  # a window that ended an hour ago hardly changes any more
+
+router = APIRouter(prefix="/v1/lots", tags=["lots"], responses=problem_responses(304, 422, 503))
+
+LotId = Annotated[str, Path(description="The lot's id.")]
+
+
+def _json(model: BaseModel, media_type: str = "application/json") -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json", by_alias=True), media_type=media_type)
+
+
+def _lot(city: registry.City, lot_id: str) -> registry.Lot:
+    try:
+        return city.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r} in {city.city.name}") from None
+
+
+def _newest(*moments: datetime | None) -> datetime | None:
+    return max((moment for moment in moments if moment is not None), default=None)
+
+
+@router.get(
+    "", operation_id="listLots", response_model=LotList,
+    summary="Every lot with its live status (JSON or GeoJSON)",
+    description="JSON by default; a GeoJSON FeatureCollection (RFC 7946, coordinates "
+    "[longitude, latitude]) with `format=geojson` or `Accept: application/geo+json`. Paged "
+    "with `limit` and `offset`; the `Link` header names the first, previous and next page.",
+    responses={200: {"description": "One page of lots", "content": {
+        GEOJSON: {"schema": inline_schema(LotFeatureCollection)}}}})
+async def list_lots(
+    request: Request, conn: Conn, city: CityDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Lots per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Lots to skip.")] = 0,
+    format_: Annotated[Literal["json", "geojson"] | None, Query(
+        alias="format", description="Overrides the Accept header.")] = None,
+) -> Response:
+    """One page of the city's lots, ordered by id."""
+    if format_ is None:
+        format_ = "geojson" if GEOJSON in request.headers.get("accept", "") else "json"
+    ordered = sorted(city.lots, key=lambda lot: lot.id)
+    lots = await read_lots(conn, city, ordered[offset:offset + limit], datetime.now(UTC))
+    if format_ == "geojson":
+        response = _json(LotFeatureCollection(features=[
+            LotFeature(id=lot.id, geometry=Point(coordinates=[lot.longitude, lot.latitude]),
+                       properties=lot) for lot in lots]), GEOJSON)
+    else:
+        response = _json(LotList(lots=lots, total=len(ordered), limit=limit, offset=offset))
+    response.headers["Link"] = pagination_links(request, offset=offset, limit=limit,
+                                                total=len(ordered))
+    cache(response, max_age=LIVE_MAX_AGE, vary="Accept",
+          last_modified=_newest(*(lot.updated for lot in lots),
+                                *(lot.forecast_30.origin for lot in lots if lot.forecast_30)))
+    return response
+
+
+@router.get("/{lot_id}", operation_id="getLot", response_model=Lot,
+            summary="One lot with its live status", responses=problem_responses(404))
+async def get_lot(lot_id: LotId, conn: Conn, city: CityDep) -> Response:
+    """One lot as in the list."""
+    [lot] = await read_lots(conn, city, [_lot(city, lot_id)], datetime.now(UTC))
+    response = _json(lot)
+    cache(response, max_age=LIVE_MAX_AGE,
+          last_modified=_newest(lot.updated, lot.forecast_30.origin if lot.forecast_30 else None))
+    return response
+
+
+@router.get(
+    "/{lot_id}/history", operation_id="getLotHistory", response_model=History,
+    summary="A lot's occupancy in time buckets", responses=problem_responses(404),
+    description="Buckets of `resolution` whose start lies in [`from`, `to`) (`from` aligned "
+    "down to its bucket; 1d buckets are the city's local days). Defaults: the last 24 hours, "
+    "15-minute buckets. At most 31 days at 15m, 400 days at 1h, 3660 days at 1d.")
+async def lot_history(
+    lot_id: LotId, conn: Conn, city: CityDep,
+    from_: Annotated[AwareDatetime | None, Query(
+        alias="from", description="RFC 3339 with offset; default `to` - 24 h.")] = None,
+    to: Annotated[AwareDatetime | None, Query(
+        description="RFC 3339 with offset; default now.")] = None,
+    resolution: Annotated[Literal["15m", "1h", "1d"], Query()] = "15m",
+) -> Response:
+    """Mean and minimum free spaces per bucket, from the continuous aggregates."""
+    lot = _lot(city, lot_id)
+    now = datetime.now(UTC)
+    start, end = history_range(from_, to, resolution, now=now, default=timedelta(hours=24),
+                               tz=city.tz)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries("api")[query_name(resolution)],
+                          {"lot_ids": [lot.id], "from": start, "to": end,
+                           "tz": city.city.timezone})
+        rows = await cur.fetchall()
+    points = [HistoryPoint(time=row["time"], free=row["free"], occupied=row["occupied"],
+                           free_min=row["free_min"], capacity=row["capacity"],
+                           samples=row["samples"]) for row in rows]
+    response = _json(History(lot_id=lot.id, resolution=resolution, from_=start, to=end,
+                             timezone=city.city.timezone, points=points))
+    closed = end < now - timedelta(hours=1)
+    cache(response, max_age=CLOSED_HISTORY_MAX_AGE if closed else HISTORY_MAX_AGE,
+          last_modified=newest_data(points[-1].time if points else None, resolution, now))
+    return response
+
+
+@router.get("/{lot_id}/forecast", operation_id="getLotForecast", response_model=Forecast,
+            summary="A lot's newest forecast with its published error",
+            responses=problem_responses(404),
+            description="The newest forecast run's horizons that still lie ahead: free spaces "
+            "with the 10-90 % interval, the probability of a free space and the model; and "
+            "per horizon the rolling mean absolute error of past forecasts.")
+async def lot_forecast(lot_id: LotId, conn: Conn, city: CityDep) -> Response:
+    """The newest forecast run of a lot and the published forecast error."""
+    lot = _lot(city, lot_id)
+    now = datetime.now(UTC)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries("api")["latest_forecast"], {"lot_id": lot.id})
+        run = await cur.fetchall()
+        await cur.execute(queries("forecasting")["lot_accuracy"], {"lot_id": lot.id})
+        accuracy = await cur.fetchall()
+    origin: datetime | None = run[0]["time"] if run else None
+    forecast = Forecast(
+        lot_id=lot.id, origin=origin,
+        points=[ForecastPoint(horizon_min=row["horizon_min"], target_time=row["target_time"],
+                              free=row["free"], free_p10=row["free_p10"],
+                              free_p90=row["free_p90"], p_space=row["p_space"],
+                              model=row["model"])
+                for row in run if row["target_time"] > now],
+        accuracy=[Accuracy(horizon_min=row["horizon_min"], window_days=row["window_days"],
+                           mae=round(row["mae"], 3),
+                           mae_rate=None if row["mae_rate"] is None else round(row["mae_rate"], 5),
+                           points=row["points"], computed_at=row["computed_at"])
+                  for row in accuracy])
+    response = _json(forecast)
+    cache(response, max_age=FORECAST_MAX_AGE,
+          last_modified=_newest(origin, *(row["computed_at"] for row in accuracy)))
+    return response
