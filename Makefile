@@ -4,10 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TSDB   := tests/timescale/node_modules/.installed
+PAGES  := api/static/node_modules/.installed
+BROWSER := /usr/bin/chromium
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean mqtt-passwords
 
-setup: $(STAMP)
+setup: $(STAMP) $(PAGES) $(BROWSER)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -25,6 +27,20 @@ $(TSDB): tests/timescale/package.json tests/timescale/package-lock.json
 		&& touch node_modules/.installed; \
 	else echo "npm not found: the TimescaleDB tests will be skipped"; fi
 
+# The web pages' browser libraries (Leaflet, uPlot), served from node_modules: no build step.
+$(PAGES): api/static/package.json api/static/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd api/static && npm ci --no-audit --no-fund --loglevel=error \
+		&& touch node_modules/.installed; \
+	else echo "npm not found: the web pages will show their lists without map and charts"; fi
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+$(BROWSER):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver; \
+	else echo "no $(BROWSER) and no root for apt-get: the browser tests will be skipped"; fi
+
 demo: setup
 	$(PY) -m core.cli demo
 
@@ -40,5 +56,10 @@ bench: setup
 	$(PY) -m benchmarks.forecast
 	$(PY) -m benchmarks.signage
 
+# The broker's password file for docker compose, from .env (deploy/mosquitto/make-passwords.sh).
+mqtt-passwords:
+	deploy/mosquitto/make-passwords.sh
+
 clean:
-	rm -rf $(VENV) .data tests/timescale/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .data tests/timescale/node_modules api/static/node_modules test-artifacts \
+		.mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,115 @@
+"""The dashboard's JSON (``/v1/dashboard/...``) against figures worked out from the raw rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from core.city import City
+from core.registry import sync_registry
+from simulators.history import backfill_history
+
+END = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, 01:00 in Zeitz
+START = END - timedelta(days=7)
+WINDOW = {"from": START.isoformat(), "to": END.isoformat()}
+
+
+@pytest.fixture
+def history(conn: psycopg.Connection[Any], city: City) -> list[tuple[Any, ...]]:
+    """A week of simulated occupancy; the raw rows (time, lot, occupied, capacity)."""
+    sync_registry(conn, city)
+    backfill_history(conn, city, end=END, weeks=1, seed=5)
+    return conn.execute("SELECT time, lot_id, occupied, capacity FROM lot_occupancy"
+                        " WHERE time >= %s AND time < %s", (START, END)).fetchall()
+
+
+def _buckets(rows: list[tuple[Any, ...]], minutes: int) -> dict[tuple[str, datetime],
+                                                                  tuple[float, int]]:
+    """Mean occupied and capacity per lot and bucket of ``minutes``."""
+    grouped: dict[tuple[str, datetime], list[tuple[int, int]]] = defaultdict(list)
+    for time, lot_id, occupied, capacity in rows:
+        start = time - timedelta(minutes=time.minute % minutes, seconds=time.second,
+                                 microseconds=time.microsecond)
+        grouped[lot_id, start].append((occupied, capacity))
+    return {key: (sum(o for o, _ in values) / len(values), max(c for _, c in values))
+            for key, values in grouped.items()}
+
+
+def test_share_above_target_counts_quarter_hours(api_client: TestClient, city: City,
+                                                 history: list[tuple[Any, ...]]) -> None:
+    body = api_client.get("/v1/dashboard/target", params=WINDOW).json()
+    buckets = _buckets(history, 15)
+    for lot in body["lots"]:
+        mine = {key: value for key, value in buckets.items() if key[0] == lot["id"]}
+        above = sum(1 for occupied, capacity in mine.values() if occupied / capacity > 0.85)
+        assert (lot["periods"], lot["above"]) == (len(mine), above), lot["id"]
+    assert {lot["id"] for lot in body["lots"]} == {lot.id for lot in city.lots}
+    assert any(lot["above"] for lot in body["lots"])  # the check can tell zero from not
+    city_periods: dict[datetime, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for (_, start), (occupied, capacity) in buckets.items():
+        city_periods[start][0] += occupied
+        city_periods[start][1] += capacity
+    above = sum(1 for occupied, capacity in city_periods.values() if occupied / capacity > 0.85)
+    assert (body["city"]["periods"], body["city"]["above"]) == (len(city_periods), above)
+
+
+def test_heatmap_is_local_hour_of_week(api_client: TestClient, city: City,
+                                       history: list[tuple[Any, ...]]) -> None:
+    lot = city.lots[0].id
+    body = api_client.get("/v1/dashboard/heatmap", params={**WINDOW, "lot_id": lot}).json()
+    cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for (lot_id, start), (occupied, capacity) in _buckets(history, 60).items():
+        if lot_id == lot:
+            local = start.astimezone(city.tz)
+            cells[local.isoweekday(), local.hour].append(occupied / capacity)
+    assert len(cells) == 168
+    for (weekday, hour), rates in cells.items():
+        assert body["rates"][weekday - 1][hour] == pytest.approx(sum(rates) / len(rates),
+                                                                 abs=1e-3)
+        assert body["hours"][weekday - 1][hour] == len(rates)
+
+
+@pytest.mark.usefixtures("history")
+def test_occupancy_series_add_up_to_the_city(api_client: TestClient, city: City) -> None:
+    body = api_client.get("/v1/dashboard/occupancy",
+                          params={**WINDOW, "resolution": "1h"}).json()
+    assert len(body["times"]) == 7 * 24
+    capacity = sum(lot.capacity for lot in city.lots)
+    assert set(body["city"]["capacity"]) == {capacity}
+    for i in (0, 50, 167):
+        total = sum(lot["occupied"][i] for lot in body["lots"])
+        assert body["city"]["occupied"][i] == pytest.approx(total, abs=0.05)
+
+
+@pytest.mark.parametrize(("path", "params", "status"), [
+    ("/v1/dashboard/occupancy", {"from": END.isoformat(), "to": START.isoformat()}, 422),
+    ("/v1/dashboard/occupancy", {"from": "2020-01-01T00:00:00Z", "to": END.isoformat()}, 422),
+    ("/v1/dashboard/occupancy", {"resolution": "5m"}, 422),
+    ("/v1/dashboard/heatmap", {"from": "yesterday"}, 422),
+    ("/v1/dashboard/heatmap", {"lot_id": "no-such-lot"}, 404),
+    ("/v1/dashboard/forecast", {"horizon": 45}, 422),
+])
+def test_bad_input_gets_a_problem(api_client: TestClient, path: str, params: dict[str, str],
+                                  status: int) -> None:
+    response = api_client.get(path, params=params)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_pages_are_served_in_the_asked_language(api_client: TestClient) -> None:
+    for path in ("/", "/kiosk", "/dashboard"):
+        german = api_client.get(path)
+        assert german.status_code == 200
+        assert '<html lang="de">' in german.text
+        assert '<html lang="en">' in api_client.get(path, params={"lang": "en"}).text
+    assert '<html lang="de">' in api_client.get("/", params={"lang": "xx"}).text
+    # the configuration cannot end its <script> element early
+    assert "</script>" not in api_client.get("/").text.split('id="parkleit-config">')[1][:5000]\
+        .split("</script>")[0]
+    assert api_client.get("/static/js/i18n.js").status_code == 200
+    assert api_client.get("/static/../pages.sql").status_code == 404

@@ -1,0 +1,421 @@
+"""The web pages in a real headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+One ``parkleit api`` process serves the module, on a database of its own with two weeks of
+simulated history, live counts written through the real ingest ``Writer`` (so its NOTIFY
+reaches the stream), forecasts, their published error and sign content. Screenshots of every
+page go to ``test-artifacts/pages/`` (git-ignored), so a person can look at what was tested.
+Select these tests with ``-m browser``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+from _citytoml import write_city
+from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _payloads import dumps, ttn_topic, ttn_uplink
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from core.city import City, load_city
+from core.db import queries
+from core.registry import sync_registry
+from core.settings import Settings
+from ingest import Message, Writer, prepare_connection
+from simulators.history import backfill_history
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+LEAFLET = ROOT / "api" / "static" / "node_modules" / "leaflet"
+ARTIFACTS = ROOT / "test-artifacts" / "pages"
+# As the machine's docs prescribe: no sandbox (root), no GPU, and nothing that phones home
+# (this machine has no network; Chromium's background connections would only fail).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+LIVE_WITHIN_MS = 5000
+GARAGE_FORECAST_30 = 64.4  # free spaces, the garage's newest 30-minute forecast
+GARAGE_MAE_30 = 4.4  # its published error at 30 minutes
+
+
+def _missing(what: str) -> None:
+    # CI must run these tests; elsewhere a machine without the browser skips them.
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (make setup installs it)")
+    pytest.skip(f"{what}: run make setup")
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Site:
+    """The running API, its city and database, and a way to send sensor messages."""
+
+    def __init__(self, url: str, city: City, db_url: str) -> None:
+        self.url, self.city, self.db_url = url, city, db_url
+        self.writer = Writer(city)
+
+    def lot(self, name: str) -> str:
+        return f"{self.city.id}-{name}"
+
+    def ingest(self, *messages: tuple[str, dict[str, Any]], received: datetime) -> None:
+        """Write sensor messages through the real ingest writer (which NOTIFYs at commit)."""
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            prepare_connection(conn)
+            self.writer.write(conn, [Message(topic, dumps(body), received)
+                                     for topic, body in messages], datetime.now(UTC))
+
+    def counter(self, lot: str, occupied: int, moment: datetime) -> tuple[str, dict[str, Any]]:
+        return (f"parkleit/v1/{self.city.id}/lots/{self.lot(lot)}/counter",
+                {"occupied": occupied, "ts": iso(moment)})
+
+    def bay(self, bay: str, occupied: bool, moment: datetime,
+            **extra: Any) -> tuple[str, dict[str, Any]]:
+        return (f"parkleit/v1/{self.city.id}/bays/{self.city.id}-{bay}",
+                {"occupied": occupied, "ts": iso(moment), **extra})
+
+    def api(self, path: str) -> Any:
+        return httpx.get(f"{self.url}{path}", timeout=10).json()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
+    """History, live counts, forecasts, their error, sensor health and sign content."""
+    city = site.city
+    sync_registry(conn, city)
+    backfill_history(conn, city, end=now - timedelta(minutes=10), weeks=2, seed=3)
+    site.ingest(
+        site.counter("garage", 30, now - timedelta(seconds=30)),  # 70 of 100 free
+        # Counted two hours ago, beyond its 15-minute staleness limit: shown as unknown.
+        site.counter("small", 4, now - timedelta(hours=2)),
+        site.bay("st-001", True, now - timedelta(seconds=20)),
+        site.bay("st-002", True, now - timedelta(seconds=20), battery_v=2.41),
+        site.bay("st-003", True, now - timedelta(seconds=20)),
+        site.bay("st-004", False, now - timedelta(seconds=20)),
+        # A LoRaWAN uplink three hours ago: its gateway has gone silent since.
+        (ttn_topic(city.id), ttn_uplink(city.id, now - timedelta(hours=3))),
+        received=now)
+    garage = site.lot("garage")
+    rows = []
+    for step in range(1, 4 * 24):  # a forecast 30 minutes ahead for every quarter of a day
+        target = now.replace(second=0, microsecond=0) - timedelta(minutes=15 * step)
+        rows.append((target - timedelta(minutes=30), garage, 30, target, 60.0 + step % 7,
+                     50.0, 75.0, 0.99, "test"))
+    origin = now - timedelta(minutes=1)
+    for horizon in (15, 30, 60, 120):
+        free = GARAGE_FORECAST_30 if horizon == 30 else 66.0
+        rows.append((origin, garage, horizon, origin + timedelta(minutes=horizon), free,
+                     free - 8, free + 8, 0.99, "test"))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10,"
+            " free_p90, p_space, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+        cur.execute(
+            "INSERT INTO forecast_accuracy (lot_id, horizon_min, window_days, mae, mae_rate,"
+            " points, computed_at) VALUES (%s, 30, 7, %s, 0.044, 672, %s)",
+            (garage, GARAGE_MAE_30, now))
+        signage = queries("signage")
+        sign = city.signs[0].id
+        content = {"lines": [{"label": "Zentrum", "arrow": "left", "text": "70"}]}
+        for minutes, ok in ((50, True), (20, False), (5, True)):
+            cur.execute(signage["insert_sign_log"], {
+                "time": now - timedelta(minutes=minutes), "sign_id": sign,
+                "content": Jsonb(content), "ok": ok, "error": None if ok else "timed out",
+                "ack": "200" if ok else None})
+        cur.execute(signage["upsert_sign_state"], {
+            "sign_id": sign, "content": Jsonb(content), "shown_since": now - timedelta(minutes=50),
+            "last_ack": now - timedelta(minutes=5), "last_error": "timed out",
+            "last_error_at": now - timedelta(minutes=20), "consecutive_failures": 0,
+            "updated": now - timedelta(minutes=5)})
+
+
+@pytest.fixture(scope="module")
+def site(admin_url: str, template_db: str, mqtt_url: str,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """``parkleit api`` on a database and city of this module's own, with data in it."""
+    directory = tmp_path_factory.mktemp("pages")
+    city_path = write_city(directory, f"p{secrets.token_hex(4)}")
+    city = load_city(str(city_path))
+    name = f"parkleit_t_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+    db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    port = _free_port()
+    site = Site(f"http://127.0.0.1:{port}", city, db_url)
+    settings = Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=str(city_path))
+    process = None
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            _seed(conn, site, datetime.now(UTC))
+        process = ServiceProcess(["api", "--port", str(port)], service_env(
+            settings, PARKLEIT_API_STREAM_STALE_CHECK_S="1"), directory / "api.log").start()
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{site.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=30)
+        yield site
+    finally:
+        if process is not None:
+            process.close()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        _missing(f"no {CHROMIUM}")
+    if not LEAFLET.exists():
+        _missing("the pages' npm packages are not installed (api/static/node_modules)")
+    # Playwright gives every launch a fresh, empty profile directory of its own.
+    playwright: Playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser tab; a JavaScript error on the page fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE",
+                                  accept_downloads=True)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: errors.append(message.text)
+           if message.type == "error" else None)
+    yield tab
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    assert path.stat().st_size > 10_000  # a real picture, not an empty page
+    return path
+
+
+def item(site: Site, lot: str) -> str:
+    return f'#lot-list li[data-lot-id="{site.lot(lot)}"]'
+
+
+def test_map_shows_every_lot_and_updates_live(page: Page, site: Site) -> None:
+    page.goto(f"{site.url}/")
+    lots = len(site.city.lots)
+    page.wait_for_function(f"document.querySelectorAll('#lot-list li').length === {lots}")
+    assert page.locator(".leaflet-marker-icon.lot-marker").count() == lots
+    garage = page.locator(item(site, "garage"))
+    assert garage.get_attribute("data-free") == "70"
+    assert "70 frei" in garage.inner_text()
+    assert "in 30 Min.: ~64 frei" in garage.inner_text()
+    marker = page.locator(f'.lot-marker[data-lot-id="{site.lot("garage")}"]')
+    assert marker.inner_text() == "70"
+    assert "status-open" in (marker.get_attribute("class") or "")
+    street = page.locator(item(site, "street"))  # 3 of 4 bays taken: almost full
+    assert street.get_attribute("data-status") == "almost_full"
+    page.wait_for_selector('#connection[data-state="live"]')
+
+    page.evaluate("window.notReloaded = true")
+    site.ingest(site.counter("garage", 45, datetime.now(UTC)), received=datetime.now(UTC))
+    page.wait_for_function(
+        f"""document.querySelector('{item(site, "garage")}').dataset.free === '55'""",
+        timeout=LIVE_WITHIN_MS)
+    assert marker.inner_text() == "55"
+    assert "55 frei" in garage.inner_text()
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, "map")
+
+
+def test_stale_lot_is_greyed_and_shows_no_count(page: Page, site: Site) -> None:
+    page.goto(f"{site.url}/")
+    small = page.locator(item(site, "small"))
+    small.wait_for()
+    assert small.get_attribute("data-status") == "unknown"
+    assert "is-stale" in (small.get_attribute("class") or "")
+    assert small.locator(".lot-free").inner_text() == "–"
+    assert "keine aktuellen Daten" in small.inner_text()
+    pin = page.locator(f'.lot-marker[data-lot-id="{site.lot("small")}"] .lot-pin')
+    assert pin.inner_text() == "?"
+    grey = pin.evaluate("element => getComputedStyle(element).backgroundColor")
+    assert grey == "rgb(213, 216, 220)"  # --unknown
+    fresh = page.locator(f'.lot-marker[data-lot-id="{site.lot("garage")}"] .lot-pin')
+    assert fresh.evaluate("element => getComputedStyle(element).backgroundColor") != grey
+
+    # A count that arrives just inside the 15-minute limit shows, then greys out by itself
+    # when it passes the limit, without any further message.
+    now = datetime.now(UTC)
+    site.ingest(site.counter("small", 3, now - timedelta(seconds=900 - 6)), received=now)
+    selector = item(site, "small")
+    page.wait_for_function(f"document.querySelector('{selector}').dataset.free === '7'",
+                           timeout=LIVE_WITHIN_MS)
+    assert pin.inner_text() == "7"
+    page.wait_for_function(
+        f"document.querySelector('{selector}').dataset.status === 'unknown'", timeout=15_000)
+    assert pin.inner_text() == "?"
+    assert small.locator(".lot-free").inner_text() == "–"
+
+
+def test_keyboard_and_screen_reader_basics(page: Page, site: Site) -> None:
+    page.goto(f"{site.url}/")
+    page.wait_for_selector("#lot-list li")
+    # Landmarks, a live region, a skip link first in the tab order.
+    assert page.locator("header").count() == 1 and page.locator("main").count() == 1
+    assert page.locator("[aria-live=polite]").count() == 1
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "lot-list-heading"
+    # Markers a keyboard can reach and a screen reader names; Enter opens the details.
+    marker = page.locator(f'.lot-marker[data-lot-id="{site.lot("garage")}"]')
+    assert marker.get_attribute("tabindex") == "0"
+    assert marker.get_attribute("role") == "button"
+    assert "Parkhaus Test" in (marker.get_attribute("aria-label") or "")
+    marker.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".leaflet-popup-content >> text=Parkhaus Test")
+
+
+def test_english_switch(page: Page, site: Site) -> None:
+    page.goto(f"{site.url}/?lang=en")
+    page.wait_for_selector("#lot-list li")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.inner_text("h1") == "Free parking spaces"
+    assert " free" in page.locator(item(site, "garage")).inner_text()
+    page.click("#lang")
+    assert page.get_attribute("html", "lang") == "de"
+    assert page.inner_text("h1") == "Freie Parkplätze"
+    assert "lang=" not in page.url
+    assert " frei" in page.locator(item(site, "garage")).inner_text()
+    page.click("#lang")
+    assert page.get_attribute("html", "lang") == "en"
+    assert "lang=en" in page.url
+
+
+def test_dashboard_charts_render_with_data(page: Page, site: Site, tmp_path: Path) -> None:
+    page.goto(f"{site.url}/dashboard")
+    page.wait_for_selector("body[data-loaded=true]", timeout=15_000)
+    assert int(page.get_attribute("#occupancy", "data-points") or 0) > 100
+    # The city's line is drawn: pixels of its colour on the chart's canvas.
+    assert _pixels(page, "#occupancy-chart canvas", (11, 92, 173)) > 300
+    assert _pixels(page, "#forecast-chart canvas", (11, 92, 173)) > 100
+    # A heatmap cell for each of the 168 hours of the week, from two weeks of history.
+    assert int(page.get_attribute("#heatmap", "data-cells") or 0) == 168
+    # The share of time above 85 %: every lot and the city, with the API's figure.
+    target = site.api("/v1/dashboard/target")
+    top = max(target["lots"], key=lambda lot: lot["share"] or 0)
+    assert top["share"] > 0
+    row = page.locator("#target-table tbody tr", has_text=top["name"])
+    assert f"{top['share'] * 100:.1f}".replace(".", ",") in row.inner_text()
+    assert page.locator("#target-table tbody tr").count() == len(site.city.lots) + 1
+    # Forecast against actual, with the published error.
+    published = page.locator("#published-table tbody tr", has_text="Parkhaus Test")
+    assert "4,4" in published.inner_text()
+    assert page.get_attribute("#forecast-observed", "data-mae")
+    # Sensor health: the low battery, the silent gateway.
+    problems = page.locator("#sensor-problems-table tbody tr", has_text=f"{site.city.id}-st-002")
+    assert "Batterie schwach" in problems.inner_text()
+    with psycopg.connect(site.db_url) as conn:
+        [gateway] = conn.execute("SELECT DISTINCT gateway_id FROM sensor_health"
+                                 " WHERE gateway_id IS NOT NULL").fetchone() or [None]
+    assert "stumm" in page.locator("#gateways-table tr", has_text=str(gateway)).inner_text()
+    # Signs: what each shows, and the log with the failed push.
+    assert "← Zentrum 70" in page.locator("#signs-table tbody").inner_text()
+    assert page.locator("#sign-log-table tbody tr").count() == 3
+    assert "timed out" in page.locator("#sign-log-table tbody").inner_text()
+    screenshot(page, "dashboard")
+
+    # CSV of what is on screen: the zoomed chart gives fewer rows than the whole period.
+    whole = _download(page, "occupancy", tmp_path)
+    assert whole[0][:4] == ["time", "city_occupied", "city_capacity", "city_occupancy_pct"]
+    box = page.locator("#occupancy-chart .u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    zoomed = _download(page, "occupancy", tmp_path)
+    assert 2 < len(zoomed) < len(whole) / 2
+    shares = _download(page, "target", tmp_path)
+    assert len(shares) == len(site.city.lots) + 2  # header, the city, every lot
+    by_id = {row[0]: row for row in shares[1:]}
+    assert float(by_id[top["id"]][1]) == pytest.approx(top["share"] * 100, abs=0.05)
+
+
+def _pixels(page: Page, selector: str, rgb: tuple[int, int, int]) -> int:
+    """Pixels of about colour ``rgb`` on a canvas (a drawn line, not axes or grid)."""
+    count: int = page.eval_on_selector(selector, """(canvas, rgb) => {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let count = 0;
+        for (let i = 0; i < data.length; i += 4) {
+            if (data[i + 3] > 200 && Math.abs(data[i] - rgb[0]) < 40
+                && Math.abs(data[i + 1] - rgb[1]) < 40 && Math.abs(data[i + 2] - rgb[2]) < 40) {
+                count += 1;
+            }
+        }
+        return count;
+    }""", list(rgb))
+    return count
+
+
+def _download(page: Page, panel: str, directory: Path) -> list[list[str]]:
+    with page.expect_download() as download:
+        page.click(f'button[data-csv="{panel}"]')
+    path = directory / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name.startswith(f"parkleit-{panel}-")
+    return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+
+
+def test_kiosk_rotates_without_interaction(page: Page, site: Site) -> None:
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{site.url}/kiosk?rotate=1.5")
+    page.wait_for_function(
+        f"document.querySelectorAll('#kiosk-lots li').length === {len(site.city.lots)}")
+    seen: dict[str, Callable[[], object]] = {
+        "map": lambda: None,
+        "signs": lambda: page.wait_for_selector("#sign-grid .sign-line .text >> text=70"),
+        "forecast": lambda: page.wait_for_selector("#today-table tbody tr"),
+    }
+    order: list[str] = []
+    for _ in range(4):
+        view = page.evaluate("document.body.dataset.view")
+        if not order or order[-1] != view:
+            order.append(view)
+            seen[view]()
+            assert page.locator(f"#view-{view}").is_visible()
+            screenshot(page, f"kiosk-{view}", full_page=False)
+        page.wait_for_function(f"document.body.dataset.view !== {json.dumps(view)}",
+                               timeout=4000)
+    assert order == ["map", "signs", "forecast", "map"]
