@@ -1,0 +1,144 @@
+#!/bin/sh
+# Write the broker's password file from the env file: one user per service role (the rights
+# are in deploy/mosquitto/acl), plus one per device from the devices file. Nothing written here
+# belongs in the repository (.gitignore has all three files).
+#
+#   deploy/mosquitto/make-passwords.sh [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE]
+#                                      [-u BROKER_UID]
+#
+# Defaults: .env, deploy/mosquitto/devices and deploy/mosquitto/passwords in the repository,
+# uid 1883 (the broker's user in the eclipse-mosquitto image, which reads the file only after
+# dropping root).
+# The devices file (optional) has one "USERNAME PASSWORD" line per device; the username is the
+# topic level the device owns: bay id, lot id (garage counter), app@tenant (TTN bridge),
+# ChirpStack application id or sign id. Lines starting with # are comments.
+#
+# Needs mosquitto_passwd (Debian: package mosquitto), else docker.
+# Passwords never appear on a command line: mosquitto_passwd -U hashes a private copy in place.
+# Run it again after every change, then `docker compose kill -s HUP mosquitto` to reload.
+# Exit codes: 0 written, 2 bad input (one line on stderr), 1 anything else.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+env_file="$root/.env"
+devices_file="$here/devices"
+output="$here/passwords"
+broker_uid=1883
+mosquitto_image="eclipse-mosquitto:2.0.22"
+
+while getopts e:d:o:u: option; do
+    case "$option" in
+        e) env_file=$OPTARG ;;
+        d) devices_file=$OPTARG ;;
+        o) output=$OPTARG ;;
+        u) broker_uid=$OPTARG ;;
+        *) echo "usage: $0 [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE] [-u BROKER_UID]" >&2
+           exit 2 ;;
+    esac
+done
+
+fail() { echo "make-passwords: $*" >&2; exit 2; }
+
+[ -f "$env_file" ] || fail "no env file $env_file (cp .env.example .env, then fill it in)"
+
+# The last KEY=VALUE line of the env file, without surrounding quotes.
+value_of() {
+    sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$env_file" | tail -n 1 |
+        sed -e 's/[[:space:]]*$//' -e "s/^\"\(.*\)\"\$/\1/" -e "s/^'\(.*\)'\$/\1/"
+}
+
+# Every password of the env file (the database's too) must be real: no placeholder, long
+# enough, and safe to put into a URL unescaped.
+check_password() {
+    case "$2" in
+        *change-me*|*changeme*|*CHANGE-ME*) fail "$1 is still a placeholder in $env_file" ;;
+    esac
+    if ! printf '%s' "$2" | grep -Eq '^[A-Za-z0-9._~-]{16,}$'; then
+        fail "$1 in $env_file: use at least 16 characters from A-Z a-z 0-9 . _ ~ -"
+    fi
+}
+for name in $(sed -n 's/^[[:space:]]*\([A-Z0-9_]*_PASSWORD\)[[:space:]]*=.*/\1/p' "$env_file" | sort -u); do
+    value=$(value_of "$name")
+    [ -z "$value" ] || check_password "$name" "$value"
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+umask 077
+plain="$work/passwords"
+: > "$plain"
+
+# Service users: required ones, then optional ones (an empty password: no such user).
+for entry in ingest:MQTT_INGEST_PASSWORD signage:MQTT_SIGNAGE_PASSWORD \
+             forecast:MQTT_FORECAST_PASSWORD monitor:MQTT_MONITOR_PASSWORD \
+             public:MQTT_PUBLIC_PASSWORD? api:MQTT_API_PASSWORD? \
+             simulator:MQTT_SIMULATOR_PASSWORD?; do
+    user=${entry%%:*}
+    variable=${entry#*:}
+    optional=no
+    case "$variable" in *\?) optional=yes; variable=${variable%\?} ;; esac
+    password=$(value_of "$variable")
+    if [ -z "$password" ]; then
+        [ "$optional" = yes ] && continue
+        fail "$variable is not set in $env_file"
+    fi
+    printf '%s:%s\n' "$user" "$password" >> "$plain"
+done
+
+reserved=" ingest signage forecast api public monitor simulator "
+devices=0
+if [ -f "$devices_file" ]; then
+    line_number=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        line_number=$((line_number + 1))
+        case "$line" in ''|\#*) continue ;; esac
+        set -f
+        # shellcheck disable=SC2086  # split the line into its two fields
+        set -- $line
+        set +f
+        [ $# -eq 2 ] || fail "$devices_file:$line_number: want USERNAME PASSWORD"
+        user=$1
+        password=$2
+        # %u goes into ACL topic patterns: no topic separators or wildcards; ':' ends the
+        # username in the password file.
+        if ! printf '%s' "$user" | grep -Eq '^[A-Za-z0-9][A-Za-z0-9@._-]{0,127}$'; then
+            fail "$devices_file:$line_number: username '$user' may hold A-Z a-z 0-9 @ . _ - only"
+        fi
+        case "$reserved" in *" $user "*)
+            fail "$devices_file:$line_number: '$user' is a service user, not a device" ;;
+        esac
+        if grep -q "^$user:" "$plain"; then
+            fail "$devices_file:$line_number: '$user' appears twice"
+        fi
+        case "$password" in *change-me*|*changeme*)
+            fail "$devices_file:$line_number: the password of '$user' is a placeholder" ;;
+        esac
+        [ ${#password} -ge 12 ] || fail "$devices_file:$line_number: the password of '$user' is shorter than 12"
+        printf '%s:%s\n' "$user" "$password" >> "$plain"
+        devices=$((devices + 1))
+    done < "$devices_file"
+fi
+
+if command -v mosquitto_passwd >/dev/null 2>&1; then
+    mosquitto_passwd -U "$plain"
+elif command -v docker >/dev/null 2>&1; then
+    docker run --rm --user "$(id -u):$(id -g)" -v "$work:/work" "$mosquitto_image" \
+        mosquitto_passwd -U /work/passwords
+else
+    echo "make-passwords: needs mosquitto_passwd (apt install mosquitto) or docker" >&2
+    exit 1
+fi
+
+# The broker reads the file through a bind mount as $broker_uid. As root: owned by that uid and
+# readable by nobody else. Otherwise it must be world-readable (salted PBKDF2-SHA512 hashes
+# only; newer Mosquitto versions warn about it): run the script as root to avoid that.
+if [ "$(id -u)" = 0 ]; then
+    chown "$broker_uid:$broker_uid" "$plain"
+    chmod 600 "$plain"
+else
+    chmod 644 "$plain"
+fi
+mv "$plain" "$output.tmp"
+mv "$output.tmp" "$output"
+echo "make-passwords: wrote $output ($(wc -l < "$output" | tr -d ' ') users, $devices of them devices)"
