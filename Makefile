@@ -55,6 +55,8 @@ bench: setup
 	$(PY) -m benchmarks.ingest
 	$(PY) -m benchmarks.forecast
 	$(PY) -m benchmarks.signage
+	$(PY) -m benchmarks.api
+	$(PY) -m benchmarks.soak
 
 # The broker's password file for docker compose, from .env (deploy/mosquitto/make-passwords.sh).
 mqtt-passwords:

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from api._http import bad_parameter
+from psycopg import sql
 
-__all__ = ["BUCKET", "MAX_RANGE", "Resolution", "history_range", "newest_data", "query_name"]
+from api._http import bad_parameter
+from core.db import queries
+
+__all__ = ["BUCKET", "MAX_RANGE", "PARALLEL_ABOVE", "Resolution", "history_parts",
+           "history_range", "newest_data", "points_query", "query_name"]
 
 Resolution = Literal["raw", "15m", "1h", "1d"]
 BUCKET = {"raw": timedelta(0), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
           "1d": timedelta(days=1)}
-# Answers stay bounded (15m: ~3000 buckets, 1h: ~9600, 1d: ~3650 per lot).
-MAX_RANGE = {"raw": timedelta(days=400), "15m": timedelta(days=31),
+# Answers stay bounded (15m: ~38,400 buckets, 1h: ~9600, 1d: ~3650 per lot); a year at 15m
+# is one request (benchmarks/api.py times it).
+MAX_RANGE = {"raw": timedelta(days=400), "15m": timedelta(days=400),
              "1h": timedelta(days=400), "1d": timedelta(days=3660)}
+# A longer range is read as two halves at once, each on a connection of its own: PostgreSQL
+# runs a query on one core, and without TimescaleDB a year at 15m is 105,000 readings to
+# aggregate and 35,000 buckets to write as JSON, which takes one core about 60 ms.
+PARALLEL_ABOVE = timedelta(days=62)
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -23,6 +33,15 @@ _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 def query_name(resolution: Resolution) -> str:
     """The named query in ``api/queries.sql`` for ``resolution``."""
     return f"occupancy_{resolution}"
+
+
+@functools.cache
+def points_query(resolution: Literal["15m", "1h", "1d"]) -> sql.Composed:
+    """The newest bucket of ``query_name(resolution)`` and its buckets as the JSON text of the
+    history route's points (``api/history.sql``)."""
+    buckets = queries("api")[query_name(resolution)].rstrip().rstrip(";")
+    return (sql.SQL("WITH buckets AS ({}) ").format(sql.SQL(buckets))
+            + sql.SQL(queries("api", "history")["history_points"]))
 
 
 def history_range(start: datetime | None, end: datetime | None, resolution: Resolution, *,
@@ -41,6 +60,16 @@ def history_range(start: datetime | None, end: datetime | None, resolution: Reso
         bad_parameter("from", f"range longer than {MAX_RANGE[resolution].days} days for "
                       f"resolution {resolution}")
     return _align(start, resolution, tz), end
+
+
+def history_parts(start: datetime, end: datetime, resolution: Resolution,
+                  tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` as the ranges to read at once: two halves cut at a bucket boundary
+    (for 1d a local midnight) when it is longer than ``PARALLEL_ABOVE``, else itself."""
+    middle = _align(start + (end - start) / 2, resolution, tz)
+    if end - start <= PARALLEL_ABOVE or not start < middle < end:
+        return [(start, end)]
+    return [(start, middle), (middle, end)]
 
 
 def _align(moment: datetime, resolution: Resolution, tz: ZoneInfo) -> datetime:

@@ -91,6 +91,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.dropped = 0
         self.connected = False
+        self.ending = False  # set by end_streams: the process is shutting down
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
         self._indexed: City | None = None
@@ -117,7 +118,10 @@ class Hub:
         subscriber = Subscriber(lots, signs, asyncio.Queue(self.settings.API_STREAM_QUEUE_MAX))
         current = [event for _, (_, event) in sorted(self.lots.items())]
         current += [event for _, (_, event) in sorted(self.signs.items())]
-        self.subscribers.add(subscriber)
+        if self.ending:
+            subscriber.close()  # the current state, then the end: the server is going away
+        else:
+            self.subscribers.add(subscriber)
         return subscriber, [event for event in current if subscriber.wants(event)]
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -260,7 +264,9 @@ class Hub:
             logger.error("the live stream stopped", exc_info=task.exception())
 
     def end_streams(self) -> None:
-        """End every open stream (its client reconnects), e.g. when the server drains."""
+        """End every open stream and each one opened later (its client reconnects, to
+        another process or the restarted one): the server is shutting down."""
+        self.ending = True
         for subscriber in list(self.subscribers):
             subscriber.close()
         self.subscribers.clear()

@@ -10,6 +10,7 @@ without a restart; a file that cannot be read then refuses every key until it is
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -49,9 +50,17 @@ def hash_key(key: str) -> str:
 
 
 def _matches(key: str, stored: str) -> bool:
+    """Whether ``key`` hashes to ``stored``, compared in constant time."""
     _, n, r, p, salt, digest = stored.split("$")
     return hmac.compare_digest(
         _scrypt(key, base64.b64decode(salt), int(n), int(r), int(p)), base64.b64decode(digest))
+
+
+@functools.cache
+def _decoy() -> str:
+    """A hash no key matches: a key with an unknown name is checked against it, so an answer
+    takes as long whether the name exists or not (names are not told by timing)."""
+    return hash_key(secrets.token_urlsafe(32))
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -150,7 +159,9 @@ class KeyStore:
                 return name
             name, dot, _ = key.rpartition(".")
             stored = self._hashes.get(name) if dot else None
-        if stored is None or not _matches(key, stored):
+        # An unknown name is hashed too (against the decoy): it answers no faster.
+        matched = _matches(key, _decoy() if stored is None else stored)
+        if stored is None or not matched:
             return None
         with self._lock:
             self._verified[digest] = name

@@ -6,7 +6,8 @@ problem body. The buckets live in the process: behind N API processes a client m
 times the configured rate (the database is not asked on every request for a shared count).
 At most ``MAX_BUCKETS`` are kept; the least recently used goes first, and a client whose
 bucket went starts again with a full one. The client IP is the one the server saw: behind a
-reverse proxy run uvicorn with ``--forwarded-allow-ips`` so it is the client's, not the proxy's.
+reverse proxy set ``PARKLEIT_API_FORWARDED_ALLOW_IPS`` to the proxy's address, so that it is
+the client's (from ``X-Forwarded-For``), not the proxy's.
 """
 
 from __future__ import annotations

@@ -15,23 +15,27 @@ from core.settings import Settings
 __all__ = ["CityDep", "Conn", "PoolDep", "SettingsDep"]
 
 
-def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
+# The dependencies are coroutines though they wait for nothing: FastAPI runs a plain function
+# dependency in its thread pool, a thread hand-off on every request.
+
+
+async def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
     pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
     return pool
 
 
 async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
     """One pooled autocommit connection for the request."""
-    async with _pool(request).connection() as conn:
+    async with (await _pool(request)).connection() as conn:
         yield conn
 
 
-def _city(request: Request) -> City:
+async def _city(request: Request) -> City:
     city: City = request.app.state.city
     return city
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -224,11 +224,15 @@ def _cmd_simulate_city(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo import run_demo
+    from core.demo import API_HOST, run_demo
+    from core.embedded import tcp_answers
 
     settings = _settings()
-    return run_demo(settings, _city(args, settings), args.city or settings.CITY,
-                    speed=args.speed)
+    city = _city(args, settings)
+    if tcp_answers(API_HOST, settings.API_PORT):
+        raise UsageError(f"something listens on {API_HOST}:{settings.API_PORT} already, where "
+                         "the demo's API would; set PARKLEIT_API_PORT to a free port")
+    return run_demo(settings, city, args.city or settings.CITY, speed=args.speed)
 
 
 def _horizons(text: str) -> tuple[int, ...]:
@@ -366,16 +370,18 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from api import create_app
+    from api import ApiServer, create_app
 
     settings = _settings()
     city = _city(args, settings)
     require_database(settings.DATABASE_URL)
+    app = create_app(settings, city)
     config = uvicorn.Config(
-        create_app(settings, city), host=args.host or settings.API_HOST,
+        app, host=args.host or settings.API_HOST,
         port=settings.API_PORT if args.port is None else args.port, log_config=None,
-        timeout_graceful_shutdown=math.ceil(settings.SHUTDOWN_TIMEOUT_S), server_header=False)
-    server = uvicorn.Server(config)
+        timeout_graceful_shutdown=math.ceil(settings.SHUTDOWN_TIMEOUT_S), server_header=False,
+        forwarded_allow_ips=settings.API_FORWARDED_ALLOW_IPS)
+    server = ApiServer(config, app)  # ends the event streams as it starts draining
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler it
     # found; a no-op one lets a graceful stop end with 0 like every other service.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -603,11 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_key.add_argument("--file", type=Path, help="keys file (default PARKLEIT_API_KEYS_FILE)")
     add_key.set_defaults(handler=_cmd_api_add_key)
 
-    demo = commands.add_parser("demo", help="run the whole system on the example city")
+    demo = commands.add_parser(
+        "demo", help="run the whole system on the example city: history, forecaster, "
+        "simulators, ingest, signage and the API (PARKLEIT_API_PORT, 8000) until Ctrl-C")
     city_option(demo)
     demo.add_argument("--speed", type=_positive(float), default=60.0,
-                      help="how fast the city simulator replays the last hour before it "
-                      "runs at real time (default 60: an hour a minute)")
+                      help="how fast the city simulator replays the last ten minutes before "
+                      "it runs at real time (default 60: ten minutes in ten seconds)")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

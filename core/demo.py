@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from core.city import City
@@ -21,28 +24,37 @@ from core.settings import Settings
 from signage import read_sign_states
 from simulators.history import backfill_history
 
-__all__ = ["run_demo"]
+__all__ = ["API_HOST", "PAGES", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
+API_HOST = "127.0.0.1"  # the demo is for this machine's browser only
+PAGES = (("map", "/"), ("dashboard", "/dashboard"), ("kiosk", "/kiosk"), ("API docs", "/docs"))
 REPORT_EVERY_S = 15.0
-HISTORY_WEEKS = 1.0
+POLL_S = 0.5  # children and, until the map is live, the API are looked at this often
+# Three weeks: the gradient-boosting forecaster needs 14 days (with less it falls back to a
+# baseline). The backfill takes about 2 s, training about 30 s on one core, alongside the rest.
+HISTORY_WEEKS = 3.0
 REPLAY = timedelta(minutes=10)
+STOP_TIMEOUT_S = 30.0
 # Parts the demo can show the rest without (a sign address this machine cannot serve, a
 # forecaster without enough history).
 OPTIONAL = frozenset({"sign simulators", "forecast"})
+TRAINING = "forecast training"  # one-shot; `forecast serve` starts when it has ended
 
 
 def run_demo(settings: Settings, city: City, city_ref: str, *, speed: float,
              history_weeks: float = HISTORY_WEEKS) -> int:
-    """Set up, backfill history, run ingest, the city and sign simulators, signage and the
-    forecaster; report lots and signs until Ctrl-C.
+    """Set up, backfill history, run ingest, the city and sign simulators, signage, the
+    forecaster (trained once first) and the API; report lots and signs until Ctrl-C.
 
     The simulator replays the last ``REPLAY`` at ``speed`` (60: ten minutes in ten seconds)
     and then runs at real time: its timestamps never run ahead of the clock, and a count
     older than a lot's stale limit would show as unknown.
     """
+    began = time.monotonic()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per look at the API
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -60,47 +72,126 @@ def run_demo(settings: Settings, city: City, city_ref: str, *, speed: float,
                         ", ".join(applied) or "up to date", city.city.name, len(city.lots),
                         sum(1 for _ in city.bays()), len(city.signs))
             backfill_history(conn, city, end=live_from, weeks=history_weeks)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
-        env |= {"PARKLEIT_DATABASE_URL": stack.database_url, "PARKLEIT_MQTT_URL": stack.mqtt_url,
-                "PARKLEIT_CITY": city_ref, "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol}
+        # The children get this process's settings, on the services found or started here.
+        env = os.environ | {
+            "PARKLEIT_DATABASE_URL": stack.database_url, "PARKLEIT_MQTT_URL": stack.mqtt_url,
+            "PARKLEIT_CITY": city_ref, "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol}
+        api_url = f"http://{API_HOST}:{settings.API_PORT}"
         children = {
             "ingest": ["ingest"],
             "city simulator": ["simulate", "city", "--speed", str(speed), "--duration", "0",
                                "--start", live_from.isoformat()],
             "sign simulators": ["simulate", "signs"],
             "signage": ["signage"],
-            "forecast": ["forecast", "serve"],
+            "api": ["api", "--host", API_HOST, "--port", str(settings.API_PORT)],
+            TRAINING: ["forecast", "train"],
         }
         processes: dict[str, subprocess.Popen[bytes]] = {}
         try:
             for name, args in children.items():
-                processes[name] = subprocess.Popen([sys.executable, "-m", "core.cli", *args],
-                                                   env=env)
-                logger.info("started %s (pid %d)", name, processes[name].pid)
+                if stop.is_set():  # Ctrl-C while setting up
+                    break
+                processes[name] = _start(name, args, env)
             logger.info("database %s, broker %s; Ctrl-C stops everything",
                         _redact(stack.database_url), stack.mqtt_url)
-            while not stop.wait(REPORT_EVERY_S):
-                dead = [name for name, p in processes.items() if p.poll() is not None]
-                for name in set(dead) & OPTIONAL:
-                    logger.warning("%s stopped (exit %s); the demo goes on without it", name,
-                                   processes.pop(name).returncode)
-                    dead.remove(name)
-                if dead:
-                    logger.error("%s stopped unexpectedly; shutting down", ", ".join(dead))
-                    return 1
-                _report(stack.database_url, city)
+            return _supervise(processes, env, stop, _ApiWatch(api_url, began),
+                              stack.database_url, city)
         finally:
-            for process in processes.values():
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for name, process in processes.items():
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    logger.warning("%s did not stop in time; killing it", name)
-                    process.kill()
+            _stop(processes)
             logger.info("demo stopped")
+
+
+def _start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``parkleit ARGS`` as a child in a process group of its own: Ctrl-C at the terminal
+    reaches only the demo, which stops the children (and after them the private services)."""
+    # `forecast train` prints the new model's version, which its log line names already.
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
+                               process_group=0,
+                               stdout=subprocess.DEVNULL if name == TRAINING else None)
+    if name == TRAINING:  # batch work: the live parts come first on a busy machine
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, process.pid, 10)
+    logger.info("started %s (pid %d)", name, process.pid)
+    return process
+
+
+def _supervise(processes: dict[str, subprocess.Popen[bytes]], env: dict[str, str],
+               stop: threading.Event, api: _ApiWatch, database_url: str, city: City) -> int:
+    """Watch the children until ``stop``; report every ``REPORT_EVERY_S``. The exit code."""
+    next_report = time.monotonic() + REPORT_EVERY_S
+    while not stop.wait(POLL_S):
+        training = processes.get(TRAINING)
+        if training is not None and training.poll() is not None:
+            del processes[TRAINING]
+            if training.returncode == 0:
+                logger.info("forecaster trained; starting the forecast service")
+            else:
+                logger.warning("training the forecaster failed (exit %s); the forecast "
+                               "service tries again by itself", training.returncode)
+            processes["forecast"] = _start("forecast", ["forecast", "serve"], env)
+        dead = [name for name, p in processes.items() if p.poll() is not None]
+        for name in set(dead) & OPTIONAL:
+            logger.warning("%s stopped (exit %s); the demo goes on without it", name,
+                           processes.pop(name).returncode)
+            dead.remove(name)
+        if dead:
+            logger.error("%s stopped unexpectedly; shutting down", ", ".join(dead))
+            return 1
+        api.poll()
+        if time.monotonic() >= next_report:
+            next_report = time.monotonic() + REPORT_EVERY_S
+            _report(database_url, city)
     return 0
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every child still running, then wait for each (kill after the timeout)."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for name, process in processes.items():
+        try:
+            code = process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop in time; killing it", name)
+            process.kill()
+            code = process.wait()
+        logger.log(logging.INFO if code in (0, -signal.SIGTERM) else logging.WARNING,
+                   "%s stopped (exit %s)", name, code)
+
+
+class _ApiWatch:
+    """Waits for the API: its URLs once it answers, then the time to the first live map
+    (the API showing a fresh count of a lot)."""
+
+    def __init__(self, url: str, began: float) -> None:
+        self.url, self.began = url, began
+        self.answering = False
+        self.live = False
+
+    def poll(self) -> None:
+        """Look once, until the map is live; never raises."""
+        if self.live:
+            return
+        try:
+            with httpx.Client(base_url=self.url, timeout=2) as client:
+                if not self.answering:
+                    if client.get("/healthz").status_code != 200:
+                        return
+                    self.answering = True
+                    logger.info("the API answers after %.1f s; open in a browser:",
+                                time.monotonic() - self.began)
+                    for label, path in PAGES:
+                        logger.info("  %-10s %s%s", label, self.url, path)
+                lots = client.get("/v1/lots", params={"limit": 1000}).json()["lots"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return
+        fresh = sum(1 for lot in lots if not lot.get("stale", True))
+        if fresh:
+            self.live = True
+            logger.info("first live map after %.1f s: %d of %d lots live at %s/",
+                        time.monotonic() - self.began, fresh, len(lots), self.url)
 
 
 def _redact(url: str) -> str:
@@ -111,6 +202,8 @@ def _redact(url: str) -> str:
 def _report(database_url: str, city: City) -> None:
     """One summary line per report, then the lots as a small table, then what each sign
     last confirmed showing."""
+    from forecasting import newest_model  # pandas and scikit-learn: not before the map is up
+
     with psycopg.connect(database_url) as conn:
         lots = conn.execute(
             "SELECT l.name, s.free, s.capacity, s.status FROM lot_state s "
@@ -118,9 +211,11 @@ def _report(database_url: str, city: City) -> None:
         events = conn.execute("SELECT count(*) FROM bay_events").fetchone()
         dead = conn.execute("SELECT coalesce(sum(occurrences), 0) FROM dead_letters").fetchone()
         signs = read_sign_states(conn, city)
+        model = newest_model(conn, city)
     total_free = sum(free or 0 for _, free, _, status in lots if status != "unknown")
-    logger.info("%d bay readings stored, %d dead letters; %d spaces free in %s",
-                events[0] if events else 0, dead[0] if dead else 0, total_free, city.city.name)
+    logger.info("%d bay readings stored, %d dead letters; %d spaces free in %s; forecaster %s",
+                events[0] if events else 0, dead[0] if dead else 0, total_free, city.city.name,
+                "not trained yet" if model is None else model.version)
     for name, free, capacity, status in lots:
         shown = "--" if free is None or status == "unknown" else str(free)
         logger.info("  %-32s %5s / %-5d %s", name, shown, capacity, status)

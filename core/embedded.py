@@ -516,6 +516,9 @@ class PrivateBroker:
                 stdout=log,
                 stderr=log,
                 env=self._env(),
+                # Not in our process group: Ctrl-C at a terminal would stop the broker at
+                # once, before the clients still draining; stop() ends it after them.
+                process_group=0,
             )
         process = self._process
         if (

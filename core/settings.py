@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["MqttTarget", "Settings", "SettingsError", "get_settings"]
 
 _DB_SCHEMES = ("postgresql", "postgres")
 _MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+# A browser origin: scheme, host, optional port; no path (as browsers send it in Origin).
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class SettingsError(Exception):
@@ -85,6 +88,14 @@ class Settings(BaseSettings):
     API_TILE_ATTRIBUTION: str = ""
     # admin writes: ``name:scrypt$...`` lines (``parkleit api add-key``); none: no admin.
     API_KEYS_FILE: Path | None = None
+    # Browser origins that may read the API (GET/HEAD; comma list of ``https://host[:port]``).
+    # ``*``: any, as open data should be. Admin routes never answer cross-origin requests.
+    API_CORS_ORIGINS: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    # Origins that may show the web pages in a frame (CSP frame-ancestors), besides this one.
+    API_FRAME_ANCESTORS: Annotated[tuple[str, ...], NoDecode] = ()
+    # Proxies whose X-Forwarded-For/-Proto uvicorn believes (comma list of IPs or networks,
+    # ``*`` any): the load balancer's, so rate limits count clients, not the proxy.
+    API_FORWARDED_ALLOW_IPS: str = "127.0.0.1"
     # Token buckets per process (behind N processes a client gets N times these): every
     # request takes one token of its client IP's bucket, an admin request one of its key's
     # too. Rate in requests per second (0 = no limit), burst = bucket size.
@@ -130,6 +141,25 @@ class Settings(BaseSettings):
         if not value or any(horizon <= 0 or horizon % 15 for horizon in value):
             raise ValueError(f"horizons must be positive multiples of 15 minutes: {value}")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("API_CORS_ORIGINS", "API_FRAME_ANCESTORS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("API_CORS_ORIGINS", "API_FRAME_ANCESTORS")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.field_name == "API_CORS_ORIGINS" and "*" in value:
+            if len(value) > 1:
+                raise ValueError("'*' stands alone: any origin, or a list without it")
+            return value
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"not an origin like https://example.org[:port]: {origin!r}")
+        return value
 
     @field_validator("MQTT_URL")
     @classmethod

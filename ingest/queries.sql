@@ -28,7 +28,8 @@ ON CONFLICT (bay_id, time) DO NOTHING;
 -- first reading of the state after the newest one of the other state. That one can be the
 -- old state, or in this batch: a bay freed and taken again within one batch (a backlog, a
 -- replay), or a reading of the other state arriving late, after ``since``. Only then is
--- bay_events looked up (from that reading on); otherwise ``since`` stays.
+-- bay_events looked up (from that reading on); otherwise ``since`` stays. Rows go in bay order,
+-- the order every worker locks them in: two workers' batches would deadlock otherwise.
 -- name: advance_bay_state
 WITH batch AS (
     SELECT bay_id, (array_agg(occupied ORDER BY time DESC))[1] AS occupied,
@@ -59,6 +60,7 @@ SELECT t.bay_id, t.occupied, t.time,
                           t.time)
        END
 FROM turned AS t
+ORDER BY t.bay_id
 ON CONFLICT (bay_id) DO UPDATE
 SET occupied = excluded.occupied, time = excluded.time, since = excluded.since
 WHERE (bay_state.occupied, bay_state.time, bay_state.since)

@@ -21,7 +21,10 @@ from _payloads import counter_topic, dumps, iso, native_bay
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
+import api._history
 from api import create_app
+from api._http import http_date
+from api._models import History
 from core.city import City
 from core.embedded import free_port
 from core.registry import sync_registry
@@ -267,6 +270,52 @@ def test_bad_history_input_is_a_422_problem(
                           422)
     assert [error["name"] for error in body["errors"]] == [name]
     assert name in body["detail"]
+
+
+def test_history_of_400_days_at_15m_is_the_buckets_as_the_model_says(
+        api_client: TestClient, seeded: Seeded, conn: Conn) -> None:
+    to = (seeded.now - timedelta(hours=1)).replace(microsecond=0)  # its last bucket is past
+    query = {"from": (to - timedelta(days=400)).isoformat(), "to": to.isoformat()}
+    response = api_client.get(f"/v1/lots/{seeded.garage}/history", params=query)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # The points are JSON the database wrote: the document must still be what the model says.
+    fields = {("from_" if key == "from" else key): value for key, value in body.items()}
+    assert History.model_validate(fields).model_dump(mode="json", by_alias=True) == body
+    rows = conn.execute(
+        "SELECT bucket, round(free::float8 * 100) / 100, free_min, samples FROM lot_occupancy_15m"
+        " WHERE lot_id = %s AND bucket >= %s AND bucket < %s ORDER BY bucket",
+        (seeded.garage, parse(body["from"]), to)).fetchall()
+    assert len(rows) > 200  # three days
+    assert [(parse(p["time"]), p["free"], p["free_min"], p["samples"])
+            for p in body["points"]] == rows
+    assert response.headers["last-modified"] == http_date(rows[-1][0] + timedelta(minutes=15))
+
+    too_long = api_client.get(f"/v1/lots/{seeded.garage}/history", params={
+        **query, "from": (to - timedelta(days=401)).isoformat()})
+    assert assert_problem(too_long, 422)["errors"][0]["name"] == "from"
+    empty = api_client.get(f"/v1/lots/{seeded.garage}/history", params={
+        "from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"})
+    assert empty.status_code == 200 and empty.json()["points"] == []
+    assert "last-modified" not in empty.headers
+
+
+@pytest.mark.parametrize("resolution", ["15m", "1h", "1d"])
+def test_history_read_in_two_parts_is_the_history_read_at_once(
+        api_client: TestClient, seeded: Seeded, city: City, monkeypatch: pytest.MonkeyPatch,
+        resolution: api._history.Resolution) -> None:
+    to = (seeded.now - timedelta(hours=1)).replace(microsecond=0)
+    query = {"from": (to - timedelta(days=3)).isoformat(), "to": to.isoformat(),
+             "resolution": resolution}
+    at_once = api_client.get(f"/v1/lots/{seeded.garage}/history", params=query)
+    monkeypatch.setattr(api._history, "PARALLEL_ABOVE", timedelta(hours=1))
+    start = parse(at_once.json()["from"])
+    assert len(api._history.history_parts(start, to, resolution, city.tz)) == 2
+    in_parts = api_client.get(f"/v1/lots/{seeded.garage}/history", params=query)
+    assert in_parts.status_code == at_once.status_code == 200
+    assert len(at_once.json()["points"]) >= 3  # 1d: days cut at a local midnight, not in two
+    assert in_parts.json() == at_once.json()
+    assert in_parts.headers["last-modified"] == at_once.headers["last-modified"]
 
 
 def test_forecast_with_intervals_and_published_error(

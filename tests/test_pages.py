@@ -234,7 +234,7 @@ def item(site: Site, lot: str) -> str:
 def test_map_shows_every_lot_and_updates_live(page: Page, site: Site) -> None:
     page.goto(f"{site.url}/")
     lots = len(site.city.lots)
-    page.wait_for_function(f"document.querySelectorAll('#lot-list li').length === {lots}")
+    page.wait_for_function(f"() => document.querySelectorAll('#lot-list li').length === {lots}")
     assert page.locator(".leaflet-marker-icon.lot-marker").count() == lots
     garage = page.locator(item(site, "garage"))
     assert garage.get_attribute("data-free") == "70"
@@ -250,7 +250,7 @@ def test_map_shows_every_lot_and_updates_live(page: Page, site: Site) -> None:
     page.evaluate("window.notReloaded = true")
     site.ingest(site.counter("garage", 45, datetime.now(UTC)), received=datetime.now(UTC))
     page.wait_for_function(
-        f"""document.querySelector('{item(site, "garage")}').dataset.free === '55'""",
+        f"""() => document.querySelector('{item(site, "garage")}').dataset.free === '55'""",
         timeout=LIVE_WITHIN_MS)
     assert marker.inner_text() == "55"
     assert "55 frei" in garage.inner_text()
@@ -278,11 +278,12 @@ def test_stale_lot_is_greyed_and_shows_no_count(page: Page, site: Site) -> None:
     now = datetime.now(UTC)
     site.ingest(site.counter("small", 3, now - timedelta(seconds=900 - 6)), received=now)
     selector = item(site, "small")
-    page.wait_for_function(f"document.querySelector('{selector}').dataset.free === '7'",
+    page.wait_for_function(f"() => document.querySelector('{selector}').dataset.free === '7'",
                            timeout=LIVE_WITHIN_MS)
     assert pin.inner_text() == "7"
     page.wait_for_function(
-        f"document.querySelector('{selector}').dataset.status === 'unknown'", timeout=15_000)
+        f"() => document.querySelector('{selector}').dataset.status === 'unknown'",
+        timeout=15_000)
     assert pin.inner_text() == "?"
     assert small.locator(".lot-free").inner_text() == "–"
 
@@ -402,7 +403,7 @@ def test_kiosk_rotates_without_interaction(page: Page, site: Site) -> None:
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.goto(f"{site.url}/kiosk?rotate=1.5")
     page.wait_for_function(
-        f"document.querySelectorAll('#kiosk-lots li').length === {len(site.city.lots)}")
+        f"() => document.querySelectorAll('#kiosk-lots li').length === {len(site.city.lots)}")
     seen: dict[str, Callable[[], object]] = {
         "map": lambda: None,
         "signs": lambda: page.wait_for_selector("#sign-grid .sign-line .text >> text=70"),
@@ -416,6 +417,6 @@ def test_kiosk_rotates_without_interaction(page: Page, site: Site) -> None:
             seen[view]()
             assert page.locator(f"#view-{view}").is_visible()
             screenshot(page, f"kiosk-{view}", full_page=False)
-        page.wait_for_function(f"document.body.dataset.view !== {json.dumps(view)}",
+        page.wait_for_function(f"() => document.body.dataset.view !== {json.dumps(view)}",
                                timeout=4000)
     assert order == ["map", "signs", "forecast", "map"]

@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import tomllib
 from collections import defaultdict
 from collections.abc import Callable
@@ -593,3 +594,63 @@ def test_end_to_end_ingest_ends_where_the_truth_ends(
             "SELECT source, count(*) FROM bay_events GROUP BY 1").fetchall())
     assert set(sources) == {"native", "ttn", "chirpstack"}
     assert ingest.terminate() == 0
+
+
+class _Gate(Pacer):
+    """No pacing; before the ``hold_at``-th message (or minute end) it runs ``on_hold``."""
+
+    def __init__(self, hold_at: int, on_hold: Callable[[], None]) -> None:
+        super().__init__(0)
+        self.calls, self.hold_at, self.on_hold = 0, hold_at, on_hold
+
+    def wait_until(self, moment: datetime) -> bool:
+        self.calls += 1
+        if self.calls == self.hold_at:
+            self.on_hold()
+        return True
+
+
+def test_messages_that_reach_no_subscriber_are_published_again(
+        settings: Settings, city: City) -> None:
+    """Until ingest has subscribed (again: Mosquitto 2.0 forgets shared subscriptions in a
+    restart), a message reaches no one and its PUBACK says so (0x10); the simulator publishes
+    it again, so that the late subscriber still gets every message."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    start = datetime.now(UTC) - timedelta(minutes=40)
+    expected = {(m.topic, m.payload) for m in city_messages(city, start, seed=3,
+                                                              duration_s=20 * 60)}
+    received: set[tuple[str, bytes]] = set()
+    lock = threading.Lock()
+    subscribed = threading.Event()
+
+    def on_message(_client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            received.add((msg.topic, bytes(msg.payload)))
+
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"late-{city.id}",
+                             protocol=mqtt.MQTTv5)
+    subscriber.on_message = on_message
+    subscriber.on_subscribe = lambda *_: subscribed.set()
+    subscriber.connect(settings.mqtt.host, settings.mqtt.port)
+    subscriber.loop_start()
+
+    def subscribe() -> None:
+        time.sleep(0.5)  # the broker has routed (to no one) what was published so far
+        subscriber.subscribe([(f"{prefix}/#", 1) for prefix in (
+            f"parkleit/v1/{city.id}", f"v3/{city.id}-app@ttn", f"application/{city.id}-cs")])
+        assert subscribed.wait(10)
+
+    try:
+        report = run_city(settings, city, start=start, speed=0, duration_s=20 * 60, seed=3,
+                          faults=FaultConfig(), truth_path=None, pacer=_Gate(30, subscribe))
+        assert (report.unacknowledged, report.unrouted) == (0, 0)
+        assert report.republished >= 20, report  # those before the subscription, at least
+        wait_for(lambda: received >= expected, timeout=10)
+    finally:
+        subscriber.disconnect()
+        subscriber.loop_stop()
+    assert report.published == len(expected)

@@ -46,7 +46,7 @@ class CsvResponse(StreamingResponse):
                      "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     description="Buckets of `resolution` (`raw`: every stored reading) starting in [`from`, "
     "`to`), for the lots named by `lot` (repeatable; default all). Defaults: the last 7 days "
-    "at 1h. At most 400 days (3660 at 1d, 31 at 15m). Streamed; the ETag fingerprints the "
+    "at 1h. At most 400 days (3660 at 1d). Streamed; the ETag fingerprints the "
     "selection (buckets, newest bucket, readings), so a repeated request with If-None-Match "
     "answers 304 while nothing was added.")
 async def export_csv(

@@ -9,7 +9,8 @@ from psycopg.rows import dict_row
 
 from api._http import ApiMetrics, problem_responses
 from api._models import Health
-from api.deps import PoolDep
+from api._statemetrics import CityGauges, stream_metrics
+from api.deps import CityDep, PoolDep
 from core.db import queries
 
 __all__ = ["router"]
@@ -38,7 +39,23 @@ async def healthz(pool: PoolDep) -> Response:
             responses={200: {"description": "Prometheus text exposition format",
                              "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
-    """Request counts and latency per route."""
+    """Request counts and latency per route, and the live stream, of this process."""
     registry: ApiMetrics = request.app.state.metrics
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST,
-                    headers={"Cache-Control": "no-store"})
+    body = generate_latest(registry.registry) + stream_metrics(request.app.state)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/metrics/city", operation_id="getCityMetrics",
+            summary="Prometheus gauges of the city's state (the same on every replica)",
+            response_class=Response,
+            responses={200: {"description": "Prometheus text exposition format",
+                             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+                       **problem_responses(503)})
+async def city_metrics(request: Request, pool: PoolDep, city: CityDep) -> Response:
+    """Age of each lot's newest reading, newest forecast and model, published forecast
+    error, each sign's last confirmation; read from the database, cached 10 s."""
+    state = request.app.state
+    if not hasattr(state, "city_gauges"):
+        state.city_gauges = CityGauges()  # one cache per app (tests run several)
+    body = await state.city_gauges.render(pool, city)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel
 
-from api._history import history_range, newest_data, query_name
+from api._history import history_parts, history_range, newest_data, points_query
 from api._http import cache, inline_schema, pagination_links, problem_responses
 from api._live import read_lots
 from api._models import (
@@ -18,14 +22,13 @@ from api._models import (
     Forecast,
     ForecastPoint,
     History,
-    HistoryPoint,
     Lot,
     LotFeature,
     LotFeatureCollection,
     LotList,
     Point,
 )
-from api.deps import CityDep, Conn
+from api.deps import CityDep, Conn, PoolDep
 from core import city as registry
 from core.db import queries
 
@@ -107,9 +110,9 @@ async def get_lot(lot_id: LotId, conn: Conn, city: CityDep) -> Response:
     summary="A lot's occupancy in time buckets", responses=problem_responses(404),
     description="Buckets of `resolution` whose start lies in [`from`, `to`) (`from` aligned "
     "down to its bucket; 1d buckets are the city's local days). Defaults: the last 24 hours, "
-    "15-minute buckets. At most 31 days at 15m, 400 days at 1h, 3660 days at 1d.")
+    "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
-    lot_id: LotId, conn: Conn, city: CityDep,
+    lot_id: LotId, pool: PoolDep, city: CityDep,
     from_: Annotated[AwareDatetime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 24 h.")] = None,
     to: Annotated[AwareDatetime | None, Query(
@@ -121,20 +124,44 @@ async def lot_history(
     now = datetime.now(UTC)
     start, end = history_range(from_, to, resolution, now=now, default=timedelta(hours=24),
                                tz=city.tz)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries("api")[query_name(resolution)],
-                          {"lot_ids": [lot.id], "from": start, "to": end,
-                           "tz": city.city.timezone})
-        rows = await cur.fetchall()
-    points = [HistoryPoint(time=row["time"], free=row["free"], occupied=row["occupied"],
-                           free_min=row["free_min"], capacity=row["capacity"],
-                           samples=row["samples"]) for row in rows]
-    response = _json(History(lot_id=lot.id, resolution=resolution, from_=start, to=end,
-                             timezone=city.city.timezone, points=points))
+    params = {"lot_ids": [lot.id], "tz": city.city.timezone}
+    # Every part to its end (none left running), then the first failure as it was raised.
+    results = await asyncio.gather(*(_points(pool, resolution, {**params, "from": a, "to": b})
+                                     for a, b in history_parts(start, end, resolution, city.tz)),
+                                   return_exceptions=True)
+    parts: list[tuple[datetime | None, str | None]] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        parts.append(result)
+    last = max((part[0] for part in parts if part[0] is not None), default=None)
+    points = ",".join(part[1] for part in parts if part[1])
+    head = History(lot_id=lot.id, resolution=resolution, from_=start, to=end,
+                   timezone=city.city.timezone, points=[])
+    response = Response(_with_points(head, points), media_type="application/json")
     closed = end < now - timedelta(hours=1)
     cache(response, max_age=CLOSED_HISTORY_MAX_AGE if closed else HISTORY_MAX_AGE,
-          last_modified=newest_data(points[-1].time if points else None, resolution, now))
+          last_modified=newest_data(last, resolution, now))
     return response
+
+
+async def _points(pool: AsyncConnectionPool[AsyncConnection[Any]],
+                  resolution: Literal["15m", "1h", "1d"],
+                  params: dict[str, Any]) -> tuple[datetime | None, str | None]:
+    """The newest bucket and the points (JSON text) of one part of a history answer."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(points_query(resolution), params)
+        row = await cur.fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _with_points(history: History, points: str) -> bytes:
+    """``history`` as JSON with ``points``, comma-separated JSON texts of HistoryPoint, as its
+    points: the envelope goes through the model; the points, built by the database, are not
+    parsed again."""
+    head = history.model_dump(mode="json", by_alias=True, exclude={"points"})
+    text = json.dumps(head, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return f'{text[:-1]},"points":[{points}]}}'.encode()
 
 
 @router.get("/{lot_id}/forecast", operation_id="getLotForecast", response_model=Forecast,

@@ -12,15 +12,27 @@ CREATE INDEX IF NOT EXISTS sensor_health_time_brin ON sensor_health USING brin (
 CREATE INDEX IF NOT EXISTS forecasts_time_brin ON forecasts USING brin (time);
 CREATE INDEX IF NOT EXISTS sign_log_time_brin ON sign_log USING brin (time);
 
--- Stand-ins for the continuous aggregates: ordinary views, always current.
+-- Stand-ins for the continuous aggregates: ordinary views, always current. The means are
+-- float8 sums (exact for integers) over counts: the same reals as avg(), without numeric
+-- arithmetic on every bucket.
 CREATE OR REPLACE VIEW lot_occupancy_15m AS
 SELECT time_bucket(INTERVAL '15 minutes', time) AS bucket, lot_id,
-       avg(occupied)::real AS occupied, avg(free)::real AS free,
+       (sum(occupied)::float8 / count(*))::real AS occupied,
+       (sum(free)::float8 / count(*))::real AS free,
        min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
-FROM lot_occupancy GROUP BY bucket, lot_id;
+FROM lot_occupancy GROUP BY lot_id, bucket;
 
 CREATE OR REPLACE VIEW lot_occupancy_1h AS
 SELECT time_bucket(INTERVAL '1 hour', time) AS bucket, lot_id,
-       avg(occupied)::real AS occupied, avg(free)::real AS free,
+       (sum(occupied)::float8 / count(*))::real AS occupied,
+       (sum(free)::float8 / count(*))::real AS free,
        min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
-FROM lot_occupancy GROUP BY bucket, lot_id;
+FROM lot_occupancy GROUP BY lot_id, bucket;
+
+-- What the views read, in the order they group it: a lot's 15-minute buckets over a range
+-- are one index-only range scan, already sorted, so a year of a lot (105,000 readings) is
+-- aggregated without a sort and without visiting the table (which interleaves every lot).
+-- ``time`` is included because an index-only scan needs every column the view reads; the
+-- hourly view can read the same index by lot (index-only too; it sorts by hour itself).
+CREATE INDEX IF NOT EXISTS lot_occupancy_15m_read ON lot_occupancy
+    (lot_id, time_bucket(INTERVAL '15 minutes', time)) INCLUDE (time, occupied, free, capacity);

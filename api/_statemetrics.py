@@ -1,0 +1,134 @@
+"""Prometheus gauges beyond request counts: this process's live stream, and the state of the
+city as the database holds it.
+
+The city gauges (``GET /metrics/city``) are what no single service can report about itself:
+a lot no message has come from, a forecaster that stopped writing forecasts, a sign that has
+confirmed nothing for minutes. They are read from the database when scraped (at most once per
+``CITY_CACHE_S`` per process), so they are the same whichever API replica answers: scrape
+them once, through the load balancer, not per replica. The forecaster has no metrics port of
+its own; these gauges and its retained ``services/forecast`` topic are its health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from starlette.datastructures import State
+
+from core.city import City
+from core.db import queries
+
+__all__ = ["CITY_CACHE_S", "CityGauges", "stream_metrics"]
+
+CITY_CACHE_S = 10.0
+
+
+def _age(seconds: float | None) -> float:
+    """An age in seconds; +Inf for never (Prometheus compares it like any number)."""
+    return math.inf if seconds is None else max(0.0, seconds)
+
+
+class _StreamCollector(Collector):
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        hub = getattr(self.state, "hub", None)
+        yield GaugeMetricFamily("parkleit_api_stream_clients",
+                                "Clients of GET /v1/stream on this process",
+                                value=len(hub.subscribers) if hub else 0)
+        yield CounterMetricFamily("parkleit_api_stream_dropped",
+                                  "Stream clients dropped for falling behind (they reconnect)",
+                                  value=hub.dropped if hub else 0)
+        yield GaugeMetricFamily("parkleit_api_stream_listening",
+                                "1 while this process LISTENs to the database for changes",
+                                value=1 if hub is not None and hub.alive and hub.connected else 0)
+
+
+def stream_metrics(state: State) -> bytes:
+    """The live stream's metrics of this process, in the text exposition format."""
+    registry = CollectorRegistry()
+    registry.register(_StreamCollector(state))
+    return generate_latest(registry)
+
+
+class CityGauges:
+    """The city gauges, cached for ``ttl_s``: a scrape storm asks the database once."""
+
+    def __init__(self, ttl_s: float = CITY_CACHE_S) -> None:
+        self.ttl_s = ttl_s
+        self._body = b""
+        self._at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def render(self, pool: AsyncConnectionPool[AsyncConnection[Any]], city: City) -> bytes:
+        """The gauges in the text exposition format (read again when older than the TTL)."""
+        async with self._lock:
+            if time.monotonic() - self._at >= self.ttl_s:
+                async with pool.connection(timeout=5) as conn:
+                    self._body = await _read(conn, city)
+                self._at = time.monotonic()
+            return self._body
+
+
+async def _rows(conn: AsyncConnection[Any], name: str, city: City) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries("api", "metrics")[name], {"city": city.id})
+        return await cur.fetchall()
+
+
+async def _read(conn: AsyncConnection[Any], city: City) -> bytes:
+    registry = CollectorRegistry()
+    age = Gauge("parkleit_lot_data_age_seconds",
+                "Seconds since the lot's newest reading (+Inf: none yet)", ["lot"],
+                registry=registry)
+    limit = Gauge("parkleit_lot_stale_after_seconds",
+                  "The lot's staleness limit: older counts are shown as unknown", ["lot"],
+                  registry=registry)
+    closed = Gauge("parkleit_lot_closed", "1 while the lot is closed (opening hours, operator)",
+                   ["lot"], registry=registry)
+    quality = Gauge("parkleit_lot_quality", "The lot's data quality score (0-1)", ["lot"],
+                    registry=registry)
+    for row in await _rows(conn, "lot_freshness", city):
+        lot = row["lot_id"]
+        age.labels(lot).set(_age(row["age_s"]))
+        limit.labels(lot).set(row["stale_after_s"])
+        closed.labels(lot).set(1 if row["status"] == "closed" else 0)
+        if row["quality"] is not None:
+            quality.labels(lot).set(row["quality"])
+
+    newest = await _rows(conn, "newest_forecast", city)
+    Gauge("parkleit_forecast_age_seconds",
+          "Seconds since the origin of the newest forecast run (+Inf: none)",
+          registry=registry).set(_age(newest[0]["age_s"] if newest else None))
+    model = await _rows(conn, "newest_model", city)
+    Gauge("parkleit_forecast_model_age_seconds", "Seconds since the newest model was trained",
+          registry=registry).set(_age(model[0]["age_s"] if model else None))
+    mae = Gauge("parkleit_forecast_mae_spaces",
+                "Published rolling mean absolute error of the forecast, in spaces",
+                ["lot", "horizon_min"], registry=registry)
+    mae_ratio = Gauge("parkleit_forecast_mae_ratio",
+                      "Published rolling mean absolute error as a share of capacity",
+                      ["lot", "horizon_min"], registry=registry)
+    for row in await _rows(conn, "forecast_accuracy", city):
+        labels = (row["lot_id"], str(row["horizon_min"]))
+        mae.labels(*labels).set(row["mae"])
+        if row["mae_rate"] is not None:
+            mae_ratio.labels(*labels).set(row["mae_rate"])
+
+    ack = Gauge("parkleit_sign_ack_age_seconds",
+                "Seconds since the sign last confirmed its content (+Inf: never)", ["sign"],
+                registry=registry)
+    for row in await _rows(conn, "sign_acks", city):
+        ack.labels(row["sign_id"]).set(_age(row["ack_age_s"]))
+    return generate_latest(registry)

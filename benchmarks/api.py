@@ -1,0 +1,673 @@
+"""API speed: requests/s and latency of ``/v1/lots`` and of a one-year history query, next to a
+minimal FastAPI endpoint served the same way on the same machine in the same run.
+
+``python -m benchmarks.api [--json] [--days 365] [--concurrency 8] [--rate 200]``
+
+What it does, all of it private to the run:
+
+1. creates a database ``parkleit_bench_<random>`` on the PostgreSQL server at
+   ``PARKLEIT_BENCH_DATABASE_URL`` (an admin URL; default the local ``postgres`` database),
+   migrates it, syncs Zeitz (``cities/zeitz.toml``, 16 lots) and loads ``--days`` of simulated
+   history ending now (``simulators.history.backfill_history``: every lot every 5 minutes,
+   ~1.7 M rows for a year), then ``VACUUM ANALYZE`` and ``CHECKPOINT`` as autovacuum and the
+   checkpointer would long have done with data that old; every lot gets a fresh count in
+   ``lot_state`` and the last day of forecast runs;
+2. serves the real app with ``parkleit api --port P`` (one uvicorn process, one worker, the
+   per-IP rate limit off: every request comes from 127.0.0.1), and the reference: a FastAPI app
+   with one route returning a small constant JSON, in a process of its own with the same
+   uvicorn settings (``log_config=None``, no server header, the same logging);
+3. against each, from this process (httpx, HTTP/1.1 keep-alive, ``Accept-Encoding: gzip`` as
+   browsers send it; latency is to the last byte of the body as sent, not decoded):
+   (a) the most requests/s: ``--concurrency`` clients in a closed loop for ``--duration`` s;
+   (b) latency at a fixed open-loop rate (``--rate`` requests/s for ``--rate-duration`` s),
+   each request timed from when it was due, so a server that falls behind is charged for
+   the queue (no coordinated omission);
+4. then ``GET /v1/lots/{id}/history?from=<now - days>&to=<now>&resolution=15m`` of the
+   largest lot (``--history-requests`` times, one after the other, after two not measured),
+   next to the route's query for the whole range in one piece, run by psycopg straight
+   against the database (the SQL alone: the buckets aggregated and written as JSON text, and
+   their transfer; the route reads a range that long as two halves at once).
+
+The server CPU per request (from ``/proc``) of the app and the reference, and the share of a
+core the load generator itself used, are reported as well: when the client is the slower
+side, the requests/s of both are its rate.
+
+It reports; it does not judge: the exit code is 0 whether or not the targets are met, 1 when
+the benchmark itself failed. ``PARKLEIT_API_*`` variables are passed on to the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from api._history import history_range, points_query
+from benchmarks.ingest import DEFAULT_ADMIN_URL, BenchError, _database, _percentile
+from core.city import City, load_city
+from core.db import migrate
+from core.embedded import LOOPBACK, free_port
+from core.registry import sync_registry
+from simulators.history import backfill_history
+
+__all__ = ["Result", "main", "reference_app", "run"]
+
+logger = logging.getLogger("benchmarks.api")
+
+ROOT = Path(__file__).resolve().parent.parent
+CITY = "zeitz"
+TARGET_LOTS_P99_MS = 20.0
+TARGET_RATE = 200.0
+TARGET_HISTORY_P99_MS = 100.0
+HISTORY_WARMUP = 2
+FORECAST_HORIZONS = (15, 30, 60, 120)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def reference_app() -> Any:
+    """The reference: FastAPI with one route answering a small constant JSON."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    body = {"status": "ok", "lots": 16}
+
+    @app.get("/ping")
+    async def ping() -> dict[str, Any]:
+        return body
+
+    return app
+
+
+def _serve_reference(port: int) -> int:
+    """Serve ``reference_app`` as ``parkleit api`` serves the app (``core.cli._cmd_api``)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = uvicorn.Config(reference_app(), host=LOOPBACK, port=port, log_config=None,
+                            timeout_graceful_shutdown=10, server_header=False)
+    server = uvicorn.Server(config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server.run()
+    return 0 if server.started else 1
+
+
+class Server:
+    """One HTTP server process, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path,
+                 port: int) -> None:
+        self.name, self.log, self.port = name, log, port
+        self.base_url = f"http://{LOOPBACK}:{port}"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", *args], env=env, cwd=ROOT,
+                                            stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def check_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            raise BenchError(f"{self.name} exited with code {code}:\n{self.tail()}")
+
+    def wait_ready(self, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(self.base_url + path, timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name} did not answer {path} within {timeout:.0f} s:\n"
+                                 + self.tail())
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s ignored SIGTERM; killing it", self.name)
+                self.process.kill()
+                self.process.wait(10)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Load:
+    """What one phase of load measured."""
+
+    requests: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    body_bytes: int = 0
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def quantile_ms(self, q: float) -> float | None:
+        ordered = sorted(self.latencies)
+        return _percentile(ordered, q) * 1000 if ordered else None
+
+    @property
+    def server_cpu_ms(self) -> float | None:
+        """Server CPU milliseconds per request."""
+        return self.server_cpu_s / self.requests * 1000 if self.requests else None
+
+    @property
+    def client_core_share(self) -> float | None:
+        """The share of one core the load generator used."""
+        return self.client_cpu_s / self.elapsed_s if self.elapsed_s > 0 else None
+
+
+def client(connections: int) -> httpx.AsyncClient:
+    """HTTP/1.1 with keep-alive over up to ``connections`` connections; gzip as browsers ask."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=connections,
+                            max_keepalive_connections=connections),
+        timeout=httpx.Timeout(30.0), headers={"Accept-Encoding": "gzip"})
+
+
+async def fetch(http: httpx.AsyncClient, url: str) -> tuple[int, int]:
+    """GET ``url``; its status and the bytes of its body as sent (not decoded)."""
+    async with http.stream("GET", url) as response:
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+        return response.status_code, size
+
+
+async def _measured(server: Server, load: Load, body: Callable[[], Awaitable[None]]) -> Load:
+    cpu, client_cpu, began = server.cpu_seconds(), time.process_time(), time.perf_counter()
+    await body()
+    load.elapsed_s = time.perf_counter() - began
+    load.client_cpu_s = time.process_time() - client_cpu
+    load.server_cpu_s = server.cpu_seconds() - cpu
+    return load
+
+
+async def closed_loop(server: Server, path: str, *, concurrency: int, duration: float,
+                      warmup: float = 1.0) -> Load:
+    """``concurrency`` clients, each sending its next request when the last one is answered."""
+    url = server.base_url + path
+    async with client(concurrency) as http:
+        await _clients(http, url, concurrency, warmup, Load())
+        load = Load()
+        return await _measured(server, load,
+                               lambda: _clients(http, url, concurrency, duration, load))
+
+
+async def _clients(http: httpx.AsyncClient, url: str, concurrency: int, duration: float,
+                   load: Load) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + duration
+
+    async def one_client() -> None:
+        while loop.time() < until:
+            began = loop.time()
+            status, size = await fetch(http, url)
+            load.latencies.append(loop.time() - began)
+            load.requests += 1
+            load.body_bytes += size
+            load.errors += status != 200
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(one_client())
+
+
+async def open_loop(server: Server, path: str, *, rate: float, duration: float,
+                    connections: int, warmup: float = 1.0) -> Load:
+    """Requests due every 1/``rate`` s whatever the answers; each timed from when it was due."""
+    url = server.base_url + path
+    async with client(connections) as http:
+        await _schedule(http, url, rate, warmup, Load())
+        load = Load()
+        return await _measured(server, load, lambda: _schedule(http, url, rate, duration, load))
+
+
+async def _schedule(http: httpx.AsyncClient, url: str, rate: float, duration: float,
+                    load: Load) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def one(due: float) -> None:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        status, size = await fetch(http, url)
+        load.latencies.append(loop.time() - due)
+        load.requests += 1
+        load.body_bytes += size
+        load.errors += status != 200
+
+    start = loop.time() + 0.1
+    async with asyncio.TaskGroup() as group:
+        for index in range(max(1, round(rate * duration))):
+            group.create_task(one(start + index / rate))
+
+
+async def sequential(server: Server, path: str, *, requests: int,
+                     warmup: int = HISTORY_WARMUP) -> Load:
+    """``requests`` requests one after the other on one connection."""
+    url = server.base_url + path
+    async with client(1) as http:
+        for _ in range(warmup):
+            await fetch(http, url)
+        load = Load()
+
+        async def body() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(requests):
+                began = loop.time()
+                status, size = await fetch(http, url)
+                load.latencies.append(loop.time() - began)
+                load.requests += 1
+                load.body_bytes += size
+                load.errors += status != 200
+
+        return await _measured(server, load, body)
+
+
+# --------------------------------------------------------------------------- the data
+
+
+def _seed(conn: psycopg.Connection[Any], city: City, now: datetime, days: int) -> int:
+    """History, live counts and forecast runs; the history rows written."""
+    sync_registry(conn, city)
+    report = backfill_history(conn, city, end=now, weeks=days / 7)
+    logger.info("history: %d rows in %.1f s", report.rows, report.elapsed_s)
+    # As autovacuum and the checkpointer would long have done with a year of data: the
+    # visibility map lets the history be read from the index alone, and the load is on disk
+    # rather than being written out while the benchmark measures.
+    began = time.monotonic()
+    conn.execute("VACUUM ANALYZE lot_occupancy")
+    try:
+        conn.execute("CHECKPOINT")
+    except psycopg.errors.InsufficientPrivilege:
+        logger.warning("no privilege for CHECKPOINT: the load may be written out meanwhile")
+    logger.info("VACUUM ANALYZE and CHECKPOINT in %.1f s", time.monotonic() - began)
+    # Every lot counted a minute ago, with the numbers of its newest history row.
+    conn.execute(
+        "UPDATE lot_state AS s SET free = o.free, occupied = o.occupied, status = 'open',"
+        " updated = %(updated)s, quality = 1"
+        " FROM (SELECT DISTINCT ON (lot_id) lot_id, free, occupied FROM lot_occupancy"
+        "       ORDER BY lot_id, time DESC) AS o"
+        " WHERE o.lot_id = s.lot_id", {"updated": now - timedelta(minutes=1)})
+    # A run every 15 minutes over the last day, as the forecast service writes them.
+    conn.execute(
+        "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10,"
+        " free_p90, p_space, model)"
+        " SELECT r.time, l.lot_id, h.horizon, r.time + make_interval(mins => h.horizon),"
+        "        l.capacity * 0.4, l.capacity * 0.3, l.capacity * 0.5, 0.97, 'bench'"
+        " FROM lots AS l"
+        " CROSS JOIN generate_series(%(now)s - INTERVAL '1 day', %(now)s,"
+        "                            INTERVAL '15 minutes') AS r (time)"
+        " CROSS JOIN unnest(%(horizons)s::int[]) AS h (horizon)",
+        {"now": now - timedelta(minutes=5), "horizons": list(FORECAST_HORIZONS)})
+    conn.execute("ANALYZE forecasts")
+    return report.rows
+
+
+def _database_time(db_url: str, params: dict[str, Any], repeat: int) -> tuple[float, int]:
+    """Median seconds for psycopg to run the history route's query (the points as JSON text)
+    and fetch its answer; and how many buckets there are."""
+    times: list[float] = []
+    points = ""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for _ in range(repeat + 1):
+            began = time.perf_counter()
+            _last, points = conn.execute(points_query("15m"), params).fetchone() or (None, "")
+            times.append(time.perf_counter() - began)
+    return _percentile(sorted(times[1:]), 0.5), (points or "").count('{"time":')
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Result:
+    """Every figure of one run (milliseconds, requests/s)."""
+
+    days: int
+    history_rows: int = 0
+    concurrency: int = 0
+    rate: float = 0.0
+    lots_rps: float = 0.0
+    lots_p50_ms: float | None = None
+    lots_p95_ms: float | None = None
+    lots_p99_ms: float | None = None
+    lots_max_ms: float | None = None
+    lots_achieved_rate: float = 0.0
+    lots_errors: int = 0
+    lots_bytes: int = 0
+    lots_server_cpu_ms: float | None = None
+    lots_client_core_share: float | None = None
+    reference_rps: float = 0.0
+    reference_p50_ms: float | None = None
+    reference_p95_ms: float | None = None
+    reference_p99_ms: float | None = None
+    reference_max_ms: float | None = None
+    reference_server_cpu_ms: float | None = None
+    reference_client_core_share: float | None = None
+    ratio: float | None = None
+    history_requests: int = 0
+    history_p50_ms: float | None = None
+    history_p95_ms: float | None = None
+    history_p99_ms: float | None = None
+    history_max_ms: float | None = None
+    history_errors: int = 0
+    history_buckets: int = 0
+    history_bytes_gzip: int = 0
+    history_server_cpu_ms: float | None = None
+    history_database_ms: float | None = None
+    server: str = ""
+    load_average_start: list[float] = field(default_factory=list)
+    load_average: list[float] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        def rounded(value: Any) -> Any:
+            if isinstance(value, float):
+                return round(value, 3)
+            if isinstance(value, list):
+                return [rounded(item) for item in value]
+            return value
+
+        return {key: rounded(value) for key, value in self.__dict__.items()}
+
+
+def _uvicorn_implementation() -> str:
+    """What uvicorn's ``auto`` loop and HTTP protocol resolve to in this environment."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn, 1 worker, {loop} + {http}"
+
+
+def run(args: argparse.Namespace) -> Result:
+    """One benchmark run; raises BenchError when the benchmark itself fails."""
+    admin_url = os.environ.get("PARKLEIT_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
+    result = Result(days=args.days, concurrency=args.concurrency, rate=args.rate,
+                    server=_uvicorn_implementation(), load_average_start=list(os.getloadavg()))
+    result.settings = {k: v for k, v in sorted(os.environ.items())
+                       if k.startswith("PARKLEIT_API_")}
+    tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-api-"))
+    servers: list[Server] = []
+    try:
+        city = load_city(CITY)
+        with _database(admin_url) as db_url:
+            now = datetime.now(UTC)
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                migrate(conn)
+                result.history_rows = _seed(conn, city, now, args.days)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
+                   or k.startswith("PARKLEIT_API_")}
+            env |= {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_CITY": CITY,
+                    "PARKLEIT_API_RATE_PER_IP": "0"}
+            app_port, reference_port = free_port(), free_port()
+            servers.append(Server("parkleit api", ["core.cli", "api", "--port", str(app_port)],
+                                  env, tmp / "api.log", app_port))
+            servers.append(Server("reference", ["benchmarks.api", "--serve-reference",
+                                                str(reference_port)],
+                                  env, tmp / "reference.log", reference_port))
+            servers[0].wait_ready("/healthz", 60)
+            servers[1].wait_ready("/ping", 60)
+            try:
+                asyncio.run(_measure(args, result, city, now, *servers))
+            finally:
+                for server in servers:
+                    server.stop()
+            if args.history_requests:
+                seconds, result.history_buckets = _database_time(
+                    db_url, _history_params(city, now, args.days), 5)
+                result.history_database_ms = seconds * 1000
+    finally:
+        for server in servers:
+            if server.process.poll() is None:
+                server.process.kill()
+        if args.keep:
+            logger.info("kept %s", tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result.load_average = list(os.getloadavg())
+    return result
+
+
+def _history_params(city: City, now: datetime, days: int) -> dict[str, Any]:
+    """The parameters the history route gives the 15m query for the benchmark's request."""
+    start, end = history_range(now - timedelta(days=days), now, "15m", now=now,
+                               default=timedelta(hours=24), tz=city.tz)
+    return {"lot_ids": [_history_lot(city).id], "from": start, "to": end,
+            "tz": city.city.timezone}
+
+
+def _history_lot(city: City) -> Any:
+    return max(city.lots, key=lambda lot: lot.capacity)
+
+
+def _check(load: Load, what: str) -> None:
+    if load.requests and load.errors == load.requests:
+        raise BenchError(f"every request to {what} failed")
+
+
+async def _measure(args: argparse.Namespace, result: Result, city: City, now: datetime,
+                   app: Server, reference: Server) -> None:
+    lots_path = "/v1/lots"
+    for server, path, name in ((reference, "/ping", "reference"), (app, lots_path, "lots")):
+        logger.info("%s: closed loop, %d clients, %.0f s", name, args.concurrency,
+                    args.duration)
+        most = await closed_loop(server, path, concurrency=args.concurrency,
+                                 duration=args.duration)
+        _check(most, f"{server.name} {path}")
+        server.check_alive()
+        logger.info("%s: %.0f requests/s; open loop at %.0f/s for %.0f s", name, most.rate,
+                    args.rate, args.rate_duration)
+        fixed = await open_loop(server, path, rate=args.rate, duration=args.rate_duration,
+                                connections=args.connections)
+        _check(fixed, f"{server.name} {path}")
+        server.check_alive()
+        logger.info("%s: p50 %.1f ms, p99 %.1f ms", name, fixed.quantile_ms(0.5) or 0,
+                    fixed.quantile_ms(0.99) or 0)
+        if name == "reference":
+            result.reference_rps = most.rate
+            result.reference_server_cpu_ms = most.server_cpu_ms
+            result.reference_client_core_share = most.client_core_share
+            result.reference_p50_ms, result.reference_p95_ms, result.reference_p99_ms, \
+                result.reference_max_ms = (fixed.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+        else:
+            result.lots_rps = most.rate
+            result.lots_server_cpu_ms = most.server_cpu_ms
+            result.lots_client_core_share = most.client_core_share
+            result.lots_bytes = most.body_bytes // max(most.requests, 1)
+            result.lots_errors = most.errors + fixed.errors
+            result.lots_achieved_rate = fixed.rate
+            result.lots_p50_ms, result.lots_p95_ms, result.lots_p99_ms, \
+                result.lots_max_ms = (fixed.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+    if result.reference_rps:
+        result.ratio = result.lots_rps / result.reference_rps
+
+    if args.history_requests:
+        params = _history_params(city, now, args.days)
+        query = httpx.QueryParams({"from": params["from"].isoformat(),
+                                   "to": params["to"].isoformat(), "resolution": "15m"})
+        path = f"/v1/lots/{_history_lot(city).id}/history?{query}"
+        logger.info("history: %d requests of %d days at 15m", args.history_requests, args.days)
+        history = await sequential(app, path, requests=args.history_requests)
+        _check(history, f"{app.name} history")
+        result.history_requests = history.requests
+        result.history_errors = history.errors
+        result.history_bytes_gzip = history.body_bytes // max(history.requests, 1)
+        result.history_server_cpu_ms = history.server_cpu_ms
+        result.history_p50_ms, result.history_p95_ms, result.history_p99_ms, \
+            result.history_max_ms = (history.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def table(result: Result) -> str:
+    """The human-readable report: each figure next to its target and its reference."""
+
+    def met(ok: bool | None) -> str:
+        return "" if ok is None else ("yes" if ok else "NO")
+
+    lots_ok = (None if result.lots_p99_ms is None else
+               result.lots_p99_ms < TARGET_LOTS_P99_MS
+               and result.lots_achieved_rate >= 0.95 * TARGET_RATE)
+    history_ok = (None if result.history_p99_ms is None
+                  else result.history_p99_ms < TARGET_HISTORY_P99_MS)
+    rate = f"{result.rate:,.0f}/s"
+    # (figure, measured, target, met, reference: the constant-JSON endpoint's figure)
+    lines = [
+        ("GET /v1/lots: requests/s (closed loop)", _fmt(result.lots_rps, 0), "", "",
+         f"{_fmt(result.reference_rps, 0)} requests/s"),
+        ("ratio to the reference", _fmt(result.ratio, 3), "", "", ""),
+        (f"GET /v1/lots at {rate}: p50 (ms)", _fmt(result.lots_p50_ms), "", "",
+         _fmt(result.reference_p50_ms)),
+        (f"GET /v1/lots at {rate}: p95 (ms)", _fmt(result.lots_p95_ms), "", "",
+         _fmt(result.reference_p95_ms)),
+        (f"GET /v1/lots at {rate}: p99 (ms)", _fmt(result.lots_p99_ms),
+         f"< {TARGET_LOTS_P99_MS:.0f}", met(lots_ok), _fmt(result.reference_p99_ms)),
+        ("server CPU per request (ms)", _fmt(result.lots_server_cpu_ms, 2), "", "",
+         _fmt(result.reference_server_cpu_ms, 2)),
+        (f"history {result.days} d at 15m: p50 (ms)", _fmt(result.history_p50_ms), "", "",
+         f"{_fmt(result.history_database_ms)} its SQL in one piece"),
+        (f"history {result.days} d at 15m: p95 (ms)", _fmt(result.history_p95_ms), "", "",
+         ""),
+        (f"history {result.days} d at 15m: p99 (ms)", _fmt(result.history_p99_ms),
+         f"< {TARGET_HISTORY_P99_MS:.0f}", met(history_ok), ""),
+    ]
+    head = (f"parkleit API benchmark: Zeitz, {result.history_rows:,} history rows "
+            f"({result.days} days); {result.server}")
+    width = max(len(line[0]) for line in lines)
+    out = [head, "",
+           f"{'figure':<{width}}  {'measured':>9}  {'target':<6}  {'met':<3}  "
+           "reference (constant JSON)",
+           f"{'-' * width}  {'-' * 9}  {'-' * 6}  ---  {'-' * 25}"]
+    out += [f"{label:<{width}}  {value:>9}  {target:<6}  {ok:<3}  {ref}".rstrip()
+            for label, value, target, ok, ref in lines]
+    out += [
+        "",
+        f"closed loop: {result.concurrency} clients; the load generator used "
+        f"{_fmt(result.lots_client_core_share, 2)} of a core against /v1/lots, "
+        f"{_fmt(result.reference_client_core_share, 2)} against the reference",
+        f"open loop: {result.lots_achieved_rate:,.0f} requests/s achieved, max "
+        f"{_fmt(result.lots_max_ms)} ms (reference {_fmt(result.reference_max_ms)} ms); "
+        f"{result.lots_errors} errors; /v1/lots body {result.lots_bytes:,} bytes gzipped",
+        f"history: {result.history_requests} requests one after the other, "
+        f"{result.history_buckets:,} buckets, {result.history_bytes_gzip:,} bytes gzipped, "
+        f"server CPU {_fmt(result.history_server_cpu_ms)} ms per request, max "
+        f"{_fmt(result.history_max_ms)} ms, {result.history_errors} errors",
+        "load average (1, 5, 15 min) at the start: "
+        + " ".join(f"{v:.2f}" for v in result.load_average_start) + "; at the end: "
+        + " ".join(f"{v:.2f}" for v in result.load_average),
+    ]
+    if result.settings:
+        out.append("settings: " + " ".join(f"{k}={v}" for k, v in result.settings.items()))
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.api",
+                                     description="API requests/s and latency next to a "
+                                     "minimal FastAPI endpoint.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--days", type=int, default=365,
+                        help="days of history to load and to ask for at 15m")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="clients of the closed loop (requests/s)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of the closed loop")
+    parser.add_argument("--rate", type=float, default=TARGET_RATE,
+                        help="requests/s of the open loop (latency)")
+    parser.add_argument("--rate-duration", type=float, default=15.0,
+                        help="seconds of the open loop")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="most connections the open loop may open")
+    parser.add_argument("--history-requests", type=int, default=30,
+                        help="history requests to time (0: none)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (server logs)")
+    parser.add_argument("--serve-reference", type=int, metavar="PORT",
+                        help=argparse.SUPPRESS)  # the reference server's own process
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.serve_reference is not None:
+        return _serve_reference(args.serve_reference)
+    if (args.days < 1 or args.concurrency < 1 or args.duration <= 0 or args.rate <= 0
+            or args.rate_duration <= 0 or args.connections < 1 or args.history_requests < 0):
+        print("benchmarks.api: --days, --concurrency and --connections must be >= 1, "
+              "--duration, --rate and --rate-duration > 0, --history-requests >= 0",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        result = run(args)
+    except BenchError as exc:
+        logger.error("benchmark failed: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        logger.exception("benchmark failed")
+        return 1
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

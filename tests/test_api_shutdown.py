@@ -1,0 +1,66 @@
+"""``parkleit api`` stops at once on SIGTERM, even with event streams open."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import httpx
+from _helpers import ServiceProcess, service_env, wait_for
+from starlette.datastructures import State
+
+from api._hub import Hub
+from core.city import City
+from core.embedded import free_port
+from core.settings import Settings
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_sigterm_ends_open_streams_and_exits_at_once(
+        spawn: Callable[..., ServiceProcess], settings: Settings) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = spawn(["api", "--port", str(port)], service_env(settings), name="api")
+    wait_for(lambda: _healthy(url), timeout=30, interval=0.2)
+    opened, ended = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with httpx.stream("GET", f"{url}/v1/stream",
+                              timeout=httpx.Timeout(5, read=60)) as response:
+                for _ in response.iter_lines():
+                    opened.set()
+            ended.set()  # the server ended the stream properly (not a dropped connection)
+        except httpx.HTTPError as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(10), "the stream did not open"
+    began = time.monotonic()
+    assert api.terminate(timeout=30) == 0
+    took = time.monotonic() - began
+    reader.join(5)
+    log = api.log.read_text()
+    # uvicorn's graceful timeout is 20 s: a stream that never ends would hold it that long.
+    assert took < 5, f"SIGTERM took {took:.1f} s; log:\n{log[-2000:]}"
+    assert ended.is_set() and not failures, failures
+    assert "Traceback" not in log and "timeout graceful shutdown exceeded" not in log
+
+
+def test_a_stream_opened_while_draining_ends_after_the_current_state(
+        settings: Settings, city: City) -> None:
+    hub = Hub(settings, State({"city": city}), cast(Any, None))  # no database needed here
+    kept, _ = hub.subscribe(None, None)
+    hub.end_streams()
+    late, _ = hub.subscribe(None, None)
+    assert kept.closed and late.closed and not hub.subscribers
