@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -10,9 +14,32 @@ from core.db import queries
 
 __all__ = ["sync_registry"]
 
+logger = logging.getLogger(__name__)
+
+ATTEMPTS = 5
+
 
 def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
-    """Make the registry tables match the config of ``city``, in one transaction."""
+    """Make the registry tables match the config of ``city``, in one transaction.
+
+    Every ingest worker syncs as it starts, while the others may already be writing: the
+    upserts lock every bay in config order, a batch locks its bays (foreign keys) in message
+    order, so PostgreSQL may break a deadlock by aborting the sync. It is tried again.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            _sync(conn, city)
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            if attempt == ATTEMPTS:
+                raise
+            pause = random.uniform(0.1, 0.5) * attempt
+            logger.warning("registry sync of %s aborted (%s); attempt %d of %d in %.1f s",
+                           city.id, type(exc).__name__, attempt + 1, ATTEMPTS, pause)
+            time.sleep(pause)
+
+
+def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
     q = queries("core")
     with conn.transaction(), conn.cursor() as cur:
         lot_rows = [

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple, TextIO
 from core.city import Bay, City, Lot
 from core.settings import Settings
 
-from ._mqtt import PubAcks, mqtt_client
+from ._mqtt import RoutedPublisher, mqtt_client
 from .demand import CitySimulation, Minute
 
 __all__ = [
@@ -73,6 +73,7 @@ BATTERY_FULL_V = 3.6
 BATTERY_EMPTY_V = 2.4
 MAX_OUTSTANDING = 5000
 ACK_TIMEOUT_S = 60.0
+STOP_RETRY_S = 2.0  # when stopped: how long messages that reached no subscriber are retried
 TRUTH_HEADER = "time,lot_id,occupied,free,capacity"
 
 FAULT_NAMES = ("drop", "duplicate", "late", "stuck", "flapping", "dead_battery",
@@ -933,7 +934,9 @@ def city_messages(city: City, start: datetime, *, seed: int = 1,
 @dataclass(frozen=True, slots=True)
 class CityReport:
     """What ``run_city`` did. ``faults`` counts fault effects (messages or episodes);
-    ``unacknowledged`` of the published messages the broker never took."""
+    ``unacknowledged`` of the published messages the broker never took; ``republished`` how
+    often a message was published again because it had reached no subscriber (ingest
+    re-subscribing after a broker restart), ``unrouted`` those given up so."""
 
     start: datetime
     end: datetime  # simulated time reached
@@ -944,6 +947,8 @@ class CityReport:
     elapsed_s: float
     unacknowledged: int = 0
     stopped: bool = False  # by stop_event (SIGINT/SIGTERM) before the end
+    republished: int = 0
+    unrouted: int = 0
 
     def per_hour(self) -> float:
         """Messages per simulated hour."""
@@ -989,7 +994,9 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
     """Publish a city simulation (QoS 1) until ``duration_s`` of simulated time (0 = until
     ``stop_event``), writing the ground truth CSV to ``truth_path`` as it goes.
 
-    ``publish`` replaces the MQTT client (tests); ``pacer`` the wall clock.
+    ``publish`` replaces the MQTT client (tests); ``pacer`` the wall clock. A message whose
+    PUBACK says it reached no subscriber is published again (``RoutedPublisher``): Mosquitto
+    2.0 forgets shared subscriptions in a restart, until ingest has subscribed again.
     """
     if speed < 0:
         raise CitySimError("speed must be >= 0")
@@ -1004,24 +1011,27 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
     feed = CityFeed(city, start, seed=seed, faults=faults, heartbeat_min=heartbeat_min,
                     duration_s=duration_s)
     stop = stop_event or threading.Event()
-    pacer = pacer or Pacer(speed, sleep=stop.wait)
     began = time.monotonic()
     by_kind: Counter[str] = Counter()
     published = truth_rows = 0
-    acks: PubAcks | None = None
+    router: RoutedPublisher | None = None
     client = None
     if publish is None:
         client = mqtt_client(settings, f"parkleit-city-{city.id}-{seed}-{random.getrandbits(24):x}")
-        acks = PubAcks()
-        client.on_publish = acks.on_publish
-        mqtt = client
+        routed = router = RoutedPublisher(client)
 
         def to_broker(message: SimMessage) -> None:
-            mqtt.publish(message.topic, message.payload, qos=1)
+            routed.publish(message.topic, message.payload)
+
+        def nap(seconds: float) -> bool:
+            routed.settle()  # retries fall due while the pacer waits for the next message
+            return stop.wait(min(seconds, 0.25))
 
         send: Callable[[SimMessage], None] = to_broker
+        pacer = pacer or Pacer(speed, sleep=nap)
     else:
         send = publish
+        pacer = pacer or Pacer(speed, sleep=stop.wait)
 
     truth: TextIO | None = None
     reached = feed.start
@@ -1045,8 +1055,10 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
                 send(message)
                 published += 1
                 by_kind[message.kind] += 1
-                if acks is not None and published - acks.acked > MAX_OUTSTANDING:
-                    acks.wait(MAX_OUTSTANDING, published, ACK_TIMEOUT_S)
+                if router is not None:
+                    router.settle()
+                    if router.outstanding > MAX_OUTSTANDING:
+                        router.wait(MAX_OUTSTANDING, ACK_TIMEOUT_S)
             if stopped or (minute.truth and not pacer.wait_until(minute.end)):
                 stopped = True
                 break
@@ -1058,23 +1070,33 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
             if stop.is_set():
                 stopped = True
                 break
-        if acks is not None and not acks.wait(0, published, ACK_TIMEOUT_S):
+        # Stopped: every PUBACK still, but what reached no subscriber only briefly.
+        if router is not None and not (
+                router.wait(0, ACK_TIMEOUT_S, retry=not stopped)
+                and router.wait(0, STOP_RETRY_S if stopped else ACK_TIMEOUT_S)):
             logger.warning("the broker acknowledged %d of %d messages within %.0f s",
-                           acks.acked, published, ACK_TIMEOUT_S)
+                           published - router.unacknowledged, published, ACK_TIMEOUT_S)
     finally:
         if truth is not None:
             truth.close()
         if client is not None:
             client.disconnect()
             client.loop_stop()
-    unacknowledged = 0
-    if acks is not None:
-        unacknowledged = published - acks.acked + acks.refused
-        if acks.refused:
-            logger.warning("the broker refused %d messages", acks.refused)
+    unacknowledged = republished = unrouted = 0
+    if router is not None:
+        router.give_up()
+        unacknowledged, republished, unrouted = (router.unacknowledged, router.republished,
+                                                 router.unrouted)
+        if router.refused:
+            logger.warning("the broker refused %d messages", router.refused)
+        if republished:
+            logger.info("published %d times again what had reached no subscriber (ingest "
+                        "not subscribed yet, e.g. after a broker restart)", republished)
+        if unrouted:
+            logger.warning("%d messages reached no subscriber and were given up", unrouted)
     fault_counts = {key: value for key, value in sorted(feed.stats.items())
                     if not key.startswith("generated_")}
     return CityReport(feed.start, reached, published, dict(sorted(by_kind.items())),
                       fault_counts, truth_rows, time.monotonic() - began, unacknowledged,
-                      stopped)
+                      stopped, republished, unrouted)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -193,6 +196,49 @@ def test_registry_sync_follows_the_config(conn: psycopg.Connection[Any], city: C
         (f"{city.id}-garage",), (f"{city.id}-small",)]
     assert rows(conn, "SELECT count(*) FROM bays") == [(0,)]
     assert rows(conn, "SELECT count(*) FROM lot_state") == [(2,)]
+
+
+def test_registry_sync_survives_a_deadlock_with_a_writer(
+        db_url: str, city: City, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker syncing as it starts while another one writes: the sync locks the bays in
+    config order, a batch (foreign keys) in message order; PostgreSQL breaks the deadlock by
+    aborting the sync, which is tried again (four ingest workers starting at once did it)."""
+    first, *_, last = [bay.id for _, bay in city.bays()]
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        sync_registry(setup, city)
+    failed: list[BaseException] = []
+    with psycopg.connect(db_url) as batch, psycopg.connect(db_url, autocommit=True) as syncer:
+        syncer.execute("SET deadlock_timeout = '100ms'")  # the sync is the one aborted
+        batch.execute("SET deadlock_timeout = '10s'")
+        batch.execute("SELECT 1 FROM bays WHERE bay_id = %s FOR KEY SHARE", (last,))
+
+        def sync() -> None:
+            try:
+                sync_registry(syncer, city)
+            except BaseException as exc:
+                failed.append(exc)
+
+        thread = threading.Thread(target=sync, name="sync")
+        thread.start()
+        pid = syncer.info.backend_pid
+
+        def blocked() -> bool:
+            row = batch.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                (pid,)).fetchone()
+            return row is not None and row[0] == "Lock"
+
+        deadline = time.monotonic() + 10
+        while not blocked() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert blocked(), "the sync never waited for the batch's lock"
+        with caplog.at_level(logging.WARNING, logger="core.registry"):
+            batch.execute("SELECT 1 FROM bays WHERE bay_id = %s FOR KEY SHARE", (first,))
+            batch.commit()
+            thread.join(30)
+    assert not thread.is_alive() and not failed, failed
+    assert "DeadlockDetected" in caplog.text
+    with psycopg.connect(db_url) as check:
+        assert rows(check, "SELECT count(*) FROM bays") == [(len(list(city.bays())),)]
 
 
 def test_late_counter_reading_still_gets_its_history_row(
