@@ -438,6 +438,9 @@ class ForecastService:
                 logger.info("big change at %s (%s -> %s free); predicting again", lot_id,
                             before, free)
             self._change_pending = True
+            # A lot the prediction skips (stale) gets no latest_free: without this every one
+            # of its updates would count as a big change.
+            self._last_free[str(lot_id)] = float(free)
 
     def _predict(self, pool: ConnectionPool) -> None:
         settings = self.settings
