@@ -42,13 +42,11 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import json
 import logging
 import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +60,8 @@ import httpx
 import psycopg
 
 from api._history import history_range, points_query
-from benchmarks.ingest import DEFAULT_ADMIN_URL, BenchError, _database, _percentile
+from benchmarks._common import DEFAULT_ADMIN_URL, BenchError, database, percentile, run_main
+from benchmarks._common import Service as _Process
 from core.city import City, load_city
 from core.db import migrate
 from core.embedded import LOOPBACK, free_port
@@ -73,7 +72,6 @@ __all__ = ["Result", "main", "reference_app", "run"]
 
 logger = logging.getLogger("benchmarks.api")
 
-ROOT = Path(__file__).resolve().parent.parent
 CITY = "zeitz"
 TARGET_LOTS_P99_MS = 20.0
 TARGET_RATE = 200.0
@@ -115,28 +113,14 @@ def _serve_reference(port: int) -> int:
     return 0 if server.started else 1
 
 
-class Server:
+class Server(_Process):
     """One HTTP server process, its output in a log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path,
                  port: int) -> None:
-        self.name, self.log, self.port = name, log, port
+        self.port = port
         self.base_url = f"http://{LOOPBACK}:{port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", *args], env=env, cwd=ROOT,
-                                            stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise BenchError(f"{self.name} exited with code {code}:\n{self.tail()}")
+        super().__init__(name, args, env, log)
 
     def wait_ready(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -157,16 +141,6 @@ class Server:
         except OSError:
             return math.nan
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s ignored SIGTERM; killing it", self.name)
-                self.process.kill()
-                self.process.wait(10)
 
 
 # --------------------------------------------------------------------------- load
@@ -190,7 +164,7 @@ class Load:
 
     def quantile_ms(self, q: float) -> float | None:
         ordered = sorted(self.latencies)
-        return _percentile(ordered, q) * 1000 if ordered else None
+        return percentile(ordered, q) * 1000 if ordered else None
 
     @property
     def server_cpu_ms(self) -> float | None:
@@ -359,7 +333,7 @@ def _database_time(db_url: str, params: dict[str, Any], repeat: int) -> tuple[fl
             began = time.perf_counter()
             _last, points = conn.execute(points_query("15m"), params).fetchone() or (None, "")
             times.append(time.perf_counter() - began)
-    return _percentile(sorted(times[1:]), 0.5), (points or "").count('{"time":')
+    return percentile(sorted(times[1:]), 0.5), (points or "").count('{"time":')
 
 
 # --------------------------------------------------------------------------- the run
@@ -435,7 +409,7 @@ def run(args: argparse.Namespace) -> Result:
     servers: list[Server] = []
     try:
         city = load_city(CITY)
-        with _database(admin_url) as db_url:
+        with database(admin_url) as db_url:
             now = datetime.now(UTC)
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
@@ -649,24 +623,8 @@ def main(argv: list[str] | None = None) -> int:
               "--duration, --rate and --rate-duration > 0, --history-requests >= 0",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        result = run(args)
-    except BenchError as exc:
-        logger.error("benchmark failed: %s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        logger.exception("benchmark failed")
-        return 1
-    if args.json:
-        print(json.dumps(result.as_dict()))
-    else:
-        print(table(result))
-    return 0
+    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
+                    log=logger, quiet=["httpx"])
 
 
 if __name__ == "__main__":

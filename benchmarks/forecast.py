@@ -36,7 +36,6 @@ are met, 1 when the benchmark itself failed, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -54,6 +53,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info, threadpool_limits  # type: ignore[import-untyped]
 
+from benchmarks._common import BenchError, run_main
 from core.city import City, load_city
 from forecasting import (
     DataError,
@@ -96,10 +96,6 @@ TARGET_TRAIN_S = 60.0
 TARGET_PREDICT_S = 1.0
 
 _MODELS = ("persistence", "seasonal_naive", "profile_anomaly", "model")
-
-
-class BenchError(Exception):
-    """The benchmark itself failed (not: the figures are poor)."""
 
 
 # --------------------------------------------------------------------------- the data
@@ -446,20 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         args.birmingham = DEFAULT_BIRMINGHAM
     elif not args.skip_birmingham and not args.birmingham.is_file():
         parser.error(f"--birmingham {args.birmingham}: no such file")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        result = run(args)
-    except BenchError as exc:
-        logger.error("benchmark failed: %s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        logger.exception("benchmark failed")
-        return 1
-    print(json.dumps(result) if args.json else table(result))
-    return 0
+    return run_main(lambda: run(args), as_json=args.json, to_json=lambda result: result,
+                    table=table, log=logger)
 
 
 if __name__ == "__main__":

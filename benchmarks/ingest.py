@@ -53,19 +53,16 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -73,8 +70,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from psycopg import sql
 
+from benchmarks._common import (
+    DEFAULT_ADMIN_URL,
+    BenchError,
+    NotifyListener,
+    database,
+    log_tail,
+    percentile,
+    run_main,
+    start_process,
+    stop_process,
+)
 from core.city import City, load_city
 from core.db import migrate
 from core.embedded import LOOPBACK, PrivateBroker, free_port
@@ -84,8 +91,6 @@ __all__ = ["BenchError", "Result", "city_toml", "main", "run"]
 
 logger = logging.getLogger("benchmarks.ingest")
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CITY_ID = "bench"
 BAYS_PER_LOT = 40
 COUNTER_LOTS = 3
@@ -95,10 +100,6 @@ TARGET_RATE = 5000.0
 TARGET_RATIO = 0.5
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)$")
-
-
-class BenchError(Exception):
-    """The benchmark itself failed (not: the figures are poor)."""
 
 
 # --------------------------------------------------------------------------- the city
@@ -286,17 +287,9 @@ def measure_reference(broker: PrivateBroker, city: City, city_path: Path, *, bay
              "p50_ms": None, "p99_ms": None}
     if subscriber.latencies and not backlog:
         ordered = sorted(subscriber.latencies)
-        found["p50_ms"] = _percentile(ordered, 0.5) * 1000
-        found["p99_ms"] = _percentile(ordered, 0.99) * 1000
+        found["p50_ms"] = percentile(ordered, 0.5) * 1000
+        found["p99_ms"] = percentile(ordered, 0.99) * 1000
     return found
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    """The ``q`` quantile of sorted values, interpolated (as percentile_cont)."""
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 # --------------------------------------------------------------------------- ingest workers
@@ -317,17 +310,10 @@ class Worker:
         port = free_port()
         env = {**env, "PARKLEIT_INGEST_CLIENT_ID": f"bench-ingest-{index + 1}",
                "PARKLEIT_INGEST_METRICS_PORT": str(port)}
-        with log.open("ab") as out:
-            process = subprocess.Popen([sys.executable, "-m", "core.cli", "ingest"], env=env,
-                                       cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
-        return cls(index, log, port, process)
+        return cls(index, log, port, start_process(["core.cli", "ingest"], env, log))
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log, lines)
 
     def check_alive(self) -> None:
         code = self.process.poll()
@@ -366,45 +352,11 @@ class Worker:
         return self.peak_rss_kb
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("ingest worker %d ignored SIGTERM; killing it", self.index + 1)
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, f"ingest worker {self.index + 1}", timeout)
 
 
 def _metric(workers: list[Worker], name: str) -> float:
     return sum(w.metrics().get(name, 0.0) for w in workers)
-
-
-# --------------------------------------------------------------------------- commit times
-
-
-class NotifyListener:
-    """LISTENs to ``parkleit_lot_state``: each notification arrives when its batch commits."""
-
-    def __init__(self, url: str) -> None:
-        self.notes: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._conn = psycopg.connect(url, autocommit=True)
-        self._conn.execute("LISTEN parkleit_lot_state")
-        self._thread = threading.Thread(target=self._run, name="bench-listen", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for note in self._conn.notifies(timeout=0.2):
-                self.notes.append((time.time(), note.payload))
-
-    def close(self) -> None:
-        """Stop listening; idempotent."""
-        self._stop.set()
-        self._thread.join(5)
-        if not self._conn.closed:
-            self._conn.close()
 
 
 # --------------------------------------------------------------------------- the run
@@ -455,31 +407,6 @@ class Result:
             return value
 
         return {k: rounded(v) for k, v in self.__dict__.items()}
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextlib.contextmanager
-def _database(admin_url: str) -> Iterator[str]:
-    name = f"parkleit_bench_{secrets.token_hex(4)}"
-    ident = sql.Identifier(name)
-    try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    except psycopg.Error as exc:
-        raise BenchError(f"cannot create the benchmark database: {exc}".strip()) from None
-    logger.info("database %s created", name)
-    try:
-        yield _with_database(admin_url, name)
-    finally:
-        try:
-            with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-            logger.info("database %s dropped", name)
-        except psycopg.Error as exc:
-            logger.error("could not drop database %s: %s", name, exc)
 
 
 def _counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
@@ -584,7 +511,7 @@ def run(args: argparse.Namespace) -> Result:
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None
         logger.info("broker %s (%s, tuned config)", broker.url, broker.backend)
-        with _database(admin_url) as db_url:
+        with database(admin_url) as db_url:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
                 sync_registry(conn, city)
@@ -850,23 +777,8 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks.ingest: --messages, --bays and --workers must be >= 1, --rate >= 0",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        result = run(args)
-    except BenchError as exc:
-        logger.error("benchmark failed: %s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        logger.exception("benchmark failed")
-        return 1
-    if args.json:
-        print(json.dumps(result.as_dict()))
-    else:
-        print(table(result))
-    return 0
+    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
+                    log=logger)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,6 @@ import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,7 +48,15 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from benchmarks.ingest import DEFAULT_ADMIN_URL, BenchError, NotifyListener, _database, _percentile
+from benchmarks._common import (
+    DEFAULT_ADMIN_URL,
+    BenchError,
+    NotifyListener,
+    database,
+    percentile,
+    run_main,
+)
+from benchmarks._common import Service as _Process
 from core.city import load_city
 from core.db import migrate
 from core.embedded import PrivateBroker
@@ -64,7 +70,6 @@ __all__ = ["Result", "city_toml", "main", "run"]
 
 logger = logging.getLogger("benchmarks.signage")
 
-ROOT = Path(__file__).resolve().parent.parent
 CITY_ID = "benchsigns"
 LOT_ID = f"{CITY_ID}-lot"
 BAYS = 20
@@ -143,26 +148,11 @@ class SignWatch:
         self._loop.close()
 
 
-class Service:
+class Service(_Process):
     """One ``parkleit`` subcommand as a process, its output in a log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.log = name, log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
-                                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise BenchError(f"{self.name} exited with code {code}:\n{self.tail()}")
+        super().__init__(name, ["core.cli", *args], env, log)
 
     def wait_log(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -172,16 +162,6 @@ class Service:
                 raise BenchError(f"{self.name} did not log {text!r} within {timeout:.0f} s:\n"
                                  + self.tail())
             time.sleep(0.05)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s ignored SIGTERM; killing it", self.name)
-                self.process.kill()
-                self.process.wait(10)
 
 
 @dataclass
@@ -223,7 +203,7 @@ def _quantiles(values: list[float]) -> tuple[float | None, float | None]:
     ordered = sorted(values)
     if not ordered:
         return None, None
-    return _percentile(ordered, 0.5) * 1000, _percentile(ordered, 0.95) * 1000
+    return percentile(ordered, 0.5) * 1000, percentile(ordered, 0.95) * 1000
 
 
 def run(args: argparse.Namespace) -> Result:
@@ -244,7 +224,7 @@ def run(args: argparse.Namespace) -> Result:
         city_path = tmp / f"{CITY_ID}.toml"
         city_path.write_text(city_toml(watch.start()), encoding="utf-8")
         city = load_city(str(city_path))
-        with _database(admin_url) as db_url:
+        with database(admin_url) as db_url:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
                 sync_registry(conn, city)
@@ -390,21 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks.signage: --updates and --signs must be >= 1, --gap >= 0, "
               "--timeout > 0", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("simulators.signs_ntcip").setLevel(logging.WARNING)  # a line per change
-    try:
-        result = run(args)
-    except BenchError as exc:
-        logger.error("benchmark failed: %s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        logger.exception("benchmark failed")
-        return 1
-    print(json.dumps(result.as_dict()) if args.json else table(result))
-    return 0
+    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
+                    log=logger, quiet=["simulators.signs_ntcip"])  # a line per change
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ import argparse
 import contextlib
 import csv
 import hashlib
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -70,13 +69,12 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.ingest import BenchError
+from benchmarks._common import BenchError, log_tail, run_main, start_process, with_database
 from core.city import City, load_city
 from core.db import create_database, migrate
 from core.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port, tcp_answers
@@ -154,19 +152,13 @@ class Service:
 
     def start(self) -> None:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "core.cli", *self.args],
-                                            env=self.env, cwd=ROOT, stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = start_process(["core.cli", *self.args], self.env, self.log)
         self.started_at = time.monotonic()
         self.generations += 1
         self.deliberate = False
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log, lines)
 
     @property
     def alive(self) -> bool:
@@ -685,7 +677,7 @@ def _servers(tmp: Path) -> Iterator[tuple[PrivatePostgres, PrivateBroker, str]]:
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None
         create_database(admin, "parkleit")
-        yield postgres, broker, urlunsplit(urlsplit(admin)._replace(path="/parkleit"))
+        yield postgres, broker, with_database(admin, "parkleit")
     finally:
         broker.stop()
         with contextlib.suppress(RuntimeError):
@@ -1034,20 +1026,8 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks.soak: --minutes and --sample-s must be > 0, --speed >= 1, "
               f"--restarts from {', '.join(name for name, _ in PLAN)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        result = run(args)
-    except BenchError as exc:
-        logger.error("soak failed: %s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        logger.exception("soak failed")
-        return 1
-    print(json.dumps(result.as_dict()) if args.json else table(result))
-    return 0
+    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
+                    log=logger, what="soak")
 
 
 if __name__ == "__main__":
