@@ -319,6 +319,8 @@ def test_mqtt_driver_without_a_broker_fails_in_time() -> None:
 def test_http_driver_reports_the_controller_s_status_and_bad_addresses(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    # Entry points quieten httpx (an earlier test may have run one in this process).
+    caplog.set_level(logging.DEBUG, logger="httpx")
 
     async def scenario() -> None:
         server = HttpSignSimulator()
