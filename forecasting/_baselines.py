@@ -196,7 +196,7 @@ class ProfileAnomaly(Forecaster):
         positions, steps = self._check(panel, origins, horizon)
         rows = np.arange(panel.free.shape[0])[:, None]
         slots = panel.week_slots(max(panel.n_steps, int(positions.max(initial=0)) + steps + 1))
-        fitted = self.profiles(panel, int(positions.min(initial=0)) + 1)
+        fitted = self.profiles(panel, int(positions.min()) + 1 if positions.size else 1)
         rate = panel.rate()
         latest = last_observed(rate)[:, positions]
         seen = latest >= 0

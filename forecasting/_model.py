@@ -290,7 +290,8 @@ class GradientBoostingForecaster(Forecaster):
         n_lots = panel.free.shape[0]
         stop = int(positions.max(initial=0)) + 1
         grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop)
-        profile = self.baseline_.profiles(panel, int(positions.min(initial=0)) + 1)
+        first = int(positions.min()) + 1 if positions.size else 1
+        profile = self.baseline_.profiles(panel, first)
         lots = np.repeat(np.arange(n_lots), positions.size)
         where = np.tile(positions, n_lots)
         step_all = np.full(lots.size, steps, dtype=np.int64)

@@ -444,6 +444,19 @@ def test_lots_unseen_in_training_are_forecast_from_their_own_data() -> None:
             np.testing.assert_allclose(forecast[:2], model.predict(known, origins, 60))
 
 
+def test_an_unseen_lots_profile_is_the_one_fit_would_give_on_the_same_data() -> None:
+    panel = synthetic_panel()
+    split = 4 * 7 * 96
+    seen = ProfileAnomaly().fit(panel.head(split))
+    known = ProfileAnomaly().fit(Panel(panel.lot_ids[:2], panel.capacity[:2], panel.start,
+                                       panel.free[:2], panel.timezone).head(split))
+    np.testing.assert_allclose(known.profiles(panel, split)[2], seen.profile_[2])
+    # ... and the forecasts use it: every origin of the test window sees the same data.
+    origins = np.arange(split, panel.n_steps - 8, 5)
+    np.testing.assert_allclose(known.predict(panel, origins, 30)[2],
+                               seen.predict(panel, origins, 30)[2], rtol=0.05)
+
+
 def test_a_new_lot_without_a_profile_gets_the_mean_profile_of_the_known_lots() -> None:
     panel = synthetic_panel()
     split = 4 * 7 * 96
