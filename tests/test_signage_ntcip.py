@@ -269,8 +269,10 @@ def test_a_sign_that_times_out_does_not_hold_up_another() -> None:
 
             slow_s, gone_s, fast_s = await asyncio.gather(
                 timed(slow_sign), timed(nobody), timed(fast_sign))
-            assert -1.2 < slow_s < -0.7  # failed after 2 x 0.4 s, not before
-            assert -1.2 < gone_s < -0.7
+            # Failed after 2 x 0.4 s, not before; the upper bound leaves room for a busy machine
+            # (1.21 s was seen under a full test run on 2 cores).
+            assert -2.0 < slow_s < -0.7
+            assert -2.0 < gone_s < -0.7
             assert 0 < fast_s < 0.6  # served while the others were waiting
             assert fast.shown() == SHOWN
         finally:
