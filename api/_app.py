@@ -15,16 +15,20 @@ from psycopg_pool import AsyncConnectionPool
 import api.routers
 from api._http import install_http
 from api._ratelimit import RateLimit, TokenBuckets
-from core.city import City, load_city
+from core.city import Cities, City, load_cities
 from core.settings import Settings, get_settings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None, city: City | None = None) -> FastAPI:
-    """The API for ``settings`` (default: the process's) and its city config."""
+def create_app(settings: Settings | None = None, cities: Cities | City | None = None) -> FastAPI:
+    """The API for ``settings`` (default: the process's) and its cities (default: the
+    configs of ``settings.city_refs``)."""
     settings = settings or get_settings()
-    city = city or load_city(settings.CITY)
+    if cities is None:
+        cities = load_cities(settings.city_refs)
+    elif isinstance(cities, City):
+        cities = Cities([cities])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,11 +42,12 @@ def create_app(settings: Settings | None = None, city: City | None = None) -> Fa
         finally:
             await pool.close()
 
-    app = FastAPI(title=f"parkleit – {city.city.name}", version="1",
+    app = FastAPI(title=f"parkleit – {', '.join(city.city.name for city in cities)}",
+                  version="1",
                   description="Open parking data: live occupancy, forecasts, signs, DATEX II.",
                   lifespan=lifespan)
     app.state.settings = settings
-    app.state.city = city
+    app.state.cities = cities
     # Added first, so innermost: a 429 still gets CORS headers and is counted in the metrics.
     app.add_middleware(RateLimit, buckets=TokenBuckets(settings.API_RATE_PER_IP,
                                                        settings.API_BURST_PER_IP))

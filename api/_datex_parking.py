@@ -20,7 +20,7 @@ does.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from core.city import City, Lot
@@ -31,6 +31,7 @@ from core.datex2 import (
     header_information,
     multilingual,
     payload,
+    publisher_id,
     to_bytes,
     utc_time,
 )
@@ -54,30 +55,38 @@ _PLACE_STATUS = {
 }
 
 
-def parking_table_publication(city: City, now: datetime, *, creator: str | None = None) -> bytes:
-    """The ParkingTablePublication of ``city``'s lots: where each is and what it offers."""
+def parking_table_publication(cities: Sequence[City], now: datetime, *,
+                              creator: str | None = None) -> bytes:
+    """The ParkingTablePublication of the lots of ``cities`` (a table per city): where each
+    is and what it offers."""
     root = payload("prk:ParkingTablePublication", now,
-                   national_identifier=creator or f"parkleit-{city.id}")
+                   national_identifier=creator or publisher_id(cities))
     # An illustrative city's lots are not real lots; consumers must not take them as such.
-    header_information(root, "prk:headerInformation", test=city.city.illustrative)
-    _parking_table(root, city, now)
+    header_information(root, "prk:headerInformation",
+                       test=any(city.city.illustrative for city in cities))
+    for city in cities:
+        _parking_table(root, city, now)
     return to_bytes(root)
 
 
-def parking_status_publication(city: City, readings: Mapping[str, LotReading], now: datetime,
-                               *, creator: str | None = None) -> bytes:
-    """The ParkingStatusPublication of ``city``'s lots at ``now``; ``readings`` keyed by lot id."""
+def parking_status_publication(cities: Sequence[City], readings: Mapping[str, LotReading],
+                               now: datetime, *, creator: str | None = None) -> bytes:
+    """The ParkingStatusPublication of the lots of ``cities`` at ``now``; ``readings`` keyed by
+    lot id."""
     # A lot without a reading is published as unknown; readings of other lots are ignored.
     # The references must carry the versions the table publication gives; build it aside.
-    table = _parking_table(ET.Element("scratch"), city, now)
+    scratch = ET.Element("scratch")
+    tables = [_parking_table(scratch, city, now) for city in cities]
     versions = {element.get("id", ""): element.get("version", "")
-                for element in table.iterfind("prk:hierarchyElementGeneral", NAMESPACES)}
+                for element in scratch.iterfind("*/prk:hierarchyElementGeneral", NAMESPACES)}
     root = payload("prk:ParkingStatusPublication", now,
-                   national_identifier=creator or f"parkleit-{city.id}")
-    child(root, "prk:parkingTableReference", targetClass="prk:ParkingTable",
-          id=table.get("id", ""), version=table.get("version", ""))
-    header_information(root, "prk:headerInformation", test=city.city.illustrative)
-    for lot in city.lots:
+                   national_identifier=creator or publisher_id(cities))
+    for table in tables:
+        child(root, "prk:parkingTableReference", targetClass="prk:ParkingTable",
+              id=table.get("id", ""), version=table.get("version", ""))
+    header_information(root, "prk:headerInformation",
+                       test=any(city.city.illustrative for city in cities))
+    for city, lot in ((owner, lot) for owner in cities for lot in owner.lots):
         current = publish(lot, readings.get(lot.id), now, city.tz)
         info = child(root, "prk:parkingStatusInformation", xsi_type="prk:PlaceStatus")
         child(info, "fac:reference", targetClass="fac:FacilityObject", id=lot.id,

@@ -3,10 +3,10 @@
 - One connection LISTENs ``parkleit_lot_state`` (ingest and the admin API NOTIFY each lot
   status at commit), ``parkleit_sign_content`` (the signage service, each content a sign
   confirmed) and ``parkleit_config`` (an admin reload: every API process reads the city
-  config again). After each (re)connect - after LISTEN, so nothing committed in between is
+  configs again). After each (re)connect - after LISTEN, so nothing committed in between is
   missed - the hub reads ``lot_state`` and ``sign_state`` and publishes what differs from
   what it holds.
-- The hub holds the current state of every lot and sign of the city. A subscriber gets it
+- The hub holds the current state of every lot and sign of every city. A subscriber gets it
   first, taken in the same step as it is subscribed (no gap, nothing twice), then each change.
 - Fan-out: each subscriber has a queue of ``API_STREAM_QUEUE_MAX`` events and publishing never
   waits. An event that finds a queue full drops that subscriber: its stream ends, the client
@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.datastructures import State
 
-from core.city import City, CityConfigError, Lot, load_city
+from core.city import Cities, CityConfigError, Lot, load_cities
 from core.db import queries
 from core.settings import Settings
 from ingest import LotStatus
@@ -51,27 +51,32 @@ _OPEN_STATES = frozenset({"open", "almost_full", "full"})
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event of the stream: ``kind`` lot or sign, the id it is about, its JSON data."""
+    """One event of the stream: ``kind`` lot or sign, the id it is about, its JSON data, the
+    city it is in."""
 
     kind: str
     key: str
     id: str
     data: str
+    city: str
 
 
 @dataclass(eq=False)
 class Subscriber:
-    """One stream client: what it wants (None: all) and its bounded queue."""
+    """One stream client: what it wants (None: all; ``cities`` narrows the others) and its
+    bounded queue."""
 
     lots: frozenset[str] | None
     signs: frozenset[str] | None
     queue: asyncio.Queue[Event | None]
+    cities: frozenset[str] | None = None
     closed: bool = False
 
     def wants(self, event: Event) -> bool:
         """Whether the client asked for ``event``."""
         wanted = self.lots if event.kind == "lot" else self.signs
-        return wanted is None or event.key in wanted
+        return (wanted is None or event.key in wanted) and (
+            self.cities is None or event.city in self.cities)
 
     def close(self) -> None:
         """End the client's stream (it sees this before its next event)."""
@@ -94,28 +99,28 @@ class Hub:
         self.ending = False  # set by end_streams: the process is shutting down
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
-        self._indexed: City | None = None
-        self._lot_index: dict[str, Lot] = {}
 
     @property
-    def city(self) -> City:
-        """The city config in force (``app.state.city``; an admin reload swaps it)."""
-        city: City = self.state.city
-        return city
+    def cities(self) -> Cities:
+        """The city configs in force (``app.state.cities``; an admin reload swaps them)."""
+        cities: Cities = self.state.cities
+        return cities
 
-    def _lot(self, lot_id: str) -> Lot | None:
-        city = self.city
-        if city is not self._indexed:
-            self._indexed, self._lot_index = city, {lot.id: lot for lot in city.lots}
-        return self._lot_index.get(lot_id)
+    def _lot(self, lot_id: str) -> tuple[str, Lot] | None:
+        try:
+            city, lot = self.cities.lot(lot_id)
+        except KeyError:
+            return None
+        return city.id, lot
 
     # -- subscribers ------------------------------------------------------------------------
 
-    def subscribe(self, lots: frozenset[str] | None,
-                  signs: frozenset[str] | None) -> tuple[Subscriber, list[Event]]:
+    def subscribe(self, lots: frozenset[str] | None, signs: frozenset[str] | None,
+                  cities: frozenset[str] | None = None) -> tuple[Subscriber, list[Event]]:
         """A new subscriber and the current state it asked for, lots first."""
         self.check_staleness()
-        subscriber = Subscriber(lots, signs, asyncio.Queue(self.settings.API_STREAM_QUEUE_MAX))
+        subscriber = Subscriber(lots, signs, asyncio.Queue(self.settings.API_STREAM_QUEUE_MAX),
+                                cities)
         current = [event for _, (_, event) in sorted(self.lots.items())]
         current += [event for _, (_, event) in sorted(self.signs.items())]
         if self.ending:
@@ -142,18 +147,19 @@ class Hub:
                 logger.info("dropped a stream client %d events behind",
                             subscriber.queue.qsize())
 
-    def _event(self, kind: str, key: str, data: dict[str, Any]) -> Event:
+    def _event(self, kind: str, key: str, city: str, data: dict[str, Any]) -> Event:
         # Microseconds since the epoch, strictly increasing: ids grow across restarts too.
         self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
-        return Event(kind, key, str(self._last_id), json.dumps(data))
+        return Event(kind, key, str(self._last_id), json.dumps(data), city)
 
     # -- state in ---------------------------------------------------------------------------
 
     def _judged(self, status: LotStatus, now: datetime) -> LotStatus:
         """``status`` as it stands at ``now``: unknown once its count is stale."""
-        lot = self._lot(status.lot_id)
-        if lot is None or status.status not in _OPEN_STATES:
+        known = self._lot(status.lot_id)
+        if known is None or status.status not in _OPEN_STATES:
             return status
+        lot = known[1]
         if status.updated is None or now - status.updated > timedelta(
                 seconds=lot.stale_after_s):
             return replace(status, status="unknown", quality=0.0)
@@ -161,7 +167,8 @@ class Hub:
 
     def lot_changed(self, status: LotStatus, now: datetime | None = None) -> None:
         """Take a lot's status; publish it if it is news."""
-        if self._lot(status.lot_id) is None:
+        known = self._lot(status.lot_id)
+        if known is None:
             return
         if status.quality is not None:  # as ingest rounds it (lot_state keeps a float4)
             status = replace(status, quality=round(status.quality, 3))
@@ -174,20 +181,22 @@ class Hub:
             if old.updated is not None and (status.updated is None
                                             or status.updated < old.updated):
                 return  # older than what we hold: a late read or notification
-        event = self._event("lot", status.lot_id, {"lot_id": status.lot_id,
-                                                   **status.as_dict()})
+        event = self._event("lot", status.lot_id, known[0],
+                            {"lot_id": status.lot_id, **status.as_dict()})
         self.lots[status.lot_id] = (status, event)
         self._publish(event)
 
     def sign_changed(self, sign_id: str, content: Any, shown_since: str | None) -> None:
         """Take what a sign confirmed showing; publish it if it is news."""
-        if sign_id not in {sign.id for sign in self.city.signs}:
+        try:
+            city, _ = self.cities.sign(sign_id)
+        except KeyError:
             return
         data = {"sign_id": sign_id, "content": content, "shown_since": shown_since}
         held = self.signs.get(sign_id)
         if held is not None and held[0] == content:
             return
-        event = self._event("sign", sign_id, data)
+        event = self._event("sign", sign_id, city.id, data)
         self.signs[sign_id] = content, event
         self._publish(event)
 
@@ -198,12 +207,12 @@ class Hub:
             self.lot_changed(status, now)
 
     def _heard(self, channel: str, payload: str) -> bool:
-        """Take one notification; True if it asks for the city config to be read again."""
+        """Take one notification; True if it asks for the city configs to be read again."""
         if channel == CONFIG_CHANNEL:
-            return payload == self.city.id
+            return self.cities.get(payload) is not None
         try:
             message = json.loads(payload)
-            if not isinstance(message, dict) or message.get("city") != self.city.id:
+            if not isinstance(message, dict) or self.cities.get(str(message.get("city"))) is None:
                 return False
             if channel == CHANGE_CHANNEL:
                 self.lot_changed(LotStatus.from_notification(payload)[1])
@@ -216,19 +225,23 @@ class Hub:
 
     async def resync(self) -> None:
         """Read every lot's and sign's current state; publish what differs."""
-        city = self.city
+        cities = self.cities
+        signs: list[dict[str, Any]] = []
         async with self.pool.connection(timeout=5) as conn, \
                 conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(queries("api", "stream")["lot_states"],
-                              {"lot_ids": [lot.id for lot in city.lots]})
+                              {"lot_ids": [lot.id for city in cities for lot in city.lots]})
             lots = await cur.fetchall()
-            await cur.execute(queries("signage")["sign_health"], {"city": city.id})
-            signs = await cur.fetchall()
-        known = {lot.id for lot in city.lots}
-        for lot_id in set(self.lots) - known:  # gone from the config
-            del self.lots[lot_id]
-        for sign_id in set(self.signs) - {sign.id for sign in city.signs}:
-            del self.signs[sign_id]
+            for city in cities:
+                await cur.execute(queries("signage")["sign_health"], {"city": city.id})
+                signs += await cur.fetchall()
+        for lot_id in [lot_id for lot_id in self.lots if self._lot(lot_id) is None]:
+            del self.lots[lot_id]  # gone from the config
+        for sign_id in list(self.signs):
+            try:
+                cities.sign(sign_id)
+            except KeyError:
+                del self.signs[sign_id]
         for row in lots:
             self.lot_changed(LotStatus(**row))
         for row in signs:
@@ -237,15 +250,15 @@ class Hub:
                 self.sign_changed(row["sign_id"], row["content"], None if shown is None else
                                   shown.isoformat().replace("+00:00", "Z"))
 
-    async def _reload_city(self) -> None:
+    async def _reload_cities(self) -> None:
         try:
-            city = await asyncio.to_thread(load_city, self.settings.CITY)
+            cities = await asyncio.to_thread(load_cities, self.settings.city_refs)
         except CityConfigError as exc:
-            logger.error("city config not read again, the old one stays: %s", exc)
+            logger.error("city configs not read again, the old ones stay: %s", exc)
             return
-        self.state.city = city
-        logger.info("city config of %s read again: %d lots, %d signs", city.id,
-                    len(city.lots), len(city.signs))
+        self.state.cities = cities
+        logger.info("city configs read again: %s", ", ".join(
+            f"{city.id} {len(city.lots)} lots, {len(city.signs)} signs" for city in cities))
 
     # -- the LISTEN loop --------------------------------------------------------------------
 
@@ -296,7 +309,7 @@ class Hub:
                         async for note in conn.notifies(timeout=check_s):
                             reload = self._heard(note.channel, note.payload) or reload
                         if reload:
-                            await self._reload_city()
+                            await self._reload_cities()
                             await self.resync()
                         self.check_staleness()
             except (psycopg.Error, PoolTimeout, OSError) as exc:

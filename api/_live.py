@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -19,25 +18,26 @@ from core.db import queries
 __all__ = ["read_lots"]
 
 
-async def read_lots(conn: AsyncConnection[Any], city: registry.City,
-                    lots: Sequence[registry.Lot], now: datetime) -> list[Lot]:
-    """``lots`` of ``city`` as the API shows them at ``now``, in the given order."""
-    ids = [lot.id for lot in lots]
+async def read_lots(conn: AsyncConnection[Any],
+                    lots: Sequence[tuple[registry.City, registry.Lot]], now: datetime
+                    ) -> list[Lot]:
+    """``lots`` (each with its city) as the API shows them at ``now``, in the given order."""
+    ids = [lot.id for _, lot in lots]
     q = queries("api")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(q["live_lots"], {"lot_ids": ids, "now": now})
         live = {row["lot_id"]: row for row in await cur.fetchall()}
         await cur.execute(q["special_bays"], {"lot_ids": ids, "now": now})
         bays = {(row["lot_id"], row["kind"]): row for row in await cur.fetchall()}
-    return [_view(lot, live.get(lot.id) or {}, bays, now, city.tz) for lot in lots]
+    return [_view(city, lot, live.get(lot.id) or {}, bays, now) for city, lot in lots]
 
 
-def _view(lot: registry.Lot, row: dict[str, Any], bays: dict[tuple[str, str], dict[str, Any]],
-          now: datetime, tz: ZoneInfo) -> Lot:
+def _view(city: registry.City, lot: registry.Lot, row: dict[str, Any],
+          bays: dict[tuple[str, str], dict[str, Any]], now: datetime) -> Lot:
     updated: datetime | None = row.get("updated")
     # The status and numbers every open-data format publishes: none for a stale or closed lot.
     published = publish(lot, LotReading(row.get("free"), updated, bool(row.get("closed"))),
-                        now, tz)
+                        now, city.tz)
     stale = updated is None or now - updated > timedelta(seconds=lot.stale_after_s)
     quality, flags = (0.0, ["stale"]) if stale else (row.get("quality"),
                                                      list(row.get("flags") or []))
@@ -50,7 +50,8 @@ def _view(lot: registry.Lot, row: dict[str, Any], bays: dict[tuple[str, str], di
             origin=row["forecast_origin"])
     counted = published.free is not None
     return Lot(
-        id=lot.id, name=lot.name, kind=lot.kind, counting=lot.counting, address=lot.address,
+        id=lot.id, city=city.id, name=lot.name, kind=lot.kind, counting=lot.counting,
+        address=lot.address,
         latitude=lot.latitude, longitude=lot.longitude, opening_hours=lot.opening_hours,
         capacity=lot.capacity, free=published.free, occupied=published.occupied,
         status=cast(Status, published.status), updated=updated, stale=stale,

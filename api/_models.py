@@ -66,7 +66,8 @@ class LotForecast(_Model):
 class Lot(_Model):
     """A car park, surface lot or on-street zone with its live status."""
 
-    id: str
+    id: str = Field(description="Unique across the cities of this installation.")
+    city: str = Field(description="The id of the lot's city.")
     name: str
     kind: Literal["garage", "surface", "on_street"]
     counting: Literal["counter", "bays"] = Field(
@@ -97,7 +98,7 @@ class Lot(_Model):
 
 
 class LotList(_Model):
-    """One page of the city's lots."""
+    """One page of the lots (of every city, or of the one asked for)."""
 
     lots: list[Lot]
     total: int
@@ -123,7 +124,7 @@ class LotFeature(_Model):
 
 
 class LotFeatureCollection(_Model):
-    """One page of the city's lots as a GeoJSON FeatureCollection (RFC 7946)."""
+    """One page of the lots as a GeoJSON FeatureCollection (RFC 7946)."""
 
     type: Literal["FeatureCollection"] = "FeatureCollection"
     features: list[LotFeature]
@@ -205,6 +206,7 @@ class Sign(_Model):
     """A variable message sign and what it shows."""
 
     id: str
+    city: str = Field(description="The id of the sign's city.")
     name: str
     road: str
     latitude: float
@@ -220,7 +222,7 @@ class Sign(_Model):
 
 
 class SignList(_Model):
-    """Every sign of the city."""
+    """Every sign (of every city, or of the one asked for)."""
 
     signs: list[Sign]
 

@@ -16,7 +16,7 @@ clients parse exactly that shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,12 +32,13 @@ _STATE = {"open": "open", "almost_full": "open", "full": "open", "closed": "clos
           "unknown": "nodata"}
 
 
-def parkapi_lots(city: City, readings: Mapping[str, LotReading], now: datetime, *,
+def parkapi_lots(cities: Iterable[City], readings: Mapping[str, LotReading], now: datetime, *,
                  data_source: str) -> dict[str, Any]:
-    """The ParkAPI lots document of ``city`` at ``now``; ``readings`` keyed by lot id."""
+    """The ParkAPI lots document of the lots of ``cities`` at ``now``; ``readings`` keyed by
+    lot id."""
     lots: list[dict[str, Any]] = []
     counted: list[datetime] = []
-    for lot in city.lots:
+    for city, lot in ((owner, lot) for owner in cities for lot in owner.lots):
         current = publish(lot, readings.get(lot.id), now, city.tz)
         entry: dict[str, Any] = {
             "id": lot.id,

@@ -10,7 +10,7 @@ recently; a closed or stale lot gets no number, never a guess.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -68,9 +68,10 @@ def _lot_readings_sql() -> str:
     return load_sql("api", "lot_readings")
 
 
-async def read_lot_readings(conn: AsyncConnection[Any], city: City) -> Mapping[str, LotReading]:
-    """The newest count of each of ``city``'s lots that has one, keyed by lot id."""
+async def read_lot_readings(conn: AsyncConnection[Any],
+                            cities: Iterable[City]) -> Mapping[str, LotReading]:
+    """The newest count of each lot of ``cities`` that has one, keyed by lot id."""
     cursor = await conn.execute(_lot_readings_sql(),
-                                {"lot_ids": [lot.id for lot in city.lots]})
+                                {"lot_ids": [lot.id for city in cities for lot in city.lots]})
     return {lot_id: LotReading(free, updated, closed) for lot_id, free, updated, closed in
             await cursor.fetchall()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -71,12 +71,14 @@ class CityGauges:
         self._at = -math.inf
         self._lock = asyncio.Lock()
 
-    async def render(self, pool: AsyncConnectionPool[AsyncConnection[Any]], city: City) -> bytes:
-        """The gauges in the text exposition format (read again when older than the TTL)."""
+    async def render(self, pool: AsyncConnectionPool[AsyncConnection[Any]],
+                     cities: Iterable[City]) -> bytes:
+        """The gauges of ``cities`` in the text exposition format (read again when older than
+        the TTL)."""
         async with self._lock:
             if time.monotonic() - self._at >= self.ttl_s:
                 async with pool.connection(timeout=5) as conn:
-                    self._body = await _read(conn, city)
+                    self._body = await _read(conn, cities)
                 self._at = time.monotonic()
             return self._body
 
@@ -87,48 +89,51 @@ async def _rows(conn: AsyncConnection[Any], name: str, city: City) -> list[dict[
         return await cur.fetchall()
 
 
-async def _read(conn: AsyncConnection[Any], city: City) -> bytes:
+async def _read(conn: AsyncConnection[Any], cities: Iterable[City]) -> bytes:
+    """Every gauge carries the city; lot, sign and forecast gauges name the lot or sign."""
     registry = CollectorRegistry()
+    lot, horizon, sign = ["city", "lot"], ["city", "lot", "horizon_min"], ["city", "sign"]
     age = Gauge("parkleit_lot_data_age_seconds",
-                "Seconds since the lot's newest reading (+Inf: none yet)", ["lot"],
+                "Seconds since the lot's newest reading (+Inf: none yet)", lot,
                 registry=registry)
     limit = Gauge("parkleit_lot_stale_after_seconds",
-                  "The lot's staleness limit: older counts are shown as unknown", ["lot"],
+                  "The lot's staleness limit: older counts are shown as unknown", lot,
                   registry=registry)
     closed = Gauge("parkleit_lot_closed", "1 while the lot is closed (opening hours, operator)",
-                   ["lot"], registry=registry)
-    quality = Gauge("parkleit_lot_quality", "The lot's data quality score (0-1)", ["lot"],
+                   lot, registry=registry)
+    quality = Gauge("parkleit_lot_quality", "The lot's data quality score (0-1)", lot,
                     registry=registry)
-    for row in await _rows(conn, "lot_freshness", city):
-        lot = row["lot_id"]
-        age.labels(lot).set(_age(row["age_s"]))
-        limit.labels(lot).set(row["stale_after_s"])
-        closed.labels(lot).set(1 if row["status"] == "closed" else 0)
-        if row["quality"] is not None:
-            quality.labels(lot).set(row["quality"])
-
-    newest = await _rows(conn, "newest_forecast", city)
-    Gauge("parkleit_forecast_age_seconds",
-          "Seconds since the origin of the newest forecast run (+Inf: none)",
-          registry=registry).set(_age(newest[0]["age_s"] if newest else None))
-    model = await _rows(conn, "newest_model", city)
-    Gauge("parkleit_forecast_model_age_seconds", "Seconds since the newest model was trained",
-          registry=registry).set(_age(model[0]["age_s"] if model else None))
+    forecast_age = Gauge("parkleit_forecast_age_seconds",
+                         "Seconds since the origin of the newest forecast run (+Inf: none)",
+                         ["city"], registry=registry)
+    model_age = Gauge("parkleit_forecast_model_age_seconds",
+                      "Seconds since the newest model was trained", ["city"], registry=registry)
     mae = Gauge("parkleit_forecast_mae_spaces",
-                "Published rolling mean absolute error of the forecast, in spaces",
-                ["lot", "horizon_min"], registry=registry)
-    mae_ratio = Gauge("parkleit_forecast_mae_ratio",
-                      "Published rolling mean absolute error as a share of capacity",
-                      ["lot", "horizon_min"], registry=registry)
-    for row in await _rows(conn, "forecast_accuracy", city):
-        labels = (row["lot_id"], str(row["horizon_min"]))
-        mae.labels(*labels).set(row["mae"])
-        if row["mae_rate"] is not None:
-            mae_ratio.labels(*labels).set(row["mae_rate"])
-
-    ack = Gauge("parkleit_sign_ack_age_seconds",
-                "Seconds since the sign last confirmed its content (+Inf: never)", ["sign"],
+                "Published rolling mean absolute error of the forecast, in spaces", horizon,
                 registry=registry)
-    for row in await _rows(conn, "sign_acks", city):
-        ack.labels(row["sign_id"]).set(_age(row["ack_age_s"]))
+    mae_ratio = Gauge("parkleit_forecast_mae_ratio",
+                      "Published rolling mean absolute error as a share of capacity", horizon,
+                      registry=registry)
+    ack = Gauge("parkleit_sign_ack_age_seconds",
+                "Seconds since the sign last confirmed its content (+Inf: never)", sign,
+                registry=registry)
+    for city in cities:
+        for row in await _rows(conn, "lot_freshness", city):
+            ids = (city.id, row["lot_id"])
+            age.labels(*ids).set(_age(row["age_s"]))
+            limit.labels(*ids).set(row["stale_after_s"])
+            closed.labels(*ids).set(1 if row["status"] == "closed" else 0)
+            if row["quality"] is not None:
+                quality.labels(*ids).set(row["quality"])
+        newest = await _rows(conn, "newest_forecast", city)
+        forecast_age.labels(city.id).set(_age(newest[0]["age_s"] if newest else None))
+        model = await _rows(conn, "newest_model", city)
+        model_age.labels(city.id).set(_age(model[0]["age_s"] if model else None))
+        for row in await _rows(conn, "forecast_accuracy", city):
+            labels = (city.id, row["lot_id"], str(row["horizon_min"]))
+            mae.labels(*labels).set(row["mae"])
+            if row["mae_rate"] is not None:
+                mae_ratio.labels(*labels).set(row["mae_rate"])
+        for row in await _rows(conn, "sign_acks", city):
+            ack.labels(city.id, row["sign_id"]).set(_age(row["ack_age_s"]))
     return generate_latest(registry)

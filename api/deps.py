@@ -1,18 +1,19 @@
-"""Dependencies of the routes: the connection pool, the city, the settings."""
+"""Dependencies of the routes: the connection pool, the cities, the settings."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from core.city import City
+from api._http import bad_parameter
+from core.city import Cities, City
 from core.settings import Settings
 
-__all__ = ["CityDep", "Conn", "PoolDep", "SettingsDep"]
+__all__ = ["CitiesDep", "CityDep", "Conn", "PoolDep", "SelectedCities", "SettingsDep"]
 
 
 # The dependencies are coroutines though they wait for nothing: FastAPI runs a plain function
@@ -30,9 +31,34 @@ async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
         yield conn
 
 
-async def _city(request: Request) -> City:
-    city: City = request.app.state.city
+async def _cities(request: Request) -> Cities:
+    """Every city of the installation (``app.state.cities``; an admin reload swaps it)."""
+    cities: Cities = request.app.state.cities
+    return cities
+
+
+CitiesDep = Annotated[Cities, Depends(_cities)]
+_CITY_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+def _named(cities: Cities, city_id: str) -> City:
+    city = cities.get(city_id)
+    if city is None:
+        bad_parameter("city", f"no city {city_id!r} here; there are: "
+                      f"{', '.join(c.id for c in cities)}")
     return city
+
+
+async def _selected(cities: CitiesDep, city: Annotated[str | None, Query(
+        pattern=_CITY_ID, description="Only this city's (its id); none: every city's.")
+] = None) -> tuple[City, ...]:
+    return cities.all if city is None else (_named(cities, city),)
+
+
+async def _one(cities: CitiesDep, city: Annotated[str | None, Query(
+        pattern=_CITY_ID, description="The city (its id); none: the installation's first.")
+] = None) -> City:
+    return cities.all[0] if city is None else _named(cities, city)
 
 
 async def _settings(request: Request) -> Settings:
@@ -42,5 +68,7 @@ async def _settings(request: Request) -> Settings:
 
 PoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_pool)]
 Conn = Annotated[AsyncConnection[Any], Depends(_connection)]
-CityDep = Annotated[City, Depends(_city)]
+# The cities a list covers (``?city=``: one; none: all) and the one city of a city-wide view.
+SelectedCities = Annotated[tuple[City, ...], Depends(_selected)]
+CityDep = Annotated[City, Depends(_one)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +23,7 @@ from pydantic import (
 
 __all__ = [
     "Bay",
+    "Cities",
     "City",
     "CityConfigError",
     "Event",
@@ -31,6 +32,7 @@ __all__ = [
     "Sign",
     "SignDisplay",
     "SignLine",
+    "load_cities",
     "load_city",
     "resolve_city_path",
 ]
@@ -329,6 +331,35 @@ class City(_Model):
                 yield lot, bay
 
 
+class Cities:
+    """The cities of one installation, in order; lots and signs found by id across them
+    (ids are unique across the cities, as ``load_cities`` checks)."""
+
+    def __init__(self, cities: Iterable[City]) -> None:
+        self.all = tuple(cities)
+        self._by_id = {city.id: city for city in self.all}
+        self._lots = {lot.id: (city, lot) for city in self.all for lot in city.lots}
+        self._signs = {sign.id: (city, sign) for city in self.all for sign in city.signs}
+
+    def __iter__(self) -> Iterator[City]:
+        return iter(self.all)
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def get(self, city_id: str) -> City | None:
+        """The city with this id, if the installation has it."""
+        return self._by_id.get(city_id)
+
+    def lot(self, lot_id: str) -> tuple[City, Lot]:
+        """The lot with this id and its city; KeyError if there is none."""
+        return self._lots[lot_id]
+
+    def sign(self, sign_id: str) -> tuple[City, Sign]:
+        """The sign with this id and its city; KeyError if there is none."""
+        return self._signs[sign_id]
+
+
 def resolve_city_path(name_or_path: str) -> Path:
     """A config name (``zeitz``) resolves to ``cities/zeitz.toml``; a path stays a path.
 
@@ -369,6 +400,43 @@ def load_city(name_or_path: str) -> City:
     if problem:
         raise CityConfigError(f"{path}: {problem}")
     return city
+
+
+def load_cities(refs: Iterable[str]) -> Cities:
+    """Load the configs of an installation's cities, in order; CityConfigError if one cannot
+    be used or two share an id (of a city, lot, bay, sign, device or LoRaWAN application):
+    lots and signs are addressed by id alone, across cities."""
+    refs = tuple(refs)
+    cities = tuple(load_city(ref) for ref in refs)
+    if not cities:
+        raise CityConfigError("no city configured")
+    owners: dict[tuple[str, str], str] = {}
+    for ref, city in zip(refs, cities, strict=True):
+        if ("city", city.id) in owners:
+            first = refs[[c.id for c in cities].index(city.id)]
+            raise CityConfigError(f"{resolve_city_path(ref)}: city id {city.id!r} is "
+                                  f"{resolve_city_path(first)}'s already")
+        for kind, ident in _identities(city):
+            owner = owners.setdefault((kind, ident), city.id)
+            if owner != city.id:
+                raise CityConfigError(
+                    f"{resolve_city_path(ref)}: {kind} {ident!r} is also in city {owner!r}")
+    return Cities(cities)
+
+
+def _identities(city: City) -> Iterator[tuple[str, str]]:
+    yield "city", city.id
+    for lot in city.lots:
+        yield "lot", lot.id
+    for _, bay in city.bays():
+        yield "bay", bay.id
+        if bay.dev_eui:
+            yield "dev_eui", bay.dev_eui
+    for sign in city.signs:
+        yield "sign", sign.id
+        yield "sign address", sign.address
+    for app in (*city.lorawan.ttn_applications, *city.lorawan.chirpstack_applications):
+        yield "LoRaWAN application", app
 
 
 def _key_path(loc: tuple[int | str, ...], raw: object) -> str:

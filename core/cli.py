@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from core.city import City, CityConfigError, load_city
+from core.city import Cities, City, CityConfigError, load_cities, load_city
 from core.settings import Settings, SettingsError, get_settings
 
 __all__ = ["UsageError", "main"]
@@ -36,6 +36,16 @@ def _settings() -> Settings:
 def _city(args: argparse.Namespace, settings: Settings) -> City:
     try:
         return load_city(args.city or settings.CITY)
+    except CityConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cities(args: argparse.Namespace, settings: Settings) -> tuple[tuple[str, ...], Cities]:
+    """The config references and configs of ``--city a,b`` or the installation's cities."""
+    refs = tuple(part.strip() for part in args.city.split(",") if part.strip()) if (
+        args.city) else settings.city_refs
+    try:
+        return refs, load_cities(refs)
     except CityConfigError as exc:
         raise UsageError(str(exc)) from None
 
@@ -81,13 +91,15 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
     from core.registry import sync_registry
 
     settings = _settings()
-    city = _city(args, settings)
+    _, cities = _cities(args, settings)
     require_database(settings.DATABASE_URL, create=True)
     with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
         applied = migrate(conn)
-        sync_registry(conn, city)
-    logger.info("schema up to date (%s); registry of %s synced: %d lots",
-                ", ".join(applied) or "nothing to apply", city.id, len(city.lots))
+        for city in cities:
+            sync_registry(conn, city)
+    logger.info("schema up to date (%s); registry synced: %s", ", ".join(applied) or
+                "nothing to apply", ", ".join(f"{city.id} {len(city.lots)} lots"
+                                              for city in cities))
     return 0
 
 
@@ -228,11 +240,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from core.embedded import tcp_answers
 
     settings = _settings()
-    city = _city(args, settings)
+    refs, cities = _cities(args, settings)
     if tcp_answers(API_HOST, settings.API_PORT):
         raise UsageError(f"something listens on {API_HOST}:{settings.API_PORT} already, where "
                          "the demo's API would; set PARKLEIT_API_PORT to a free port")
-    return run_demo(settings, city, args.city or settings.CITY, speed=args.speed)
+    return run_demo(settings, cities, refs, speed=args.speed)
 
 
 def _horizons(text: str) -> tuple[int, ...]:
@@ -373,9 +385,10 @@ def _cmd_api(args: argparse.Namespace) -> int:
     from api import ApiServer, create_app
 
     settings = _settings()
-    city = _city(args, settings)
+    refs, cities = _cities(args, settings)
+    settings = settings.model_copy(update={"CITIES": refs})  # what an admin reload reads
     require_database(settings.DATABASE_URL)
-    app = create_app(settings, city)
+    app = create_app(settings, cities)
     config = uvicorn.Config(
         app, host=args.host or settings.API_HOST,
         port=settings.API_PORT if args.port is None else args.port, log_config=None,
@@ -466,11 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
     def city_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--city", help="city config name or path (default: PARKLEIT_CITY)")
 
+    def cities_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--city", help="city config names or paths, comma-separated "
+                         "(default: PARKLEIT_CITIES, else PARKLEIT_CITY)")
+
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     migrate = db_commands.add_parser("migrate", help="apply the schema and migrations; "
                                      "sync the city registry (idempotent)")
-    city_option(migrate)
+    cities_option(migrate)
     migrate.set_defaults(handler=_cmd_db_migrate)
 
     ingest = commands.add_parser("ingest", help="MQTT sensor messages into the database")
@@ -596,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = commands.add_parser(
         "api", help="serve the HTTP API (open data, DATEX II, stream, web map) until SIGTERM")
-    city_option(api)
+    cities_option(api)
     api.add_argument("--host", help="address to listen on (default PARKLEIT_API_HOST, "
                      "127.0.0.1)")
     api.add_argument("--port", type=_port, help="port (default PARKLEIT_API_PORT, 8000)")
@@ -612,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the whole system on the example city: history, forecaster, "
         "simulators, ingest, signage and the API (PARKLEIT_API_PORT, 8000) until Ctrl-C")
-    city_option(demo)
+    cities_option(demo)
     demo.add_argument("--speed", type=_positive(float), default=60.0,
                       help="how fast the city simulator replays the last ten minutes before "
                       "it runs at real time (default 60: ten minutes in ten seconds)")
@@ -629,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args)
-    except UsageError as exc:
+    except (UsageError, CityConfigError) as exc:  # the latter: ids taken by another city
         print(f"parkleit: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,10 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from core.city import City
 
 __all__ = [
     "NAMESPACES",
@@ -20,6 +23,7 @@ __all__ = [
     "header_information",
     "multilingual",
     "payload",
+    "publisher_id",
     "to_bytes",
     "utc_time",
 ]
@@ -83,6 +87,11 @@ def payload(publication_type: str, now: datetime, *, national_identifier: str,
     child(creator, "com:country", country)
     child(creator, "com:nationalIdentifier", national_identifier)
     return root
+
+
+def publisher_id(cities: Iterable[City]) -> str:
+    """The publicationCreator's nationalIdentifier of a publication of ``cities``."""
+    return "parkleit-" + "-".join(city.id for city in cities)
 
 
 def header_information(parent: ET.Element, name: str, *, test: bool) -> ET.Element:

@@ -1,4 +1,4 @@
-"""``parkleit demo``: the whole system on the example city, on whatever this machine has."""
+"""``parkleit demo``: the whole system on the example cities, on whatever this machine has."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
 
-from core.city import City
+from core.city import Cities, City
 from core.db import create_database, migrate
 from core.embedded import ensure_services
 from core.registry import sync_registry
@@ -38,19 +39,16 @@ POLL_S = 0.5  # children and, until the map is live, the API are looked at this 
 HISTORY_WEEKS = 3.0
 REPLAY = timedelta(minutes=10)
 STOP_TIMEOUT_S = 30.0
-# Parts the demo can show the rest without (a sign address this machine cannot serve, a
-# forecaster without enough history).
-OPTIONAL = frozenset({"sign simulators", "forecast"})
-TRAINING = "forecast training"  # one-shot; `forecast serve` starts when it has ended
 
 
-def run_demo(settings: Settings, city: City, city_ref: str, *, speed: float,
+def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, speed: float,
              history_weeks: float = HISTORY_WEEKS) -> int:
-    """Set up, backfill history, run ingest, the city and sign simulators, signage, the
-    forecaster (trained once first) and the API; report lots and signs until Ctrl-C.
+    """Set up, backfill history, run per city ingest, the city and sign simulators, signage
+    and the forecaster (trained once first, one city after the other), and one API for all
+    cities; report lots and signs until Ctrl-C.
 
-    The simulator replays the last ``REPLAY`` at ``speed`` (60: ten minutes in ten seconds)
-    and then runs at real time: its timestamps never run ahead of the clock, and a count
+    The simulators replay the last ``REPLAY`` at ``speed`` (60: ten minutes in ten seconds)
+    and then run at real time: their timestamps never run ahead of the clock, and a count
     older than a lot's stale limit would show as unknown.
     """
     began = time.monotonic()
@@ -67,90 +65,134 @@ def run_demo(settings: Settings, city: City, city_ref: str, *, speed: float,
         live_from = datetime.now(UTC) - REPLAY
         with psycopg.connect(stack.database_url, autocommit=True) as conn:
             applied = migrate(conn)
-            sync_registry(conn, city)
-            logger.info("schema ready (%s); %s: %d lots, %d bays, %d signs",
-                        ", ".join(applied) or "up to date", city.city.name, len(city.lots),
-                        sum(1 for _ in city.bays()), len(city.signs))
-            backfill_history(conn, city, end=live_from, weeks=history_weeks)
+            logger.info("schema ready (%s)", ", ".join(applied) or "up to date")
+            for city in cities:
+                sync_registry(conn, city)
+                logger.info("%s: %d lots, %d bays, %d signs", city.city.name, len(city.lots),
+                            sum(1 for _ in city.bays()), len(city.signs))
+                backfill_history(conn, city, end=live_from, weeks=history_weeks)
         # The children get this process's settings, on the services found or started here.
         env = os.environ | {
             "PARKLEIT_DATABASE_URL": stack.database_url, "PARKLEIT_MQTT_URL": stack.mqtt_url,
-            "PARKLEIT_CITY": city_ref, "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol}
+            "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol,
+            "PARKLEIT_CITIES": ",".join(city_refs), "PARKLEIT_CITY": city_refs[0]}
         api_url = f"http://{API_HOST}:{settings.API_PORT}"
-        children = {
-            "ingest": ["ingest"],
-            "city simulator": ["simulate", "city", "--speed", str(speed), "--duration", "0",
-                               "--start", live_from.isoformat()],
-            "sign simulators": ["simulate", "signs"],
-            "signage": ["signage"],
-            "api": ["api", "--host", API_HOST, "--port", str(settings.API_PORT)],
-            TRAINING: ["forecast", "train"],
-        }
-        processes: dict[str, subprocess.Popen[bytes]] = {}
+        children: list[Child] = []
+        for index, (city, ref) in enumerate(zip(cities, city_refs, strict=True)):
+            # Each city's workers: an ingest session and metrics ports of their own.
+            city_env = env | {
+                "PARKLEIT_CITY": ref, "PARKLEIT_INGEST_CLIENT_ID": f"parkleit-ingest-{city.id}",
+                "PARKLEIT_INGEST_METRICS_PORT": str(settings.INGEST_METRICS_PORT and
+                                                    settings.INGEST_METRICS_PORT + 10 * index),
+                "PARKLEIT_SIGNAGE_METRICS_PORT": str(settings.SIGNAGE_METRICS_PORT and
+                                                     settings.SIGNAGE_METRICS_PORT + 10 * index)}
+            label = f" {city.id}" if len(cities) > 1 else ""
+            children += [
+                Child(f"ingest{label}", ["ingest"], city_env),
+                Child(f"city simulator{label}",
+                      ["simulate", "city", "--speed", str(speed), "--duration", "0",
+                       "--start", live_from.isoformat()], city_env),
+                Child(f"sign simulators{label}", ["simulate", "signs"], city_env,
+                      optional=True),
+                Child(f"signage{label}", ["signage"], city_env),
+                Child(f"forecast training{label}", ["forecast", "train"], city_env,
+                      optional=True, batch=True,
+                      then=Child(f"forecast{label}", ["forecast", "serve"], city_env,
+                                 optional=True)),
+            ]
+        children.append(Child("api", ["api", "--host", API_HOST, "--port",
+                                      str(settings.API_PORT)], env))
+        processes: dict[Child, subprocess.Popen[bytes]] = {}
         try:
-            for name, args in children.items():
+            for child in children:
                 if stop.is_set():  # Ctrl-C while setting up
                     break
-                processes[name] = _start(name, args, env)
+                if not child.batch:
+                    processes[child] = child.start()
+            batches = [child for child in children if child.batch]
             logger.info("database %s, broker %s; Ctrl-C stops everything",
                         _redact(stack.database_url), stack.mqtt_url)
-            return _supervise(processes, env, stop, _ApiWatch(api_url, began),
-                              stack.database_url, city)
+            return _supervise(processes, batches, stop, _ApiWatch(api_url, began),
+                              stack.database_url, cities)
         finally:
             _stop(processes)
             logger.info("demo stopped")
 
 
-def _start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``parkleit ARGS`` as a child in a process group of its own: Ctrl-C at the terminal
-    reaches only the demo, which stops the children (and after them the private services)."""
-    # `forecast train` prints the new model's version, which its log line names already.
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
-                               process_group=0,
-                               stdout=subprocess.DEVNULL if name == TRAINING else None)
-    if name == TRAINING:  # batch work: the live parts come first on a busy machine
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, 10)
-    logger.info("started %s (pid %d)", name, process.pid)
-    return process
+@dataclass(frozen=True, eq=False)
+class Child:
+    """A ``parkleit`` process of the demo; a batch one (training) runs alone, at low
+    priority, its output discarded, and ``then`` starts after it."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    optional: bool = False  # the demo shows the rest without it (a sign address this
+    # machine cannot serve, a forecaster without enough history)
+    batch: bool = False
+    then: Child | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """``parkleit ARGS`` in a process group of its own: Ctrl-C at the terminal reaches
+        only the demo, which stops the children (and after them the private services)."""
+        # `forecast train` prints the new model's version, which its log line names already.
+        process = subprocess.Popen([sys.executable, "-m", "core.cli", *self.args],
+                                   env=self.env, process_group=0,
+                                   stdout=subprocess.DEVNULL if self.batch else None)
+        if self.batch:  # batch work: the live parts come first on a busy machine
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, process.pid, 10)
+        logger.info("started %s (pid %d)", self.name, process.pid)
+        return process
 
 
-def _supervise(processes: dict[str, subprocess.Popen[bytes]], env: dict[str, str],
-               stop: threading.Event, api: _ApiWatch, database_url: str, city: City) -> int:
-    """Watch the children until ``stop``; report every ``REPORT_EVERY_S``. The exit code."""
+def _supervise(processes: dict[Child, subprocess.Popen[bytes]], batches: list[Child],
+               stop: threading.Event, api: _ApiWatch, database_url: str,
+               cities: Cities) -> int:
+    """Run ``batches`` one after the other and watch the children until ``stop``; report
+    every ``REPORT_EVERY_S``. The exit code."""
     next_report = time.monotonic() + REPORT_EVERY_S
+    batch: Child | None = None
     while not stop.wait(POLL_S):
-        training = processes.get(TRAINING)
-        if training is not None and training.poll() is not None:
-            del processes[TRAINING]
-            if training.returncode == 0:
-                logger.info("forecaster trained; starting the forecast service")
+        if batch is not None and processes[batch].poll() is not None:
+            code = processes.pop(batch).returncode
+            if code == 0:
+                logger.info("%s done", batch.name)
             else:
-                logger.warning("training the forecaster failed (exit %s); the forecast "
-                               "service tries again by itself", training.returncode)
-            processes["forecast"] = _start("forecast", ["forecast", "serve"], env)
-        dead = [name for name, p in processes.items() if p.poll() is not None]
-        for name in set(dead) & OPTIONAL:
-            logger.warning("%s stopped (exit %s); the demo goes on without it", name,
-                           processes.pop(name).returncode)
-            dead.remove(name)
+                logger.warning("%s failed (exit %s); the service tries again by itself",
+                               batch.name, code)
+            if batch.then is not None:
+                processes[batch.then] = batch.then.start()
+            batch = None
+        if batch is None and batches:
+            batch = batches.pop(0)
+            processes[batch] = batch.start()
+        dead = [child for child, p in processes.items() if p.poll() is not None and
+                child is not batch]
+        for child in [child for child in dead if child.optional]:
+            logger.warning("%s stopped (exit %s); the demo goes on without it", child.name,
+                           processes.pop(child).returncode)
+            dead.remove(child)
         if dead:
-            logger.error("%s stopped unexpectedly; shutting down", ", ".join(dead))
+            logger.error("%s stopped unexpectedly; shutting down",
+                         ", ".join(child.name for child in dead))
             return 1
         api.poll()
         if time.monotonic() >= next_report:
             next_report = time.monotonic() + REPORT_EVERY_S
-            _report(database_url, city)
+            for city in cities:
+                _report(database_url, city)
     return 0
 
 
-def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+def _stop(processes: dict[Child, subprocess.Popen[bytes]]) -> None:
     """SIGTERM to every child still running, then wait for each (kill after the timeout)."""
     for process in processes.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    for name, process in processes.items():
+    for child, process in processes.items():
+        name = child.name
         try:
             code = process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:

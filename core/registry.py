@@ -9,18 +9,27 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core.city import City
+from core.city import City, CityConfigError
 from core.db import queries
 
-__all__ = ["sync_registry"]
+__all__ = ["RegistryConflict", "sync_registry"]
 
 logger = logging.getLogger(__name__)
 
 ATTEMPTS = 5
+# Key of the transaction-level advisory lock under which registry syncs take turns ("parkleit").
+REGISTRY_LOCK = 0x7061726B6C656974
+
+
+class RegistryConflict(CityConfigError):
+    """The config gives a lot, bay or sign an id another city in the database has."""
 
 
 def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
     """Make the registry tables match the config of ``city``, in one transaction.
+
+    Ids are unique across the cities of an installation: a lot, bay (or its device) or sign
+    another city already has raises RegistryConflict and nothing is written.
 
     Every ingest worker syncs as it starts, while the others may already be writing: the
     upserts lock every bay in config order, a batch locks its bays (foreign keys) in message
@@ -76,7 +85,17 @@ def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
             "sign_ids": [row["sign_id"] for row in sign_rows],
             "bay_ids": [row["bay_id"] for row in bay_rows],
             "lot_ids": [row["lot_id"] for row in lot_rows],
+            "dev_euis": [row["dev_eui"] for row in bay_rows if row["dev_eui"]],
         }
+        # One sync at a time: another city's sync still running would otherwise pass unseen
+        # by this check, and the upserts below would take its new lots over once it commits.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
+        taken = cur.execute(q["taken_ids"], keep).fetchone()
+        if taken:
+            kind, ident, owner = taken
+            raise RegistryConflict(
+                f"{kind} {ident!r} of city {city.id!r} is already city {owner!r}'s: ids are "
+                "unique across the cities of an installation")
         for query in ("delete_gone_signs", "delete_gone_bays", "delete_gone_lots"):
             cur.execute(q[query], keep)
         cur.executemany(q["upsert_lot"], lot_rows)

@@ -48,8 +48,14 @@ class Settings(BaseSettings):
     # broker): then no shared subscriptions (one ingest worker) and no Receive Maximum.
     MQTT_PROTOCOL: Literal["5", "3.1.1"] = "5"
     CITY: str = "zeitz"
+    # The cities of this installation (comma list of config names or paths), served side by
+    # side by the API and run by ``demo``; empty: CITY alone. Ingest, signage, the forecaster
+    # and the simulators serve CITY: one set of them per city.
+    CITIES: Annotated[tuple[str, ...], NoDecode] = ()
     # ingest
-    INGEST_CLIENT_ID: str = "parkleit-ingest-1"
+    # Empty: ``parkleit-ingest-{city}``, so the workers of several cities on one broker never
+    # share a session. Give each further worker of a city an id of its own.
+    INGEST_CLIENT_ID: str = ""
     INGEST_BATCH_SIZE: Annotated[int, Field(ge=1, le=50_000)] = 5000
     INGEST_BATCH_WAIT_MS: Annotated[int, Field(ge=1, le=10_000)] = 50
     INGEST_RECEIVE_MAXIMUM: Annotated[int, Field(ge=1, le=65_535)] = 5000
@@ -142,9 +148,9 @@ class Settings(BaseSettings):
             raise ValueError(f"horizons must be positive multiples of 15 minutes: {value}")
         return tuple(dict.fromkeys(value))
 
-    @field_validator("API_CORS_ORIGINS", "API_FRAME_ANCESTORS", mode="before")
+    @field_validator("CITIES", "API_CORS_ORIGINS", "API_FRAME_ANCESTORS", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -174,6 +180,11 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from None
         return value
+
+    @property
+    def city_refs(self) -> tuple[str, ...]:
+        """The config names or paths of every city of the installation (CITIES or CITY)."""
+        return tuple(dict.fromkeys(self.CITIES)) or (self.CITY,)
 
     @property
     def mqtt(self) -> MqttTarget:

@@ -100,7 +100,8 @@ class IngestService:
         self._generation = 0
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
-        self.service_topic = f"parkleit/v1/{city.id}/services/{settings.INGEST_CLIENT_ID}"
+        self.client_id = settings.INGEST_CLIENT_ID or f"parkleit-ingest-{city.id}"
+        self.service_topic = f"parkleit/v1/{city.id}/services/{self.client_id}"
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class IngestService:
 
     def _connect(self) -> mqtt.Client:
         target = self.settings.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.INGEST_CLIENT_ID,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311,
                              clean_session=None if target.v5 else False, manual_ack=True)
         if target.username:

@@ -15,7 +15,7 @@ change exactly when a sign's record does.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -27,6 +27,7 @@ from core.datex2 import (
     header_information,
     multilingual,
     payload,
+    publisher_id,
     to_bytes,
     utc_time,
 )
@@ -60,21 +61,33 @@ class SignReport:
 _NO_REPORT = SignReport(None, None, "unknown")
 
 
-def vms_table_publication(city: City, now: datetime, *, creator: str | None = None) -> bytes:
-    """The VmsTablePublication of ``city``'s signs: where each is and what it can show."""
-    root = _payload("vms:VmsTablePublication", city, now, creator)
-    _controller_table(root, city)
+def vms_table_publication(cities: Sequence[City], now: datetime, *,
+                          creator: str | None = None) -> bytes:
+    """The VmsTablePublication of the signs of ``cities`` (a table per city with signs):
+    where each is and what it can show."""
+    root = _payload("vms:VmsTablePublication", cities, now, creator)
+    for city in _with_signs(cities):
+        _controller_table(root, city)
     return to_bytes(root)
 
 
-def vms_publication(city: City, reports: Mapping[str, SignReport], now: datetime, *,
-                    creator: str | None = None) -> bytes:
-    """The VmsPublication of what every sign of ``city`` shows; ``reports`` keyed by sign id."""
+def vms_publication(cities: Sequence[City], reports: Mapping[str, SignReport], now: datetime,
+                    *, creator: str | None = None) -> bytes:
+    """The VmsPublication of what every sign of ``cities`` shows; ``reports`` keyed by sign
+    id."""
     # A sign without a report is published as unknown; reports of other signs are ignored.
     # The references must carry the versions the table publication gives; build it aside.
+    signs_of = _with_signs(cities)
+    root = _payload("vms:VmsPublication", cities, now, creator)
+    for city in signs_of:
+        _statuses(root, city, reports, now)
+    return to_bytes(root)
+
+
+def _statuses(root: ET.Element, city: City, reports: Mapping[str, SignReport],
+              now: datetime) -> None:
     table = _controller_table(ET.Element("scratch"), city)
     versions = {controller.get("id", ""): controller.get("version", "") for controller in table}
-    root = _payload("vms:VmsPublication", city, now, creator)
     for sign in city.signs:
         report = reports.get(sign.id, _NO_REPORT)
         if report.content is not None and report.content.sign_id != sign.id:
@@ -87,21 +100,26 @@ def vms_publication(city: City, reports: Mapping[str, SignReport], now: datetime
               id=sign.id, version=versions[sign.id])
         _vms_status(child(child(status, "vms:vmsStatus", vmsIndex="1"), "vms:vmsStatus"),
                     report, now)
-    return to_bytes(root)
 
 
-def _payload(publication_type: str, city: City, now: datetime,
+def _with_signs(cities: Sequence[City]) -> list[City]:
+    with_signs = [city for city in cities if city.signs]
+    if not with_signs:
+        # Both publications need at least one controller; an empty one would not validate.
+        raise ValueError(f"no signs to publish in {', '.join(city.id for city in cities)}")
+    return with_signs
+
+
+def _payload(publication_type: str, cities: Sequence[City], now: datetime,
              creator: str | None) -> ET.Element:
-    root = payload(publication_type, now, national_identifier=creator or f"parkleit-{city.id}")
+    root = payload(publication_type, now, national_identifier=creator or publisher_id(cities))
     # An illustrative city's signs are not real signs; consumers must not take them as such.
-    header_information(root, "vms:headerInformation", test=city.city.illustrative)
+    header_information(root, "vms:headerInformation",
+                       test=any(city.city.illustrative for city in cities))
     return root
 
 
 def _controller_table(parent: ET.Element, city: City) -> ET.Element:
-    if not city.signs:
-        # Both publications need at least one controller; an empty one would not validate.
-        raise ValueError(f"city {city.id} has no signs to publish")
     table = child(parent, "vms:vmsControllerTable", id=f"{city.id}-signs", version="")
     for sign in city.signs:
         controller = child(table, "vms:vmsController", id=sign.id, version="")

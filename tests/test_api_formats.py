@@ -164,7 +164,7 @@ def _closed(version: str) -> Status:
 
 def test_parking_table_describes_every_zeitz_lot(schema: xmlschema.XMLSchema,
                                                  zeitz: City) -> None:
-    document = parking_table_publication(zeitz, NOW)
+    document = parking_table_publication([zeitz], NOW)
     schema.validate(document)
     assert document.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
     root, table, places = _table(document)
@@ -207,20 +207,20 @@ def test_parking_table_describes_every_zeitz_lot(schema: xmlschema.XMLSchema,
 
 
 def test_versions_change_exactly_with_a_lots_record(zeitz: City) -> None:
-    _, table, places = _table(parking_table_publication(zeitz, NOW))
-    _, later_table, later = _table(parking_table_publication(zeitz, NOW + timedelta(days=3)))
+    _, table, places = _table(parking_table_publication([zeitz], NOW))
+    _, later_table, later = _table(parking_table_publication([zeitz], NOW + timedelta(days=3)))
     assert later_table.get("version") == table.get("version")
     assert {key: place.version for key, place in later.items()} == {
         key: place.version for key, place in places.items()}
     lots = list(zeitz.lots)
     lots[1] = lots[1].model_copy(update={"capacity": lots[1].capacity + 1})
     changed_city = zeitz.model_copy(update={"lots": tuple(lots)})
-    _, changed_table, changed = _table(parking_table_publication(changed_city, NOW))
+    _, changed_table, changed = _table(parking_table_publication([changed_city], NOW))
     assert changed_table.get("version") != table.get("version")
     differ = {key for key in places if changed[key].version != places[key].version}
     assert differ == {lots[1].id}
     # The status publication refers to exactly these versions.
-    root, statuses = _statuses(parking_status_publication(changed_city, {}, NOW))
+    root, statuses = _statuses(parking_status_publication([changed_city], {}, NOW))
     reference = root.find("prk:parkingTableReference", NAMESPACES)
     assert reference is not None
     assert (reference.get("id"), reference.get("version"), reference.get("targetClass")) == (
@@ -241,12 +241,12 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
         moritzburg.id: LotReading(30, counted, closed=True),  # closed by an operator
         "elsewhere": LotReading(1, counted),  # not a Zeitz lot: ignored
     }
-    document = parking_status_publication(zeitz, readings, NOW)
+    document = parking_status_publication([zeitz], readings, NOW)
     schema.validate(document)
     root, statuses = _statuses(document)
     assert root.get(XSI_TYPE) == "prk:ParkingStatusPublication"
     assert _text(root, "prk:headerInformation/com:informationStatus") == "test"
-    _, _, places = _table(parking_table_publication(zeitz, NOW))
+    _, _, places = _table(parking_table_publication([zeitz], NOW))
     assert list(statuses) == [lot.id for lot in zeitz.lots]
     version = {lot_id: place.version for lot_id, place in places.items()}
     at = "2024-07-03T09:58:30+00:00"
@@ -265,7 +265,7 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
 
 def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: City) -> None:
     readings = {lot.id: LotReading(10, NIGHT - timedelta(seconds=30)) for lot in zeitz.lots}
-    document = parking_status_publication(zeitz, readings, NIGHT)
+    document = parking_status_publication([zeitz], readings, NIGHT)
     schema.validate(document)
     _, statuses = _statuses(document)
     assert statuses["zeitz-altmarkt"].opening == "closed"  # Mo-Sa 06:00-23:00
@@ -275,7 +275,7 @@ def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: 
 
 
 def test_the_schema_check_can_fail(schema: xmlschema.XMLSchema, zeitz: City) -> None:
-    document = parking_status_publication(zeitz, {}, NOW)
+    document = parking_status_publication([zeitz], {}, NOW)
     broken = document.replace(b"<prk:status>unknown</prk:status>",
                               b"<prk:status>closed</prk:status>", 1)
     assert broken != document
@@ -322,7 +322,7 @@ def test_parkapi_feed_as_opentripplanner_reads_it(zeitz: City) -> None:
         bahnhof.id: LotReading(50, NOW - timedelta(hours=2)),
         moritzburg.id: LotReading(30, NOW - timedelta(seconds=10), closed=True),
     }
-    document = parkapi_lots(zeitz, readings, NOW, data_source="https://parken.example/")
+    document = parkapi_lots([zeitz], readings, NOW, data_source="https://parken.example/")
     _check_otp_shape(document)
     assert document["last_downloaded"] == "2024-07-03T10:00:00"
     # The newest count published: Moritzburg's is newer but closed, so not published.

@@ -408,7 +408,7 @@ longitude = 12.144
 """, encoding="utf-8")
     reloaded = live.admin("POST", "/reload")
     assert reloaded.status_code == 200, reloaded.text
-    assert reloaded.json() == {"city": live.city.id, "lots": 5, "signs": 1}
+    assert reloaded.json() == {"cities": [{"city": live.city.id, "lots": 5, "signs": 1}]}
     assert live.conn.execute("SELECT capacity FROM lots WHERE lot_id = %s",
                              (live.lot("new"),)).fetchone() == (30,)
     stream = live.stream(f"?lots={live.lot('new')}")
@@ -416,8 +416,8 @@ longitude = 12.144
 
     city_path.write_text("[city]\nid = 'broken", encoding="utf-8")
     refused = live.admin("POST", "/reload")
-    assert refused.status_code == 422 and "old one stays" in refused.json()["detail"]
-    assert len(live.app.state.city.lots) == 5
+    assert refused.status_code == 422 and "old ones stay" in refused.json()["detail"]
+    assert len(live.app.state.cities.all[0].lots) == 5
 
 
 def test_rate_limits_answer_429_with_retry_after(settings: Settings,

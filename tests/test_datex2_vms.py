@@ -102,7 +102,7 @@ def test_every_sign_showing_content_is_published(schema: xmlschema.XMLSchema,
     contents = _rendered(city)
     reports = {sign_id: SignReport(content, ACKED, "working")
                for sign_id, content in contents.items()}
-    document = vms_publication(city, reports, NOW)
+    document = vms_publication([city], reports, NOW)
     schema.validate(document)
     assert document.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
     root, shown = _parse(document)
@@ -128,7 +128,7 @@ def test_a_failed_sign_is_not_working_with_its_fault(schema: xmlschema.XMLSchema
                for sign_id, content in contents.items()}
     reports["zeitz-vms-b2-sued"] = SignReport(contents["zeitz-vms-b2-sued"], ACKED, "failed",
                                               "no answer within 2 s")
-    document = vms_publication(city, reports, NOW)
+    document = vms_publication([city], reports, NOW)
     schema.validate(document)
     _, shown = _parse(document)
     failed = shown["zeitz-vms-b2-sued"]
@@ -148,7 +148,7 @@ def test_umlauts_and_eszett_survive(schema: xmlschema.XMLSchema, city: City) -> 
         LineContent("Weißenfels Ü", "right", ""),
     ))
     reports = {sign.id: SignReport(content, ACKED, "failed", "Zeitüberschreitung: Größe\x07")}
-    document = vms_publication(city, reports, NOW)
+    document = vms_publication([city], reports, NOW)
     schema.validate(document)
     assert "Roßmarkt geschlossen".encode() in document  # UTF-8, not character references
     _, shown = _parse(document)
@@ -163,7 +163,7 @@ def test_signs_without_content_yet(schema: xmlschema.XMLSchema, city: City) -> N
     reports = {first: SignReport(None, None, "unknown"),
                second: SignReport(None, None, "working"),
                "not-a-sign-of-zeitz": SignReport(None, None, "failed")}
-    document = vms_publication(city, reports, NOW)
+    document = vms_publication([city], reports, NOW)
     schema.validate(document)
     _, shown = _parse(document)
     assert list(shown) == [sign.id for sign in city.signs]
@@ -177,7 +177,7 @@ def test_blank_and_long_texts_stay_valid(schema: xmlschema.XMLSchema, city: City
     sign = city.signs[0]
     blank = SignContent(sign.id, (LineContent("", "none", ""),))
     document = vms_publication(
-        city, {sign.id: SignReport(blank, ACKED, "failed", "x" * 5000)}, NOW)
+        [city], {sign.id: SignReport(blank, ACKED, "failed", "x" * 5000)}, NOW)
     schema.validate(document)
     root, shown = _parse(document)
     assert shown[sign.id].lines == [""]
@@ -187,7 +187,7 @@ def test_blank_and_long_texts_stay_valid(schema: xmlschema.XMLSchema, city: City
 
 def test_table_publication_lists_every_sign_where_it_is(schema: xmlschema.XMLSchema,
                                                         city: City) -> None:
-    document = vms_table_publication(city, NOW)
+    document = vms_table_publication([city], NOW)
     schema.validate(document)
     root = ET.fromstring(document)
     assert root.get(f"{{{NAMESPACES['xsi']}}}type") == "vms:VmsTablePublication"
@@ -234,14 +234,14 @@ def _referenced_versions(document: bytes) -> dict[str, str]:
 
 
 def test_versions_stable_and_changing_only_with_the_record(city: City) -> None:
-    before = _versions(vms_table_publication(city, NOW))
-    assert before == _versions(vms_table_publication(city, NOW + timedelta(hours=1)))
+    before = _versions(vms_table_publication([city], NOW))
+    assert before == _versions(vms_table_publication([city], NOW + timedelta(hours=1)))
     # The status publication references exactly the table's versions.
-    assert _referenced_versions(vms_publication(city, {}, NOW)) == before
+    assert _referenced_versions(vms_publication([city], {}, NOW)) == before
     moved = city.signs[2].model_copy(update={"latitude": city.signs[2].latitude + 0.001})
     changed_city = city.model_copy(
         update={"signs": (*city.signs[:2], moved, *city.signs[3:])})
-    after = _versions(vms_table_publication(changed_city, NOW))
+    after = _versions(vms_table_publication([changed_city], NOW))
     assert {key for key in before if before[key] != after[key]} == {
         "table:zeitz-signs", moved.id}
 
@@ -259,21 +259,21 @@ def test_inconsistent_reports_are_refused(city: City) -> None:
     with pytest.raises(ValueError, match="both set or both None"):
         SignReport(content, None, "working")
     with pytest.raises(ValueError, match=f"the report for {sign.id} holds content of"):
-        vms_publication(city, {sign.id: SignReport(content, ACKED, "working")}, NOW)
+        vms_publication([city], {sign.id: SignReport(content, ACKED, "working")}, NOW)
 
 
 def test_a_city_without_signs_is_refused(city: City) -> None:
     signless = city.model_copy(update={"signs": ()})
-    with pytest.raises(ValueError, match="has no signs"):
-        vms_table_publication(signless, NOW)
-    with pytest.raises(ValueError, match="has no signs"):
-        vms_publication(signless, {}, NOW)
+    with pytest.raises(ValueError, match="no signs to publish"):
+        vms_table_publication([signless], NOW)
+    with pytest.raises(ValueError, match="no signs to publish"):
+        vms_publication([signless], {}, NOW)
 
 
 def test_the_schema_rejects_a_broken_publication(schema: xmlschema.XMLSchema,
                                                  city: City) -> None:
     # Validation must be able to fail: drop a required reference from a valid document.
-    root = ET.fromstring(vms_publication(city, {}, NOW))
+    root = ET.fromstring(vms_publication([city], {}, NOW))
     status = root.find("vms:vmsControllerStatus", NAMESPACES)
     reference = root.find("vms:vmsControllerStatus/vms:vmsControllerReference", NAMESPACES)
     assert status is not None and reference is not None

@@ -2,9 +2,11 @@
 
 No Docker engine runs on the test machines, so the compose file is checked as data: every
 command parses with the parkleit CLI, every PARKLEIT_* variable is a setting with a valid value,
-every service has a health check, a restart policy and limits, and no secret is written down.
+every service has a health check, a restart policy and limits, no secret is written down, and
+every city of the API's PARKLEIT_CITIES has its own ingest, forecast and signage services.
 The shipped Mosquitto config, ACL and password script run on a real Mosquitto: a sensor reaches
-ingest, a sensor spoofing another bay is refused, the public user reads status only.
+ingest, a sensor spoofing another bay is refused, the public user reads status only, and two
+cities share the broker without one's messages reaching the other's workers.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,14 +36,14 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from core.city import load_city
+from core.city import load_cities, load_city
 from core.cli import build_parser
 from core.embedded import LOOPBACK, free_port, tcp_answers
 from core.healthcheck import build_parser as build_healthcheck_parser
 from core.healthcheck import check_http, check_mqtt, check_service_status
 from core.mqtt import FATAL_CONNECT, ServiceStatus
 from core.settings import Settings
-from ingest import SHARE_GROUP, Decoder
+from ingest import SHARE_GROUP, DecodeError, Decoder
 from simulators._mqtt import PubAcks, mqtt_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,10 +138,35 @@ def _one_shot(name: str, services: dict[str, dict[str, Any]]) -> bool:
                == "service_completed_successfully" for spec in services.values())
 
 
+def _role(spec: dict[str, Any]) -> str:
+    """What a parkleit service runs: its subcommand (``ingest``, ``forecast serve``, ...)."""
+    command = spec["command"]
+    return " ".join(command[:2]) if command[0] in ("db", "forecast", "simulate") else command[0]
+
+
+def _settings_of(spec: dict[str, Any]) -> Settings:
+    values = {key.removeprefix("PARKLEIT_"): value for key, value in _environment(spec).items()}
+    return Settings.model_validate(values)
+
+
+def _config_file(ref: str) -> Path:
+    """The file in the repository behind a city config path in the containers."""
+    path = Path(ref)
+    assert path.parent == Path("/app/cities"), f"{ref}: the city configs are mounted there"
+    return ROOT / "cities" / path.name
+
+
+# What each city of the installation runs for itself; the API and the migration are shared.
+CITY_WORKERS = ("ingest", "forecast serve", "signage")
+CITY_SIMULATORS = ("simulate city", "simulate signs")
+
+
 def test_every_service_has_a_health_check_restart_policy_and_limits(
         services: dict[str, dict[str, Any]]) -> None:
-    assert {"db", "mosquitto", "migrate", "api", "signage", "forecast"} <= services.keys()
-    assert sum(spec.get("command") == ["ingest"] for spec in services.values()) >= 2
+    assert {"db", "mosquitto", "migrate", "api"} <= services.keys()
+    roles = [_role(spec) for spec in services.values() if "build" in spec]
+    assert {"db migrate", "api", *CITY_WORKERS, *CITY_SIMULATORS} <= set(roles), roles
+    assert roles.count("ingest") >= 2
     for name, spec in services.items():
         limits = spec.get("deploy", {}).get("resources", {}).get("limits", {})
         assert float(limits.get("cpus", 0)) > 0, f"{name}: no cpu limit"
@@ -205,12 +234,67 @@ def test_every_parkleit_variable_is_a_setting_with_a_valid_value(
                    if not key.startswith("PARKLEIT_")
                    or key.removeprefix("PARKLEIT_") not in Settings.model_fields]
         assert not unknown, f"{name}: not parkleit settings: {unknown}"
-        values = {key.removeprefix("PARKLEIT_"): value for key, value in env.items()}
-        settings = Settings.model_validate(values)
-        city = Path(settings.CITY)
-        assert city.parent == Path("/app/cities"), f"{name}: the city config is mounted there"
-        assert (ROOT / "cities" / city.name).is_file(), f"{name}: {city}"
+        settings = _settings_of(spec)
+        # city_refs: PARKLEIT_CITIES, else PARKLEIT_CITY (its default "zeitz" is no path).
+        for ref in settings.city_refs:
+            assert _config_file(ref).is_file(), f"{name}: {ref}"
         assert {"./cities:/app/cities:ro"} <= set(spec["volumes"]), name
+
+
+@pytest.fixture(scope="module")
+def installation(parkleit_services: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """The cities of the installation: the API's PARKLEIT_CITIES (config paths)."""
+    apis = [spec for spec in parkleit_services.values() if _role(spec) == "api"]
+    assert len(apis) == 1, "one API service serves every city"
+    assert "PARKLEIT_CITIES" in _environment(apis[0]), "the API names every city"
+    refs = _settings_of(apis[0]).city_refs
+    assert len(refs) >= 2, refs
+    return refs
+
+
+def test_every_city_of_the_api_has_its_own_workers(
+        parkleit_services: dict[str, dict[str, Any]], installation: tuple[str, ...]) -> None:
+    served: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for name, spec in parkleit_services.items():
+        role, env = _role(spec), _environment(spec)
+        if role in ("api", "db migrate"):  # every city: the API serves, migrate syncs them
+            assert env["PARKLEIT_CITIES"].split(",") == list(installation), name
+            continue
+        # A worker serves PARKLEIT_CITY alone.
+        assert "PARKLEIT_CITIES" not in env, f"{name}: {role} serves PARKLEIT_CITY only"
+        assert "PARKLEIT_CITY" in env, f"{name}: which city?"
+        city = env["PARKLEIT_CITY"]
+        assert city in installation, f"{name}: {city} is not in the API's PARKLEIT_CITIES"
+        served[city][role].append(name)
+        if role in CITY_WORKERS:
+            assert not spec.get("profiles"), f"{name}: a city's worker runs in production"
+        elif role in CITY_SIMULATORS:
+            assert spec.get("profiles") == ["demo"], f"{name}: simulators are the demo's"
+    for city in installation:
+        roles = served[city]
+        assert len(roles["ingest"]) >= 1, f"{city}: no ingest worker"
+        # Exactly one: two signage services would both push to every sign, two forecasters
+        # would both write every forecast (docs/operations.md: no leader election).
+        assert len(roles["signage"]) == 1, f"{city}: signage {roles['signage']}"
+        assert len(roles["forecast serve"]) == 1, f"{city}: forecast {roles['forecast serve']}"
+        assert len(roles["simulate city"]) == 1, f"{city}: city simulator"
+        assert len(roles["simulate signs"]) == 1, f"{city}: sign simulator"
+        # The city's signs are at 127.0.0.1 of its signage service.
+        signs = parkleit_services[roles["simulate signs"][0]]
+        assert signs["network_mode"] == f"service:{roles['signage'][0]}", city
+
+
+def test_the_cities_of_the_installation_load_together(installation: tuple[str, ...]) -> None:
+    cities = load_cities(str(_config_file(ref)) for ref in installation)
+    assert len({city.id for city in cities}) == len(installation)
+    # Every city's ingest workers log in as `ingest` and share $share/ingest/<filter>: a filter
+    # two cities subscribed to would be one shared subscription, handing each city's messages
+    # to the other's workers too (which would dead-letter them as unknown).
+    owners: dict[str, str] = {}
+    for city in cities:
+        for topic_filter in Decoder(city).subscriptions():
+            owner = owners.setdefault(topic_filter, city.id)
+            assert owner == city.id, f"{topic_filter}: ingest of {owner} and of {city.id}"
 
 
 def test_health_checks_probe_what_each_service_serves(
@@ -374,8 +458,14 @@ TTN_APP = "zeitz-parking@ttn"
 CHIRPSTACK_APP = "3c1e8a52-7d4b-4f0e-9a61-2b8c5d7e1f40"
 SIGN = f"{CITY}-vms-1"
 OTHER_SIGN = f"{CITY}-vms-2"
+# The second city of docker-compose.yml, on the same broker: devices of its config.
+NAUMBURG = "naumburg"
+NAUMBURG_BAY = "naumburg-markt-001"
+NAUMBURG_LOT = "naumburg-marientor"
+NAUMBURG_TTN_APP = "naumburg-parking@ttn"
 SERVICE_USERS = ("ingest", "signage", "forecast", "api", "public", "monitor", "simulator")
-DEVICES = (BAY, OTHER_BAY, LOT, TTN_APP, CHIRPSTACK_APP, SIGN, OTHER_SIGN)
+DEVICES = (BAY, OTHER_BAY, LOT, TTN_APP, CHIRPSTACK_APP, SIGN, OTHER_SIGN,
+           NAUMBURG_BAY, NAUMBURG_LOT, NAUMBURG_TTN_APP)
 
 
 def topic(rest: str) -> str:
@@ -696,6 +786,57 @@ def test_only_ingest_reads_sensor_topics_and_public_reads_status_only(peers: Log
                    topic("services/parkleit-ingest-1")):
         assert public.publish(forged, "x") == NOT_AUTHORIZED, forged
     assert sensor.publish(topic(f"services/{BAY}"), "offline") == NOT_AUTHORIZED
+
+
+def test_two_cities_share_the_broker_without_mixing(peers: Login) -> None:
+    """Each city's ingest workers get their city's messages only, on one broker and user."""
+    zeitz, naumburg = load_city(CITY), load_city(NAUMBURG)
+    assert NAUMBURG_TTN_APP in naumburg.lorawan.ttn_applications
+    workers = {}
+    for city in (zeitz, naumburg):
+        workers[city.id] = peers("ingest")
+        workers[city.id].subscribe(*(SHARE_GROUP + f for f in Decoder(city).subscriptions()))
+    sensor, naumburg_sensor = peers(BAY), peers(NAUMBURG_BAY)
+    ttn, naumburg_ttn = peers(TTN_APP), peers(NAUMBURG_TTN_APP)
+    sent = {CITY: [(sensor, topic(f"bays/{BAY}")),
+                   (ttn, f"v3/{TTN_APP}/devices/eui-70b3d57ed0000001/up")],
+            NAUMBURG: [(naumburg_sensor, f"parkleit/v1/{NAUMBURG}/bays/{NAUMBURG_BAY}"),
+                       (naumburg_ttn, f"v3/{NAUMBURG_TTN_APP}/devices/eui-70b3d57ed005c101/up")]}
+    for city_id, messages in sent.items():
+        for publisher, sent_topic in messages:
+            assert publisher.publish(sent_topic, f"from {city_id}") == 0, sent_topic
+    for city_id, messages in sent.items():
+        publisher, last_topic = messages[0]
+        assert publisher.publish(last_topic, f"sentinel {city_id}") == 0
+        received = workers[city_id].until(f"sentinel {city_id}")
+        assert sorted(received) == sorted([t for _, t in messages] + [last_topic]), city_id
+
+
+def test_a_device_of_one_city_cannot_write_for_another(peers: Login) -> None:
+    naumburg_sensor, naumburg_counter = peers(NAUMBURG_BAY), peers(NAUMBURG_LOT)
+    naumburg_ttn = peers(NAUMBURG_TTN_APP)
+    forged = {naumburg_sensor: [topic(f"bays/{BAY}"), topic(f"lots/{LOT}/counter"),
+                                topic(f"lots/{LOT}/status")],
+              naumburg_counter: [topic(f"lots/{LOT}/counter"), topic(f"bays/{BAY}")],
+              naumburg_ttn: [f"v3/{TTN_APP}/devices/eui-70b3d57ed0000001/up"]}
+    for peer, topics in forged.items():
+        for bad in topics:
+            assert peer.publish(bad, "forged") == NOT_AUTHORIZED, bad
+
+    # What the ACL cannot do: tie a device to its city (Mosquitto matches whole usernames, and
+    # the topic level is the device's id). A Naumburg sensor may publish its own id under
+    # Zeitz's prefix; Zeitz's ingest gets it and stores it as a dead letter, an unknown bay,
+    # because ids are unique across the cities (core.city.load_cities).
+    ingest = peers("ingest")
+    zeitz = load_city(CITY)
+    ingest.subscribe(*(SHARE_GROUP + f for f in Decoder(zeitz).subscriptions()))
+    elsewhere = topic(f"bays/{NAUMBURG_BAY}")
+    payload = '{"occupied": true}'
+    assert naumburg_sensor.publish(elsewhere, payload) == 0
+    assert ingest.until(payload) == [elsewhere]
+    with pytest.raises(DecodeError, match="unknown bay"):
+        Decoder(zeitz).decode(elsewhere, payload.encode(), datetime.now(UTC))
+    assert NAUMBURG_BAY in {bay.id for _, bay in load_city(NAUMBURG).bays()}
 
 
 def test_public_gets_the_retained_status_and_services_only(peers: Login) -> None:

@@ -172,22 +172,23 @@ def test_city_gauges_say_what_the_database_holds(
     def value(name: str, **labels: str) -> float:
         return values[(name, tuple(sorted(labels.items())))]
 
-    assert 29 <= value("parkleit_lot_data_age_seconds", lot=garage) < 60
-    assert value("parkleit_lot_data_age_seconds", lot=street) == float("inf")  # never heard
-    assert value("parkleit_lot_stale_after_seconds", lot=garage) == 900
-    assert value("parkleit_lot_closed", lot=small) == 1
-    assert value("parkleit_lot_closed", lot=garage) == 0
-    assert value("parkleit_lot_quality", lot=garage) == 0.75
-    assert 599 <= value("parkleit_forecast_age_seconds") < 660
-    assert 86_399 <= value("parkleit_forecast_model_age_seconds") < 86_460
-    assert value("parkleit_forecast_mae_spaces", lot=garage, horizon_min="60") == 8.5
-    assert value("parkleit_forecast_mae_ratio", lot=garage, horizon_min="60") == pytest.approx(
-        0.085)
-    assert 399 <= value("parkleit_sign_ack_age_seconds", sign=sign) < 460
+    assert 29 <= value("parkleit_lot_data_age_seconds", city=city.id, lot=garage) < 60
+    # never heard
+    assert value("parkleit_lot_data_age_seconds", city=city.id, lot=street) == float("inf")
+    assert value("parkleit_lot_stale_after_seconds", city=city.id, lot=garage) == 900
+    assert value("parkleit_lot_closed", city=city.id, lot=small) == 1
+    assert value("parkleit_lot_closed", city=city.id, lot=garage) == 0
+    assert value("parkleit_lot_quality", city=city.id, lot=garage) == 0.75
+    assert 599 <= value("parkleit_forecast_age_seconds", city=city.id) < 660
+    assert 86_399 <= value("parkleit_forecast_model_age_seconds", city=city.id) < 86_460
+    forecast = {"city": city.id, "lot": garage, "horizon_min": "60"}
+    assert value("parkleit_forecast_mae_spaces", **forecast) == 8.5
+    assert value("parkleit_forecast_mae_ratio", **forecast) == pytest.approx(0.085)
+    assert 399 <= value("parkleit_sign_ack_age_seconds", city=city.id, sign=sign) < 460
     # Cached: a second scrape within the TTL asks the database nothing new.
     conn.execute("UPDATE lot_state SET updated = NULL WHERE lot_id = %s", (garage,))
     assert _values(api_client.get("/metrics/city").text)[
-        ("parkleit_lot_data_age_seconds", (("lot", garage),))] < 60
+        ("parkleit_lot_data_age_seconds", (("city", city.id), ("lot", garage)))] < 60
 
 
 def test_process_metrics_include_the_live_stream(api_client: TestClient) -> None:

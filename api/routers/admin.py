@@ -1,4 +1,4 @@
-"""Admin writes: close and open lots, override signs, reload the city config.
+"""Admin writes: close and open lots, override signs, reload the city configs.
 
 Every route needs an API key (``Authorization: Bearer <key>`` or ``X-API-Key``; 401 without
 one, 403 for a wrong one), takes a token of the key's rate-limit bucket (429 when empty) and
@@ -33,8 +33,8 @@ from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema,
 from api._hub import CONFIG_CHANNEL
 from api._keys import KeyFileError, KeyStore
 from api._ratelimit import TokenBuckets, retry_after
-from api.deps import CityDep, Conn, SettingsDep
-from core.city import City, CityConfigError, OpeningHours, load_city
+from api.deps import CitiesDep, Conn, SettingsDep
+from core.city import Cities, CityConfigError, OpeningHours, Sign, load_cities
 from core.db import queries
 from core.registry import sync_registry
 from ingest import LotStatus, lot_status
@@ -158,12 +158,13 @@ class AdminLot(BaseModel):
     closure: Closure | None
 
 
-async def _set_status(conn: AsyncConnection[Any], city: City, lot_id: str, now: datetime, *,
-                      closed: bool) -> str:
+async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, now: datetime,
+                      *, closed: bool) -> str:
     """Derive the lot's status as ingest would, store it and NOTIFY it (in the transaction)."""
-    lot = next((lot for lot in city.lots if lot.id == lot_id), None)
-    if lot is None:
-        raise HTTPException(404, f"no lot {lot_id!r} in {city.id}")
+    try:
+        city, lot = cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
     q = queries("api", "admin")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
@@ -183,12 +184,12 @@ async def _set_status(conn: AsyncConnection[Any], city: City, lot_id: str, now: 
 @router.post("/lots/{lot_id}/close", operation_id="closeLot", response_model=AdminLot,
              summary="Close a lot (status closed everywhere until opened or until `until`)")
 async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Conn,
-                    city: CityDep) -> AdminLot:
+                    cities: CitiesDep) -> AdminLot:
     """Close ``lot_id`` for every consumer: API, stream, signs, DATEX II, MQTT."""
     now = datetime.now(UTC)
     until = _future(body.until, now)
     async with conn.transaction():
-        status = await _set_status(conn, city, lot_id, now, closed=True)
+        status = await _set_status(conn, cities, lot_id, now, closed=True)
         await conn.execute(queries("api", "admin")["close_lot"], {
             "lot_id": lot_id, "reason": body.reason, "key_name": operator.name, "since": now,
             "until": until})
@@ -200,11 +201,12 @@ async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Co
 
 @router.post("/lots/{lot_id}/open", operation_id="openLot", response_model=AdminLot,
              summary="End an operator's closure of a lot")
-async def open_lot(lot_id: str, operator: OperatorDep, conn: Conn, city: CityDep) -> AdminLot:
+async def open_lot(lot_id: str, operator: OperatorDep, conn: Conn,
+                   cities: CitiesDep) -> AdminLot:
     """End the closure of ``lot_id`` (if any); its status is derived from its count again."""
     now = datetime.now(UTC)
     async with conn.transaction():
-        status = await _set_status(conn, city, lot_id, now, closed=False)
+        status = await _set_status(conn, cities, lot_id, now, closed=False)
         cursor = await conn.execute(queries("api", "admin")["open_lot"], {"lot_id": lot_id})
         await _audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
                      now)
@@ -253,10 +255,15 @@ class SignOverride(BaseModel):
     until: datetime | None = None
 
 
-def _override_content(city: City, sign_id: str, body: OverrideSign) -> SignContent:
-    sign = next((sign for sign in city.signs if sign.id == sign_id), None)
-    if sign is None:
-        raise HTTPException(404, f"no sign {sign_id!r} in {city.id}")
+def _sign(cities: Cities, sign_id: str) -> Sign:
+    try:
+        return cities.sign(sign_id)[1]
+    except KeyError:
+        raise HTTPException(404, f"no sign {sign_id!r}") from None
+
+
+def _override_content(cities: Cities, sign_id: str, body: OverrideSign) -> SignContent:
+    sign = _sign(cities, sign_id)
     if len(body.lines) != len(sign.lines):
         bad_parameter("lines", f"sign {sign_id} has {len(sign.lines)} lines, "
                       f"not {len(body.lines)}", "body")
@@ -284,9 +291,9 @@ async def _registered(conn: AsyncConnection[Any], sign_id: str) -> None:
              response_model=SignOverride,
              summary="Show an operator's text on a sign (until cleared or until `until`)")
 async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep, conn: Conn,
-                        city: CityDep) -> SignOverride:
+                        cities: CitiesDep) -> SignOverride:
     """Set the override of ``sign_id``; the signage service pushes it at once."""
-    content = _override_content(city, sign_id, body)
+    content = _override_content(cities, sign_id, body)
     now = datetime.now(UTC)
     until = _future(body.until, now)
     document = content_json(content)
@@ -307,10 +314,9 @@ async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep,
 @router.delete("/signs/{sign_id}/override", operation_id="clearSignOverride",
                response_model=SignOverride, summary="End a sign's override")
 async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn,
-                         city: CityDep) -> SignOverride:
+                         cities: CitiesDep) -> SignOverride:
     """Clear the override of ``sign_id`` (if any); the sign shows its rendered content."""
-    if not any(sign.id == sign_id for sign in city.signs):
-        raise HTTPException(404, f"no sign {sign_id!r} in {city.id}")
+    _sign(cities, sign_id)
     now = datetime.now(UTC)
     async with conn.transaction():
         q = queries("api", "admin")
@@ -324,45 +330,57 @@ async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn,
 # -- config --------------------------------------------------------------------------------
 
 
-class Reloaded(BaseModel):
-    """The city config now in force."""
+class ReloadedCity(BaseModel):
+    """A city config now in force."""
 
     city: str
     lots: int
     signs: int
 
 
-def _sync(url: str, city: City, audit: dict[str, Any]) -> None:
+class Reloaded(BaseModel):
+    """The city configs now in force."""
+
+    cities: list[ReloadedCity]
+
+
+def _sync(url: str, cities: Cities, audit: dict[str, Any]) -> None:
     q = queries("api", "admin")
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn, conn.transaction():
-        sync_registry(conn, city)
+        for city in cities:
+            sync_registry(conn, city)
         conn.execute(q["audit"], audit)
-        conn.execute(q["notify"], {"channel": CONFIG_CHANNEL, "payload": city.id})
+        for city in cities:
+            conn.execute(q["notify"], {"channel": CONFIG_CHANNEL, "payload": city.id})
 
 
 @router.post("/reload", operation_id="reloadConfig", response_model=Reloaded,
-             summary="Read the city config again and sync the registry")
+             summary="Read the city configs again and sync the registry")
 async def reload_config(request: Request, operator: OperatorDep, settings: SettingsDep,
-                        city: CityDep) -> Reloaded:
-    """Read ``PARKLEIT_CITY`` again, sync lots, bays and signs, and put it in force.
+                        cities: CitiesDep) -> Reloaded:
+    """Read the configs of ``PARKLEIT_CITIES`` (or ``PARKLEIT_CITY``) again, sync lots,
+    bays and signs, and put them in force.
 
-    Every API process takes it (they hear ``parkleit_config``); ingest, signage and the
-    forecaster read the config at their start and need a restart for it.
+    Every API process takes them (they hear ``parkleit_config``); ingest, signage and the
+    forecaster read their config at their start and need a restart for it.
     """
     try:
-        new = await asyncio.to_thread(load_city, settings.CITY)
+        new = await asyncio.to_thread(load_cities, settings.city_refs)
     except CityConfigError as exc:
-        raise HTTPException(422, f"the city config was not taken, the old one stays: {exc}"
+        raise HTTPException(422, f"the city configs were not taken, the old ones stay: {exc}"
                             ) from None
-    if new.id != city.id:
-        raise HTTPException(422, f"the city id changed ({city.id} -> {new.id}); restart the "
-                            "services instead")
+    before, after = [city.id for city in cities], [city.id for city in new]
+    if before != after:
+        raise HTTPException(422, f"the city ids changed ({', '.join(before)} -> "
+                            f"{', '.join(after)}); restart the services instead")
     now = datetime.now(UTC)
-    detail = {"lots": len(new.lots), "signs": len(new.signs)}
+    detail = [ReloadedCity(city=city.id, lots=len(city.lots), signs=len(city.signs))
+              for city in new]
+    document = [entry.model_dump() for entry in detail]
     await asyncio.to_thread(_sync, settings.DATABASE_URL, new, {
         "time": now, "key_name": operator.name, "client": operator.client, "action": "reload",
-        "target": new.id, "detail": Jsonb(detail)})
-    logger.info("admin: reload %s by key %s from %s: %s", new.id, operator.name,
-                operator.client, json.dumps(detail))
-    request.app.state.city = new
-    return Reloaded(city=new.id, **detail)
+        "target": ",".join(after), "detail": Jsonb(document)})
+    logger.info("admin: reload by key %s from %s: %s", operator.name, operator.client,
+                json.dumps(document))
+    request.app.state.cities = new
+    return Reloaded(cities=detail)

@@ -10,20 +10,21 @@ from fastapi import APIRouter, HTTPException, Response
 from psycopg.rows import dict_row
 
 from api._datex_parking import parking_status_publication, parking_table_publication
+from api._http import problem_responses
 from api._readings import read_lot_readings
-from api.deps import CityDep, Conn
+from api.deps import Conn, SelectedCities
 from core.city import City, Sign
 from core.db import queries
 from signage import SignReport, content_from_json, vms_publication, vms_table_publication
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/datex2", tags=["DATEX II"])
+router = APIRouter(prefix="/v1/datex2", tags=["DATEX II"], responses=problem_responses(422))
 
 _XML = "application/xml; charset=utf-8"
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/xml": {}}, "description": "A DATEX II v3.7 d2:payload."}}
-_NO_SIGNS: dict[int | str, dict[str, Any]] = {404: {"description": "The city has no signs."}}
+_NO_SIGNS: dict[int | str, dict[str, Any]] = {404: {"description": "No city asked for has signs."}}
 
 
 def _xml(document: bytes) -> Response:
@@ -32,43 +33,47 @@ def _xml(document: bytes) -> Response:
 
 @router.get("/parking-table", summary="DATEX II parking table", operation_id="datex2_parking_table",
             response_class=Response, responses=_DOCUMENT)
-async def parking_table(city: CityDep) -> Response:
-    """ParkingTablePublication: every lot with its place, capacity and special spaces."""
-    return _xml(parking_table_publication(city, datetime.now(UTC)))
+async def parking_table(cities: SelectedCities) -> Response:
+    """ParkingTablePublication: every lot with its place, capacity and special spaces (a
+    table per city)."""
+    return _xml(parking_table_publication(cities, datetime.now(UTC)))
 
 
 @router.get("/parking-status", summary="DATEX II parking status",
             operation_id="datex2_parking_status", response_class=Response, responses=_DOCUMENT)
-async def parking_status(conn: Conn, city: CityDep) -> Response:
+async def parking_status(conn: Conn, cities: SelectedCities) -> Response:
     """ParkingStatusPublication: every lot's vacant spaces and status now (unknown when stale)."""
-    readings = await read_lot_readings(conn, city)
-    return _xml(parking_status_publication(city, readings, datetime.now(UTC)))
+    readings = await read_lot_readings(conn, cities)
+    return _xml(parking_status_publication(cities, readings, datetime.now(UTC)))
 
 
 @router.get("/vms-table", summary="DATEX II VMS table", operation_id="datex2_vms_table",
             response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
-async def vms_table(city: CityDep) -> Response:
-    """VmsTablePublication: every sign with its place and display."""
-    _require_signs(city)
-    return _xml(vms_table_publication(city, datetime.now(UTC)))
+async def vms_table(cities: SelectedCities) -> Response:
+    """VmsTablePublication: every sign with its place and display (a table per city)."""
+    _require_signs(cities)
+    return _xml(vms_table_publication(cities, datetime.now(UTC)))
 
 
 @router.get("/vms-status", summary="DATEX II VMS status", operation_id="datex2_vms_status",
             response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
-async def vms_status(conn: Conn, city: CityDep) -> Response:
+async def vms_status(conn: Conn, cities: SelectedCities) -> Response:
     """VmsPublication: what every sign last confirmed showing, and whether it works."""
-    _require_signs(city)
+    _require_signs(cities)
+    rows: dict[str, Mapping[str, Any]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries("signage")["sign_health"], {"city": city.id})
-        rows = {row["sign_id"]: row for row in await cur.fetchall()}
+        for city in cities:
+            await cur.execute(queries("signage")["sign_health"], {"city": city.id})
+            rows.update((row["sign_id"], row) for row in await cur.fetchall())
     now = datetime.now(UTC)
-    reports = {sign.id: _sign_report(sign, rows.get(sign.id), now) for sign in city.signs}
-    return _xml(vms_publication(city, reports, now))
+    reports = {sign.id: _sign_report(sign, rows.get(sign.id), now)
+               for city in cities for sign in city.signs}
+    return _xml(vms_publication(cities, reports, now))
 
 
-def _require_signs(city: City) -> None:
-    if not city.signs:
-        raise HTTPException(404, f"city {city.id} has no signs")
+def _require_signs(cities: tuple[City, ...]) -> None:
+    if not any(city.signs for city in cities):
+        raise HTTPException(404, f"no signs in {', '.join(city.id for city in cities)}")
 
 
 def _sign_report(sign: Sign, row: Mapping[str, Any] | None, now: datetime) -> SignReport:

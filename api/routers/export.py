@@ -8,6 +8,7 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -17,7 +18,7 @@ from pydantic import AwareDatetime
 
 from api._history import Resolution, history_range, newest_data, query_name
 from api._http import bad_parameter, cache, etag_matches, problem_responses
-from api.deps import CityDep, PoolDep
+from api.deps import PoolDep, SelectedCities
 from core.db import queries
 
 __all__ = ["router"]
@@ -50,7 +51,7 @@ class CsvResponse(StreamingResponse):
     "selection (buckets, newest bucket, readings), so a repeated request with If-None-Match "
     "answers 304 while nothing was added.")
 async def export_csv(
-    request: Request, pool: PoolDep, city: CityDep,
+    request: Request, pool: PoolDep, cities: SelectedCities,
     from_: Annotated[AwareDatetime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 7 days.")] = None,
     to: Annotated[AwareDatetime | None, Query(
@@ -59,16 +60,22 @@ async def export_csv(
     lot: Annotated[list[str] | None, Query(description="Lot ids (default: all).")] = None,
 ) -> Response:
     """The selected history as CSV, streamed from the database."""
-    known = sorted(candidate.id for candidate in city.lots)
+    city_of = {candidate.id: city for city in cities for candidate in city.lots}
     if lot:
-        unknown = sorted(set(lot) - set(known))
+        unknown = sorted(set(lot) - set(city_of))
         if unknown:
-            bad_parameter("lot", f"no such lot in {city.city.name}: {', '.join(unknown[:5])}")
-    lot_ids = sorted(set(lot)) if lot else known
+            bad_parameter("lot", f"no such lot: {', '.join(unknown[:5])}")
+    lot_ids = sorted(set(lot)) if lot else sorted(city_of)
+    chosen = {city_of[lot_id].id: city_of[lot_id] for lot_id in lot_ids}
+    timezones = {city.city.timezone for city in chosen.values()}
+    if len(timezones) > 1:  # local days and the range's alignment need one timezone
+        bad_parameter("city", "the lots' cities lie in different timezones "
+                      f"({', '.join(sorted(timezones))}); export one city at a time")
+    [timezone] = timezones
     now = datetime.now(UTC)
     start, end = history_range(from_, to, resolution, now=now, default=timedelta(days=7),
-                               tz=city.tz)
-    params = {"lot_ids": lot_ids, "from": start, "to": end, "tz": city.city.timezone}
+                               tz=ZoneInfo(timezone))
+    params = {"lot_ids": lot_ids, "from": start, "to": end, "tz": timezone}
     query = queries("api")[query_name(resolution)].rstrip().rstrip(";")
     # Streamed, so the body cannot be hashed: history is insert-only, and buckets, the newest
     # bucket and the readings they hold change with every row added to the selection.
@@ -81,7 +88,7 @@ async def export_csv(
     etag = f'W/"{digest}"'
     closed = end < now - timedelta(hours=1)
     headers = {"ETag": etag, "Content-Disposition":
-               f'attachment; filename="parkleit-{city.id}-{resolution}.csv"'}
+               f'attachment; filename="parkleit-{"-".join(chosen)}-{resolution}.csv"'}
     if etag_matches(request.headers.get("if-none-match"), etag):
         response: Response = Response(status_code=304, headers={"ETag": etag})
     else:

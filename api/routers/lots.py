@@ -28,7 +28,7 @@ from api._models import (
     LotList,
     Point,
 )
-from api.deps import CityDep, Conn, PoolDep
+from api.deps import CitiesDep, Conn, PoolDep, SelectedCities
 from core import city as registry
 from core.db import queries
 
@@ -49,11 +49,11 @@ def _json(model: BaseModel, media_type: str = "application/json") -> JSONRespons
     return JSONResponse(model.model_dump(mode="json", by_alias=True), media_type=media_type)
 
 
-def _lot(city: registry.City, lot_id: str) -> registry.Lot:
+def _lot(cities: registry.Cities, lot_id: str) -> tuple[registry.City, registry.Lot]:
     try:
-        return city.lot(lot_id)
+        return cities.lot(lot_id)
     except KeyError:
-        raise HTTPException(404, f"no lot {lot_id!r} in {city.city.name}") from None
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
 
 
 def _newest(*moments: datetime | None) -> datetime | None:
@@ -69,17 +69,18 @@ def _newest(*moments: datetime | None) -> datetime | None:
     responses={200: {"description": "One page of lots", "content": {
         GEOJSON: {"schema": inline_schema(LotFeatureCollection)}}}})
 async def list_lots(
-    request: Request, conn: Conn, city: CityDep,
+    request: Request, conn: Conn, cities: SelectedCities,
     limit: Annotated[int, Query(ge=1, le=1000, description="Lots per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Lots to skip.")] = 0,
     format_: Annotated[Literal["json", "geojson"] | None, Query(
         alias="format", description="Overrides the Accept header.")] = None,
 ) -> Response:
-    """One page of the city's lots, ordered by id."""
+    """One page of the lots (of every city or the one asked for), ordered by id."""
     if format_ is None:
         format_ = "geojson" if GEOJSON in request.headers.get("accept", "") else "json"
-    ordered = sorted(city.lots, key=lambda lot: lot.id)
-    lots = await read_lots(conn, city, ordered[offset:offset + limit], datetime.now(UTC))
+    ordered = sorted(((city, lot) for city in cities for lot in city.lots),
+                     key=lambda entry: entry[1].id)
+    lots = await read_lots(conn, ordered[offset:offset + limit], datetime.now(UTC))
     if format_ == "geojson":
         response = _json(LotFeatureCollection(features=[
             LotFeature(id=lot.id, geometry=Point(coordinates=[lot.longitude, lot.latitude]),
@@ -96,9 +97,9 @@ async def list_lots(
 
 @router.get("/{lot_id}", operation_id="getLot", response_model=Lot,
             summary="One lot with its live status", responses=problem_responses(404))
-async def get_lot(lot_id: LotId, conn: Conn, city: CityDep) -> Response:
+async def get_lot(lot_id: LotId, conn: Conn, cities: CitiesDep) -> Response:
     """One lot as in the list."""
-    [lot] = await read_lots(conn, city, [_lot(city, lot_id)], datetime.now(UTC))
+    [lot] = await read_lots(conn, [_lot(cities, lot_id)], datetime.now(UTC))
     response = _json(lot)
     cache(response, max_age=LIVE_MAX_AGE,
           last_modified=_newest(lot.updated, lot.forecast_30.origin if lot.forecast_30 else None))
@@ -112,7 +113,7 @@ async def get_lot(lot_id: LotId, conn: Conn, city: CityDep) -> Response:
     "down to its bucket; 1d buckets are the city's local days). Defaults: the last 24 hours, "
     "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
-    lot_id: LotId, pool: PoolDep, city: CityDep,
+    lot_id: LotId, pool: PoolDep, cities: CitiesDep,
     from_: Annotated[AwareDatetime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 24 h.")] = None,
     to: Annotated[AwareDatetime | None, Query(
@@ -120,7 +121,7 @@ async def lot_history(
     resolution: Annotated[Literal["15m", "1h", "1d"], Query()] = "15m",
 ) -> Response:
     """Mean and minimum free spaces per bucket, from the continuous aggregates."""
-    lot = _lot(city, lot_id)
+    city, lot = _lot(cities, lot_id)
     now = datetime.now(UTC)
     start, end = history_range(from_, to, resolution, now=now, default=timedelta(hours=24),
                                tz=city.tz)
@@ -170,9 +171,9 @@ def _with_points(history: History, points: str) -> bytes:
             description="The newest forecast run's horizons that still lie ahead: free spaces "
             "with the 10-90 % interval, the probability of a free space and the model; and "
             "per horizon the rolling mean absolute error of past forecasts.")
-async def lot_forecast(lot_id: LotId, conn: Conn, city: CityDep) -> Response:
+async def lot_forecast(lot_id: LotId, conn: Conn, cities: CitiesDep) -> Response:
     """The newest forecast run of a lot and the published forecast error."""
-    lot = _lot(city, lot_id)
+    _, lot = _lot(cities, lot_id)
     now = datetime.now(UTC)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(queries("api")["latest_forecast"], {"lot_id": lot.id})

@@ -20,9 +20,10 @@ from psycopg.rows import dict_row
 from pydantic import AwareDatetime, BaseModel
 
 from api._http import bad_parameter, problem_responses
-from api.deps import CityDep, Conn, SettingsDep
-from core.city import City
+from api.deps import CitiesDep, CityDep, Conn, SettingsDep
+from core.city import Cities, City
 from core.db import queries
+from core.settings import Settings
 
 __all__ = ["router"]
 
@@ -63,8 +64,7 @@ def _template(name: str) -> str:
 
 
 def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: str,
-          city: City, tile_url: str, tile_attribution: str, horizons: tuple[int, ...]
-          ) -> HTMLResponse:
+          cities: Cities, city: City, settings: Settings) -> HTMLResponse:
     """A page with its ``lang`` attribute and configuration filled in on the server, so the
     first paint is already in the right language and no extra request is needed."""
     language = "en" if lang == "en" else "de"
@@ -72,8 +72,9 @@ def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: st
         "page": page, "lang": language,
         "city": {"id": city.id, "name": city.city.name, "timezone": city.city.timezone,
                  "illustrative": city.city.illustrative},
-        "tiles": {"url": tile_url, "attribution": tile_attribution},
-        "horizons": list(horizons), "target": TARGET,
+        "cities": [{"id": other.id, "name": other.city.name} for other in cities],
+        "tiles": {"url": settings.API_TILE_URL, "attribution": settings.API_TILE_ATTRIBUTION},
+        "horizons": list(settings.FORECAST_HORIZONS), "target": TARGET,
         "rotate_s": _rotate_seconds(request.query_params.get("rotate")),
     }
     # "<" escaped: the JSON sits in a <script> element, where "</script>" would end it.
@@ -96,24 +97,21 @@ Lang = Annotated[str, Query(max_length=8, description="de (default) or en")]
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def map_page(request: Request, city: CityDep, settings: SettingsDep,
+async def map_page(request: Request, cities: CitiesDep, city: CityDep, settings: SettingsDep,
                    lang: Lang = "de") -> HTMLResponse:
-    return _page("map", request, lang, city, settings.API_TILE_URL,
-                 settings.API_TILE_ATTRIBUTION, settings.FORECAST_HORIZONS)
+    return _page("map", request, lang, cities, city, settings)
 
 
 @router.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
-async def kiosk_page(request: Request, city: CityDep, settings: SettingsDep,
+async def kiosk_page(request: Request, cities: CitiesDep, city: CityDep, settings: SettingsDep,
                      lang: Lang = "de") -> HTMLResponse:
-    return _page("kiosk", request, lang, city, settings.API_TILE_URL,
-                 settings.API_TILE_ATTRIBUTION, settings.FORECAST_HORIZONS)
+    return _page("kiosk", request, lang, cities, city, settings)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-async def dashboard_page(request: Request, city: CityDep, settings: SettingsDep,
-                         lang: Lang = "de") -> HTMLResponse:
-    return _page("dashboard", request, lang, city, settings.API_TILE_URL,
-                 settings.API_TILE_ATTRIBUTION, settings.FORECAST_HORIZONS)
+async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
+                         settings: SettingsDep, lang: Lang = "de") -> HTMLResponse:
+    return _page("dashboard", request, lang, cities, city, settings)
 
 
 # -- dashboard data -----------------------------------------------------------------------------

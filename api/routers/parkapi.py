@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api._http import problem_responses
 from api._parkapi import parkapi_lots
 from api._readings import read_lot_readings
-from api.deps import CityDep, Conn
+from api.deps import Conn, SelectedCities
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["ParkAPI"])
+router = APIRouter(tags=["ParkAPI"], responses=problem_responses(422))
 
 
 _DESCRIPTION = """The lots as ParkAPI v1 serves a city: ``free`` only for lots counted recently,
@@ -24,8 +25,8 @@ _DESCRIPTION = """The lots as ParkAPI v1 serves a city: ``free`` only for lots c
 
 @router.get("/v1/parkapi", summary="ParkAPI lots", operation_id="parkapi_lots",
             response_class=JSONResponse, description=_DESCRIPTION)
-async def parkapi(request: Request, conn: Conn, city: CityDep) -> JSONResponse:
-    """ParkAPI v1 lots document of the city."""
-    readings = await read_lot_readings(conn, city)
-    return JSONResponse(parkapi_lots(city, readings, datetime.now(UTC),
+async def parkapi(request: Request, conn: Conn, cities: SelectedCities) -> JSONResponse:
+    """ParkAPI v1 lots document of every city's lots (or the one city's)."""
+    readings = await read_lot_readings(conn, cities)
+    return JSONResponse(parkapi_lots(cities, readings, datetime.now(UTC),
                                      data_source=str(request.base_url)))

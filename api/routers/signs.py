@@ -1,4 +1,4 @@
-"""Signs: every variable message sign of the city and what it shows."""
+"""Signs: every variable message sign (of every city or one) and what it shows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from psycopg.rows import dict_row
 
 from api._http import cache, problem_responses
 from api._models import ShownLine, Sign, SignLine, SignList
-from api.deps import CityDep, Conn
+from api.deps import Conn, SelectedCities
+from core.city import City
 from core.city import Sign as SignConfig
 from core.db import queries
 
@@ -19,22 +20,25 @@ __all__ = ["router"]
 
 LIVE_MAX_AGE = 10
 
-router = APIRouter(prefix="/v1/signs", tags=["signs"], responses=problem_responses(304, 503))
+router = APIRouter(prefix="/v1/signs", tags=["signs"], responses=problem_responses(304, 422, 503))
 
 
 @router.get("", operation_id="listSigns", response_model=SignList,
             summary="Every sign with what it shows",
             description="Each sign's configured lines and what it last confirmed showing "
             "(acknowledged by the sign). Signs are few per city, so the list is not paged.")
-async def list_signs(conn: Conn, city: CityDep) -> Response:
-    """Every sign of the city, ordered by id."""
+async def list_signs(conn: Conn, cities: SelectedCities) -> Response:
+    """Every sign (of every city or the one asked for), ordered by id."""
+    health: dict[str, dict[str, Any]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:
         # The signage service's own read of sign health: one definition of what a sign shows.
-        await cur.execute(queries("signage")["sign_health"], {"city": city.id})
-        health = {row["sign_id"]: row for row in await cur.fetchall()}
+        for city in cities:
+            await cur.execute(queries("signage")["sign_health"], {"city": city.id})
+            health.update((row["sign_id"], row) for row in await cur.fetchall())
     now = datetime.now(UTC)
-    signs = [_sign(config, health.get(config.id, {}), now)
-             for config in sorted(city.signs, key=lambda sign: sign.id)]
+    signs = [_sign(city, config, health.get(config.id, {}), now) for city, config in
+             sorted(((city, sign) for city in cities for sign in city.signs),
+                    key=lambda entry: entry[1].id)]
     response = JSONResponse(SignList(signs=signs).model_dump(mode="json"))
     cache(response, max_age=LIVE_MAX_AGE, last_modified=max(
         (row["updated"] for row in health.values() if row["updated"] is not None),
@@ -42,11 +46,11 @@ async def list_signs(conn: Conn, city: CityDep) -> Response:
     return response
 
 
-def _sign(config: SignConfig, row: dict[str, Any], now: datetime) -> Sign:
+def _sign(city: City, config: SignConfig, row: dict[str, Any], now: datetime) -> Sign:
     content = row.get("content")
     last_ack: datetime | None = row.get("last_ack")
     return Sign(
-        id=config.id, name=config.name, road=config.road, latitude=config.latitude,
+        id=config.id, city=city.id, name=config.name, road=config.road, latitude=config.latitude,
         longitude=config.longitude,
         lines=[SignLine(label=line.label, arrow=line.arrow, lots=list(line.lots))
                for line in config.lines],

@@ -13,7 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api._http import bad_parameter, problem_responses
 from api._hub import Event, Hub
-from api.deps import CityDep, SettingsDep
+from api.deps import CitiesDep, SelectedCities, SettingsDep
 
 __all__ = ["router"]
 
@@ -51,17 +51,23 @@ def _ids(name: str, text: str | None, known: set[str]) -> frozenset[str]:
     return wanted
 
 
+Filters = tuple[frozenset[str] | None, frozenset[str] | None, frozenset[str] | None]
+
+
 def _filters(
-    city: CityDep,
+    all_cities: CitiesDep, cities: SelectedCities,
     lots: Annotated[str | None, Query(description="Comma list of lot ids: only these lots "
                                       "(and no signs unless `signs` is given)")] = None,
     signs: Annotated[str | None, Query(description="Comma list of sign ids: only these signs "
                                        "(and no lots unless `lots` is given)")] = None,
-) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+) -> Filters:
+    """Lot ids, sign ids and city ids the client wants (None: any)."""
+    city_ids = None if len(cities) == len(all_cities) else frozenset(c.id for c in cities)
     if lots is None and signs is None:
-        return None, None
-    return (_ids("lots", lots, {lot.id for lot in city.lots}),
-            _ids("signs", signs, {sign.id for sign in city.signs}))
+        return None, None, city_ids
+    return (_ids("lots", lots, {lot.id for city in cities for lot in city.lots}),
+            _ids("signs", signs, {sign.id for city in cities for sign in city.signs}),
+            city_ids)
 
 
 def _sse(event: Event) -> ServerSentEvent:
@@ -80,13 +86,13 @@ def _sse(event: Event) -> ServerSentEvent:
     "reconnects.")
 async def stream(
     hub: Annotated[Hub, Depends(_hub)],
-    filters: Annotated[tuple[frozenset[str] | None, frozenset[str] | None], Depends(_filters)],
+    filters: Annotated[Filters, Depends(_filters)],
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(
         description="Sent by EventSource on reconnecting; answered with the current state")
     ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """The current state of the city's lots and signs, then each change."""
+    """The current state of the lots and signs asked for, then each change."""
     if last_event_id:
         logger.debug("stream client back after event %s", last_event_id[:40])
     subscriber, current = hub.subscribe(*filters)

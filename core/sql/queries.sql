@@ -48,3 +48,18 @@ WHERE bays.lot_id = lots.lot_id AND lots.city = %(city)s AND NOT (bay_id = ANY(%
 
 -- name: delete_gone_signs
 DELETE FROM signs WHERE city = %(city)s AND NOT (sign_id = ANY(%(sign_ids)s));
+
+-- name: taken_ids
+-- Ids of a city's config that another city of the installation already has (at most one).
+SELECT 'lot' AS kind, lot_id AS id, city FROM lots
+WHERE city <> %(city)s AND lot_id = ANY(%(lot_ids)s)
+UNION ALL
+SELECT 'bay', b.bay_id, l.city FROM bays AS b JOIN lots AS l USING (lot_id)
+WHERE l.city <> %(city)s AND b.bay_id = ANY(%(bay_ids)s)
+UNION ALL
+SELECT 'device', b.dev_eui, l.city FROM bays AS b JOIN lots AS l USING (lot_id)
+WHERE l.city <> %(city)s AND b.dev_eui = ANY(%(dev_euis)s)
+UNION ALL
+SELECT 'sign', sign_id, city FROM signs
+WHERE city <> %(city)s AND sign_id = ANY(%(sign_ids)s)
+LIMIT 1;

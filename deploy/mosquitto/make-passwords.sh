@@ -11,7 +11,8 @@
 # dropping root).
 # The devices file (optional) has one "USERNAME PASSWORD" line per device; the username is the
 # topic level the device owns: bay id, lot id (garage counter), app@tenant (TTN bridge),
-# ChirpStack application id or sign id. Lines starting with # are comments.
+# ChirpStack application id or sign id. Lines starting with # are comments. One file for every
+# city of the installation: the ids are unique across the cities.
 #
 # Needs mosquitto_passwd (Debian: package mosquitto), else docker.
 # Passwords never appear on a command line: mosquitto_passwd -U hashes a private copy in place.

@@ -7,7 +7,8 @@ import {
   chartsAvailable, downloadCsv, dropChart, fillTable, seconds, tableRows, timeChart, visibleRange,
 } from './charts.js';
 import {
-  config, formatNumber, formatPercent, formatTime, langButton, onLangChange, t, translate,
+  cityLinks, cityUrl, config, formatNumber, formatPercent, formatTime, langButton, onLangChange, t,
+  translate,
 } from './i18n.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -25,7 +26,7 @@ function query(params) {
 }
 
 async function getJson(path, params = {}) {
-  const response = await fetch(`v1/dashboard/${path}?${query(params)}`, { headers: { Accept: 'application/json' } });
+  const response = await fetch(`v1/dashboard/${path}?${query({ ...params, city: config.city.id })}`, { headers: { Accept: 'application/json' } });
   if (!response.ok) {
     let detail = `HTTP ${response.status}`;
     try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
@@ -453,6 +454,10 @@ translate();
 langButton($('#lang'));
 onLangChange(redraw);
 for (const el of document.querySelectorAll('.city-name')) el.textContent = config.city.name;
+cityLinks($('#cities'));
+const mapLink = () => { $('#map-link').href = cityUrl('./'); };
+mapLink();
+onLangChange(mapLink);
 document.title = `${t('dash.title')} – ${config.city.name}`;
 fillHorizons();
 if (!chartsAvailable()) for (const el of document.querySelectorAll('.chart')) el.hidden = true;

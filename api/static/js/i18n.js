@@ -5,6 +5,7 @@
 const TEXTS = {
   de: {
     'lang.switch': 'English',
+    'cities.label': 'Andere Städte',
     'lang.switch.label': 'Switch to English',
     'skip': 'Zur Liste der Parkplätze springen',
     'map.title': 'Freie Parkplätze',
@@ -129,6 +130,7 @@ const TEXTS = {
   },
   en: {
     'lang.switch': 'Deutsch',
+    'cities.label': 'Other towns',
     'lang.switch.label': 'Auf Deutsch umschalten',
     'skip': 'Skip to the list of car parks',
     'map.title': 'Free parking spaces',
@@ -257,6 +259,17 @@ export const config = JSON.parse(document.getElementById('parkleit-config').text
 let lang = config.lang === 'en' ? 'en' : 'de';
 const listeners = [];
 
+/** The query naming this page's city: every API request of the page carries it. */
+export const cityQuery = `city=${encodeURIComponent(config.city.id)}`;
+
+/** `path` of this site for this page's city, in the current language. */
+export function cityUrl(path, cityId = config.city.id) {
+  const url = new URL(path, window.location.href);
+  url.searchParams.set('city', cityId);
+  if (lang === 'en') url.searchParams.set('lang', 'en');
+  return url.pathname + url.search;
+}
+
 export function currentLang() { return lang; }
 
 /** The text of `key` in the current language, with {placeholders} filled in. */
@@ -302,6 +315,21 @@ export function setLang(next) {
 }
 
 export function onLangChange(listener) { listeners.push(listener); }
+
+/** Fill `nav` with links to this page for each city of the installation (hidden with one). */
+export function cityLinks(nav) {
+  const cities = config.cities ?? [];
+  nav.hidden = cities.length < 2;
+  const render = () => nav.replaceChildren(...cities.map((city) => {
+    const link = document.createElement('a');
+    link.textContent = city.name;
+    link.href = cityUrl(window.location.pathname, city.id);
+    if (city.id === config.city.id) link.setAttribute('aria-current', 'page');
+    return link;
+  }));
+  render();
+  onLangChange(render);
+}
 
 /** Wire a button that toggles German/English. */
 export function langButton(button) {

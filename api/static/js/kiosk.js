@@ -3,7 +3,7 @@
 // today's forecast. Lots arrive live over SSE; signs and the forecast are re-read on a timer.
 
 import { dropChart, fillTable, seconds, timeChart } from './charts.js';
-import { config, formatNumber, formatTime, t, translate } from './i18n.js';
+import { cityQuery, config, formatNumber, formatTime, t, translate } from './i18n.js';
 import { LotFeed, hasCount } from './live.js';
 import { LotMap, statusClass, statusText } from './lotmap.js';
 
@@ -51,7 +51,7 @@ let signs = [];
 
 async function loadSigns() {
   try {
-    const response = await fetch('v1/signs', { headers: { Accept: 'application/json' } });
+    const response = await fetch(`v1/signs?${cityQuery}`, { headers: { Accept: 'application/json' } });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     signs = (await response.json()).signs;
     renderSigns(signs);
@@ -116,7 +116,7 @@ function renderSigns(signs) {
 
 async function loadToday() {
   try {
-    const response = await fetch('v1/dashboard/today', { headers: { Accept: 'application/json' } });
+    const response = await fetch(`v1/dashboard/today?${cityQuery}`, { headers: { Accept: 'application/json' } });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     today = await response.json();
     renderToday();

@@ -4,6 +4,8 @@
 // reconnects by itself and the stream starts with the current state again, so nothing is
 // missed across a dropped connection. URLs are relative: the pages work behind a path prefix.
 
+import { cityQuery } from './i18n.js';
+
 const COUNTED = new Set(['open', 'almost_full', 'full']);
 
 /**
@@ -43,7 +45,7 @@ export class LotFeed extends EventTarget {
   }
 
   async load() {
-    const response = await fetch('v1/lots?limit=1000', { headers: { Accept: 'application/json' } });
+    const response = await fetch(`v1/lots?limit=1000&${cityQuery}`, { headers: { Accept: 'application/json' } });
     if (!response.ok) throw new Error(`v1/lots: HTTP ${response.status}`);
     const body = await response.json();
     this.lots = new Map(body.lots.map((lot) => [lot.id, lot]));
@@ -51,7 +53,7 @@ export class LotFeed extends EventTarget {
   }
 
   connect() {
-    this.source = new EventSource('v1/stream');
+    this.source = new EventSource(`v1/stream?${cityQuery}`);
     this.source.addEventListener('open', () => this.setState('live'));
     this.source.addEventListener('error', () => {
       this.setState(this.source.readyState === EventSource.CLOSED ? 'failed' : 'lost');

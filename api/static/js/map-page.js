@@ -2,7 +2,9 @@
 // The list is the accessible twin of the map: same order on every update (by name), each item
 // one sentence for screen readers, and a button that shows the lot on the map.
 
-import { config, formatNumber, formatTime, langButton, onLangChange, t, translate } from './i18n.js';
+import {
+  cityLinks, config, formatNumber, formatTime, langButton, onLangChange, t, translate,
+} from './i18n.js';
 import { LotFeed, hasCount, isStale, trendOf } from './live.js';
 import { LotMap, countText, statusClass, statusText } from './lotmap.js';
 
@@ -102,6 +104,7 @@ translate();
 langButton(document.getElementById('lang'));
 onLangChange(relabel);
 for (const el of document.querySelectorAll('.city-name')) el.textContent = config.city.name;
+cityLinks(document.getElementById('cities'));
 document.getElementById('illustrative').hidden = !config.city.illustrative;
 document.getElementById('nomap').hidden = lotMap.available;
 document.title = `${t('map.title')} – ${config.city.name}`;
