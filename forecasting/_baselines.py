@@ -71,6 +71,12 @@ class Forecaster(BaseEstimator):  # type: ignore[misc]
         return positions, horizon_steps(horizon)
 
 
+def known_before_first(positions: NDArray[np.int64]) -> int:
+    """How many steps every origin of ``positions`` may read: those up to the first origin
+    (a new lot's own profile comes from them alone, so no forecast sees later data)."""
+    return int(positions.min()) + 1 if positions.size else 1
+
+
 class Persistence(Forecaster):
     """The latest observed free count at or before the forecast time."""
 
@@ -196,7 +202,7 @@ class ProfileAnomaly(Forecaster):
         positions, steps = self._check(panel, origins, horizon)
         rows = np.arange(panel.free.shape[0])[:, None]
         slots = panel.week_slots(max(panel.n_steps, int(positions.max(initial=0)) + steps + 1))
-        fitted = self.profiles(panel, int(positions.min()) + 1 if positions.size else 1)
+        fitted = self.profiles(panel, known_before_first(positions))
         rate = panel.rate()
         latest = last_observed(rate)[:, positions]
         seen = latest >= 0

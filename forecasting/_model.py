@@ -46,7 +46,13 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from core.city import Event
-from forecasting._baselines import Forecaster, ProfileAnomaly, horizon_steps, last_observed
+from forecasting._baselines import (
+    Forecaster,
+    ProfileAnomaly,
+    horizon_steps,
+    known_before_first,
+    last_observed,
+)
 from forecasting._data import SLOTS_PER_WEEK, STEP, STEP_MINUTES, Panel
 
 __all__ = ["FEATURES", "GradientBoostingForecaster"]
@@ -290,8 +296,7 @@ class GradientBoostingForecaster(Forecaster):
         n_lots = panel.free.shape[0]
         stop = int(positions.max(initial=0)) + 1
         grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop)
-        first = int(positions.min()) + 1 if positions.size else 1
-        profile = self.baseline_.profiles(panel, first)
+        profile = self.baseline_.profiles(panel, known_before_first(positions))
         lots = np.repeat(np.arange(n_lots), positions.size)
         where = np.tile(positions, n_lots)
         step_all = np.full(lots.size, steps, dtype=np.int64)

@@ -9,7 +9,6 @@ per lot and horizon at the origin (the latest quarter hour with data, never in t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -40,6 +39,7 @@ from core.settings import Settings
 from forecasting._baselines import Forecaster, Persistence, ProfileAnomaly
 from forecasting._data import Panel, panel_from_frame
 from forecasting._model import GradientBoostingForecaster
+from ingest import LotStatus
 
 __all__ = [
     "CHANGE_CHANNEL",
@@ -423,15 +423,13 @@ class ForecastService:
     def _on_change(self, payload: str) -> None:
         """Flag a prediction when a lot's free count moved by the change share of capacity."""
         try:
-            state = json.loads(payload)
+            city_id, status = LotStatus.from_notification(payload)
         except ValueError:
             return
-        if not isinstance(state, dict) or state.get("city") != self.city.id:
-            return
-        lot_id, free, capacity = state.get("lot_id"), state.get("free"), state.get("capacity")
-        if not isinstance(free, int | float) or not isinstance(capacity, int | float):
-            return  # unknown now: nothing new to forecast from
-        before = self._last_free.get(str(lot_id))
+        lot_id, free, capacity = status.lot_id, status.free, status.capacity
+        if city_id != self.city.id or free is None:
+            return  # another city's, or unknown now: nothing new to forecast from
+        before = self._last_free.get(lot_id)
         share = self.settings.FORECAST_CHANGE_SHARE
         if before is None or abs(free - before) >= share * capacity:
             if not self._change_pending:
@@ -440,7 +438,7 @@ class ForecastService:
             self._change_pending = True
             # A lot the prediction skips (stale) gets no latest_free: without this every one
             # of its updates would count as a big change.
-            self._last_free[str(lot_id)] = float(free)
+            self._last_free[lot_id] = float(free)
 
     def _predict(self, pool: ConnectionPool) -> None:
         settings = self.settings

@@ -65,6 +65,7 @@ from core.db import queries
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
 from core.settings import Settings
+from ingest import LotStatus
 from signage._content import LineContent, SignContent, SignError
 from signage._drivers import Drivers
 from signage._render import ForecastPoint, Observation, SignState, render
@@ -491,26 +492,15 @@ class SignageService:
     def lot_changed(self, payload: str) -> None:
         """Take one ``parkleit_lot_state`` notification (JSON of the lot's status)."""
         try:
-            state = json.loads(payload)
-        except ValueError:
+            city_id, status = LotStatus.from_notification(payload)
+        except ValueError as exc:
+            logger.warning("unreadable lot notification: %s", exc)
             return
-        if not isinstance(state, dict) or state.get("city") != self.city.id:
-            return
-        lot_id = state.get("lot_id")
-        if lot_id not in self._signs_of_lot:
-            return
-        try:
-            free = state.get("free")
-            updated = state.get("updated")
-            observation = Observation(
-                free=None if free is None else int(free), capacity=int(state["capacity"]),
-                status=str(state["status"]),
-                updated=None if updated is None else datetime.fromisoformat(updated))
-        except (KeyError, TypeError, ValueError) as exc:
-            logger.warning("unreadable notification for lot %s: %s", lot_id, exc)
+        if city_id != self.city.id or status.lot_id not in self._signs_of_lot:
             return
         self.metrics.lot_changes.inc()
-        self._observe(str(lot_id), observation)
+        self._observe(status.lot_id, Observation(status.free, status.capacity, status.status,
+                                                 status.updated))
 
     def _observe(self, lot_id: str, observation: Observation) -> None:
         held = self.observations.get(lot_id)

@@ -36,6 +36,7 @@ def other_path(tmp_path: Path) -> Path:
     city_id = f"u{secrets.token_hex(4)}"
     text = (city_toml(city_id).replace(TTN_EUI, "70b3d57ed00000a1")
             .replace(CHIRPSTACK_EUI, "70b3d57ed00000a2")
+            .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign")
             .replace('name = "Teststadt"', 'name = "Zweitstadt"\ntimezone = "Europe/Vienna"'))
     path = tmp_path / f"{city_id}.toml"
     path.write_text(text, encoding="utf-8")

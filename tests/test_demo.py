@@ -43,7 +43,9 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
     other = f"u{city.id[1:]}"
     other_path = tmp_path / f"{other}.toml"
     other_path.write_text(city_toml(other).replace(TTN_EUI, "70b3d57ed00000b1")
-                          .replace(CHIRPSTACK_EUI, "70b3d57ed00000b2"), encoding="utf-8")
+                          .replace(CHIRPSTACK_EUI, "70b3d57ed00000b2")
+                          .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign"),
+                          encoding="utf-8")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     demo = spawn(["demo"], service_env(settings, PARKLEIT_API_PORT=str(port),

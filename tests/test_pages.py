@@ -2,7 +2,8 @@
 
 One ``parkleit api`` process serves the module, on a database of its own with two weeks of
 simulated history, live counts written through the real ingest ``Writer`` (so its NOTIFY
-reaches the stream), forecasts, their published error and sign content. Screenshots of every
+reaches the stream), forecasts, their published error and sign content; a second one serves
+two cities (``PARKLEIT_CITIES``) to the tests of the pages' city links. Screenshots of every
 page go to ``test-artifacts/pages/`` (git-ignored), so a person can look at what was tested.
 Select these tests with ``-m browser``.
 """
@@ -16,6 +17,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from _citytoml import write_city
+from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml, write_city
 from _helpers import ROOT, ServiceProcess, service_env, wait_for
 from _payloads import dumps, ttn_topic, ttn_uplink
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
@@ -151,42 +153,57 @@ def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
             "updated": now - timedelta(minutes=5)})
 
 
-@pytest.fixture(scope="module")
-def site(admin_url: str, template_db: str, mqtt_url: str,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """``parkleit api`` on a database and city of this module's own, with data in it."""
-    directory = tmp_path_factory.mktemp("pages")
-    city_path = write_city(directory, f"p{secrets.token_hex(4)}")
-    city = load_city(str(city_path))
+@contextmanager
+def _served(admin_url: str, template_db: str, mqtt_url: str, directory: Path,
+            cities: list[City], seed: Callable[[psycopg.Connection[Any], list[Site]], None],
+            **env: str) -> Iterator[list[Site]]:
+    """``parkleit api`` of ``cities`` (config files in ``directory``) on a database of its
+    own, seeded by ``seed`` before it starts: a :class:`Site` per city."""
     name = f"parkleit_t_{secrets.token_hex(6)}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(template_db)))
     db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     port = _free_port()
-    site = Site(f"http://127.0.0.1:{port}", city, db_url)
-    settings = Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=str(city_path))
+    sites = [Site(f"http://127.0.0.1:{port}", city, db_url) for city in cities]
+    paths = [str(directory / f"{city.id}.toml") for city in cities]
+    settings = Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=paths[0])
     process = None
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
-            _seed(conn, site, datetime.now(UTC))
+            seed(conn, sites)
         process = ServiceProcess(["api", "--port", str(port)], service_env(
-            settings, PARKLEIT_API_STREAM_STALE_CHECK_S="1"), directory / "api.log").start()
+            settings, PARKLEIT_CITIES=",".join(paths), **env), directory / "api.log").start()
 
         def answers() -> bool:
+            assert process is not None and process.proc is not None
+            if process.proc.poll() is not None:
+                raise AssertionError(f"parkleit api ended: {process.log.read_text()[-2000:]}")
             try:
-                return httpx.get(f"{site.url}/healthz", timeout=1).status_code == 200
+                return httpx.get(f"{sites[0].url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
         wait_for(answers, timeout=30)
-        yield site
+        yield sites
     finally:
         if process is not None:
             process.close()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def site(admin_url: str, template_db: str, mqtt_url: str,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """``parkleit api`` on a database and city of this module's own, with data in it."""
+    directory = tmp_path_factory.mktemp("pages")
+    city = load_city(str(write_city(directory, f"p{secrets.token_hex(4)}")))
+    with _served(admin_url, template_db, mqtt_url, directory, [city],
+                 lambda conn, sites: _seed(conn, sites[0], datetime.now(UTC)),
+                 PARKLEIT_API_STREAM_STALE_CHECK_S="1") as [site]:
+        yield site
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +273,13 @@ def test_map_shows_every_lot_and_updates_live(page: Page, site: Site) -> None:
     assert "55 frei" in garage.inner_text()
     assert page.evaluate("window.notReloaded") is True
     screenshot(page, "map")
+
+
+def test_one_city_shows_no_links_to_others(page: Page, site: Site) -> None:
+    for path in ("/", "/dashboard"):
+        page.goto(f"{site.url}{path}")
+        page.wait_for_function("() => document.querySelector('#cities').hidden")
+        assert page.locator("#cities").is_hidden(), path
 
 
 def test_stale_lot_is_greyed_and_shows_no_count(page: Page, site: Site) -> None:
@@ -420,3 +444,137 @@ def test_kiosk_rotates_without_interaction(page: Page, site: Site) -> None:
         page.wait_for_function(f"() => document.body.dataset.view !== {json.dumps(view)}",
                                timeout=4000)
     assert order == ["map", "signs", "forecast", "map"]
+
+
+# -- several cities -----------------------------------------------------------------------------
+
+SECOND_GARAGE = "Parkhaus Zweitstadt"
+
+
+@pytest.fixture(scope="module")
+def two(admin_url: str, template_db: str, mqtt_url: str,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site]]:
+    """``parkleit api`` of two cities (PARKLEIT_CITIES), each with its garage counted just
+    now: Teststadt 70 of 100 free, Zweitstadt (other ids, devices and lot names) 12."""
+    directory = tmp_path_factory.mktemp("pages-two")
+    first = load_city(str(write_city(directory, f"p{secrets.token_hex(4)}")))
+    second_id = f"q{secrets.token_hex(4)}"
+    (directory / f"{second_id}.toml").write_text(
+        city_toml(second_id).replace(TTN_EUI, "70b3d57ed00000b1")
+        .replace(CHIRPSTACK_EUI, "70b3d57ed00000b2")
+        .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign")
+        .replace('name = "Parkhaus Test"', f'name = "{SECOND_GARAGE}"')
+        .replace('name = "Teststadt"', 'name = "Zweitstadt"\ntimezone = "Europe/Vienna"'),
+        encoding="utf-8")
+    second = load_city(str(directory / f"{second_id}.toml"))
+
+    def seed(conn: psycopg.Connection[Any], sites: list[Site]) -> None:
+        now = datetime.now(UTC)
+        for site in sites:
+            sync_registry(conn, site.city)
+        for site, occupied in zip(sites, (30, 88), strict=True):
+            site.ingest(site.counter("garage", occupied, now - timedelta(seconds=30)),
+                        received=now)
+
+    with _served(admin_url, template_db, mqtt_url, directory, [first, second],
+                 seed) as [one, other]:
+        yield one, other
+
+
+def _lot_ids(page: Page) -> set[str]:
+    ids: list[str] = page.eval_on_selector_all(
+        "#lot-list li", "items => items.map(item => item.dataset.lotId)")
+    return set(ids)
+
+
+def _city_links(page: Page) -> list[tuple[str, str, str | None]]:
+    """(text, href, aria-current) of each link in the ``#cities`` nav."""
+    links: list[tuple[str, str, str | None]] = [
+        (text, href, current) for text, href, current in page.eval_on_selector_all(
+            "#cities a", "links => links.map(link => [link.textContent,"
+            " link.getAttribute('href'), link.getAttribute('aria-current')])")]
+    return links
+
+
+def test_map_shows_one_city_and_links_to_the_other(page: Page,
+                                                   two: tuple[Site, Site]) -> None:
+    first, second = two
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url)
+            if "/v1/" in request.url else None)
+    page.goto(f"{first.url}/")  # no ?city=: the installation's first
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#lot-list li').length === {len(first.city.lots)}")
+    assert _lot_ids(page) == {lot.id for lot in first.city.lots}
+    assert page.locator(".leaflet-marker-icon.lot-marker").count() == len(first.city.lots)
+    assert page.inner_text(".subtitle .city-name") == "Teststadt"
+    assert page.locator(item(first, "garage")).get_attribute("data-free") == "70"
+    nav = page.locator("#cities")
+    assert nav.is_visible()
+    assert nav.get_attribute("aria-label") == "Städte"
+    assert _city_links(page) == [("Teststadt", f"/?city={first.city.id}", "page"),
+                                 ("Zweitstadt", f"/?city={second.city.id}", None)]
+    page.wait_for_selector('#connection[data-state="live"]')
+    # Every API request of the page names its city (v1/lots, v1/stream).
+    assert requests and all(f"city={first.city.id}" in url for url in requests), requests
+    requests.clear()
+
+    page.click("#cities a >> text=Zweitstadt")
+    page.wait_for_url(f"{second.url}/?city={second.city.id}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#lot-list li').length === {len(second.city.lots)}")
+    assert _lot_ids(page) == {lot.id for lot in second.city.lots}
+    assert page.inner_text(".subtitle .city-name") == "Zweitstadt"
+    assert page.title() == "Freie Parkplätze – Zweitstadt"
+    garage = page.locator(item(second, "garage"))
+    assert garage.get_attribute("data-free") == "12"
+    assert SECOND_GARAGE in garage.inner_text() and "12 frei" in garage.inner_text()
+    assert page.locator(f'.lot-marker[data-lot-id="{second.lot("garage")}"]').inner_text() == "12"
+    assert [current for *_, current in _city_links(page)] == [None, "page"]
+    page.wait_for_selector('#connection[data-state="live"]')
+    # Live: a count of the other city changes nothing here, one of this city shows at once.
+    now = datetime.now(UTC)
+    first.ingest(first.counter("garage", 10, now), received=now)
+    second.ingest(second.counter("garage", 95, now), received=now)
+    page.wait_for_function(
+        f"""() => document.querySelector('{item(second, "garage")}').dataset.free === '5'""",
+        timeout=LIVE_WITHIN_MS)
+    assert _lot_ids(page) == {lot.id for lot in second.city.lots}
+    assert requests and all(f"city={second.city.id}" in url for url in requests), requests
+    screenshot(page, "map-second-city")
+
+    page.click("#lang")
+    assert page.get_attribute("html", "lang") == "en"
+    assert f"city={second.city.id}" in page.url and "lang=en" in page.url
+    assert nav.get_attribute("aria-label") == "Towns"
+    assert _city_links(page) == [
+        ("Teststadt", f"/?city={first.city.id}&lang=en", None),
+        ("Zweitstadt", f"/?city={second.city.id}&lang=en", "page")]
+    page.click("#cities a >> text=Teststadt")
+    page.wait_for_url(f"{first.url}/?city={first.city.id}&lang=en")
+    page.wait_for_selector(item(first, "garage"))
+    assert page.get_attribute("html", "lang") == "en"
+    assert _lot_ids(page) == {lot.id for lot in first.city.lots}
+    assert "90 free" in page.locator(item(first, "garage")).inner_text()
+
+
+def test_dashboard_of_the_second_city(page: Page, two: tuple[Site, Site]) -> None:
+    first, second = two
+    page.goto(f"{second.url}/dashboard?city={second.city.id}")
+    page.wait_for_selector("body[data-loaded=true]", timeout=15_000)
+    assert page.inner_text(".subtitle .city-name") == "Zweitstadt"
+    assert page.get_attribute("#map-link", "href") == f"/?city={second.city.id}"
+    assert _city_links(page) == [
+        ("Teststadt", f"/dashboard?city={first.city.id}", None),
+        ("Zweitstadt", f"/dashboard?city={second.city.id}", "page")]
+    # Its own lots only: the target table has the city and each of its lots.
+    rows = page.locator("#target-table tbody tr")
+    assert rows.count() == len(second.city.lots) + 1
+    assert SECOND_GARAGE in page.inner_text("#target-table tbody")
+    assert "Parkhaus Test" not in page.inner_text("#target-table tbody")
+    page.click("#lang")
+    assert page.get_attribute("#map-link", "href") == f"/?city={second.city.id}&lang=en"
+    page.click("#map-link")
+    page.wait_for_url(f"{second.url}/?city={second.city.id}&lang=en")
+    page.wait_for_selector(item(second, "garage"))
+    assert _lot_ids(page) == {lot.id for lot in second.city.lots}

@@ -289,7 +289,7 @@ def test_older_news_never_replaces_newer(city: City, settings: Settings) -> None
     service.lot_changed(note(50, now - timedelta(seconds=1)))
     assert service.observations[lot] == Observation(40, 100, "open", now)
     service.lot_changed(json.dumps({"lot_id": lot, "city": city.id, "free": None,
-                                    "capacity": 100, "status": "unknown",
+                                    "occupied": None, "capacity": 100, "status": "unknown",
                                     "updated": now.isoformat()}))
     assert service.observations[lot] == Observation(None, 100, "unknown", now)
     service.lot_changed(note(1, now + timedelta(seconds=1), "elsewhere"))  # another city's

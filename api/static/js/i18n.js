@@ -5,7 +5,7 @@
 const TEXTS = {
   de: {
     'lang.switch': 'English',
-    'cities.label': 'Andere Städte',
+    'cities.label': 'Städte',
     'lang.switch.label': 'Switch to English',
     'skip': 'Zur Liste der Parkplätze springen',
     'map.title': 'Freie Parkplätze',
@@ -130,7 +130,7 @@ const TEXTS = {
   },
   en: {
     'lang.switch': 'Deutsch',
-    'cities.label': 'Other towns',
+    'cities.label': 'Towns',
     'lang.switch.label': 'Auf Deutsch umschalten',
     'skip': 'Skip to the list of car parks',
     'map.title': 'Free parking spaces',
