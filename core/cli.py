@@ -627,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_key.set_defaults(handler=_cmd_api_add_key)
 
     demo = commands.add_parser(
-        "demo", help="run the whole system on the example city: history, forecaster, "
+        "demo", help="run the whole system on the cities (PARKLEIT_CITIES): history, forecaster, "
         "simulators, ingest, signage and the API (PARKLEIT_API_PORT, 8000) until Ctrl-C")
     cities_option(demo)
     demo.add_argument("--speed", type=_positive(float), default=60.0,

@@ -85,6 +85,9 @@ READ_QUERY_PACKAGES = ("core", "ingest", "api")
 # with a new placeholder fails test_named_read_query until its value is added here.
 SAMPLE_PARAMS: dict[str, Any] = {
     "lot_ids": ["L1", "L2", "L3"],
+    "bay_ids": ["B1"],
+    "sign_ids": ["S1"],
+    "dev_euis": ["70b3d57ed0000001"],
     "lot_id": "L1",
     "city": "testcity",
     "payloads": ['{"lot_id": "L1", "free": 1}'],
