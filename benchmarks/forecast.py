@@ -87,6 +87,7 @@ ZEITZ_CITY = "zeitz"
 ZEITZ_END = datetime(2026, 11, 23, tzinfo=ZoneInfo("Europe/Berlin"))
 HORIZONS = (15, 30, 60, 120)
 TEST_DAYS = 7
+MAX_ITER = GradientBoostingForecaster().max_iter
 STEP_MIN = 15
 PREDICT_REPEATS = 3
 
@@ -153,13 +154,15 @@ def birmingham_panel(source: Path, workdir: Path) -> Panel:
 # --------------------------------------------------------------------------- measuring
 
 
-def _evaluate(name: str, panel: Panel, horizons: Sequence[int],
+def _evaluate(name: str, panel: Panel, horizons: Sequence[int], max_iter: int,
               city: City | None = None) -> tuple[dict[str, Any], float]:
     """Evaluate on ``panel``; with ``city`` the model knows its school holidays and events, as
     ``parkleit forecast train`` does."""
     logger.info("%s: evaluating %d lots, %d steps", name, len(panel.lot_ids), panel.n_steps)
-    models = None if city is None else {**baselines(), "model": GradientBoostingForecaster(
-        subdiv=city.city.state, events=city.events)}
+    model = GradientBoostingForecaster(max_iter=max_iter) if city is None else (
+        GradientBoostingForecaster(max_iter=max_iter, subdiv=city.city.state,
+                                   events=city.events))
+    models = {**baselines(), "model": model}
     began = time.perf_counter()
     try:
         report = evaluate(panel, test_days=TEST_DAYS, horizons=horizons, models=models)
@@ -190,11 +193,11 @@ def _met(report: dict[str, Any], ratio: dict[str, float | None]) -> dict[str, bo
     }
 
 
-def measure_speed(panel: Panel, horizons: Sequence[int]) -> dict[str, Any]:
+def measure_speed(panel: Panel, horizons: Sequence[int], max_iter: int) -> dict[str, Any]:
     """Fit and latest-origin forecast times of the model, next to the profile baseline's."""
     logger.info("speed: fitting on %d lots × %d steps", len(panel.lot_ids), panel.n_steps)
     began = time.perf_counter()
-    model = GradientBoostingForecaster().fit(panel)
+    model = GradientBoostingForecaster(max_iter=max_iter).fit(panel)
     train_s = time.perf_counter() - began
     latest = [panel.n_steps - 1]
 
@@ -242,6 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = _run(args)
     else:
         result = _run(args)
+    result["max_iter"] = args.max_iter
     result["machine"] = {"cpus": os.cpu_count(), "threads": args.threads or None,
                          "openmp_threads": result.pop("openmp_threads"),
                          "load_before": [round(v, 2) for v in load_before],
@@ -262,19 +266,20 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="parkleit-bench-") as workdir:
             panel = birmingham_panel(args.birmingham, Path(workdir))
         datasets["birmingham"], evaluate_s["birmingham"] = _evaluate(
-            "birmingham", panel, BIRMINGHAM_HORIZONS)
+            "birmingham", panel, BIRMINGHAM_HORIZONS, args.max_iter)
 
     city = load_city(ZEITZ_CITY)
     logger.info("zeitz: simulating %d weeks up to %s", args.zeitz_weeks, ZEITZ_END.isoformat())
     frame = simulated_frame(city, end=ZEITZ_END, days=7 * args.zeitz_weeks, seed=args.seed)
     panel = panel_from_frame(frame, timezone=city.city.timezone)
-    datasets["zeitz"], evaluate_s["zeitz"] = _evaluate("zeitz", panel, HORIZONS, city)
+    datasets["zeitz"], evaluate_s["zeitz"] = _evaluate("zeitz", panel, HORIZONS,
+                                                       args.max_iter, city)
 
     logger.info("speed: simulating %d lots × %d days", args.train_lots, args.train_days)
     frame = simulated_lots(city, lots=args.train_lots, end=ZEITZ_END, days=args.train_days,
                            seed=args.seed)
     train_panel = panel_from_frame(frame, timezone=city.city.timezone)
-    speed = measure_speed(train_panel, HORIZONS)
+    speed = measure_speed(train_panel, HORIZONS, args.max_iter)
 
     ratio = {name: ratios(report) for name, report in datasets.items()}
     met: dict[str, Any] = {name: _met(report, ratio[name]) for name, report in datasets.items()}
@@ -425,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-days", type=int, default=90,
                         help="days of the speed panel")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulation")
+    parser.add_argument("--max-iter", type=int, default=MAX_ITER,
+                        help=f"boosting iterations of the model (default {MAX_ITER}, as the "
+                        "service trains it; fewer only for a quick smoke run, whose figures "
+                        "then are not the model's)")
     parser.add_argument("--threads", type=int, default=1,
                         help="limit OpenMP/BLAS threads to N (default 1, as the forecast "
                         "service; 0: the libraries' own, one per core)")
@@ -435,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.zeitz_weeks < 2 or args.train_lots < 1 or args.train_days < 2
-            or args.threads < 0):
+            or args.threads < 0 or args.max_iter < 1):
         parser.error("--zeitz-weeks must be >= 2, --train-lots >= 1, --train-days >= 2, "
-                     "--threads >= 0")
+                     "--threads >= 0, --max-iter >= 1")
     if args.birmingham is None:
         args.birmingham = DEFAULT_BIRMINGHAM
     elif not args.skip_birmingham and not args.birmingham.is_file():
