@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core.settings import Settings
 
@@ -83,3 +88,40 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
         time.sleep(interval)
+
+
+class Watcher:
+    """Collects the messages of some topic filters (retained ones included)."""
+
+    def __init__(self, settings: Settings, *filters: str) -> None:
+        self.messages: dict[str, list[bytes]] = {}
+        self.retained: set[str] = set()  # topics of retained copies sent on subscribing
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.connect(settings.mqtt.host, settings.mqtt.port)
+        for topic_filter in filters:
+            self.client.subscribe(topic_filter, qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.setdefault(msg.topic, []).append(bytes(msg.payload))
+            if msg.retain:
+                self.retained.add(msg.topic)
+
+    def last(self, topic: str) -> Any:
+        """The newest payload on ``topic``: parsed JSON, else text; None before any."""
+        with self._lock:
+            payloads = self.messages.get(topic)
+        if not payloads:
+            return None
+        return json.loads(payloads[-1]) if payloads[-1][:1] == b"{" else payloads[-1].decode()
+
+    def topics(self) -> list[str]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI
-from _helpers import ServiceProcess, service_env, wait_for
-from paho.mqtt.enums import CallbackAPIVersion
+from _helpers import ServiceProcess, Watcher, service_env, wait_for
 
 from core.city import City
 from core.embedded import free_port
@@ -26,34 +22,6 @@ from simulators._mqtt import mqtt_client
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-class Watcher:
-    """Collects the messages of some topic filters (retained ones included)."""
-
-    def __init__(self, settings: Settings, *filters: str) -> None:
-        self.messages: dict[str, list[bytes]] = {}
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect(settings.mqtt.host, settings.mqtt.port)
-        for topic_filter in filters:
-            self.client.subscribe(topic_filter, qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.setdefault(msg.topic, []).append(bytes(msg.payload))
-
-    def last(self, topic: str) -> Any:
-        with self._lock:
-            payloads = self.messages.get(topic)
-        return json.loads(payloads[-1]) if payloads and payloads[-1][:1] == b"{" else (
-            payloads[-1].decode() if payloads else None)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture

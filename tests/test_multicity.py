@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _helpers import ROOT, ServiceProcess, Watcher, service_env, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -266,40 +266,6 @@ def private_copy(tmp_path: Path, name: str, token: str) -> Path:
     """The shipped config of ``name``, with ``private_edits``."""
     path = edited(tmp_path, private_edits(name, token), CITIES_DIR / f"{name}.toml")
     return path.rename(tmp_path / f"{name}-{token}.toml")
-
-
-class Watcher:
-    """Collects the messages of some topic filters (retained ones included)."""
-
-    def __init__(self, settings: Settings, *filters: str) -> None:
-        self.messages: dict[str, list[bytes]] = {}
-        self.retained: set[str] = set()  # topics of retained copies sent on subscribing
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect(settings.mqtt.host, settings.mqtt.port)
-        for topic_filter in filters:
-            self.client.subscribe(topic_filter, qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.setdefault(msg.topic, []).append(bytes(msg.payload))
-            if msg.retain:
-                self.retained.add(msg.topic)
-
-    def last(self, topic: str) -> Any:
-        with self._lock:
-            payloads = self.messages.get(topic) or [b""]
-        return json.loads(payloads[-1]) if payloads[-1][:1] == b"{" else payloads[-1].decode()
-
-    def topics(self) -> list[str]:
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def forget(settings: Settings, client_ids: list[str], topics: list[str]) -> None:
