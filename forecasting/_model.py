@@ -61,6 +61,10 @@ _DAY_SLOTS = 24 * 60 // STEP_MINUTES
 _Z90 = 1.2815515655446004  # standard normal 90 % quantile
 _MIN_HORIZON_EXAMPLES = 1000  # fewer: the nearest horizon's model forecasts it
 _MIN_CALIBRATION_EXAMPLES = 50  # fewer: the interval scale over all horizons
+# The quantile models only shape the interval (calibrated on held-out days afterwards): a
+# random subset of this many examples and half the iterations at twice the learning rate
+# cut their share of the fit time (~18 of ~44 s on 40 lots x 90 days) to ~5 s.
+_QUANTILE_MAX_SAMPLES = 40_000
 _EVENT_LEAD = timedelta(hours=1)  # arrivals for an event begin before it does
 # Country of the holiday flags for a panel's time zone (no entry: no holiday flags).
 _COUNTRY = {"Europe/Berlin": "DE", "Europe/Busingen": "DE", "Europe/London": "GB",
@@ -183,8 +187,12 @@ class GradientBoostingForecaster(Forecaster):
         held = origins >= history.n_steps - self.calibration_days * _DAY_SLOTS
         if self.calibration_days == 0 or held.sum() < 100 or (~held).sum() < 100:
             held = np.zeros(target.size, dtype=bool)
-        self.quantiles_ = {name: self._fitted("quantile", quantile, features[~held],
-                                              target[~held])
+        rows = np.nonzero(~held)[0]
+        if rows.size > _QUANTILE_MAX_SAMPLES:
+            rows = np.sort(np.random.default_rng(self.random_state).choice(
+                rows, _QUANTILE_MAX_SAMPLES, replace=False))
+        self.quantiles_ = {name: self._fitted("quantile", quantile, features[rows],
+                                              target[rows])
                            for name, quantile in (("p10", 0.1), ("p90", 0.9))}
         self.interval_scale_, self.interval_scales_ = 1.0, {}
         if held.any():
@@ -231,8 +239,12 @@ class GradientBoostingForecaster(Forecaster):
     def _fitted(self, loss: str, quantile: float | None, features: NDArray[np.float64],
                 target: NDArray[np.float64]) -> HistGradientBoostingRegressor:
         extra = {} if quantile is None else {"quantile": quantile}
+        max_iter, learning_rate = self.max_iter, self.learning_rate
+        if quantile is not None:  # see _QUANTILE_MAX_SAMPLES
+            max_iter = max(1, self.max_iter // 2)
+            learning_rate = self.learning_rate * self.max_iter / max_iter
         model = HistGradientBoostingRegressor(
-            loss=loss, max_iter=self.max_iter, learning_rate=self.learning_rate,
+            loss=loss, max_iter=max_iter, learning_rate=learning_rate,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization, early_stopping=False,
             random_state=self.random_state, **extra)
