@@ -1,7 +1,8 @@
 """Forecast accuracy and speed: the gradient-boosting model next to its baselines.
 
 ``python -m benchmarks.forecast [--json] [--birmingham PATH] [--skip-birmingham]
-[--zeitz-weeks 8] [--train-lots 40] [--train-days 90] [--seed 1] [--threads N]``
+[--zeitz-weeks 8] [--train-lots 40] [--train-days 90] [--seed 1] [--oracle-reps 21]
+[--threads N]``
 
 What it measures, all in one run:
 
@@ -13,7 +14,11 @@ What it measures, all in one run:
 2. **Zeitz** (data no model was developed on): ``--zeitz-weeks`` weeks of the city simulator
    (``simulators.history.history_rows``: the rows ``parkleit simulate history`` stores, with
    its holidays and events), ending on Sunday 2026-11-22 so every run sees the same weeks;
-   the last week is the test week; horizons 15, 30, 60 and 120 minutes.
+   the last week is the test week; horizons 15, 30, 60 and 120 minutes. Next to the baselines
+   stands the **oracle** (``SimulationOracle``, ``--oracle-reps`` futures per origin): the
+   median of forks of the simulation from its true state, which knows every parked car, the
+   day's demand and the true arrival rates. No forecaster from occupancy data can know that
+   much, so ``oracle/profile`` is the floor under ``model/profile`` on this data.
 3. **Speed** on ``--train-lots`` lots × ``--train-days`` days at 15 minutes (copies of the
    simulated city with other seeds until there are enough lots): ``train_s`` is the wall time
    of ``GradientBoostingForecaster().fit``; ``predict_s`` the time to forecast every lot from
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import multiprocessing
 import os
 import statistics
 import sys
@@ -63,13 +69,15 @@ from forecasting import (
     load_csv,
     panel_from_frame,
 )
+from forecasting._baselines import Forecaster
 from forecasting._evaluate import baselines, evaluate, test_start
 from forecasting.birmingham import TIMEZONE as BIRMINGHAM_TIMEZONE
 from forecasting.birmingham import convert
+from simulators.demand import CitySimulation
 from simulators.history import history_rows
 
-__all__ = ["BenchError", "birmingham_panel", "main", "run", "simulated_frame",
-           "simulated_lots", "table"]
+__all__ = ["BenchError", "SimulationOracle", "birmingham_panel", "main", "run",
+           "simulated_frame", "simulated_lots", "table"]
 
 logger = logging.getLogger("benchmarks.forecast")
 
@@ -96,7 +104,8 @@ TARGET_COVERAGE = (0.75, 0.85)
 TARGET_TRAIN_S = 60.0
 TARGET_PREDICT_S = 1.0
 
-_MODELS = ("persistence", "seasonal_naive", "profile_anomaly", "model")
+_MODELS = ("persistence", "seasonal_naive", "profile_anomaly", "model", "oracle")
+ORACLE_REPS = 21
 
 
 # --------------------------------------------------------------------------- the data
@@ -135,6 +144,85 @@ def simulated_lots(city: City, *, lots: int, end: datetime, days: float,
     return frame[frame["lot_id"].isin(wanted)].reset_index(drop=True)
 
 
+class SimulationOracle(Forecaster):
+    """The floor under every forecaster of the simulated city: at each origin, the median of
+    ``reps`` futures of the simulation itself, forked from its true state (every parked car
+    and how long it has stayed, today's demand factor, the true arrival rates and events;
+    ``CitySimulation.fork``). A forecaster sees only the occupancy, so none can beat this
+    but by luck; its MAE shows how much of an error is the city's own randomness.
+
+    ``fit`` runs the simulation (``city`` from ``start`` with ``seed``: the simulation the
+    panel came from) and forks it at every origin from the end of the training panel to
+    ``end`` for ``horizons``, on ``workers`` processes; ``predict`` reads those forecasts.
+    """
+
+    def __init__(self, city: City, start: datetime, end: datetime, seed: int,
+                 reps: int = ORACLE_REPS, horizons: tuple[int, ...] = HORIZONS,
+                 workers: int = 2) -> None:
+        self.city = city
+        self.start = start
+        self.end = end
+        self.seed = seed
+        self.reps = reps
+        self.horizons = horizons
+        self.workers = workers
+
+    def fit(self, history: Panel) -> SimulationOracle:
+        """Fork the simulation at every origin after ``history`` and keep the medians."""
+        super().fit(history)
+        self.first_ = history.n_steps
+        times = [history.time_at(position) for position in
+                 range(self.first_, history.position(self.end))]
+        order = [next(i for i, lot in enumerate(self.city.lots) if lot.id == lot_id)
+                 for lot_id in history.lot_ids]
+        parts = [times[worker::self.workers] for worker in range(self.workers)]
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(self.workers) as pool:
+            results = pool.starmap(_oracle_medians, [
+                (self.city, self.start, self.seed, part, self.horizons, self.reps,
+                 self.seed * 1000 + worker) for worker, part in enumerate(parts)])
+        occupied = np.empty((len(times), len(self.horizons), len(self.city.lots)))
+        for worker, result in enumerate(results):
+            occupied[worker::self.workers] = result
+        free = self.capacity_[None, None, :] - occupied[:, :, order]
+        self.forecasts_ = {horizon: np.round(free[:, index, :]).T
+                           for index, horizon in enumerate(self.horizons)}
+        return self
+
+    def predict(self, panel: Panel, origins: Any, horizon: int) -> np.ndarray[Any, Any]:
+        """The fitted medians at ``origins`` (NaN where none was made)."""
+        positions, _ = self._check(panel, origins, horizon)
+        table = self.forecasts_[horizon]
+        columns = positions - self.first_
+        made = (columns >= 0) & (columns < table.shape[1])
+        result = np.full((table.shape[0], positions.size), np.nan)
+        result[:, made] = table[:, columns[made]]
+        return result
+
+
+def _oracle_medians(city: City, start: datetime, seed: int, times: list[datetime],
+                    horizons: tuple[int, ...], reps: int, fork_seed: int) -> np.ndarray[Any, Any]:
+    """Per time of ``times``: the median occupancy per lot (city order) ``horizons`` minutes
+    later over ``reps`` forks of the simulation; (len(times), len(horizons), lots)."""
+    simulation = CitySimulation(city, start, seed=seed)
+    rng = np.random.default_rng(fork_seed)
+    wanted = {horizon: index for index, horizon in enumerate(horizons)}
+    out = np.empty((len(times), len(horizons), len(city.lots)))
+    futures = np.empty((reps, len(horizons), len(city.lots)))
+    for row, moment in enumerate(times):
+        # A sample at `moment` is the occupancy after its minute: fork once it has run.
+        while simulation.now <= moment:
+            simulation.step()
+        for rep in range(reps):
+            twin = simulation.fork(int(rng.integers(2**62)))
+            for minute in range(1, max(horizons) + 1):
+                occupied = twin.step().occupied
+                if minute in wanted:
+                    futures[rep, wanted[minute]] = occupied
+        out[row] = np.median(futures, axis=0)
+    return out
+
+
 def birmingham_panel(source: Path, workdir: Path) -> Panel:
     """The Birmingham CSV converted and loaded; BenchError unless its test week starts on
     2016-12-13 local (the protocol of SOURCE.md)."""
@@ -155,14 +243,17 @@ def birmingham_panel(source: Path, workdir: Path) -> Panel:
 
 
 def _evaluate(name: str, panel: Panel, horizons: Sequence[int], max_iter: int,
-              city: City | None = None) -> tuple[dict[str, Any], float]:
+              city: City | None = None,
+              oracle: SimulationOracle | None = None) -> tuple[dict[str, Any], float]:
     """Evaluate on ``panel``; with ``city`` the model knows its school holidays and events, as
     ``parkleit forecast train`` does."""
     logger.info("%s: evaluating %d lots, %d steps", name, len(panel.lot_ids), panel.n_steps)
     model = GradientBoostingForecaster(max_iter=max_iter) if city is None else (
         GradientBoostingForecaster(max_iter=max_iter, subdiv=city.city.state,
                                    events=city.events))
-    models = {**baselines(), "model": model}
+    models: dict[str, Forecaster] = {**baselines(), "model": model}
+    if oracle is not None:
+        models["oracle"] = oracle
     began = time.perf_counter()
     try:
         report = evaluate(panel, test_days=TEST_DAYS, horizons=horizons, models=models)
@@ -173,11 +264,11 @@ def _evaluate(name: str, panel: Panel, horizons: Sequence[int], max_iter: int,
     return report, elapsed
 
 
-def ratios(report: dict[str, Any]) -> dict[str, float | None]:
-    """Model MAE of the rate / profile + last anomaly MAE of the rate, per horizon."""
+def ratios(report: dict[str, Any], name: str = "model") -> dict[str, float | None]:
+    """``name``'s MAE of the rate / profile + last anomaly MAE of the rate, per horizon."""
     out: dict[str, float | None] = {}
     for horizon, entry in report["horizons"].items():
-        model = entry.get("model", {}).get("mae_rate")
+        model = entry.get(name, {}).get("mae_rate")
         profile = entry.get("profile_anomaly", {}).get("mae_rate")
         out[horizon] = round(model / profile, 4) if model is not None and profile else None
     return out
@@ -270,10 +361,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     city = load_city(ZEITZ_CITY)
     logger.info("zeitz: simulating %d weeks up to %s", args.zeitz_weeks, ZEITZ_END.isoformat())
+    start = ZEITZ_END - timedelta(days=7 * args.zeitz_weeks)
     frame = simulated_frame(city, end=ZEITZ_END, days=7 * args.zeitz_weeks, seed=args.seed)
     panel = panel_from_frame(frame, timezone=city.city.timezone)
+    oracle = (SimulationOracle(city, start, ZEITZ_END, args.seed, reps=args.oracle_reps)
+              if args.oracle_reps else None)
     datasets["zeitz"], evaluate_s["zeitz"] = _evaluate("zeitz", panel, HORIZONS,
-                                                       args.max_iter, city)
+                                                       args.max_iter, city, oracle)
 
     logger.info("speed: simulating %d lots × %d days", args.train_lots, args.train_days)
     frame = simulated_lots(city, lots=args.train_lots, end=ZEITZ_END, days=args.train_days,
@@ -282,12 +376,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     speed = measure_speed(train_panel, HORIZONS, args.max_iter)
 
     ratio = {name: ratios(report) for name, report in datasets.items()}
+    floor = {name: ratios(report, "oracle") for name, report in datasets.items()
+             if any("oracle" in entry for entry in report["horizons"].values())}
     met: dict[str, Any] = {name: _met(report, ratio[name]) for name, report in datasets.items()}
     met["train_s"] = speed["train_s"] < TARGET_TRAIN_S
     met["predict_s"] = speed["predict_s"] < TARGET_PREDICT_S
     return {
         "datasets": datasets,
         "ratios": ratio,
+        "oracle_ratios": floor,
         "evaluate_s": {name: round(seconds, 2) for name, seconds in evaluate_s.items()},
         "skipped_datasets": skipped,
         "reference": {"birmingham_source_md": BIRMINGHAM_REFERENCE},
@@ -328,8 +425,10 @@ def _rows(head: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _dataset_table(name: str, report: dict[str, Any], ratio: dict[str, float | None],
-                   seconds: float, reference: dict[str, dict[str, float]] | None) -> list[str]:
+                   seconds: float, reference: dict[str, dict[str, float]] | None,
+                   floor: dict[str, float | None] | None) -> list[str]:
     horizons = report["horizons"]
+    models = _MODELS if floor else _MODELS[:-1]
     scored = max((entry["lots_scored"] for entry in horizons.values()), default=0)
     out = [f"{name}: {report['lots']} lots ({scored} scored); train {report['train']['start']}"
            f" .. {report['train']['end']}, test {report['test']['start']} .. "
@@ -345,6 +444,8 @@ def _dataset_table(name: str, report: dict[str, Any], ratio: dict[str, float | N
         head.append("(SOURCE.md)")
     head += ["model", "model/profile", f"≤ {TARGET_RATIO}", "coverage_80",
              f"{low}–{high}"]
+    if floor:
+        head += ["oracle", "oracle/profile"]
     rows = []
     for horizon, entry in horizons.items():
         rate = {m: entry.get(m, {}).get("mae_rate") for m in _MODELS}
@@ -359,12 +460,19 @@ def _dataset_table(name: str, report: dict[str, Any], ratio: dict[str, float | N
         row += [_fmt(rate["model"], 4), _fmt(share, 3),
                 _ok(None if share is None else share <= TARGET_RATIO),
                 _fmt(coverage, 3), _ok(None if coverage is None else low <= coverage <= high)]
+        if floor:
+            row += [_fmt(rate["oracle"], 4), _fmt(floor.get(horizon), 3)]
         rows.append(row)
     out += ["", "MAE of the free rate (mean of per-lot MAE):", *_rows(head, rows)]
-    head = ["horizon", "persistence", "seasonal naive", "profile+anomaly", "model"]
-    rows = [[f"{horizon} min", *(_fmt(entry.get(m, {}).get("mae"), 2) for m in _MODELS)]
+    head = ["horizon", "persistence", "seasonal naive", "profile+anomaly", "model",
+            "oracle"][:len(models) + 1]
+    rows = [[f"{horizon} min", *(_fmt(entry.get(m, {}).get("mae"), 2) for m in models)]
             for horizon, entry in horizons.items()]
     out += ["", "MAE in free spaces (pooled over points):", *_rows(head, rows)]
+    if floor:
+        out.append("(oracle: the median of forks of the simulation from its true state at each "
+                   "origin, every parked car and today's demand known: the floor no forecaster "
+                   "from occupancy data gets below)")
     return out
 
 
@@ -376,7 +484,7 @@ def table(result: dict[str, Any]) -> str:
     for name, report in result["datasets"].items():
         reference = BIRMINGHAM_REFERENCE if name == "birmingham" else None
         out += _dataset_table(name, report, result["ratios"][name], result["evaluate_s"][name],
-                              reference)
+                              reference, result["oracle_ratios"].get(name))
         if name == "zeitz":
             sim = result["simulation"]
             out.append(f"(simulated: {sim['weeks']} weeks of {sim['city']} up to {sim['end']},"
@@ -434,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"boosting iterations of the model (default {MAX_ITER}, as the "
                         "service trains it; fewer only for a quick smoke run, whose figures "
                         "then are not the model's)")
+    parser.add_argument("--oracle-reps", type=int, default=ORACLE_REPS,
+                        help=f"futures per origin of the simulation oracle on Zeitz (default "
+                        f"{ORACLE_REPS}; 0: no oracle)")
     parser.add_argument("--threads", type=int, default=1,
                         help="limit OpenMP/BLAS threads to N (default 1, as the forecast "
                         "service; 0: the libraries' own, one per core)")
@@ -444,9 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.zeitz_weeks < 2 or args.train_lots < 1 or args.train_days < 2
-            or args.threads < 0 or args.max_iter < 1):
+            or args.threads < 0 or args.max_iter < 1 or args.oracle_reps < 0):
         parser.error("--zeitz-weeks must be >= 2, --train-lots >= 1, --train-days >= 2, "
-                     "--threads >= 0, --max-iter >= 1")
+                     "--threads >= 0, --max-iter >= 1, --oracle-reps >= 0")
     if args.birmingham is None:
         args.birmingham = DEFAULT_BIRMINGHAM
     elif not args.skip_birmingham and not args.birmingham.is_file():

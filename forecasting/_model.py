@@ -4,14 +4,18 @@ The model learns the residual of the profile + last anomaly forecast (``ProfileA
 target of an example is the free rate ``horizon`` minutes after an origin minus that baseline's
 forecast. The features describe only what is known at the origin: the latest free rate and its
 recent changes, the deviation from the lot's profile (now, its change, its mean over the last
-2 h, 6 h and 3 days, at the target slot one and 1-7 days and 1-3 weeks earlier), the same
-deviation averaged over all lots (a busy day is busy everywhere), the profile at the origin and
-the target slot, the baseline forecast and a multiplicative variant of it, the calendar of the
-target time (weekday, time of day, public and school holiday, an event at the lot from the city
-config), and the lot (log capacity; level and volatility from the training data, missing for a
-new lot). Every feature is a rate, a calendar value or missing, so one model serves all lots,
-including lots it has never seen (their profile comes from their own data in the panel, or the
-mean profile of the known lots while they have too little).
+2 h, 6 h and 3 days, at the target slot one and 1-7 days and 1-3 weeks earlier, and how it
+changed 4, 8 and 9 hours before the forecast window: the cars that came then leave now), the
+same deviation averaged over all lots and the ratio of all cars parked to the profile's (a busy
+day is busy everywhere), the profile at the origin and the target slot, a smoother profile by
+day type (Monday to Friday pooled, Saturday, Sunday) and the deviation from it, the baseline
+forecast and a multiplicative variant of it, the calendar of the target time (weekday, time of
+day, public and school holiday, an event at the lot from the city config), and the lot (log
+capacity; spread of its deviation, volatility, level and how much of a deviation is left after
+the horizon, with the forecast that decay gives). Every feature is a rate, a calendar value or
+missing, so one model serves all lots, including lots it has never seen: their profiles and
+statistics come from their own data before the first origin, as fit would have taken them (or
+the mean profile of the known lots while they have too little).
 
 Training examples are (lot, origin, horizon) triples drawn from the history, with an
 observation at the origin. The profile for an example is computed from every week of the
@@ -49,6 +53,7 @@ from core.city import Event
 from forecasting._baselines import (
     Forecaster,
     ProfileAnomaly,
+    _per_group,
     horizon_steps,
     known_before_first,
     last_observed,
@@ -65,6 +70,7 @@ _MIN_CALIBRATION_EXAMPLES = 50  # fewer: the interval scale over all horizons
 # random subset of this many examples and half the iterations at twice the learning rate
 # cut their share of the fit time (~18 of ~44 s on 40 lots x 90 days) to ~5 s.
 _QUANTILE_MAX_SAMPLES = 40_000
+_ECHO_HOURS = (4, 8, 9)
 _EVENT_LEAD = timedelta(hours=1)  # arrivals for an event begin before it does
 # Country of the holiday flags for a panel's time zone (no entry: no holiday flags).
 _COUNTRY = {"Europe/Berlin": "DE", "Europe/Busingen": "DE", "Europe/London": "GB",
@@ -77,7 +83,9 @@ FEATURES = (
     "deviation_yesterday", "deviation_same_slot_7d", "deviation_last_week",
     "deviation_same_slot_3w", "city_deviation", "city_change_30", "city_change_60", "weekday",
     "tod_sin", "tod_cos", "horizon", "holiday", "school_holiday", "event", "log_capacity",
-    "lot_deviation_spread", "lot_volatility", "lot_level",
+    "lot_deviation_spread", "lot_volatility", "lot_level", "lot_decay", "lot_forecast",
+    "city_ratio", "pooled_target", "pooled_deviation", "pooled_forecast", "echo_4h", "echo_8h",
+    "echo_9h",
 )
 
 
@@ -92,7 +100,8 @@ class _Grid:
     school: NDArray[np.float64]
     event: NDArray[np.float64]  # (n_lots, n_steps)
     log_capacity: NDArray[np.float64]
-    lot_stats: NDArray[np.float64]  # (n_lots, 3): spread, volatility, level; NaN if unseen
+    capacity: NDArray[np.float64]
+    lot_stats: NDArray[np.float64]  # (n_lots, 3 + decay steps): see _lot_stats
 
 
 class GradientBoostingForecaster(Forecaster):
@@ -147,13 +156,11 @@ class GradientBoostingForecaster(Forecaster):
         super().fit(history)
         self.baseline_ = ProfileAnomaly().fit(history)
         rate = history.rate()
-        deviation = rate - self.baseline_.profile_[:, history.week_slots()]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a lot without data: NaN
-            self.lot_stats_ = np.column_stack([
-                np.nanstd(deviation, axis=1),
-                np.nanmean(np.abs(np.diff(rate, axis=1)), axis=1),
-                np.nanmean(self.baseline_.profile_, axis=1)])
+        self.decay_steps_ = np.array(steps_list, dtype=np.int64)
+        self.lot_stats_ = _lot_stats(rate, self.baseline_.profile_, history.week_slots(),
+                                     self.decay_steps_)
+        self.pooled_profile_ = _pooled_profile(rate, history.week_slots(),
+                                               self.baseline_.profile_)
         grid = self._grid(history, history.n_steps)
         lots, positions, steps = self._examples(grid, steps_list)
 
@@ -166,8 +173,9 @@ class GradientBoostingForecaster(Forecaster):
             others = rate.copy()
             others[:, begin:begin + SLOTS_PER_WEEK] = np.nan
             profile = self.baseline_._profile(others, grid.slots[:history.n_steps])
+            pooled = _pooled_profile(others, grid.slots[:history.n_steps], profile)
             features[rows], baseline[rows] = self._features(
-                grid, profile, lots[rows], positions[rows], steps[rows])
+                grid, profile, pooled, lots[rows], positions[rows], steps[rows])
         target = rate[lots, positions + steps] - baseline
         finite = np.isfinite(target)
         features, target, origins, steps = (features[finite], target[finite],
@@ -302,20 +310,47 @@ class GradientBoostingForecaster(Forecaster):
         probability = 0.5 * (1.0 + erf(z / math.sqrt(2.0)))
         return np.asarray(np.where(np.isfinite(point), probability, np.nan), dtype=np.float64)
 
+    def features(self, panel: Panel, origins: ArrayLike, horizon: int) -> pd.DataFrame:
+        """The model's inputs for every lot and origin (rows lot by lot, ``FEATURES``
+        columns, plus ``lot_id`` and ``origin``): what a forecast was made from."""
+        positions, steps = self._check(panel, origins, horizon)
+        features, _ = self._design(panel, positions, steps)
+        frame = pd.DataFrame(features, columns=list(FEATURES))
+        frame.insert(0, "origin", np.tile(positions, len(panel.lot_ids)))
+        frame.insert(0, "lot_id", np.repeat(panel.lot_ids, positions.size))
+        return frame
+
+    def _design(self, panel: Panel, positions: NDArray[np.int64], steps: int) -> tuple[
+            NDArray[np.float64], NDArray[np.float64]]:
+        """Features and baseline forecast of every lot (outer) and origin (inner). A lot
+        unseen in fit gets its profiles and statistics from its data before the first
+        origin, as fit would have from the same data."""
+        n_lots = panel.free.shape[0]
+        stop = int(positions.max(initial=0)) + 1
+        known = known_before_first(positions)
+        profile = self.baseline_.profiles(panel, known)
+        rows = self._fitted_rows(panel)
+        pooled = self.pooled_profile_[np.maximum(rows, 0)]
+        new = rows < 0
+        if new.any():
+            pooled[new] = _pooled_profile(panel.rate()[new, :known], panel.week_slots(known),
+                                          profile[new])
+        grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop,
+                          profile=profile, known=known)
+        lots = np.repeat(np.arange(n_lots), positions.size)
+        where = np.tile(positions, n_lots)
+        return self._features(grid, profile, pooled, lots, where,
+                              np.full(lots.size, steps, dtype=np.int64))
+
     def _quantiles(self, panel: Panel, origins: ArrayLike, horizon: int, *,
                    interval: bool) -> list[NDArray[np.float64]]:
         positions, steps = self._check(panel, origins, horizon)
         n_lots = panel.free.shape[0]
-        stop = int(positions.max(initial=0)) + 1
-        grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop)
-        profile = self.baseline_.profiles(panel, known_before_first(positions))
-        lots = np.repeat(np.arange(n_lots), positions.size)
-        where = np.tile(positions, n_lots)
-        step_all = np.full(lots.size, steps, dtype=np.int64)
-        features, baseline = self._features(grid, profile, lots, where, step_all)
-        if not lots.size:
+        features, baseline = self._design(panel, positions, steps)
+        if not baseline.size:
             empty = np.empty((n_lots, 0))
             return [empty] * (3 if interval else 1)
+        step_all = np.full(baseline.size, steps, dtype=np.int64)
         residuals = self._residuals(features, step_all, interval=interval)
         if interval:
             middle = residuals[0]
@@ -335,9 +370,11 @@ class GradientBoostingForecaster(Forecaster):
 
     # --- features ------------------------------------------------------------------------
 
-    def _grid(self, panel: Panel, n_steps: int, stop: int | None = None) -> _Grid:
+    def _grid(self, panel: Panel, n_steps: int, stop: int | None = None,
+              profile: NDArray[np.float64] | None = None, known: int = 0) -> _Grid:
         """Rates and calendar of ``panel`` over ``n_steps`` positions; data after ``stop``
-        (exclusive) are ignored."""
+        (exclusive) are ignored. A lot unseen in fit gets its statistics from its data before
+        position ``known`` against its ``profile``."""
         rate = panel.rate()
         if stop is not None:
             rate = rate[:, :stop]
@@ -355,11 +392,17 @@ class GradientBoostingForecaster(Forecaster):
                 school = _on_days(days, holidays.country_holidays(
                     country, subdiv=self.subdiv, years=years, categories=("school",)))
         rows = self._fitted_rows(panel)
-        stats = np.where((rows >= 0)[:, None], self.lot_stats_[np.maximum(rows, 0)], np.nan)
+        stats = self.lot_stats_[np.maximum(rows, 0)]
+        new = rows < 0
+        if new.any():
+            stats[new] = (np.nan if profile is None else _lot_stats(
+                panel.rate()[new, :known], profile[new], panel.week_slots(known),
+                self.decay_steps_))
         return _Grid(rate=rate, latest=last_observed(rate), slots=panel.week_slots(n_steps),
                      holiday=holiday, school=school,
                      event=self._event_flags(panel, times.to_pydatetime(), days),
-                     log_capacity=np.log1p(panel.capacity), lot_stats=stats)
+                     log_capacity=np.log1p(panel.capacity), capacity=panel.capacity,
+                     lot_stats=stats)
 
     def _event_flags(self, panel: Panel, times: Sequence[datetime],
                      days: NDArray[np.object_]) -> NDArray[np.float64]:
@@ -381,7 +424,8 @@ class GradientBoostingForecaster(Forecaster):
                 flags[np.ix_(lots, np.nonzero(on)[0])] = 1.0
         return flags
 
-    def _features(self, grid: _Grid, profile: NDArray[np.float64], lots: NDArray[np.int64],
+    def _features(self, grid: _Grid, profile: NDArray[np.float64],
+                  pooled: NDArray[np.float64], lots: NDArray[np.int64],
                   positions: NDArray[np.int64], steps: NDArray[np.int64]) -> tuple[
             NDArray[np.float64], NDArray[np.float64]]:
         """Features of (lot, origin, steps) examples and the baseline forecast (a rate),
@@ -442,6 +486,31 @@ class GradientBoostingForecaster(Forecaster):
         def city_change(lag: int) -> NDArray[np.float64]:
             return np.where(positions >= lag, city[positions] - city[positions - lag], np.nan)
 
+        pooled_target = pooled[lots, target_slot]
+        pooled_deviation = now - pooled[lots, grid.slots[source]]
+        pooled_forecast = np.clip(pooled_target + factor * np.where(
+            np.isfinite(pooled_deviation), pooled_deviation, 0.0), 0.0, 1.0)
+        decay_steps = self.decay_steps_
+        nearest = np.abs(steps[:, None] - decay_steps[None, :]).argmin(axis=1)
+        lot_decay = grid.lot_stats[lots, 3 + nearest]
+        lot_forecast = np.clip(profile_target + lot_decay * np.where(
+            np.isfinite(deviation), deviation, 0.0), 0.0, 1.0)
+        occupied = 1 - grid.rate
+        expected = 1 - profile[:, grid.slots[:grid.rate.shape[1]]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no lot observed: NaN
+            both = np.isfinite(occupied) & np.isfinite(expected)
+            weight = grid.capacity[:, None] * both
+            city_ratio = ((np.where(both, occupied, 0.0) * weight).sum(axis=0)
+                          / (np.where(both, expected, 0.0) * weight).sum(axis=0))
+        def echo(lag: int) -> NDArray[np.float64]:
+            """How the deviation changed ``lag`` steps before the forecast window: the cars
+            that came then leave now (dwell times cluster, e.g. a working day)."""
+            begin, end = positions - lag, np.minimum(targets - lag, positions)
+            ok = begin >= 0
+            return np.where(ok, latest_of(deviations, lag) - np.where(
+                ok, deviations[lots, np.clip(end, 0, None)], np.nan), np.nan)
+
         angle = 2 * np.pi * (target_slot % _DAY_SLOTS) / _DAY_SLOTS
         columns = [
             now, now - latest_of(grid.rate, 1), now - latest_of(grid.rate, 2),
@@ -456,9 +525,57 @@ class GradientBoostingForecaster(Forecaster):
             steps * float(STEP_MINUTES), grid.holiday[targets], grid.school[targets],
             grid.event[lots, targets], grid.log_capacity[lots],
             grid.lot_stats[lots, 0], grid.lot_stats[lots, 1], grid.lot_stats[lots, 2],
+            lot_decay, lot_forecast, city_ratio[positions], pooled_target, pooled_deviation,
+            pooled_forecast, *(echo(hours * 4) for hours in _ECHO_HOURS),
         ]
         return (np.column_stack([np.asarray(c, dtype=np.float64) for c in columns]),
                 np.asarray(baseline, dtype=np.float64))
+
+
+def _pooled_profile(rate: NDArray[np.float64], slots: NDArray[np.int64],
+                    profile: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The free rate by day type (Monday to Friday, Saturday, Sunday) and 15-minute slot,
+    smoothed over the neighbouring slots, per week slot: five times the data of a weekday's
+    own slot. Where it has no value, ``profile``."""
+    day = slots // _DAY_SLOTS
+    kind = np.where(day < 5, 0, day - 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slot: NaN
+        by_kind = _per_group(rate, kind * _DAY_SLOTS + slots % _DAY_SLOTS, 3 * _DAY_SLOTS,
+                             np.nanmean)
+    days = by_kind.reshape(rate.shape[0], 3, _DAY_SLOTS)
+    padded = np.concatenate([days[:, :, -1:], days, days[:, :, :1]], axis=2)
+    smooth = (padded[:, :, :-2] + 2 * padded[:, :, 1:-1] + padded[:, :, 2:]) / 4
+    smooth = np.where(np.isfinite(smooth), smooth, days)
+    week = np.arange(SLOTS_PER_WEEK)
+    week_day = week // _DAY_SLOTS
+    result = smooth[:, np.where(week_day < 5, 0, week_day - 4), week % _DAY_SLOTS]
+    return np.asarray(np.where(np.isfinite(result), result, profile), dtype=np.float64)
+
+
+def _lot_stats(rate: NDArray[np.float64], profile: NDArray[np.float64],
+               slots: NDArray[np.int64], steps: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Per lot: the spread of its deviation from ``profile``, its mean step-to-step change,
+    its mean profile level and, for each of ``steps``, how much of a deviation is left that
+    many steps later (least squares, in [0, 1]); NaN for a lot without data."""
+    deviation = rate - profile[:, slots]
+    n_steps = rate.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a lot without data: NaN
+        columns = [np.nanstd(deviation, axis=1),
+                   np.nanmean(np.abs(np.diff(rate, axis=1)), axis=1) if n_steps > 1
+                   else np.full(rate.shape[0], np.nan),
+                   np.nanmean(profile, axis=1)]
+        for step in steps:
+            now = deviation[:, :max(n_steps - step, 0)]
+            later = deviation[:, step:]
+            both = np.isfinite(now) & np.isfinite(later)
+            cross = np.where(both, now * later, 0.0).sum(axis=1)
+            square = np.where(both, now * now, 0.0).sum(axis=1)
+            columns.append(np.where(both.sum(axis=1) >= 50,
+                                    np.clip(cross / np.maximum(square, 1e-12), 0.0, 1.0),
+                                    np.nan))
+    return np.column_stack(columns)
 
 
 def _on_days(days: NDArray[np.object_], calendar: holidays.HolidayBase) -> NDArray[np.float64]:

@@ -10,11 +10,13 @@ open lot with space, or gives up. Seeded: the same seed and start give the same 
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from statistics import NormalDist
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -166,7 +168,8 @@ class CitySimulation:
             others = sorted((_distance_m(model.lot, other.lot), j)
                             for j, other in enumerate(self.lots) if j != index)
             model.neighbours = [j for d, j in others if d <= DIVERT_RADIUS_M]
-        self._departures: list[tuple[float, int, int, int]] = []  # (minute, seq, lot, bay)
+        # (minute, seq, lot, bay, arrival minute, whether the dwell came from the profile)
+        self._departures: list[tuple[float, int, int, int, float, bool]] = []
         self._seq = 0
         self._day: date | None = None
         self._day_factor = 0.0
@@ -248,8 +251,8 @@ class CitySimulation:
             self._depart_until(at, minute, exits, changes)
             target = self._find_space(wanted, moment)
             if target is not None:
-                self._park(target, at, self._dwell(wanted, target, minute), entries, changes,
-                           minute)
+                dwell, drawn = self._dwell(wanted, target, minute)
+                self._park(target, at, dwell, drawn, entries, changes, minute)
         self._depart_until(minute + 1, minute, exits, changes)
         self.minute += 1
         return Minute(moment, [m.occupied for m in self.lots], entries, exits, changes)
@@ -258,7 +261,7 @@ class CitySimulation:
                       changes: list[tuple[float, str, bool]]) -> None:
         """Let every car due to leave before ``until`` (a minute, fractional) go."""
         while self._departures and self._departures[0][0] < until:
-            leave, _, index, bay = heapq.heappop(self._departures)
+            leave, _, index, bay, _, _ = heapq.heappop(self._departures)
             model = self.lots[index]
             model.occupied -= 1
             exits[index] += 1
@@ -279,16 +282,44 @@ class CitySimulation:
                 return other
         return None
 
-    def _dwell(self, wanted: int, index: int, minute: int) -> float:
-        """Minutes the car stays: its event's end, or its (wanted) lot's profile."""
+    def _dwell(self, wanted: int, index: int, minute: int) -> tuple[float, bool]:
+        """Minutes the car stays, and whether they were drawn from the profile of the lot it
+        parks at (else: its event's end)."""
         for demand in self._events:
             if (demand.lot == wanted and demand.leave_at is not None
                     and demand.first <= minute < demand.last):
-                return max(20.0, demand.leave_at - minute + float(self.rng.normal(10, 12)))
+                return max(20.0, demand.leave_at - minute + float(self.rng.normal(10, 12))), False
         model = self.lots[index]
-        return float(self.rng.lognormal(model.mu, model.profile.dwell_sigma))
+        return float(self.rng.lognormal(model.mu, model.profile.dwell_sigma)), True
 
-    def _park(self, index: int, at: float, dwell: float, entries: list[int],
+    def fork(self, seed: int) -> CitySimulation:
+        """A copy of the city as it is now that goes on with random numbers of its own
+        (``seed``): what happens next is drawn again, including when each parked car leaves
+        (from its lot's dwell distribution given how long it has stayed; an event's cars
+        keep leaving at its end). Many forks sample the city's possible futures."""
+        shared: list[object] = [self.city, self._holidays]
+        for model in self.lots:  # the city's parts never change: the twin shares them
+            shared += [model.lot, model.hours, model.profile]
+        twin = copy.deepcopy(self, memo={id(part): part for part in shared})
+        twin.rng = np.random.default_rng(seed)
+        normal = NormalDist()
+        for position, entry in enumerate(twin._departures):
+            _, seq, index, bay, arrival, drawn = entry
+            if not drawn:
+                continue
+            model = twin.lots[index]
+            sigma = model.profile.dwell_sigma
+            stayed = max(twin.minute - arrival, 1e-6)
+            # Inverse CDF of the lognormal dwell truncated below at the time stayed.
+            low = normal.cdf((math.log(stayed) - model.mu) / sigma)
+            u = min(low + (1.0 - low) * float(twin.rng.uniform()), 1.0 - 1e-12)
+            dwell = math.exp(model.mu + sigma * normal.inv_cdf(u))
+            twin._departures[position] = (arrival + max(dwell, 1.0), seq, index, bay,
+                                          arrival, drawn)
+        heapq.heapify(twin._departures)
+        return twin
+
+    def _park(self, index: int, at: float, dwell: float, drawn: bool, entries: list[int],
               changes: list[tuple[float, str, bool]], minute: int) -> None:
         model = self.lots[index]
         model.occupied += 1
@@ -300,4 +331,5 @@ class CitySimulation:
             bay = model.free_bays.pop()
             changes.append(((at - minute) * 60, model.bays[bay], True))
         self._seq += 1
-        heapq.heappush(self._departures, (at + max(dwell, 1.0), self._seq, index, bay))
+        heapq.heappush(self._departures, (at + max(dwell, 1.0), self._seq, index, bay, at,
+                                          drawn))

@@ -122,3 +122,28 @@ def test_same_seed_same_city_other_seed_other(zeitz: City) -> None:
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+def test_fork_draws_futures_from_the_state_and_leaves_the_city_alone(zeitz: City) -> None:
+    tuesday_2pm = datetime(2026, 11, 3, 13, tzinfo=UTC)
+    simulation = CitySimulation(zeitz, tuesday_2pm, seed=3, warm_up=timedelta(days=1))
+    untouched = CitySimulation(zeitz, tuesday_2pm, seed=3, warm_up=timedelta(days=1))
+    twin, same, other = simulation.fork(7), simulation.fork(7), simulation.fork(8)
+
+    assert [m.occupied for m in twin.lots] == [m.occupied for m in simulation.lots]
+    assert sum(m.occupied for m in twin.lots) > 300  # a working afternoon: many cars parked
+    # Each parked car leaves again from now on, never before it came (+ a minute).
+    assert all(max(twin.minute, arrival + 1) <= leave
+               for leave, _, _, _, arrival, _ in twin._departures)
+    # The redrawn departures are not the original ones.
+    assert sorted(d[0] for d in twin._departures) != sorted(
+        d[0] for d in simulation._departures)
+
+    def future(city: CitySimulation) -> list[list[int]]:
+        return [city.step().occupied for _ in range(120)]
+
+    ahead = future(twin)
+    assert ahead == future(same)
+    assert ahead != future(other)
+    # Forking changed nothing in the city it came from.
+    assert future(simulation) == future(untouched)

@@ -26,8 +26,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 BIRMINGHAM = SHARED / "data" / "birmingham" / "dataset.csv"
 # Few boosting iterations: this checks the run and its report, not the model's accuracy.
 TINY = ["--skip-birmingham", "--zeitz-weeks", "3", "--train-lots", "20", "--train-days", "15",
-        "--threads", "1", "--max-iter", "30"]
-MODELS = ("persistence", "seasonal_naive", "profile_anomaly", "model")
+        "--threads", "1", "--max-iter", "30", "--oracle-reps", "5"]
+MODELS = ("persistence", "seasonal_naive", "profile_anomaly", "model", "oracle")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,12 @@ def test_json_has_every_figure_finite_and_positive(result: dict[str, Any]) -> No
         ratio = result["ratios"]["zeitz"][horizon]
         expected = entry["model"]["mae_rate"] / entry["profile_anomaly"]["mae_rate"]
         assert ratio == pytest.approx(expected, abs=1e-4)
+        floor = result["oracle_ratios"]["zeitz"][horizon]
+        expected = entry["oracle"]["mae_rate"] / entry["profile_anomaly"]["mae_rate"]
+        assert floor == pytest.approx(expected, abs=1e-4)
+    # The oracle knows the city's state: two hours ahead it beats the profile baseline by
+    # far, even from five futures.
+    assert result["oracle_ratios"]["zeitz"]["120"] < 0.9
     assert positive(result["train_s"]) and positive(result["predict_s"])
     speed = result["speed"]
     assert (speed["lots"], speed["days"], speed["steps"]) == (20, 15, 15 * 96)
@@ -84,6 +90,8 @@ def test_table_shows_each_data_set_and_the_speed_targets(result: dict[str, Any])
     assert "fit (s)" in text and "< 60" in text and "< 1" in text
     model = result["datasets"]["zeitz"]["horizons"]["60"]["model"]["mae_rate"]
     assert f"{model:.4f}" in text
+    oracle = result["datasets"]["zeitz"]["horizons"]["120"]["oracle"]["mae_rate"]
+    assert f"{oracle:.4f}" in text and "oracle/profile" in text
 
 
 def test_simulated_lots_are_copies_of_the_city_with_other_seeds() -> None:

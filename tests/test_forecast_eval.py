@@ -29,6 +29,7 @@ from forecasting import (
     panel_from_frame,
 )
 from forecasting._evaluate import evaluate
+from forecasting._model import FEATURES
 from forecasting.birmingham import convert
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -455,6 +456,32 @@ def test_an_unseen_lots_profile_is_the_one_fit_would_give_on_the_same_data() -> 
     origins = np.arange(split, panel.n_steps - 8, 5)
     np.testing.assert_allclose(known.predict(panel, origins, 30)[2],
                                seen.predict(panel, origins, 30)[2], rtol=0.05)
+
+
+def test_an_unseen_lots_features_are_those_fit_would_give_on_the_same_data() -> None:
+    panel = synthetic_panel()
+    split = 4 * 7 * 96
+    # What the first origin may read: the data up to and including it.
+    seen = GradientBoostingForecaster(max_iter=5).fit(panel.head(split + 1))
+    known = GradientBoostingForecaster(max_iter=5).fit(
+        Panel(panel.lot_ids[:2], panel.capacity[:2], panel.start, panel.free[:2],
+              panel.timezone).head(split))
+    origins = np.arange(split, split + 96, 4)
+    for horizon in (15, 120):
+        theirs = seen.features(panel, origins, horizon)
+        ours = known.features(panel, origins, horizon)
+        assert list(ours.columns) == ["lot_id", "origin", *FEATURES]
+        assert (ours["lot_id"] == np.repeat(panel.lot_ids, origins.size)).all()
+        new = ours["lot_id"] == "c"
+        # The lot's own statistics and profiles, not blanks: its spread, level and how fast
+        # its deviation decays come from its history before the first origin.
+        lot_columns = ["profile_origin", "profile_target", "lot_deviation_spread",
+                       "lot_volatility", "lot_level", "lot_decay", "lot_forecast",
+                       "pooled_target", "pooled_deviation"]
+        assert ours.loc[new, lot_columns].notna().all().all()
+        pd.testing.assert_frame_equal(ours.loc[new, lot_columns].reset_index(drop=True),
+                                      theirs.loc[new, lot_columns].reset_index(drop=True),
+                                      rtol=1e-9)
 
 
 def test_a_new_lot_without_a_profile_gets_the_mean_profile_of_the_known_lots() -> None:
