@@ -503,6 +503,7 @@ class GradientBoostingForecaster(Forecaster):
             weight = grid.capacity[:, None] * both
             city_ratio = ((np.where(both, occupied, 0.0) * weight).sum(axis=0)
                           / (np.where(both, expected, 0.0) * weight).sum(axis=0))
+
         def echo(lag: int) -> NDArray[np.float64]:
             """How the deviation changed ``lag`` steps before the forecast window: the cars
             that came then leave now (dwell times cluster, e.g. a working day)."""

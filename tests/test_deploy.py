@@ -5,13 +5,17 @@ command parses with the parkleit CLI, every PARKLEIT_* variable is a setting wit
 every service has a health check, a restart policy and limits, no secret is written down, and
 every city of the API's PARKLEIT_CITIES has its own ingest, forecast and signage services.
 The shipped Mosquitto config, ACL and password script run on a real Mosquitto: a sensor reaches
-ingest, a sensor spoofing another bay is refused, the public user reads status only, and two
-cities share the broker without one's messages reaching the other's workers.
+ingest, a sensor spoofing another bay is refused, a device asking for an ingest worker's client
+id does not take its session, the public user reads status only, and two cities share the
+broker without one's messages reaching the other's workers. The public broker runs beside it
+with its bridge: apps read the status there, anonymously and read-only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import itertools
 import os
 import pwd
 import queue
@@ -318,19 +322,28 @@ def test_health_checks_probe_what_each_service_serves(
             assert "PARKLEIT_MQTT_URL" in env, name
 
 
-def test_the_broker_gets_every_file_its_config_names(services: dict[str, dict[str, Any]]) -> None:
-    mounts: dict[str, str] = {}
-    for volume in services["mosquitto"]["volumes"]:
+def _mounts(spec: dict[str, Any]) -> dict[str, str]:
+    """Container path -> what is mounted there (a path in the repository, a volume, tmpfs)."""
+    mounts = dict.fromkeys(spec.get("tmpfs", []), "tmpfs")
+    for volume in spec["volumes"]:
         if isinstance(volume, dict):
             mounts[volume["target"]] = volume["source"]
         else:
             source, target = volume.split(":")[:2]
             mounts[target] = source
-    config = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
-    config += (DEPLOY / "conf.d" / "tls.conf.example").read_text(encoding="utf-8")
+    return mounts
+
+
+@pytest.mark.parametrize(("service", "files"), [
+    ("mosquitto", ("mosquitto.conf", "conf.d/tls.conf.example")),
+    ("mosquitto-public", ("public.conf",))])
+def test_the_broker_gets_every_file_its_config_names(services: dict[str, dict[str, Any]],
+                                                     service: str, files: tuple[str, ...]) -> None:
+    mounts = _mounts(services[service])
+    config = "".join((DEPLOY / name).read_text(encoding="utf-8") for name in files)
     named = re.findall(r"^(?:password_file|acl_file|include_dir|persistence_location|certfile|"
                        r"keyfile|cafile)\s+(/mosquitto/\S+)", config, re.MULTILINE)
-    assert len(named) >= 7, named
+    assert len(named) >= 2, named
     for path in named:
         path = path.rstrip("/")
         assert any(path == target or path.startswith(target + "/")
@@ -339,8 +352,13 @@ def test_the_broker_gets_every_file_its_config_names(services: dict[str, dict[st
         if source.startswith("./"):
             shipped = ROOT / source
             assert shipped.exists() or source == "./deploy/mosquitto/passwords", source
-    assert mounts["/mosquitto/config/mosquitto.conf"] == "./deploy/mosquitto/mosquitto.conf"
-    assert mounts["/mosquitto/config/tuning/tuning.conf"] == "./deploy/mosquitto/tuning.conf"
+    assert mounts[f"/mosquitto/config/{files[0]}"] == f"./deploy/mosquitto/{files[0]}"
+    if service == "mosquitto":
+        assert mounts["/mosquitto/config/tuning/tuning.conf"] == "./deploy/mosquitto/tuning.conf"
+    else:  # the public broker runs its start script, which writes the bridge into a tmpfs
+        command = services[service]["command"]
+        assert mounts[command[-1]] == "./deploy/mosquitto/public-bridge.sh"
+        assert mounts["/mosquitto/bridge"] == "tmpfs"
 
 
 def test_ingest_workers_share_one_user_with_distinct_client_ids(
@@ -474,11 +492,16 @@ def topic(rest: str) -> str:
 
 @dataclass
 class Broker:
-    port: int
-    tls_port: int | None
+    port: int  # the services' listener (1883)
+    device_port: int  # the devices' listener (1884): client id = username
+    tls_port: int | None  # the devices' TLS listener (8883)
     ca_file: Path | None
     passwords: dict[str, str]
     log: Path
+
+    def port_of(self, user: str) -> int:
+        """Where ``user`` connects: services on the services' listener, devices on theirs."""
+        return self.port if user in SERVICE_USERS else self.device_port
 
     def settings(self, user: str, *, tls: bool = False, v5: bool = True,
                  password: str | None = None) -> Settings:
@@ -487,7 +510,7 @@ class Broker:
             assert self.tls_port is not None
             url = f"mqtts://{user}:{secret}@{LOOPBACK}:{self.tls_port}"
         else:
-            url = f"mqtt://{user}:{secret}@{LOOPBACK}:{self.port}"
+            url = f"mqtt://{user}:{secret}@{LOOPBACK}:{self.port_of(user)}"
         return Settings(MQTT_URL=url, MQTT_CA_FILE=self.ca_file if tls else None,
                         MQTT_PROTOCOL="5" if v5 else "3.1.1", CITY=CITY)
 
@@ -573,8 +596,8 @@ def broker() -> Iterator[Broker]:
         assert made.returncode == 0, made.stderr
         assert f"{len(passwords)} users, {len(DEVICES)} of them devices" in made.stdout
 
-        port, tls_port = free_port(), None
-        listeners = {1883: port}
+        port, device_port, tls_port = free_port(), free_port(), None
+        listeners = {1883: port, 1884: device_port}
         ca_file = None
         if shutil.which("openssl"):
             _make_certificates(certs)
@@ -596,13 +619,13 @@ def broker() -> Iterator[Broker]:
             process = subprocess.Popen([binary, "-c", str(config / "mosquitto.conf")],
                                        stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
         deadline = time.monotonic() + 15
-        while not (tcp_answers(LOOPBACK, port) and (tls_port is None
-                                                    or tcp_answers(LOOPBACK, tls_port))):
+        while not (tcp_answers(LOOPBACK, port) and tcp_answers(LOOPBACK, device_port)
+                   and (tls_port is None or tcp_answers(LOOPBACK, tls_port))):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("Mosquitto did not start with the shipped config:\n"
                             + log.read_text(encoding="utf-8", errors="replace")[-3000:])
             time.sleep(0.05)
-        yield Broker(port, tls_port, ca_file, passwords, log)
+        yield Broker(port, device_port, tls_port, ca_file, passwords, log)
     finally:
         if process is not None:
             process.terminate()
@@ -621,6 +644,7 @@ class Peer:
         self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.connack = threading.Event()
         self.refusal: str | None = None
+        self.dropped = threading.Event()  # the broker closed the connection
         self.subacks: queue.Queue[list[Any]] = queue.Queue()
         self.pubacks: dict[int, int] = {}
         self.puback = threading.Condition()
@@ -628,6 +652,7 @@ class Peer:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=protocol)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_: self.dropped.set()
         self.client.on_subscribe = lambda _c, _u, _mid, codes, _p: self.subacks.put(codes)
         self.client.on_publish = self._on_publish
         self.client.on_message = lambda _c, _u, m: self.messages.put(
@@ -689,7 +714,7 @@ def peers(broker: Broker) -> Iterator[Login]:
     def login(user: str, protocol: MQTTProtocolVersion = mqtt.MQTTv5) -> Peer:
         peer = Peer(f"test-{user}-{next(counter)}", protocol)
         opened.append(peer)
-        refusal = peer.connect(broker.port, user, broker.passwords[user])
+        refusal = peer.connect(broker.port_of(user), user, broker.passwords[user])
         assert refusal is None, f"{user} refused: {refusal}"
         return peer
 
@@ -704,14 +729,15 @@ def test_anonymous_and_wrong_passwords_are_refused(broker: Broker,
     attempts = {"anonymous": (None, None), "wrong password": ("ingest", "not-the-password"),
                 "unknown user": ("nobody-here", "whatever-0123456789"),
                 "device with a service's password": (BAY, broker.passwords["ingest"])}
-    for what, (user, password) in attempts.items():
+    for (what, (user, password)), port in itertools.product(
+            attempts.items(), (broker.port, broker.device_port)):
         peer = Peer(f"test-refused-{what.replace(' ', '-')}", protocol)
         try:
-            refusal = peer.connect(broker.port, user, password)
+            refusal = peer.connect(port, user, password)
         finally:
             peer.close()
         # A refusal the services treat as fatal: they exit 2 instead of retrying forever.
-        assert refusal in FATAL_CONNECT, f"{what}: {refusal}"
+        assert refusal in FATAL_CONNECT, f"{what} on {port}: {refusal}"
 
 
 def test_a_sensor_reaches_ingest_and_cannot_spoof_another_bay(peers: Login) -> None:
@@ -962,18 +988,154 @@ def test_clients_connect_over_tls_with_the_ca_file(broker: Broker, peers: Login)
     assert "CERTIFICATE_VERIFY_FAILED" in str(problem)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Mosquitto's password and ACL files cannot tie a client id to a username: any device can "
-    "log in with an ingest worker's client id (public in services/<id>), which disconnects the "
-    "worker and takes over its session; messages queued in it are then dropped by the ACL. "
-    "Needs per-worker users bound to their client ids (dynamic-security plugin or an auth "
-    "plugin)."))
 def test_a_device_cannot_take_over_an_ingest_workers_session(broker: Broker) -> None:
+    """A worker's session holds the messages it has not yet committed: whoever logs in with
+    its client id takes that session over (and a clean start throws the messages away). The
+    id is no secret (services/<id>), but on the devices' listeners the broker gives every
+    device its username as client id, whatever the device asks for."""
     client_id = f"parkleit-ingest-takeover-{os.getpid()}"
-    worker, device = Peer(client_id), Peer(client_id)
+    worker = Peer(client_id)
+    devices = [Peer(client_id), Peer(client_id, mqtt.MQTTv311)]
     try:
         assert worker.connect(broker.port, "ingest", broker.passwords["ingest"]) is None
-        assert device.connect(broker.port, BAY, broker.passwords[BAY]) is not None
+        worker.subscribe(SHARE_GROUP + topic("bays/+"))
+        for number, device in enumerate(devices):
+            assert device.connect(broker.device_port, BAY, broker.passwords[BAY]) is None
+            assert device.publish(topic(f"bays/{BAY}"), f"sentinel {number}") == 0
+            # The worker is still connected and still gets the sensor's messages.
+            assert worker.until(f"sentinel {number}") == [topic(f"bays/{BAY}")]
+            assert not worker.dropped.is_set()
+        # The device was renamed, not the worker: two of its own connections push each other
+        # out (one username per device), the worker stays.
+        assert devices[0].dropped.wait(WAIT_S)
+        assert not worker.dropped.is_set()
     finally:
-        device.close()
+        for device in devices:
+            device.close()
         worker.close()
+
+
+# --------------------------------------------------------------------------- the public broker
+
+
+@pytest.fixture(scope="module")
+def public_broker(broker: Broker) -> Iterator[int]:
+    """The shipped public broker (public.conf and public-acl, started by public-bridge.sh as
+    docker-compose.yml starts it), bridged to ``broker`` as the user `public`; its port."""
+    root = Path(tempfile.mkdtemp(prefix="parkleit-public-"))
+    root.chmod(0o755)
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        config, bridge = root / "config", root / "bridge"
+        config.mkdir()
+        bridge.mkdir()
+        shutil.copy(DEPLOY / "public-acl", config / "public-acl")
+        port = free_port()
+        (config / "public.conf").write_text(
+            _install((DEPLOY / "public.conf").read_text(encoding="utf-8"), root, {1883: port}),
+            encoding="utf-8")
+        env = {"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/usr/local/sbin",
+               "MQTT_PUBLIC_PASSWORD": broker.passwords["public"],
+               "MQTT_BRIDGE_ADDRESS": f"{LOOPBACK}:{broker.port}", "MQTT_BRIDGE_DIR": str(bridge)}
+        log = root / "mosquitto.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(["sh", str(DEPLOY / "public-bridge.sh"),
+                                        str(config / "public.conf")], env=env,
+                                       stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+        deadline = time.monotonic() + 15
+        while not tcp_answers(LOOPBACK, port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the public broker did not start:\n"
+                            + log.read_text(encoding="utf-8", errors="replace")[-3000:])
+            time.sleep(0.05)
+        yield port
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_apps_read_the_status_from_the_public_broker_and_nothing_else(
+        public_broker: int, peers: Login, services: dict[str, dict[str, Any]]) -> None:
+    city = f"public{os.getpid()}"
+    ingest, sensor, api = peers("ingest"), peers(BAY), peers("api")
+    status, service = f"parkleit/v1/{city}/lots/{LOT}/status", f"parkleit/v1/{city}/services/x"
+    api.subscribe(f"parkleit/v1/{city}/#")
+    # What the bridge copies, live: once it arrived the bridge is up.
+    app = Peer(f"test-app-{os.getpid()}")
+    try:
+        assert app.connect(public_broker, None, None) is None  # anonymous
+        app.subscribe(f"parkleit/v1/{city}/#")
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            assert ingest.publish(service, "online", retain=True) == 0
+            with contextlib.suppress(queue.Empty):
+                if app.messages.get(timeout=0.2)[:2] == (service, b"online"):
+                    break
+            assert time.monotonic() < deadline, "nothing came over the bridge"
+        assert ingest.publish(status, '{"free": 7}', retain=True) == 0
+        assert sensor.publish(f"parkleit/v1/{city}/bays/{BAY}", "raw") == 0
+        assert ingest.publish(status, "sentinel") == 0
+        # (A late copy of an "online" sent while the bridge came up may come first.)
+        assert [t for t in app.until("sentinel") if t != service] == [status, status]
+        # Read-only: an app's message is refused and never reaches the parkleit broker.
+        assert app.publish(status, '{"free": 999}', retain=True) == NOT_AUTHORIZED
+        assert app.publish(f"parkleit/v1/{city}/bays/{BAY}", "forged") == NOT_AUTHORIZED
+    finally:
+        app.close()
+    assert ingest.publish(status, "sentinel 2", retain=True) == 0
+    assert b"999" not in b"".join(payload for _, payload, _ in _drain(api, "sentinel 2"))
+
+    # A new reader gets the retained status at once, as apps expect; the compose health check
+    # of the public broker asks exactly that.
+    latecomer = Peer(f"test-app-late-{os.getpid()}")
+    try:
+        assert latecomer.connect(public_broker, None, None) is None
+        latecomer.subscribe(status)
+        assert latecomer.messages.get(timeout=WAIT_S) == (status, b"sentinel 2", True)
+    finally:
+        latecomer.close()
+    check = services["mosquitto-public"]["healthcheck"]["test"]
+    command = _interpolate(check[1], {}).replace("-p 1883", f"-p {public_broker}")
+    assert f"-p {public_broker}" in command
+    healthy = subprocess.run(["sh", "-c", command], capture_output=True, timeout=20, check=False)
+    assert healthy.returncode == 0, healthy
+
+
+def test_no_app_on_the_public_broker_can_reach_an_ingest_workers_session(
+        broker: Broker, public_broker: int) -> None:
+    client_id = f"parkleit-ingest-public-{os.getpid()}"
+    worker, app = Peer(client_id), Peer(client_id)
+    try:
+        assert worker.connect(broker.port, "ingest", broker.passwords["ingest"]) is None
+        assert app.connect(public_broker, None, None) is None
+        assert not worker.dropped.wait(1.0)
+    finally:
+        app.close()
+        worker.close()
+
+
+def test_the_public_broker_needs_the_bridge_password(tmp_path: Path) -> None:
+    for password, reason in (("", "not set"), ("has space", "may hold")):
+        started = subprocess.run(
+            ["sh", str(DEPLOY / "public-bridge.sh"), str(tmp_path / "public.conf")],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MQTT_BRIDGE_DIR": str(tmp_path),
+                 "MQTT_PUBLIC_PASSWORD": password}, capture_output=True, text=True, timeout=20,
+            check=False)
+        assert started.returncode == 2 and reason in started.stderr, started
+        assert not (tmp_path / "bridge.conf").exists()
+
+
+def _drain(peer: Peer, sentinel: str) -> list[tuple[str, bytes, bool]]:
+    """Messages up to and including the one whose payload is ``sentinel``."""
+    received = []
+    while True:
+        message = peer.messages.get(timeout=WAIT_S)
+        received.append(message)
+        if message[1] == sentinel.encode():
+            return received
