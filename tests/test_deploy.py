@@ -395,6 +395,17 @@ def test_no_secret_is_written_down(compose: dict[str, Any]) -> None:
                     assert match["op"] in allowed, f"{name}: {match[0]}"
 
 
+def test_only_services_that_always_run_require_a_variable(
+        services: dict[str, dict[str, Any]]) -> None:
+    # Compose interpolates every service before it picks the profiles: a required variable of
+    # an optional service would stop a plain `docker compose up` without that profile.
+    for name, spec in services.items():
+        if spec.get("profiles"):
+            required = [m["name"] for _, text in _leaves(spec) for m in REFERENCE.finditer(text)
+                        if m["op"] and "?" in m["op"]]
+            assert not required, f"{name} (profiles {spec['profiles']}) requires {required}"
+
+
 def test_every_variable_is_documented_in_the_env_example(compose: dict[str, Any]) -> None:
     documented = _env_example()
     used = {match["name"] for _, text in _leaves(compose) for match in REFERENCE.finditer(text)}
