@@ -582,7 +582,6 @@ def broker() -> Iterator[Broker]:
     root = Path(tempfile.mkdtemp(prefix="parkleit-deploy-"))
     root.chmod(0o755)
     account = _broker_account()
-    process: subprocess.Popen[bytes] | None = None
     try:
         config, data, certs = root / "config", root / "data", root / "certs"
         for directory in (config / "tuning", config / "conf.d", data, certs):
@@ -626,26 +625,36 @@ def broker() -> Iterator[Broker]:
                     os.chown(path, account.pw_uid, account.pw_gid)
 
         log = root / "mosquitto.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen([binary, "-c", str(config / "mosquitto.conf")],
-                                       stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+        ports = [port, device_port] + ([tls_port] if tls_port else [])
+        with _running([binary, "-c", str(config / "mosquitto.conf")], log, ports):
+            yield Broker(port, device_port, tls_port, ca_file, passwords, log)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _running(command: list[str], log: Path, ports: list[int],
+             env: dict[str, str] | None = None) -> Iterator[None]:
+    """A broker run by ``command`` (output into ``log``) once it answers on every port;
+    stopped afterwards."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=sink,
+                                   stderr=sink)
+    try:
         deadline = time.monotonic() + 15
-        while not (tcp_answers(LOOPBACK, port) and tcp_answers(LOOPBACK, device_port)
-                   and (tls_port is None or tcp_answers(LOOPBACK, tls_port))):
+        while not all(tcp_answers(LOOPBACK, port) for port in ports):
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("Mosquitto did not start with the shipped config:\n"
+                pytest.fail(f"{command} did not start with the shipped config:\n"
                             + log.read_text(encoding="utf-8", errors="replace")[-3000:])
             time.sleep(0.05)
-        yield Broker(port, device_port, tls_port, ca_file, passwords, log)
+        yield
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(root, ignore_errors=True)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Peer:
@@ -1035,7 +1044,6 @@ def public_broker(broker: Broker) -> Iterator[int]:
     docker-compose.yml starts it), bridged to ``broker`` as the user `public`; its port."""
     root = Path(tempfile.mkdtemp(prefix="parkleit-public-"))
     root.chmod(0o755)
-    process: subprocess.Popen[bytes] | None = None
     try:
         config, bridge = root / "config", root / "bridge"
         config.mkdir()
@@ -1048,26 +1056,10 @@ def public_broker(broker: Broker) -> Iterator[int]:
         env = {"PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/usr/local/sbin",
                "MQTT_PUBLIC_PASSWORD": broker.passwords["public"],
                "MQTT_BRIDGE_ADDRESS": f"{LOOPBACK}:{broker.port}", "MQTT_BRIDGE_DIR": str(bridge)}
-        log = root / "mosquitto.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(["sh", str(DEPLOY / "public-bridge.sh"),
-                                        str(config / "public.conf")], env=env,
-                                       stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
-        deadline = time.monotonic() + 15
-        while not tcp_answers(LOOPBACK, port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the public broker did not start:\n"
-                            + log.read_text(encoding="utf-8", errors="replace")[-3000:])
-            time.sleep(0.05)
-        yield port
+        command = ["sh", str(DEPLOY / "public-bridge.sh"), str(config / "public.conf")]
+        with _running(command, root / "mosquitto.log", [port], env):
+            yield port
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         shutil.rmtree(root, ignore_errors=True)
 
 
