@@ -161,7 +161,7 @@ class GradientBoostingForecaster(Forecaster):
                                      self.decay_steps_)
         self.pooled_profile_ = _pooled_profile(rate, history.week_slots(),
                                                self.baseline_.profile_)
-        grid = self._grid(history, history.n_steps)
+        grid = self._grid(history, history.n_steps, lot_stats=self.lot_stats_)
         lots, positions, steps = self._examples(grid, steps_list)
 
         features = np.empty((lots.size, len(FEATURES)))
@@ -331,12 +331,13 @@ class GradientBoostingForecaster(Forecaster):
         profile = self.baseline_.profiles(panel, known)
         rows = self._fitted_rows(panel)
         pooled = self.pooled_profile_[np.maximum(rows, 0)]
+        stats = self.lot_stats_[np.maximum(rows, 0)]
         new = rows < 0
         if new.any():
-            pooled[new] = _pooled_profile(panel.rate()[new, :known], panel.week_slots(known),
-                                          profile[new])
-        grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop,
-                          profile=profile, known=known)
+            rate, slots = panel.rate()[new, :known], panel.week_slots(known)
+            pooled[new] = _pooled_profile(rate, slots, profile[new])
+            stats[new] = _lot_stats(rate, profile[new], slots, self.decay_steps_)
+        grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop, lot_stats=stats)
         lots = np.repeat(np.arange(n_lots), positions.size)
         where = np.tile(positions, n_lots)
         return self._features(grid, profile, pooled, lots, where,
@@ -370,11 +371,11 @@ class GradientBoostingForecaster(Forecaster):
 
     # --- features ------------------------------------------------------------------------
 
-    def _grid(self, panel: Panel, n_steps: int, stop: int | None = None,
-              profile: NDArray[np.float64] | None = None, known: int = 0) -> _Grid:
-        """Rates and calendar of ``panel`` over ``n_steps`` positions; data after ``stop``
-        (exclusive) are ignored. A lot unseen in fit gets its statistics from its data before
-        position ``known`` against its ``profile``."""
+    def _grid(self, panel: Panel, n_steps: int, *, lot_stats: NDArray[np.float64],
+              stop: int | None = None) -> _Grid:
+        """Rates and calendar of ``panel`` over ``n_steps`` positions, with the statistics of
+        its lots (``_lot_stats``, a row per lot); data after ``stop`` (exclusive) are
+        ignored."""
         rate = panel.rate()
         if stop is not None:
             rate = rate[:, :stop]
@@ -391,18 +392,11 @@ class GradientBoostingForecaster(Forecaster):
                     country, subdiv=self.subdiv).supported_categories:
                 school = _on_days(days, holidays.country_holidays(
                     country, subdiv=self.subdiv, years=years, categories=("school",)))
-        rows = self._fitted_rows(panel)
-        stats = self.lot_stats_[np.maximum(rows, 0)]
-        new = rows < 0
-        if new.any():
-            stats[new] = (np.nan if profile is None else _lot_stats(
-                panel.rate()[new, :known], profile[new], panel.week_slots(known),
-                self.decay_steps_))
         return _Grid(rate=rate, latest=last_observed(rate), slots=panel.week_slots(n_steps),
                      holiday=holiday, school=school,
                      event=self._event_flags(panel, times.to_pydatetime(), days),
                      log_capacity=np.log1p(panel.capacity), capacity=panel.capacity,
-                     lot_stats=stats)
+                     lot_stats=lot_stats)
 
     def _event_flags(self, panel: Panel, times: Sequence[datetime],
                      days: NDArray[np.object_]) -> NDArray[np.float64]:
@@ -448,7 +442,8 @@ class GradientBoostingForecaster(Forecaster):
         # Occupancy scaled by today's ratio to the profile: a busy day fills proportionally.
         ratio = 1 - (1 - profile_target) * (1 - now) / np.maximum(1 - profile_origin, 0.05)
 
-        deviations = grid.rate - profile[:, grid.slots[:grid.rate.shape[1]]]
+        expected_rate = profile[:, grid.slots[:grid.rate.shape[1]]]
+        deviations = grid.rate - expected_rate
         finite = np.isfinite(deviations)
         zero = np.zeros((finite.shape[0], 1))
         sums = np.concatenate([zero, np.cumsum(np.where(finite, deviations, 0.0), axis=1)],
@@ -496,7 +491,7 @@ class GradientBoostingForecaster(Forecaster):
         lot_forecast = np.clip(profile_target + lot_decay * np.where(
             np.isfinite(deviation), deviation, 0.0), 0.0, 1.0)
         occupied = 1 - grid.rate
-        expected = 1 - profile[:, grid.slots[:grid.rate.shape[1]]]
+        expected = 1 - expected_rate
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # no lot observed: NaN
             both = np.isfinite(occupied) & np.isfinite(expected)

@@ -505,7 +505,7 @@ def test_school_holidays_and_events_are_features() -> None:
                    start=time(8, 0), end=time(12, 0), cars=40)
     model = GradientBoostingForecaster(subdiv="ST", events=(market,), max_iter=5)
     model.fit(panel)
-    grid = model._grid(panel, steps)
+    grid = model._grid(panel, steps, lot_stats=model.lot_stats_)
     days = pd.date_range(start, periods=steps, freq="15min").tz_convert("Europe/Berlin")
     # Sachsen-Anhalt's summer holidays 2026 begin on 4 July (holidays package, school category).
     assert grid.school[days.date == date(2026, 7, 6)].all()
