@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -172,7 +172,7 @@ class Hub:
             return
         if status.quality is not None:  # as ingest rounds it (lot_state keeps a float4)
             status = replace(status, quality=round(status.quality, 3))
-        status = self._judged(status, now or datetime.now(UTC))
+        status = self._judged(status, now or self.settings.clock.now())
         held = self.lots.get(status.lot_id)
         if held is not None:
             old = held[0]
@@ -202,7 +202,7 @@ class Hub:
 
     def check_staleness(self) -> None:
         """Publish every lot whose count has gone stale since it was published."""
-        now = datetime.now(UTC)
+        now = self.settings.clock.now()
         for status, _ in list(self.lots.values()):
             self.lot_changed(status, now)
 

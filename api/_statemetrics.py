@@ -15,6 +15,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -72,24 +73,25 @@ class CityGauges:
         self._lock = asyncio.Lock()
 
     async def render(self, pool: AsyncConnectionPool[AsyncConnection[Any]],
-                     cities: Iterable[City]) -> bytes:
-        """The gauges of ``cities`` in the text exposition format (read again when older than
-        the TTL)."""
+                     cities: Iterable[City], now: datetime) -> bytes:
+        """The gauges of ``cities`` at ``now`` in the text exposition format (read again when
+        older than the TTL)."""
         async with self._lock:
             if time.monotonic() - self._at >= self.ttl_s:
                 async with pool.connection(timeout=5) as conn:
-                    self._body = await _read(conn, cities)
+                    self._body = await _read(conn, cities, now)
                 self._at = time.monotonic()
             return self._body
 
 
-async def _rows(conn: AsyncConnection[Any], name: str, city: City) -> list[dict[str, Any]]:
+async def _rows(conn: AsyncConnection[Any], name: str, city: City,
+                now: datetime) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries("api", "metrics")[name], {"city": city.id})
+        await cur.execute(queries("api", "metrics")[name], {"city": city.id, "now": now})
         return await cur.fetchall()
 
 
-async def _read(conn: AsyncConnection[Any], cities: Iterable[City]) -> bytes:
+async def _read(conn: AsyncConnection[Any], cities: Iterable[City], now: datetime) -> bytes:
     """Every gauge carries the city; lot, sign and forecast gauges name the lot or sign."""
     registry = CollectorRegistry()
     lot, horizon, sign = ["city", "lot"], ["city", "lot", "horizon_min"], ["city", "sign"]
@@ -118,22 +120,22 @@ async def _read(conn: AsyncConnection[Any], cities: Iterable[City]) -> bytes:
                 "Seconds since the sign last confirmed its content (+Inf: never)", sign,
                 registry=registry)
     for city in cities:
-        for row in await _rows(conn, "lot_freshness", city):
+        for row in await _rows(conn, "lot_freshness", city, now):
             ids = (city.id, row["lot_id"])
             age.labels(*ids).set(_age(row["age_s"]))
             limit.labels(*ids).set(row["stale_after_s"])
             closed.labels(*ids).set(1 if row["status"] == "closed" else 0)
             if row["quality"] is not None:
                 quality.labels(*ids).set(row["quality"])
-        newest = await _rows(conn, "newest_forecast", city)
+        newest = await _rows(conn, "newest_forecast", city, now)
         forecast_age.labels(city.id).set(_age(newest[0]["age_s"] if newest else None))
-        model = await _rows(conn, "newest_model", city)
+        model = await _rows(conn, "newest_model", city, now)
         model_age.labels(city.id).set(_age(model[0]["age_s"] if model else None))
-        for row in await _rows(conn, "forecast_accuracy", city):
+        for row in await _rows(conn, "forecast_accuracy", city, now):
             labels = (city.id, row["lot_id"], str(row["horizon_min"]))
             mae.labels(*labels).set(row["mae"])
             if row["mae_rate"] is not None:
                 mae_ratio.labels(*labels).set(row["mae_rate"])
-        for row in await _rows(conn, "sign_acks", city):
+        for row in await _rows(conn, "sign_acks", city, now):
             ack.labels(city.id, row["sign_id"]).set(_age(row["ack_age_s"]))
     return generate_latest(registry)

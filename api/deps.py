@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -13,7 +14,7 @@ from api._http import bad_parameter
 from core.city import Cities, City
 from core.settings import Settings
 
-__all__ = ["CitiesDep", "CityDep", "Conn", "PoolDep", "SelectedCities", "SettingsDep"]
+__all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "SelectedCities", "SettingsDep"]
 
 
 # The dependencies are coroutines though they wait for nothing: FastAPI runs a plain function
@@ -66,9 +67,16 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
+async def _now(request: Request) -> datetime:
+    """The moment of the request by the process's clock (``Settings.clock``)."""
+    settings: Settings = request.app.state.settings
+    return settings.clock.now()
+
+
 PoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_pool)]
 Conn = Annotated[AsyncConnection[Any], Depends(_connection)]
 # The cities a list covers (``?city=``: one; none: all) and the one city of a city-wide view.
 SelectedCities = Annotated[tuple[City, ...], Depends(_selected)]
 CityDep = Annotated[City, Depends(_one)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+Now = Annotated[datetime, Depends(_now)]

@@ -4,7 +4,7 @@
 -- name: lot_freshness
 -- Age of each lot's newest reading (NULL: none yet) against its staleness limit.
 SELECT l.lot_id, l.stale_after_s, s.status, s.quality,
-       extract(epoch FROM now() - s.updated)::float8 AS age_s
+       extract(epoch FROM %(now)s::timestamptz - s.updated)::float8 AS age_s
 FROM lots AS l
 LEFT JOIN lot_state AS s USING (lot_id)
 WHERE l.city = %(city)s
@@ -12,7 +12,7 @@ ORDER BY l.lot_id;
 
 -- name: newest_forecast
 -- The newest forecast run (its origin); ORDER BY time DESC LIMIT 1 walks the time index.
-SELECT extract(epoch FROM now() - f.time)::float8 AS age_s
+SELECT extract(epoch FROM %(now)s::timestamptz - f.time)::float8 AS age_s
 FROM forecasts AS f
 JOIN lots AS l USING (lot_id)
 WHERE l.city = %(city)s
@@ -20,7 +20,7 @@ ORDER BY f.time DESC
 LIMIT 1;
 
 -- name: newest_model
-SELECT extract(epoch FROM now() - max(created_at))::float8 AS age_s
+SELECT extract(epoch FROM %(now)s::timestamptz - max(created_at))::float8 AS age_s
 FROM forecast_models
 WHERE city = %(city)s;
 
@@ -33,7 +33,7 @@ ORDER BY a.lot_id, a.horizon_min;
 
 -- name: sign_acks
 -- Seconds since each sign last confirmed content (NULL: never).
-SELECT s.sign_id, extract(epoch FROM now() - st.last_ack)::float8 AS ack_age_s
+SELECT s.sign_id, extract(epoch FROM %(now)s::timestamptz - st.last_ack)::float8 AS ack_age_s
 FROM signs AS s
 LEFT JOIN sign_state AS st USING (sign_id)
 WHERE s.city = %(city)s

@@ -134,7 +134,7 @@ LIMIT %(limit)s;
 -- Every LoRaWAN gateway heard since %(since)s: when last, through how many sensors, and
 -- whether it has gone silent (nothing through it for %(silent_after)s).
 SELECT h.gateway_id, max(h.time) AS last_seen, count(DISTINCT h.sensor_id) AS sensors,
-       max(h.time) < now() - %(silent_after)s AS silent
+       max(h.time) < %(now)s::timestamptz - %(silent_after)s AS silent
 FROM sensor_health AS h
 JOIN bays AS b ON b.bay_id = h.sensor_id
 JOIN lots AS l ON l.lot_id = b.lot_id

@@ -52,7 +52,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ from api._history import history_range, points_query
 from benchmarks._common import DEFAULT_ADMIN_URL, BenchError, database, percentile, run_main
 from benchmarks._common import Service as _Process
 from core.city import City, load_city
+from core.clock import Clock
 from core.db import migrate
 from core.embedded import LOOPBACK, free_port
 from core.registry import sync_registry
@@ -410,7 +411,7 @@ def run(args: argparse.Namespace) -> Result:
     try:
         city = load_city(CITY)
         with database(admin_url) as db_url:
-            now = datetime.now(UTC)
+            now = Clock().now()
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
                 result.history_rows = _seed(conn, city, now, args.days)

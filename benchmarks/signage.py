@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +57,7 @@ from benchmarks._common import (
 )
 from benchmarks._common import Service as _Process
 from core.city import load_city
+from core.clock import Clock
 from core.db import migrate
 from core.embedded import PrivateBroker
 from core.registry import sync_registry
@@ -263,7 +263,7 @@ def _measure(args: argparse.Namespace, result: Result, broker: PrivateBroker, wa
     occupied = [False] * BAYS
 
     def publish(bay: int) -> float:
-        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        stamp = Clock().now().isoformat().replace("+00:00", "Z")
         payload = json.dumps({"occupied": occupied[bay], "ts": stamp})
         sent = time.time()
         client.publish(f"parkleit/v1/{CITY_ID}/bays/{LOT_ID}-{bay + 1:03d}", payload,

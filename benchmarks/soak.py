@@ -65,7 +65,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks._common import BenchError, log_tail, run_main, start_process, with_database
 from core.city import City, load_city
+from core.clock import Clock
 from core.db import create_database, migrate
 from core.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port, tcp_answers
 from core.healthcheck import check_http
@@ -702,7 +703,7 @@ def run(args: argparse.Namespace) -> Result:
         sign_ports = [int(m[2]) for m in _SIGN_PORT.finditer(city_path.read_text())
                       if m[1].startswith("http")]
         with _servers(tmp) as (postgres, broker, db_url):
-            start = datetime.now(UTC) - timedelta(seconds=(args.speed - 1) * duration)
+            start = Clock().now() - timedelta(seconds=(args.speed - 1) * duration)
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
                 sync_registry(conn, city)

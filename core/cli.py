@@ -8,7 +8,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -147,7 +147,7 @@ def _cmd_simulate_history(args: argparse.Namespace) -> int:
     with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
         migrate(conn)
         sync_registry(conn, city)
-        backfill_history(conn, city, end=args.end or datetime.now(UTC), weeks=args.weeks,
+        backfill_history(conn, city, end=args.end or settings.clock.now(), weeks=args.weeks,
                          seed=args.seed)
     return 0
 
@@ -163,8 +163,9 @@ def _timestamp(text: str) -> datetime:
     return moment
 
 
-def _start_time(text: str) -> datetime:
-    """``now``, ``now-6h`` (units s, m, h, d) or an RFC 3339 time with an offset."""
+def _start_time(text: str) -> datetime | timedelta:
+    """An RFC 3339 time with an offset, or ``now``, ``now-6h`` (units s, m, h, d) as how long
+    before the clock's now (the clock is the settings', read once the command runs)."""
     value = text.strip().lower()
     if not value.startswith("now"):
         return _timestamp(text)
@@ -172,7 +173,7 @@ def _start_time(text: str) -> datetime:
     if not match:
         raise argparse.ArgumentTypeError(f"not 'now' or 'now-<n><s|m|h|d>': {text}")
     ago = float(match[1] or 0) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2] or "s"]
-    return datetime.now(UTC) - timedelta(seconds=ago)
+    return timedelta(seconds=ago)
 
 
 def _fault_rate(text: str) -> tuple[str, float]:
@@ -202,7 +203,8 @@ def _cmd_simulate_city(args: argparse.Namespace) -> int:
         raise UsageError("--heartbeat-min must be > 0")
     if args.truth is not None and not args.truth.parent.is_dir():
         raise UsageError(f"--truth {args.truth}: no such directory {args.truth.parent}")
-    start = args.start or datetime.now(UTC)
+    now = settings.clock.now()
+    start = (now - args.start if isinstance(args.start, timedelta) else args.start) or now
     require_broker(settings)
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set())
@@ -314,7 +316,7 @@ def _cmd_forecast_train(args: argparse.Namespace) -> int:
     try:
         with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
             info = train(conn, city, days=days, horizons=settings.FORECAST_HORIZONS,
-                         threads=settings.FORECAST_THREADS)
+                         threads=settings.FORECAST_THREADS, now=settings.clock.now())
     except (ForecastError, psycopg.Error) as exc:
         logger.error("training failed: %s", str(exc).strip().splitlines()[0])
         return 1
@@ -332,7 +334,7 @@ def _cmd_forecast_predict(args: argparse.Namespace) -> int:
         with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
             result = predict(conn, city, horizons=args.horizons or settings.FORECAST_HORIZONS,
                              accuracy_days=settings.FORECAST_ACCURACY_DAYS,
-                             threads=settings.FORECAST_THREADS)
+                             threads=settings.FORECAST_THREADS, now=settings.clock.now())
     except (ForecastError, psycopg.Error) as exc:
         logger.error("prediction failed: %s", str(exc).strip().splitlines()[0])
         return 1

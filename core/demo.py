@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -62,7 +62,7 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
         database = stack.database_url.rsplit("/", 1)[1].split("?")[0]
         if create_database(stack.database_admin_url, database):
             logger.info("created database %s", database)
-        live_from = datetime.now(UTC) - REPLAY
+        live_from = settings.clock.now() - REPLAY
         with psycopg.connect(stack.database_url, autocommit=True) as conn:
             applied = migrate(conn)
             logger.info("schema ready (%s)", ", ".join(applied) or "up to date")

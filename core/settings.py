@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.clock import Clock
 
 __all__ = ["MqttTarget", "Settings", "SettingsError", "get_settings"]
 
@@ -52,6 +55,10 @@ class Settings(BaseSettings):
     # side by the API and run by ``demo``; empty: CITY alone. Ingest, signage, the forecaster
     # and the simulators serve CITY: one set of them per city.
     CITIES: Annotated[tuple[str, ...], NoDecode] = ()
+    # Shifts this process's clock by so many seconds (``core.clock``): tests run at a fixed
+    # instant, a replay of another day sees that day. Every process of an installation must
+    # have the same value; 0 in production.
+    CLOCK_OFFSET_S: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     # ingest
     # Empty: ``parkleit-ingest-{city}``, so the workers of several cities on one broker never
     # share a session. Give each further worker of a city an id of its own.
@@ -185,6 +192,11 @@ class Settings(BaseSettings):
     def city_refs(self) -> tuple[str, ...]:
         """The config names or paths of every city of the installation (CITIES or CITY)."""
         return tuple(dict.fromkeys(self.CITIES)) or (self.CITY,)
+
+    @property
+    def clock(self) -> Clock:
+        """The process's clock (the wall clock shifted by ``CLOCK_OFFSET_S``)."""
+        return Clock(timedelta(seconds=self.CLOCK_OFFSET_S))
 
     @property
     def mqtt(self) -> MqttTarget:

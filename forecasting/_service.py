@@ -148,9 +148,9 @@ def _fit(panel: Panel, city: City, days: float, horizons: Sequence[int]) -> tupl
 
 def train(conn: psycopg.Connection[Any], city: City, *, days: int = 91,
           horizons: Sequence[int] = DEFAULT_HORIZONS, threads: int = 1,
-          now: datetime | None = None) -> ModelInfo:
+          now: datetime) -> ModelInfo:
     """Fit a model on the last ``days`` of the city's data and store it as a new version."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = now.astimezone(UTC)
     panel = load_panel(conn, city, since=now - timedelta(days=days), until=now)
     if panel is None:
         raise ForecastError(f"no occupancy data of {city.id} in the last {days} days")
@@ -236,11 +236,11 @@ def _value(values: NDArray[np.float64] | None, index: int) -> float | None:
 
 def predict(conn: psycopg.Connection[Any], city: City, *,
             horizons: Sequence[int] = DEFAULT_HORIZONS, accuracy_days: int = 7,
-            threads: int = 1, now: datetime | None = None,
+            threads: int = 1, now: datetime,
             model: LoadedModel | None = None) -> Prediction:
     """Forecast every fresh lot with ``model`` (default the newest), upsert the rows into
     ``forecasts`` and refresh the published error."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = now.astimezone(UTC)
     q = queries("forecasting")
     loaded = model or load_newest(conn, city)
     if loaded is None:
@@ -286,10 +286,10 @@ def predict(conn: psycopg.Connection[Any], city: City, *,
 
 
 def refresh_accuracy(conn: psycopg.Connection[Any], city: City, *, window_days: int = 7,
-                     now: datetime | None = None) -> int:
+                     now: datetime) -> int:
     """Recompute the rolling MAE per lot and horizon (``forecast_accuracy``); rows written."""
     cursor = conn.execute(queries("forecasting")["refresh_accuracy"], {
-        "city": city.id, "window_days": window_days, "now": now or datetime.now(UTC)})
+        "city": city.id, "window_days": window_days, "now": now})
     return max(cursor.rowcount, 0)
 
 
@@ -342,6 +342,7 @@ class ForecastService:
 
     def __init__(self, settings: Settings, city: City) -> None:
         self.settings = settings
+        self.clock = settings.clock
         self.city = city
         self.exit_code = 0
         self._stop = threading.Event()
@@ -385,15 +386,16 @@ class ForecastService:
         listener.connect()  # before the first forecast, so no change after it goes unheard
         with pool.connection() as conn:
             newest = newest_model(conn, self.city)
-        if newest is None or datetime.now(UTC) - newest.created_at > RETRAIN_AFTER:
+        if newest is None or self.clock.now() - newest.created_at > RETRAIN_AFTER:
             self._start_training(pool, None)
-        next_nightly = self._next_nightly(datetime.now(UTC))
+        next_nightly = self._next_nightly(self.clock.now())
         next_predict = time.monotonic()
         last_predict = -math.inf
         while not self._stop.is_set():
-            if datetime.now(UTC) >= next_nightly:
+            moment = self.clock.now()
+            if moment >= next_nightly:
                 self._start_training(pool, next_nightly)
-                next_nightly = self._next_nightly(datetime.now(UTC))
+                next_nightly = self._next_nightly(moment)
             if self._trained.is_set():  # a new model: use it at once
                 self._trained.clear()
                 next_predict = time.monotonic()
@@ -451,7 +453,8 @@ class ForecastService:
                     return
                 result = predict(conn, self.city, horizons=settings.FORECAST_HORIZONS,
                                  accuracy_days=settings.FORECAST_ACCURACY_DAYS,
-                                 threads=settings.FORECAST_THREADS, model=self._model)
+                                 threads=settings.FORECAST_THREADS, model=self._model,
+                                 now=self.clock.now())
         except ForecastError as exc:
             logger.error("no forecast: %s", exc)
             return
@@ -477,7 +480,8 @@ class ForecastService:
                     logger.info("%s was trained after %s already", newest.version, due)
                     return
                 train(conn, self.city, days=settings.FORECAST_TRAIN_DAYS,
-                      horizons=settings.FORECAST_HORIZONS, threads=settings.FORECAST_THREADS)
+                      horizons=settings.FORECAST_HORIZONS, threads=settings.FORECAST_THREADS,
+                      now=self.clock.now())
             self._trained.set()
         except ForecastError as exc:
             logger.error("training failed: %s", exc)

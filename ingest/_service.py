@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -89,6 +88,7 @@ class IngestService:
 
     def __init__(self, settings: Settings, city: City) -> None:
         self.settings = settings
+        self._clock = settings.clock
         self.city = city
         self.writer = Writer(city, dead_letter_max_bytes=settings.DEAD_LETTER_MAX_BYTES)
         self.metrics = _Metrics()
@@ -177,7 +177,7 @@ class IngestService:
             try:
                 try:
                     with pool.connection(timeout=5) as conn:
-                        result = self.writer.write(conn, messages, datetime.now(UTC))
+                        result = self.writer.write(conn, messages, self._clock.now())
                 except _TRANSIENT_DB:
                     raise
                 except (psycopg.Error, ValueError) as exc:
@@ -209,7 +209,7 @@ class IngestService:
         for message in messages:
             with pool.connection(timeout=5) as conn:
                 try:
-                    result = self.writer.write(conn, [message], datetime.now(UTC))
+                    result = self.writer.write(conn, [message], self._clock.now())
                 except _TRANSIENT_DB:
                     raise
                 except (psycopg.Error, ValueError) as exc:
@@ -224,7 +224,7 @@ class IngestService:
         return total
 
     def _after_commit(self, batch: list[_Inbound], result: BatchResult) -> None:
-        now = datetime.now(UTC)
+        now = self._clock.now()
         client = self._client
         with self._lock:
             generation = self._generation
@@ -246,7 +246,7 @@ class IngestService:
     def _refresh(self, pool: ConnectionPool) -> None:
         try:
             with pool.connection(timeout=5) as conn:
-                changed = self.writer.refresh(conn, datetime.now(UTC))
+                changed = self.writer.refresh(conn, self._clock.now())
         except psycopg.Error as exc:
             logger.warning("status refresh failed: %s", type(exc).__name__)
             return
@@ -329,7 +329,7 @@ class IngestService:
         self.metrics.received.inc()
         # MQTT forbids invalid UTF-8 and NUL in topics, but a broken client may send them.
         topic = bytes(msg._topic).decode("utf-8", "replace").replace("\x00", "\ufffd")
-        item = _Inbound(Message(topic, bytes(msg.payload), datetime.now(UTC)),
+        item = _Inbound(Message(topic, bytes(msg.payload), self._clock.now()),
                         msg.mid, msg.qos, self._generation)
         try:
             self._queue.put_nowait(item)

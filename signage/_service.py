@@ -50,7 +50,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -199,7 +199,7 @@ class _SignTask:
         service, settings = self.service, self.service.settings
         while not service.stopping:
             self.wake.clear()  # before rendering: a change heard from now on wakes us again
-            at = datetime.now(UTC)
+            at = service.clock.now()
             content, self._state = render(self.sign, service.city, service.observations,
                                           at, previous=self._state,
                                           forecasts=service.forecasts)
@@ -239,7 +239,7 @@ class _SignTask:
     async def _succeeded(self, content: SignContent, detail: str, started: float,
                          heard: float | None) -> None:
         service, sign_id, metrics = self.service, self.sign.id, self.service.metrics
-        done, at = time.monotonic(), datetime.now(UTC)
+        done, at = time.monotonic(), service.clock.now()
         metrics.push_seconds.observe(done - started)
         metrics.pushes.labels(sign_id, "ok").inc()
         metrics.failing.labels(sign_id).set(0)
@@ -260,7 +260,7 @@ class _SignTask:
 
     async def _failed(self, content: SignContent, reason: str, started: float) -> None:
         service, sign_id, settings = self.service, self.sign.id, self.service.settings
-        at = datetime.now(UTC)
+        at = service.clock.now()
         reason = reason.replace("\x00", "?")[:ERROR_MAX_CHARS] or "unknown error"
         self._failures += 1
         self._log_next_ok = True
@@ -340,6 +340,7 @@ class SignageService:
 
     def __init__(self, settings: Settings, city: City, *, drivers: Drivers | None = None) -> None:
         self.settings = settings
+        self.clock = settings.clock
         self.city = city
         self.drivers = drivers if drivers is not None else Drivers()
         self.metrics = _Metrics()
@@ -524,7 +525,7 @@ class SignageService:
 
     async def resync(self, pool: AsyncConnectionPool[Any]) -> None:
         """Read every shown lot's status (and forecasts, and overrides) from the database."""
-        q, now = queries("signage"), datetime.now(UTC)
+        q, now = queries("signage"), self.clock.now()
         async with pool.connection(timeout=5) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(q["sign_overrides"], {"city": self.city.id})
             overrides = {row["sign_id"]: (content_from_json(row["sign_id"], row["content"]),

@@ -1002,10 +1002,11 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
         raise CitySimError("speed must be >= 0")
     if start.tzinfo is None:
         raise CitySimError("start must be timezone-aware")
-    if start > datetime.now(UTC) + timedelta(seconds=1):
+    now = settings.clock.now()
+    if start > now + timedelta(seconds=1):
         raise CitySimError("start is in the future: simulated time may not run ahead of the "
                            "wall clock (ingest refuses readings from the future)")
-    if start < datetime.now(UTC) - timedelta(days=29):
+    if start < now - timedelta(days=29):
         logger.warning("start is more than 29 days ago: ingest refuses readings older than "
                        "30 days")
     feed = CityFeed(city, start, seed=seed, faults=faults, heartbeat_min=heartbeat_min,
@@ -1028,10 +1029,10 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
             return stop.wait(min(seconds, 0.25))
 
         send: Callable[[SimMessage], None] = to_broker
-        pacer = pacer or Pacer(speed, sleep=nap)
+        pacer = pacer or Pacer(speed, clock=settings.clock.timestamp, sleep=nap)
     else:
         send = publish
-        pacer = pacer or Pacer(speed, sleep=stop.wait)
+        pacer = pacer or Pacer(speed, clock=settings.clock.timestamp, sleep=stop.wait)
 
     truth: TextIO | None = None
     reached = feed.start

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from core.city import City, Lot
 from core.settings import Settings
@@ -76,7 +76,7 @@ def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration
     try:
         while (not duration or time.monotonic() - start < duration) and (
                 max_messages is None or published < max_messages):
-            now = datetime.now(UTC)
+            now = settings.clock.now()
             if counters and (not chosen or rng.random() < COUNTER_SHARE):
                 counter = rng.choice(counters)
                 counter.step(rng)

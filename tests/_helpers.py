@@ -1,4 +1,4 @@
-"""Helpers shared by tests: service processes and polling."""
+"""Helpers shared by tests: the suite's clock, service processes and polling."""
 
 from __future__ import annotations
 
@@ -10,21 +10,41 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.clock import Clock
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+CLOCK_VARIABLE = "PARKLEIT_CLOCK_OFFSET_S"
+
+# The suite's clock (conftest.py sets it at the start of the run, from ``--clock``): every test
+# and every process it starts reads the time from it.
+SUITE_CLOCK = Clock()
+
+
+def utc_now() -> datetime:
+    """The current moment by the suite's clock."""
+    return SUITE_CLOCK.now()
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without parkleit settings, but with the suite's clock."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    env[CLOCK_VARIABLE] = str(SUITE_CLOCK.offset.total_seconds())
+    return env
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a ``parkleit`` subprocess running with ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    env = base_env()
     env.update({
+        CLOCK_VARIABLE: str(settings.CLOCK_OFFSET_S),
         "PARKLEIT_DATABASE_URL": settings.DATABASE_URL,
         "PARKLEIT_MQTT_URL": settings.MQTT_URL,
         "PARKLEIT_CITY": settings.CITY,

@@ -4,6 +4,13 @@
 database) and ``PARKLEIT_TEST_MQTT_URL`` (default ``mqtt://127.0.0.1:1883``) name them; where
 nothing answers there, private ones are started (``core.embedded``). Each test gets its own
 database, cloned from a migrated template, and its own city id, which is also its topic prefix.
+
+The suite runs at a fixed instant whatever the day (``DEFAULT_CLOCK``, a Wednesday morning in
+Germany): the clock of the tests and of every service they start begins there and runs at
+real speed. ``pytest --clock 2027-03-28T01:50:00+01:00`` (or ``PARKLEIT_TEST_CLOCK``) runs it
+at another instant, ``--clock real`` at the wall clock; ``make test-clocks`` runs the tests
+that read the clock at several instants (weekday morning, Sunday night, both clock changes, a
+year ahead).
 """
 
 from __future__ import annotations
@@ -11,22 +18,72 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import _helpers
 import psycopg
 import pytest
 from _citytoml import write_city
-from _helpers import ServiceProcess
+from _helpers import CLOCK_VARIABLE, ServiceProcess
 from fastapi.testclient import TestClient
 from psycopg import sql
 
 from api import create_app
 from core.city import City, load_city
+from core.clock import Clock
 from core.db import migrate
 from core.embedded import ServiceStack, ensure_services
 from core.settings import Settings
+
+DEFAULT_CLOCK = "2026-06-17T10:00:00+02:00"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock", default=os.environ.get("PARKLEIT_TEST_CLOCK", DEFAULT_CLOCK),
+        help="the instant the suite's clock starts at (RFC 3339 with an offset) or 'real' "
+             f"(default {DEFAULT_CLOCK}, or PARKLEIT_TEST_CLOCK)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the suite's clock; services started by tests inherit it (through the settings
+    and the environment: ``PARKLEIT_CLOCK_OFFSET_S``)."""
+    text = str(config.getoption("clock")).strip()
+    if text.lower() == "real":
+        clock = Clock()
+    else:
+        try:
+            clock = Clock.starting_at(datetime.fromisoformat(text.upper()))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--clock {text}: {exc}") from None
+    _helpers.SUITE_CLOCK = clock
+    os.environ[CLOCK_VARIABLE] = str(clock.offset.total_seconds())
+
+
+def pytest_report_header() -> str:
+    return f"clock: {_helpers.utc_now().isoformat()} (offset {_helpers.SUITE_CLOCK.offset})"
+
+
+# Tests that read the time: through the suite's clock, or through a service, the API or the
+# database they are given. ``make test-clocks`` runs these (``-m clock``) at several instants.
+_CLOCK_FIXTURES = frozenset({"clock", "services", "settings", "api_client", "spawn", "db_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if _CLOCK_FIXTURES & set(getattr(item, "fixturenames", ())) or (
+                module is not None and hasattr(module, "utc_now")):
+            item.add_marker(pytest.mark.clock)
+
+
+@pytest.fixture(scope="session")
+def clock() -> Clock:
+    """The suite's clock."""
+    return _helpers.SUITE_CLOCK
 
 
 def _with_database(url: str, name: str) -> str:

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from _citytoml import city_toml
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from _payloads import counter_topic, dumps, iso, native_bay
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
@@ -64,7 +64,7 @@ def seeded(conn: Conn, city: City) -> Seeded:
     """Three days of simulated history, then live readings through the ingest writer: the
     garage counted a minute ago, the small lot two hours ago (stale), the sensor lot's
     disabled bay free and EV bay taken, the street never; and two forecast runs."""
-    now = datetime.now(UTC)
+    now = utc_now()
     ids = Seeded(now, *(f"{city.id}-{name}" for name in ("garage", "small", "street", "lora")))
     sync_registry(conn, city)
     backfill_history(conn, city, end=now - timedelta(minutes=30), weeks=3 / 7)

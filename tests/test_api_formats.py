@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import xmlschema
-from _helpers import ROOT
+from _helpers import ROOT, utc_now
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
@@ -353,7 +353,7 @@ def city_path(tmp_path: Path) -> Path:
     """A city with a lot in each state, one closed by its opening hours now, and four signs."""
     city_id = f"f{secrets.token_hex(4)}"
     # Two days from today, an hour in the morning: closed now whatever the clock says.
-    closed_day = _DAYS[(datetime.now(UTC).astimezone(load_city("zeitz").tz).weekday() + 3) % 7]
+    closed_day = _DAYS[(utc_now().astimezone(load_city("zeitz").tz).weekday() + 3) % 7]
     lots = [
         ("fresh", "garage", 100, "24/7", 'disabled_spaces = 2\nev_spaces = 3\n'
                                           'address = "Markt 1"'),
@@ -389,7 +389,7 @@ class Seeded:
 def seeded(conn: psycopg.Connection[tuple[Any, ...]], city: City) -> Seeded:
     """The registry of ``city`` with lot and sign states as ingest and signage write them."""
     sync_registry(conn, city)
-    now = datetime.now(UTC)
+    now = utc_now()
     counted = (now - timedelta(seconds=60)).replace(microsecond=0)
     states = {  # free, stored status, updated
         "fresh": (60, "open", counted),

@@ -8,7 +8,7 @@ import re
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import xmlschema
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml
-from _helpers import ROOT, wait_for
+from _helpers import ROOT, utc_now, wait_for
 from fastapi.testclient import TestClient
 from test_api_stream_admin import FAST, Stream, counter, serve
 
@@ -52,7 +52,7 @@ def cities(city_path: Path, other_path: Path) -> Cities:
 def two(settings: Settings, cities: Cities, city_path: Path, other_path: Path,
         conn: psycopg.Connection[Any]) -> Iterator[TestClient]:
     """The API of both cities, each with one lot counted just now."""
-    now = datetime.now(UTC)
+    now = utc_now()
     prepare_connection(conn)
     for city, occupied in zip(cities, (30, 60), strict=True):
         sync_registry(conn, city)
@@ -209,7 +209,7 @@ def test_the_stream_filters_by_city(settings: Settings, cities: Cities, city_pat
         try:
             current = stream.lots(len(second.lots))
             assert set(current) == {lot.id for lot in second.lots}
-            now = datetime.now(UTC)
+            now = utc_now()
             Writer(first).write(conn, [counter(first, "garage", 5, now)], now)  # not asked for
             later = now + timedelta(milliseconds=1)
             Writer(second).write(conn, [counter(second, "garage", 7, later)], later)

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 import schemathesis
+from _helpers import utc_now
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -37,7 +37,7 @@ MAX_EXAMPLES = 50  # per operation: a budget that keeps the run well under a min
 def api_schema(settings: Settings, conn: psycopg.Connection[tuple[Any, ...]],
                city: City) -> Iterator[Any]:
     """The app's OpenAPI schema, served in-process (ASGI) on a day of history."""
-    now = datetime.now(UTC)
+    now = utc_now()
     sync_registry(conn, city)
     backfill_history(conn, city, end=now, weeks=1 / 7)
     conn.execute("UPDATE lot_state SET free = 50, occupied = 50, updated = %s, quality = 1 "

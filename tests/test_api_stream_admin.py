@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import uvicorn
 from _citytoml import city_toml
-from _helpers import wait_for
+from _helpers import utc_now, wait_for
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -128,7 +128,7 @@ class Live:
 
     def count(self, name: str, occupied: int, moment: datetime | None = None) -> None:
         """A counter reading of lot ``name`` through ingest's writer; wait until streamed."""
-        now = datetime.now(UTC)
+        now = utc_now()
         self.writer.write(self.conn, [counter(self.city, name, occupied, moment or now)], now)
         hub = self.app.state.hub
         wait_for(lambda: (held := hub.lots.get(self.lot(name))) is not None
@@ -197,7 +197,7 @@ def live(make_live: Callable[..., Live]) -> Live:
 
 def test_current_state_first_then_each_change_within_a_second_and_heartbeats(
         live: Live) -> None:
-    now = datetime.now(UTC)
+    now = utc_now()
     live.count("garage", 10, now)
     stream = live.stream()
     events = [stream.next() for _ in live.city.lots]
@@ -210,7 +210,7 @@ def test_current_state_first_then_each_change_within_a_second_and_heartbeats(
         "status": "open", "updated": iso(now), "quality": 1.0}
     assert current[live.lot("small")]["status"] == "unknown"  # never counted
 
-    later = datetime.now(UTC)
+    later = utc_now()
     live.writer.write(live.conn, [counter(live.city, "garage", 100, later)], later)
     committed = time.monotonic()
     change = stream.next(timeout=1.0)
@@ -225,7 +225,7 @@ def test_current_state_first_then_each_change_within_a_second_and_heartbeats(
 def test_filter_reconnect_and_a_stale_count_turns_unknown_without_a_message(
         live: Live) -> None:
     stale_after = live.city.lot(live.lot("small")).stale_after_s
-    almost_stale = datetime.now(UTC) - timedelta(seconds=stale_after - 1)
+    almost_stale = utc_now() - timedelta(seconds=stale_after - 1)
     live.count("small", 3, almost_stale)
     assert live.status("small") == "open"
     stream = live.stream(f"?lots={live.lot('small')}", {"Last-Event-ID": "12345"})
@@ -297,7 +297,7 @@ def test_admin_needs_a_valid_key_and_never_keeps_or_logs_it(
 
 
 def test_a_closure_reaches_lot_state_and_the_stream_and_ingest_keeps_it(live: Live) -> None:
-    now = datetime.now(UTC)
+    now = utc_now()
     live.count("garage", 10, now)
     stream = live.stream(f"?lots={live.lot('garage')}")
     assert stream.lots(1)[live.lot("garage")]["status"] == "open"
@@ -366,7 +366,7 @@ def test_a_sign_override_is_shown_streamed_and_cleared(live: Live, settings: Set
         assert recorder.shown[-1].lines[0].text == "--"  # the garage was never counted
         stream = live.stream(f"?signs={sign}")
         body = {"lines": [{"text": "Umleitung"}], "reason": "Stadtfest",
-                "until": iso(datetime.now(UTC) + timedelta(hours=1))}
+                "until": iso(utc_now() + timedelta(hours=1))}
         set_at = time.monotonic()
         override = live.admin("POST", f"/signs/{sign}/override", json=body)
         assert override.status_code == 200, override.text

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from _helpers import ROOT
+from _helpers import ROOT, base_env
 
 from core.embedded import free_port
 
 
 def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    clean = base_env()
     return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 

@@ -29,7 +29,6 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from _helpers import utc_now
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.city import load_cities, load_city
@@ -886,7 +886,7 @@ def test_a_device_of_one_city_cannot_write_for_another(peers: Login) -> None:
     assert naumburg_sensor.publish(elsewhere, payload) == 0
     assert ingest.until(payload) == [elsewhere]
     with pytest.raises(DecodeError, match="unknown bay"):
-        Decoder(zeitz).decode(elsewhere, payload.encode(), datetime.now(UTC))
+        Decoder(zeitz).decode(elsewhere, payload.encode(), utc_now())
     assert NAUMBURG_BAY in {bay.id for _, bay in load_city(NAUMBURG).bays()}
 
 

@@ -50,7 +50,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.city import City, load_city
@@ -355,7 +355,7 @@ def test_sensor_view_without_faults_is_the_truth_and_with_faults_within_toleranc
 
 @pytest.fixture
 def start() -> datetime:
-    return (datetime.now(UTC) - timedelta(hours=HOURS)).replace(second=0, microsecond=0)
+    return (utc_now() - timedelta(hours=HOURS)).replace(second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -530,7 +530,7 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
             " AND time >= %s AND time < %s",
             (feed.gateways[n].id, feed.gateways[n].eui, begin, finish)).fetchone()
             for n, begin, finish in feed.outages]
-    checked_at = datetime.now(UTC)
+    checked_at = utc_now()
 
     # -- fidelity: free spaces against the truth, minute by minute ----------------------------
     with truth_path.open(encoding="utf-8") as f:

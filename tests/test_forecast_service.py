@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _helpers import ROOT, ServiceProcess, base_env, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.city import City
@@ -95,10 +94,10 @@ def test_gbr_model_forecasts_every_fresh_lot_idempotently(
 def test_short_history_falls_back_to_a_baseline_and_says_why(
         conn: psycopg.Connection[Any], registered: City,
         caplog: pytest.LogCaptureFixture) -> None:
-    city = registered
-    history(conn, city, 3, datetime.now(UTC))
+    city, now = registered, utc_now()
+    history(conn, city, 3, now)
     with caplog.at_level(logging.WARNING, logger="forecasting"):
-        first = train(conn, city)
+        first = train(conn, city, now=now)
     assert first.kind == "persistence" and first.version.startswith("baseline-persistence-")
     assert first.reason is not None
     assert re.fullmatch(r"only [23]\.\d days of history; the gradient-boosting model needs 14 "
@@ -106,7 +105,7 @@ def test_short_history_falls_back_to_a_baseline_and_says_why(
     assert first.reason in caplog.text
     assert conn.execute("SELECT reason FROM forecast_models").fetchall() == [(first.reason,)]
 
-    predict(conn, city, horizons=(15, 60))
+    predict(conn, city, horizons=(15, 60), now=now)
     rows = conn.execute("SELECT lot_id, free, free_p10, free_p90, p_space, model "
                         "FROM forecasts").fetchall()
     assert len(rows) == 2 * len(city.lots)
@@ -114,13 +113,13 @@ def test_short_history_falls_back_to_a_baseline_and_says_why(
     for lot_id, free, *interval, model in rows:
         assert (free, interval, model) == (newest[lot_id], [None, None, None], first.version)
 
-    history(conn, city, 10, datetime.now(UTC))  # the same seed: adds the earlier days
-    second = train(conn, city)
+    history(conn, city, 10, now)  # the same seed: adds the earlier days
+    second = train(conn, city, now=now)
     assert second.kind == "profile_anomaly" and second.reason is not None
     assert second.reason.startswith("only 9.") or second.reason.startswith("only 10.")
     newest_info = newest_model(conn, city)
     assert newest_info is not None and newest_info.version == second.version
-    predict(conn, city, horizons=(15,))
+    predict(conn, city, horizons=(15,), now=now)
     assert conn.execute("SELECT DISTINCT model FROM forecasts WHERE horizon_min = 15 AND "
                         "time = (SELECT max(time) FROM forecasts)").fetchall() == [
         (second.version,)]
@@ -216,7 +215,7 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
         conn: psycopg.Connection[Any], registered: City, settings: Settings,
         spawn: Callable[..., ServiceProcess], status: StatusWatcher) -> None:
     city = registered
-    history(conn, city, 2, datetime.now(UTC))
+    history(conn, city, 2, utc_now())
     # The timer (10 min) never fires in this test: every forecast after the first one comes
     # from the change.
     env = service_env(settings, PARKLEIT_FORECAST_INTERVAL_S="600",
@@ -232,7 +231,7 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
     garage = f"{city.id}-garage"
     before = latest_free(conn)[garage]
     occupied = 100 if before >= 50 else 0  # a change of at least half the capacity
-    now = datetime.now(UTC)
+    now = utc_now()
     prepare_connection(conn)
     body = {"occupied": occupied, "ts": now.isoformat().replace("+00:00", "Z")}
     Writer(city).write(conn, [Message(f"parkleit/v1/{city.id}/lots/{garage}/counter",
@@ -248,7 +247,7 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
 
 
 def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    clean = base_env()
     return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
@@ -278,7 +277,7 @@ def test_cli_train_and_predict(db_url: str, admin_url: str, conn: psycopg.Connec
     assert unmigrated.returncode == 2
     assert "no forecasting tables; run `parkleit db migrate`" in unmigrated.stderr
 
-    history(conn, registered, 2, datetime.now(UTC))
+    history(conn, registered, 2, utc_now())
     trained = parkleit("forecast", "train", "--days", "7", **env)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.startswith("baseline-persistence-")

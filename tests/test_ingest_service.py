@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI
-from _helpers import ServiceProcess, Watcher, service_env, wait_for
+from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
 
 from core.city import City
 from core.embedded import free_port
@@ -21,7 +21,7 @@ from simulators._mqtt import mqtt_client
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return utc_now().isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_stale_lot_is_published_as_unknown(
     process = spawn(["ingest"], service_env(stale_settings), name="ingest")
     process.wait_log("connected to MQTT")
     client = mqtt_client(settings, f"pub-{city.id}")
-    old = datetime.now(UTC).timestamp() - 29
+    old = utc_now().timestamp() - 29
     client.publish(f"parkleit/v1/{city.id}/lots/{city.id}-garage/counter",
                    json.dumps({"occupied": 5, "ts": datetime.fromtimestamp(old, UTC).isoformat()}),
                    qos=1).wait_for_publish(5)

@@ -5,13 +5,11 @@ and one database."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, Watcher, service_env, wait_for
+from _helpers import ROOT, ServiceProcess, Watcher, base_env, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -53,7 +51,7 @@ def edited(tmp_path: Path, edits: list[tuple[str, str]], source: Path = NAUMBURG
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    return utc_now().isoformat()
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +239,7 @@ def test_ingest_with_a_clashing_config_exits_2_with_one_line(
     sync_registry(conn, load_city("zeitz"))
     before = registry(conn)
     token = secrets.token_hex(3)  # should it not stop, its topics are still its own
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    env = base_env()
     env.update({"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_MQTT_URL": mqtt_url,
                 "PARKLEIT_CITY": str(edited(tmp_path, [*LOT_CLASH,
                                                        *private_edits("naumburg", token)])),

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import ast
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 import yaml
-from _helpers import ROOT, wait_for
+from _helpers import ROOT, utc_now, wait_for
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -146,7 +146,7 @@ def test_city_gauges_say_what_the_database_holds(
     sync_registry(conn, city)
     garage, small, street = (f"{city.id}-{name}" for name in ("garage", "small", "street"))
     sign = city.signs[0].id
-    now = datetime.now(UTC)
+    now = utc_now()
     conn.execute("UPDATE lot_state SET updated = %s, status = 'open', quality = 0.75,"
                  " free = 70, occupied = 30 WHERE lot_id = %s", (now - timedelta(seconds=30),
                                                                   garage))

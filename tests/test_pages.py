@@ -18,7 +18,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +27,7 @@ import httpx
 import psycopg
 import pytest
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml, write_city
-from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _helpers import ROOT, ServiceProcess, service_env, utc_now, wait_for
 from _payloads import dumps, ttn_topic, ttn_uplink
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from psycopg import sql
@@ -81,7 +81,7 @@ class Site:
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             prepare_connection(conn)
             self.writer.write(conn, [Message(topic, dumps(body), received)
-                                     for topic, body in messages], datetime.now(UTC))
+                                     for topic, body in messages], utc_now())
 
     def counter(self, lot: str, occupied: int, moment: datetime) -> tuple[str, dict[str, Any]]:
         return (f"parkleit/v1/{self.city.id}/lots/{self.lot(lot)}/counter",
@@ -201,7 +201,7 @@ def site(admin_url: str, template_db: str, mqtt_url: str,
     directory = tmp_path_factory.mktemp("pages")
     city = load_city(str(write_city(directory, f"p{secrets.token_hex(4)}")))
     with _served(admin_url, template_db, mqtt_url, directory, [city],
-                 lambda conn, sites: _seed(conn, sites[0], datetime.now(UTC)),
+                 lambda conn, sites: _seed(conn, sites[0], utc_now()),
                  PARKLEIT_API_STREAM_STALE_CHECK_S="1") as [site]:
         yield site
 
@@ -265,7 +265,7 @@ def test_map_shows_every_lot_and_updates_live(page: Page, site: Site) -> None:
     page.wait_for_selector('#connection[data-state="live"]')
 
     page.evaluate("window.notReloaded = true")
-    site.ingest(site.counter("garage", 45, datetime.now(UTC)), received=datetime.now(UTC))
+    site.ingest(site.counter("garage", 45, utc_now()), received=utc_now())
     page.wait_for_function(
         f"""() => document.querySelector('{item(site, "garage")}').dataset.free === '55'""",
         timeout=LIVE_WITHIN_MS)
@@ -299,7 +299,7 @@ def test_stale_lot_is_greyed_and_shows_no_count(page: Page, site: Site) -> None:
 
     # A count that arrives just inside the 15-minute limit shows, then greys out by itself
     # when it passes the limit, without any further message.
-    now = datetime.now(UTC)
+    now = utc_now()
     site.ingest(site.counter("small", 3, now - timedelta(seconds=900 - 6)), received=now)
     selector = item(site, "small")
     page.wait_for_function(f"() => document.querySelector('{selector}').dataset.free === '7'",
@@ -473,7 +473,7 @@ def two(admin_url: str, template_db: str, mqtt_url: str,
     second = load_city(str(directory / f"{second_id}.toml"))
 
     def seed(conn: psycopg.Connection[Any], sites: list[Site]) -> None:
-        now = datetime.now(UTC)
+        now = utc_now()
         for site in sites:
             sync_registry(conn, site.city)
         for site, occupied in zip(sites, (30, 88), strict=True):
@@ -537,7 +537,7 @@ def test_map_shows_one_city_and_links_to_the_other(page: Page,
     assert [current for *_, current in _city_links(page)] == [None, "page"]
     page.wait_for_selector('#connection[data-state="live"]')
     # Live: a count of the other city changes nothing here, one of this city shows at once.
-    now = datetime.now(UTC)
+    now = utc_now()
     first.ingest(first.counter("garage", 10, now), received=now)
     second.ingest(second.counter("garage", 95, now), received=now)
     page.wait_for_function(

@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -44,7 +44,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from _citytoml import write_city
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -115,7 +115,7 @@ class Publisher:
     def _build(self, city: City, count: int) -> list[tuple[str, str, Key, bool]]:
         bays = [bay.id for _, bay in city.bays() if bay.network == "native"]
         lots = [lot.id for lot in city.lots if lot.counting == "counter"]
-        base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        base = utc_now().replace(microsecond=0) - timedelta(hours=1)
         entries = dict.fromkeys(lots, 0)
         messages = []
         for i in range(count):

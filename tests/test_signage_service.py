@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from _citytoml import city_toml
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.city import City, load_city
@@ -92,7 +92,7 @@ class Rig:
         """Publish a counter reading of the garage; the monotonic time it was sent."""
         client = mqtt_client(self.settings, f"pub-{secrets.token_hex(4)}")
         try:
-            stamp = (ts or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+            stamp = (ts or utc_now()).isoformat().replace("+00:00", "Z")
             sent = time.monotonic()
             client.publish(f"parkleit/v1/{self.cid}/lots/{self.cid}-garage/counter",
                            json.dumps({"occupied": occupied, "ts": stamp}),
@@ -218,7 +218,7 @@ def test_changes_reach_the_sign_within_a_second_are_audited_and_a_refusing_sign_
     content, last_ack, last_error, failing = wait_for(lambda: rig.state("a"))
     assert content["lines"][0] == {"label": "Zentrum", "arrow": "left", "text": "45"}
     assert failing == 0 and last_error is None
-    assert datetime.now(UTC) - last_ack < timedelta(seconds=2)  # keep-alives update it
+    assert utc_now() - last_ack < timedelta(seconds=2)  # keep-alives update it
     state_b = rig.state("b")
     assert state_b is not None and state_b[0] is None and state_b[3] >= 4
     assert "localMode" in state_b[2]
@@ -252,13 +252,13 @@ def test_a_stale_lot_goes_to_the_safe_state_without_a_message_and_sigterm_leaves
         spawn: Callable[..., ServiceProcess], slow_rig: Rig) -> None:
     rig, bank = slow_rig, slow_rig.bank
     ingest, signage = start(spawn, rig)
-    read_at = datetime.now(UTC) - timedelta(seconds=STALE_AFTER_S - 4)
+    read_at = utc_now() - timedelta(seconds=STALE_AFTER_S - 4)
     rig.publish_counter(20, ts=read_at)
     wait_for(lambda: bank.texts("a")[:1] == ["80"], timeout=2, interval=0.02)
     assert ingest.terminate() == 0  # nothing tells the service any more
 
     wait_for(lambda: bank.texts("a")[:1] == ["--"], timeout=8, interval=0.02)
-    age = (datetime.now(UTC) - read_at).total_seconds()
+    age = (utc_now() - read_at).total_seconds()
     assert STALE_AFTER_S - 0.5 < age < STALE_AFTER_S + 2
     assert bank.source("a") == SourceMode.CENTRAL  # the service's doing, not a fallback
     last = wait_for(lambda: (rows := rig.log_rows("a"))
@@ -279,7 +279,7 @@ def test_older_news_never_replaces_newer(city: City, settings: Settings) -> None
     """A late notification or read (older ``updated``) is ignored; the same time is taken."""
     service = SignageService(settings, city)
     lot = f"{city.id}-garage"
-    now = datetime.now(UTC)
+    now = utc_now()
 
     def note(free: int, updated: datetime, city_id: str = city.id) -> str:
         return json.dumps({"lot_id": lot, "city": city_id, "free": free, "occupied": 100 - free,

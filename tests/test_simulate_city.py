@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _helpers import ROOT, ServiceProcess, base_env, service_env, utc_now, wait_for
 
 from core.city import City, load_city
 from core.settings import Settings
@@ -435,7 +434,7 @@ class FakeClock:
 
 
 def test_replay_runs_at_speed_then_real_time_never_ahead_of_the_clock() -> None:
-    clock = FakeClock(datetime.now(UTC).timestamp())
+    clock = FakeClock(utc_now().timestamp())
     began = clock.now
     start = datetime.fromtimestamp(began, UTC) - timedelta(hours=2)
     published: list[tuple[float, SimMessage]] = []
@@ -463,7 +462,7 @@ def test_replay_runs_at_speed_then_real_time_never_ahead_of_the_clock() -> None:
 # -- command line and end to end ---------------------------------------------------------------
 
 def _parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    clean = base_env()
     return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
@@ -485,7 +484,7 @@ def test_bad_usage_exits_2(args: list[str], reason: str, mqtt_url: str) -> None:
 def test_sigterm_stops_cleanly(tmp_path: Path, mqtt_url: str, city_path: Path) -> None:
     log = tmp_path / "sim.log"
     truth = tmp_path / "truth.csv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")}
+    env = base_env()
     env.update(PARKLEIT_MQTT_URL=mqtt_url, PARKLEIT_CITY=str(city_path))
     process = ServiceProcess(["simulate", "city", "--start", "now-1h", "--speed", "600",
                               "--truth", str(truth)], env, log).start()
@@ -560,7 +559,7 @@ def city_path(tmp_path: Path) -> Path:
     """This module's city: every sensor kind, and a market so that cars move at any hour."""
     city_id = f"s{secrets.token_hex(4)}"
     path = tmp_path / f"{city_id}.toml"
-    path.write_text(sim_city_toml(city_id, datetime.now(UTC)), encoding="utf-8")
+    path.write_text(sim_city_toml(city_id, utc_now()), encoding="utf-8")
     return path
 
 
@@ -570,7 +569,7 @@ def test_end_to_end_ingest_ends_where_the_truth_ends(
     ingest = spawn(["ingest"], service_env(settings), name="ingest")
     ingest.wait_log("connected to MQTT")
     truth_path = tmp_path / "truth.csv"
-    report = run_city(settings, city, start=datetime.now(UTC) - timedelta(hours=2),
+    report = run_city(settings, city, start=utc_now() - timedelta(hours=2),
                       speed=3600, duration_s=2 * 3600, seed=11, faults=FaultConfig(),
                       truth_path=truth_path)
     assert report.unacknowledged == 0 and not report.stopped
@@ -620,7 +619,7 @@ def test_messages_that_reach_no_subscriber_are_published_again(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    start = datetime.now(UTC) - timedelta(minutes=40)
+    start = utc_now() - timedelta(minutes=40)
     expected = {(m.topic, m.payload) for m in city_messages(city, start, seed=3,
                                                               duration_s=20 * 60)}
     received: set[tuple[str, bytes]] = set()

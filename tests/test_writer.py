@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _helpers import utc_now
 
 from core.city import City, load_city
 from core.registry import sync_registry
@@ -268,7 +269,7 @@ def test_stuck_sensor_is_left_out_of_the_count(conn: psycopg.Connection[Any], ci
                                                writer: Writer) -> None:
     # Street lot: 4 bays, max_dwell 48 h. st-001 reports "occupied" for three days on end,
     # ending an hour ago: sensor_status judges "stuck" against the clock (max_idle 7 days).
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=74)
+    start = utc_now().replace(microsecond=0) - timedelta(hours=74)
     writer.write(conn, [bay_msg(city, f"st-00{n}", n == 1, start) for n in range(1, 5)], start)
     assert quality(conn, city, "street") == (3, 1, 1.0, [])
     for hours in range(6, 73, 6):  # heartbeats of every sensor, st-001 never changes

@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
@@ -33,7 +33,7 @@ from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema,
 from api._hub import CONFIG_CHANNEL
 from api._keys import KeyFileError, KeyStore
 from api._ratelimit import TokenBuckets, retry_after
-from api.deps import CitiesDep, Conn, SettingsDep
+from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core.city import Cities, CityConfigError, OpeningHours, Sign, load_cities
 from core.db import queries
 from core.registry import sync_registry
@@ -183,10 +183,9 @@ async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, n
 
 @router.post("/lots/{lot_id}/close", operation_id="closeLot", response_model=AdminLot,
              summary="Close a lot (status closed everywhere until opened or until `until`)")
-async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Conn,
+async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Conn, now: Now,
                     cities: CitiesDep) -> AdminLot:
     """Close ``lot_id`` for every consumer: API, stream, signs, DATEX II, MQTT."""
-    now = datetime.now(UTC)
     until = _future(body.until, now)
     async with conn.transaction():
         status = await _set_status(conn, cities, lot_id, now, closed=True)
@@ -201,10 +200,9 @@ async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Co
 
 @router.post("/lots/{lot_id}/open", operation_id="openLot", response_model=AdminLot,
              summary="End an operator's closure of a lot")
-async def open_lot(lot_id: str, operator: OperatorDep, conn: Conn,
+async def open_lot(lot_id: str, operator: OperatorDep, conn: Conn, now: Now,
                    cities: CitiesDep) -> AdminLot:
     """End the closure of ``lot_id`` (if any); its status is derived from its count again."""
-    now = datetime.now(UTC)
     async with conn.transaction():
         status = await _set_status(conn, cities, lot_id, now, closed=False)
         cursor = await conn.execute(queries("api", "admin")["open_lot"], {"lot_id": lot_id})
@@ -291,10 +289,9 @@ async def _registered(conn: AsyncConnection[Any], sign_id: str) -> None:
              response_model=SignOverride,
              summary="Show an operator's text on a sign (until cleared or until `until`)")
 async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep, conn: Conn,
-                        cities: CitiesDep) -> SignOverride:
+                        now: Now, cities: CitiesDep) -> SignOverride:
     """Set the override of ``sign_id``; the signage service pushes it at once."""
     content = _override_content(cities, sign_id, body)
-    now = datetime.now(UTC)
     until = _future(body.until, now)
     document = content_json(content)
     async with conn.transaction():
@@ -313,11 +310,10 @@ async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep,
 
 @router.delete("/signs/{sign_id}/override", operation_id="clearSignOverride",
                response_model=SignOverride, summary="End a sign's override")
-async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn,
+async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn, now: Now,
                          cities: CitiesDep) -> SignOverride:
     """Clear the override of ``sign_id`` (if any); the sign shows its rendered content."""
     _sign(cities, sign_id)
-    now = datetime.now(UTC)
     async with conn.transaction():
         q = queries("api", "admin")
         cursor = await conn.execute(q["clear_sign_override"], {"sign_id": sign_id})
@@ -356,7 +352,7 @@ def _sync(url: str, cities: Cities, audit: dict[str, Any]) -> None:
 
 @router.post("/reload", operation_id="reloadConfig", response_model=Reloaded,
              summary="Read the city configs again and sync the registry")
-async def reload_config(request: Request, operator: OperatorDep, settings: SettingsDep,
+async def reload_config(request: Request, operator: OperatorDep, settings: SettingsDep, now: Now,
                         cities: CitiesDep) -> Reloaded:
     """Read the configs of ``PARKLEIT_CITIES`` (or ``PARKLEIT_CITY``) again, sync lots,
     bays and signs, and put them in force.
@@ -373,7 +369,6 @@ async def reload_config(request: Request, operator: OperatorDep, settings: Setti
     if before != after:
         raise HTTPException(422, f"the city ids changed ({', '.join(before)} -> "
                             f"{', '.join(after)}); restart the services instead")
-    now = datetime.now(UTC)
     detail = [ReloadedCity(city=city.id, lots=len(city.lots), signs=len(city.signs))
               for city in new]
     document = [entry.model_dump() for entry in detail]

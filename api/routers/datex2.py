@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from api._datex_parking import parking_status_publication, parking_table_publication
 from api._http import problem_responses
 from api._readings import read_lot_readings
-from api.deps import Conn, SelectedCities
+from api.deps import Conn, Now, SelectedCities
 from core.city import City, Sign
 from core.db import queries
 from signage import SignReport, content_from_json, vms_publication, vms_table_publication
@@ -33,31 +33,31 @@ def _xml(document: bytes) -> Response:
 
 @router.get("/parking-table", summary="DATEX II parking table", operation_id="datex2_parking_table",
             response_class=Response, responses=_DOCUMENT)
-async def parking_table(cities: SelectedCities) -> Response:
+async def parking_table(cities: SelectedCities, now: Now) -> Response:
     """ParkingTablePublication: every lot with its place, capacity and special spaces (a
     table per city)."""
-    return _xml(parking_table_publication(cities, datetime.now(UTC)))
+    return _xml(parking_table_publication(cities, now))
 
 
 @router.get("/parking-status", summary="DATEX II parking status",
             operation_id="datex2_parking_status", response_class=Response, responses=_DOCUMENT)
-async def parking_status(conn: Conn, cities: SelectedCities) -> Response:
+async def parking_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
     """ParkingStatusPublication: every lot's vacant spaces and status now (unknown when stale)."""
     readings = await read_lot_readings(conn, cities)
-    return _xml(parking_status_publication(cities, readings, datetime.now(UTC)))
+    return _xml(parking_status_publication(cities, readings, now))
 
 
 @router.get("/vms-table", summary="DATEX II VMS table", operation_id="datex2_vms_table",
             response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
-async def vms_table(cities: SelectedCities) -> Response:
+async def vms_table(cities: SelectedCities, now: Now) -> Response:
     """VmsTablePublication: every sign with its place and display (a table per city)."""
     _require_signs(cities)
-    return _xml(vms_table_publication(cities, datetime.now(UTC)))
+    return _xml(vms_table_publication(cities, now))
 
 
 @router.get("/vms-status", summary="DATEX II VMS status", operation_id="datex2_vms_status",
             response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
-async def vms_status(conn: Conn, cities: SelectedCities) -> Response:
+async def vms_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
     """VmsPublication: what every sign last confirmed showing, and whether it works."""
     _require_signs(cities)
     rows: dict[str, Mapping[str, Any]] = {}
@@ -65,7 +65,6 @@ async def vms_status(conn: Conn, cities: SelectedCities) -> Response:
         for city in cities:
             await cur.execute(queries("signage")["sign_health"], {"city": city.id})
             rows.update((row["sign_id"], row) for row in await cur.fetchall())
-    now = datetime.now(UTC)
     reports = {sign.id: _sign_report(sign, rows.get(sign.id), now)
                for city in cities for sign in city.signs}
     return _xml(vms_publication(cities, reports, now))

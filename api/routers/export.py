@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from pydantic import AwareDatetime
 
 from api._history import Resolution, history_range, newest_data, query_name
 from api._http import bad_parameter, cache, etag_matches, problem_responses
-from api.deps import PoolDep, SelectedCities
+from api.deps import Now, PoolDep, SelectedCities
 from core.db import queries
 
 __all__ = ["router"]
@@ -51,7 +51,7 @@ class CsvResponse(StreamingResponse):
     "selection (buckets, newest bucket, readings), so a repeated request with If-None-Match "
     "answers 304 while nothing was added.")
 async def export_csv(
-    request: Request, pool: PoolDep, cities: SelectedCities,
+    request: Request, pool: PoolDep, cities: SelectedCities, now: Now,
     from_: Annotated[AwareDatetime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 7 days.")] = None,
     to: Annotated[AwareDatetime | None, Query(
@@ -72,7 +72,6 @@ async def export_csv(
         bad_parameter("city", "the lots' cities lie in different timezones "
                       f"({', '.join(sorted(timezones))}); export one city at a time")
     [timezone] = timezones
-    now = datetime.now(UTC)
     start, end = history_range(from_, to, resolution, now=now, default=timedelta(days=7),
                                tz=ZoneInfo(timezone))
     params = {"lot_ids": lot_ids, "from": start, "to": end, "tz": timezone}

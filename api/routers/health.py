@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 from api._http import ApiMetrics, problem_responses
 from api._models import Health
 from api._statemetrics import CityGauges, stream_metrics
-from api.deps import CitiesDep, PoolDep
+from api.deps import CitiesDep, Now, PoolDep
 from core.db import queries
 
 __all__ = ["router"]
@@ -51,11 +51,12 @@ async def metrics(request: Request) -> Response:
             responses={200: {"description": "Prometheus text exposition format",
                              "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
                        **problem_responses(503)})
-async def city_metrics(request: Request, pool: PoolDep, cities: CitiesDep) -> Response:
+async def city_metrics(request: Request, pool: PoolDep, cities: CitiesDep,
+                       now: Now) -> Response:
     """Age of each lot's newest reading, newest forecast and model, published forecast
     error, each sign's last confirmation; read from the database, cached 10 s."""
     state = request.app.state
     if not hasattr(state, "city_gauges"):
         state.city_gauges = CityGauges()  # one cache per app (tests run several)
-    body = await state.city_gauges.render(pool, cities)
+    body = await state.city_gauges.render(pool, cities, now)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

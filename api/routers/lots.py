@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -28,7 +28,7 @@ from api._models import (
     LotList,
     Point,
 )
-from api.deps import CitiesDep, Conn, PoolDep, SelectedCities
+from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities
 from core import city as registry
 from core.db import queries
 
@@ -69,7 +69,7 @@ def _newest(*moments: datetime | None) -> datetime | None:
     responses={200: {"description": "One page of lots", "content": {
         GEOJSON: {"schema": inline_schema(LotFeatureCollection)}}}})
 async def list_lots(
-    request: Request, conn: Conn, cities: SelectedCities,
+    request: Request, conn: Conn, cities: SelectedCities, now: Now,
     limit: Annotated[int, Query(ge=1, le=1000, description="Lots per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Lots to skip.")] = 0,
     format_: Annotated[Literal["json", "geojson"] | None, Query(
@@ -80,7 +80,7 @@ async def list_lots(
         format_ = "geojson" if GEOJSON in request.headers.get("accept", "") else "json"
     ordered = sorted(((city, lot) for city in cities for lot in city.lots),
                      key=lambda entry: entry[1].id)
-    lots = await read_lots(conn, ordered[offset:offset + limit], datetime.now(UTC))
+    lots = await read_lots(conn, ordered[offset:offset + limit], now)
     if format_ == "geojson":
         response = _json(LotFeatureCollection(features=[
             LotFeature(id=lot.id, geometry=Point(coordinates=[lot.longitude, lot.latitude]),
@@ -97,9 +97,9 @@ async def list_lots(
 
 @router.get("/{lot_id}", operation_id="getLot", response_model=Lot,
             summary="One lot with its live status", responses=problem_responses(404))
-async def get_lot(lot_id: LotId, conn: Conn, cities: CitiesDep) -> Response:
+async def get_lot(lot_id: LotId, conn: Conn, cities: CitiesDep, now: Now) -> Response:
     """One lot as in the list."""
-    [lot] = await read_lots(conn, [_lot(cities, lot_id)], datetime.now(UTC))
+    [lot] = await read_lots(conn, [_lot(cities, lot_id)], now)
     response = _json(lot)
     cache(response, max_age=LIVE_MAX_AGE,
           last_modified=_newest(lot.updated, lot.forecast_30.origin if lot.forecast_30 else None))
@@ -113,7 +113,7 @@ async def get_lot(lot_id: LotId, conn: Conn, cities: CitiesDep) -> Response:
     "down to its bucket; 1d buckets are the city's local days). Defaults: the last 24 hours, "
     "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
-    lot_id: LotId, pool: PoolDep, cities: CitiesDep,
+    lot_id: LotId, pool: PoolDep, cities: CitiesDep, now: Now,
     from_: Annotated[AwareDatetime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 24 h.")] = None,
     to: Annotated[AwareDatetime | None, Query(
@@ -122,7 +122,6 @@ async def lot_history(
 ) -> Response:
     """Mean and minimum free spaces per bucket, from the continuous aggregates."""
     city, lot = _lot(cities, lot_id)
-    now = datetime.now(UTC)
     start, end = history_range(from_, to, resolution, now=now, default=timedelta(hours=24),
                                tz=city.tz)
     params = {"lot_ids": [lot.id], "tz": city.city.timezone}
@@ -171,10 +170,9 @@ def _with_points(history: History, points: str) -> bytes:
             description="The newest forecast run's horizons that still lie ahead: free spaces "
             "with the 10-90 % interval, the probability of a free space and the model; and "
             "per horizon the rolling mean absolute error of past forecasts.")
-async def lot_forecast(lot_id: LotId, conn: Conn, cities: CitiesDep) -> Response:
+async def lot_forecast(lot_id: LotId, conn: Conn, cities: CitiesDep, now: Now) -> Response:
     """The newest forecast run of a lot and the published forecast error."""
     _, lot = _lot(cities, lot_id)
-    now = datetime.now(UTC)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(queries("api")["latest_forecast"], {"lot_id": lot.id})
         run = await cur.fetchall()

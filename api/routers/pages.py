@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from pydantic import AwareDatetime, BaseModel
 
 from api._http import bad_parameter, problem_responses
-from api.deps import CitiesDep, CityDep, Conn, SettingsDep
+from api.deps import CitiesDep, CityDep, Conn, Now, SettingsDep
 from core.city import Cities, City
 from core.db import queries
 from core.settings import Settings
@@ -64,7 +64,7 @@ def _template(name: str) -> str:
 
 
 def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: str,
-          cities: Cities, city: City, settings: Settings) -> HTMLResponse:
+          cities: Cities, city: City, settings: Settings, now: datetime) -> HTMLResponse:
     """A page with its ``lang`` attribute and configuration filled in on the server, so the
     first paint is already in the right language and no extra request is needed."""
     language = "en" if lang == "en" else "de"
@@ -76,6 +76,7 @@ def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: st
         "tiles": {"url": settings.API_TILE_URL, "attribution": settings.API_TILE_ATTRIBUTION},
         "horizons": list(settings.FORECAST_HORIZONS), "target": TARGET,
         "rotate_s": _rotate_seconds(request.query_params.get("rotate")),
+        "now": now.isoformat().replace("+00:00", "Z"),
     }
     # "<" escaped: the JSON sits in a <script> element, where "</script>" would end it.
     payload = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
@@ -98,20 +99,20 @@ Lang = Annotated[str, Query(max_length=8, description="de (default) or en")]
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def map_page(request: Request, cities: CitiesDep, city: CityDep, settings: SettingsDep,
-                   lang: Lang = "de") -> HTMLResponse:
-    return _page("map", request, lang, cities, city, settings)
+                   now: Now, lang: Lang = "de") -> HTMLResponse:
+    return _page("map", request, lang, cities, city, settings, now)
 
 
 @router.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
 async def kiosk_page(request: Request, cities: CitiesDep, city: CityDep, settings: SettingsDep,
-                     lang: Lang = "de") -> HTMLResponse:
-    return _page("kiosk", request, lang, cities, city, settings)
+                     now: Now, lang: Lang = "de") -> HTMLResponse:
+    return _page("kiosk", request, lang, cities, city, settings, now)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
-                         settings: SettingsDep, lang: Lang = "de") -> HTMLResponse:
-    return _page("dashboard", request, lang, cities, city, settings)
+                         settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
+    return _page("dashboard", request, lang, cities, city, settings, now)
 
 
 # -- dashboard data -----------------------------------------------------------------------------
@@ -123,9 +124,9 @@ To = Annotated[AwareDatetime | None,
 LotId = Annotated[str | None, Query(max_length=64, description="a lot id; none: the city")]
 
 
-def _window(start: datetime | None, end: datetime | None,
+def _window(start: datetime | None, end: datetime | None, now: datetime,
             default: timedelta = timedelta(days=7)) -> tuple[datetime, datetime]:
-    end = (end or datetime.now(UTC)).astimezone(UTC)
+    end = (end or now).astimezone(UTC)
     start = (start or end - default).astimezone(UTC)
     if start >= end:
         bad_parameter("from", "must be before `to`")
@@ -169,10 +170,10 @@ class Occupancy(BaseModel):
 @router.get("/v1/dashboard/occupancy", response_model=Occupancy, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_occupancy")
-async def occupancy(conn: Conn, city: CityDep, start: From = None, end: To = None,
+async def occupancy(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
                     resolution: Literal["15m", "1h", "1d"] = "1h") -> Occupancy:
     """Mean occupied spaces of every lot and of the whole city per period, aligned in time."""
-    start, end = _window(start, end)
+    start, end = _window(start, end, now)
     rows = await _rows(conn, f"occupancy_{resolution}",
                        {"city": city.id, "from": start, "to": end, "tz": city.city.timezone})
     lots = await _rows(conn, "lots", {"city": city.id})
@@ -204,10 +205,10 @@ class Heatmap(BaseModel):
 @router.get("/v1/dashboard/heatmap", response_model=Heatmap, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_heatmap")
-async def heatmap(conn: Conn, city: CityDep, start: From = None, end: To = None,
+async def heatmap(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
                   lot_id: LotId = None) -> Heatmap:
     """Mean occupancy by hour of the week (local time), of one lot or the city."""
-    start, end = _window(start, end, timedelta(days=28))
+    start, end = _window(start, end, now, timedelta(days=28))
     rows = await _rows(conn, "heatmap", {"city": city.id, "from": start, "to": end,
                                          "tz": city.city.timezone,
                                          "lot_id": _known_lot(city, lot_id)})
@@ -237,9 +238,9 @@ class Target(BaseModel):
 @router.get("/v1/dashboard/target", response_model=Target, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_target")
-async def target(conn: Conn, city: CityDep, start: From = None, end: To = None) -> Target:
+async def target(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None) -> Target:
     """Share of the time (15-minute periods) each lot and the city were above 85 % occupied."""
-    start, end = _window(start, end)
+    start, end = _window(start, end, now)
     rows = await _rows(conn, "share_above", {"city": city.id, "from": start, "to": end,
                                              "threshold": TARGET})
     counts = {row["lot_id"]: (row["periods"], row["above"]) for row in rows}
@@ -279,13 +280,13 @@ class ForecastVsActual(BaseModel):
 @router.get("/v1/dashboard/forecast", response_model=ForecastVsActual, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_forecast")
-async def forecast(conn: Conn, city: CityDep, settings: SettingsDep, start: From = None,
+async def forecast(conn: Conn, city: CityDep, now: Now, settings: SettingsDep, start: From = None,
                    end: To = None, lot_id: LotId = None,
                    horizon: Annotated[int, Query(ge=1, le=1440)] = 30) -> ForecastVsActual:
     """Free spaces forecast ``horizon`` minutes ahead against those counted, per 15 minutes."""
     if horizon not in settings.FORECAST_HORIZONS:
         bad_parameter("horizon", f"must be one of {list(settings.FORECAST_HORIZONS)}")
-    start, end = _window(start, end, timedelta(days=2))
+    start, end = _window(start, end, now, timedelta(days=2))
     rows = await _rows(conn, "forecast_vs_actual", {
         "city": city.id, "lot_id": _known_lot(city, lot_id), "horizon": horizon,
         "from": start, "to": end})
@@ -346,13 +347,13 @@ class SensorHealth(BaseModel):
 @router.get("/v1/dashboard/sensors", response_model=SensorHealth, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_sensors")
-async def sensors(conn: Conn, city: CityDep,
+async def sensors(conn: Conn, city: CityDep, now: Now,
                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> SensorHealth:
     """Sensor health: per lot, sensors silent, stuck or low on battery; gateways heard."""
     lots = await _rows(conn, "sensor_lots", {"city": city.id})
     problems = await _rows(conn, "sensor_problems", {"city": city.id, "limit": limit})
     gateways = await _rows(conn, "gateways", {
-        "city": city.id, "since": datetime.now(UTC) - GATEWAY_WINDOW,
+        "city": city.id, "since": now - GATEWAY_WINDOW, "now": now,
         "silent_after": GATEWAY_SILENT_AFTER})
     return SensorHealth(
         lots=[SensorLot(id=row["lot_id"], **{k: v for k, v in row.items() if k != "lot_id"})
@@ -392,10 +393,10 @@ class Signs(BaseModel):
 @router.get("/v1/dashboard/signs", response_model=Signs, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_signs")
-async def signs(conn: Conn, city: CityDep, start: From = None, end: To = None,
+async def signs(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
                 limit: Annotated[int, Query(ge=0, le=5000)] = 100) -> Signs:
     """Every sign's confirmed content and health, and the newest entries of the sign log."""
-    start, end = _window(start, end)
+    start, end = _window(start, end, now)
     # The signage service's own read of sign health: one definition of what a sign shows.
     states = await _rows(conn, "sign_health", {"city": city.id}, "signage", "queries")
     log = await _rows(conn, "sign_log", {"city": city.id, "from": start, "to": end,
@@ -432,10 +433,9 @@ class Today(BaseModel):
 @router.get("/v1/dashboard/today", response_model=Today, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_today")
-async def today(conn: Conn, city: CityDep) -> Today:
+async def today(conn: Conn, city: CityDep, now: Now) -> Today:
     """Today for the city: occupancy so far, a typical day like it, and each lot's forecast."""
     tz = city.tz
-    now = datetime.now(UTC)
     day = now.astimezone(tz).date()
     midnight = datetime.combine(day, time(), tz).astimezone(UTC)
     tomorrow = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)

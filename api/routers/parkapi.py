@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api._http import problem_responses
 from api._parkapi import parkapi_lots
 from api._readings import read_lot_readings
-from api.deps import Conn, SelectedCities
+from api.deps import Conn, Now, SelectedCities
 
 __all__ = ["router"]
 
@@ -25,8 +23,9 @@ _DESCRIPTION = """The lots as ParkAPI v1 serves a city: ``free`` only for lots c
 
 @router.get("/v1/parkapi", summary="ParkAPI lots", operation_id="parkapi_lots",
             response_class=JSONResponse, description=_DESCRIPTION)
-async def parkapi(request: Request, conn: Conn, cities: SelectedCities) -> JSONResponse:
+async def parkapi(request: Request, conn: Conn, cities: SelectedCities,
+                  now: Now) -> JSONResponse:
     """ParkAPI v1 lots document of every city's lots (or the one city's)."""
     readings = await read_lot_readings(conn, cities)
-    return JSONResponse(parkapi_lots(cities, readings, datetime.now(UTC),
+    return JSONResponse(parkapi_lots(cities, readings, now,
                                      data_source=str(request.base_url)))

@@ -1,7 +1,7 @@
 // Time-series charts (uPlot: small, fast, canvas; drag to zoom, double-click to reset), data
 // tables, and CSV of exactly what is on screen.
 
-import { config, currentLang, t } from './i18n.js';
+import { config, currentLang, serverNow, t } from './i18n.js';
 
 let uPlot = null;
 try {
@@ -147,7 +147,7 @@ export function downloadCsv(name, rows) {
   const blob = new Blob(['\ufeff', toCsv(rows)], { type: 'text/csv;charset=utf-8' });
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
-  const day = new Date().toISOString().slice(0, 10);
+  const day = serverNow().toISOString().slice(0, 10);
   link.download = `parkleit-${name}-${day}.csv`;
   document.body.append(link);
   link.click();

@@ -7,8 +7,8 @@ import {
   chartsAvailable, downloadCsv, dropChart, fillTable, seconds, tableRows, timeChart, visibleRange,
 } from './charts.js';
 import {
-  cityLinks, cityUrl, config, formatNumber, formatPercent, formatTime, langButton, onLangChange, t,
-  translate,
+  cityLinks, cityUrl, config, formatNumber, formatPercent, formatTime, langButton, onLangChange,
+  serverNow, t, translate,
 } from './i18n.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -36,7 +36,7 @@ async function getJson(path, params = {}) {
 }
 
 function period() {
-  const to = new Date();
+  const to = serverNow();
   const from = new Date(to.getTime() - state.days * 86_400_000);
   return { from: from.toISOString(), to: to.toISOString() };
 }

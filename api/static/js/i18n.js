@@ -258,6 +258,14 @@ const TEXTS = {
 export const config = JSON.parse(document.getElementById('parkleit-config').textContent);
 let lang = config.lang === 'en' ? 'en' : 'de';
 const listeners = [];
+// The server's clock, not the browser's: a kiosk PC's clock may be off, and the server's is
+// the one its data was stamped with (config.now: the moment the page was served).
+const clockOffsetMs = config.now ? Date.parse(config.now) - Date.now() : 0;
+
+/** The current moment by the server's clock. */
+export function serverNow() {
+  return new Date(Date.now() + clockOffsetMs);
+}
 
 /** The query naming this page's city: every API request of the page carries it. */
 export const cityQuery = `city=${encodeURIComponent(config.city.id)}`;

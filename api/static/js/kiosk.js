@@ -3,7 +3,9 @@
 // today's forecast. Lots arrive live over SSE; signs and the forecast are re-read on a timer.
 
 import { dropChart, fillTable, seconds, timeChart } from './charts.js';
-import { cityQuery, config, formatNumber, formatTime, t, translate } from './i18n.js';
+import {
+  cityQuery, config, formatNumber, formatTime, serverNow, t, translate,
+} from './i18n.js';
 import { LotFeed, hasCount } from './live.js';
 import { LotMap, statusClass, statusText } from './lotmap.js';
 
@@ -201,7 +203,7 @@ function show(index) {
 }
 
 function tick() {
-  document.getElementById('kiosk-clock').textContent = formatTime(new Date().toISOString());
+  document.getElementById('kiosk-clock').textContent = formatTime(serverNow().toISOString());
 }
 
 translate();
