@@ -7,7 +7,7 @@ TSDB   := tests/timescale/node_modules/.installed
 PAGES  := api/static/node_modules/.installed
 BROWSER := /usr/bin/chromium
 
-.PHONY: setup demo test lint bench clean mqtt-passwords
+.PHONY: setup demo test test-clocks lint bench clean mqtt-passwords
 
 setup: $(STAMP) $(PAGES) $(BROWSER)
 
@@ -50,6 +50,17 @@ lint: setup
 
 test: setup lint $(TSDB)
 	$(PY) -m pytest
+
+# The tests that read the time, at instants that have broken such tests before: a weekday
+# morning, a Sunday night, ten minutes before each clock change in Europe/Berlin (the runs
+# cross it) and a day a year from now (tests/conftest.py explains the clock).
+CLOCKS := 2026-12-09T08:15:00+01:00 2026-12-13T23:40:00+01:00 2027-03-28T01:50:00+01:00 \
+	2027-10-31T02:50:00+02:00 $(shell date -u -d '+1 year' +%Y-%m-%dT12:00:00Z)
+test-clocks: setup $(TSDB)
+	@for clock in $(CLOCKS); do \
+		echo "== clock $$clock"; \
+		$(PY) -m pytest -q -m clock --clock $$clock || exit 1; \
+	done
 
 bench: setup
 	$(PY) -m benchmarks.ingest

@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from api._models import Lot as LotView
 from core.city import City, Lot
 from core.datex2 import (
     NAMESPACES,
@@ -35,8 +36,7 @@ from core.datex2 import (
     to_bytes,
     utc_time,
 )
-
-from ._readings import LotReading, publish
+from core.status import Published
 
 __all__ = ["parking_status_publication", "parking_table_publication"]
 
@@ -69,11 +69,11 @@ def parking_table_publication(cities: Sequence[City], now: datetime, *,
     return to_bytes(root)
 
 
-def parking_status_publication(cities: Sequence[City], readings: Mapping[str, LotReading],
+def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotView],
                                now: datetime, *, creator: str | None = None) -> bytes:
-    """The ParkingStatusPublication of the lots of ``cities`` at ``now``; ``readings`` keyed by
-    lot id."""
-    # A lot without a reading is published as unknown; readings of other lots are ignored.
+    """The ParkingStatusPublication of the lots of ``cities`` at ``now``, from their ``views``
+    (``api._live``, keyed by lot id: what every output publishes of a lot)."""
+    # A lot without a view is published as unknown; views of other lots are ignored.
     # The references must carry the versions the table publication gives; build it aside.
     scratch = ET.Element("scratch")
     tables = [_parking_table(scratch, city, now) for city in cities]
@@ -86,8 +86,11 @@ def parking_status_publication(cities: Sequence[City], readings: Mapping[str, Lo
               id=table.get("id", ""), version=table.get("version", ""))
     header_information(root, "prk:headerInformation",
                        test=any(city.city.illustrative for city in cities))
-    for city, lot in ((owner, lot) for owner in cities for lot in owner.lots):
-        current = publish(lot, readings.get(lot.id), now, city.tz)
+    for lot in (lot for city in cities for lot in city.lots):
+        view = views.get(lot.id)
+        current = Published("unknown", None, None, None) if view is None else Published(
+            view.status, view.free, view.occupied, view.updated if view.free is not None
+            else None)
         info = child(root, "prk:parkingStatusInformation", xsi_type="prk:PlaceStatus")
         child(info, "fac:reference", targetClass="fac:FacilityObject", id=lot.id,
               version=versions[lot.id])
@@ -146,7 +149,7 @@ def _place(table: ET.Element, lot: Lot) -> ET.Element:
     common = child(place, "prk:commonComponents")
     child(child(common, "prk:characteristics"), "prk:structureType", structure)
     # The occupancy shares at which the lot's status turns almost full and full
-    # (ingest.lot_status), so consumers can read the published status the way it is meant.
+    # (core.status.lot_status), so consumers can read the published status the way it is meant.
     thresholds = child(common, "prk:thresholdConfiguration")
     for parking_status, share in (("almostFull", lot.almost_full), ("full", lot.full_at)):
         configuration = child(thresholds, "prk:statusConfiguration")

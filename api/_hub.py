@@ -3,9 +3,10 @@
 - One connection LISTENs ``parkleit_lot_state`` (ingest and the admin API NOTIFY each lot
   status at commit), ``parkleit_sign_content`` (the signage service, each content a sign
   confirmed) and ``parkleit_config`` (an admin reload: every API process reads the city
-  configs again). After each (re)connect - after LISTEN, so nothing committed in between is
-  missed - the hub reads ``lot_state`` and ``sign_state`` and publishes what differs from
-  what it holds.
+  configs again), and for the lots' views (``views``, ``api._snapshot``) whatever else changes
+  what they show (``core.channels``). After each (re)connect - after LISTEN, so nothing
+  committed in between is missed - the hub reads ``lot_state`` and ``sign_state`` and
+  publishes what differs from what it holds.
 - The hub holds the current state of every lot and sign of every city. A subscriber gets it
   first, taken in the same step as it is subscribed (no gap, nothing twice), then each change.
 - Fan-out: each subscriber has a queue of ``API_STREAM_QUEUE_MAX`` events and publishing never
@@ -35,18 +36,20 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.datastructures import State
 
+from api._snapshot import LotViews
+from core import channels
 from core.city import Cities, CityConfigError, Lot, load_cities
 from core.db import queries
 from core.settings import Settings
-from ingest import LotStatus
-from signage import CHANGE_CHANNEL, CONTENT_CHANNEL
+from core.status import COUNTED, LotStatus
 
-__all__ = ["CONFIG_CHANNEL", "Event", "Hub", "Subscriber"]
+__all__ = ["Event", "Hub", "Subscriber"]
 
 logger = logging.getLogger(__name__)
 
-CONFIG_CHANNEL = "parkleit_config"  # NOTIFYed by an admin reload; payload: the city id
-_OPEN_STATES = frozenset({"open", "almost_full", "full"})
+# The LISTEN channels: what the stream sends, and what may change a lot's view (LotViews).
+_CHANNELS = (channels.LOT_STATE, channels.SIGN_CONTENT, channels.CONFIG, channels.LOTS_CHANGED,
+             channels.FORECASTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.dropped = 0
         self.connected = False
+        self.views = LotViews()  # the lots' views of the open-data routes
         self.ending = False  # set by end_streams: the process is shutting down
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
@@ -157,7 +161,7 @@ class Hub:
     def _judged(self, status: LotStatus, now: datetime) -> LotStatus:
         """``status`` as it stands at ``now``: unknown once its count is stale."""
         known = self._lot(status.lot_id)
-        if known is None or status.status not in _OPEN_STATES:
+        if known is None or status.status not in COUNTED:
             return status
         lot = known[1]
         if status.updated is None or now - status.updated > timedelta(
@@ -208,15 +212,19 @@ class Hub:
 
     def _heard(self, channel: str, payload: str) -> bool:
         """Take one notification; True if it asks for the city configs to be read again."""
-        if channel == CONFIG_CHANNEL:
+        if channel != channels.SIGN_CONTENT:
+            self.views.invalidate()
+        if channel == channels.CONFIG:
             return self.cities.get(payload) is not None
+        if channel in (channels.LOTS_CHANGED, channels.FORECASTS):
+            return False
         try:
             message = json.loads(payload)
             if not isinstance(message, dict) or self.cities.get(str(message.get("city"))) is None:
                 return False
-            if channel == CHANGE_CHANNEL:
+            if channel == channels.LOT_STATE:
                 self.lot_changed(LotStatus.from_notification(payload)[1])
-            elif channel == CONTENT_CHANNEL:
+            elif channel == channels.SIGN_CONTENT:
                 self.sign_changed(str(message["sign_id"]), message["content"],
                                   message.get("shown_since"))
         except (ValueError, KeyError, TypeError) as exc:
@@ -287,6 +295,7 @@ class Hub:
     async def stop(self) -> None:
         """Stop listening and end every stream; idempotent."""
         task, self._task = self._task, None
+        self.connected = self.views.listening = False
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -299,10 +308,12 @@ class Hub:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         self.settings.DATABASE_URL, autocommit=True, connect_timeout=5) as conn:
-                    for channel in (CHANGE_CHANNEL, CONTENT_CHANNEL, CONFIG_CHANNEL):
+                    for channel in _CHANNELS:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     await self.resync()
                     self.connected, delay = True, 1.0
+                    self.views.listening = True
+                    self.views.invalidate()  # changes while away were not heard
                     logger.info("live stream: listening for changes")
                     while True:
                         reload = False
@@ -313,7 +324,7 @@ class Hub:
                             await self.resync()
                         self.check_staleness()
             except (psycopg.Error, PoolTimeout, OSError) as exc:
-                self.connected = False
+                self.connected = self.views.listening = False
                 logger.warning("live stream: no database (%s); retrying in %.0f s",
                                str(exc).strip().splitlines()[0] if str(exc).strip()
                                else type(exc).__name__, delay)

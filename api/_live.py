@@ -1,21 +1,28 @@
 """The live view of lots: static facts from the city config, the count from ``lot_state``,
-status and numbers as every open-data format publishes them (``api._readings.publish``)."""
+status and numbers as every output publishes them (``core.status.publish``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from api._models import Lot, LotForecast, SpecialSpaces, Status
-from api._readings import LotReading, publish
+from api._models import Lot, LotForecast, SpecialSpaces
 from core import city as registry
 from core.db import queries
+from core.status import LotReading, publish, rfc3339
 
-__all__ = ["read_lots"]
+__all__ = ["CSV_COLUMNS", "lot_view", "lots_csv", "read_lots"]
+
+# The lot list as CSV (``GET /v1/lots?format=csv``): one row per lot, the same figures as JSON.
+CSV_COLUMNS = ("id", "city", "name", "kind", "status", "free", "occupied", "capacity",
+               "updated", "stale", "quality", "disabled_free", "disabled_capacity", "ev_free",
+               "ev_capacity", "latitude", "longitude")
 
 
 async def read_lots(conn: AsyncConnection[Any],
@@ -29,11 +36,15 @@ async def read_lots(conn: AsyncConnection[Any],
         live = {row["lot_id"]: row for row in await cur.fetchall()}
         await cur.execute(q["special_bays"], {"lot_ids": ids, "now": now})
         bays = {(row["lot_id"], row["kind"]): row for row in await cur.fetchall()}
-    return [_view(city, lot, live.get(lot.id) or {}, bays, now) for city, lot in lots]
+    return [lot_view(city, lot, live.get(lot.id) or {}, now, bays) for city, lot in lots]
 
 
-def _view(city: registry.City, lot: registry.Lot, row: dict[str, Any],
-          bays: dict[tuple[str, str], dict[str, Any]], now: datetime) -> Lot:
+def lot_view(city: registry.City, lot: registry.Lot, row: Mapping[str, Any], now: datetime,
+             bays: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> Lot:
+    """``lot`` as the API shows it at ``now``, from its ``lot_state`` row as ``live_lots``
+    reads it (free, updated, closed, quality, flags, the 30-minute forecast) and its special
+    bays (``special_bays``, keyed by lot and kind)."""
+    bays = bays or {}
     updated: datetime | None = row.get("updated")
     # The status and numbers every open-data format publishes: none for a stale or closed lot.
     published = publish(lot, LotReading(row.get("free"), updated, bool(row.get("closed"))),
@@ -54,7 +65,7 @@ def _view(city: registry.City, lot: registry.Lot, row: dict[str, Any],
         address=lot.address,
         latitude=lot.latitude, longitude=lot.longitude, opening_hours=lot.opening_hours,
         capacity=lot.capacity, free=published.free, occupied=published.occupied,
-        status=cast(Status, published.status), updated=updated, stale=stale,
+        status=published.status, updated=updated, stale=stale,
         stale_after_s=lot.stale_after_s,
         quality=None if quality is None else round(quality, 3), quality_flags=flags,
         disabled=_special(lot, "disabled", lot.disabled_spaces, bays, counted),
@@ -62,8 +73,27 @@ def _view(city: registry.City, lot: registry.Lot, row: dict[str, Any],
         forecast_30=forecast)
 
 
+def lots_csv(lots: Sequence[Lot]) -> bytes:
+    """``lots`` as RFC 4180 CSV with a header row (empty cells where JSON has null)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for lot in lots:
+        writer.writerow((
+            lot.id, lot.city, lot.name, lot.kind, lot.status, _cell(lot.free),
+            _cell(lot.occupied), lot.capacity, rfc3339(lot.updated) if lot.updated else "",
+            str(lot.stale).lower(), _cell(lot.quality), _cell(lot.disabled.free),
+            lot.disabled.capacity, _cell(lot.ev.free), lot.ev.capacity, lot.latitude,
+            lot.longitude))
+    return buffer.getvalue().encode()
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else str(value)
+
+
 def _special(lot: registry.Lot, kind: str, configured: int,
-             bays: dict[tuple[str, str], dict[str, Any]], counted: bool) -> SpecialSpaces:
+             bays: Mapping[tuple[str, str], Mapping[str, Any]], counted: bool) -> SpecialSpaces:
     """Capacity of a kind of space and, where bay sensors cover all of them, how many are
     free (by ingest's rule for the lot: stuck sensors count neither free nor occupied)."""
     row = bays.get((lot.id, kind))

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.status import Status
+
 __all__ = [
     "Accuracy",
     "Forecast",
@@ -25,7 +27,6 @@ __all__ = [
     "SignLine",
     "SignList",
     "SpecialSpaces",
-    "Status",
 ]
 
 
@@ -35,7 +36,6 @@ def _utc(moment: datetime) -> datetime:
 
 # Serialised as RFC 3339 in UTC (``...Z``) whatever time zone the database session has.
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
-Status = Literal["open", "almost_full", "full", "closed", "unknown"]
 
 
 class _Model(BaseModel):

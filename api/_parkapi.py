@@ -7,7 +7,8 @@ operation; the key must be there); ``total`` and ``total:disabled`` as capacity;
 ``free:disabled`` as availability, each only when its key is present (a JSON null would be read
 as 0); ``opening_hours`` in OpenStreetMap syntax; ``url``, ``image_url``, ``notes``; and
 ``lot_type``, ``address``, ``forecast``, ``state`` as tags. So a lot without a current count has
-no ``free`` key and state ``nodata``, and the per-kind free counts nobody measures are left out.
+no ``free`` key and state ``nodata``; ``free:disabled`` is there where bay sensors count every
+disabled space of a counted lot, and left out where nobody measures it.
 
 The top level keeps ParkAPI's ``last_updated``, ``last_downloaded`` and ``data_source``; as in
 ParkAPI, times are UTC written without an offset (``2024-07-03T10:00:00``), since ParkAPI
@@ -16,13 +17,11 @@ clients parse exactly that shape.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.city import City
-
-from ._readings import LotReading, publish
+from api._models import Lot
 
 __all__ = ["parkapi_lots"]
 
@@ -32,29 +31,28 @@ _STATE = {"open": "open", "almost_full": "open", "full": "open", "closed": "clos
           "unknown": "nodata"}
 
 
-def parkapi_lots(cities: Iterable[City], readings: Mapping[str, LotReading], now: datetime, *,
-                 data_source: str) -> dict[str, Any]:
-    """The ParkAPI lots document of the lots of ``cities`` at ``now``; ``readings`` keyed by
-    lot id."""
+def parkapi_lots(views: Iterable[Lot], now: datetime, *, data_source: str) -> dict[str, Any]:
+    """The ParkAPI lots document of the lots' ``views`` (``api._live``) at ``now``."""
     lots: list[dict[str, Any]] = []
     counted: list[datetime] = []
-    for city, lot in ((owner, lot) for owner in cities for lot in owner.lots):
-        current = publish(lot, readings.get(lot.id), now, city.tz)
+    for lot in views:
         entry: dict[str, Any] = {
             "id": lot.id,
             "name": lot.name,
             "lot_type": _LOT_TYPE[lot.kind],
             "address": lot.address,
             "coords": {"lat": lot.latitude, "lng": lot.longitude},
-            "state": _STATE[current.status],
+            "state": _STATE[lot.status],
             "total": lot.capacity,
-            "total:disabled": lot.disabled_spaces,
+            "total:disabled": lot.disabled.capacity,
             "opening_hours": lot.opening_hours,
             "forecast": False,  # ParkAPI's forecast means its /timespan endpoint; not served
         }
-        if current.free is not None and current.updated is not None:
-            entry["free"] = current.free
-            counted.append(current.updated)
+        if lot.free is not None and lot.updated is not None:
+            entry["free"] = lot.free
+            counted.append(lot.updated)
+            if lot.disabled.free is not None:
+                entry["free:disabled"] = lot.disabled.free
         lots.append(entry)
     return {
         "last_updated": _parkapi_time(max(counted)) if counted else None,

@@ -11,10 +11,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api._http import bad_parameter
+from api._snapshot import LotViews
 from core.city import Cities, City
 from core.settings import Settings
 
-__all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "SelectedCities", "SettingsDep"]
+__all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "SelectedCities", "SettingsDep",
+           "Views"]
 
 
 # The dependencies are coroutines though they wait for nothing: FastAPI runs a plain function
@@ -73,6 +75,12 @@ async def _now(request: Request) -> datetime:
     return settings.clock.now()
 
 
+async def _views(request: Request) -> LotViews:
+    """The lots' views of this process (held by the live stream's hub)."""
+    views: LotViews = request.app.state.hub.views
+    return views
+
+
 PoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_pool)]
 Conn = Annotated[AsyncConnection[Any], Depends(_connection)]
 # The cities a list covers (``?city=``: one; none: all) and the one city of a city-wide view.
@@ -80,3 +88,4 @@ SelectedCities = Annotated[tuple[City, ...], Depends(_selected)]
 CityDep = Annotated[City, Depends(_one)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Now = Annotated[datetime, Depends(_now)]
+Views = Annotated[LotViews, Depends(_views)]

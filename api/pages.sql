@@ -115,7 +115,7 @@ SELECT l.lot_id, l.name, l.counting, count(s.sensor_id) AS sensors,
        count(*) FILTER (WHERE s.battery_low) AS battery_low,
        st.status, st.updated, st.quality, st.flags
 FROM lots AS l
-LEFT JOIN sensor_status AS s USING (lot_id)
+LEFT JOIN sensor_status(%(now)s) AS s USING (lot_id)
 LEFT JOIN lot_state AS st ON st.lot_id = l.lot_id
 WHERE l.city = %(city)s
 GROUP BY l.lot_id, st.lot_id
@@ -124,7 +124,7 @@ ORDER BY l.name, l.lot_id;
 -- name: sensor_problems
 SELECT s.sensor_id, s.lot_id, s.network, s.last_seen, s.state_since, s.battery_v,
        s.battery_pct, s.rssi, s.snr, s.gateway_id, s.silent, s.stuck, s.battery_low
-FROM sensor_status AS s
+FROM sensor_status(%(now)s) AS s
 JOIN lots AS l USING (lot_id)
 WHERE l.city = %(city)s AND (s.silent OR s.stuck OR s.battery_low)
 ORDER BY s.battery_low DESC, s.stuck DESC, s.last_seen DESC NULLS LAST, s.sensor_id

@@ -32,9 +32,7 @@ FROM bays AS b
 JOIN lots AS l ON l.lot_id = b.lot_id
 LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
 CROSS JOIN LATERAL (
-    SELECT coalesce(%(now)s - s.since > make_interval(
-               secs => CASE WHEN s.occupied THEN l.max_dwell_s ELSE l.max_idle_s END),
-           false) AS stuck
+    SELECT bay_stuck(s.occupied, s.since, l.max_dwell_s, l.max_idle_s, %(now)s) AS stuck
 ) AS k
 WHERE b.lot_id = ANY(%(lot_ids)s) AND b.kind <> 'standard'
 GROUP BY b.lot_id, b.kind;

@@ -77,6 +77,11 @@ CITY = "zeitz"
 TARGET_LOTS_P99_MS = 20.0
 TARGET_RATE = 200.0
 TARGET_HISTORY_P99_MS = 100.0
+# Relative targets, each against its reference measured in the same run: /v1/lots served from
+# the process's snapshot costs about what a constant does.
+TARGET_CPU_RATIO = 2.0  # server CPU per /v1/lots request / the constant's
+TARGET_P99_RATIO = 1.5  # /v1/lots p99 at the fixed rate / the constant's
+TARGET_HISTORY_RATIO = 1.2  # one-year history p50 / its SQL alone
 HISTORY_WARMUP = 2
 FORECAST_HORIZONS = (15, 30, 60, 120)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -532,11 +537,17 @@ def table(result: Result) -> str:
     def met(ok: bool | None) -> str:
         return "" if ok is None else ("yes" if ok else "NO")
 
+    def ratio(value: float | None, reference: float | None) -> float | None:
+        return None if value is None or not reference else value / reference
+
     lots_ok = (None if result.lots_p99_ms is None else
                result.lots_p99_ms < TARGET_LOTS_P99_MS
                and result.lots_achieved_rate >= 0.95 * TARGET_RATE)
     history_ok = (None if result.history_p99_ms is None
                   else result.history_p99_ms < TARGET_HISTORY_P99_MS)
+    cpu = ratio(result.lots_server_cpu_ms, result.reference_server_cpu_ms)
+    p99 = ratio(result.lots_p99_ms, result.reference_p99_ms)
+    history = ratio(result.history_p50_ms, result.history_database_ms)
     rate = f"{result.rate:,.0f}/s"
     # (figure, measured, target, met, reference: the constant-JSON endpoint's figure)
     lines = [
@@ -549,10 +560,16 @@ def table(result: Result) -> str:
          _fmt(result.reference_p95_ms)),
         (f"GET /v1/lots at {rate}: p99 (ms)", _fmt(result.lots_p99_ms),
          f"< {TARGET_LOTS_P99_MS:.0f}", met(lots_ok), _fmt(result.reference_p99_ms)),
+        ("  its ratio to the reference's p99", _fmt(p99, 2), f"<= {TARGET_P99_RATIO}",
+         met(None if p99 is None else p99 <= TARGET_P99_RATIO), ""),
         ("server CPU per request (ms)", _fmt(result.lots_server_cpu_ms, 2), "", "",
          _fmt(result.reference_server_cpu_ms, 2)),
+        ("  its ratio to the reference's", _fmt(cpu, 2), f"<= {TARGET_CPU_RATIO}",
+         met(None if cpu is None else cpu <= TARGET_CPU_RATIO), ""),
         (f"history {result.days} d at 15m: p50 (ms)", _fmt(result.history_p50_ms), "", "",
          f"{_fmt(result.history_database_ms)} its SQL in one piece"),
+        ("  its ratio to the SQL alone", _fmt(history, 2), f"<= {TARGET_HISTORY_RATIO}",
+         met(None if history is None else history <= TARGET_HISTORY_RATIO), ""),
         (f"history {result.days} d at 15m: p95 (ms)", _fmt(result.history_p95_ms), "", "",
          ""),
         (f"history {result.days} d at 15m: p99 (ms)", _fmt(result.history_p99_ms),

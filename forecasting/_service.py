@@ -32,17 +32,17 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from core import channels
 from core.city import City
 from core.db import open_pool, queries
 from core.mqtt import ServiceStatus
 from core.settings import Settings
+from core.status import LotStatus
 from forecasting._baselines import Forecaster, Persistence, ProfileAnomaly
 from forecasting._data import Panel, panel_from_frame
 from forecasting._model import GradientBoostingForecaster
-from ingest import LotStatus
 
 __all__ = [
-    "CHANGE_CHANNEL",
     "DEFAULT_HORIZONS",
     "ForecastError",
     "ForecastService",
@@ -59,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHANGE_CHANNEL = "parkleit_lot_state"  # ingest NOTIFYs every changed lot state after commit
 DEFAULT_HORIZONS = (15, 30, 60, 120)
 RECENT_DAYS = 28  # data a prediction reads: four weeks make a new lot's own weekly profile
 GBR_MIN_DAYS = 14
@@ -271,6 +270,7 @@ def predict(conn: psycopg.Connection[Any], city: City, *,
     with conn.transaction(), conn.cursor() as cur:
         if rows:
             cur.executemany(q["upsert_forecast"], rows)
+            cur.execute(q["notify"], {"channel": channels.FORECASTS, "payload": city.id})
     latest: dict[str, float] = {}
     for index, lot_id in enumerate(panel.lot_ids):
         observed = np.flatnonzero(np.isfinite(panel.free[index]))
@@ -309,8 +309,8 @@ class _Listener:
             return
         try:
             self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANGE_CHANNEL)))
-            logger.info("listening for lot changes on %s", CHANGE_CHANNEL)
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channels.LOT_STATE)))
+            logger.info("listening for lot changes on %s", channels.LOT_STATE)
         except psycopg.Error as exc:
             self.close()
             self._retry_at = time.monotonic() + 5.0

@@ -100,3 +100,7 @@ SELECT horizon_min, window_days, mae, mae_rate, points, computed_at
 FROM forecast_accuracy
 WHERE lot_id = %(lot_id)s
 ORDER BY horizon_min;
+
+-- name: notify
+-- Heard at commit (the API reads its lots' views again).
+SELECT pg_notify(%(channel)s, %(payload)s);

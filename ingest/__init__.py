@@ -9,8 +9,8 @@ from ._decode import (
     Reading,
 )
 from ._service import SHARE_GROUP, IngestService, install_signal_handlers
-from ._state import CounterState, apply_counter, counter_delta, lot_status
-from ._writer import BatchResult, LotStatus, Message, Writer, prepare_connection
+from ._state import CounterState, apply_counter, counter_delta
+from ._writer import BatchResult, Message, Writer, prepare_connection
 
 __all__ = [
     "SHARE_GROUP",
@@ -22,13 +22,11 @@ __all__ = [
     "Decoder",
     "HealthReading",
     "IngestService",
-    "LotStatus",
     "Message",
     "Reading",
     "Writer",
     "apply_counter",
     "counter_delta",
     "install_signal_handlers",
-    "lot_status",
     "prepare_connection",
 ]

@@ -167,7 +167,7 @@ class Decoder:
                 return [self._counter(rest[1], payload, received)]
         parts = topic.split("/")
         if len(parts) == 5 and parts[0] == "v3" and parts[2] == "devices" and parts[4] == "up":
-            return self._ttn_uplink(payload, received)
+            return self._ttn_uplink(parts[1], parts[3], payload, received)
         if (len(parts) == 6 and parts[0] == "application" and parts[2] == "device"
                 and parts[4] == "event" and parts[5] in ("up", "status")):
             return self._chirpstack(parts[3], parts[5], payload, received)
@@ -206,9 +206,18 @@ class Decoder:
 
     # -- LoRaWAN network servers -----------------------------------------------------------
 
-    def _ttn_uplink(self, payload: bytes, received: datetime) -> list[Reading]:
+    def _ttn_uplink(self, topic_app: str, topic_device: str, payload: bytes,
+                    received: datetime) -> list[Reading]:
         body = _json_object(payload)
         ids = _field(body, "end_device_ids", dict)
+        # The topic names the device (v3/{application}@{tenant}/devices/{device_id}/up); a body
+        # naming another one is refused, as ChirpStack's are: neither is to be believed.
+        if _field(ids, "device_id", str) != topic_device:
+            raise DecodeError("device_id in the payload differs from the topic")
+        app_ids = _optional(ids, "application_ids", dict)
+        if app_ids is not None and _field(app_ids, "application_id", str) != (
+                topic_app.partition("@")[0]):
+            raise DecodeError("application_id in the payload differs from the topic")
         dev_eui = _field(ids, "dev_eui", str).lower()
         bay_id = self._bay_for_device(dev_eui)
         uplink = _field(body, "uplink_message", dict)

@@ -31,8 +31,9 @@ from core.city import City
 from core.db import open_pool
 from core.registry import sync_registry
 from core.settings import Settings
+from core.status import LotStatus
 
-from ._writer import BatchResult, LotStatus, Message, Writer, prepare_connection
+from ._writer import BatchResult, Message, Writer, prepare_connection
 
 __all__ = ["SHARE_GROUP", "IngestService"]
 

@@ -1,4 +1,4 @@
-"""Lot-state rules: counter arithmetic and the status a lot shows. Pure functions."""
+"""Lot-state rules: counter arithmetic, data quality and re-zeroing. Pure functions."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.city import Lot, OpeningHours
+from core.city import Lot
 
 from ._decode import CounterReading
 
 __all__ = [
-    "CounterState", "apply_counter", "counter_delta", "lot_quality", "lot_status", "rezero_due",
+    "CounterState", "apply_counter", "counter_delta", "lot_quality", "rezero_due",
 ]
 
 
@@ -69,34 +69,6 @@ def apply_counter(state: CounterState, reading: CounterReading, lot: Lot) -> Cou
 
 def _clamp(occupied: int, capacity: int) -> int:
     return min(max(occupied, 0), capacity)
-
-
-def lot_status(
-    lot: Lot,
-    hours: OpeningHours,
-    free: int | None,
-    updated: datetime | None,
-    now: datetime,
-    tz: ZoneInfo,
-    *,
-    closed: bool = False,
-) -> str:
-    """``open``, ``almost_full``, ``full``, ``closed`` or ``unknown`` for a lot right now.
-
-    ``closed``: an operator closure is in force (table ``lot_closures``).
-    """
-    if closed or not hours.is_open(now, tz):
-        return "closed"
-    if free is None or updated is None or now - updated > timedelta(seconds=lot.stale_after_s):
-        return "unknown"
-    if lot.capacity == 0:
-        return "full"
-    occupancy = 1 - free / lot.capacity
-    if free <= 0 or occupancy >= lot.full_at:
-        return "full"
-    if occupancy >= lot.almost_full:
-        return "almost_full"
-    return "open"
 
 
 def lot_quality(lot: Lot, *, stale: bool, fresh_bays: int = 0, stuck_bays: int = 0,

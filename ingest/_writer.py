@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,13 +13,15 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from core import channels
 from core.city import City, Lot, OpeningHours
 from core.db import queries
+from core.status import LotStatus, lot_status
 
 from ._decode import BayReading, CounterReading, DecodeError, Decoder, HealthReading
-from ._state import CounterState, apply_counter, lot_quality, lot_status, rezero_due
+from ._state import CounterState, apply_counter, lot_quality, rezero_due
 
-__all__ = ["BatchResult", "LotStatus", "Message", "Writer", "prepare_connection"]
+__all__ = ["BatchResult", "Message", "Writer", "prepare_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,55 +37,6 @@ class Message:
     topic: str
     payload: bytes
     received: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class LotStatus:
-    """The published status of a lot (the retained MQTT status payload)."""
-
-    lot_id: str
-    free: int | None
-    occupied: int | None
-    capacity: int
-    status: str
-    updated: datetime | None
-    quality: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The payload of ``parkleit/v1/{city}/lots/{lot_id}/status`` as a dict."""
-        return {
-            "free": self.free, "occupied": self.occupied, "capacity": self.capacity,
-            "status": self.status,
-            "updated": self.updated.isoformat().replace("+00:00", "Z") if self.updated else None,
-            "quality": self.quality,
-        }
-
-    def to_json(self) -> str:
-        """The payload of ``parkleit/v1/{city}/lots/{lot_id}/status``."""
-        return json.dumps(self.as_dict())
-
-    def notification(self, city_id: str) -> str:
-        """The payload of a ``parkleit_lot_state`` NOTIFY: the status, lot and city ids."""
-        return json.dumps({"lot_id": self.lot_id, "city": city_id, **self.as_dict()})
-
-    @classmethod
-    def from_notification(cls, payload: str) -> tuple[str, LotStatus]:
-        """The city id and status of a ``notification``; ValueError if it is not one."""
-        try:
-            state = json.loads(payload)
-            updated = state["updated"]
-            quality = state.get("quality")
-            return str(state["city"]), cls(
-                str(state["lot_id"]), _optional_int(state["free"]),
-                _optional_int(state["occupied"]), int(state["capacity"]), str(state["status"]),
-                None if updated is None else datetime.fromisoformat(updated),
-                None if quality is None else float(quality))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a lot status notification: {exc}") from None
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 @dataclass(slots=True)
@@ -193,7 +145,8 @@ class Writer:
         """NOTIFY inside the transaction: listeners hear it only once it commits."""
         if changed:
             payloads = [status.notification(self.city.id) for status in changed]
-            conn.execute(self._q["notify_lot_states"], {"payloads": payloads})
+            conn.execute(self._q["notify"], {"channel": channels.LOT_STATE,
+                                             "payloads": payloads})
 
     def _remember(self, announced: list[LotStatus]) -> None:
         for status in announced:
@@ -294,6 +247,9 @@ class Writer:
         with conn.cursor() as cur:
             if updates:
                 cur.execute(q["update_lot_states"], _columns(updates))
+                # Whether announced or not (quality, flags, a disabled bay): the API's views.
+                cur.execute(q["notify"], {"channel": channels.LOTS_CHANGED,
+                                          "payloads": [self.city.id]})
             if occupancy_rows:
                 cur.execute(q["insert_lot_occupancy"], _columns(occupancy_rows))
             if late:

@@ -89,9 +89,7 @@ FROM bays AS b
 JOIN lots AS l ON l.lot_id = b.lot_id
 LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
 CROSS JOIN LATERAL (
-    SELECT coalesce(%(now)s - s.since > make_interval(
-               secs => CASE WHEN s.occupied THEN l.max_dwell_s ELSE l.max_idle_s END),
-           false) AS stuck
+    SELECT bay_stuck(s.occupied, s.since, l.max_dwell_s, l.max_idle_s, %(now)s) AS stuck
 ) AS k
 WHERE b.lot_id = ANY(%(lot_ids)s)
 GROUP BY b.lot_id;
@@ -155,8 +153,8 @@ ON CONFLICT (topic, digest) DO UPDATE
 SET occurrences = dead_letters.occurrences + 1, last_received = excluded.last_received;
 
 -- One notification per element, in array order; delivered when the transaction commits.
--- name: notify_lot_states
-SELECT pg_notify('parkleit_lot_state', payload) FROM unnest(%(payloads)s::text[]) AS payload;
+-- name: notify
+SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;
 
 -- name: current_lot_states
 SELECT lot_id, free, occupied, capacity, status, updated

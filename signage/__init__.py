@@ -4,9 +4,6 @@ from signage._content import Ack, Arrow, LineContent, SignContent, SignDriver, S
 from signage._datex import SignHealth, SignReport, vms_publication, vms_table_publication
 from signage._render import ForecastPoint, Level, LineState, Observation, SignState, render
 from signage._service import (
-    CHANGE_CHANNEL,
-    CONTENT_CHANNEL,
-    OVERRIDE_CHANNEL,
     SignageService,
     content_from_json,
     content_json,
@@ -15,9 +12,6 @@ from signage._service import (
 )
 
 __all__ = [
-    "CHANGE_CHANNEL",
-    "CONTENT_CHANNEL",
-    "OVERRIDE_CHANNEL",
     "Ack",
     "Arrow",
     "ForecastPoint",

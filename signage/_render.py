@@ -4,7 +4,7 @@
 ``SignContent`` and the ``SignState`` to pass as ``previous`` next time. Per line (one lot, or a
 group summed):
 
-1. Each lot is judged at ``now`` (ingest's ``lot_status`` does the first two steps):
+1. Each lot is judged at ``now`` (``core.status.lot_status`` does the first two steps):
    *closed* outside its opening hours (city time zone), whatever its data;
    *stale* without an observation or count, with a published status ``unknown`` (or one not
    known here), or with ``updated`` older than the lot's ``stale_after_s`` or the sign's
@@ -49,7 +49,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from core.city import City, Lot, OpeningHours, Sign, SignDisplay, SignLine
-from ingest import lot_status
+from core.status import lot_status
 from signage._content import LineContent, SignContent
 
 __all__ = ["ForecastPoint", "Level", "LineState", "Observation", "SignState", "render"]
@@ -200,16 +200,17 @@ def _aggregate(lot_ids: Sequence[str], sign: Sign, city: City,
 def _judge(lot: Lot, seen: Observation | None, sign: Sign, now: datetime,
            tz: ZoneInfo) -> tuple[int, int] | Literal["closed", "stale"]:
     """Rule 1: closed, stale, or (free, capacity) of one lot at ``now``."""
-    status = lot_status(lot, _hours(lot.opening_hours), seen.free if seen else None,
-                        seen.updated if seen else None, now, tz)
-    if status == "closed":
+    if not _hours(lot.opening_hours).is_open(now, tz):
         return "closed"
-    if (status == "unknown" or seen is None or seen.free is None or seen.updated is None
-            or seen.status not in _PUBLISHED
-            or now - seen.updated > timedelta(seconds=sign.stale_after_s)):
+    if (seen is None or seen.updated is None or seen.status not in _PUBLISHED
+            or now - seen.updated > timedelta(seconds=min(sign.stale_after_s,
+                                                          lot.stale_after_s))):
         return "stale"
-    if seen.status == "closed":
+    if seen.status == "closed":  # a closed lot publishes no count (core.status)
         return "closed"
+    status = lot_status(lot, _hours(lot.opening_hours), seen.free, seen.updated, now, tz)
+    if status == "unknown" or seen.free is None:
+        return "stale"
     capacity = max(seen.capacity, 0)
     return min(max(seen.free, 0), capacity), capacity
 

@@ -60,24 +60,22 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from core import channels
 from core.city import City, Sign
 from core.db import queries
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
 from core.settings import Settings
-from ingest import LotStatus
+from core.status import LotStatus
 from signage._content import LineContent, SignContent, SignError
 from signage._drivers import Drivers
 from signage._render import ForecastPoint, Observation, SignState, render
 
-__all__ = ["CHANGE_CHANNEL", "CONTENT_CHANNEL", "OVERRIDE_CHANNEL", "SignageService",
+__all__ = ["SignageService",
            "content_from_json", "content_json", "read_sign_states", "timing_problem"]
 
 logger = logging.getLogger(__name__)
 
-CHANGE_CHANNEL = "parkleit_lot_state"  # ingest NOTIFYs each announced lot status at commit
-OVERRIDE_CHANNEL = "parkleit_sign_override"  # the admin API set or cleared a sign override
-CONTENT_CHANNEL = "parkleit_sign_content"  # NOTIFYed with each ok sign_log row (the API's SSE)
 LOG_QUEUE_MAX = 10_000
 WRITE_BATCH = 500
 FORECAST_MAX_AGE = timedelta(hours=3)  # an older forecast run is not shown on any sign
@@ -290,7 +288,7 @@ class _LotFeed:
         conn = await psycopg.AsyncConnection.connect(self.service.settings.DATABASE_URL,
                                                      autocommit=True, connect_timeout=5)
         try:
-            for channel in (CHANGE_CHANNEL, OVERRIDE_CHANNEL):
+            for channel in (channels.LOT_STATE, channels.SIGN_OVERRIDE):
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
             await conn.close()
@@ -317,7 +315,7 @@ class _LotFeed:
             assert self._conn is not None
             try:
                 async for note in self._conn.notifies(timeout=0.5):
-                    if note.channel == OVERRIDE_CHANNEL:
+                    if note.channel == channels.SIGN_OVERRIDE:
                         await service.resync(pool)  # rare: one read of everything
                     else:
                         service.lot_changed(note.payload)
@@ -637,6 +635,7 @@ class SignageService:
             if rows:
                 await cur.executemany(q["insert_sign_log"], rows)
             if shown:  # heard at commit, with the rows (the API's live stream)
-                await cur.execute(q["notify_sign_content"], {"payloads": shown})
+                await cur.execute(q["notify"], {"channel": channels.SIGN_CONTENT,
+                                                 "payloads": shown})
             if health:
                 await cur.executemany(q["upsert_sign_state"], health)

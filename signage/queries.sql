@@ -53,5 +53,6 @@ FROM sign_overrides AS o
 JOIN signs AS g USING (sign_id)
 WHERE g.city = %(city)s;
 
--- name: notify_sign_content
-SELECT pg_notify('parkleit_sign_content', payload) FROM unnest(%(payloads)s::text[]) AS payload;
+-- One notification per element, in array order; delivered when the transaction commits.
+-- name: notify
+SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;

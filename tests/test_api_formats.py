@@ -22,12 +22,14 @@ from psycopg.types.json import Jsonb
 
 from api import create_app
 from api._datex_parking import parking_status_publication, parking_table_publication
+from api._live import lot_view
+from api._models import Lot as LotView
 from api._parkapi import parkapi_lots
-from api._readings import LotReading
 from core.city import City, load_city
 from core.datex2 import NAMESPACES
 from core.registry import sync_registry
 from core.settings import Settings
+from core.status import LotReading
 
 SCHEMAS = ROOT.parent / "shared" / "schemas" / "datex2-v3.7"
 ENTRY = "DATEXII_3_D2Payload.xsd"
@@ -229,6 +231,17 @@ def test_versions_change_exactly_with_a_lots_record(zeitz: City) -> None:
         lot.id: changed[lot.id].version for lot in zeitz.lots}
 
 
+def _views(city: City, readings: dict[str, LotReading], now: datetime) -> dict[str, LotView]:
+    """The lots' views (what every output publishes of a lot) from their readings, as the
+    routes build them; readings of lots the city does not have are kept under their key."""
+    views = {}
+    for lot_id, reading in readings.items():
+        lot = next((lot for lot in city.lots if lot.id == lot_id), city.lots[0])
+        row = {"free": reading.free, "updated": reading.updated, "closed": reading.closed}
+        views[lot_id] = lot_view(city, lot, row, now)
+    return views
+
+
 def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
         schema: xmlschema.XMLSchema, zeitz: City) -> None:
     altmarkt, rossmarkt, wendische, bahnhof, moritzburg, *rest = zeitz.lots
@@ -241,7 +254,7 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
         moritzburg.id: LotReading(30, counted, closed=True),  # closed by an operator
         "elsewhere": LotReading(1, counted),  # not a Zeitz lot: ignored
     }
-    document = parking_status_publication([zeitz], readings, NOW)
+    document = parking_status_publication([zeitz], _views(zeitz, readings, NOW), NOW)
     schema.validate(document)
     root, statuses = _statuses(document)
     assert root.get(XSI_TYPE) == "prk:ParkingStatusPublication"
@@ -265,7 +278,7 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
 
 def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: City) -> None:
     readings = {lot.id: LotReading(10, NIGHT - timedelta(seconds=30)) for lot in zeitz.lots}
-    document = parking_status_publication([zeitz], readings, NIGHT)
+    document = parking_status_publication([zeitz], _views(zeitz, readings, NIGHT), NIGHT)
     schema.validate(document)
     _, statuses = _statuses(document)
     assert statuses["zeitz-altmarkt"].opening == "closed"  # Mo-Sa 06:00-23:00
@@ -322,7 +335,9 @@ def test_parkapi_feed_as_opentripplanner_reads_it(zeitz: City) -> None:
         bahnhof.id: LotReading(50, NOW - timedelta(hours=2)),
         moritzburg.id: LotReading(30, NOW - timedelta(seconds=10), closed=True),
     }
-    document = parkapi_lots([zeitz], readings, NOW, data_source="https://parken.example/")
+    views = _views(zeitz, readings, NOW)
+    document = parkapi_lots([views.get(lot.id) or lot_view(zeitz, lot, {}, NOW)
+                             for lot in zeitz.lots], NOW, data_source="https://parken.example/")
     _check_otp_shape(document)
     assert document["last_downloaded"] == "2024-07-03T10:00:00"
     # The newest count published: Moritzburg's is newer but closed, so not published.

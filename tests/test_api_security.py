@@ -264,7 +264,7 @@ def test_the_schema_holds_no_personal_data(conn: psycopg.Connection[Any]) -> Non
         "SELECT c.table_name, c.column_name, c.udt_name FROM information_schema.columns AS c"
         " WHERE c.table_schema = 'public' ORDER BY 1, 2").fetchall()
     tables = {table for table, _, _ in columns}
-    assert {"lots", "bay_events", "sensor_health", "admin_audit", "sensor_status"} <= tables
+    assert {"lots", "bay_events", "sensor_health", "admin_audit", "sensor_state"} <= tables
     assert [(table, column) for table, column, kind in columns
             if _personal(table, column, kind)] == []
     # The allow-list names only columns that exist: it cannot hide a removed one's successor.

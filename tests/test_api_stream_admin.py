@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from api import create_app
 from api._keys import add_key
+from core import channels
 from core.city import City, Sign
 from core.cli import main
 from core.db import queries
@@ -253,11 +254,11 @@ def test_a_client_that_does_not_read_is_dropped_and_holds_up_no_one(
     fast = live.stream(f"?signs={sign}")
     hub = live.app.state.hub
     wait_for(lambda: len(hub.subscribers) == 2, timeout=5)
-    notify = queries("signage")["notify_sign_content"]
+    notify = queries("signage")["notify"]
     try:
         for batch in range(100):  # up to 6 MB, more than sockets and buffers hold
             texts = [f"{n:05d}" + "x" * 6000 for n in range(batch * 10, batch * 10 + 10)]
-            live.conn.execute(notify, {"payloads": [json.dumps({
+            live.conn.execute(notify, {"channel": channels.SIGN_CONTENT, "payloads": [json.dumps({
                 "sign_id": sign, "city": live.city.id, "shown_since": None,
                 "content": {"lines": [{"label": "", "arrow": "none", "text": text}]}})
                 for text in texts]})

@@ -28,6 +28,7 @@ from _payloads import (
 )
 
 from core.city import City, Lot, OpeningHours
+from core.status import lot_status
 from ingest import (
     BayReading,
     CounterReading,
@@ -37,7 +38,6 @@ from ingest import (
     HealthReading,
     apply_counter,
     counter_delta,
-    lot_status,
 )
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday, 13:00 in the city's time zone
@@ -186,7 +186,7 @@ def test_ttn_omitted_zero_values(decoder: Decoder, city: City) -> None:
 
 
 def test_ttn_minimal_uplink_and_battery_from_the_codec(decoder: Decoder, city: City) -> None:
-    body = {"end_device_ids": {"device_id": "x", "dev_eui": TTN_EUI},
+    body = {"end_device_ids": {"device_id": "pls-0001", "dev_eui": TTN_EUI},
             "received_at": iso(TS),
             "uplink_message": {"f_port": 1, "f_cnt": 9,
                                "decoded_payload": {"occupied": 0, "battery_pct": 64},
@@ -270,7 +270,8 @@ REFUSALS: list[tuple[str, Case, str]] = [
      "unknown lot"),
     ("unknown TTN device",
      lambda c: (ttn_topic(c), {**ttn_uplink(c, TS),
-                               "end_device_ids": {"dev_eui": "0004A30B001C0530"}}),
+                               "end_device_ids": {"device_id": "pls-0001",
+                                                  "dev_eui": "0004A30B001C0530"}}),
      "unknown device"),
     ("unknown ChirpStack device",
      lambda c: (chirpstack_topic(c, dev_eui="0004a30b001c0530"),
@@ -354,6 +355,12 @@ REFUSALS: list[tuple[str, Case, str]] = [
     ("devEui differs from the topic",
      lambda c: (chirpstack_topic(c), chirpstack_up(TS, dev_eui=TTN_EUI)),
      "devEui in the payload differs from the topic"),
+    ("TTN device_id differs from the topic",
+     lambda c: (ttn_topic(c, "pls-0002"), ttn_uplink(c, TS)),
+     "device_id in the payload differs from the topic"),
+    ("TTN application differs from the topic",
+     lambda c: (ttn_topic(c).replace(f"{c}-app@", "other-app@"), ttn_uplink(c, TS)),
+     "application_id in the payload differs from the topic"),
     ("ChirpStack without deviceInfo",
      lambda c: (chirpstack_topic(c), {"time": iso(TS), "data": "AQ=="}),
      "missing field 'deviceInfo'"),
@@ -382,7 +389,7 @@ REFUSALS: list[tuple[str, Case, str]] = [
                                if k != "uplink_message"}),
      "missing field 'uplink_message'"),
     ("TTN without dev_eui",
-     lambda c: (ttn_topic(c), {**ttn_uplink(c, TS), "end_device_ids": {"device_id": "x"}}),
+     lambda c: (ttn_topic(c), {**ttn_uplink(c, TS), "end_device_ids": {"device_id": "pls-0001"}}),
      "missing field 'dev_eui'"),
     ("TTN f_cnt beyond 32 bits", lambda c: (ttn_topic(c), _ttn_with(c, f_cnt=2**32)),
      "field 'f_cnt' out of range"),

@@ -524,7 +524,7 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
         lot_state = {row[0]: row[1:] for row in conn.execute(
             "SELECT lot_id, status, free, occupied, quality, flags FROM lot_state")}
         sensors = {row[0]: row[1:] for row in conn.execute(
-            "SELECT sensor_id, stuck, silent, battery_low FROM sensor_status")}
+            "SELECT sensor_id, stuck, silent, battery_low FROM sensor_status(%s)", (utc_now(),))}
         heard_while_off = [conn.execute(
             "SELECT count(*) FROM sensor_health WHERE gateway_id IN (%s, %s)"
             " AND time >= %s AND time < %s",

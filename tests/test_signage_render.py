@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.city import City, Lot, OpeningHours, Sign, load_city
-from ingest import lot_status
+from core.status import lot_status
 from signage import (
     ForecastPoint,
     LineContent,

@@ -268,7 +268,7 @@ def quality(conn: psycopg.Connection[Any], city: City, lot: str) -> tuple[Any, .
 def test_stuck_sensor_is_left_out_of_the_count(conn: psycopg.Connection[Any], city: City,
                                                writer: Writer) -> None:
     # Street lot: 4 bays, max_dwell 48 h. st-001 reports "occupied" for three days on end,
-    # ending an hour ago: sensor_status judges "stuck" against the clock (max_idle 7 days).
+    # ending an hour ago: sensor_status() judges "stuck" at the moment given (max_idle 7 days).
     start = utc_now().replace(microsecond=0) - timedelta(hours=74)
     writer.write(conn, [bay_msg(city, f"st-00{n}", n == 1, start) for n in range(1, 5)], start)
     assert quality(conn, city, "street") == (3, 1, 1.0, [])
@@ -284,7 +284,8 @@ def test_stuck_sensor_is_left_out_of_the_count(conn: psycopg.Connection[Any], ci
     moment = start + timedelta(hours=73)
     writer.write(conn, [bay_msg(city, "st-001", False, moment)], moment)
     assert quality(conn, city, "street") == (4, 0, 1.0, [])
-    stuck = conn.execute("SELECT count(*) FROM sensor_status WHERE stuck").fetchone()
+    stuck = conn.execute("SELECT count(*) FROM sensor_status(%s) WHERE stuck",
+                         (moment,)).fetchone()
     assert stuck == (0,)
 
 

@@ -30,15 +30,15 @@ from psycopg.types.json import Jsonb
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema, problem_responses
-from api._hub import CONFIG_CHANNEL
 from api._keys import KeyFileError, KeyStore
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
+from core import channels
 from core.city import Cities, CityConfigError, OpeningHours, Sign, load_cities
 from core.db import queries
 from core.registry import sync_registry
-from ingest import LotStatus, lot_status
-from signage import OVERRIDE_CHANNEL, Arrow, LineContent, SignContent, content_json
+from core.status import LotStatus, lot_status
+from signage import Arrow, LineContent, SignContent, content_json
 
 __all__ = ["router"]
 
@@ -176,8 +176,8 @@ async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, n
     await conn.execute(q["set_lot_status"], {"lot_id": lot_id, "status": status})
     announced = LotStatus(lot_id, row["free"], row["occupied"], row["capacity"], status,
                           row["updated"], row["quality"])
-    await conn.execute(queries("ingest")["notify_lot_states"],
-                       {"payloads": [announced.notification(city.id)]})
+    await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
+                                     "payload": announced.notification(city.id)})
     return status
 
 
@@ -300,7 +300,7 @@ async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep,
         await conn.execute(q["set_sign_override"], {
             "sign_id": sign_id, "content": Jsonb(document), "reason": body.reason,
             "key_name": operator.name, "since": now, "until": until})
-        await conn.execute(q["notify"], {"channel": OVERRIDE_CHANNEL, "payload": sign_id})
+        await conn.execute(q["notify"], {"channel": channels.SIGN_OVERRIDE, "payload": sign_id})
         await _audit(conn, operator, "override_sign", sign_id,
                      {**document, "reason": body.reason, "until": until and until.isoformat()},
                      now)
@@ -317,7 +317,7 @@ async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn, now: N
     async with conn.transaction():
         q = queries("api", "admin")
         cursor = await conn.execute(q["clear_sign_override"], {"sign_id": sign_id})
-        await conn.execute(q["notify"], {"channel": OVERRIDE_CHANNEL, "payload": sign_id})
+        await conn.execute(q["notify"], {"channel": channels.SIGN_OVERRIDE, "payload": sign_id})
         await _audit(conn, operator, "clear_sign_override", sign_id,
                      {"was_set": cursor.rowcount > 0}, now)
     return SignOverride(sign_id=sign_id, lines=None)
@@ -347,7 +347,7 @@ def _sync(url: str, cities: Cities, audit: dict[str, Any]) -> None:
             sync_registry(conn, city)
         conn.execute(q["audit"], audit)
         for city in cities:
-            conn.execute(q["notify"], {"channel": CONFIG_CHANNEL, "payload": city.id})
+            conn.execute(q["notify"], {"channel": channels.CONFIG, "payload": city.id})
 
 
 @router.post("/reload", operation_id="reloadConfig", response_model=Reloaded,

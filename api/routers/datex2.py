@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from psycopg.rows import dict_row
 
 from api._datex_parking import parking_status_publication, parking_table_publication
 from api._http import problem_responses
-from api._readings import read_lot_readings
-from api.deps import Conn, Now, SelectedCities
+from api._snapshot import Encoded
+from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities, Views
 from core.city import City, Sign
 from core.db import queries
 from signage import SignReport, content_from_json, vms_publication, vms_table_publication
@@ -41,10 +41,13 @@ async def parking_table(cities: SelectedCities, now: Now) -> Response:
 
 @router.get("/parking-status", summary="DATEX II parking status",
             operation_id="datex2_parking_status", response_class=Response, responses=_DOCUMENT)
-async def parking_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
+async def parking_status(request: Request, pool: PoolDep, views: Views, all_cities: CitiesDep,
+                         cities: SelectedCities, now: Now) -> Response:
     """ParkingStatusPublication: every lot's vacant spaces and status now (unknown when stale)."""
-    readings = await read_lot_readings(conn, cities)
-    return _xml(parking_status_publication(cities, readings, now))
+    current = await views.get(pool, all_cities, now)
+    key = ("datex2-parking-status", tuple(city.id for city in cities))
+    return views.encoded(key, lambda: Encoded(
+        parking_status_publication(cities, current, now), _XML)).response(request)
 
 
 @router.get("/vms-table", summary="DATEX II VMS table", operation_id="datex2_vms_table",

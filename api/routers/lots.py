@@ -15,8 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel
 
 from api._history import history_parts, history_range, newest_data, points_query
-from api._http import cache, inline_schema, pagination_links, problem_responses
-from api._live import read_lots
+from api._http import cache, http_date, inline_schema, pagination_links, problem_responses
+from api._live import CSV_COLUMNS, lots_csv
 from api._models import (
     Accuracy,
     Forecast,
@@ -28,13 +28,15 @@ from api._models import (
     LotList,
     Point,
 )
-from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities
+from api._snapshot import Encoded
+from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities, Views
 from core import city as registry
 from core.db import queries
 
 __all__ = ["router"]
 
 GEOJSON = "application/geo+json"
+CSV = "text/csv"
 LIVE_MAX_AGE = 10  # seconds; counts change about once a minute
 FORECAST_MAX_AGE = 60
 HISTORY_MAX_AGE = 60
@@ -67,43 +69,65 @@ def _newest(*moments: datetime | None) -> datetime | None:
     "[longitude, latitude]) with `format=geojson` or `Accept: application/geo+json`. Paged "
     "with `limit` and `offset`; the `Link` header names the first, previous and next page.",
     responses={200: {"description": "One page of lots", "content": {
-        GEOJSON: {"schema": inline_schema(LotFeatureCollection)}}}})
+        GEOJSON: {"schema": inline_schema(LotFeatureCollection)},
+        CSV: {"schema": {"type": "string"}, "example": ",".join(CSV_COLUMNS)}}}})
 async def list_lots(
-    request: Request, conn: Conn, cities: SelectedCities, now: Now,
+    request: Request, pool: PoolDep, views: Views, all_cities: CitiesDep,
+    cities: SelectedCities, now: Now,
     limit: Annotated[int, Query(ge=1, le=1000, description="Lots per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Lots to skip.")] = 0,
-    format_: Annotated[Literal["json", "geojson"] | None, Query(
+    format_: Annotated[Literal["json", "geojson", "csv"] | None, Query(
         alias="format", description="Overrides the Accept header.")] = None,
 ) -> Response:
     """One page of the lots (of every city or the one asked for), ordered by id."""
     if format_ is None:
-        format_ = "geojson" if GEOJSON in request.headers.get("accept", "") else "json"
-    ordered = sorted(((city, lot) for city in cities for lot in city.lots),
-                     key=lambda entry: entry[1].id)
-    lots = await read_lots(conn, ordered[offset:offset + limit], now)
+        accept = request.headers.get("accept", "")
+        format_ = "geojson" if GEOJSON in accept else "csv" if CSV in accept else "json"
+    current = await views.get(pool, all_cities, now)
+    ids = sorted(lot.id for city in cities for lot in city.lots)
+    page = ids[offset:offset + limit]
+    answer = views.encoded(("lots", format_, tuple(page), len(ids), limit, offset),
+                           lambda: _page([current[lot_id] for lot_id in page], format_,
+                                         total=len(ids), limit=limit, offset=offset))
+    return answer.response(request, {"Link": pagination_links(
+        request, offset=offset, limit=limit, total=len(ids))})
+
+
+def _page(lots: list[Lot], format_: str, *, total: int, limit: int, offset: int) -> Encoded:
+    """One page of the list, encoded in ``format_``."""
+    headers = _headers(*lots, vary="Accept")
+    if format_ == "csv":
+        return Encoded(lots_csv(lots), f"{CSV}; charset=utf-8; header=present", headers)
     if format_ == "geojson":
-        response = _json(LotFeatureCollection(features=[
+        return Encoded(LotFeatureCollection(features=[
             LotFeature(id=lot.id, geometry=Point(coordinates=[lot.longitude, lot.latitude]),
-                       properties=lot) for lot in lots]), GEOJSON)
-    else:
-        response = _json(LotList(lots=lots, total=len(ordered), limit=limit, offset=offset))
-    response.headers["Link"] = pagination_links(request, offset=offset, limit=limit,
-                                                total=len(ordered))
-    cache(response, max_age=LIVE_MAX_AGE, vary="Accept",
-          last_modified=_newest(*(lot.updated for lot in lots),
-                                *(lot.forecast_30.origin for lot in lots if lot.forecast_30)))
-    return response
+                       properties=lot) for lot in lots]).model_dump_json().encode(),
+            GEOJSON, headers)
+    return Encoded(LotList(lots=lots, total=total, limit=limit, offset=offset)
+                   .model_dump_json().encode(), "application/json", headers)
+
+
+def _headers(*lots: Lot, vary: str | None = None) -> tuple[tuple[str, str], ...]:
+    """Cache-Control, Vary and Last-Modified (the newest count or forecast) of ``lots``."""
+    headers = [("Cache-Control", f"public, max-age={LIVE_MAX_AGE}")]
+    if vary:
+        headers.append(("Vary", vary))
+    newest = _newest(*(lot.updated for lot in lots),
+                     *(lot.forecast_30.origin for lot in lots if lot.forecast_30))
+    if newest is not None:
+        headers.append(("Last-Modified", http_date(newest)))
+    return tuple(headers)
 
 
 @router.get("/{lot_id}", operation_id="getLot", response_model=Lot,
             summary="One lot with its live status", responses=problem_responses(404))
-async def get_lot(lot_id: LotId, conn: Conn, cities: CitiesDep, now: Now) -> Response:
+async def get_lot(request: Request, lot_id: LotId, pool: PoolDep, views: Views,
+                  cities: CitiesDep, now: Now) -> Response:
     """One lot as in the list."""
-    [lot] = await read_lots(conn, [_lot(cities, lot_id)], now)
-    response = _json(lot)
-    cache(response, max_age=LIVE_MAX_AGE,
-          last_modified=_newest(lot.updated, lot.forecast_30.origin if lot.forecast_30 else None))
-    return response
+    _lot(cities, lot_id)
+    lot = (await views.get(pool, cities, now))[lot_id]
+    return views.encoded(("lot", lot_id), lambda: Encoded(
+        lot.model_dump_json().encode(), "application/json", _headers(lot))).response(request)
 
 
 @router.get(

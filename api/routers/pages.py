@@ -34,7 +34,7 @@ _VENDOR = {"leaflet": "leaflet/dist", "uplot": "uplot/dist"}
 _PAGES = {"map": "map.html", "kiosk": "kiosk.html", "dashboard": "dashboard.html"}
 MAX_RANGE = timedelta(days=92)
 TARGET = 0.85  # the planners' target: occupancy above this share of capacity is too much
-GATEWAY_SILENT_AFTER = timedelta(hours=1)  # sensor_status's 4 × staleness, at 900 s
+GATEWAY_SILENT_AFTER = timedelta(hours=1)  # sensor_status()'s 4 × staleness, at 900 s
 GATEWAY_WINDOW = timedelta(days=7)
 
 
@@ -350,8 +350,9 @@ class SensorHealth(BaseModel):
 async def sensors(conn: Conn, city: CityDep, now: Now,
                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> SensorHealth:
     """Sensor health: per lot, sensors silent, stuck or low on battery; gateways heard."""
-    lots = await _rows(conn, "sensor_lots", {"city": city.id})
-    problems = await _rows(conn, "sensor_problems", {"city": city.id, "limit": limit})
+    lots = await _rows(conn, "sensor_lots", {"city": city.id, "now": now})
+    problems = await _rows(conn, "sensor_problems", {"city": city.id, "limit": limit,
+                                                     "now": now})
     gateways = await _rows(conn, "gateways", {
         "city": city.id, "since": now - GATEWAY_WINDOW, "now": now,
         "silent_after": GATEWAY_SILENT_AFTER})

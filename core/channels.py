@@ -1,0 +1,42 @@
+"""The names every part shares: PostgreSQL NOTIFY channels and MQTT topics.
+
+A NOTIFY is sent inside the transaction that made the change, so a listener hears it only once
+the change is committed (and never hears of one rolled back).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONFIG",
+    "FORECASTS",
+    "LOTS_CHANGED",
+    "LOT_STATE",
+    "SIGN_CONTENT",
+    "SIGN_OVERRIDE",
+    "lot_status_topic",
+    "service_topic",
+]
+
+# A lot's announced status (core.status.LotStatus.notification): ingest, the admin API.
+LOT_STATE = "parkleit_lot_state"
+# Some stored lot state changed, announced or not (quality, flags, a bay of a kind): ingest,
+# once per transaction; the payload is the city id.
+LOTS_CHANGED = "parkleit_lots_changed"
+# A city's forecasts were written: the forecaster; the payload is the city id.
+FORECASTS = "parkleit_forecasts"
+# What a sign confirmed showing (one sign_log row as JSON): signage.
+SIGN_CONTENT = "parkleit_sign_content"
+# An operator set or cleared a sign's override; the payload is the sign id: the admin API.
+SIGN_OVERRIDE = "parkleit_sign_override"
+# The city configs were changed by an admin reload; the payload is the city id: the admin API.
+CONFIG = "parkleit_config"
+
+
+def lot_status_topic(city_id: str, lot_id: str) -> str:
+    """The retained MQTT status topic of a lot (``core.status.LotStatus.to_json``)."""
+    return f"parkleit/v1/{city_id}/lots/{lot_id}/status"
+
+
+def service_topic(city_id: str, name: str) -> str:
+    """The retained ``online``/``offline`` topic of a service of a city."""
+    return f"parkleit/v1/{city_id}/services/{name}"
