@@ -27,6 +27,7 @@ from core.city import City, load_city
 from core.settings import Settings
 from ingest import Decoder
 from ingest._decode import BayReading, CounterReading, DecodeError, HealthReading, Reading
+from ingest._state import counter_change
 from simulators.city import (
     FAULT_NAMES,
     TRUTH_HEADER,
@@ -388,6 +389,49 @@ def test_counter_resets_set_both_counters_back_to_zero() -> None:
                  itertools.pairwise(readings)
                  if e1 < e0 and x1 < x0 and e1 < 100 and x1 < 100)
     assert feed.stats["counter_resets"] >= 5 and resets >= 5
+
+
+def _counter_steps(minutes: list[SimMinute]) -> list[tuple[str, tuple[int, int],
+                                                           tuple[int, int], timedelta]]:
+    """Each counter's consecutive readings: lot, (entries, exits) before and after, time
+    between."""
+    decoder = Decoder(ZEITZ)
+    last: dict[str, CounterReading] = {}
+    steps = []
+    for message in messages_of(minutes):
+        if message.kind == "counter":
+            (reading,) = decode(decoder, message)
+            assert isinstance(reading, CounterReading)
+            assert reading.entries is not None and reading.exits is not None
+            if (before := last.get(reading.lot_id)) is not None:
+                assert before.entries is not None and before.exits is not None
+                steps.append((reading.lot_id, (before.entries, before.exits),
+                              (reading.entries, reading.exits), reading.time - before.time))
+            last[reading.lot_id] = reading
+    return steps
+
+
+@pytest.mark.parametrize("fault", ["none", "counter_reset", "counter_restart"])
+def test_counter_restarts_are_what_ingest_judges_them(fault: str) -> None:
+    """A reset is the device restarting from zero: ingest counts on from there, never a jump.
+    A restart starts entries and exits from other values: ingest sees each one as a jump
+    (``counter_change``), and nothing else is one."""
+    faults = FaultConfig.parse(fault, {} if fault == "none" else {fault: 6.0})
+    feed, minutes = run_feed(3, faults)
+    steps = _counter_steps(minutes)
+    judged = [(after[0] < before[0] and after[1] < before[1],
+               counter_change(ZEITZ.lot(lot), before, after, elapsed))
+              for lot, before, after, elapsed in steps]
+    jumps = sum(change is None for _, change in judged)
+    from_zero = sum(down and change is not None for down, change in judged)
+    assert len(steps) > 300
+    assert jumps == feed.stats["counter_restarts"]
+    # (a second reset before the counter has counted past its first one shows no fall)
+    assert from_zero <= feed.stats["counter_resets"]
+    if fault == "none":
+        assert not jumps and not from_zero
+    else:
+        assert feed.stats[f"{fault}s"] >= 5 and jumps + from_zero >= 5
 
 
 def test_gateway_outages_silence_bays_heard_by_that_gateway_only() -> None:
