@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -41,6 +42,7 @@ from simulators.city import (
     run_city,
 )
 
+log = logging.getLogger(__name__)
 ZEITZ = load_city("zeitz")
 FRIDAY = datetime(2026, 3, 6, 6, 0, tzinfo=UTC)  # 07:00 local: the city wakes up
 KINDS = {"native", "counter", "ttn", "chirpstack", "chirpstack_status"}
@@ -543,8 +545,10 @@ def test_sigterm_stops_cleanly(tmp_path: Path, mqtt_url: str, city_path: Path) -
     assert truth.read_text().splitlines()[0] == TRUTH_HEADER
 
 
-def sim_city_toml(city_id: str, now: datetime) -> str:
-    """A small city with every kind of sensor and a market filling it right now."""
+def sim_city_toml(city_id: str, now: datetime, *, garage: str = "capacity = 80\n"
+                  "counter_modulus = 500") -> str:
+    """A small city with every kind of sensor and a market filling it right now; ``garage``:
+    the counter-counted garage's capacity and further settings."""
     tz = load_city("zeitz").tz
     begin = (now - timedelta(hours=2, minutes=15)).astimezone(tz)
     finish = (now + timedelta(minutes=40)).astimezone(tz)
@@ -579,10 +583,9 @@ id = "{city_id}-garage"
 name = "Parkhaus Markt"
 kind = "garage"
 counting = "counter"
-capacity = 80
 latitude = 51.05
 longitude = 12.14
-counter_modulus = 500
+{garage}
 
 [[lots]]
 id = "{city_id}-street"
@@ -600,11 +603,13 @@ bay_groups = [{{ prefix = "{city_id}-st", count = 10 }}]
 
 
 @pytest.fixture
-def city_path(tmp_path: Path) -> Path:
-    """This module's city: every sensor kind, and a market so that cars move at any hour."""
+def city_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """This module's city: every sensor kind, and a market so that cars move at any hour. A
+    test may set the garage's settings (``sim_city_toml``) by indirect parametrization."""
     city_id = f"s{secrets.token_hex(4)}"
     path = tmp_path / f"{city_id}.toml"
-    path.write_text(sim_city_toml(city_id, datetime.now(UTC)), encoding="utf-8")
+    garage = {"garage": request.param} if hasattr(request, "param") else {}
+    path.write_text(sim_city_toml(city_id, datetime.now(UTC), **garage), encoding="utf-8")
     return path
 
 
@@ -637,6 +642,78 @@ def test_end_to_end_ingest_ends_where_the_truth_ends(
         sources: dict[str, int] = dict(conn.execute(
             "SELECT source, count(*) FROM bay_events GROUP BY 1").fetchall())
     assert set(sources) == {"native", "ttn", "chirpstack"}
+    assert ingest.terminate() == 0
+
+
+def _garage_counts(city: City, start: datetime, seed: int,
+                   duration_s: float) -> list[tuple[datetime, int, int]]:
+    """The garage counter's readings of a run (time, entries, exits), in publishing order."""
+    decoder = Decoder(city)
+    counts = []
+    for message in city_messages(city, start, seed=seed, duration_s=duration_s):
+        if message.topic.endswith(f"/{city.id}-garage/counter"):
+            (reading,) = decode(decoder, message)
+            assert isinstance(reading, CounterReading)
+            assert reading.entries is not None and reading.exits is not None
+            counts.append((reading.time, reading.entries, reading.exits))
+    return counts
+
+
+# A garage that is never full nor empty at any hour (an event venue with the market on it),
+# its counter 16 bits wide.
+BIG_GARAGE = 'capacity = 400\ncounter_modulus = 65536\nprofile = "event"'
+
+
+@pytest.mark.parametrize("city_path", [BIG_GARAGE], indirect=True, ids=["big-garage"])
+def test_simulating_the_city_twice_moves_no_counter_lot_at_once(
+        spawn: Callable[..., ServiceProcess], settings: Settings, city: City,
+        db_url: str) -> None:
+    """``make demo`` twice in a row: the city simulator started again with another seed,
+    overlapping the first run by ten minutes, into the same database. The second run's
+    counters start from other values; ingest re-baselines them, so the garage's stored
+    occupancy never moves by more than 10 % of its capacity from one row to the next, and
+    the jump is flagged on the lot, on its counter and in dead_letters."""
+    garage = city.lot(f"{city.id}-garage")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    runs = [(11, now - timedelta(minutes=90), 60 * 60), (12, now - timedelta(minutes=40),
+                                                         40 * 60)]
+    first, second = (_garage_counts(city, start, seed, duration)
+                     for seed, start, duration in runs)
+    # Seeds 11 and 12: the second run's counters start far below the first's, which ingest
+    # took for a restart from zero (the count jumped by the second run's whole occupancy).
+    assert second[0][1] < first[-1][1] and second[0][2] < first[-1][2]
+    ingest = spawn(["ingest"], service_env(settings), name="ingest")
+    ingest.wait_log("connected to MQTT")
+    for seed, start, duration in runs:
+        report = run_city(settings, city, start=start, speed=3600, duration_s=duration,
+                          seed=seed, faults=FaultConfig(), truth_path=None)
+        assert report.unacknowledged == 0 and not report.stopped
+
+    def newest() -> Any:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute("SELECT counter_time FROM lot_state WHERE lot_id = %s",
+                                (garage.id,)).fetchone()
+
+    wait_for(lambda: newest() == (second[-1][0],), timeout=30)
+    with psycopg.connect(db_url) as conn:
+        stored = [occupied for (occupied,) in conn.execute(
+            "SELECT occupied FROM lot_occupancy WHERE lot_id = %s ORDER BY time", (garage.id,))]
+        flagged = conn.execute(
+            "SELECT s.flags, c.counter_jump, (SELECT count(*) FROM dead_letters"
+            "  WHERE topic = %(topic)s AND reason LIKE 'counter_jump:%%')"
+            " FROM lot_state AS s JOIN sensor_status AS c ON c.lot_id = s.lot_id"
+            " WHERE s.lot_id = %(lot)s AND c.network = 'counter'",
+            {"lot": garage.id, "topic": f"parkleit/v1/{city.id}/lots/{garage.id}/counter"},
+        ).fetchone()
+    moves = [abs(after - before) for before, after in itertools.pairwise(stored)]
+    log.info("garage: %d rows, occupied %d-%d, largest move between consecutive rows %d",
+             len(stored), min(stored), max(stored), max(moves))
+    assert len(stored) > 60 and 0 < min(stored) <= max(stored) < garage.capacity
+    assert max(moves) <= garage.capacity / 10, (
+        f"largest move between consecutive rows: {max(moves)} of {garage.capacity}")
+    assert flagged is not None
+    flags, shown, letters = flagged
+    assert "counter_jump" in flags and shown and letters >= 1
     assert ingest.terminate() == 0
 
 
