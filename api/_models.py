@@ -88,9 +88,11 @@ class Lot(_Model):
     stale_after_s: int
     quality: float | None = Field(
         description="0..1: how far the count can be trusted (share of working bay sensors; "
-        "counter drift). 0 when stale.")
+        "counter drift, clamped counts and counter jumps). 0 when stale.")
     quality_flags: list[str] = Field(
-        description="Reasons behind the quality score, e.g. stale, silent_sensors:3, drift:4.")
+        description="Reasons behind the quality score, e.g. stale, silent_sensors:3, drift:4, "
+        "clamped, counter_jump (within 24 h a garage counter changed by more than the lot can "
+        "pass: the count carried over it).")
     disabled: SpecialSpaces
     ev: SpecialSpaces
     forecast_30: LotForecast | None = Field(

@@ -107,12 +107,13 @@ WHERE l.city = %(city)s
 ORDER BY l.name, a.lot_id, a.horizon_min;
 
 -- name: sensor_lots
--- Per lot: its bay sensors and how many are silent, stuck or low on battery, next to the
--- lot's current quality score and flags (counter lots have no bay sensors).
+-- Per lot: its sensors (bay sensors, or the garage counter) and how many are silent, stuck,
+-- low on battery or (counters) jumped, next to the lot's current quality score and flags.
 SELECT l.lot_id, l.name, l.counting, count(s.sensor_id) AS sensors,
        count(*) FILTER (WHERE s.silent) AS silent,
        count(*) FILTER (WHERE s.stuck) AS stuck,
        count(*) FILTER (WHERE s.battery_low) AS battery_low,
+       count(*) FILTER (WHERE s.counter_jump) AS counter_jump,
        st.status, st.updated, st.quality, st.flags
 FROM lots AS l
 LEFT JOIN sensor_status(%(now)s) AS s USING (lot_id)
@@ -123,11 +124,13 @@ ORDER BY l.name, l.lot_id;
 
 -- name: sensor_problems
 SELECT s.sensor_id, s.lot_id, s.network, s.last_seen, s.state_since, s.battery_v,
-       s.battery_pct, s.rssi, s.snr, s.gateway_id, s.silent, s.stuck, s.battery_low
+       s.battery_pct, s.rssi, s.snr, s.gateway_id, s.silent, s.stuck, s.battery_low,
+       s.counter_jump
 FROM sensor_status(%(now)s) AS s
 JOIN lots AS l USING (lot_id)
-WHERE l.city = %(city)s AND (s.silent OR s.stuck OR s.battery_low)
-ORDER BY s.battery_low DESC, s.stuck DESC, s.last_seen DESC NULLS LAST, s.sensor_id
+WHERE l.city = %(city)s AND (s.silent OR s.stuck OR s.battery_low OR s.counter_jump)
+ORDER BY s.counter_jump DESC, s.battery_low DESC, s.stuck DESC, s.last_seen DESC NULLS LAST,
+         s.sensor_id
 LIMIT %(limit)s;
 
 -- name: gateways

@@ -148,6 +148,9 @@ class Lot(_Model):
     full_at: Annotated[float, Field(gt=0, le=1)] = 1.0
     stale_after_s: Annotated[int, Field(ge=30)] = 900
     counter_modulus: Annotated[int, Field(ge=2)] = 65536
+    # Barrier lanes one way (entry or exit, whichever has more): ingest judges a counter's
+    # change against what they can pass (ingest/_state.py, plausibility).
+    lanes: Annotated[int, Field(ge=1, le=50)] = 1
     # Data quality: a bay occupied (free) longer than this is a stuck sensor; a counter lot
     # known to be empty at ``empty_at`` (local time) is re-zeroed then, to undo drift.
     max_dwell_h: Annotated[float, Field(gt=0)] = 48.0

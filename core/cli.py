@@ -540,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim_city.add_argument("--faults", default="none",
                           help="comma list of faults, 'all' or 'none' (default); faults: "
                           "drop, duplicate, late, stuck, flapping, dead_battery, "
-                          "counter_drift, counter_reset, gateway_offline, malformed")
+                          "counter_drift, counter_reset (a restart from zero), "
+                          "counter_restart (from another value), gateway_offline, malformed")
     sim_city.add_argument("--fault-rate", type=_fault_rate, action="append", metavar="NAME=RATE",
                           help="set a fault's rate (and switch it on); repeatable")
     sim_city.add_argument("--heartbeat-min", type=float, default=10.0,

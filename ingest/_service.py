@@ -69,6 +69,9 @@ class _Metrics:
         self.superseded = Counter("parkleit_ingest_counter_superseded",
                                   "Counter readings not newer than the lot's last one (kept "
                                   "out of lot_occupancy by design)", registry=r)
+        self.counter_jumps = Counter("parkleit_ingest_counter_jumps",
+                                     "Counter readings no lot could have seen: re-baselined, "
+                                     "the count kept (also in dead_letters)", registry=r)
         self.db_errors = Counter("parkleit_ingest_database_errors",
                                  "Failed batch transactions", registry=r)
         self.queue_full = Counter("parkleit_ingest_queue_full",
@@ -221,6 +224,7 @@ class IngestService:
             total.bay_events += result.bay_events
             total.health_rows += result.health_rows
             total.superseded += result.superseded
+            total.counter_jumps += result.counter_jumps
             total.changed.extend(result.changed)
         return total
 
@@ -238,6 +242,7 @@ class IngestService:
         m.written.inc(len(batch) - result.dead_letters)
         m.dead.inc(result.dead_letters)
         m.superseded.inc(result.superseded)
+        m.counter_jumps.inc(result.counter_jumps)
         m.rows.labels("bay_events").inc(result.bay_events)
         m.rows.labels("sensor_health").inc(result.health_rows)
         if result.newest is not None:

@@ -19,7 +19,14 @@ from core.db import queries
 from core.status import LotStatus, lot_status
 
 from ._decode import BayReading, CounterReading, DecodeError, Decoder, HealthReading
-from ._state import CounterState, apply_counter, lot_quality, rezero_due
+from ._state import (
+    CounterState,
+    apply_counter,
+    jump_flagged,
+    jump_reason,
+    lot_quality,
+    rezero_due,
+)
 
 __all__ = ["BatchResult", "Message", "Writer", "prepare_connection"]
 
@@ -48,9 +55,21 @@ class BatchResult:
     bay_events: int = 0
     health_rows: int = 0
     superseded: int = 0
+    counter_jumps: int = 0  # readings re-baselined (stored in dead_letters too, as evidence)
     newest: datetime | None = None
     changed: list[LotStatus] = field(default_factory=list)
     dead_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _LotWork:
+    """What one pass over the lots writes and announces."""
+
+    occupancy_rows: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[LotStatus] = field(default_factory=list)
+    late: list[tuple[Lot, CounterReading, Message]] = field(default_factory=list)
+    jumps: list[dict[str, Any]] = field(default_factory=list)  # dead letters of counter jumps
 
 
 def prepare_connection(conn: psycopg.Connection[Any]) -> None:
@@ -83,7 +102,7 @@ class Writer:
         result = BatchResult(messages=len(messages))
         bays: list[BayReading] = []
         health: list[HealthReading] = []
-        counters: dict[str, list[CounterReading]] = defaultdict(list)
+        counters: dict[str, list[tuple[CounterReading, Message]]] = defaultdict(list)
         dead: list[dict[str, Any]] = []
         for message in messages:
             try:
@@ -99,7 +118,7 @@ class Writer:
                 if isinstance(reading, BayReading):
                     bays.append(reading)
                 elif isinstance(reading, CounterReading):
-                    counters[reading.lot_id].append(reading)
+                    counters[reading.lot_id].append((reading, message))
                 else:
                     health.append(reading)
                 if result.newest is None or reading.time > result.newest:
@@ -122,10 +141,11 @@ class Writer:
                 cur.execute(q["insert_sensor_health"])
                 result.health_rows = max(cur.rowcount, 0)
             bay_lots = sorted({self._lot_of_bay[b.bay_id] for b in bays})
-            result.changed, result.superseded = self._update_lots(
-                conn, bay_lots, counters, now)
-            if dead:
-                cur.executemany(q["insert_dead_letter"], dead)
+            work = self._update_lots(conn, bay_lots, counters, now)
+            result.changed, result.superseded = work.changed, len(work.late)
+            result.counter_jumps = len(work.jumps)
+            if dead or work.jumps:
+                cur.executemany(q["insert_dead_letter"], dead + work.jumps)
             self._notify(conn, result.changed)
         self._remember(result.changed)
         result.dead_letters = len(dead)
@@ -136,7 +156,7 @@ class Writer:
     def refresh(self, conn: psycopg.Connection[Any], now: datetime) -> list[LotStatus]:
         """Re-derive every lot's status for the time ``now`` (staleness, opening hours)."""
         with conn.transaction():
-            changed, _ = self._update_lots(conn, [], {}, now, all_lots=True)
+            changed = self._update_lots(conn, [], {}, now, all_lots=True).changed
             self._notify(conn, changed)
         self._remember(changed)
         return changed
@@ -162,14 +182,15 @@ class Writer:
         self,
         conn: psycopg.Connection[Any],
         bay_lots: list[str],
-        counters: dict[str, list[CounterReading]],
+        counters: dict[str, list[tuple[CounterReading, Message]]],
         now: datetime,
         *,
         all_lots: bool = False,
-    ) -> tuple[list[LotStatus], int]:
+    ) -> _LotWork:
+        work = _LotWork()
         lot_ids = sorted(self._lots) if all_lots else sorted({*bay_lots, *counters})
         if not lot_ids:
-            return [], 0
+            return work
         if all_lots:
             bay_lots = [lot_id for lot_id in lot_ids if self._lots[lot_id].counting == "bays"]
         q = self._q
@@ -180,104 +201,136 @@ class Writer:
                 q["operator_closures"], {"lot_ids": lot_ids, "now": now})}
             counts = {row["lot_id"]: row for row in cur.execute(
                 q["bay_lot_counts"], {"lot_ids": bay_lots, "now": now})} if bay_lots else {}
-        occupancy_rows: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        changed: list[LotStatus] = []
-        late: list[tuple[Lot, CounterReading]] = []
         for lot_id in lot_ids:
-            lot, old = self._lots[lot_id], states.get(lot_id)
+            old = states.get(lot_id)
             if old is None:
                 continue  # registry not synced for this lot yet; its readings stay in history
-            occupied, updated, free = old["occupied"], old["updated"], old["free"]
-            counter = CounterState(old["occupied"], old["counter_entries"], old["counter_exits"],
-                                   old["counter_time"], clamped="clamped" in old["flags"])
-            rezeroed_on, drift = old["rezeroed_on"], old["drift"]
-            quality_of: dict[str, Any] = {}
-            if lot_id in counts:
-                row = counts[lot_id]
-                if row["known"]:
-                    occupied = row["occupied"]
-                    # Stuck sensors are left out: their bays count neither free nor occupied.
-                    free = lot.capacity - row["stuck"] - occupied
-                    if updated is None or row["latest"] > updated:
-                        updated = row["latest"]
-                        occupancy_rows.append(self._occupancy_row(lot, updated, occupied,
-                                                                  "bays", free=free))
-                quality_of = {"fresh_bays": row["fresh"], "stuck_bays": row["stuck"]}
-            for reading in sorted(counters.get(lot_id, ()), key=lambda r: r.time):
-                applied = apply_counter(counter, reading, lot)
-                if applied is None:
-                    late.append((lot, reading))
-                    continue
-                counter = applied
-                assert counter.occupied is not None  # an applied reading always sets it
-                occupied, updated = counter.occupied, counter.time
-                occupancy_rows.append(self._occupancy_row(
-                    lot, reading.time, counter.occupied, "counter", reading.entries,
-                    reading.exits))
-            if rezero_due(lot, rezeroed_on, now, self.city.tz):
-                # The lot is known to be empty now: what the counter still shows is drift.
-                drift, occupied, rezeroed_on = occupied or 0, 0, now.astimezone(
-                    self.city.tz).date()
-                counter = replace(counter, occupied=0)
-                occupancy_rows.append(self._occupancy_row(lot, now, 0, "counter"))
-                logger.info("re-zeroed counter of %s (drift %d)", lot_id, drift)
-            if lot.counting == "counter":
-                free = None if occupied is None else lot.capacity - occupied
-                quality_of = {"clamped": counter.clamped, "drift": drift}
-            status = lot_status(lot, self._hours[lot_id], free, updated, now, self.city.tz,
-                                closed=lot_id in closed)
-            quality, flags = lot_quality(
-                lot, stale=updated is None or status == "unknown", **quality_of)
-            announced = LotStatus(lot_id, free, occupied, lot.capacity, status, updated,
-                                  quality)
-            new = {"lot_id": lot_id, "free": free, "occupied": occupied,
-                   "capacity": lot.capacity, "status": status, "updated": updated,
-                   "counter_entries": counter.entries, "counter_exits": counter.exits,
-                   "counter_time": counter.time, "quality": quality, "flags": ",".join(flags),
-                   "rezeroed_on": rezeroed_on, "drift": drift}
-            same_quality = old["quality"] is not None and abs(old["quality"] - quality) < 1e-3
-            if not same_quality or flags != old["flags"] or any(
-                    new[key] != old[key] for key in new
-                    if key not in ("capacity", "flags", "quality")):
-                updates.append(new)
-            if self._should_announce(announced):
-                changed.append(announced)
+            self._update_lot(self._lots[lot_id], old, counts.get(lot_id),
+                             counters.get(lot_id, []), lot_id in closed, now, work)
         # One statement each for all lots: arrays of columns, not a statement per row.
         with conn.cursor() as cur:
-            if updates:
-                cur.execute(q["update_lot_states"], _columns(updates))
+            if work.updates:
+                cur.execute(q["update_lot_states"], _columns(work.updates))
                 # Whether announced or not (quality, flags, a disabled bay): the API's views.
                 cur.execute(q["notify"], {"channel": channels.LOTS_CHANGED,
                                           "payloads": [self.city.id]})
-            if occupancy_rows:
-                cur.execute(q["insert_lot_occupancy"], _columns(occupancy_rows))
-            if late:
-                late_rows = self._late_counter_rows(conn, late)
+            if work.occupancy_rows:
+                cur.execute(q["insert_lot_occupancy"], _columns(work.occupancy_rows))
+            if work.late:
+                late_rows = self._late_counter_rows(conn, work)
                 if late_rows:
                     cur.execute(q["insert_lot_occupancy"], _columns(late_rows))
-        return changed, len(late)
+        return work
+
+    def _update_lot(self, lot: Lot, old: dict[str, Any], bay_count: dict[str, Any] | None,
+                    readings: list[tuple[CounterReading, Message]], closed: bool,
+                    now: datetime, work: _LotWork) -> None:
+        """One lot's new state from its bay count or counter readings, into ``work``."""
+        occupied, updated, free = old["occupied"], old["updated"], old["free"]
+        counter = CounterState(old["occupied"], old["counter_entries"], old["counter_exits"],
+                               old["counter_time"], clamped="clamped" in old["flags"])
+        rezeroed_on, drift, jumped_at = old["rezeroed_on"], old["drift"], old["counter_jump_at"]
+        quality_of: dict[str, Any] = {}
+        if bay_count is not None:
+            if bay_count["known"]:
+                occupied = bay_count["occupied"]
+                # Stuck sensors are left out: their bays count neither free nor occupied.
+                free = lot.capacity - bay_count["stuck"] - occupied
+                if updated is None or bay_count["latest"] > updated:
+                    updated = bay_count["latest"]
+                    work.occupancy_rows.append(self._occupancy_row(lot, updated, occupied,
+                                                                   "bays", free=free))
+            quality_of = {"fresh_bays": bay_count["fresh"], "stuck_bays": bay_count["stuck"]}
+        if readings:
+            counter, newest_jump = self._apply_counters(lot, counter, readings, work)
+            jumped_at = newest_jump or jumped_at
+            if counter.time != old["counter_time"]:  # a reading was applied
+                occupied, updated = counter.occupied, counter.time
+        if rezero_due(lot, rezeroed_on, now, self.city.tz):
+            # The lot is known to be empty now: what the counter still shows is drift, and a
+            # counter jump before it no longer matters.
+            drift, occupied, rezeroed_on = occupied or 0, 0, now.astimezone(
+                self.city.tz).date()
+            counter, jumped_at = replace(counter, occupied=0), None
+            work.occupancy_rows.append(self._occupancy_row(lot, now, 0, "counter"))
+            logger.info("re-zeroed counter of %s (drift %d)", lot.id, drift)
+        if lot.counting == "counter":
+            free = None if occupied is None else lot.capacity - occupied
+            quality_of = {"clamped": counter.clamped, "drift": drift,
+                          "jumped": jump_flagged(jumped_at, now)}
+        status = lot_status(lot, self._hours[lot.id], free, updated, now, self.city.tz,
+                            closed=closed)
+        quality, flags = lot_quality(
+            lot, stale=updated is None or status == "unknown", **quality_of)
+        announced = LotStatus(lot.id, free, occupied, lot.capacity, status, updated, quality)
+        new = {"lot_id": lot.id, "free": free, "occupied": occupied,
+               "capacity": lot.capacity, "status": status, "updated": updated,
+               "counter_entries": counter.entries, "counter_exits": counter.exits,
+               "counter_time": counter.time, "quality": quality, "flags": ",".join(flags),
+               "rezeroed_on": rezeroed_on, "drift": drift, "counter_jump_at": jumped_at}
+        same_quality = old["quality"] is not None and abs(old["quality"] - quality) < 1e-3
+        if not same_quality or flags != old["flags"] or any(
+                new[key] != old[key] for key in new
+                if key not in ("capacity", "flags", "quality")):
+            work.updates.append(new)
+        if self._should_announce(announced):
+            work.changed.append(announced)
+
+    def _apply_counters(self, lot: Lot, counter: CounterState,
+                        readings: list[tuple[CounterReading, Message]],
+                        work: _LotWork) -> tuple[CounterState, datetime | None]:
+        """The counter after ``readings`` (in time order), and when it last jumped in them.
+
+        A reading not newer than the counter goes to ``work.late``; an implausible one is
+        re-baselined (``apply_counter``) and its message kept in ``work.jumps``.
+        """
+        jumped_at = None
+        for reading, message in sorted(readings, key=lambda pair: pair[0].time):
+            applied = apply_counter(counter, reading, lot)
+            if applied is None:
+                work.late.append((lot, reading, message))
+                continue
+            if applied.jumped:
+                jumped_at = reading.time
+                work.jumps.append(self._jump_letter(message, counter, reading, lot))
+            counter = applied
+            assert counter.occupied is not None  # an applied reading always sets it
+            work.occupancy_rows.append(self._occupancy_row(
+                lot, reading.time, counter.occupied, "counter", reading.entries,
+                reading.exits))
+        return counter, jumped_at
+
+    def _jump_letter(self, message: Message, before: CounterState, reading: CounterReading,
+                     lot: Lot, note: str = "") -> dict[str, Any]:
+        reason = jump_reason(before, reading, lot) + note
+        logger.warning("lot %s: %s", lot.id, reason)
+        return self._dead_letter(message, reason)
 
     def _late_counter_rows(self, conn: psycopg.Connection[Any],
-                           late: list[tuple[Lot, CounterReading]]) -> list[dict[str, Any]]:
+                           work: _LotWork) -> list[dict[str, Any]]:
         """History rows for counter readings older than the lot's current state.
 
         They no longer change the lot's state, but history keeps them: each is counted on
         from the stored row just before it (cumulative counters telescope, so the rows after
-        it stay right). A redelivered reading finds its own row and adds nothing.
+        it stay right). A redelivered reading finds its own row and adds nothing. One that
+        is implausible after that row keeps its count (and goes to ``work.jumps`` as well).
         """
         previous = self._q["previous_occupancy"]
-        params = {"lot_ids": [lot.id for lot, _ in late],
-                  "times": [reading.time for _, reading in late]}
+        params = {"lot_ids": [lot.id for lot, _, _ in work.late],
+                  "times": [reading.time for _, reading, _ in work.late]}
         with conn.cursor(row_factory=dict_row) as cur:
             before = cur.execute(previous, params).fetchall()
         rows = []
-        for (lot, reading), prev in zip(late, before, strict=True):
+        for (lot, reading, message), prev in zip(work.late, before, strict=True):
             state = CounterState(prev["occupied"], prev["entries"], prev["exits"], prev["time"])
             applied = apply_counter(state, reading, lot)
-            if applied is not None and applied.occupied is not None:
-                rows.append(self._occupancy_row(lot, reading.time, applied.occupied, "counter",
-                                                reading.entries, reading.exits))
+            if applied is None or applied.occupied is None:
+                continue
+            if applied.jumped:
+                work.jumps.append(self._jump_letter(message, state, reading, lot,
+                                                    " (a late reading: history only)"))
+            rows.append(self._occupancy_row(lot, reading.time, applied.occupied, "counter",
+                                            reading.entries, reading.exits))
         return rows
 
     def _should_announce(self, status: LotStatus) -> bool:

@@ -96,7 +96,7 @@ GROUP BY b.lot_id;
 
 -- name: lock_lot_states
 SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time,
-       quality, flags, rezeroed_on, drift
+       quality, flags, rezeroed_on, drift, counter_jump_at
 FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
@@ -115,14 +115,15 @@ UPDATE lot_state AS s
 SET free = u.free, occupied = u.occupied, capacity = u.capacity, status = u.status,
     updated = u.updated, counter_entries = u.counter_entries,
     counter_exits = u.counter_exits, counter_time = u.counter_time, quality = u.quality,
-    flags = string_to_array(u.flags, ','), rezeroed_on = u.rezeroed_on, drift = u.drift
+    flags = string_to_array(u.flags, ','), rezeroed_on = u.rezeroed_on, drift = u.drift,
+    counter_jump_at = u.counter_jump_at
 FROM unnest(%(lot_id)s::text[], %(free)s::integer[], %(occupied)s::integer[],
             %(capacity)s::integer[], %(status)s::text[], %(updated)s::timestamptz[],
             %(counter_entries)s::bigint[], %(counter_exits)s::bigint[],
             %(counter_time)s::timestamptz[], %(quality)s::real[], %(flags)s::text[],
-            %(rezeroed_on)s::date[], %(drift)s::integer[])
+            %(rezeroed_on)s::date[], %(drift)s::integer[], %(counter_jump_at)s::timestamptz[])
      AS u (lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
-           counter_time, quality, flags, rezeroed_on, drift)
+           counter_time, quality, flags, rezeroed_on, drift, counter_jump_at)
 WHERE s.lot_id = u.lot_id;
 
 -- name: insert_lot_occupancy

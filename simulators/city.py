@@ -77,12 +77,13 @@ STOP_RETRY_S = 2.0  # when stopped: how long messages that reached no subscriber
 TRUTH_HEADER = "time,lot_id,occupied,free,capacity"
 
 FAULT_NAMES = ("drop", "duplicate", "late", "stuck", "flapping", "dead_battery",
-               "counter_drift", "counter_reset", "gateway_offline", "malformed")
+               "counter_drift", "counter_reset", "counter_restart", "gateway_offline",
+               "malformed")
 # The rate each fault gets when switched on without one. Units differ by fault; see FaultConfig.
 DEFAULT_RATES: dict[str, float] = {
     "drop": 0.01, "duplicate": 0.01, "late": 0.01, "stuck": 0.02, "flapping": 0.01,
-    "dead_battery": 0.02, "counter_drift": 0.02, "counter_reset": 0.1, "gateway_offline": 1.0,
-    "malformed": 0.005,
+    "dead_battery": 0.02, "counter_drift": 0.02, "counter_reset": 0.1, "counter_restart": 0.05,
+    "gateway_offline": 1.0, "malformed": 0.005,
 }
 _SHARES = ("drop", "duplicate", "late", "dead_battery", "counter_drift", "malformed")
 
@@ -102,8 +103,10 @@ class FaultConfig:
     Shares (0..1): ``drop``, ``duplicate``, ``late``, ``malformed`` of the messages;
     ``counter_drift`` of the entries a counter misses; ``dead_battery`` of the bay sensors
     whose battery runs flat (at least one when on). Per day of simulated time: ``stuck`` and
-    ``flapping`` episodes per bay sensor, ``counter_reset`` per counter, ``gateway_offline``
-    outages per gateway (the first one within 1/rate days of the start).
+    ``flapping`` episodes per bay sensor, ``counter_reset`` (the device restarts from zero)
+    and ``counter_restart`` (it restarts from another value, as a swapped or reconfigured
+    controller does: entries and exits each anywhere below the modulus) per counter,
+    ``gateway_offline`` outages per gateway (the first one within 1/rate days of the start).
     """
 
     drop: float = 0.0
@@ -114,6 +117,7 @@ class FaultConfig:
     dead_battery: float = 0.0
     counter_drift: float = 0.0
     counter_reset: float = 0.0
+    counter_restart: float = 0.0
     gateway_offline: float = 0.0
     malformed: float = 0.0
     late_s: tuple[float, float] = (30.0, 300.0)  # delay of a late message
@@ -163,6 +167,7 @@ class FaultConfig:
                    flapping=get("flapping", 0.0), dead_battery=get("dead_battery", 0.0),
                    counter_drift=get("counter_drift", 0.0),
                    counter_reset=get("counter_reset", 0.0),
+                   counter_restart=get("counter_restart", 0.0),
                    gateway_offline=get("gateway_offline", 0.0),
                    malformed=get("malformed", 0.0))
 
@@ -318,6 +323,7 @@ class _CounterDevice:
     exits: int
     last_sent: int
     next_reset: int | None = None
+    next_restart: int | None = None
 
 
 # Agenda event kinds (bay sensors), in the order they run when at the same millisecond.
@@ -485,6 +491,9 @@ class CityFeed:
             if self.faults.counter_reset:
                 counter.next_reset = self.start_ms + self._gap("counter_reset",
                                                                self.faults.counter_reset)
+            if self.faults.counter_restart:
+                counter.next_restart = self.start_ms + self._gap("counter_restart",
+                                                                 self.faults.counter_restart)
             counters.append(counter)
         return counters
 
@@ -827,6 +836,11 @@ class CityFeed:
             counter.entries = counter.exits = 0
             counter.next_reset = t1 + self._gap("counter_reset", faults.counter_reset)
             self.stats["counter_resets"] += 1
+        if counter.next_restart is not None and counter.next_restart < t1:
+            rng, modulus = self._fault_rng["counter_restart"], counter.lot.counter_modulus
+            counter.entries, counter.exits = rng.randrange(modulus), rng.randrange(modulus)
+            counter.next_restart = t1 + self._gap("counter_restart", faults.counter_restart)
+            self.stats["counter_restarts"] += 1
         entries = minute.entries[counter.index]
         exits = minute.exits[counter.index]
         if faults.counter_drift and entries:

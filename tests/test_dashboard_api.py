@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from _helpers import utc_now
 from fastapi.testclient import TestClient
 
 from core.city import City
 from core.registry import sync_registry
+from ingest import Message, Writer, prepare_connection
 from simulators.history import backfill_history
 
 END = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, 01:00 in Zeitz
@@ -113,3 +116,31 @@ def test_pages_are_served_in_the_asked_language(api_client: TestClient) -> None:
         .split("</script>")[0]
     assert api_client.get("/static/js/i18n.js").status_code == 200
     assert api_client.get("/static/../pages.sql").status_code == 404
+
+
+def test_sensor_health_shows_a_counter_jump(api_client: TestClient, conn: psycopg.Connection[Any],
+                                            city: City) -> None:
+    """A garage counter restarting from another value: its counter is a sensor with a
+    problem, its lot carries the flag, and the open API's quality says so too."""
+    sync_registry(conn, city)
+    prepare_connection(conn)
+    writer = Writer(city)
+    now = utc_now().replace(microsecond=0)
+    garage = f"{city.id}-garage"
+    for seconds, entries, exits in ((-120, 500, 470), (-60, 9, 800)):
+        moment = now + timedelta(seconds=seconds)
+        writer.write(conn, [Message(f"parkleit/v1/{city.id}/lots/{garage}/counter",
+                                    json.dumps({"entries": entries, "exits": exits,
+                                                "ts": moment.isoformat()}).encode(), moment)],
+                     moment)
+    body = api_client.get("/v1/dashboard/sensors").json()
+    lots = {lot["id"]: lot for lot in body["lots"]}
+    assert (lots[garage]["sensors"], lots[garage]["counter_jump"]) == (1, 1)
+    assert lots[garage]["flags"] == ["counter_jump"]
+    assert lots[f"{city.id}-small"]["counter_jump"] == 0
+    jumped = body["problems"][0]  # jumps come first
+    assert (jumped["sensor_id"], jumped["network"], jumped["counter_jump"], jumped["silent"]) == (
+        f"{garage}/counter", "counter", True, False)
+    assert [p["sensor_id"] for p in body["problems"] if p["counter_jump"]] == [f"{garage}/counter"]
+    lot = api_client.get(f"/v1/lots/{garage}").json()
+    assert (lot["occupied"], lot["quality"], lot["quality_flags"]) == (30, 0.7, ["counter_jump"])

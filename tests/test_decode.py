@@ -39,6 +39,13 @@ from ingest import (
     apply_counter,
     counter_delta,
 )
+from ingest._state import (
+    counter_change,
+    jump_flagged,
+    jump_reason,
+    lane_limit,
+    lot_quality,
+)
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday, 13:00 in the city's time zone
 TS = T0 - timedelta(seconds=2)  # when the sensor measured; the message arrives at T0
@@ -511,26 +518,26 @@ APPLY_CASES: list[tuple[str, CounterState, CounterReading, CounterState | None]]
      EMPTY, CounterReading("p1", _at(0), entries=50, exits=20),
      CounterState(30, 50, 20, _at(0))),
     ("first counters after an occupied reading keep that occupancy",
-     CounterState(40, None, None, _at(0)), CounterReading("p1", _at(1), entries=900, exits=880),
-     CounterState(40, 900, 880, _at(1))),
+     CounterState(40, None, None, _at(0)), CounterReading("p1", _at(60), entries=900, exits=880),
+     CounterState(40, 900, 880, _at(60))),
     ("ordinary increase",
-     CounterState(30, 50, 20, _at(0)), CounterReading("p1", _at(1), entries=60, exits=25),
-     CounterState(35, 60, 25, _at(1))),
+     CounterState(30, 50, 20, _at(0)), CounterReading("p1", _at(60), entries=60, exits=25),
+     CounterState(35, 60, 25, _at(60))),
     ("entries wrap at the modulus",
-     CounterState(30, 990, 960, _at(0)), CounterReading("p1", _at(1), entries=5, exits=970),
-     CounterState(35, 5, 970, _at(1))),
+     CounterState(30, 990, 960, _at(0)), CounterReading("p1", _at(60), entries=5, exits=970),
+     CounterState(35, 5, 970, _at(60))),
     ("exits wrap at the modulus",
-     CounterState(30, 970, 995, _at(0)), CounterReading("p1", _at(1), entries=980, exits=3),
-     CounterState(32, 980, 3, _at(1))),
+     CounterState(30, 970, 995, _at(0)), CounterReading("p1", _at(60), entries=980, exits=3),
+     CounterState(32, 980, 3, _at(60))),
     ("both counters down: the device restarted from zero",
-     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(1), entries=2, exits=1),
-     CounterState(31, 2, 1, _at(1))),
+     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(60), entries=2, exits=1),
+     CounterState(31, 2, 1, _at(60))),
     ("one counter down far from the top: a reset of that counter",
-     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(1), entries=10, exits=480),
-     CounterState(30, 10, 480, _at(1))),
+     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(60), entries=10, exits=480),
+     CounterState(30, 10, 480, _at(60))),
     ("occupied form sets the count and keeps the counters",
-     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(1), occupied=7),
-     CounterState(7, 500, 470, _at(1))),
+     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(60), occupied=7),
+     CounterState(7, 500, 470, _at(60))),
     ("occupied form on an empty state",
      EMPTY, CounterReading("p1", _at(0), occupied=0), CounterState(0, None, None, _at(0))),
     ("occupied above capacity is clamped",
@@ -540,11 +547,24 @@ APPLY_CASES: list[tuple[str, CounterState, CounterReading, CounterState | None]]
      EMPTY, CounterReading("p1", _at(0), entries=500, exits=0),
      CounterState(100, 500, 0, _at(0), clamped=True)),
     ("more exits than entries clamps at zero",
-     CounterState(5, 100, 95, _at(0)), CounterReading("p1", _at(1), entries=100, exits=120),
-     CounterState(0, 100, 120, _at(1), clamped=True)),
+     CounterState(5, 100, 95, _at(0)), CounterReading("p1", _at(60), entries=100, exits=120),
+     CounterState(0, 100, 120, _at(60), clamped=True)),
     ("first counters with more exits than entries",
      EMPTY, CounterReading("p1", _at(0), entries=3, exits=10),
      CounterState(0, 3, 10, _at(0), clamped=True)),
+    ("a restart from another value is re-baselined and the count kept",
+     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(60), entries=200, exits=950),
+     CounterState(30, 200, 950, _at(60), jumped=True)),
+    ("a clamped count stays clamped over a jump",
+     CounterState(100, 500, 300, _at(0), clamped=True),
+     CounterReading("p1", _at(60), entries=4, exits=900),
+     CounterState(100, 4, 900, _at(60), clamped=True, jumped=True)),
+    ("after a long gap, an hour's traffic is counted",
+     CounterState(30, 500, 470, _at(0)), CounterReading("p1", _at(3600), entries=900, exits=850),
+     CounterState(50, 900, 850, _at(3600))),
+    ("an occupied reading after a jump ends it",
+     CounterState(30, 200, 950, _at(0), jumped=True), CounterReading("p1", _at(60), occupied=31),
+     CounterState(31, 200, 950, _at(60))),
     ("an older reading is superseded",
      CounterState(30, 50, 20, _at(10)), CounterReading("p1", _at(5), entries=40, exits=20),
      None),
@@ -573,6 +593,89 @@ def test_apply_counter_sequence_matches_the_writer_story() -> None:
                             lot)
         assert new is not None and new.occupied == occupied
         state = new
+
+
+def test_lane_limit_grows_with_time_and_lanes() -> None:
+    lot = _lot()
+    assert lane_limit(lot, timedelta(0)) == 10  # the slack alone
+    assert lane_limit(lot, timedelta(seconds=1)) == 11
+    assert lane_limit(lot, timedelta(minutes=1)) == 25  # 900 an hour: 15 a minute
+    assert lane_limit(lot, timedelta(minutes=5)) == 85
+    assert lane_limit(lot, timedelta(hours=1)) == 910
+    assert lane_limit(_lot(lanes=3), timedelta(minutes=1)) == 55
+    assert lane_limit(lot, timedelta(seconds=-5)) == 10  # clocks out of step: no negatives
+
+
+MINUTE = timedelta(minutes=1)
+
+# what, (entries, exits) before, after, time between, lot changes, (in, out) or None
+CHANGE_CASES: list[tuple[str, tuple[int, int], tuple[int, int], timedelta, dict[str, Any],
+                         tuple[int, int] | None]] = [
+    ("ordinary traffic", (500, 470), (512, 480), MINUTE, {}, (12, 10)),
+    ("nothing happened", (500, 470), (500, 470), MINUTE, {}, (0, 0)),
+    ("as many as one lane passes in a minute, with the slack", (500, 470), (525, 495), MINUTE,
+     {}, (25, 25)),
+    ("one more than that", (500, 470), (526, 480), MINUTE, {}, None),
+    ("two lanes pass twice as many", (500, 470), (540, 500), MINUTE, {"lanes": 2}, (40, 30)),
+    ("entries wrap at the modulus", (990, 960), (5, 970), MINUTE, {}, (15, 10)),
+    ("both wrap", (995, 990), (3, 998), MINUTE, {}, (8, 8)),
+    ("restart from zero: both count since then", (500, 470), (4, 2), MINUTE, {}, (4, 2)),
+    ("restart from zero an hour ago: an hour's traffic since", (500, 470), (300, 280),
+     timedelta(hours=1), {}, (300, 280)),
+    ("restart from zero, counting more than could pass", (500, 470), (40, 30), MINUTE, {},
+     None),
+    ("restart from another value, both higher", (500, 470), (9000, 8990), MINUTE,
+     {"counter_modulus": 65536}, None),
+    ("restart from another value, both lower", (500, 470), (300, 280), MINUTE, {}, None),
+    ("restart from another value, one up one down", (500, 470), (700, 100), MINUTE, {}, None),
+    ("a wrap that skips thousands", (60000, 59990), (100, 59995), MINUTE,
+     {"counter_modulus": 65536}, None),
+    ("a day offline: a day's traffic", (500, 470), (5500, 5460), timedelta(days=1),
+     {"counter_modulus": 65536}, (5000, 4990)),
+    ("a day offline, but more cars in than the lot holds", (500, 470), (5500, 4460),
+     timedelta(days=1), {"counter_modulus": 65536}, None),
+    ("net change of exactly the capacity", (500, 470), (600, 470), timedelta(minutes=10), {},
+     (100, 0)),
+    ("net change of one more than the capacity", (500, 470), (601, 470),
+     timedelta(minutes=10), {}, None),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "elapsed", "changes", "expected"),
+                         [case[1:] for case in CHANGE_CASES],
+                         ids=[case[0] for case in CHANGE_CASES])
+def test_counter_change(before: tuple[int, int], after: tuple[int, int], elapsed: timedelta,
+                        changes: dict[str, Any], expected: tuple[int, int] | None) -> None:
+    assert counter_change(_lot(**changes), before, after, elapsed) == expected
+
+
+def test_counts_on_from_the_new_baseline_after_a_jump() -> None:
+    lot, state = _lot(), EMPTY
+    # counted, counted, a swapped controller (another offset), counted on from there
+    steps = [(500, 470, 30, False), (510, 472, 38, False), (120, 810, 38, True),
+             (124, 811, 41, False)]
+    for n, (entries, exits, occupied, jumped) in enumerate(steps):
+        new = apply_counter(state, CounterReading("p1", _at(60 * n), entries=entries,
+                                                  exits=exits), lot)
+        assert new is not None and (new.occupied, new.jumped) == (occupied, jumped), n
+        if jumped:
+            reason = jump_reason(state, CounterReading("p1", _at(60 * n), entries=entries,
+                                                       exits=exits), lot)
+            assert reason == ("counter_jump: entries 510 -> 120, exits 472 -> 810 in 60 s "
+                              "(at most 25 each way and a net change of 100); re-baselined, "
+                              "occupied 38 kept")
+        state = new
+
+
+def test_counter_jump_flag_and_quality() -> None:
+    lot = _lot()
+    assert lot_quality(lot, stale=False, jumped=True) == (0.7, ["counter_jump"])
+    assert lot_quality(lot, stale=False, clamped=True, jumped=True) == (
+        0.4, ["clamped", "counter_jump"])
+    assert lot_quality(lot, stale=True, jumped=True) == (0.0, ["stale"])
+    assert jump_flagged(T0, T0) and jump_flagged(T0, T0 + timedelta(hours=23, minutes=59))
+    assert not jump_flagged(T0, T0 + timedelta(hours=24))
+    assert not jump_flagged(None, T0)
 
 
 # -- lot status ----------------------------------------------------------------------------------

@@ -88,6 +88,11 @@ class Site:
         return (f"parkleit/v1/{self.city.id}/lots/{self.lot(lot)}/counter",
                 {"occupied": occupied, "ts": iso(moment)})
 
+    def counts(self, lot: str, entries: int, exits: int,
+               moment: datetime) -> tuple[str, dict[str, Any]]:
+        return (f"parkleit/v1/{self.city.id}/lots/{self.lot(lot)}/counter",
+                {"entries": entries, "exits": exits, "ts": iso(moment)})
+
     def bay(self, bay: str, occupied: bool, moment: datetime,
             **extra: Any) -> tuple[str, dict[str, Any]]:
         return (f"parkleit/v1/{self.city.id}/bays/{self.city.id}-{bay}",
@@ -113,6 +118,9 @@ def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
         site.counter("garage", 30, now - timedelta(seconds=30)),  # 70 of 100 free
         # Counted two hours ago, beyond its 15-minute staleness limit: shown as unknown.
         site.counter("small", 4, now - timedelta(hours=2)),
+        # ... and its counter then restarted from another value (a swapped controller).
+        site.counts("small", 500, 496, now - timedelta(hours=2) + timedelta(seconds=10)),
+        site.counts("small", 9, 800, now - timedelta(hours=2) + timedelta(seconds=70)),
         site.bay("st-001", True, now - timedelta(seconds=20)),
         site.bay("st-002", True, now - timedelta(seconds=20), battery_v=2.41),
         site.bay("st-003", True, now - timedelta(seconds=20)),
@@ -380,6 +388,8 @@ def test_dashboard_charts_render_with_data(page: Page, site: Site, tmp_path: Pat
     # Sensor health: the low battery, the silent gateway.
     problems = page.locator("#sensor-problems-table tbody tr", has_text=f"{site.city.id}-st-002")
     assert "Batterie schwach" in problems.inner_text()
+    counter = page.locator("#sensor-problems-table tbody tr", has_text=f"{site.lot('small')}/")
+    assert "Zählersprung" in counter.inner_text()
     with psycopg.connect(site.db_url) as conn:
         [gateway] = conn.execute("SELECT DISTINCT gateway_id FROM sensor_health"
                                  " WHERE gateway_id IS NOT NULL").fetchone() or [None]
@@ -405,6 +415,11 @@ def test_dashboard_charts_render_with_data(page: Page, site: Site, tmp_path: Pat
     assert len(shares) == len(site.city.lots) + 2  # header, the city, every lot
     by_id = {row[0]: row for row in shares[1:]}
     assert float(by_id[top["id"]][1]) == pytest.approx(top["share"] * 100, abs=0.05)
+
+    page.goto(f"{site.url}/dashboard?lang=en")
+    page.wait_for_selector("body[data-loaded=true]", timeout=15_000)
+    counter = page.locator("#sensor-problems-table tbody tr", has_text=f"{site.lot('small')}/")
+    assert "counter jump" in counter.inner_text()
 
 
 def _pixels(page: Page, selector: str, rgb: tuple[int, int, int]) -> int:

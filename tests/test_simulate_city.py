@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import secrets
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from core.city import City, load_city
 from core.settings import Settings
 from ingest import Decoder
 from ingest._decode import BayReading, CounterReading, DecodeError, HealthReading, Reading
+from ingest._state import counter_change
 from simulators.city import (
     FAULT_NAMES,
     TRUTH_HEADER,
@@ -39,6 +41,7 @@ from simulators.city import (
     run_city,
 )
 
+log = logging.getLogger(__name__)
 ZEITZ = load_city("zeitz")
 FRIDAY = datetime(2026, 3, 6, 6, 0, tzinfo=UTC)  # 07:00 local: the city wakes up
 KINDS = {"native", "counter", "ttn", "chirpstack", "chirpstack_status"}
@@ -389,6 +392,49 @@ def test_counter_resets_set_both_counters_back_to_zero() -> None:
     assert feed.stats["counter_resets"] >= 5 and resets >= 5
 
 
+def _counter_steps(minutes: list[SimMinute]) -> list[tuple[str, tuple[int, int],
+                                                           tuple[int, int], timedelta]]:
+    """Each counter's consecutive readings: lot, (entries, exits) before and after, time
+    between."""
+    decoder = Decoder(ZEITZ)
+    last: dict[str, CounterReading] = {}
+    steps = []
+    for message in messages_of(minutes):
+        if message.kind == "counter":
+            (reading,) = decode(decoder, message)
+            assert isinstance(reading, CounterReading)
+            assert reading.entries is not None and reading.exits is not None
+            if (before := last.get(reading.lot_id)) is not None:
+                assert before.entries is not None and before.exits is not None
+                steps.append((reading.lot_id, (before.entries, before.exits),
+                              (reading.entries, reading.exits), reading.time - before.time))
+            last[reading.lot_id] = reading
+    return steps
+
+
+@pytest.mark.parametrize("fault", ["none", "counter_reset", "counter_restart"])
+def test_counter_restarts_are_what_ingest_judges_them(fault: str) -> None:
+    """A reset is the device restarting from zero: ingest counts on from there, never a jump.
+    A restart starts entries and exits from other values: ingest sees each one as a jump
+    (``counter_change``), and nothing else is one."""
+    faults = FaultConfig.parse(fault, {} if fault == "none" else {fault: 6.0})
+    feed, minutes = run_feed(3, faults)
+    steps = _counter_steps(minutes)
+    judged = [(after[0] < before[0] and after[1] < before[1],
+               counter_change(ZEITZ.lot(lot), before, after, elapsed))
+              for lot, before, after, elapsed in steps]
+    jumps = sum(change is None for _, change in judged)
+    from_zero = sum(down and change is not None for down, change in judged)
+    assert len(steps) > 300
+    assert jumps == feed.stats["counter_restarts"]
+    # (a second reset before the counter has counted past its first one shows no fall)
+    assert from_zero <= feed.stats["counter_resets"]
+    if fault == "none":
+        assert not jumps and not from_zero
+    else:
+        assert feed.stats[f"{fault}s"] >= 5 and jumps + from_zero >= 5
+
+
 def test_gateway_outages_silence_bays_heard_by_that_gateway_only() -> None:
     feed, minutes = run_feed(4, FaultConfig(gateway_offline=12.0))
     assert feed.outages and feed.stats["gateway_offline_lost"] > 0
@@ -498,8 +544,10 @@ def test_sigterm_stops_cleanly(tmp_path: Path, mqtt_url: str, city_path: Path) -
     assert truth.read_text().splitlines()[0] == TRUTH_HEADER
 
 
-def sim_city_toml(city_id: str, now: datetime) -> str:
-    """A small city with every kind of sensor and a market filling it right now."""
+def sim_city_toml(city_id: str, now: datetime, *, garage: str = "capacity = 80\n"
+                  "counter_modulus = 500") -> str:
+    """A small city with every kind of sensor and a market filling it right now; ``garage``:
+    the counter-counted garage's capacity and further settings."""
     tz = load_city("zeitz").tz
     begin = (now - timedelta(hours=2, minutes=15)).astimezone(tz)
     finish = (now + timedelta(minutes=40)).astimezone(tz)
@@ -534,10 +582,9 @@ id = "{city_id}-garage"
 name = "Parkhaus Markt"
 kind = "garage"
 counting = "counter"
-capacity = 80
 latitude = 51.05
 longitude = 12.14
-counter_modulus = 500
+{garage}
 
 [[lots]]
 id = "{city_id}-street"
@@ -555,11 +602,13 @@ bay_groups = [{{ prefix = "{city_id}-st", count = 10 }}]
 
 
 @pytest.fixture
-def city_path(tmp_path: Path) -> Path:
-    """This module's city: every sensor kind, and a market so that cars move at any hour."""
+def city_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """This module's city: every sensor kind, and a market so that cars move at any hour. A
+    test may set the garage's settings (``sim_city_toml``) by indirect parametrization."""
     city_id = f"s{secrets.token_hex(4)}"
     path = tmp_path / f"{city_id}.toml"
-    path.write_text(sim_city_toml(city_id, utc_now()), encoding="utf-8")
+    garage = {"garage": request.param} if hasattr(request, "param") else {}
+    path.write_text(sim_city_toml(city_id, utc_now(), **garage), encoding="utf-8")
     return path
 
 
@@ -592,6 +641,79 @@ def test_end_to_end_ingest_ends_where_the_truth_ends(
         sources: dict[str, int] = dict(conn.execute(
             "SELECT source, count(*) FROM bay_events GROUP BY 1").fetchall())
     assert set(sources) == {"native", "ttn", "chirpstack"}
+    assert ingest.terminate() == 0
+
+
+def _garage_counts(city: City, start: datetime, seed: int,
+                   duration_s: float) -> list[tuple[datetime, int, int]]:
+    """The garage counter's readings of a run (time, entries, exits), in publishing order."""
+    decoder = Decoder(city)
+    counts = []
+    for message in city_messages(city, start, seed=seed, duration_s=duration_s):
+        if message.topic.endswith(f"/{city.id}-garage/counter"):
+            (reading,) = decode(decoder, message)
+            assert isinstance(reading, CounterReading)
+            assert reading.entries is not None and reading.exits is not None
+            counts.append((reading.time, reading.entries, reading.exits))
+    return counts
+
+
+# A garage that is never full nor empty at any hour (an event venue with the market on it),
+# its counter 16 bits wide.
+BIG_GARAGE = 'capacity = 400\ncounter_modulus = 65536\nprofile = "event"'
+
+
+@pytest.mark.parametrize("city_path", [BIG_GARAGE], indirect=True, ids=["big-garage"])
+def test_simulating_the_city_twice_moves_no_counter_lot_at_once(
+        spawn: Callable[..., ServiceProcess], settings: Settings, city: City,
+        db_url: str) -> None:
+    """``make demo`` twice in a row: the city simulator started again with another seed,
+    overlapping the first run by ten minutes, into the same database. The second run's
+    counters start from other values; ingest re-baselines them, so the garage's stored
+    occupancy never moves by more than 10 % of its capacity from one row to the next, and
+    the jump is flagged on the lot, on its counter and in dead_letters."""
+    garage = city.lot(f"{city.id}-garage")
+    now = utc_now().replace(second=0, microsecond=0)
+    runs = [(11, now - timedelta(minutes=90), 60 * 60), (12, now - timedelta(minutes=40),
+                                                         40 * 60)]
+    first, second = (_garage_counts(city, start, seed, duration)
+                     for seed, start, duration in runs)
+    # Seeds 11 and 12: the second run's counters start far below the first's, which ingest
+    # took for a restart from zero (the count jumped by the second run's whole occupancy).
+    assert second[0][1] < first[-1][1] and second[0][2] < first[-1][2]
+    ingest = spawn(["ingest"], service_env(settings), name="ingest")
+    ingest.wait_log("connected to MQTT")
+    for seed, start, duration in runs:
+        report = run_city(settings, city, start=start, speed=3600, duration_s=duration,
+                          seed=seed, faults=FaultConfig(), truth_path=None)
+        assert report.unacknowledged == 0 and not report.stopped
+
+    def newest() -> Any:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute("SELECT counter_time FROM lot_state WHERE lot_id = %s",
+                                (garage.id,)).fetchone()
+
+    wait_for(lambda: newest() == (second[-1][0],), timeout=30)
+    with psycopg.connect(db_url) as conn:
+        stored = [occupied for (occupied,) in conn.execute(
+            "SELECT occupied FROM lot_occupancy WHERE lot_id = %s ORDER BY time", (garage.id,))]
+        flagged = conn.execute(
+            "SELECT s.flags, c.counter_jump, (SELECT count(*) FROM dead_letters"
+            "  WHERE topic = %(topic)s AND reason LIKE 'counter_jump:%%')"
+            " FROM lot_state AS s JOIN sensor_status(%(now)s) AS c ON c.lot_id = s.lot_id"
+            " WHERE s.lot_id = %(lot)s AND c.network = 'counter'",
+            {"lot": garage.id, "topic": f"parkleit/v1/{city.id}/lots/{garage.id}/counter",
+             "now": utc_now()},
+        ).fetchone()
+    moves = [abs(after - before) for before, after in itertools.pairwise(stored)]
+    log.info("garage: %d rows, occupied %d-%d, largest move between consecutive rows %d",
+             len(stored), min(stored), max(stored), max(moves))
+    assert len(stored) > 60 and 0 < min(stored) <= max(stored) < garage.capacity
+    assert max(moves) <= garage.capacity / 10, (
+        f"largest move between consecutive rows: {max(moves)} of {garage.capacity}")
+    assert flagged is not None
+    flags, shown, letters = flagged
+    assert "counter_jump" in flags and shown and letters >= 1
     assert ingest.terminate() == 0
 
 

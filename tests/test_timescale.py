@@ -91,6 +91,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "lot_id": "L1",
     "city": "testcity",
     "payloads": ['{"lot_id": "L1", "free": 1}'],
+    "channel": "parkleit_test",
+    "payload": "testcity",
     "times": [datetime(2024, 4, 1, 9, 0, tzinfo=UTC)] * 3,
     "now": datetime(2024, 4, 1, 8, 30, tzinfo=UTC),
     "from": datetime(2024, 3, 31, 22, 0, tzinfo=UTC),

@@ -17,6 +17,7 @@ from _helpers import utc_now
 from core.city import City, load_city
 from core.registry import sync_registry
 from ingest import Message, Writer, prepare_connection
+from ingest._state import COUNTER_JUMP_HOLD, jump_flagged
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday, 13:00 in Zeitz
 
@@ -135,9 +136,11 @@ def test_counter_never_leaves_zero_to_capacity(conn: psycopg.Connection[Any], ci
                                                writer: Writer) -> None:
     writer.write(conn, [counter_msg(city, "small", at(0), entries=50, exits=0)], at(0))
     assert state(conn, city, "small") == (0, 10, "full")
-    writer.write(conn, [counter_msg(city, "small", at(1), entries=50, exits=80)], at(1))
+    writer.write(conn, [counter_msg(city, "small", at(60), entries=50, exits=8)], at(60))
+    assert state(conn, city, "small") == (8, 2, "open")
+    writer.write(conn, [counter_msg(city, "small", at(120), entries=51, exits=12)], at(120))
     assert state(conn, city, "small") == (10, 0, "open")
-    writer.write(conn, [counter_msg(city, "small", at(2), occupied=7)], at(2))
+    writer.write(conn, [counter_msg(city, "small", at(180), occupied=7)], at(180))
     assert state(conn, city, "small") == (3, 7, "open")
 
 
@@ -352,14 +355,20 @@ def test_implausible_counter_is_clamped_and_flagged(conn: psycopg.Connection[Any
     assert quality(conn, city, "small") == (6, 4, 1.0, [])
 
 
-def test_counter_drift_is_re_zeroed_when_the_lot_is_known_empty(
-        conn: psycopg.Connection[Any], tmp_path: Path, city_path: Path) -> None:
+def empty_at_four(conn: psycopg.Connection[Any], tmp_path: Path, city_path: Path) -> City:
+    """The test city with its garage known to be empty at 04:00, synced."""
     text = city_path.read_text().replace("counter_modulus = 1000",
                                          "counter_modulus = 1000\nempty_at = 04:00:00")
     (tmp_path / "drift.toml").write_text(text)
     drifting = load_city(str(tmp_path / "drift.toml"))
     sync_registry(conn, drifting)
     prepare_connection(conn)
+    return drifting
+
+
+def test_counter_drift_is_re_zeroed_when_the_lot_is_known_empty(
+        conn: psycopg.Connection[Any], tmp_path: Path, city_path: Path) -> None:
+    drifting = empty_at_four(conn, tmp_path, city_path)
     writer = Writer(drifting)
     night = datetime(2026, 11, 25, 2, 50, tzinfo=UTC)  # 03:50 in Zeitz
     writer.write(conn, [counter_msg(drifting, "garage", night, entries=500, exits=488)], night)
@@ -374,3 +383,78 @@ def test_counter_drift_is_re_zeroed_when_the_lot_is_known_empty(
     assert quality(conn, drifting, "garage")[:2] == (92, 8)  # counted on from zero: +10 -2
     writer.refresh(conn, night + timedelta(minutes=40))  # the same night: not again
     assert quality(conn, drifting, "garage")[1] == 8
+
+
+def test_counter_jump_is_re_baselined_flagged_and_kept(conn: psycopg.Connection[Any],
+                                                       city: City, writer: Writer) -> None:
+    """A counter restarting from another value (a swapped controller) moves no count: the
+    new values become the baseline, the count stays, the lot and its counter are flagged
+    and the raw reading is kept in dead_letters."""
+    base = utc_now().replace(microsecond=0) - timedelta(minutes=10)
+
+    def send(seconds: float, **body: int) -> Any:
+        moment = base + timedelta(seconds=seconds)
+        return writer.write(conn, [counter_msg(city, "garage", moment, **body)], moment)
+
+    send(0, entries=500, exits=470)
+    send(60, entries=505, exits=471)
+    swapped = counter_msg(city, "garage", base + timedelta(seconds=120), entries=900, exits=20)
+    result = writer.write(conn, [swapped], swapped.received)
+    assert (result.counter_jumps, result.dead_letters) == (1, 0)
+    assert quality(conn, city, "garage") == (66, 34, 0.7, ["counter_jump"])
+    assert rows(conn, "SELECT topic, payload, reason FROM dead_letters") == [(
+        swapped.topic, swapped.payload,
+        "counter_jump: entries 505 -> 900, exits 471 -> 20 in 60 s (at most 25 each way and a "
+        "net change of 100); re-baselined, occupied 34 kept")]
+    garage = f"{city.id}-garage"
+    assert rows(conn, "SELECT sensor_id, network, counter_jump, last_reading"
+                " FROM sensor_status(%s) WHERE lot_id = %s", swapped.received, garage) == [
+        (f"{garage}/counter", "counter", True, swapped.received)]
+    assert rows(conn, "SELECT counter_jump FROM sensor_status(%s) WHERE lot_id = %s",
+                swapped.received, f"{city.id}-small") == [(False,)]
+    send(180, entries=903, exits=21)  # counted on from the new baseline: +3 -1
+    assert quality(conn, city, "garage") == (64, 36, 0.7, ["counter_jump"])
+    # A late reading of the new controller is judged against the stored row before it (the
+    # old controller's): history keeps the count there too, and the reading.
+    late = send(90, entries=898, exits=20)
+    assert (late.superseded, late.counter_jumps) == (1, 1)
+    assert [occupied for (occupied,) in rows(
+        conn, "SELECT occupied FROM lot_occupancy WHERE lot_id = %s ORDER BY time", garage)
+    ] == [30, 34, 34, 34, 36]
+    assert rows(conn, "SELECT count(*) FROM dead_letters WHERE reason LIKE %s",
+                "% (a late reading: history only)") == [(1,)]
+    # The flag holds for 24 hours after the jump, then goes.
+    send(120 + 86_340, entries=1400, exits=513)
+    assert quality(conn, city, "garage")[2:] == (0.7, ["counter_jump"])
+    send(120 + 86_400, entries=1401, exits=513)
+    assert quality(conn, city, "garage") == (58, 42, 1.0, [])
+
+
+def test_re_zeroing_ends_a_counter_jump(conn: psycopg.Connection[Any], tmp_path: Path,
+                                        city_path: Path) -> None:
+    drifting = empty_at_four(conn, tmp_path, city_path)
+    writer = Writer(drifting)
+    night = datetime(2026, 11, 25, 2, 50, tzinfo=UTC)  # 03:50 in Zeitz
+    for minutes, entries, exits in ((0, 500, 490), (2, 20, 700)):
+        moment = night + timedelta(minutes=minutes)
+        writer.write(conn, [counter_msg(drifting, "garage", moment, entries=entries,
+                                        exits=exits)], moment)
+    assert quality(conn, drifting, "garage") == (90, 10, 0.7, ["counter_jump"])
+    writer.refresh(conn, night + timedelta(minutes=11))  # 04:01: re-zeroed
+    assert quality(conn, drifting, "garage") == (100, 0, 0.9, ["drift:10"])
+    assert rows(conn, "SELECT counter_jump_at FROM lot_state WHERE lot_id = %s",
+                f"{drifting.id}-garage") == [(None,)]
+
+
+@pytest.mark.usefixtures("writer")  # the registry synced
+def test_sensor_status_holds_a_counter_jump_as_long_as_ingest(
+        conn: psycopg.Connection[Any], city: City) -> None:
+    garage = f"{city.id}-garage"
+    minute = timedelta(minutes=1)
+    at = utc_now()
+    for ago in (COUNTER_JUMP_HOLD - minute, COUNTER_JUMP_HOLD + minute):
+        conn.execute("UPDATE lot_state SET counter_jump_at = %s WHERE lot_id = %s",
+                     (at - ago, garage))
+        [(shown,)] = rows(conn, "SELECT counter_jump FROM sensor_status(%s)"
+                                " WHERE sensor_id = %s", at, f"{garage}/counter")
+        assert shown == jump_flagged(at - ago, at) == (ago < COUNTER_JUMP_HOLD)

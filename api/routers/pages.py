@@ -309,6 +309,7 @@ class SensorLot(BaseModel):
     silent: int
     stuck: int
     battery_low: int
+    counter_jump: int
     status: str | None
     updated: datetime | None
     quality: float | None
@@ -329,6 +330,7 @@ class SensorProblem(BaseModel):
     silent: bool
     stuck: bool
     battery_low: bool
+    counter_jump: bool  # a garage counter's change no lot could see: re-baselined (24 h)
 
 
 class Gateway(BaseModel):
@@ -340,7 +342,7 @@ class Gateway(BaseModel):
 
 class SensorHealth(BaseModel):
     lots: list[SensorLot]
-    problems: list[SensorProblem]  # the first ``limit`` sensors that are silent/stuck/low
+    problems: list[SensorProblem]  # the first ``limit`` silent/stuck/low/jumped sensors
     gateways: list[Gateway]
 
 
@@ -349,7 +351,8 @@ class SensorHealth(BaseModel):
             operation_id="dashboard_sensors")
 async def sensors(conn: Conn, city: CityDep, now: Now,
                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> SensorHealth:
-    """Sensor health: per lot, sensors silent, stuck or low on battery; gateways heard."""
+    """Sensor health: per lot, sensors silent, stuck, low on battery or (garage counters)
+    jumped; gateways heard."""
     lots = await _rows(conn, "sensor_lots", {"city": city.id, "now": now})
     problems = await _rows(conn, "sensor_problems", {"city": city.id, "limit": limit,
                                                      "now": now})

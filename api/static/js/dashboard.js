@@ -295,6 +295,7 @@ function drawSensors() {
   $('#sensors-summary').textContent = t('dash.sensors.summary', {
     sensors: formatNumber(total('sensors')), silent: formatNumber(total('silent')),
     stuck: formatNumber(total('stuck')), battery: formatNumber(total('battery_low')),
+    jumps: formatNumber(total('counter_jump')),
     gateways: formatNumber(body.gateways.length),
     silentGateways: formatNumber(body.gateways.filter((gateway) => gateway.silent).length),
   });
@@ -303,7 +304,11 @@ function drawSensors() {
     for (const flag of list) {
       const item = document.createElement('span');
       item.className = 'flag';
-      item.textContent = flag;
+      // Known flags in words (the raw flag as the tooltip); counts such as drift:4 as they are.
+      const key = `dash.flag.${flag}`;
+      const text = t(key);
+      item.textContent = text === key ? flag : text;
+      item.title = flag;
       span.append(item);
     }
     return span;
@@ -322,16 +327,17 @@ function drawSensors() {
     { text: lot.quality == null ? '–' : formatPercent(lot.quality), value: lot.quality ?? '', className: 'num' },
     { node: flags(lot.flags), value: lot.flags.join(' ') },
   ]));
-  const problem = (sensor) => ['silent', 'stuck', 'battery_low']
-    .filter((key) => sensor[key])
-    .map((key) => t(`dash.sensors.${key === 'battery_low' ? 'battery' : key}`)).join(', ');
+  const problems = ['silent', 'stuck', 'battery_low', 'counter_jump'];
+  const words = { battery_low: 'battery', counter_jump: 'counterJump' };
+  const problem = (sensor) => problems.filter((key) => sensor[key])
+    .map((key) => t(`dash.sensors.${words[key] ?? key}`)).join(', ');
   fillTable($('#sensor-problems-table'), [
     t('dash.sensors.sensor'), t('dash.sensors.lot'), t('dash.sensors.problem'),
     t('dash.sensors.lastSeen'), { text: t('dash.sensors.voltage'), className: 'num' }, t('dash.sensors.gateway'),
   ], body.problems.map((sensor) => [
     sensor.sensor_id,
     { text: lotName(sensor.lot_id), value: sensor.lot_id },
-    { text: problem(sensor), value: ['silent', 'stuck', 'battery_low'].filter((key) => sensor[key]).join(' ') },
+    { text: problem(sensor), value: problems.filter((key) => sensor[key]).join(' ') },
     { text: formatTime(sensor.last_seen, true), value: sensor.last_seen ?? '' },
     { text: sensor.battery_v == null ? '–' : formatNumber(sensor.battery_v, 2), value: sensor.battery_v ?? '', className: 'num' },
     sensor.gateway_id ?? '',
