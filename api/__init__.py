@@ -2,6 +2,6 @@
 
 from api._app import create_app
 from api._keys import KeyFileError, add_key
-from api._server import ApiServer
+from api._server import ApiServer, http_protocol
 
-__all__ = ["ApiServer", "KeyFileError", "add_key", "create_app"]
+__all__ = ["ApiServer", "KeyFileError", "add_key", "create_app", "http_protocol"]

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 import api.routers
 from api._http import install_http
+from api._limits import RequestLimits
 from api._ratelimit import RateLimit, TokenBuckets
 from core.city import Cities, City, load_cities
 from core.settings import Settings, get_settings
@@ -51,6 +52,11 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
     # Added first, so innermost: a 429 still gets CORS headers and is counted in the metrics.
     app.add_middleware(RateLimit, buckets=TokenBuckets(settings.API_RATE_PER_IP,
                                                        settings.API_BURST_PER_IP))
+    # Outside the rate limit, inside the metrics and headers: an oversized or slow request is
+    # refused (and counted) before a route, a key check or a body parser runs.
+    app.add_middleware(RequestLimits, max_head_bytes=settings.API_MAX_HEADER_BYTES,
+                       max_body_bytes=settings.API_MAX_BODY_BYTES,
+                       body_timeout_s=settings.API_BODY_TIMEOUT_S)
     install_http(app)
     for module in pkgutil.iter_modules(api.routers.__path__):
         router = getattr(importlib.import_module(f"api.routers.{module.name}"), "router", None)

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api._http import bad_parameter
 from api._snapshot import LotViews
-from core.city import Cities, City
+from core.city import ID_PATTERN, Cities, City
 from core.settings import Settings
 
 __all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "SelectedCities", "SettingsDep",
@@ -41,7 +41,6 @@ async def _cities(request: Request) -> Cities:
 
 
 CitiesDep = Annotated[Cities, Depends(_cities)]
-_CITY_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
 def _named(cities: Cities, city_id: str) -> City:
@@ -53,13 +52,13 @@ def _named(cities: Cities, city_id: str) -> City:
 
 
 async def _selected(cities: CitiesDep, city: Annotated[str | None, Query(
-        pattern=_CITY_ID, description="Only this city's (its id); none: every city's.")
+        pattern=ID_PATTERN, description="Only this city's (its id); none: every city's.")
 ] = None) -> tuple[City, ...]:
     return cities.all if city is None else (_named(cities, city),)
 
 
 async def _one(cities: CitiesDep, city: Annotated[str | None, Query(
-        pattern=_CITY_ID, description="The city (its id); none: the installation's first.")
+        pattern=ID_PATTERN, description="The city (its id); none: the installation's first.")
 ] = None) -> City:
     return cities.all[0] if city is None else _named(cities, city)
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "ID_PATTERN",
     "Bay",
     "Cities",
     "City",
@@ -38,8 +39,9 @@ __all__ = [
 ]
 
 CITIES_DIR = Path(__file__).resolve().parent.parent / "cities"
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-Identifier = Annotated[str, Field(pattern=_ID)]
+# What an id of a city, lot, bay, sign or charger may look like (the API checks ids with it).
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
 class CityConfigError(Exception):

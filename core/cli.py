@@ -384,7 +384,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from api import ApiServer, create_app
+    from api import ApiServer, create_app, http_protocol
 
     settings = _settings()
     refs, cities = _cities(args, settings)
@@ -393,6 +393,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
     app = create_app(settings, cities)
     config = uvicorn.Config(
         app, host=args.host or settings.API_HOST,
+        http=http_protocol(settings),  # httptools, reading no head beyond the app's bounds
         port=settings.API_PORT if args.port is None else args.port, log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.SHUTDOWN_TIMEOUT_S), server_header=False,
         forwarded_allow_ips=settings.API_FORWARDED_ALLOW_IPS)

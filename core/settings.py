@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     API_BURST_PER_IP: Annotated[int, Field(ge=1)] = 100
     API_RATE_PER_KEY: Annotated[float, Field(ge=0)] = 2.0
     API_BURST_PER_KEY: Annotated[int, Field(ge=1)] = 20
+    # Request limits (api/_limits.py; ``parkleit api``'s server stops reading at the same
+    # bounds): the request line and header fields at most MAX_HEADER_BYTES (414, 431), a body
+    # (POST, PUT, PATCH; other methods none) at most MAX_BODY_BYTES (413), the head complete
+    # HEADER_TIMEOUT_S after its first byte, the body BODY_TIMEOUT_S after the head (408).
+    API_MAX_HEADER_BYTES: Annotated[int, Field(ge=1024, le=1_048_576)] = 16_384
+    API_MAX_BODY_BYTES: Annotated[int, Field(ge=1024, le=67_108_864)] = 16_384
+    API_HEADER_TIMEOUT_S: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    API_BODY_TIMEOUT_S: Annotated[float, Field(gt=0, le=3600)] = 10.0
     # GET /v1/stream: a comment line this often keeps proxies from closing the connection;
     # a client more than QUEUE_MAX events behind is dropped (it reconnects and gets the
     # current state); lots are judged stale every STALE_CHECK_S without any message.

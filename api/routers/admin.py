@@ -23,18 +23,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Request
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema, problem_responses
+from api._input import Moment, SafeText
 from api._keys import KeyFileError, KeyStore
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core import channels
-from core.city import Cities, CityConfigError, OpeningHours, Sign, load_cities
+from core.city import ID_PATTERN, Cities, CityConfigError, OpeningHours, Sign, load_cities
 from core.db import queries
 from core.registry import sync_registry
 from core.status import LotStatus, lot_status
@@ -112,6 +113,10 @@ async def _operator(
 
 
 OperatorDep = Annotated[Operator, Depends(_operator)]
+LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
+SignId = Annotated[str, Path(pattern=ID_PATTERN, description="The sign's id.")]
+# Why an operator acted: in the audit, on the closure or override, and to everyone who reads it.
+Reason = Annotated[str, SafeText(min_length=1, max_length=500)]
 
 
 async def _audit(conn: AsyncConnection[Any], operator: Operator, action: str, target: str,
@@ -136,9 +141,8 @@ class CloseLot(BaseModel):
     """Why and until when a lot is closed."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
-    until: AwareDatetime | None = Field(None, description="End of the closure (default: until "
-                                        "opened)")
+    reason: Reason
+    until: Moment | None = Field(None, description="End of the closure (default: until opened)")
 
 
 class Closure(BaseModel):
@@ -183,7 +187,7 @@ async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, n
 
 @router.post("/lots/{lot_id}/close", operation_id="closeLot", response_model=AdminLot,
              summary="Close a lot (status closed everywhere until opened or until `until`)")
-async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Conn, now: Now,
+async def close_lot(lot_id: LotId, body: CloseLot, operator: OperatorDep, conn: Conn, now: Now,
                     cities: CitiesDep) -> AdminLot:
     """Close ``lot_id`` for every consumer: API, stream, signs, DATEX II, MQTT."""
     until = _future(body.until, now)
@@ -200,7 +204,7 @@ async def close_lot(lot_id: str, body: CloseLot, operator: OperatorDep, conn: Co
 
 @router.post("/lots/{lot_id}/open", operation_id="openLot", response_model=AdminLot,
              summary="End an operator's closure of a lot")
-async def open_lot(lot_id: str, operator: OperatorDep, conn: Conn, now: Now,
+async def open_lot(lot_id: LotId, operator: OperatorDep, conn: Conn, now: Now,
                    cities: CitiesDep) -> AdminLot:
     """End the closure of ``lot_id`` (if any); its status is derived from its count again."""
     async with conn.transaction():
@@ -218,8 +222,8 @@ class OverrideLine(BaseModel):
     """One line of an override: its text, and the configured label and arrow unless given."""
 
     model_config = ConfigDict(extra="forbid")
-    text: Annotated[str, Field(max_length=80)]
-    label: Annotated[str, Field(max_length=24)] | None = None
+    text: Annotated[str, SafeText(max_length=80)]
+    label: Annotated[str, SafeText(max_length=24)] | None = None
     arrow: Arrow | None = None
 
 
@@ -229,9 +233,9 @@ class OverrideSign(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lines: Annotated[list[OverrideLine], Field(min_length=1, description="One per line of "
                                                "the sign, in order")]
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
-    until: AwareDatetime | None = Field(None, description="End of the override (default: "
-                                        "until cleared)")
+    reason: Reason
+    until: Moment | None = Field(None, description="End of the override (default: until "
+                                 "cleared)")
 
 
 class ShownLine(BaseModel):
@@ -288,7 +292,7 @@ async def _registered(conn: AsyncConnection[Any], sign_id: str) -> None:
 @router.post("/signs/{sign_id}/override", operation_id="overrideSign",
              response_model=SignOverride,
              summary="Show an operator's text on a sign (until cleared or until `until`)")
-async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep, conn: Conn,
+async def override_sign(sign_id: SignId, body: OverrideSign, operator: OperatorDep, conn: Conn,
                         now: Now, cities: CitiesDep) -> SignOverride:
     """Set the override of ``sign_id``; the signage service pushes it at once."""
     content = _override_content(cities, sign_id, body)
@@ -310,7 +314,7 @@ async def override_sign(sign_id: str, body: OverrideSign, operator: OperatorDep,
 
 @router.delete("/signs/{sign_id}/override", operation_id="clearSignOverride",
                response_model=SignOverride, summary="End a sign's override")
-async def clear_override(sign_id: str, operator: OperatorDep, conn: Conn, now: Now,
+async def clear_override(sign_id: SignId, operator: OperatorDep, conn: Conn, now: Now,
                          cities: CitiesDep) -> SignOverride:
     """Clear the override of ``sign_id`` (if any); the sign shows its rendered content."""
     _sign(cities, sign_id)

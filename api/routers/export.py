@@ -14,11 +14,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime
+from pydantic import Field
 
 from api._history import Resolution, history_range, newest_data, query_name
 from api._http import bad_parameter, cache, etag_matches, problem_responses
+from api._input import Moment
 from api.deps import Now, PoolDep, SelectedCities
+from core.city import ID_PATTERN
 from core.db import queries
 
 __all__ = ["router"]
@@ -52,12 +54,14 @@ class CsvResponse(StreamingResponse):
     "answers 304 while nothing was added.")
 async def export_csv(
     request: Request, pool: PoolDep, cities: SelectedCities, now: Now,
-    from_: Annotated[AwareDatetime | None, Query(
-        alias="from", description="RFC 3339 with offset; default `to` - 7 days.")] = None,
-    to: Annotated[AwareDatetime | None, Query(
-        description="RFC 3339 with offset; default now.")] = None,
+    from_: Annotated[Moment | None, Query(
+        alias="from", description="RFC 3339 with offset, 1970 to 2199; default `to` - 7 days.")
+    ] = None,
+    to: Annotated[Moment | None, Query(
+        description="RFC 3339 with offset, 1970 to 2199; default now.")] = None,
     resolution: Annotated[Resolution, Query()] = "1h",
-    lot: Annotated[list[str] | None, Query(description="Lot ids (default: all).")] = None,
+    lot: Annotated[list[Annotated[str, Field(pattern=ID_PATTERN)]] | None, Query(
+        description="Lot ids (default: all).")] = None,
 ) -> Response:
     """The selected history as CSV, streamed from the database."""
     city_of = {candidate.id: city for city in cities for candidate in city.lots}

@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse, Response
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api._history import history_parts, history_range, newest_data, points_query
 from api._http import cache, http_date, inline_schema, pagination_links, problem_responses
+from api._input import Moment
 from api._live import CSV_COLUMNS, lots_csv
 from api._models import (
     Accuracy,
@@ -31,6 +32,7 @@ from api._models import (
 from api._snapshot import Encoded
 from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities, Views
 from core import city as registry
+from core.city import ID_PATTERN
 from core.db import queries
 
 __all__ = ["router"]
@@ -44,7 +46,7 @@ CLOSED_HISTORY_MAX_AGE = 3600  # a window that ended an hour ago hardly changes 
 
 router = APIRouter(prefix="/v1/lots", tags=["lots"], responses=problem_responses(304, 422, 503))
 
-LotId = Annotated[str, Path(description="The lot's id.")]
+LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
 
 
 def _json(model: BaseModel, media_type: str = "application/json") -> JSONResponse:
@@ -138,10 +140,11 @@ async def get_lot(request: Request, lot_id: LotId, pool: PoolDep, views: Views,
     "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
     lot_id: LotId, pool: PoolDep, cities: CitiesDep, now: Now,
-    from_: Annotated[AwareDatetime | None, Query(
-        alias="from", description="RFC 3339 with offset; default `to` - 24 h.")] = None,
-    to: Annotated[AwareDatetime | None, Query(
-        description="RFC 3339 with offset; default now.")] = None,
+    from_: Annotated[Moment | None, Query(
+        alias="from", description="RFC 3339 with offset, 1970 to 2199; default `to` - 24 h.")
+    ] = None,
+    to: Annotated[Moment | None, Query(
+        description="RFC 3339 with offset, 1970 to 2199; default now.")] = None,
     resolution: Annotated[Literal["15m", "1h", "1d"], Query()] = "15m",
 ) -> Response:
     """Mean and minimum free spaces per bucket, from the continuous aggregates."""

@@ -7,6 +7,7 @@ sensor health, signs and their log.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -17,11 +18,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg.rows import dict_row
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api._http import bad_parameter, problem_responses
+from api._input import Moment
 from api.deps import CitiesDep, CityDep, Conn, Now, SettingsDep
-from core.city import Cities, City
+from core.city import ID_PATTERN, Cities, City
 from core.db import queries
 from core.settings import Settings
 
@@ -91,7 +93,8 @@ def _rotate_seconds(text: str | None) -> float:
         value = float(text) if text else 20.0
     except ValueError:
         return 20.0
-    return min(max(value, 1.0), 600.0)
+    # "nan" is a float too, and would be NaN in the page's JSON, which no browser parses.
+    return 20.0 if math.isnan(value) else min(max(value, 1.0), 600.0)
 
 
 Lang = Annotated[str, Query(max_length=8, description="de (default) or en")]
@@ -117,11 +120,11 @@ async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
 
 # -- dashboard data -----------------------------------------------------------------------------
 
-From = Annotated[AwareDatetime | None,
-                 Query(alias="from", description="start (RFC 3339); default: `to` - 7 days")]
-To = Annotated[AwareDatetime | None,
-               Query(alias="to", description="end, exclusive (RFC 3339); default now")]
-LotId = Annotated[str | None, Query(max_length=64, description="a lot id; none: the city")]
+From = Annotated[Moment | None, Query(
+    alias="from", description="start (RFC 3339, 1970 to 2199); default: `to` - 7 days")]
+To = Annotated[Moment | None, Query(
+    alias="to", description="end, exclusive (RFC 3339, 1970 to 2199); default now")]
+LotId = Annotated[str | None, Query(pattern=ID_PATTERN, description="a lot id; none: the city")]
 
 
 def _window(start: datetime | None, end: datetime | None, now: datetime,
