@@ -1,17 +1,18 @@
 """HTTP semantics of every route in one place: validators and 304s, caching, compression,
-CORS, RFC 9457 problem details, request metrics."""
+CORS, RFC 9457 problem details, request metrics, the format of times clients send."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http import HTTPStatus
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -19,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
@@ -30,6 +31,7 @@ from api._security import ERROR_HEADERS, install_security
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "ApiMetrics",
+    "ClientTime",
     "Problem",
     "bad_parameter",
     "cache",
@@ -101,6 +103,24 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": _DESCRIPTIONS[status]} if status == 304 else
             {"description": _DESCRIPTIONS[status], "content": _PROBLEM_CONTENT}
             for status in statuses}
+
+
+# RFC 3339 date-time (section 5.6), what JSON Schema's "date-time" format means. Pydantic alone
+# also takes a number or numeric text as a Unix time ("0.5"), a date without a time, a space
+# for the "T" and a time without an offset (refused later, less clearly).
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+                      r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be a date and time in RFC 3339 with an offset, e.g. "
+                         "2026-06-17T10:00:00+02:00 or 2026-06-17T08:00:00Z")
+    return value
+
+
+# A moment a client sends, in a query parameter or a JSON body: RFC 3339 text, nothing else.
+ClientTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 def problem(status: int, detail: str | None, request: Request, *,

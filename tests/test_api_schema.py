@@ -1,15 +1,20 @@
-"""The open-data API against its own OpenAPI description: requests generated from the schema
-(valid and invalid) never get a 5xx, and every answer is what the schema says it is."""
+"""The API against its own OpenAPI description: requests generated from the schema (valid and
+invalid) never get a 5xx, and every answer is what the schema says it is; and the parts of the
+contract a fuzzer finds only by luck, asked directly."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import schemathesis
 from _helpers import utc_now
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -22,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api import create_app
+from api._keys import add_key
 from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
@@ -31,6 +37,7 @@ from simulators.history import backfill_history
 OPERATIONS = ("listLots", "getLot", "getLotHistory", "getLotForecast", "listSigns",
               "exportHistoryCsv", "getHealth", "getMetrics")
 MAX_EXAMPLES = 50  # per operation: a budget that keeps the run well under a minute
+PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -72,3 +79,70 @@ def test_api_conforms_to_its_openapi(api_schema: Any, city: City) -> None:
                                            response_schema_conformance])
 
         conforms()
+
+
+# -- the contract, asked directly --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Api:
+    app: Any
+    city: City
+    key: str
+
+
+@pytest.fixture
+def api(settings: Settings, city: City, tmp_path: Path) -> Api:
+    """An app with an admin key, no rate limit by address or key and a quick stream heartbeat."""
+    keys = tmp_path / "api-keys"
+    key = add_key(keys, "schemathesis")
+    return Api(create_app(settings.model_copy(update={
+        "API_RATE_PER_IP": 0.0, "API_RATE_PER_KEY": 0.0, "API_KEYS_FILE": keys,
+        "API_STREAM_HEARTBEAT_S": 0.5}), city), city, key)
+
+
+@pytest.fixture
+def client(api: Api, conn: psycopg.Connection[tuple[Any, ...]]) -> Iterator[TestClient]:
+    sync_registry(conn, api.city)
+    with TestClient(api.app) as client:
+        yield client
+
+
+def _problem(answer: Any, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = answer.json()
+    assert body["status"] == status
+    return body
+
+
+@pytest.mark.parametrize("text", [
+    "0.5", "1781683200", "-1", "2026-06-17", "2026-06-17T10:00:00", "2026-06-17 10:00:00Z",
+    "20260617T100000Z", "2026-06-17T10:00Z", "2026-W25-3T10:00:00Z", "now"])
+def test_times_are_rfc3339_text_with_an_offset_only(client: TestClient, api: Api,
+                                                    text: str) -> None:
+    lot = api.city.lots[0].id
+    for path in (f"/v1/lots/{lot}/history", "/v1/export.csv", "/v1/dashboard/occupancy",
+                 "/v1/dashboard/heatmap", "/v1/dashboard/target", "/v1/dashboard/forecast",
+                 "/v1/dashboard/signs"):
+        for name in ("from", "to"):
+            refused = _problem(client.get(path, params={name: text}), 422)
+            assert [(error["location"], error["name"]) for error in refused["errors"]] == [
+                ("query", name)], (path, refused)
+
+
+def test_a_time_in_a_body_is_rfc3339_text_too(client: TestClient, api: Api) -> None:
+    key = {"X-API-Key": api.key}
+    lot, sign = api.city.lots[0].id, api.city.signs[0].id
+    later = utc_now() + timedelta(hours=1)
+    for until in (later.timestamp(), int(later.timestamp()), str(int(later.timestamp())),
+                  later.date().isoformat()):
+        refused = _problem(client.post(f"/v1/admin/lots/{lot}/close", headers=key, json={
+            "reason": "Baustelle", "until": until}), 422)
+        assert [error["name"] for error in refused["errors"]] == ["until"], refused
+        refused = _problem(client.post(f"/v1/admin/signs/{sign}/override", headers=key, json={
+            "lines": [{"text": "frei"}], "reason": "Test", "until": until}), 422)
+        assert [error["name"] for error in refused["errors"]] == ["until"], refused
+    closed = client.post(f"/v1/admin/lots/{lot}/close", headers=key, json={
+        "reason": "Baustelle", "until": later.isoformat()})
+    assert closed.status_code == 200, closed.text

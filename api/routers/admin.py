@@ -27,9 +27,16 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema, problem_responses
+from api._http import (
+    PROBLEM_MEDIA_TYPE,
+    ClientTime,
+    Problem,
+    bad_parameter,
+    inline_schema,
+    problem_responses,
+)
 from api._keys import KeyFileError, KeyStore
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
@@ -137,8 +144,8 @@ class CloseLot(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reason: Annotated[str, Field(min_length=1, max_length=500)]
-    until: AwareDatetime | None = Field(None, description="End of the closure (default: until "
-                                        "opened)")
+    until: ClientTime | None = Field(None, description="End of the closure (RFC 3339 with "
+                                     "offset; default: until opened)")
 
 
 class Closure(BaseModel):
@@ -230,8 +237,8 @@ class OverrideSign(BaseModel):
     lines: Annotated[list[OverrideLine], Field(min_length=1, description="One per line of "
                                                "the sign, in order")]
     reason: Annotated[str, Field(min_length=1, max_length=500)]
-    until: AwareDatetime | None = Field(None, description="End of the override (default: "
-                                        "until cleared)")
+    until: ClientTime | None = Field(None, description="End of the override (RFC 3339 with "
+                                     "offset; default: until cleared)")
 
 
 class ShownLine(BaseModel):

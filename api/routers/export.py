@@ -14,10 +14,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime
 
 from api._history import Resolution, history_range, newest_data, query_name
-from api._http import bad_parameter, cache, etag_matches, problem_responses
+from api._http import ClientTime, bad_parameter, cache, etag_matches, problem_responses
 from api.deps import Now, PoolDep, SelectedCities
 from core.db import queries
 
@@ -52,9 +51,9 @@ class CsvResponse(StreamingResponse):
     "answers 304 while nothing was added.")
 async def export_csv(
     request: Request, pool: PoolDep, cities: SelectedCities, now: Now,
-    from_: Annotated[AwareDatetime | None, Query(
+    from_: Annotated[ClientTime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 7 days.")] = None,
-    to: Annotated[AwareDatetime | None, Query(
+    to: Annotated[ClientTime | None, Query(
         description="RFC 3339 with offset; default now.")] = None,
     resolution: Annotated[Resolution, Query()] = "1h",
     lot: Annotated[list[str] | None, Query(description="Lot ids (default: all).")] = None,

@@ -12,10 +12,17 @@ from fastapi.responses import JSONResponse, Response
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api._history import history_parts, history_range, newest_data, points_query
-from api._http import cache, http_date, inline_schema, pagination_links, problem_responses
+from api._http import (
+    ClientTime,
+    cache,
+    http_date,
+    inline_schema,
+    pagination_links,
+    problem_responses,
+)
 from api._live import CSV_COLUMNS, lots_csv
 from api._models import (
     Accuracy,
@@ -138,9 +145,9 @@ async def get_lot(request: Request, lot_id: LotId, pool: PoolDep, views: Views,
     "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
     lot_id: LotId, pool: PoolDep, cities: CitiesDep, now: Now,
-    from_: Annotated[AwareDatetime | None, Query(
+    from_: Annotated[ClientTime | None, Query(
         alias="from", description="RFC 3339 with offset; default `to` - 24 h.")] = None,
-    to: Annotated[AwareDatetime | None, Query(
+    to: Annotated[ClientTime | None, Query(
         description="RFC 3339 with offset; default now.")] = None,
     resolution: Annotated[Literal["15m", "1h", "1d"], Query()] = "15m",
 ) -> Response:

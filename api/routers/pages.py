@@ -17,9 +17,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg.rows import dict_row
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
-from api._http import bad_parameter, problem_responses
+from api._http import ClientTime, bad_parameter, problem_responses
 from api.deps import CitiesDep, CityDep, Conn, Now, SettingsDep
 from core.city import Cities, City
 from core.db import queries
@@ -117,9 +117,9 @@ async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
 
 # -- dashboard data -----------------------------------------------------------------------------
 
-From = Annotated[AwareDatetime | None,
+From = Annotated[ClientTime | None,
                  Query(alias="from", description="start (RFC 3339); default: `to` - 7 days")]
-To = Annotated[AwareDatetime | None,
+To = Annotated[ClientTime | None,
                Query(alias="to", description="end, exclusive (RFC 3339); default now")]
 LotId = Annotated[str | None, Query(max_length=64, description="a lot id; none: the city")]
 
