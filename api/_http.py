@@ -140,19 +140,34 @@ def bad_parameter(name: str, detail: str, location: str = "query") -> NoReturn:
     raise RequestValidationError([{"loc": (location, name), "msg": detail, "type": "value_error"}])
 
 
+# FastAPI's 400 for a body it cannot read as JSON at all (not UTF-8, nested too deep); a JSON
+# syntax error it answers 422. One fault, one answer: 422 like every invalid input.
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        return await _validation_problem(request, RequestValidationError([{
+            "loc": ("body",), "msg": "not UTF-8 or nested too deep", "type": "json_invalid"}]))
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
     return problem(exc.status_code, detail, request, headers=exc.headers)
 
 
+def _problem_error(error: Mapping[str, Any]) -> ProblemError:
+    location, *name = [str(part) for part in error.get("loc", ())] or ["request"]
+    if error.get("type") != "json_invalid":
+        return ProblemError(location=location, name=".".join(name) or location,
+                            detail=str(error.get("msg", "invalid")))
+    # A body that is no JSON: FastAPI puts the character position where a field name goes.
+    reason = error.get("ctx", {}).get("error") or error.get("msg", "invalid")
+    where = f" at character {name[0]}" if name else ""
+    return ProblemError(location="body", name="body", detail=f"not JSON: {reason}{where}")
+
+
 async def _validation_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = []
-    for error in exc.errors():
-        location, *name = [str(part) for part in error.get("loc", ())] or ["request"]
-        errors.append(ProblemError(location=location, name=".".join(name) or location,
-                                   detail=str(error.get("msg", "invalid"))))
+    errors = [_problem_error(error) for error in exc.errors()]
     detail = "; ".join(f"{error.name}: {error.detail}" for error in errors)
     return problem(422, detail, request, errors=errors)
 

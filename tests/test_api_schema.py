@@ -116,6 +116,34 @@ def _problem(answer: Any, status: int) -> dict[str, Any]:
     return body
 
 
+def _operations(openapi: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            yield method.upper(), path, operation
+
+
+def test_the_key_is_checked_before_the_body_is_read(client: TestClient, api: Api) -> None:
+    lot = api.city.lots[0].id
+    url = f"/v1/admin/lots/{lot}/close"
+    json_type = {"Content-Type": "application/json"}
+    for body in (b"{not json", b"\xff\xfe{}", b"[" * 3000):  # 3000: nested too deep
+        # Whatever the body: no key 401, a wrong key 403; the body is not parsed.
+        _problem(client.post(url, content=body, headers=json_type), 401)
+        _problem(client.post(url, content=body, headers={**json_type, "X-API-Key": "x.y"}), 403)
+        # With the key, a body that is no JSON is invalid input like any other: 422 naming it.
+        refused = _problem(client.post(url, content=body, headers={
+            **json_type, "X-API-Key": api.key}), 422)
+        assert [(error["location"], error["name"]) for error in refused["errors"]] == [
+            ("body", "body")], refused
+    openapi = client.get("/openapi.json").json()
+    for method, path, operation in _operations(openapi):
+        if "requestBody" in operation:
+            assert {"401", "403", "422"} <= set(operation["responses"]), f"{method} {path}"
+            assert {"apiKey", "bearer"} <= {name for requirement in operation["security"]
+                                            for name in requirement}, f"{method} {path}"
+    assert set(openapi["components"]["securitySchemes"]) == {"apiKey", "bearer"}
+
+
 @pytest.mark.parametrize("text", [
     "0.5", "1781683200", "-1", "2026-06-17", "2026-06-17T10:00:00", "2026-06-17 10:00:00Z",
     "20260617T100000Z", "2026-06-17T10:00Z", "2026-W25-3T10:00:00Z", "now"])
