@@ -30,6 +30,7 @@ from api._security import ERROR_HEADERS, install_security
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "RATE_LIMITED",
     "ApiMetrics",
     "ClientTime",
     "Problem",
@@ -93,17 +94,33 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 _PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
 _DESCRIPTIONS = {304: "Not modified: the If-None-Match ETag is current",
-                 404: "No such resource", 422: "Invalid parameters",
-                 429: "Too many requests; retry after Retry-After seconds",
-                 503: "The database is unavailable; retry later"}
+                 404: "No such resource",
+                 422: "Invalid parameters or body (RFC 9457 problem naming each)",
+                 429: "Too many requests (from this address, or with this API key); retry "
+                      "after Retry-After seconds",
+                 503: "The database or a part of the service is unavailable; retry after "
+                      "Retry-After seconds"}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the problem documents (and 304) a route can answer with."""
-    return {status: {"description": _DESCRIPTIONS[status]} if status == 304 else
-            {"description": _DESCRIPTIONS[status], "content": _PROBLEM_CONTENT}
-            for status in statuses}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"description": _DESCRIPTIONS[status]}
+        if status != 304:
+            response["content"] = _PROBLEM_CONTENT
+        if status in (429, 503):
+            response["headers"] = _RETRY_AFTER
+        responses[status] = response
+    return responses
 
+
+# Every request takes a token of its address's bucket (api/_ratelimit.py): the app documents
+# the 429 on every operation, once.
+RATE_LIMITED = problem_responses(429)
 
 # RFC 3339 date-time (section 5.6), what JSON Schema's "date-time" format means. Pydantic alone
 # also takes a number or numeric text as a Unix time ("0.5"), a date without a time, a space

@@ -122,6 +122,28 @@ def _operations(openapi: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
             yield method.upper(), path, operation
 
 
+def test_every_operation_documents_the_429_of_the_rate_limit(client: TestClient) -> None:
+    openapi = client.get("/openapi.json").json()
+    operations = list(_operations(openapi))
+    assert len(operations) >= 27
+    for method, path, operation in operations:
+        too_many = operation["responses"].get("429")
+        assert too_many is not None, f"{method} {path} does not document 429"
+        assert PROBLEM in too_many["content"], f"{method} {path}"
+        assert too_many["headers"]["Retry-After"]["required"] is True, f"{method} {path}"
+
+
+def test_every_documented_error_is_a_problem_document(client: TestClient) -> None:
+    # Every 4xx and 5xx the API sends is application/problem+json (api/_http.py); the OpenAPI
+    # says so for each one it documents, with the Retry-After a 429 and a 503 always carry.
+    for method, path, operation in _operations(client.get("/openapi.json").json()):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert PROBLEM in response.get("content", {}), f"{method} {path} {status}"
+            if status in ("429", "503"):
+                assert response["headers"]["Retry-After"]["required"], f"{method} {path}"
+
+
 def test_the_key_is_checked_before_the_body_is_read(client: TestClient, api: Api) -> None:
     lot = api.city.lots[0].id
     url = f"/v1/admin/lots/{lot}/close"

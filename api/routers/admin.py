@@ -69,8 +69,7 @@ def _problems() -> dict[int | str, dict[str, Any]]:
     return {**problem_responses(404, 422, 503),
             401: {"description": "No API key", "content": content, "headers": {
                 "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
-            403: {"description": "The API key is not valid", "content": content},
-            429: {"description": "Too many requests; see Retry-After", "content": content}}
+            403: {"description": "The API key is not valid", "content": content}}
 
 
 @dataclass(frozen=True, slots=True)
