@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api._security import ERROR_HEADERS, install_security
@@ -160,6 +161,19 @@ def bad_parameter(name: str, detail: str, location: str = "query") -> NoReturn:
 # FastAPI's 400 for a body it cannot read as JSON at all (not UTF-8, nested too deep); a JSON
 # syntax error it answers 422. One fault, one answer: 422 like every invalid input.
 _UNREADABLE_BODY = "There was an error parsing the body"
+_ROUTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request, allow: str) -> str:
+    """Every method the request's path accepts: Starlette's 405 names only those of the first
+    route with that path (POST of a sign's override, not its DELETE)."""
+    methods = {method.strip() for method in allow.split(",") if method.strip()}
+    methods.update(method for method in _ROUTED_METHODS if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL
+        for route in request.app.router.routes))
+    if "GET" in methods:
+        methods.add("HEAD")  # _Validators answers HEAD for every GET route
+    return ", ".join(sorted(methods))
 
 
 async def _http_problem(request: Request, exc: Exception) -> Response:
@@ -167,8 +181,11 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
     if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
         return await _validation_problem(request, RequestValidationError([{
             "loc": ("body",), "msg": "not UTF-8 or nested too deep", "type": "json_invalid"}]))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
-    return problem(exc.status_code, detail, request, headers=exc.headers)
+    return problem(exc.status_code, detail, request, headers=headers)
 
 
 def _problem_error(error: Mapping[str, Any]) -> ProblemError:

@@ -196,3 +196,20 @@ def test_a_time_in_a_body_is_rfc3339_text_too(client: TestClient, api: Api) -> N
     closed = client.post(f"/v1/admin/lots/{lot}/close", headers=key, json={
         "reason": "Baustelle", "until": later.isoformat()})
     assert closed.status_code == 200, closed.text
+
+
+def test_a_405_names_every_method_of_the_path(client: TestClient, api: Api) -> None:
+    sign = api.city.signs[0].id
+    assert client.put(f"/v1/admin/signs/{sign}/override").headers["allow"] == "DELETE, POST"
+    assert client.get("/v1/admin/reload").headers["allow"] == "POST"
+    assert client.request("PATCH", "/static/favicon.svg").headers["allow"] == "GET, HEAD"
+    # Every documented path: the methods of its operations (and HEAD with GET), no more.
+    openapi = client.get("/openapi.json").json()
+    for path, operations in openapi["paths"].items():
+        url = path.replace("{lot_id}", api.city.lots[0].id).replace("{sign_id}", sign)
+        answer = client.request("PUT", url)
+        _problem(answer, 405)
+        documented = {method.upper() for method in operations}
+        if "GET" in documented:
+            documented.add("HEAD")
+        assert set(answer.headers["allow"].split(", ")) == documented, path
