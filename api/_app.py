@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 import api.routers
-from api._http import install_http
+from api._http import RATE_LIMITED, install_http
 from api._limits import RequestLimits
 from api._ratelimit import RateLimit, TokenBuckets
 from core.city import Cities, City, load_cities
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
     app = FastAPI(title=f"parkleit – {', '.join(city.city.name for city in cities)}",
                   version="1",
                   description="Open parking data: live occupancy, forecasts, signs, DATEX II.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, responses=RATE_LIMITED)
     app.state.settings = settings
     app.state.cities = cities
     # Added first, so innermost: a 429 still gets CORS headers and is counted in the metrics.

@@ -1,5 +1,5 @@
 """HTTP semantics of every route in one place: validators and 304s, caching, compression,
-CORS, RFC 9457 problem details, request metrics."""
+CORS, RFC 9457 problem details, request metrics, the format of times clients send."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api._security import ERROR_HEADERS, install_security
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "RATE_LIMITED",
     "ApiMetrics",
     "Problem",
     "bad_parameter",
@@ -91,16 +93,34 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 _PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
 _DESCRIPTIONS = {304: "Not modified: the If-None-Match ETag is current",
-                 404: "No such resource", 422: "Invalid parameters",
-                 429: "Too many requests; retry after Retry-After seconds",
-                 503: "The database is unavailable; retry later"}
+                 404: "No such resource",
+                 422: "Invalid parameters or body (RFC 9457 problem naming each)",
+                 429: "Too many requests (from this address, or with this API key); retry "
+                      "after Retry-After seconds",
+                 503: "The database or a part of the service is unavailable; retry after "
+                      "Retry-After seconds"}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the problem documents (and 304) a route can answer with."""
-    return {status: {"description": _DESCRIPTIONS[status]} if status == 304 else
-            {"description": _DESCRIPTIONS[status], "content": _PROBLEM_CONTENT}
-            for status in statuses}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"description": _DESCRIPTIONS[status]}
+        if status != 304:
+            response["content"] = _PROBLEM_CONTENT
+        if status in (429, 503):
+            response["headers"] = _RETRY_AFTER
+        responses[status] = response
+    return responses
+
+
+# Every request takes a token of its address's bucket (api/_ratelimit.py): the app documents
+# the 429 on every operation, once.
+RATE_LIMITED = problem_responses(429)
+
 
 
 def problem(status: int, detail: str | None, request: Request, *,
@@ -120,19 +140,50 @@ def bad_parameter(name: str, detail: str, location: str = "query") -> NoReturn:
     raise RequestValidationError([{"loc": (location, name), "msg": detail, "type": "value_error"}])
 
 
+# FastAPI's 400 for a body it cannot read as JSON at all (not UTF-8, nested too deep); a JSON
+# syntax error it answers 422. One fault, one answer: 422 like every invalid input.
+_UNREADABLE_BODY = "There was an error parsing the body"
+_ROUTED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request, allow: str) -> str:
+    """Every method the request's path accepts: Starlette's 405 names only those of the first
+    route with that path (POST of a sign's override, not its DELETE)."""
+    methods = {method.strip() for method in allow.split(",") if method.strip()}
+    methods.update(method for method in _ROUTED_METHODS if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL
+        for route in request.app.router.routes))
+    if "GET" in methods:
+        methods.add("HEAD")  # _Validators answers HEAD for every GET route
+    return ", ".join(sorted(methods))
+
+
 async def _http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        return await _validation_problem(request, RequestValidationError([{
+            "loc": ("body",), "msg": "not UTF-8 or nested too deep", "type": "json_invalid"}]))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
-    return problem(exc.status_code, detail, request, headers=exc.headers)
+    return problem(exc.status_code, detail, request, headers=headers)
+
+
+def _problem_error(error: Mapping[str, Any]) -> ProblemError:
+    location, *name = [str(part) for part in error.get("loc", ())] or ["request"]
+    if error.get("type") != "json_invalid":
+        return ProblemError(location=location, name=".".join(name) or location,
+                            detail=str(error.get("msg", "invalid")))
+    # A body that is no JSON: FastAPI puts the character position where a field name goes.
+    reason = error.get("ctx", {}).get("error") or error.get("msg", "invalid")
+    where = f" at character {name[0]}" if name else ""
+    return ProblemError(location="body", name="body", detail=f"not JSON: {reason}{where}")
 
 
 async def _validation_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = []
-    for error in exc.errors():
-        location, *name = [str(part) for part in error.get("loc", ())] or ["request"]
-        errors.append(ProblemError(location=location, name=".".join(name) or location,
-                                   detail=str(error.get("msg", "invalid"))))
+    errors = [_problem_error(error) for error in exc.errors()]
     detail = "; ".join(f"{error.name}: {error.detail}" for error in errors)
     return problem(422, detail, request, errors=errors)
 

@@ -1,5 +1,5 @@
-"""What a client may send, checked at the edge: a time in a range that arithmetic on it cannot
-overflow, and text without control characters and of bounded length.
+"""What a client may send, checked at the edge: a time as RFC 3339 text in a range that
+arithmetic on it cannot overflow, and text without control characters and of bounded length.
 
 Each is a type for a route's parameters or request models, so a bad value is a 422 problem
 naming the field before any route code, the database or a log sees it (PostgreSQL refuses NUL
@@ -13,7 +13,13 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -34,6 +40,20 @@ _REFUSED = re.compile(f"[{_CONTROLS}]")
 # Lone surrogates (JSON allows "\ud800"; no UTF-8 can carry one) pydantic's str refuses itself.
 
 
+# RFC 3339 date-time (section 5.6), what JSON Schema's "date-time" format means. Pydantic alone
+# also takes a number or numeric text as a Unix time ("0.5"), a date without a time, a space
+# for the "T" and a time without an offset (refused later, less clearly).
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+                      r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be a date and time in RFC 3339 with an offset, e.g. "
+                         "2026-06-17T10:00:00+02:00 or 2026-06-17T08:00:00Z")
+    return value
+
+
 def _in_range(moment: datetime) -> datetime:
     # A comparison of aware times cannot overflow; the arithmetic after it no longer can.
     if not EARLIEST <= moment < LATEST:
@@ -41,8 +61,9 @@ def _in_range(moment: datetime) -> datetime:
     return moment
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
-"""A time from a client: RFC 3339 with an offset, from 1970 to before 2200 (UTC)."""
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_range)]
+"""A time from a client, in a query parameter or a JSON body: RFC 3339 text with an offset,
+nothing else, from 1970 to before 2200 (UTC)."""
 
 
 def _printable(text: str) -> str:

@@ -5,7 +5,9 @@
   ``parkleit api``'s server stops reading a head at the same bound (``api._server``), so an
   endless one is never buffered; this middleware refuses what a server let through.
 - **Body**: requests whose method takes a body (POST, PUT, PATCH) may send at most
-  ``API_MAX_BODY_BYTES``; every other method none (a GET with a body is a 413). A declared
+  ``API_MAX_BODY_BYTES``; every other method none (a GET with a body is a 413), except
+  where no route takes the method on that path: that is the router's 405, its body unread.
+  A declared
   ``Content-Length`` above the bound is refused before a byte of the body is read; a chunked
   body is read only up to it. The body is read here, whole, before the route runs, and must
   arrive within ``API_BODY_TIMEOUT_S`` (408 otherwise: a client trickling bytes holds no
@@ -21,6 +23,7 @@ import asyncio
 
 from fastapi import Request
 from starlette.datastructures import Headers
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api._http import problem
@@ -28,6 +31,14 @@ from api._http import problem
 __all__ = ["BODY_METHODS", "RequestLimits", "head_bytes"]
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the app takes the request's method on its path."""
+    if "content-length" not in (headers := Headers(scope=scope)) and (
+            "transfer-encoding" not in headers):
+        return True  # no body: nothing to decide (and no routes walked on every GET)
+    return any(route.matches(scope)[0] == Match.FULL for route in scope["app"].router.routes)
 
 
 class _Refused(Exception):
@@ -65,6 +76,11 @@ class RequestLimits:
             return
         try:
             self._check_head(scope)
+            if scope["method"] not in BODY_METHODS and not _routed(scope):
+                # No route takes this method on this path: the router's 405 (or 404) it is,
+                # and the body, if any, is never read.
+                await self.app(scope, receive, send)
+                return
             limit = self.max_body if scope["method"] in BODY_METHODS else 0
             body = await self._body(scope, receive, limit)
         except _Refused as refused:

@@ -2,7 +2,9 @@
 
 Every route needs an API key (``Authorization: Bearer <key>`` or ``X-API-Key``; 401 without
 one, 403 for a wrong one), takes a token of the key's rate-limit bucket (429 when empty) and
-writes an ``admin_audit`` row, in the transaction of the change, with the key's name.
+writes an ``admin_audit`` row, in the transaction of the change, with the key's name. The key is
+checked before the body is read (``_KeyFirst``): a request without a valid key is refused
+whatever it sends, and its body is never parsed.
 
 Closing a lot writes ``lot_closures``; ingest derives ``closed`` for the lot while the row is in
 force (``ingest.lot_status(closed=...)``), at every batch and every stale check. So that no
@@ -16,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, Security
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -54,17 +58,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _problems() -> dict[int | str, dict[str, Any]]:
     content = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
-    described = {401: "No API key", 403: "The API key is not valid",
-                 429: "Too many requests; see Retry-After"}
     return {**problem_responses(404, 422, 503),
-            **{status: {"description": described[status], "content": content}
-               for status in statuses}}
-
-
-router = APIRouter(prefix="/v1/admin", tags=["admin"], lifespan=_lifespan,
-                   responses=_problems(401, 403, 429))
+            401: {"description": "No API key", "content": content, "headers": {
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
+            403: {"description": "The API key is not valid", "content": content}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +78,10 @@ def _too_many(wait: float, detail: str) -> HTTPException:
     return HTTPException(429, detail, headers={"Retry-After": retry_after(wait)})
 
 
-async def _operator(
-    request: Request,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Operator:
-    scheme, _, token = (authorization or "").partition(" ")
+async def _authenticate(request: Request) -> Operator:
+    """The operator whose API key the request carries: else 401, 403, 429 or 503."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    x_api_key = request.headers.get("x-api-key")
     key = (x_api_key or (token.strip() if scheme.lower() == "bearer" else "")).strip()
     if not key:
         raise HTTPException(401, "an API key is needed: Authorization: Bearer <key> or X-API-Key",
@@ -112,6 +109,37 @@ async def _operator(
     return Operator(name, client)
 
 
+class _KeyFirst(APIRoute):
+    """An admin route: the API key is checked before FastAPI reads and parses the body (it
+    does that before any dependency), so a request without a valid key gets its 401, 403 or
+    429 whatever its body, and no one without a key makes the API parse anything."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def key_first(request: Request) -> Response:
+            request.state.operator = await _authenticate(request)
+            return await handler(request)
+
+        return key_first
+
+
+# The two ways to send a key, for the OpenAPI (security schemes); _KeyFirst checks them.
+_API_KEY = APIKeyHeader(name="X-API-Key", scheme_name="apiKey", auto_error=False,
+                        description="An admin key (parkleit api add-key NAME)")
+_BEARER = HTTPBearer(scheme_name="bearer", auto_error=False,
+                     description="An admin key as a bearer token")
+
+
+async def _operator(request: Request) -> Operator:
+    """The operator ``_KeyFirst`` authenticated."""
+    operator: Operator = request.state.operator
+    return operator
+
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], lifespan=_lifespan, route_class=_KeyFirst,
+                   responses=_problems(),
+                   dependencies=[Security(_API_KEY), Security(_BEARER)])
 OperatorDep = Annotated[Operator, Depends(_operator)]
 LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
 SignId = Annotated[str, Path(pattern=ID_PATTERN, description="The sign's id.")]
@@ -142,7 +170,8 @@ class CloseLot(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reason: Reason
-    until: Moment | None = Field(None, description="End of the closure (default: until opened)")
+    until: Moment | None = Field(None, description="End of the closure (RFC 3339 with "
+                                 "offset; default: until opened)")
 
 
 class Closure(BaseModel):
@@ -234,8 +263,8 @@ class OverrideSign(BaseModel):
     lines: Annotated[list[OverrideLine], Field(min_length=1, description="One per line of "
                                                "the sign, in order")]
     reason: Reason
-    until: Moment | None = Field(None, description="End of the override (default: until "
-                                 "cleared)")
+    until: Moment | None = Field(None, description="End of the override (RFC 3339 with "
+                                 "offset; default: until cleared)")
 
 
 class ShownLine(BaseModel):

@@ -24,7 +24,10 @@ router = APIRouter(prefix="/v1/datex2", tags=["DATEX II"], responses=problem_res
 _XML = "application/xml; charset=utf-8"
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/xml": {}}, "description": "A DATEX II v3.7 d2:payload."}}
-_NO_SIGNS: dict[int | str, dict[str, Any]] = {404: {"description": "No city asked for has signs."}}
+_NO_SIGNS: dict[int | str, dict[str, Any]] = {
+    404: {**problem_responses(404)[404], "description": "No city asked for has signs."}}
+# Publications read from the database.
+_READ: dict[int | str, dict[str, Any]] = {**_DOCUMENT, **problem_responses(503)}
 
 
 def _xml(document: bytes) -> Response:
@@ -40,7 +43,7 @@ async def parking_table(cities: SelectedCities, now: Now) -> Response:
 
 
 @router.get("/parking-status", summary="DATEX II parking status",
-            operation_id="datex2_parking_status", response_class=Response, responses=_DOCUMENT)
+            operation_id="datex2_parking_status", response_class=Response, responses=_READ)
 async def parking_status(request: Request, pool: PoolDep, views: Views, all_cities: CitiesDep,
                          cities: SelectedCities, now: Now) -> Response:
     """ParkingStatusPublication: every lot's vacant spaces and status now (unknown when stale)."""
@@ -59,7 +62,7 @@ async def vms_table(cities: SelectedCities, now: Now) -> Response:
 
 
 @router.get("/vms-status", summary="DATEX II VMS status", operation_id="datex2_vms_status",
-            response_class=Response, responses={**_DOCUMENT, **_NO_SIGNS})
+            response_class=Response, responses={**_READ, **_NO_SIGNS})
 async def vms_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
     """VmsPublication: what every sign last confirmed showing, and whether it works."""
     _require_signs(cities)

@@ -14,7 +14,7 @@ from api.deps import CitiesDep, Now, PoolDep, SelectedCities, Views
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["ParkAPI"], responses=problem_responses(422))
+router = APIRouter(tags=["ParkAPI"], responses=problem_responses(422, 503))
 
 
 _DESCRIPTION = """The lots as ParkAPI v1 serves a city: ``free`` only for lots counted recently,
