@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
@@ -107,8 +108,10 @@ class Settings(BaseSettings):
     # Origins that may show the web pages in a frame (CSP frame-ancestors), besides this one.
     API_FRAME_ANCESTORS: Annotated[tuple[str, ...], NoDecode] = ()
     # Proxies whose X-Forwarded-For/-Proto uvicorn believes (comma list of IPs or networks,
-    # ``*`` any): the load balancer's, so rate limits count clients, not the proxy.
-    API_FORWARDED_ALLOW_IPS: str = "127.0.0.1"
+    # ``*`` any): the reverse proxy's address as the API sees it, so rate limits and the admin
+    # audit count clients, not the proxy. Empty: none; a client's headers are never believed
+    # (loopback neither: any local process could name itself anyone).
+    API_FORWARDED_ALLOW_IPS: str = ""
     # Token buckets per process (behind N processes a client gets N times these): every
     # request takes one token of its client IP's bucket, an admin request one of its key's
     # too. Rate in requests per second (0 = no limit), burst = bucket size.
@@ -137,6 +140,20 @@ class Settings(BaseSettings):
         if value.startswith("postgres://"):
             value = "postgresql://" + value.removeprefix("postgres://")
         return value
+
+    @field_validator("API_FORWARDED_ALLOW_IPS")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        entries = [part.strip() for part in value.split(",") if part.strip()]
+        if entries == ["*"]:
+            return "*"
+        for entry in entries:
+            try:
+                ip_network(entry)  # strict, as uvicorn reads it: 10.0.0.0/8, not 10.0.0.1/8
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network (or a lone '*'): {exc}"
+                                 ) from None
+        return ",".join(entries)
 
     @field_validator("FORECAST_HORIZONS", mode="before")
     @classmethod
