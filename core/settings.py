@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.clock import Clock
@@ -46,6 +53,16 @@ class Settings(BaseSettings):
     )
 
     DATABASE_URL: str = "postgresql://postgres@127.0.0.1:5432/parkleit"
+    # ``db migrate``: also create the services' own database roles (DB_ROLE_PREFIX + api,
+    # ingest, signage, forecast) and grant each what core/sql/roles.sql lists. A role gets LOGIN
+    # and its password where DB_<SERVICE>_PASSWORD is set; without one a new role is NOLOGIN
+    # and an existing role's login is left as it is.
+    DB_ROLES: bool = False
+    DB_ROLE_PREFIX: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "parkleit_"
+    DB_API_PASSWORD: SecretStr | None = None
+    DB_INGEST_PASSWORD: SecretStr | None = None
+    DB_SIGNAGE_PASSWORD: SecretStr | None = None
+    DB_FORECAST_PASSWORD: SecretStr | None = None
     MQTT_URL: str = "mqtt://127.0.0.1:1883"
     MQTT_CA_FILE: Path | None = None
     # "5" everywhere it can be; "3.1.1" only for brokers without MQTT 5 (the amqtt demo
@@ -139,6 +156,15 @@ class Settings(BaseSettings):
             raise ValueError("no host in the URL")
         if value.startswith("postgres://"):
             value = "postgresql://" + value.removeprefix("postgres://")
+        return value
+
+    @field_validator("DB_API_PASSWORD", "DB_INGEST_PASSWORD", "DB_SIGNAGE_PASSWORD",
+                     "DB_FORECAST_PASSWORD")
+    @classmethod
+    def _check_role_password(cls, value: SecretStr | None,
+                             info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not info.data.get("DB_ROLES"):
+            raise ValueError("set only with PARKLEIT_DB_ROLES=true (db migrate sets it then)")
         return value
 
     @field_validator("API_FORWARDED_ALLOW_IPS")
