@@ -377,3 +377,24 @@ def test_signage_and_the_forecaster_work_with_their_roles(
              and _count(conn, "SELECT count(*) FROM sign_state") == 1, timeout=30)
     assert signage.terminate() == 0
     _no_refusal(signage)
+
+
+def test_a_reload_taking_another_citys_id_is_refused(
+        settings: Settings, city: City, city_path: Path, conn: psycopg.Connection[Any],
+        tmp_path: Path) -> None:
+    """The registry refuses an id another city has (RegistryConflict): a 422 that names it,
+    as for a broken config, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from core.registry import sync_registry
+
+    sync_registry(conn, city)
+    conn.execute("UPDATE lots SET city = 'elsewhere' WHERE lot_id = %s", (f"{city.id}-small",))
+    key = add_key(tmp_path / "keys", "ops")
+    app = create_app(settings.model_copy(update={"API_KEYS_FILE": tmp_path / "keys",
+                                                 "CITIES": (str(city_path),)}), city)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        refused = client.post("/v1/admin/reload", headers={"X-API-Key": key})
+    assert refused.status_code == 422, refused.text
+    assert "already city 'elsewhere'" in refused.json()["detail"]
