@@ -360,9 +360,9 @@ def test_an_unmigrated_config_stops_a_service_that_may_only_read_the_registry(
 def test_signage_and_the_forecaster_work_with_their_roles(
         roles: Roles, settings: Settings, city: City, conn: psycopg.Connection[Any],
         spawn: Callable[..., ServiceProcess]) -> None:
-    backfill_history(conn, city, end=utc_now(), weeks=2, seed=3)
+    backfill_history(conn, city, end=utc_now(), weeks=1, seed=3)  # a baseline: quick
     forecast = service_env(settings, PARKLEIT_DATABASE_URL=roles.urls["forecast"])
-    trained = _cli(["forecast", "train", "--days", "14"], forecast)
+    trained = _cli(["forecast", "train", "--days", "7"], forecast)
     assert trained.returncode == 0, trained.stderr
     predicted = _cli(["forecast", "predict"], forecast)
     assert predicted.returncode == 0, predicted.stderr
