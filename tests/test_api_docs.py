@@ -5,16 +5,15 @@ real headless Chromium, which reports every request and every violation of the p
 from __future__ import annotations
 
 import re
-import socket
 from base64 import b64encode
 from hashlib import sha256
 from pathlib import Path
 
-import httpx
 import pytest
-from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _helpers import ROOT, ServiceProcess, answers_ok, service_env, wait_for
 from fastapi.testclient import TestClient
 
+from core.embedded import free_port
 from core.settings import Settings
 
 SWAGGER_UI = ROOT / "api" / "static" / "node_modules" / "swagger-ui-dist"
@@ -55,20 +54,6 @@ def test_swagger_ui_is_served_from_npm(api_client: TestClient) -> None:
         assert answer.content == (SWAGGER_UI / name).read_bytes()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.mark.browser
 def test_swagger_ui_works_under_its_policy(settings: Settings, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -78,12 +63,12 @@ def test_swagger_ui_works_under_its_policy(settings: Settings, tmp_path: Path) -
         _missing(f"no {CHROMIUM}")
     if not SWAGGER_UI.exists():
         _missing("the pages' npm packages are not installed (api/static/node_modules)")
-    port = _free_port()
+    port = free_port()
     process = ServiceProcess(["api", "--port", str(port)], service_env(settings),
                              tmp_path / "api.log").start()
     site = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(f"{site}/healthz"), timeout=30)
+        wait_for(lambda: answers_ok(f"{site}/healthz"), timeout=30)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                  args=CHROMIUM_ARGS)

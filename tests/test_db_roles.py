@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,13 +27,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, service_env, utc_now, wait_for
+from _helpers import ROOT, ServiceProcess, answers_ok, service_env, utc_now, wait_for
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
 from psycopg import sql
 
 from api._keys import add_key
 from core.city import City
 from core.db import SERVICE_ROLES
+from core.embedded import free_port
 from core.settings import Settings
 from simulators._mqtt import mqtt_client
 from simulators.history import backfill_history
@@ -207,20 +207,6 @@ def test_roles_without_passwords_cannot_log_in(settings: Settings,
 # -- the services with their roles ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _count(conn: psycopg.Connection[Any], query: str) -> int:
     row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
@@ -235,12 +221,12 @@ def site(roles: Roles, settings: Settings, spawn: Callable[..., ServiceProcess],
     ingest.wait_log("connected to MQTT", timeout=30)
     keys = tmp_path / "api-keys"
     key = add_key(keys, "ops")
-    port = _free_port()
+    port = free_port()
     api = spawn(["api", "--port", str(port)], service_env(
         settings, PARKLEIT_DATABASE_URL=roles.urls["api"], PARKLEIT_API_KEYS_FILE=str(keys),
         PARKLEIT_API_RATE_PER_IP="0"), name="api")
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(f"{url}/healthz"), timeout=30)
+    wait_for(lambda: answers_ok(f"{url}/healthz"), timeout=30)
     yield url, key
     for process in (ingest, api):
         _no_refusal(process)

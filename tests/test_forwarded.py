@@ -9,7 +9,6 @@ every visitor behind the proxy has a bucket of their own and the audit records t
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, answers_ok, service_env, wait_for
 
 from api._keys import add_key
 from core.city import City
+from core.embedded import free_port
 from core.registry import sync_registry
 from core.settings import Settings
 
@@ -28,29 +28,15 @@ BURST = 3
 FORGED = [f"198.51.100.{number}" for number in range(1, 2 * BURST + 1)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _api(spawn: Callable[..., ServiceProcess], settings: Settings, keys: Path,
          **extra: str) -> str:
     """``parkleit api`` with a small per-address bucket (BURST requests, refilled slowly)."""
-    port = _free_port()
+    port = free_port()
     spawn(["api", "--port", str(port)], service_env(
         settings, PARKLEIT_API_KEYS_FILE=str(keys), PARKLEIT_API_RATE_PER_IP="0.01",
         PARKLEIT_API_BURST_PER_IP=str(BURST), **extra), name="api")
     site = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(f"{site}/openapi.json"), timeout=30)  # one token of loopback's
+    wait_for(lambda: answers_ok(f"{site}/openapi.json"), timeout=30)  # one token of loopback's
     return site
 
 
