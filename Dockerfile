@@ -2,11 +2,12 @@
 # The image of every parkleit service (docker-compose.yml): `parkleit <command>`.
 # Build: docker build -t parkleit .   Run: docker run --rm parkleit --help
 
-# The web pages' browser libraries (api/static/package.json), served from node_modules.
+# The web pages' browser libraries and Swagger UI (api/static/package.json), served from
+# node_modules. No install scripts (api/static/.npmrc says why).
 FROM node:22-slim AS pages
 WORKDIR /pages
 COPY api/static/package.json api/static/package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
 
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -27,7 +27,8 @@ $(TSDB): tests/timescale/package.json tests/timescale/package-lock.json
 		&& touch node_modules/.installed; \
 	else echo "npm not found: the TimescaleDB tests will be skipped"; fi
 
-# The web pages' browser libraries (Leaflet, uPlot), served from node_modules: no build step.
+# The web pages' browser libraries (Leaflet, uPlot) and Swagger UI of /docs, served from
+# node_modules: no build step.
 $(PAGES): api/static/package.json api/static/package-lock.json
 	@if command -v npm >/dev/null; then \
 		cd api/static && npm ci --no-audit --no-fund --loglevel=error \

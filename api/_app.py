@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
     app = FastAPI(title=f"parkleit – {', '.join(city.city.name for city in cities)}",
                   version="1",
                   description="Open parking data: live occupancy, forecasts, signs, DATEX II.",
-                  lifespan=lifespan, responses=RATE_LIMITED)
+                  lifespan=lifespan, responses=RATE_LIMITED,
+                  docs_url=None, redoc_url=None)  # /docs: api/routers/docs.py
     app.state.settings = settings
     app.state.cities = cities
     # Added first, so innermost: a 429 still gets CORS headers and is counted in the metrics.

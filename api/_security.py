@@ -16,9 +16,11 @@ Decisions, so they are made once:
   embedding the map); the kiosk runs full screen in its browser, not in a frame.
 - Everything else (JSON, XML, CSV, SVG, ...): ``default-src 'none'`` and no framing, so a
   response opened as a document can run nothing.
-- ``/docs`` and ``/redoc`` are FastAPI's pages, which load Swagger UI and ReDoc from a CDN with
-  inline scripts; they get no CSP (one strict enough to mean something would break them) but
-  may not be framed.
+- ``/docs`` is Swagger UI, served from this site (npm ``swagger-ui-dist``, like the pages'
+  libraries): its route sets a policy of its own (``docs_policy``), scripts and styles from
+  this site, its one inline start-up script by hash, images from this site and ``data:``
+  (Swagger UI's icons), requests to this site only; never framed. (No ReDoc: it would load
+  from a CDN.)
 - HSTS only on requests that came over HTTPS (behind a proxy: ``X-Forwarded-Proto`` from a
   proxy in ``API_FORWARDED_ALLOW_IPS``); plain HTTP answers cannot set it anyway.
 
@@ -38,12 +40,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.settings import Settings
 
-__all__ = ["ADMIN_PREFIX", "ERROR_HEADERS", "install_security", "page_policy", "tile_source"]
+__all__ = ["ADMIN_PREFIX", "ERROR_HEADERS", "docs_policy", "install_security", "page_policy",
+           "tile_source"]
 
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/v1/admin"
-_DOC_PAGES = ("/docs", "/redoc")
+_DOC_PAGES = ("/docs",)
 _EXPOSED = ["ETag", "Last-Modified", "Link", "Retry-After"]
 # Features no page uses. A future "where am I" button needs geolocation=(self).
 _PERMISSIONS = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
@@ -97,6 +100,21 @@ def page_policy(settings: Settings) -> str:
         "base-uri 'none'",
         "form-action 'self'",
         f"frame-ancestors {ancestors}",
+    ])
+
+
+def docs_policy(script_hashes: Iterable[str]) -> str:
+    """The Content-Security-Policy of ``/docs``: Swagger UI from this site, and of inline
+    scripts only those of ``script_hashes`` (``'sha256-...'`` sources)."""
+    return "; ".join([
+        "default-src 'none'",
+        " ".join(["script-src 'self'", *script_hashes]),
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
     ])
 
 

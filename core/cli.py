@@ -87,16 +87,26 @@ def require_broker(settings: Settings) -> None:
 
 
 def _cmd_db_migrate(args: argparse.Namespace) -> int:
-    from core.db import migrate
+    from core.db import apply_roles, migrate
     from core.registry import sync_registry
 
     settings = _settings()
     _, cities = _cities(args, settings)
     require_database(settings.DATABASE_URL, create=True)
+    passwords = {service: secret.get_secret_value() if secret else None for service, secret in (
+        ("api", settings.DB_API_PASSWORD), ("ingest", settings.DB_INGEST_PASSWORD),
+        ("signage", settings.DB_SIGNAGE_PASSWORD), ("forecast", settings.DB_FORECAST_PASSWORD))}
     with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
         applied = migrate(conn)
         for city in cities:
             sync_registry(conn, city)
+        if settings.DB_ROLES:
+            try:
+                roles = apply_roles(conn, settings.DB_ROLE_PREFIX, passwords)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise UsageError(f"cannot set up the services' database roles: {exc}") from None
+            logger.info("the services' database roles have what core/sql/roles.sql grants "
+                        "(%s)", ", ".join(roles) or "no role created, no password set")
     logger.info("schema up to date (%s); registry synced: %s", ", ".join(applied) or
                 "nothing to apply", ", ".join(f"{city.id} {len(city.lots)} lots"
                                               for city in cities))
@@ -489,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     migrate = db_commands.add_parser("migrate", help="apply the schema and migrations; "
-                                     "sync the city registry (idempotent)")
+                                     "sync the city registry; with PARKLEIT_DB_ROLES=true the "
+                                     "services' database roles and grants (idempotent)")
     cities_option(migrate)
     migrate.set_defaults(handler=_cmd_db_migrate)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -16,7 +16,9 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 __all__ = [
+    "SERVICE_ROLES",
     "Migration",
+    "apply_roles",
     "check_database",
     "has_timescaledb",
     "load_sql",
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 _SQL_DIR = resources.files("core") / "sql"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 BASELINE_VERSION = 1
+# The services with a database role of their own (core/sql/roles.sql says what each may do).
+SERVICE_ROLES = ("api", "ingest", "signage", "forecast")
 
 
 def open_pool(
@@ -208,6 +212,37 @@ def migrate(
         logger.info("applied migration %04d %s", migration.version, migration.name)
     _run_script(conn, load_sql("core", "timescale" if use_timescaledb else "plain"))
     return applied
+
+
+def apply_roles(conn: psycopg.Connection[tuple[object, ...]], prefix: str,
+                passwords: Mapping[str, str | None]) -> list[str]:
+    """Give each service its role (``prefix`` + service) with exactly the privileges of
+    ``roles.sql``; idempotent, one transaction. Returns what it did to the roles.
+
+    A missing role is created NOLOGIN; a role with a password in ``passwords`` (by service)
+    gets LOGIN and that password, hashed here (SCRAM-SHA-256), so the plain text reaches
+    neither the server's log nor its statistics. Run as the schema's owner.
+    """
+    names = {service: f"{prefix}{service}" for service in SERVICE_ROLES}
+    done: list[str] = []
+    with conn.transaction():
+        for service, role in names.items():
+            known = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            if known.fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                done.append(f"created {role}")
+            password = passwords.get(service)
+            if password:
+                verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(),
+                                                        b"scram-sha-256")
+                conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(verifier.decode())))
+                done.append(f"password of {role}")
+        identifiers = {service: sql.Identifier(role) for service, role in names.items()}
+        for statement in split_statements(load_sql("core", "roles")):
+            conn.execute(sql.SQL(statement).format(
+                database=sql.Identifier(conn.info.dbname), **identifiers))
+    return done
 
 
 def create_database(admin_url: str, name: str) -> bool:

@@ -5,11 +5,19 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.clock import Clock
@@ -45,6 +53,16 @@ class Settings(BaseSettings):
     )
 
     DATABASE_URL: str = "postgresql://postgres@127.0.0.1:5432/parkleit"
+    # ``db migrate``: also create the services' own database roles (DB_ROLE_PREFIX + api,
+    # ingest, signage, forecast) and grant each what core/sql/roles.sql lists. A role gets LOGIN
+    # and its password where DB_<SERVICE>_PASSWORD is set; without one a new role is NOLOGIN
+    # and an existing role's login is left as it is.
+    DB_ROLES: bool = False
+    DB_ROLE_PREFIX: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "parkleit_"
+    DB_API_PASSWORD: SecretStr | None = None
+    DB_INGEST_PASSWORD: SecretStr | None = None
+    DB_SIGNAGE_PASSWORD: SecretStr | None = None
+    DB_FORECAST_PASSWORD: SecretStr | None = None
     MQTT_URL: str = "mqtt://127.0.0.1:1883"
     MQTT_CA_FILE: Path | None = None
     # "5" everywhere it can be; "3.1.1" only for brokers without MQTT 5 (the amqtt demo
@@ -107,8 +125,10 @@ class Settings(BaseSettings):
     # Origins that may show the web pages in a frame (CSP frame-ancestors), besides this one.
     API_FRAME_ANCESTORS: Annotated[tuple[str, ...], NoDecode] = ()
     # Proxies whose X-Forwarded-For/-Proto uvicorn believes (comma list of IPs or networks,
-    # ``*`` any): the load balancer's, so rate limits count clients, not the proxy.
-    API_FORWARDED_ALLOW_IPS: str = "127.0.0.1"
+    # ``*`` any): the reverse proxy's address as the API sees it, so rate limits and the admin
+    # audit count clients, not the proxy. Empty: none; a client's headers are never believed
+    # (loopback neither: any local process could name itself anyone).
+    API_FORWARDED_ALLOW_IPS: str = ""
     # Token buckets per process (behind N processes a client gets N times these): every
     # request takes one token of its client IP's bucket, an admin request one of its key's
     # too. Rate in requests per second (0 = no limit), burst = bucket size.
@@ -145,6 +165,29 @@ class Settings(BaseSettings):
         if value.startswith("postgres://"):
             value = "postgresql://" + value.removeprefix("postgres://")
         return value
+
+    @field_validator("DB_API_PASSWORD", "DB_INGEST_PASSWORD", "DB_SIGNAGE_PASSWORD",
+                     "DB_FORECAST_PASSWORD")
+    @classmethod
+    def _check_role_password(cls, value: SecretStr | None,
+                             info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not info.data.get("DB_ROLES"):
+            raise ValueError("set only with PARKLEIT_DB_ROLES=true (db migrate sets it then)")
+        return value
+
+    @field_validator("API_FORWARDED_ALLOW_IPS")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        entries = [part.strip() for part in value.split(",") if part.strip()]
+        if entries == ["*"]:
+            return "*"
+        for entry in entries:
+            try:
+                ip_network(entry)  # strict, as uvicorn reads it: 10.0.0.0/8, not 10.0.0.1/8
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network (or a lone '*'): {exc}"
+                                 ) from None
+        return ",".join(entries)
 
     @field_validator("FORECAST_HORIZONS", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import json
 import os
 import pwd
 import queue
@@ -54,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy" / "mosquitto"
 MAKE_PASSWORDS = DEPLOY / "make-passwords.sh"
+# Mounted into the broker, written by make-passwords.sh from .env (never in the repository).
+MADE_BY_SCRIPT = ("./deploy/mosquitto/passwords", "./deploy/mosquitto/monitor-login")
 WAIT_S = 5.0
 
 NOT_AUTHORIZED = 0x87  # MQTT 5 reason code of a PUBACK the ACL refused
@@ -226,7 +229,7 @@ def test_the_image_runs_parkleit_as_a_user_without_privileges() -> None:
     assert "COPY cities /app/cities" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     for secret in (".env", "deploy/mosquitto/passwords", "deploy/mosquitto/devices",
-                   "deploy/mosquitto/certs"):
+                   "deploy/mosquitto/monitor-login", "deploy/mosquitto/certs"):
         assert secret in ignored, f".dockerignore must keep {secret} out of the build context"
 
 
@@ -352,7 +355,7 @@ def test_the_broker_gets_every_file_its_config_names(services: dict[str, dict[st
     for source in mounts.values():
         if source.startswith("./"):
             shipped = ROOT / source
-            assert shipped.exists() or source == "./deploy/mosquitto/passwords", source
+            assert shipped.exists() or source in MADE_BY_SCRIPT, source
     assert mounts[f"/mosquitto/config/{files[0]}"] == f"./deploy/mosquitto/{files[0]}"
     if service == "mosquitto":
         assert mounts["/mosquitto/config/tuning/tuning.conf"] == "./deploy/mosquitto/tuning.conf"
@@ -417,7 +420,8 @@ def test_every_variable_is_documented_in_the_env_example(compose: dict[str, Any]
         if SECRET_NAME.search(name):
             assert value in ("", "change-me"), f".env.example: {name} must be a placeholder"
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
-    for secret in (".env", "deploy/mosquitto/passwords", "deploy/mosquitto/devices"):
+    for secret in (".env", "deploy/mosquitto/passwords", "deploy/mosquitto/devices",
+                   "deploy/mosquitto/monitor-login"):
         assert secret in ignored, f".gitignore: {secret}"
 
 
@@ -478,6 +482,156 @@ def test_make_passwords_refuses_the_placeholders(tmp_path: Path) -> None:
     assert not (tmp_path / "passwords").exists()
 
 
+def _run_as(user: pwd.struct_passwd | None, command: list[str],
+            env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``command`` as ``user`` (root can become anyone; None: as this process)."""
+    prefix = [] if user is None else ["setpriv", f"--reuid={user.pw_uid}",
+                                      f"--regid={user.pw_gid}", "--clear-groups"]
+    return subprocess.run([*prefix, *command], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[pwd.struct_passwd | None, Path]]:
+    """Who runs make-passwords.sh without root (nobody, when the tests run as root; else this
+    process's user), and a directory of theirs with an env file of good passwords."""
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("needs mosquitto_passwd")
+    user = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to run as nobody")
+    root = Path(tempfile.mkdtemp(prefix="parkleit-passwords-"))
+    try:
+        env = [f"{name}={value}" for name, value in _secrets().items() if value]
+        (root / "env").write_text("\n".join(env) + "\n", encoding="utf-8")
+        if user is not None:
+            os.chown(root, user.pw_uid, user.pw_gid)
+        yield user, root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _without_docker() -> dict[str, str]:
+    path = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(":")
+            if d and not (Path(d) / "docker").exists()]
+    return {"PATH": ":".join([*path, "/usr/sbin", "/sbin"])}
+
+
+def test_make_passwords_writes_files_only_their_owner_reads(
+        unprivileged: tuple[pwd.struct_passwd | None, Path]) -> None:
+    user, root = unprivileged
+    uid = os.geteuid() if user is None else user.pw_uid
+    made = _run_as(user, ["sh", str(MAKE_PASSWORDS), "-e", str(root / "env"), "-o",
+                          str(root / "passwords"), "-m", str(root / "monitor-login"),
+                          "-u", str(uid)], _without_docker())
+    assert made.returncode == 0, made.stderr
+    for name in ("passwords", "monitor-login"):
+        status = (root / name).stat()
+        assert status.st_mode & 0o777 == 0o600, (name, oct(status.st_mode))
+        assert status.st_uid == uid, name
+    login = (root / "monitor-login").read_text(encoding="utf-8").splitlines()
+    assert login == ["-u monitor", f"-P {_secrets()['MQTT_MONITOR_PASSWORD']}"]
+
+    # A broker of another uid: without root or docker the file cannot become the broker's,
+    # and a file anyone may read is no way out; nothing is written.
+    if os.geteuid() == 0 or uid != 1883:
+        other = _run_as(user, ["sh", str(MAKE_PASSWORDS), "-e", str(root / "env"), "-o",
+                               str(root / "other"), "-m", str(root / "other-login"),
+                               "-u", "1883"], _without_docker())
+        assert other.returncode == 2 and "cannot give the password file" in other.stderr, other
+        assert not (root / "other").exists() and not (root / "other-login").exists()
+
+
+def test_the_compose_file_is_valid_against_the_compose_schema(compose: dict[str, Any]) -> None:
+    """The official Compose Specification schema (../shared/schemas/compose-spec), which Docker
+    Compose itself validates against; interpolation is not applied by the schema."""
+    import jsonschema_rs
+
+    schema_file = ROOT.parent / "shared" / "schemas" / "compose-spec" / "compose-spec.json"
+    if not schema_file.is_file():
+        pytest.fail(f"the Compose schema is missing: {schema_file}")
+    validator = jsonschema_rs.validator_for(json.loads(schema_file.read_text(encoding="utf-8")))
+    errors = [f"{'/'.join(map(str, error.instance_path))}: {error.message}"
+              for error in validator.iter_errors(compose)]
+    assert errors == []
+    broken = {**compose, "services": {**compose["services"], "api": {
+        **compose["services"]["api"], "ports": [{"published": "8000", "targt": 8000}]}}}
+    assert not validator.is_valid(broken)  # the check can fail
+
+
+def test_every_port_is_published_on_a_chosen_address_only(
+        services: dict[str, dict[str, Any]]) -> None:
+    """A port without a host address is published on every interface of the host, whatever
+    the *_BIND settings say."""
+    published = 0
+    for name, spec in services.items():
+        for port in spec.get("ports", []):
+            assert isinstance(port, str), f"{name}: use HOST:PUBLISHED:TARGET"
+            bind = re.fullmatch(r"\$\{(?P<var>[A-Z_]+_BIND):-127\.0\.0\.1\}:\d+:\d+", port)
+            assert bind, f"{name}: {port} must be on ${{..._BIND:-127.0.0.1}}"
+            assert bind["var"] in _env_example(), f"{bind['var']} not in .env.example"
+            assert _env_example()[bind["var"]] == "127.0.0.1", bind["var"]
+            published += 1
+    assert published >= 5
+
+
+# What each parkleit command connects to the database as: its own role (core/sql/roles.sql).
+DATABASE_ROLES = {"ingest": "ingest", "forecast serve": "forecast", "signage": "signage",
+                  "api": "api"}
+
+
+def test_each_service_connects_to_the_database_as_its_own_role(
+        parkleit_services: dict[str, dict[str, Any]]) -> None:
+    login = re.compile(r"postgresql://(?P<user>\w+):\$\{(?P<secret>\w+):\?[^}]*\}@db:5432/parkleit")
+    migrate = parkleit_services["migrate"]["environment"]
+    owner = login.fullmatch(migrate["PARKLEIT_DATABASE_URL"])
+    assert owner and (owner["user"], owner["secret"]) == ("parkleit", "POSTGRES_PASSWORD")
+    settings = _settings_of(parkleit_services["migrate"])
+    assert settings.DB_ROLES
+    checked = set()
+    for name, spec in parkleit_services.items():
+        url = (spec.get("environment") or {}).get("PARKLEIT_DATABASE_URL")
+        role = DATABASE_ROLES.get(_role(spec))
+        if name == "migrate" or url is None:
+            assert role is None, f"{name}: no database URL"
+            continue
+        assert role is not None, f"{name}: {_role(spec)} needs no database"
+        found = login.fullmatch(url)
+        assert found and found["user"] == f"{settings.DB_ROLE_PREFIX}{role}", f"{name}: {url}"
+        # The password the migration sets for the role is the one the service logs in with.
+        assert migrate[f"PARKLEIT_DB_{role.upper()}_PASSWORD"].startswith(
+            f"${{{found['secret']}:?"), name
+        assert "POSTGRES_PASSWORD" not in json.dumps(spec), f"{name} knows the owner's password"
+        checked.add(role)
+    assert checked == set(DATABASE_ROLES.values())
+
+
+def test_the_api_believes_the_proxy_named_in_env_only(
+        parkleit_services: dict[str, dict[str, Any]]) -> None:
+    api = parkleit_services["api"]["environment"]
+    assert api["PARKLEIT_API_FORWARDED_ALLOW_IPS"] == "${API_FORWARDED_ALLOW_IPS:-}"
+    assert _env_example()["API_FORWARDED_ALLOW_IPS"] == ""  # by default nobody's header
+    example = re.search(r"^# e\.g\. API_FORWARDED_ALLOW_IPS=(\S+);",
+                        (ROOT / ".env.example").read_text(encoding="utf-8"), re.MULTILINE)
+    assert example, "documented example"
+    proxy = Settings(API_FORWARDED_ALLOW_IPS=example[1]).API_FORWARDED_ALLOW_IPS
+    assert proxy == example[1]
+
+
+def test_images_are_pinned_to_a_release(services: dict[str, dict[str, Any]]) -> None:
+    """Each image names an exact release (a digest too, once someone with access to the
+    registry has checked it: docs/operations.md, "Deployment files"); the password script
+    runs the broker's image."""
+    pinned = re.compile(r"[a-z0-9./-]+:\d+\.\d+\.\d+[A-Za-z0-9.-]*(@sha256:[0-9a-f]{64})?")
+    for name, spec in services.items():
+        if "build" in spec:
+            continue
+        assert pinned.fullmatch(spec["image"]), f"{name}: {spec['image']}"
+    script = re.search(r'^mosquitto_image="([^"]+)"$', MAKE_PASSWORDS.read_text(encoding="utf-8"),
+                       re.MULTILINE)
+    assert script and script[1] == services["mosquitto"]["image"]
+
+
 # --------------------------------------------------------------------------- the real broker
 
 CITY = "zeitz"
@@ -510,6 +664,7 @@ class Broker:
     ca_file: Path | None
     passwords: dict[str, str]
     log: Path
+    monitor_login: Path  # the health check's mosquitto_sub options file
 
     def port_of(self, user: str) -> int:
         """Where ``user`` connects: services on the services' listener, devices on theirs."""
@@ -600,9 +755,9 @@ def broker() -> Iterator[Broker]:
             "# test devices\n" + "".join(f"{d} {passwords[d]}\n" for d in DEVICES),
             encoding="utf-8")
         command = ["sh", str(MAKE_PASSWORDS), "-e", str(root / "env"), "-d",
-                   str(root / "devices"), "-o", str(config / "passwords")]
-        if account is not None:
-            command += ["-u", str(account.pw_uid)]
+                   str(root / "devices"), "-o", str(config / "passwords"),
+                   "-m", str(root / "monitor-login"),
+                   "-u", str(account.pw_uid if account is not None else os.geteuid())]
         made = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         assert made.returncode == 0, made.stderr
         assert f"{len(passwords)} users, {len(DEVICES)} of them devices" in made.stdout
@@ -628,7 +783,8 @@ def broker() -> Iterator[Broker]:
         log = root / "mosquitto.log"
         ports = [port, device_port] + ([tls_port] if tls_port else [])
         with _running([binary, "-c", str(config / "mosquitto.conf")], log, ports):
-            yield Broker(port, device_port, tls_port, ca_file, passwords, log)
+            yield Broker(port, device_port, tls_port, ca_file, passwords, log,
+                         root / "monitor-login")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -922,19 +1078,34 @@ def test_signs_read_their_own_content_and_acknowledge_only_it(peers: Login) -> N
 
 
 def test_the_compose_health_check_of_the_broker(broker: Broker,
-                                                services: dict[str, dict[str, Any]]) -> None:
-    check = services["mosquitto"]["healthcheck"]["test"]
+                                                services: dict[str, dict[str, Any]],
+                                                tmp_path: Path) -> None:
+    """It logs in as `monitor` with the options file make-passwords.sh wrote, mounted where
+    the check's XDG_CONFIG_HOME points: the password is in no variable of the container (so
+    not in `docker inspect`) and on no command line (so not in `ps`)."""
+    spec = services["mosquitto"]
+    check = spec["healthcheck"]["test"]
     assert check[0] == "CMD-SHELL"
-    command = _interpolate(check[1], {}).replace("-p 1883", f"-p {broker.port}")
+    assert broker.passwords["monitor"] not in json.dumps(spec)
+    assert not [key for key in spec.get("environment") or {} if SECRET_NAME.search(key)]
+    assert "-P" not in check[1].split() and "-u" not in check[1].split()
+    home = re.fullmatch(r"XDG_CONFIG_HOME=(\S+) (mosquitto_sub .*)", _interpolate(check[1], {}))
+    assert home, check[1]
+    assert _mounts(spec)[f"{home[1]}/mosquitto_sub"] == "./deploy/mosquitto/monitor-login"
+    command = home[2].replace("-p 1883", f"-p {broker.port}")
     assert f"-p {broker.port}" in command
+    assert broker.monitor_login.stat().st_mode & 0o777 == 0o600
+    login = tmp_path / "good"
+    login.mkdir()
+    shutil.copy(broker.monitor_login, login / "mosquitto_sub")
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "mosquitto_sub").write_text("-u monitor\n-P wrong-0123456789\n", encoding="utf-8")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    good = subprocess.run(["sh", "-c", command], env={**env, "MQTT_MONITOR_PASSWORD":
-                          broker.passwords["monitor"]}, capture_output=True, timeout=20,
-                          check=False)
-    assert good.returncode == 0, good
-    bad = subprocess.run(["sh", "-c", command], env={**env, "MQTT_MONITOR_PASSWORD": "wrong"},
-                         capture_output=True, timeout=20, check=False)
-    assert bad.returncode != 0
+    for directory, healthy in ((login, True), (wrong, False), (tmp_path, False)):
+        result = subprocess.run(["sh", "-c", command], env={**env, "XDG_CONFIG_HOME":
+                                str(directory)}, capture_output=True, timeout=20, check=False)
+        assert (result.returncode == 0) == healthy, (directory, result)
 
 
 class _Ok(BaseHTTPRequestHandler):

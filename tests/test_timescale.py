@@ -27,8 +27,9 @@ from typing import Any, TypeAlias
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from core.db import load_sql, migrate, queries
+from core.db import apply_roles, load_sql, migrate, queries
 
 Conn: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
@@ -98,9 +99,19 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "from": datetime(2024, 3, 31, 22, 0, tzinfo=UTC),
     "to": datetime(2024, 4, 2, 0, 0, tzinfo=UTC),
     "tz": "Europe/Berlin",
+    # signage and forecasting (test_each_service_role_reads_its_data_on_timescaledb)
+    "since": datetime(2024, 3, 29, 0, 0, tzinfo=UTC),
+    "until": datetime(2024, 4, 1, 8, 30, tzinfo=UTC),
+    "version": "v1",
+    # core.registry_differences: a config that has lot L1 and bay B1 as the registry has them
+    "lots": Jsonb([{"lot_id": "L1", "city": "testcity", "name": "Markt", "capacity": 3}]),
+    "bays": Jsonb([{"bay_id": "B1", "lot_id": "L1"}]),
+    "signs": Jsonb([]),
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {
+    # L1 and B1 match; the city's L2, B2 and B3 are not in the config.
+    ("core", "registry_differences"): [("lot", "L2"), ("bay", "B2"), ("bay", "B3")],
     # (lot, occupied, stuck, fresh, known, latest) at 08:30
     ("ingest", "bay_lot_counts"): [("L1", 1, 0, 2, 2, datetime(2024, 4, 1, 8, 1, tzinfo=UTC))],
     ("ingest", "current_lot_states"): [
@@ -441,3 +452,30 @@ def test_named_read_query(tsdb: Conn, package: str, name: str) -> None:
     rows = run_read_query(tsdb, package, name)
     if (package, name) in EXPECTED_READS:
         assert rows == EXPECTED_READS[package, name]
+
+
+# The named read queries each service's database role runs (core/sql/roles.sql).
+ROLE_READS = {"api": "api", "ingest": "ingest", "signage": "signage", "forecast": "forecasting"}
+
+
+@pytest.mark.usefixtures("registry", "occupancy")
+def test_each_service_role_reads_its_data_on_timescaledb(tsdb: Conn) -> None:
+    """The grants reach what hypertables, chunks and the continuous aggregates (their
+    real-time part included) are made of: every named read query of a service runs under its
+    role; a hypertable it may not write stays closed."""
+    prefix = f"ts{secrets.token_hex(3)}_"
+    apply_roles(tsdb, prefix, {})
+    for service, package in ROLE_READS.items():
+        with tsdb.transaction(force_rollback=True):
+            tsdb.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(prefix + service)))
+            for name in read_queries(package):
+                run_read_query(tsdb, package, name)
+            if service != "ingest":
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), tsdb.transaction():
+                    tsdb.execute("INSERT INTO bay_events (time, bay_id, occupied, source)"
+                                 " VALUES (now(), 'B1', true, 'forged')")
+    # The aggregates answer the API's role as they answer their owner.
+    with tsdb.transaction(force_rollback=True):
+        tsdb.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(prefix + "api")))
+        seen = run_read_query(tsdb, "api", "occupancy_15m")
+    assert seen and seen == run_read_query(tsdb, "api", "occupancy_15m")

@@ -383,12 +383,18 @@ def _sync(url: str, cities: Cities, audit: dict[str, Any]) -> None:
             conn.execute(q["notify"], {"channel": channels.CONFIG, "payload": city.id})
 
 
+def _not_taken(exc: CityConfigError) -> HTTPException:
+    return HTTPException(422, f"the city configs were not taken, the old ones stay: {exc}")
+
+
 @router.post("/reload", operation_id="reloadConfig", response_model=Reloaded,
              summary="Read the city configs again and sync the registry")
 async def reload_config(request: Request, operator: OperatorDep, settings: SettingsDep, now: Now,
                         cities: CitiesDep) -> Reloaded:
     """Read the configs of ``PARKLEIT_CITIES`` (or ``PARKLEIT_CITY``) again, sync lots,
-    bays and signs, and put them in force.
+    bays and signs, and put them in force. With its own database role (docs/operations.md,
+    "Database roles") the API may not write the registry: it checks that ``db migrate`` has
+    synced these configs, and refuses them (422) if not.
 
     Every API process takes them (they hear ``parkleit_config``); ingest, signage and the
     forecaster read their config at their start and need a restart for it.
@@ -396,8 +402,7 @@ async def reload_config(request: Request, operator: OperatorDep, settings: Setti
     try:
         new = await asyncio.to_thread(load_cities, settings.city_refs)
     except CityConfigError as exc:
-        raise HTTPException(422, f"the city configs were not taken, the old ones stay: {exc}"
-                            ) from None
+        raise _not_taken(exc) from None
     before, after = [city.id for city in cities], [city.id for city in new]
     if before != after:
         raise HTTPException(422, f"the city ids changed ({', '.join(before)} -> "
@@ -405,9 +410,12 @@ async def reload_config(request: Request, operator: OperatorDep, settings: Setti
     detail = [ReloadedCity(city=city.id, lots=len(city.lots), signs=len(city.signs))
               for city in new]
     document = [entry.model_dump() for entry in detail]
-    await asyncio.to_thread(_sync, settings.DATABASE_URL, new, {
-        "time": now, "key_name": operator.name, "client": operator.client, "action": "reload",
-        "target": ",".join(after), "detail": Jsonb(document)})
+    try:
+        await asyncio.to_thread(_sync, settings.DATABASE_URL, new, {
+            "time": now, "key_name": operator.name, "client": operator.client,
+            "action": "reload", "target": ",".join(after), "detail": Jsonb(document)})
+    except CityConfigError as exc:  # an id of another city's, or (own role) not migrated yet
+        raise _not_taken(exc) from None
     logger.info("admin: reload by key %s from %s: %s", operator.name, operator.client,
                 json.dumps(document))
     request.app.state.cities = new

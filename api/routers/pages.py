@@ -32,7 +32,7 @@ __all__ = ["router"]
 STATIC = Path(__file__).resolve().parent.parent / "static"
 # Browser libraries come from npm (``make setup`` runs ``npm ci`` in api/static) and are served
 # straight from node_modules: nothing vendored into git, no build step.
-_VENDOR = {"leaflet": "leaflet/dist", "uplot": "uplot/dist"}
+_VENDOR = {"leaflet": "leaflet/dist", "uplot": "uplot/dist", "swagger-ui": "swagger-ui-dist"}
 _PAGES = {"map": "map.html", "kiosk": "kiosk.html", "dashboard": "dashboard.html"}
 MAX_RANGE = timedelta(days=92)
 TARGET = 0.85  # the planners' target: occupancy above this share of capacity is too much

@@ -63,3 +63,42 @@ UNION ALL
 SELECT 'sign', sign_id, city FROM signs
 WHERE city <> %(city)s AND sign_id = ANY(%(sign_ids)s)
 LIMIT 1;
+
+-- name: may_write_registry
+-- Whether this session's role may write the registry: db migrate's may, a service's own role
+-- (core/sql/roles.sql) may only read it.
+SELECT has_table_privilege('lots', 'INSERT') AND has_table_privilege('bays', 'INSERT')
+       AND has_table_privilege('signs', 'INSERT') AS may_write;
+
+-- name: registry_differences
+-- What keeps the registry from matching a city's config, for a role that may only read it:
+-- the config's lots, bays and signs (JSON arrays of rows as upsert_* takes them) that are
+-- missing or differ in a column the config sets (compared after PostgreSQL read the config's
+-- values into the columns' types, as an upsert would have), and the city's rows the config
+-- does not have. No rows: the registry matches.
+WITH lot_rows AS (SELECT r FROM jsonb_array_elements(%(lots)s::jsonb) AS r),
+     bay_rows AS (SELECT r FROM jsonb_array_elements(%(bays)s::jsonb) AS r),
+     sign_rows AS (SELECT r FROM jsonb_array_elements(%(signs)s::jsonb) AS r)
+SELECT 'lot' AS kind, c.r ->> 'lot_id' AS id
+FROM lot_rows AS c
+LEFT JOIN lots AS t ON t.lot_id = c.r ->> 'lot_id'
+WHERE t.lot_id IS NULL OR jsonb_populate_record(t, c.r) IS DISTINCT FROM t
+UNION ALL
+SELECT 'lot', lot_id FROM lots
+WHERE city = %(city)s AND lot_id NOT IN (SELECT r ->> 'lot_id' FROM lot_rows)
+UNION ALL
+SELECT 'bay', c.r ->> 'bay_id'
+FROM bay_rows AS c
+LEFT JOIN bays AS t ON t.bay_id = c.r ->> 'bay_id'
+WHERE t.bay_id IS NULL OR jsonb_populate_record(t, c.r) IS DISTINCT FROM t
+UNION ALL
+SELECT 'bay', b.bay_id FROM bays AS b JOIN lots AS l USING (lot_id)
+WHERE l.city = %(city)s AND b.bay_id NOT IN (SELECT r ->> 'bay_id' FROM bay_rows)
+UNION ALL
+SELECT 'sign', c.r ->> 'sign_id'
+FROM sign_rows AS c
+LEFT JOIN signs AS t ON t.sign_id = c.r ->> 'sign_id'
+WHERE t.sign_id IS NULL OR jsonb_populate_record(t, c.r) IS DISTINCT FROM t
+UNION ALL
+SELECT 'sign', sign_id FROM signs
+WHERE city = %(city)s AND sign_id NOT IN (SELECT r ->> 'sign_id' FROM sign_rows);

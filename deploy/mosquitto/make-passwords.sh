@@ -1,14 +1,21 @@
 #!/bin/sh
 # Write the broker's password file from the env file: one user per service role (the rights
-# are in deploy/mosquitto/acl), plus one per device from the devices file. Nothing written here
-# belongs in the repository (.gitignore has all three files).
+# are in deploy/mosquitto/acl), plus one per device from the devices file; and the login of
+# the broker's health check (user `monitor`) as a mosquitto_sub options file, so that its
+# password is in no environment variable and on no command line. Nothing written here belongs
+# in the repository (.gitignore has all four files).
 #
 #   deploy/mosquitto/make-passwords.sh [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE]
-#                                      [-u BROKER_UID]
+#                                      [-m MONITOR_FILE] [-u BROKER_UID]
 #
-# Defaults: .env, deploy/mosquitto/devices and deploy/mosquitto/passwords in the repository,
-# uid 1883 (the broker's user in the eclipse-mosquitto image, which reads the file only after
-# dropping root).
+# Defaults: .env, deploy/mosquitto/devices, deploy/mosquitto/passwords and
+# deploy/mosquitto/monitor-login in the repository, uid 1883 (the broker's user in the
+# eclipse-mosquitto image, which reads the password file only after dropping root).
+#
+# Both files are readable by their owner only (0600): the password file owned by BROKER_UID.
+# As root the script gives it to that uid; otherwise through docker (root in a throw-away
+# container); without either only if BROKER_UID is your own uid (a broker running as you).
+# It never writes a password file others may read.
 # The devices file (optional) has one "USERNAME PASSWORD" line per device; the username is the
 # topic level the device owns: bay id, lot id (garage counter), app@tenant (TTN bridge),
 # ChirpStack application id or sign id. Lines starting with # are comments. One file for every
@@ -25,16 +32,19 @@ root=$(cd "$here/../.." && pwd)
 env_file="$root/.env"
 devices_file="$here/devices"
 output="$here/passwords"
+monitor_file="$here/monitor-login"
 broker_uid=1883
 mosquitto_image="eclipse-mosquitto:2.0.22"
 
-while getopts e:d:o:u: option; do
+while getopts e:d:o:m:u: option; do
     case "$option" in
         e) env_file=$OPTARG ;;
         d) devices_file=$OPTARG ;;
         o) output=$OPTARG ;;
+        m) monitor_file=$OPTARG ;;
         u) broker_uid=$OPTARG ;;
-        *) echo "usage: $0 [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE] [-u BROKER_UID]" >&2
+        *) echo "usage: $0 [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE]" \
+                "[-m MONITOR_FILE] [-u BROKER_UID]" >&2
            exit 2 ;;
     esac
 done
@@ -42,6 +52,18 @@ done
 fail() { echo "make-passwords: $*" >&2; exit 2; }
 
 [ -f "$env_file" ] || fail "no env file $env_file (cp .env.example .env, then fill it in)"
+case "$broker_uid" in ''|*[!0-9]*) fail "-u wants a numeric uid, not '$broker_uid'" ;; esac
+# How the file will become the broker's, decided before anything is written.
+if [ "$(id -u)" = 0 ]; then
+    give=chown
+elif [ "$(id -u)" = "$broker_uid" ]; then
+    give=none
+elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    give=docker
+else
+    fail "cannot give the password file to the broker's uid $broker_uid as uid $(id -u): run" \
+         "as root (sudo), with docker, or with -u $(id -u) for a broker running as you"
+fi
 
 # The last KEY=VALUE line of the env file, without surrounding quotes.
 value_of() {
@@ -131,15 +153,23 @@ else
     exit 1
 fi
 
-# The broker reads the file through a bind mount as $broker_uid. As root: owned by that uid and
-# readable by nobody else. Otherwise it must be world-readable (salted PBKDF2-SHA512 hashes
-# only; newer Mosquitto versions warn about it): run the script as root to avoid that.
-if [ "$(id -u)" = 0 ]; then
-    chown "$broker_uid:$broker_uid" "$plain"
-    chmod 600 "$plain"
-else
-    chmod 644 "$plain"
-fi
+# The health check's login: mosquitto_sub reads $XDG_CONFIG_HOME/mosquitto_sub (compose mounts
+# this file there), one option per line. Root in the broker's container reads it.
+monitor_password=$(value_of MQTT_MONITOR_PASSWORD)
+printf -- '-u monitor\n-P %s\n' "$monitor_password" > "$work/monitor-login"
+chmod 600 "$work/monitor-login"
+
+# The broker reads the password file through a bind mount as $broker_uid: owned by that uid
+# and readable by nobody else (salted PBKDF2-SHA512 hashes, but hashes of every login).
+users=$(wc -l < "$plain" | tr -d ' ')
+chmod 600 "$plain"
+case "$give" in
+    chown) chown "$broker_uid:$broker_uid" "$plain" ;;
+    docker) docker run --rm -v "$work:/work" "$mosquitto_image" \
+                chown "$broker_uid:$broker_uid" /work/passwords ;;
+esac
+mv "$work/monitor-login" "$monitor_file.tmp"
+mv "$monitor_file.tmp" "$monitor_file"
 mv "$plain" "$output.tmp"
 mv "$output.tmp" "$output"
-echo "make-passwords: wrote $output ($(wc -l < "$output" | tr -d ' ') users, $devices of them devices)"
+echo "make-passwords: wrote $output ($users users, $devices of them devices) and $monitor_file"

@@ -1,0 +1,66 @@
+-- The services' database roles and what each may do: the documented list (docs/operations.md,
+-- "Database roles"). `parkleit db migrate` with PARKLEIT_DB_ROLES=true applies this file after
+-- the schema, in one transaction, on every run: the roles that do not exist yet are created
+-- first (core.db.apply_roles), then every privilege they hold on this database's tables,
+-- views and sequences is taken away and the ones below are granted. So this file is the whole
+-- truth: a privilege granted by hand is gone after the next migrate, and a new table is
+-- reachable by no service until it is listed here. Whoever runs db migrate owns the schema and
+-- keeps everything; the services never own anything.
+--
+-- {api}, {ingest}, {signage}, {forecast}: the role names (PARKLEIT_DB_ROLE_PREFIX + service);
+-- {database}: this database. Values are identifiers, put in by psycopg.sql, never text.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast};
+
+-- Nothing but their own temporary tables (ingest's staging): no CREATE anywhere (PostgreSQL
+-- 15 no longer gives PUBLIC CREATE on the schema public; older servers did).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {api}, {ingest}, {signage}, {forecast};
+GRANT USAGE ON SCHEMA public TO {api}, {ingest}, {signage}, {forecast};
+
+-- The registry (lots, bays, signs) is written by db migrate only. Every service reads it:
+-- a service whose role may not write it checks that it matches its city config instead of
+-- syncing it (core.registry.sync_registry), and stops naming the difference if not.
+GRANT SELECT ON lots, bays, signs TO {api}, {ingest}, {signage}, {forecast};
+
+-- The rules written once in SQL (migration 0006): EXECUTE is PUBLIC's by default, granted
+-- here as well so that an installation revoking it from PUBLIC keeps working.
+GRANT EXECUTE ON FUNCTION bay_stuck(boolean, timestamptz, integer, integer, timestamptz)
+    TO {api}, {ingest};
+GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api};
+GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast};
+
+-- api: reads what it serves (live state, history from the aggregates, forecasts and their
+-- error, sensor health for the dashboard, signs and their log); writes only what the admin
+-- routes change: closures, sign overrides, a lot's status (set at once on closing), the
+-- audit (insert only: no service can change or read back the audit). Of the models only
+-- their age (/metrics/city), not the artefacts. Nothing of ingest's raw data or dead letters.
+GRANT SELECT ON lot_state, bay_state, lot_occupancy, lot_occupancy_15m, lot_occupancy_1h,
+    forecasts, forecast_accuracy, sensor_health, sensor_state, sign_log, sign_state,
+    schema_migrations TO {api};
+GRANT SELECT (city, created_at) ON forecast_models TO {api};
+GRANT UPDATE (status) ON lot_state TO {api};
+GRANT SELECT, INSERT, UPDATE, DELETE ON lot_closures, sign_overrides TO {api};
+GRANT INSERT ON admin_audit TO {api};
+
+-- ingest: writes the sensor data and the lot state derived from it; reads the operators'
+-- closures. Never deletes anything.
+GRANT SELECT, INSERT ON bay_events, lot_occupancy, sensor_health TO {ingest};
+GRANT SELECT, INSERT, UPDATE ON bay_state, dead_letters TO {ingest};
+GRANT SELECT, UPDATE ON lot_state TO {ingest};
+GRANT SELECT ON lot_closures TO {ingest};
+GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ingest};
+
+-- signage: its audit log (insert only) and the health of its signs; reads the lot state,
+-- the forecasts and the operators' overrides.
+GRANT INSERT ON sign_log TO {signage};
+GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
+GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
+
+-- forecast: its models, forecasts and published error; reads the occupancy it learns from.
+GRANT SELECT ON lot_occupancy TO {forecast};
+GRANT SELECT, INSERT ON forecast_models TO {forecast};
+GRANT SELECT, INSERT, UPDATE ON forecasts TO {forecast};
+GRANT SELECT, INSERT, UPDATE, DELETE ON forecast_accuracy TO {forecast};
