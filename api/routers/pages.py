@@ -262,6 +262,7 @@ class Accuracy(BaseModel):
     mae: float
     mae_rate: float | None
     points: int
+    backtest_points: int  # of the points, backtest forecasts (0 once live ones fill the window)
     computed_at: datetime
 
 
@@ -273,6 +274,7 @@ class ForecastVsActual(BaseModel):
     p10: list[float | None]
     p90: list[float | None]
     actual: list[float | None]
+    backtest: list[bool]  # per period: a backtest forecast (made after the fact), not a live one
     published: list[Accuracy]  # the published error of every lot and horizon
 
 
@@ -297,7 +299,8 @@ async def forecast(conn: Conn, city: CityDep, settings: SettingsDep, start: From
     return ForecastVsActual(
         lot_id=lot_id, horizon_min=horizon, times=[row["bucket"] for row in rows],
         forecast=column("forecast"), p10=column("p10"), p90=column("p90"),
-        actual=column("actual"), published=[Accuracy(**row) for row in published])
+        actual=column("actual"), backtest=[row["backtest"] for row in rows],
+        published=[Accuracy(**row) for row in published])
 
 
 class SensorLot(BaseModel):
