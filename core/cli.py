@@ -318,9 +318,10 @@ def _cmd_forecast_train(args: argparse.Namespace) -> int:
                          threads=settings.FORECAST_THREADS)
             print(info.version, flush=True)
             stage = "backtest"
-            backtest(conn, city, now=info.created_at, horizons=settings.FORECAST_HORIZONS,
-                     window_days=settings.FORECAST_ACCURACY_DAYS,
-                     threads=settings.FORECAST_THREADS)
+            if args.backtest:
+                backtest(conn, city, now=info.created_at, horizons=settings.FORECAST_HORIZONS,
+                         window_days=settings.FORECAST_ACCURACY_DAYS,
+                         threads=settings.FORECAST_THREADS)
     except (ForecastError, psycopg.Error) as exc:
         logger.error("%s failed: %s", stage, str(exc).strip().splitlines()[0])
         return 1
@@ -592,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--days", type=_positive(int),
                        help="days of history to learn from (default PARKLEIT_FORECAST_TRAIN_DAYS"
                        ", 91)")
+    train.add_argument("--no-backtest", dest="backtest", action="store_false",
+                       help="store the model only; `forecast serve` backtests it at its start, "
+                       "beside its first live forecasts")
     train.set_defaults(handler=_cmd_forecast_train)
 
     predict = forecast_commands.add_parser(

@@ -103,10 +103,10 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class Backtest:
-    """What one backtest run stored (``first``/``last``: the origins it computed, None when
-    forecasts filled the window already)."""
+    """What one backtest run stored: ``model``'s forecasts from the origins ``first`` to
+    ``last`` (all three None when forecasts filled the window already)."""
 
-    model: str
+    model: str | None
     rows: int
     first: datetime | None
     last: datetime | None
@@ -325,30 +325,34 @@ def backtest(conn: psycopg.Connection[Any], city: City, *, now: datetime,
     the ``window_days`` up to ``now`` and that comes before the city's first live forecast
     there, as it would have then: out of sample where it can (see ``_backtest_model``). Only
     lots with a reading at the origin get a forecast. Origins the city has forecasts of
-    already are skipped, so running it again adds nothing.
+    already are skipped, so running it again adds nothing (and costs two small queries).
     """
     began = time.monotonic()
     now = now.astimezone(UTC)
     q = queries("forecasting")
-    loaded = model or load_newest(conn, city)
-    if loaded is None:
-        raise ForecastError(f"no forecast model for {city.id}; run `parkleit forecast train`")
     window = now - timedelta(days=window_days)
     row = conn.execute(q["first_live_forecast"], {"city": city.id, "since": window}).fetchone()
     stop = min(row[0], now) if row and row[0] is not None else now
-    panel = load_panel(conn, city, until=now, since=min(
-        loaded.info.trained_from - _STEP, window - timedelta(days=RECENT_DAYS)))
-    if panel is None:
-        raise ForecastError(f"no occupancy data of {city.id} before {now.isoformat()}")
+    longest = timedelta(minutes=max(horizons))
     done = set(conn.execute(q["forecast_origins"], {
-        "city": city.id, "since": window - timedelta(minutes=max(horizons)),
-        "until": stop}).fetchall())
-    plan = {horizon: origins for horizon in horizons
-            if (origins := _backtest_origins(panel, horizon, window, stop, done)).size}
-    if not plan:
+        "city": city.id, "since": window - longest, "until": stop}).fetchall())
+    times = {horizon: _backtest_times(horizon, window, stop, done) for horizon in horizons}
+    nothing = Backtest(None, 0, None, None, None, 0.0)
+    if not any(times.values()):
         logger.info("no backtest of %s needed: forecasts fill the last %d days", city.id,
                     window_days)
-        return Backtest(loaded.info.version, 0, None, None, None, time.monotonic() - began)
+        return nothing
+    loaded = model or load_newest(conn, city)
+    if loaded is None:
+        raise ForecastError(f"no forecast model for {city.id}; run `parkleit forecast train`")
+    panel = load_panel(conn, city, until=now, since=min(
+        loaded.info.trained_from - _STEP, window - longest - timedelta(days=RECENT_DAYS)))
+    if panel is None:
+        raise ForecastError(f"no occupancy data of {city.id} before {now.isoformat()}")
+    plan = {horizon: origins for horizon, moments in times.items()
+            if (origins := _positions(panel, moments)).size}
+    if not plan:
+        return nothing  # no data at those origins
     split = min(int(origins[0]) for origins in plan.values())
     observed = np.isfinite(panel.free)
     with _threads(threads):
@@ -376,16 +380,25 @@ def backtest(conn: psycopg.Connection[Any], city: City, *, now: datetime,
     return Backtest(loaded.info.version, stored, first, last, out_of_sample, seconds)
 
 
-def _backtest_origins(panel: Panel, horizon: int, window: datetime, stop: datetime,
-                      done: set[tuple[int, datetime]]) -> NDArray[np.int64]:
-    """The grid positions a backtest forecasts ``horizon`` minutes ahead from: the target
+def _backtest_times(horizon: int, window: datetime, stop: datetime,
+                    done: set[tuple[int, datetime]]) -> list[datetime]:
+    """The quarter hours a backtest forecasts ``horizon`` minutes ahead from: the target
     after ``window``, the origin before ``stop`` and not among the (horizon, origin) ``done``."""
     ahead = timedelta(minutes=horizon)
-    moments = ((position, panel.time_at(position)) for position in
-               range(max(panel.position(window - ahead), 0), panel.n_steps))
-    return np.array([position for position, moment in moments
-                     if window < moment + ahead and moment < stop
-                     and (horizon, moment) not in done], dtype=np.int64)
+    step = _STEP.total_seconds()
+    moment = datetime.fromtimestamp((window - ahead).timestamp() // step * step + step, UTC)
+    times = []
+    while moment < stop:
+        if (horizon, moment) not in done:
+            times.append(moment)
+        moment += _STEP
+    return times
+
+
+def _positions(panel: Panel, times: list[datetime]) -> NDArray[np.int64]:
+    """The grid positions of ``times`` that lie on ``panel``."""
+    return np.array([position for position in map(panel.position, times)
+                     if 0 <= position < panel.n_steps], dtype=np.int64)
 
 
 def _backtest_model(loaded: LoadedModel, panel: Panel, split: int) -> tuple[Forecaster, bool]:
@@ -494,9 +507,12 @@ class ForecastService:
         listener.connect()  # before the first forecast, so no change after it goes unheard
         with pool.connection() as conn:
             newest = newest_model(conn, self.city)
-        if newest is None or datetime.now(UTC) - newest.created_at > RETRAIN_AFTER:
+        started = datetime.now(UTC)
+        if newest is None or started - newest.created_at > RETRAIN_AFTER:
             self._start_training(pool, None)
-        next_nightly = self._next_nightly(datetime.now(UTC))
+        else:  # the stored model, backtested where the published error lacks live forecasts
+            self._start_training(pool, None, backtest_at=started)
+        next_nightly = self._next_nightly(started)
         next_predict = time.monotonic()
         last_predict = -math.inf
         while not self._stop.is_set():
@@ -569,32 +585,37 @@ class ForecastService:
             return
         self._last_free = result.latest_free
 
-    def _start_training(self, pool: ConnectionPool, due: datetime | None) -> None:
-        """Train in the background (forecasts go on with the old model meanwhile)."""
+    def _start_training(self, pool: ConnectionPool, due: datetime | None, *,
+                        backtest_at: datetime | None = None) -> None:
+        """Train and backtest in the background (forecasts go on with the old model
+        meanwhile); with ``backtest_at`` only backtest (see ``_train``)."""
         if self._trainer is not None and self._trainer.is_alive():
             return
-        self._trainer = threading.Thread(target=self._train, args=(pool, due),
+        self._trainer = threading.Thread(target=self._train, args=(pool, due, backtest_at),
                                          name="forecast-train", daemon=True)
         self._trainer.start()
 
-    def _train(self, pool: ConnectionPool, due: datetime | None) -> None:
-        """Train a new model, then backtest it where the published error needs that."""
+    def _train(self, pool: ConnectionPool, due: datetime | None,
+               backtest_at: datetime | None) -> None:
+        """Train a new model, then backtest it where the published error needs that; with
+        ``backtest_at``, only backtest the newest model, as at that time."""
         settings = self.settings
-        stage = "training"
+        stage = "training" if backtest_at is None else "backtest"
         try:
             with pool.connection(timeout=10) as conn:
-                newest = newest_model(conn, self.city)
-                if due is not None and newest is not None and newest.created_at >= due:
-                    logger.info("%s was trained after %s already", newest.version, due)
-                    return
-                info = train(conn, self.city, days=settings.FORECAST_TRAIN_DAYS,
-                             horizons=settings.FORECAST_HORIZONS,
-                             threads=settings.FORECAST_THREADS)
-                # The live forecasts take the new model at once; the backtest (a refit and
-                # many origins) runs beside them, so it never delays one.
-                self._trained.set()
-                stage = "backtest"
-                backtest(conn, self.city, now=info.created_at,
+                if backtest_at is None:
+                    newest = newest_model(conn, self.city)
+                    if due is not None and newest is not None and newest.created_at >= due:
+                        logger.info("%s was trained after %s already", newest.version, due)
+                        return
+                    info = train(conn, self.city, days=settings.FORECAST_TRAIN_DAYS,
+                                 horizons=settings.FORECAST_HORIZONS,
+                                 threads=settings.FORECAST_THREADS)
+                    # The live forecasts take the new model at once; the backtest (a refit
+                    # and many origins) runs beside them, so it never delays one.
+                    self._trained.set()
+                    stage, backtest_at = "backtest", info.created_at
+                backtest(conn, self.city, now=backtest_at,
                          horizons=settings.FORECAST_HORIZONS,
                          window_days=settings.FORECAST_ACCURACY_DAYS,
                          threads=settings.FORECAST_THREADS)
@@ -609,7 +630,8 @@ class ForecastService:
     def _join_trainer(self) -> None:
         trainer = self._trainer
         if trainer is not None and trainer.is_alive():
-            logger.info("waiting for the training in progress")
+            logger.info("waiting for the training or backtest in progress")
             trainer.join(self.settings.SHUTDOWN_TIMEOUT_S)
             if trainer.is_alive():
-                logger.warning("abandoning the training in progress (nothing of it is stored)")
+                # Each is one transaction: nothing of the unfinished one is stored.
+                logger.warning("abandoning the training or backtest in progress")

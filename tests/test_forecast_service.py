@@ -345,6 +345,32 @@ def test_cli_train_and_predict(db_url: str, admin_url: str, conn: psycopg.Connec
     trained = parkleit("forecast", "train", "--days", "7", **env)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.startswith("baseline-persistence-")
+    # and backtested it: two days of history, no live forecast in them
+    assert f"backtest of {registered.id} with {trained.stdout.strip()}" in trained.stderr
+    assert conn.execute("SELECT count(*) > 0 FROM forecasts WHERE kind = 'backtest'"
+                        ).fetchone() == (True,)
     predicted = parkleit("forecast", "predict", "--horizons", "30", **env)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(f"{len(registered.lots)} forecasts from ")
+
+
+def test_serve_backtests_a_model_trained_without_one(
+        conn: psycopg.Connection[Any], registered: City, settings: Settings,
+        spawn: Callable[..., ServiceProcess]) -> None:
+    """As ``make demo`` runs them: ``forecast train --no-backtest``, then ``forecast serve``,
+    which backtests the stored model beside its first live forecasts, without training."""
+    city = registered
+    history(conn, city, 2, datetime.now(UTC))
+    env = service_env(settings, PARKLEIT_FORECAST_HORIZONS="15,60")
+    trained = parkleit("forecast", "train", "--no-backtest", **env)
+    assert trained.returncode == 0, trained.stderr
+    count = "SELECT count(*) FROM forecasts WHERE kind = %s"
+    assert conn.execute(count, ("backtest",)).fetchone() == (0,)
+
+    service = spawn(["forecast", "serve"], env, name="forecast")
+    service.wait_log(f"backtest of {city.id} with {trained.stdout.strip()}")
+    [backtests] = conn.execute(count, ("backtest",)).fetchone() or [0]
+    assert backtests > 2 * len(city.lots) * 96  # over a day of quarter hours, both horizons
+    wait_for(lambda: conn.execute(count, ("live",)).fetchone() == (2 * len(city.lots),))
+    assert "trained " not in service.log.read_text()
+    assert service.terminate() == 0
