@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -123,6 +123,13 @@ class Prediction:
     rows: int
     stale: tuple[str, ...]
     latest_free: dict[str, float]  # per forecast lot: the free count its forecast starts from
+
+
+def _yield_cpu() -> None:
+    """Run the calling thread at the lowest CPU priority from now on (Linux, where a thread
+    has a nice value of its own; elsewhere nothing): for work nobody waits for."""
+    with suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _threads(count: int) -> AbstractContextManager[Any]:
@@ -472,6 +479,7 @@ class ForecastService:
         self._change_pending = False
         self._trainer: threading.Thread | None = None
         self._trained = threading.Event()
+        self._backtesting = threading.Event()  # the trainer thread is in its backtest
 
     def stop(self) -> None:
         """Ask the service to finish; safe to call more than once, from any thread."""
@@ -601,6 +609,7 @@ class ForecastService:
         ``backtest_at``, only backtest the newest model, as at that time."""
         settings = self.settings
         stage = "training" if backtest_at is None else "backtest"
+        self._backtesting.clear()
         try:
             with pool.connection(timeout=10) as conn:
                 if backtest_at is None:
@@ -615,6 +624,10 @@ class ForecastService:
                     # and many origins) runs beside them, so it never delays one.
                     self._trained.set()
                     stage, backtest_at = "backtest", info.created_at
+                # Nobody waits for it: it yields the CPU to the live forecasts and to every
+                # other process (this thread ends with it), and a stop does not wait for it.
+                _yield_cpu()
+                self._backtesting.set()
                 backtest(conn, self.city, now=backtest_at,
                          horizons=settings.FORECAST_HORIZONS,
                          window_days=settings.FORECAST_ACCURACY_DAYS,
@@ -629,9 +642,11 @@ class ForecastService:
 
     def _join_trainer(self) -> None:
         trainer = self._trainer
-        if trainer is not None and trainer.is_alive():
-            logger.info("waiting for the training or backtest in progress")
+        if trainer is not None and trainer.is_alive() and self._backtesting.is_set():
+            # It stores all or nothing, and the next start does it again.
+            logger.info("abandoning the backtest in progress")
+        elif trainer is not None and trainer.is_alive():
+            logger.info("waiting for the training in progress")
             trainer.join(self.settings.SHUTDOWN_TIMEOUT_S)
             if trainer.is_alive():
-                # Each is one transaction: nothing of the unfinished one is stored.
-                logger.warning("abandoning the training or backtest in progress")
+                logger.warning("abandoning the training in progress (nothing of it is stored)")
