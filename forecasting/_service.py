@@ -332,7 +332,7 @@ def backtest(conn: psycopg.Connection[Any], city: City, *, now: datetime,
     the ``window_days`` up to ``now`` and that comes before the city's first live forecast
     there, as it would have then: out of sample where it can (see ``_backtest_model``). Only
     lots with a reading at the origin get a forecast. Origins the city has forecasts of
-    already are skipped, so running it again adds nothing (and costs two small queries).
+    already are skipped, so running it again adds nothing (and costs two queries).
     """
     began = time.monotonic()
     now = now.astimezone(UTC)
