@@ -175,6 +175,10 @@ class Accuracy(_Model):
     mae: float = Field(description="Mean absolute error in free spaces.")
     mae_rate: float | None = Field(description="Mean absolute error as a share of capacity.")
     points: int = Field(description="Forecasts scored.")
+    backtest_points: int = Field(
+        description="Of the points, backtest forecasts: made after the fact from the history "
+        "before the first live forecast, so a new installation publishes an error from its "
+        "first day; 0 once live forecasts fill the window.")
     computed_at: UtcTime
 
 

@@ -11,11 +11,11 @@ WHERE l.city = %(city)s
 ORDER BY l.lot_id;
 
 -- name: newest_forecast
--- The newest forecast run (its origin); ORDER BY time DESC LIMIT 1 walks the time index.
+-- The newest live forecast run (its origin); ORDER BY time DESC LIMIT 1 walks the time index.
 SELECT extract(epoch FROM %(now)s::timestamptz - f.time)::float8 AS age_s
 FROM forecasts AS f
 JOIN lots AS l USING (lot_id)
-WHERE l.city = %(city)s
+WHERE l.city = %(city)s AND f.kind = 'live'
 ORDER BY f.time DESC
 LIMIT 1;
 

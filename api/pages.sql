@@ -77,10 +77,12 @@ FROM city;
 -- name: forecast_vs_actual
 -- Forecasts of one horizon against what happened, per 15-minute target period, of one lot or
 -- (lot_id NULL) summed over the city's lots. The interval is per lot only (quantiles do not
--- add up); the city's actual only where every forecast lot has one.
+-- add up); the city's actual only where every forecast lot has one. ``backtest``: a period
+-- with a backtest forecast in it (one made after the fact, see forecasting.backtest).
 WITH f AS (
     SELECT f.lot_id, time_bucket(INTERVAL '15 minutes', f.target_time) AS bucket,
-           avg(f.free) AS free, avg(f.free_p10) AS p10, avg(f.free_p90) AS p90
+           avg(f.free) AS free, avg(f.free_p10) AS p10, avg(f.free_p90) AS p90,
+           bool_or(f.kind = 'backtest') AS backtest
     FROM forecasts AS f
     JOIN lots AS l USING (lot_id)
     WHERE l.city = %(city)s AND (%(lot_id)s::text IS NULL OR f.lot_id = %(lot_id)s::text)
@@ -91,16 +93,18 @@ WITH f AS (
 SELECT f.bucket, sum(f.free)::real AS forecast,
        CASE WHEN %(lot_id)s::text IS NOT NULL THEN sum(f.p10)::real END AS p10,
        CASE WHEN %(lot_id)s::text IS NOT NULL THEN sum(f.p90)::real END AS p90,
-       CASE WHEN count(a.free) = count(*) THEN sum(a.free)::real END AS actual
+       CASE WHEN count(a.free) = count(*) THEN sum(a.free)::real END AS actual,
+       bool_or(f.backtest) AS backtest
 FROM f
 LEFT JOIN lot_occupancy_15m AS a ON a.lot_id = f.lot_id AND a.bucket = f.bucket
 GROUP BY f.bucket
 ORDER BY f.bucket;
 
 -- name: accuracy
--- The published forecast error (rolling MAE) of every lot and horizon.
+-- The published forecast error (rolling MAE) of every lot and horizon; backtest_points of
+-- its points are backtest forecasts.
 SELECT a.lot_id, l.name, a.horizon_min, a.window_days, a.mae, a.mae_rate, a.points,
-       a.computed_at
+       a.backtest_points, a.computed_at
 FROM forecast_accuracy AS a
 JOIN lots AS l USING (lot_id)
 WHERE l.city = %(city)s
@@ -179,14 +183,15 @@ GROUP BY 1
 ORDER BY 1;
 
 -- name: latest_forecasts
--- Per lot, every horizon of its newest forecast run made since %(since)s.
+-- Per lot, every horizon of its newest live forecast run made since %(since)s.
 SELECT f.lot_id, f.horizon_min, f.target_time, f.free, f.free_p10, f.free_p90
 FROM forecasts AS f
 JOIN (
     SELECT f2.lot_id, max(f2.time) AS time
     FROM forecasts AS f2
     JOIN lots AS l USING (lot_id)
-    WHERE l.city = %(city)s AND f2.time >= %(since)s
+    WHERE l.city = %(city)s AND f2.time >= %(since)s AND f2.kind = 'live'
     GROUP BY f2.lot_id
 ) AS latest USING (lot_id, time)
+WHERE f.kind = 'live'
 ORDER BY f.lot_id, f.horizon_min;

@@ -2,8 +2,8 @@
 
 -- name: live_lots
 -- The current state of the given lots (closed: as ingest last derived it, which knows of
--- operators' closures) and, per lot, the newest 30-minute forecast whose target still lies
--- ahead (a newer run always has the later target, so it is the newest run).
+-- operators' closures) and, per lot, the newest live 30-minute forecast whose target still
+-- lies ahead (a newer run always has the later target, so it is the newest run).
 SELECT p.lot_id, s.free, s.occupied, s.updated, s.quality, s.flags,
        s.status = 'closed' AS closed,
        f.time AS forecast_origin, f.target_time AS forecast_target,
@@ -17,6 +17,7 @@ LEFT JOIN LATERAL (
     SELECT x.time, x.target_time, x.free, x.free_p10, x.free_p90, x.p_space, x.model
     FROM forecasts AS x
     WHERE x.lot_id = p.lot_id AND x.horizon_min = 30 AND x.target_time > %(now)s
+      AND x.kind = 'live'
     ORDER BY x.time DESC
     LIMIT 1
 ) AS f ON TRUE;
@@ -77,14 +78,15 @@ GROUP BY lot_id, date_trunc('day', bucket, %(tz)s)
 ORDER BY lot_id, time;
 
 -- name: latest_forecast
--- Every horizon of the lot's newest forecast run (reals rounded as the aggregates are).
+-- Every horizon of the lot's newest live forecast run (reals rounded as the aggregates are;
+-- backtest forecasts are for the published error, never the current forecast).
 SELECT time, horizon_min, target_time, round(free::numeric, 2)::float8 AS free,
        round(free_p10::numeric, 2)::float8 AS free_p10,
        round(free_p90::numeric, 2)::float8 AS free_p90,
        round(p_space::numeric, 3)::float8 AS p_space, model
 FROM forecasts
-WHERE lot_id = %(lot_id)s
-  AND time = (SELECT max(time) FROM forecasts WHERE lot_id = %(lot_id)s)
+WHERE lot_id = %(lot_id)s AND kind = 'live'
+  AND time = (SELECT max(time) FROM forecasts WHERE lot_id = %(lot_id)s AND kind = 'live')
 ORDER BY horizon_min;
 
 -- name: schema_version

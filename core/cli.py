@@ -315,7 +315,7 @@ def _forecast_database(settings: Settings) -> None:
 
 
 def _cmd_forecast_train(args: argparse.Namespace) -> int:
-    from forecasting import ForecastError, train
+    from forecasting import ForecastError, backtest, train
 
     settings = _settings()
     city = _city(args, settings)
@@ -323,14 +323,20 @@ def _cmd_forecast_train(args: argparse.Namespace) -> int:
         raise UsageError("--days must be at least 1")
     days = args.days or settings.FORECAST_TRAIN_DAYS
     _forecast_database(settings)
+    stage = "training"
     try:
         with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
             info = train(conn, city, days=days, horizons=settings.FORECAST_HORIZONS,
                          threads=settings.FORECAST_THREADS, now=settings.clock.now())
+            print(info.version, flush=True)
+            stage = "backtest"
+            if args.backtest:
+                backtest(conn, city, now=info.created_at, horizons=settings.FORECAST_HORIZONS,
+                         window_days=settings.FORECAST_ACCURACY_DAYS,
+                         threads=settings.FORECAST_THREADS)
     except (ForecastError, psycopg.Error) as exc:
-        logger.error("training failed: %s", str(exc).strip().splitlines()[0])
+        logger.error("%s failed: %s", stage, str(exc).strip().splitlines()[0])
         return 1
-    print(info.version)
     return 0
 
 
@@ -596,11 +602,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = forecast_commands.add_parser(
         "train", help="fit the gradient-boosting model on the database's history and store "
-        "it as a new model version (a baseline, with the reason, if the history is too short)")
+        "it as a new model version (a baseline, with the reason, if the history is too short); "
+        "then backtest it where the published forecast error lacks live forecasts")
     city_option(train)
     train.add_argument("--days", type=_positive(int),
                        help="days of history to learn from (default PARKLEIT_FORECAST_TRAIN_DAYS"
                        ", 91)")
+    train.add_argument("--no-backtest", dest="backtest", action="store_false",
+                       help="store the model only; `forecast serve` backtests it at its start, "
+                       "beside its first live forecasts")
     train.set_defaults(handler=_cmd_forecast_train)
 
     predict = forecast_commands.add_parser(

@@ -95,8 +95,10 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
                 Child(f"sign simulators{label}", ["simulate", "signs"], city_env,
                       optional=True),
                 Child(f"signage{label}", ["signage"], city_env),
-                Child(f"forecast training{label}", ["forecast", "train"], city_env,
-                      optional=True, batch=True,
+                # The forecaster backtests the model at its start, beside its first live
+                # forecasts: a backtest here would hold them back by a refit.
+                Child(f"forecast training{label}", ["forecast", "train", "--no-backtest"],
+                      city_env, optional=True, batch=True,
                       then=Child(f"forecast{label}", ["forecast", "serve"], city_env,
                                  optional=True)),
             ]

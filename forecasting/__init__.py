@@ -9,11 +9,13 @@ from forecasting._baselines import (
 from forecasting._data import DataError, Panel, load_csv, panel_from_frame
 from forecasting._model import GradientBoostingForecaster
 from forecasting._service import (
+    Backtest,
     ForecastError,
     ForecastService,
     LoadedModel,
     ModelInfo,
     Prediction,
+    backtest,
     load_newest,
     newest_model,
     predict,
@@ -22,6 +24,7 @@ from forecasting._service import (
 )
 
 __all__ = [
+    "Backtest",
     "DataError",
     "ForecastError",
     "ForecastService",
@@ -34,6 +37,7 @@ __all__ = [
     "Prediction",
     "ProfileAnomaly",
     "SeasonalNaive",
+    "backtest",
     "load_csv",
     "load_newest",
     "newest_model",

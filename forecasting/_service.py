@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
+from sklearn.base import clone
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from core import channels
@@ -44,11 +45,13 @@ from forecasting._model import GradientBoostingForecaster
 
 __all__ = [
     "DEFAULT_HORIZONS",
+    "Backtest",
     "ForecastError",
     "ForecastService",
     "LoadedModel",
     "ModelInfo",
     "Prediction",
+    "backtest",
     "load_newest",
     "load_panel",
     "newest_model",
@@ -66,6 +69,8 @@ PROFILE_MIN_DAYS = 7
 RETRAIN_AFTER = timedelta(hours=24)
 _STEP = timedelta(minutes=15)
 _COLUMNS = ["lot_id", "time", "free", "capacity"]
+_FORECAST_COLUMNS = ("time", "lot_id", "horizon_min", "target_time", "free", "free_p10",
+                     "free_p90", "p_space", "model")  # as copy_backtest names them
 
 
 class ForecastError(Exception):
@@ -96,6 +101,19 @@ class LoadedModel:
 
 
 @dataclass(frozen=True)
+class Backtest:
+    """What one backtest run stored: ``model``'s forecasts from the origins ``first`` to
+    ``last`` (all three None when forecasts filled the window already)."""
+
+    model: str | None
+    rows: int
+    first: datetime | None
+    last: datetime | None
+    out_of_sample: bool | None
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Prediction:
     """What one prediction run wrote."""
 
@@ -104,6 +122,13 @@ class Prediction:
     rows: int
     stale: tuple[str, ...]
     latest_free: dict[str, float]  # per forecast lot: the free count its forecast starts from
+
+
+def _yield_cpu() -> None:
+    """Run the calling thread at the lowest CPU priority from now on (Linux, where a thread
+    has a nice value of its own; elsewhere nothing): for work nobody waits for."""
+    with suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _threads(count: int) -> AbstractContextManager[Any]:
@@ -216,21 +241,39 @@ def load_newest(conn: psycopg.Connection[Any], city: City,
     return LoadedModel(info, model)
 
 
-def _forecast(model: Forecaster, panel: Panel, origin: int, horizon: int) -> list[
-        NDArray[np.float64] | None]:
-    """Per lot: free, p10, p90 and P(space) (the last three None for a baseline)."""
-    free = model.predict(panel, [origin], horizon)[:, 0]
+def _forecast(model: Forecaster, panel: Panel, origins: NDArray[np.int64],
+              horizon: int) -> list[NDArray[np.float64] | None]:
+    """Per lot (row) and origin (column): free, p10, p90 and P(space) (the last three None
+    for a baseline)."""
     if not isinstance(model, GradientBoostingForecaster):
-        return [free, None, None, None]
-    low, high = model.predict_interval(panel, [origin], horizon)
-    p_space = model.prob_space(panel, [origin], horizon)
-    return [free, low[:, 0], high[:, 0], p_space[:, 0]]
+        return [model.predict(panel, origins, horizon), None, None, None]
+    return list(model.predict_all(panel, origins, horizon))
 
 
-def _value(values: NDArray[np.float64] | None, index: int) -> float | None:
-    if values is None or not math.isfinite(values[index]):
+def _value(values: NDArray[np.float64] | None, lot: int, column: int) -> float | None:
+    if values is None or not math.isfinite(values[lot, column]):
         return None
-    return float(values[index])
+    return float(values[lot, column])
+
+
+def _forecast_rows(model: Forecaster, version: str, panel: Panel, origins: NDArray[np.int64],
+                   horizon: int, wanted: NDArray[np.bool_]) -> list[dict[str, Any]]:
+    """The ``forecasts`` rows of one horizon from ``origins`` (grid positions), for the lots
+    and origins ``wanted`` marks (n_lots, n_origins) that get a finite forecast."""
+    try:
+        free, low, high, p_space = _forecast(model, panel, origins, horizon)
+    except ValueError as exc:
+        raise ForecastError(f"model {version} cannot forecast the lots: {exc}") from None
+    assert free is not None
+    rows: list[dict[str, Any]] = []
+    for lot, column in zip(*np.nonzero(wanted & np.isfinite(free)), strict=True):
+        origin_time = panel.time_at(int(origins[column]))
+        rows.append({"time": origin_time, "lot_id": panel.lot_ids[lot], "horizon_min": horizon,
+                     "target_time": origin_time + timedelta(minutes=horizon),
+                     "free": float(free[lot, column]), "free_p10": _value(low, lot, column),
+                     "free_p90": _value(high, lot, column),
+                     "p_space": _value(p_space, lot, column), "model": version})
+    return rows
 
 
 def predict(conn: psycopg.Connection[Any], city: City, *,
@@ -248,25 +291,12 @@ def predict(conn: psycopg.Connection[Any], city: City, *,
     if panel is None:
         raise ForecastError(f"no occupancy data of {city.id} in the last {RECENT_DAYS} days")
     fresh = {row[0] for row in conn.execute(q["fresh_lots"], {"city": city.id, "now": now})}
-    origin = panel.n_steps - 1
-    origin_time = panel.time_at(origin)
-    rows: list[dict[str, Any]] = []
+    origin = np.array([panel.n_steps - 1])
+    origin_time = panel.time_at(panel.n_steps - 1)
+    wanted = np.array([[lot_id in fresh] for lot_id in panel.lot_ids], dtype=bool)
     with _threads(threads):
-        for horizon in horizons:
-            try:
-                free, low, high, p_space = _forecast(loaded.model, panel, origin, horizon)
-            except ValueError as exc:
-                raise ForecastError(f"model {loaded.info.version} cannot forecast the current "
-                                    f"lots: {exc}") from None
-            assert free is not None
-            for index, lot_id in enumerate(panel.lot_ids):
-                if lot_id not in fresh or not math.isfinite(free[index]):
-                    continue
-                rows.append({"time": origin_time, "lot_id": lot_id, "horizon_min": horizon,
-                             "target_time": origin_time + timedelta(minutes=horizon),
-                             "free": float(free[index]), "free_p10": _value(low, index),
-                             "free_p90": _value(high, index),
-                             "p_space": _value(p_space, index), "model": loaded.info.version})
+        rows = [row for horizon in horizons for row in _forecast_rows(
+            loaded.model, loaded.info.version, panel, origin, horizon, wanted)]
     with conn.transaction(), conn.cursor() as cur:
         if rows:
             cur.executemany(q["upsert_forecast"], rows)
@@ -291,6 +321,105 @@ def refresh_accuracy(conn: psycopg.Connection[Any], city: City, *, window_days: 
     cursor = conn.execute(queries("forecasting")["refresh_accuracy"], {
         "city": city.id, "window_days": window_days, "now": now})
     return max(cursor.rowcount, 0)
+
+
+def backtest(conn: psycopg.Connection[Any], city: City, *, now: datetime,
+             horizons: Sequence[int] = DEFAULT_HORIZONS, window_days: int = 7, threads: int = 1,
+             model: LoadedModel | None = None) -> Backtest:
+    """Fill the published-error window with backtest forecasts and refresh the error.
+
+    ``model`` (default the newest) forecasts from every 15-minute origin whose target lies in
+    the ``window_days`` up to ``now`` and that comes before the city's first live forecast
+    there, as it would have then: out of sample where it can (see ``_backtest_model``). Only
+    lots with a reading at the origin get a forecast. Origins the city has forecasts of
+    already are skipped, so running it again adds nothing (and costs two queries).
+    """
+    began = time.monotonic()
+    now = now.astimezone(UTC)
+    q = queries("forecasting")
+    window = now - timedelta(days=window_days)
+    row = conn.execute(q["first_live_forecast"], {"city": city.id, "since": window}).fetchone()
+    stop = min(row[0], now) if row and row[0] is not None else now
+    longest = timedelta(minutes=max(horizons))
+    done = set(conn.execute(q["forecast_origins"], {
+        "city": city.id, "since": window - longest, "until": stop}).fetchall())
+    times = {horizon: _backtest_times(horizon, window, stop, done) for horizon in horizons}
+    nothing = Backtest(None, 0, None, None, None, 0.0)
+    if not any(times.values()):
+        logger.info("no backtest of %s needed: forecasts fill the last %d days", city.id,
+                    window_days)
+        return nothing
+    loaded = model or load_newest(conn, city)
+    if loaded is None:
+        raise ForecastError(f"no forecast model for {city.id}; run `parkleit forecast train`")
+    panel = load_panel(conn, city, until=now, since=min(
+        loaded.info.trained_from - _STEP, window - longest - timedelta(days=RECENT_DAYS)))
+    if panel is None:
+        raise ForecastError(f"no occupancy data of {city.id} before {now.isoformat()}")
+    plan = {horizon: origins for horizon, moments in times.items()
+            if (origins := _positions(panel, moments)).size}
+    if not plan:
+        return nothing  # no data at those origins
+    split = min(int(origins[0]) for origins in plan.values())
+    observed = np.isfinite(panel.free)
+    with _threads(threads):
+        forecaster, out_of_sample = _backtest_model(loaded, panel, split)
+        rows = [row for horizon, origins in plan.items()
+                for row in _forecast_rows(forecaster, loaded.info.version, panel, origins,
+                                          horizon, observed[:, origins])]
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(q["create_backtest_staging"])
+        with cur.copy(q["copy_backtest"]) as copy:
+            for forecast in rows:
+                copy.write_row([forecast[column] for column in _FORECAST_COLUMNS])
+        cur.execute(q["insert_backtest"])
+        stored = max(cur.rowcount, 0)
+    refresh_accuracy(conn, city, window_days=window_days, now=now)
+    first = panel.time_at(split)
+    last = panel.time_at(max(int(origins[-1]) for origins in plan.values()))
+    seconds = time.monotonic() - began
+    conn.execute(q["record_backtest"], {"version": loaded.info.version, "backtest": Jsonb({
+        "rows": stored, "first_origin": first.isoformat(), "last_origin": last.isoformat(),
+        "out_of_sample": out_of_sample, "seconds": round(seconds, 2)})})
+    logger.info("backtest of %s with %s (%s sample): %d forecasts from origins %s to %s in "
+                "%.1f s", city.id, loaded.info.version, "out of" if out_of_sample else "in",
+                stored, first.isoformat(), last.isoformat(), seconds)
+    return Backtest(loaded.info.version, stored, first, last, out_of_sample, seconds)
+
+
+def _backtest_times(horizon: int, window: datetime, stop: datetime,
+                    done: set[tuple[int, datetime]]) -> list[datetime]:
+    """The quarter hours a backtest forecasts ``horizon`` minutes ahead from: the target
+    after ``window``, the origin before ``stop`` and not among the (horizon, origin) ``done``."""
+    ahead = timedelta(minutes=horizon)
+    step = _STEP.total_seconds()
+    moment = datetime.fromtimestamp((window - ahead).timestamp() // step * step + step, UTC)
+    times = []
+    while moment < stop:
+        if (horizon, moment) not in done:
+            times.append(moment)
+        moment += _STEP
+    return times
+
+
+def _positions(panel: Panel, times: list[datetime]) -> NDArray[np.int64]:
+    """The grid positions of ``times`` that lie on ``panel``."""
+    return np.array([position for position in map(panel.position, times)
+                     if 0 <= position < panel.n_steps], dtype=np.int64)
+
+
+def _backtest_model(loaded: LoadedModel, panel: Panel, split: int) -> tuple[Forecaster, bool]:
+    """The forecaster of a backtest from grid position ``split`` on, and whether it is out of
+    sample: the stored model's estimator, same parameters, refitted on the data before
+    ``split`` where they span a week (every slot of the week seen); else, or where that refit
+    fails, the stored model itself, which has seen the targets (in sample: it flatters)."""
+    if split * _STEP >= timedelta(days=PROFILE_MIN_DAYS):
+        try:
+            return clone(loaded.model).fit(panel.head(split)), True
+        except ValueError as exc:
+            logger.warning("backtest in sample: %s cannot be refitted on the data before %s: "
+                           "%s", loaded.info.version, panel.time_at(split).isoformat(), exc)
+    return loaded.model, False
 
 
 class _Listener:
@@ -351,6 +480,7 @@ class ForecastService:
         self._change_pending = False
         self._trainer: threading.Thread | None = None
         self._trained = threading.Event()
+        self._backtesting = threading.Event()  # the trainer thread is in its backtest
 
     def stop(self) -> None:
         """Ask the service to finish; safe to call more than once, from any thread."""
@@ -386,9 +516,12 @@ class ForecastService:
         listener.connect()  # before the first forecast, so no change after it goes unheard
         with pool.connection() as conn:
             newest = newest_model(conn, self.city)
-        if newest is None or self.clock.now() - newest.created_at > RETRAIN_AFTER:
+        started = self.clock.now()
+        if newest is None or started - newest.created_at > RETRAIN_AFTER:
             self._start_training(pool, None)
-        next_nightly = self._next_nightly(self.clock.now())
+        else:  # the stored model, backtested where the published error lacks live forecasts
+            self._start_training(pool, None, backtest_at=started)
+        next_nightly = self._next_nightly(started)
         next_predict = time.monotonic()
         last_predict = -math.inf
         while not self._stop.is_set():
@@ -463,37 +596,59 @@ class ForecastService:
             return
         self._last_free = result.latest_free
 
-    def _start_training(self, pool: ConnectionPool, due: datetime | None) -> None:
-        """Train in the background (forecasts go on with the old model meanwhile)."""
+    def _start_training(self, pool: ConnectionPool, due: datetime | None, *,
+                        backtest_at: datetime | None = None) -> None:
+        """Train and backtest in the background (forecasts go on with the old model
+        meanwhile); with ``backtest_at`` only backtest (see ``_train``)."""
         if self._trainer is not None and self._trainer.is_alive():
             return
-        self._trainer = threading.Thread(target=self._train, args=(pool, due),
+        self._trainer = threading.Thread(target=self._train, args=(pool, due, backtest_at),
                                          name="forecast-train", daemon=True)
         self._trainer.start()
 
-    def _train(self, pool: ConnectionPool, due: datetime | None) -> None:
+    def _train(self, pool: ConnectionPool, due: datetime | None,
+               backtest_at: datetime | None) -> None:
+        """Train a new model, then backtest it where the published error needs that; with
+        ``backtest_at``, only backtest the newest model, as at that time."""
         settings = self.settings
+        stage = "training" if backtest_at is None else "backtest"
+        self._backtesting.clear()
         try:
             with pool.connection(timeout=10) as conn:
-                newest = newest_model(conn, self.city)
-                if due is not None and newest is not None and newest.created_at >= due:
-                    logger.info("%s was trained after %s already", newest.version, due)
-                    return
-                train(conn, self.city, days=settings.FORECAST_TRAIN_DAYS,
-                      horizons=settings.FORECAST_HORIZONS, threads=settings.FORECAST_THREADS,
-                      now=self.clock.now())
-            self._trained.set()
+                if backtest_at is None:
+                    newest = newest_model(conn, self.city)
+                    if due is not None and newest is not None and newest.created_at >= due:
+                        logger.info("%s was trained after %s already", newest.version, due)
+                        return
+                    info = train(conn, self.city, days=settings.FORECAST_TRAIN_DAYS,
+                                 horizons=settings.FORECAST_HORIZONS,
+                                 threads=settings.FORECAST_THREADS, now=self.clock.now())
+                    # The live forecasts take the new model at once; the backtest (a refit
+                    # and many origins) runs beside them, so it never delays one.
+                    self._trained.set()
+                    stage, backtest_at = "backtest", info.created_at
+                # Nobody waits for it: it yields the CPU to the live forecasts and to every
+                # other process (this thread ends with it), and a stop does not wait for it.
+                _yield_cpu()
+                self._backtesting.set()
+                backtest(conn, self.city, now=backtest_at,
+                         horizons=settings.FORECAST_HORIZONS,
+                         window_days=settings.FORECAST_ACCURACY_DAYS,
+                         threads=settings.FORECAST_THREADS)
         except ForecastError as exc:
-            logger.error("training failed: %s", exc)
+            logger.error("%s failed: %s", stage, exc)
         except (psycopg.Error, PoolTimeout) as exc:
-            logger.error("training failed: database error (%s)", type(exc).__name__)
+            logger.error("%s failed: database error (%s)", stage, type(exc).__name__)
         except Exception:
             # The previous model keeps forecasting; the next attempt is the next night.
-            logger.exception("training failed")
+            logger.exception("%s failed", stage)
 
     def _join_trainer(self) -> None:
         trainer = self._trainer
-        if trainer is not None and trainer.is_alive():
+        if trainer is not None and trainer.is_alive() and self._backtesting.is_set():
+            # It stores all or nothing, and the next start does it again.
+            logger.info("abandoning the backtest in progress")
+        elif trainer is not None and trainer.is_alive():
             logger.info("waiting for the training in progress")
             trainer.join(self.settings.SHUTDOWN_TIMEOUT_S)
             if trainer.is_alive():

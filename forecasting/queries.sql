@@ -46,17 +46,63 @@ LIMIT 1;
 SELECT artefact FROM forecast_models WHERE version = %(version)s;
 
 -- name: upsert_forecast
+-- A live forecast; it replaces a backtest one of the same lot, horizon and origin.
 INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10, free_p90,
-                       p_space, model)
+                       p_space, model, kind)
 VALUES (%(time)s, %(lot_id)s, %(horizon_min)s, %(target_time)s, %(free)s, %(free_p10)s,
-        %(free_p90)s, %(p_space)s, %(model)s)
+        %(free_p90)s, %(p_space)s, %(model)s, 'live')
 ON CONFLICT (lot_id, horizon_min, time) DO UPDATE SET
     target_time = excluded.target_time, free = excluded.free, free_p10 = excluded.free_p10,
-    free_p90 = excluded.free_p90, p_space = excluded.p_space, model = excluded.model;
+    free_p90 = excluded.free_p90, p_space = excluded.p_space, model = excluded.model,
+    kind = excluded.kind;
+
+-- name: first_live_forecast
+-- The origin of the city's first live forecast whose target lies after ``since`` (NULL: none
+-- yet); a backtest fills the published-error window before it. (The bound on ``f.time``
+-- lets TimescaleDB skip old chunks; it assumes horizons of at most a day.)
+SELECT min(f.time)
+FROM forecasts AS f
+JOIN lots AS l ON l.lot_id = f.lot_id AND l.city = %(city)s
+WHERE f.kind = 'live' AND f.time > %(since)s - INTERVAL '1 day'
+  AND f.target_time > %(since)s;
+
+-- name: forecast_origins
+-- The horizons and origins in [since, until] the city has forecasts of, live or backtest: a
+-- backtest does not compute them again.
+SELECT DISTINCT f.horizon_min, f.time
+FROM forecasts AS f
+JOIN lots AS l ON l.lot_id = f.lot_id AND l.city = %(city)s
+WHERE f.time >= %(since)s AND f.time <= %(until)s;
+
+-- name: create_backtest_staging
+CREATE TEMP TABLE staged_backtest (
+    time timestamptz, lot_id text, horizon_min integer, target_time timestamptz, free real,
+    free_p10 real, free_p90 real, p_space real, model text
+) ON COMMIT DROP;
+
+-- name: copy_backtest
+COPY staged_backtest (time, lot_id, horizon_min, target_time, free, free_p10, free_p90,
+                      p_space, model) FROM STDIN
+
+-- name: insert_backtest
+-- Backtest forecasts; a forecast of the same lot, horizon and origin (live, or an earlier
+-- backtest) stays as it is, so running the backtest again adds nothing.
+INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10, free_p90,
+                       p_space, model, kind)
+SELECT time, lot_id, horizon_min, target_time, free, free_p10, free_p90, p_space, model,
+       'backtest'
+FROM staged_backtest
+ON CONFLICT (lot_id, horizon_min, time) DO NOTHING;
+
+-- name: record_backtest
+-- What the backtest with a model did, kept in the model's metrics.
+UPDATE forecast_models SET metrics = metrics || jsonb_build_object('backtest', %(backtest)s::jsonb)
+WHERE version = %(version)s;
 
 -- name: refresh_accuracy
 -- The published forecast error: per lot of the city and horizon, the mean absolute error of
--- the forecasts whose target time lies in the last ``window_days`` days up to ``now``,
+-- the forecasts (live and backtest, the latter counted apart) whose target time lies in the
+-- last ``window_days`` days up to ``now``,
 -- against the latest reading at or before the target time (at most 15 minutes earlier;
 -- targets without one are not scored). Lots and horizons with nothing left to score lose
 -- their row, so no figure outlives its window. (The bound on ``f.time`` lets TimescaleDB skip
@@ -65,7 +111,8 @@ WITH scored AS (
     SELECT f.lot_id, f.horizon_min,
            avg(abs(f.free - o.free)) AS mae,
            avg(abs(f.free - o.free) / nullif(o.capacity, 0)) AS mae_rate,
-           count(*) AS points
+           count(*) AS points,
+           count(*) FILTER (WHERE f.kind = 'backtest') AS backtest_points
     FROM forecasts AS f
     JOIN lots AS l ON l.lot_id = f.lot_id AND l.city = %(city)s
     CROSS JOIN LATERAL (
@@ -87,16 +134,17 @@ WITH scored AS (
                       WHERE s.lot_id = a.lot_id AND s.horizon_min = a.horizon_min)
 )
 INSERT INTO forecast_accuracy (lot_id, horizon_min, window_days, mae, mae_rate, points,
-                               computed_at)
-SELECT lot_id, horizon_min, %(window_days)s, mae, mae_rate, points, %(now)s
+                               backtest_points, computed_at)
+SELECT lot_id, horizon_min, %(window_days)s, mae, mae_rate, points, backtest_points, %(now)s
 FROM scored
 ON CONFLICT (lot_id, horizon_min) DO UPDATE SET
     window_days = excluded.window_days, mae = excluded.mae, mae_rate = excluded.mae_rate,
-    points = excluded.points, computed_at = excluded.computed_at;
+    points = excluded.points, backtest_points = excluded.backtest_points,
+    computed_at = excluded.computed_at;
 
 -- name: lot_accuracy
 -- The published forecast error of one lot, for the API.
-SELECT horizon_min, window_days, mae, mae_rate, points, computed_at
+SELECT horizon_min, window_days, mae, mae_rate, points, backtest_points, computed_at
 FROM forecast_accuracy
 WHERE lot_id = %(lot_id)s
 ORDER BY horizon_min;

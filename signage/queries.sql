@@ -7,16 +7,16 @@ FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s);
 
 -- name: latest_forecasts
--- Per lot, the rows of its newest forecast run that still lie ahead.
+-- Per lot, the rows of its newest live forecast run that still lie ahead.
 SELECT f.lot_id, f.target_time, f.p_space
 FROM forecasts AS f
 JOIN (
     SELECT lot_id, max(time) AS time
     FROM forecasts
-    WHERE lot_id = ANY(%(lot_ids)s) AND time > %(since)s
+    WHERE lot_id = ANY(%(lot_ids)s) AND time > %(since)s AND kind = 'live'
     GROUP BY lot_id
 ) AS latest USING (lot_id, time)
-WHERE f.target_time > %(now)s
+WHERE f.target_time > %(now)s AND f.kind = 'live'
 ORDER BY f.lot_id, f.target_time;
 
 -- name: insert_sign_log

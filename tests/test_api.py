@@ -65,7 +65,8 @@ class Seeded:
 def seeded(conn: Conn, city: City) -> Seeded:
     """Three days of simulated history, then live readings through the ingest writer: the
     garage counted a minute ago, the small lot two hours ago (stale), the sensor lot's
-    disabled bay free and EV bay taken, the street never; and two forecast runs."""
+    disabled bay free and EV bay taken, the street never; two live forecast runs and a
+    newer backtest run (the published error's, never the current forecast)."""
     now = utc_now()
     ids = Seeded(now, *(f"{city.id}-{name}" for name in ("garage", "small", "street", "lora")))
     sync_registry(conn, city)
@@ -83,17 +84,20 @@ def seeded(conn: Conn, city: City) -> Seeded:
     prepare_connection(conn)
     result = Writer(city).write(conn, messages, now)
     assert result.dead_letters == 0
-    for origin, base in ((now - timedelta(hours=1), 10.0), (now - timedelta(minutes=20), 30.0)):
+    for origin, base, kind in ((now - timedelta(hours=1), 10.0, "live"),
+                               (now - timedelta(minutes=20), 30.0, "live"),
+                               (now - timedelta(minutes=5), 90.0, "backtest")):
         for horizon in (15, 30, 60):
             conn.execute(
                 "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10,"
-                " free_p90, p_space, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'gbm-test')",
+                " free_p90, p_space, model, kind)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'gbm-test', %s)",
                 (origin, ids.garage, horizon, origin + timedelta(minutes=horizon),
-                 base + horizon / 15, base - 5, base + 7.5, 0.95))
+                 base + horizon / 15, base - 5, base + 7.5, 0.95, kind))
     conn.execute(
         "INSERT INTO forecast_accuracy (lot_id, horizon_min, window_days, mae, mae_rate, points,"
-        " computed_at) VALUES (%s, 30, 7, 4.25, 0.0425, 300, %s), (%s, 60, 7, 6.5, 0.065, 280, %s)",
-        (ids.garage, now, ids.garage, now))
+        " backtest_points, computed_at) VALUES (%s, 30, 7, 4.25, 0.0425, 300, 120, %s),"
+        " (%s, 60, 7, 6.5, 0.065, 280, 0, %s)", (ids.garage, now, ids.garage, now))
     return ids
 
 
@@ -136,7 +140,8 @@ def test_lots_carry_live_status_special_spaces_and_forecast(
     assert garage["disabled"] == {"capacity": 4, "free": None}
     assert garage["ev"] == {"capacity": 6, "free": None}
     forecast = garage["forecast_30"]
-    assert parse(forecast["origin"]) == seeded.now - timedelta(minutes=20)  # the newest run
+    # The newest live run; the newer backtest run is never the current forecast.
+    assert parse(forecast["origin"]) == seeded.now - timedelta(minutes=20)
     assert forecast["free"] == 32.0 and forecast["free_p10"] == 25.0
     assert forecast["free_p90"] == 37.5 and forecast["p_space"] == 0.95
     assert forecast["model"] == "gbm-test"
@@ -332,7 +337,7 @@ def test_forecast_with_intervals_and_published_error(
     response = api_client.get(f"/v1/lots/{seeded.garage}/forecast")
     assert response.status_code == 200
     forecast = response.json()
-    origin = seeded.now - timedelta(minutes=20)
+    origin = seeded.now - timedelta(minutes=20)  # the newest live run, not the backtest one
     assert parse(forecast["origin"]) == origin
     # The 15-minute horizon of the newest run lies in the past: no forecast any more.
     assert [point["horizon_min"] for point in forecast["points"]] == [30, 60]
@@ -341,8 +346,9 @@ def test_forecast_with_intervals_and_published_error(
         assert point["free"] == 30 + point["horizon_min"] / 15
         assert (point["free_p10"], point["free_p90"]) == (25.0, 37.5)
         assert point["p_space"] == 0.95 and point["model"] == "gbm-test"
-    assert [(a["horizon_min"], a["mae"], a["mae_rate"], a["points"], a["window_days"])
-            for a in forecast["accuracy"]] == [(30, 4.25, 0.0425, 300, 7), (60, 6.5, 0.065, 280, 7)]
+    assert [(a["horizon_min"], a["mae"], a["mae_rate"], a["points"], a["backtest_points"],
+             a["window_days"]) for a in forecast["accuracy"]] == [
+        (30, 4.25, 0.0425, 300, 120, 7), (60, 6.5, 0.065, 280, 0, 7)]
     assert response.headers["last-modified"]
 
     none_yet = api_client.get(f"/v1/lots/{seeded.small}/forecast").json()

@@ -7,19 +7,25 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from _helpers import utc_now
 from fastapi.testclient import TestClient
 
 from core.city import City
+from core.db import queries
 from core.registry import sync_registry
+from forecasting import backtest, load_newest, predict, train
+from forecasting._service import load_panel
 from ingest import Message, Writer, prepare_connection
 from simulators.history import backfill_history
 
 END = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, 01:00 in Zeitz
 START = END - timedelta(days=7)
 WINDOW = {"from": START.isoformat(), "to": END.isoformat()}
+TRAINED = datetime(2026, 11, 25, 12, 7, tzinfo=UTC)  # a Wednesday, 13:07 in Zeitz
+HORIZONS = (15, 30, 60, 120)  # the settings' default
 
 
 @pytest.fixture
@@ -87,6 +93,84 @@ def test_occupancy_series_add_up_to_the_city(api_client: TestClient, city: City)
     for i in (0, 50, 167):
         total = sum(lot["occupied"][i] for lot in body["lots"])
         assert body["city"]["occupied"][i] == pytest.approx(total, abs=0.05)
+
+
+def test_a_new_city_sees_its_forecast_quality_from_a_backtest(
+        api_client: TestClient, conn: psycopg.Connection[Any], city: City) -> None:
+    """Three weeks of history and a model trained on them, no live forecast yet: forecast
+    against actual and the published error come from the backtest, marked so; a backtest is
+    never the current forecast; once live forecasts come, they are told apart."""
+    sync_registry(conn, city)
+    backfill_history(conn, city, end=TRAINED, weeks=3, seed=5)
+    assert train(conn, city, now=TRAINED).kind == "gbr"
+    result = backtest(conn, city, now=TRAINED)
+    assert result.out_of_sample is True and result.rows > 0
+    garage = f"{city.id}-garage"
+
+    two_days = {"from": (TRAINED - timedelta(days=2)).isoformat(), "to": TRAINED.isoformat()}
+    for scope in ({}, {"lot_id": garage}):
+        body = api_client.get("/v1/dashboard/forecast",
+                              params={**two_days, **scope, "horizon": 60}).json()
+        assert len(body["times"]) == 2 * 96  # every quarter hour of the two days
+        assert body["backtest"] == [True] * 2 * 96
+        assert None not in body["forecast"] and None not in body["actual"]
+    assert {(row["lot_id"], row["horizon_min"]) for row in body["published"]} == {
+        (lot.id, horizon) for lot in city.lots for horizon in HORIZONS}
+    # Seven days of quarter hours (less the readings the simulated sensors missed), all
+    # of them backtest.
+    assert all(600 < row["backtest_points"] == row["points"] <= 7 * 96
+               for row in body["published"])
+    lot = api_client.get(f"/v1/lots/{garage}/forecast").json()
+    assert (lot["origin"], lot["points"]) == (None, [])
+    assert [(row["horizon_min"], row["backtest_points"] == row["points"])
+            for row in lot["accuracy"]] == [(horizon, True) for horizon in HORIZONS]
+    assert _current_forecasts(conn, city, TRAINED - timedelta(minutes=30)) == ([], [])
+    assert conn.execute(queries("api", "metrics")["newest_forecast"],
+                        {"city": city.id, "now": TRAINED}).fetchall() == []
+
+    # Out of sample: the model in use, which has seen these targets, forecasts otherwise.
+    loaded = load_newest(conn, city)
+    panel = load_panel(conn, city, since=TRAINED - timedelta(days=28), until=TRAINED)
+    assert loaded is not None and panel is not None
+    origins, stored = zip(*conn.execute(
+        "SELECT time, free FROM forecasts WHERE lot_id = %s AND horizon_min = 60 ORDER BY time",
+        (garage,)), strict=True)
+    in_sample = loaded.model.predict(panel, [panel.position(at) for at in origins], 60)
+    assert np.mean(in_sample[panel.lot_ids.index(garage)] != np.array(stored)) > 0.2
+
+    origin = predict(conn, city, horizons=HORIZONS, now=TRAINED).origin
+    body = api_client.get("/v1/dashboard/forecast", params={
+        "lot_id": garage, "horizon": 60, "from": two_days["from"],
+        "to": (TRAINED + timedelta(hours=3)).isoformat()}).json()
+    assert body["times"][-1] == (origin + timedelta(minutes=60)).isoformat().replace(
+        "+00:00", "Z")
+    assert body["backtest"] == [True] * (len(body["times"]) - 1) + [False]
+    assert api_client.get(f"/v1/lots/{garage}/forecast").json()["origin"] == \
+        origin.isoformat().replace("+00:00", "Z")
+    lots, signs = _current_forecasts(conn, city, TRAINED)
+    assert lots == [origin] * len(city.lots) and {row[0] for row in signs} == {
+        lot.id for lot in city.lots}
+
+    before = conn.execute("SELECT count(*), count(*) FILTER (WHERE kind = 'live') "
+                          "FROM forecasts").fetchone()
+    again = backtest(conn, city, now=TRAINED)
+    assert (again.rows, again.first) == (0, None)
+    assert conn.execute("SELECT count(*), count(*) FILTER (WHERE kind = 'live') "
+                        "FROM forecasts").fetchone() == before
+
+
+def _current_forecasts(conn: psycopg.Connection[Any], city: City, now: datetime) -> tuple[
+        list[datetime], list[tuple[Any, ...]]]:
+    """The origins of the lots' current 30-minute forecast (``/v1/lots``, those with one) and
+    the forecast rows the signs read, at ``now``."""
+    lot_ids = [lot.id for lot in city.lots]
+    with conn.cursor() as cur:
+        lots = cur.execute(queries("api")["live_lots"], {"lot_ids": lot_ids, "now": now},
+                           ).fetchall()
+        origins = [row[7] for row in lots if row[7] is not None]
+        signs = cur.execute(queries("signage")["latest_forecasts"], {
+            "lot_ids": lot_ids, "since": now - timedelta(hours=1), "now": now}).fetchall()
+    return origins, signs
 
 
 @pytest.mark.parametrize(("path", "params", "status"), [

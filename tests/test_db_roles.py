@@ -49,7 +49,7 @@ WRITES: dict[str, dict[str, set[str]]] = {
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
                "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"}},
     "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"}},
-    "forecast": {"forecast_models": {"INSERT"}, "forecasts": {"INSERT", "UPDATE"},
+    "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
                  "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"}},
 }
 # What a service must not even read (beyond what the list above implies).

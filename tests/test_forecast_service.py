@@ -24,7 +24,7 @@ from core.city import City
 from core.db import queries
 from core.registry import sync_registry
 from core.settings import Settings
-from forecasting import newest_model, predict, refresh_accuracy, train
+from forecasting import backtest, newest_model, predict, refresh_accuracy, train
 from ingest import Message, Writer, prepare_connection
 from simulators.history import backfill_history
 
@@ -32,6 +32,8 @@ HORIZONS = (15, 30, 60, 120)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, 13:00 in town: lots on the move
 FORECAST_COLUMNS = ("SELECT lot_id, horizon_min, time, target_time, free, free_p10, free_p90, "
                     "p_space, model FROM forecasts ORDER BY lot_id, horizon_min, time")
+BY_KIND = ("SELECT lot_id, horizon_min, time, target_time, free, model FROM forecasts "
+           "WHERE kind = %s ORDER BY lot_id, horizon_min, time")
 
 
 @pytest.fixture
@@ -130,13 +132,13 @@ def test_published_error_is_the_rolling_mae_against_the_latest_reading(
     city = registered
     garage, small, street = (f"{city.id}-{name}" for name in ("garage", "small", "street"))
     hour = timedelta(hours=1)
-    forecasts = [  # lot, horizon, target, forecast free
-        (garage, 15, NOW - hour, 50),        # readings 40 and then 47 before: error 3
-        (garage, 15, NOW - 2 * hour, 60),    # reading 70 at the target: error 10
-        (garage, 15, NOW - 3 * hour, 30),    # newest reading 20 min before: not scored
-        (garage, 15, NOW - 8 * 24 * hour, 0),  # before the 7-day window: error 100
-        (garage, 15, NOW + timedelta(minutes=15), 0),  # target still ahead: not scored
-        (small, 60, NOW - hour / 2, 4),      # reading 6 of 10, 14 min before: error 2
+    forecasts = [  # lot, horizon, target, forecast free, kind
+        (garage, 15, NOW - hour, 50, "live"),        # readings 40 and then 47 before: error 3
+        (garage, 15, NOW - 2 * hour, 60, "backtest"),  # reading 70 at the target: error 10
+        (garage, 15, NOW - 3 * hour, 30, "backtest"),  # newest reading 20 min before: not scored
+        (garage, 15, NOW - 8 * 24 * hour, 0, "live"),  # before the 7-day window: error 100
+        (garage, 15, NOW + timedelta(minutes=15), 0, "live"),  # target still ahead: not scored
+        (small, 60, NOW - hour / 2, 4, "live"),      # reading 6 of 10, 14 min before: error 2
     ]
     readings = [  # lot, time, free, capacity
         (garage, NOW - hour - timedelta(minutes=10), 40, 100),
@@ -150,10 +152,10 @@ def test_published_error_is_the_rolling_mae_against_the_latest_reading(
     ]
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, model) "
-            "VALUES (%s, %s, %s, %s, %s, 'by-hand')",
-            [(target - timedelta(minutes=h), lot, h, target, free)
-             for lot, h, target, free in forecasts])
+            "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, model, kind) "
+            "VALUES (%s, %s, %s, %s, %s, 'by-hand', %s)",
+            [(target - timedelta(minutes=h), lot, h, target, free, kind)
+             for lot, h, target, free, kind in forecasts])
         cur.executemany(
             "INSERT INTO lot_occupancy (time, lot_id, occupied, free, capacity, source) "
             "VALUES (%s, %s, %s, %s, %s, 'counter')",
@@ -163,20 +165,75 @@ def test_published_error_is_the_rolling_mae_against_the_latest_reading(
         cur.execute("INSERT INTO forecast_accuracy VALUES (%s, 30, 7, 1, 0.25, 5, %s)",
                     (street, NOW - 24 * hour))
 
-    table = ("SELECT lot_id, horizon_min, window_days, mae, mae_rate, points, computed_at "
-             "FROM forecast_accuracy ORDER BY lot_id, horizon_min")
+    table = ("SELECT lot_id, horizon_min, window_days, mae, mae_rate, points, backtest_points, "
+             "computed_at FROM forecast_accuracy ORDER BY lot_id, horizon_min")
     for _ in range(2):  # refreshing again gives the same figures
         assert refresh_accuracy(conn, city, window_days=7, now=NOW) == 2
         assert conn.execute(table).fetchall() == [
-            (garage, 15, 7, 6.5, pytest.approx(0.065), 2, NOW),
-            (small, 60, 7, 2.0, pytest.approx(0.2), 1, NOW),
+            (garage, 15, 7, 6.5, pytest.approx(0.065), 2, 1, NOW),
+            (small, 60, 7, 2.0, pytest.approx(0.2), 1, 0, NOW),
         ]
     assert conn.execute(queries("forecasting")["lot_accuracy"], {"lot_id": garage}).fetchall() == [
-        (15, 7, 6.5, pytest.approx(0.065), 2, NOW)]
+        (15, 7, 6.5, pytest.approx(0.065), 2, 1, NOW)]
 
     refresh_accuracy(conn, city, window_days=9, now=NOW)
-    assert conn.execute(table).fetchall()[0][2:6] == (9, pytest.approx(113 / 3),
-                                                      pytest.approx(1.13 / 3), 3)
+    assert conn.execute(table).fetchall()[0][2:7] == (9, pytest.approx(113 / 3),
+                                                      pytest.approx(1.13 / 3), 3, 1)
+
+
+def test_backtest_fills_the_window_before_the_first_live_forecast(
+        conn: psycopg.Connection[Any], registered: City) -> None:
+    """A city live for six hours, with three days of history: the backtest forecasts from
+    every quarter hour before its first live forecast, as the model would have then; running
+    it again adds nothing; a live forecast at a backtest's origin takes its place."""
+    city = registered
+    history(conn, city, 3, NOW)
+    info = train(conn, city, now=NOW - timedelta(hours=6))
+    assert info.kind == "persistence"  # forecasts from the data at the origin alone
+    first_live = predict(conn, city, horizons=HORIZONS, now=NOW - timedelta(hours=6)).origin
+    predict(conn, city, horizons=HORIZONS, now=NOW - timedelta(hours=3))
+    live = conn.execute(BY_KIND, ("live",)).fetchall()
+    assert len(live) == 2 * len(HORIZONS) * len(city.lots)
+
+    result = backtest(conn, city, now=NOW, horizons=HORIZONS, window_days=7)
+    rows = conn.execute(BY_KIND, ("backtest",)).fetchall()
+    assert result.rows == len(rows) and result.out_of_sample is False  # no week before it
+    assert conn.execute(BY_KIND, ("live",)).fetchall() == live
+    [first_reading] = conn.execute("SELECT min(time) FROM lot_occupancy").fetchone() or [None]
+    for lot in city.lots:
+        for horizon in HORIZONS:
+            origins = [row[2] for row in rows if row[:2] == (lot.id, horizon)]
+            # Every quarter hour from the first reading up to the first live forecast.
+            assert origins[0] - first_reading < timedelta(minutes=15)
+            assert origins[-1] == first_live - timedelta(minutes=15)
+            assert len(origins) == (origins[-1] - origins[0]) / timedelta(minutes=15) + 1
+    assert {(row[3] - row[2], row[5]) for row in rows} == {
+        (timedelta(minutes=horizon), info.version) for horizon in HORIZONS}
+    assert (result.first, result.last) == (rows[0][2], first_live - timedelta(minutes=15))
+
+    # The published error counts them apart: every target lies in the window, and those of
+    # the two live runs too.
+    published = conn.execute("SELECT lot_id, horizon_min, points, backtest_points "
+                             "FROM forecast_accuracy").fetchall()
+    assert sorted(published) == sorted(
+        (lot.id, horizon, count + 2, count) for lot in city.lots for horizon in HORIZONS
+        for count in [sum(1 for row in rows if row[:2] == (lot.id, horizon))])
+    stored = newest_model(conn, city)
+    assert stored is not None and stored.metrics["backtest"]["rows"] == len(rows)
+
+    again = backtest(conn, city, now=NOW, horizons=HORIZONS, window_days=7)
+    assert (again.rows, again.first, again.out_of_sample) == (0, None, None)
+    assert conn.execute(BY_KIND, ("backtest",)).fetchall() == rows
+
+    # What the live forecast would have been at a backtest's origin, it is, and it replaces
+    # the backtest row.
+    origin = rows[len(rows) // 3][2]
+    before = {row[:2]: row[4] for row in rows if row[2] == origin}
+    predict(conn, city, horizons=HORIZONS, now=origin + timedelta(minutes=7))
+    after = conn.execute("SELECT lot_id, horizon_min, free, kind FROM forecasts "
+                         "WHERE time = %s", (origin,)).fetchall()
+    assert {(lot, horizon): free for lot, horizon, free, _ in after} == before
+    assert {kind for *_, kind in after} == {"live"}
 
 
 class StatusWatcher:
@@ -222,10 +279,16 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
                       PARKLEIT_FORECAST_DEBOUNCE_S="0.5", PARKLEIT_FORECAST_HORIZONS="15,60")
     service = spawn(["forecast", "serve"], env, name="forecast")
 
-    count = "SELECT count(*) FROM forecasts"
-    wait_for(lambda: conn.execute(count).fetchone() == (2 * len(city.lots),), timeout=30)
+    count = "SELECT count(*) FROM forecasts WHERE kind = %s"
+    wait_for(lambda: conn.execute(count, ("live",)).fetchone() == (2 * len(city.lots),),
+             timeout=30)
     model = newest_model(conn, city)
     assert model is not None and model.kind == "persistence" and model.reason
+    # Having trained, it backtests the new model over the two days of history before its
+    # first live forecast: more than a day of quarter hours at both horizons.
+    service.wait_log(f"backtest of {city.id} with {model.version}")
+    [backtests] = conn.execute(count, ("backtest",)).fetchone() or [0]
+    assert backtests > 2 * len(city.lots) * 96
     wait_for(lambda: status.last() == "online")
 
     garage = f"{city.id}-garage"
@@ -281,6 +344,32 @@ def test_cli_train_and_predict(db_url: str, admin_url: str, conn: psycopg.Connec
     trained = parkleit("forecast", "train", "--days", "7", **env)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.startswith("baseline-persistence-")
+    # and backtested it: two days of history, no live forecast in them
+    assert f"backtest of {registered.id} with {trained.stdout.strip()}" in trained.stderr
+    assert conn.execute("SELECT count(*) > 0 FROM forecasts WHERE kind = 'backtest'"
+                        ).fetchone() == (True,)
     predicted = parkleit("forecast", "predict", "--horizons", "30", **env)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(f"{len(registered.lots)} forecasts from ")
+
+
+def test_serve_backtests_a_model_trained_without_one(
+        conn: psycopg.Connection[Any], registered: City, settings: Settings,
+        spawn: Callable[..., ServiceProcess]) -> None:
+    """As ``make demo`` runs them: ``forecast train --no-backtest``, then ``forecast serve``,
+    which backtests the stored model beside its first live forecasts, without training."""
+    city = registered
+    history(conn, city, 2, utc_now())
+    env = service_env(settings, PARKLEIT_FORECAST_HORIZONS="15,60")
+    trained = parkleit("forecast", "train", "--no-backtest", **env)
+    assert trained.returncode == 0, trained.stderr
+    count = "SELECT count(*) FROM forecasts WHERE kind = %s"
+    assert conn.execute(count, ("backtest",)).fetchone() == (0,)
+
+    service = spawn(["forecast", "serve"], env, name="forecast")
+    service.wait_log(f"backtest of {city.id} with {trained.stdout.strip()}")
+    [backtests] = conn.execute(count, ("backtest",)).fetchone() or [0]
+    assert backtests > 2 * len(city.lots) * 96  # over a day of quarter hours, both horizons
+    wait_for(lambda: conn.execute(count, ("live",)).fetchone() == (2 * len(city.lots),))
+    assert "trained " not in service.log.read_text()
+    assert service.terminate() == 0

@@ -57,7 +57,8 @@ def empty_db(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
 def test_fresh_database_gets_every_table_of_the_design(empty_db: psycopg.Connection[Any]) -> None:
     assert migrate(empty_db, use_timescaledb=False) == [
         "0001 baseline", "0002 data_quality", "0003 forecast_models", "0004 sign_state",
-        "0005 operator_overrides", "0006 clock", "0007 counter_plausibility"]
+        "0005 operator_overrides", "0006 clock", "0007 counter_plausibility",
+        "0008 forecast_backtest"]
     tables = {row[0] for row in empty_db.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert tables >= {"lots", "bays", "signs", "bay_events", "lot_occupancy", "sensor_health",
@@ -79,7 +80,8 @@ def test_real_migrations_upgrade_a_database_with_data(
     empty_db.execute("INSERT INTO bay_state VALUES ('b', true, '2026-11-24 10:00+00')")
     assert migrate(empty_db, use_timescaledb=False) == [
         "0002 data_quality", "0003 forecast_models", "0004 sign_state",
-        "0005 operator_overrides", "0006 clock", "0007 counter_plausibility"]
+        "0005 operator_overrides", "0006 clock", "0007 counter_plausibility",
+        "0008 forecast_backtest"]
     assert empty_db.execute("SELECT occupied, since FROM bay_state").fetchall() == [
         (True, datetime(2026, 11, 24, 10, tzinfo=UTC))]
 

@@ -54,6 +54,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LIVE_WITHIN_MS = 5000
 GARAGE_FORECAST_30 = 64.4  # free spaces, the garage's newest 30-minute forecast
 GARAGE_MAE_30 = 4.4  # its published error at 30 minutes
+GARAGE_BACKTEST_30 = 480  # of its points, backtest forecasts
+BACKTEST_RGB = (192, 90, 0)  # the dashboard's backtest line
 
 
 def _missing(what: str) -> None:
@@ -130,23 +132,26 @@ def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
         received=now)
     garage = site.lot("garage")
     rows = []
-    for step in range(1, 4 * 24):  # a forecast 30 minutes ahead for every quarter of a day
+    # A forecast 30 minutes ahead for every quarter of a day (live), and of the two days
+    # before it (backtest: computed after the fact, before the first live forecast).
+    for step in range(1, 3 * 4 * 24):
         target = now.replace(second=0, microsecond=0) - timedelta(minutes=15 * step)
         rows.append((target - timedelta(minutes=30), garage, 30, target, 60.0 + step % 7,
-                     50.0, 75.0, 0.99, "test"))
+                     50.0, 75.0, 0.99, "test", "live" if step < 4 * 24 else "backtest"))
     origin = now - timedelta(minutes=1)
     for horizon in (15, 30, 60, 120):
         free = GARAGE_FORECAST_30 if horizon == 30 else 66.0
         rows.append((origin, garage, horizon, origin + timedelta(minutes=horizon), free,
-                     free - 8, free + 8, 0.99, "test"))
+                     free - 8, free + 8, 0.99, "test", "live"))
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10,"
-            " free_p90, p_space, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            " free_p90, p_space, model, kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            rows)
         cur.execute(
             "INSERT INTO forecast_accuracy (lot_id, horizon_min, window_days, mae, mae_rate,"
-            " points, computed_at) VALUES (%s, 30, 7, %s, 0.044, 672, %s)",
-            (garage, GARAGE_MAE_30, now))
+            " points, backtest_points, computed_at) VALUES (%s, 30, 7, %s, 0.044, 672, %s, %s)",
+            (garage, GARAGE_MAE_30, GARAGE_BACKTEST_30, now))
         signage = queries("signage")
         sign = city.signs[0].id
         content = {"lines": [{"label": "Zentrum", "arrow": "left", "text": "70"}]}
@@ -381,10 +386,17 @@ def test_dashboard_charts_render_with_data(page: Page, site: Site, tmp_path: Pat
     assert shown is not None, row.inner_text()
     assert abs(float(f"{shown[1]}.{shown[2]}") - top["share"] * 100) <= 0.05 + 1e-9
     assert page.locator("#target-table tbody tr").count() == len(site.city.lots) + 1
-    # Forecast against actual, with the published error.
+    # Forecast against actual, with the published error; the backtest's line apart from
+    # the live one, named as such in the legend, and counted in the error.
     published = page.locator("#published-table tbody tr", has_text="Parkhaus Test")
     assert "4,4" in published.inner_text()
+    assert str(GARAGE_BACKTEST_30) in published.inner_text()
+    assert "davon Rückrechnung" in page.inner_text("#published-table thead")
     assert page.get_attribute("#forecast-observed", "data-mae")
+    assert int(page.get_attribute("#forecast-observed", "data-backtest") or 0) > 100
+    assert "aus der Rückrechnung" in page.inner_text("#forecast-observed")
+    assert "Rückrechnung (Backtest)" in page.inner_text("#forecast-chart .u-legend")
+    assert _pixels(page, "#forecast-chart canvas", BACKTEST_RGB) > 100
     # Sensor health: the low battery, the silent gateway.
     problems = page.locator("#sensor-problems-table tbody tr", has_text=f"{site.city.id}-st-002")
     assert "Batterie schwach" in problems.inner_text()
@@ -415,6 +427,13 @@ def test_dashboard_charts_render_with_data(page: Page, site: Site, tmp_path: Pat
     assert len(shares) == len(site.city.lots) + 2  # header, the city, every lot
     by_id = {row[0]: row for row in shares[1:]}
     assert float(by_id[top["id"]][1]) == pytest.approx(top["share"] * 100, abs=0.05)
+    # The forecast CSV says which periods are backtest; in English the page says so too.
+    forecasts = _download(page, "forecast", tmp_path)
+    assert forecasts[0][-1] == "backtest"
+    assert {row[-1] for row in forecasts[1:]} == {"true", "false"}
+    page.click("#lang")
+    assert "backtest (computed afterwards)" in page.inner_text("#forecast-chart .u-legend")
+    assert "of them backtest" in page.inner_text("#published-table thead")
 
     page.goto(f"{site.url}/dashboard?lang=en")
     page.wait_for_selector("body[data-loaded=true]", timeout=15_000)

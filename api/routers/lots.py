@@ -216,7 +216,8 @@ async def lot_forecast(lot_id: LotId, conn: Conn, cities: CitiesDep, now: Now) -
         accuracy=[Accuracy(horizon_min=row["horizon_min"], window_days=row["window_days"],
                            mae=round(row["mae"], 3),
                            mae_rate=None if row["mae_rate"] is None else round(row["mae_rate"], 5),
-                           points=row["points"], computed_at=row["computed_at"])
+                           points=row["points"], backtest_points=row["backtest_points"],
+                           computed_at=row["computed_at"])
                   for row in accuracy])
     response = _json(forecast)
     cache(response, max_age=FORECAST_MAX_AGE,

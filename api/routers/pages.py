@@ -266,6 +266,7 @@ class Accuracy(BaseModel):
     mae: float
     mae_rate: float | None
     points: int
+    backtest_points: int  # of the points, backtest forecasts (0 once live ones fill the window)
     computed_at: datetime
 
 
@@ -277,6 +278,7 @@ class ForecastVsActual(BaseModel):
     p10: list[float | None]
     p90: list[float | None]
     actual: list[float | None]
+    backtest: list[bool]  # per period: a backtest forecast (made after the fact), not a live one
     published: list[Accuracy]  # the published error of every lot and horizon
 
 
@@ -301,7 +303,8 @@ async def forecast(conn: Conn, city: CityDep, now: Now, settings: SettingsDep, s
     return ForecastVsActual(
         lot_id=lot_id, horizon_min=horizon, times=[row["bucket"] for row in rows],
         forecast=column("forecast"), p10=column("p10"), p90=column("p90"),
-        actual=column("actual"), published=[Accuracy(**row) for row in published])
+        actual=column("actual"), backtest=[row["backtest"] for row in rows],
+        published=[Accuracy(**row) for row in published])
 
 
 class SensorLot(BaseModel):

@@ -62,5 +62,7 @@ GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 -- forecast: its models, forecasts and published error; reads the occupancy it learns from.
 GRANT SELECT ON lot_occupancy TO {forecast};
 GRANT SELECT, INSERT ON forecast_models TO {forecast};
+-- A model's metrics take what its backtest found (out of sample or not).
+GRANT UPDATE (metrics) ON forecast_models TO {forecast};
 GRANT SELECT, INSERT, UPDATE ON forecasts TO {forecast};
 GRANT SELECT, INSERT, UPDATE, DELETE ON forecast_accuracy TO {forecast};

@@ -214,11 +214,17 @@ function drawForecast() {
   const body = data.forecast;
   if (!body) return;
   const xs = seconds(body.times);
+  // Live and backtest forecasts as two lines: a backtest was computed afterwards.
+  const only = (backtest) => body.forecast.map((value, i) => (body.backtest[i] === backtest ? value : null));
   const series = [
     { label: t('dash.forecast.actual'), stroke: '#1b1f23', width: 2 },
     { label: t('dash.forecast.model'), stroke: '#0b5cad', width: 2 },
   ];
-  const ys = [body.actual, body.forecast];
+  const ys = [body.actual, only(false)];
+  if (body.backtest.some(Boolean)) {
+    series.push({ label: t('dash.forecast.backtest'), stroke: '#c05a00', width: 2, dash: [6, 3] });
+    ys.push(only(true));
+  }
   if (body.lot_id) {
     series.push({ label: t('dash.forecast.p10'), stroke: '#7fa7d6', width: 1, dash: [4, 4] },
       { label: t('dash.forecast.p90'), stroke: '#7fa7d6', width: 1, dash: [4, 4] });
@@ -239,17 +245,19 @@ function observedError() {
   const xs = seconds(body.times);
   let sum = 0;
   let points = 0;
+  let backtest = 0;
   for (const i of visibleRange(charts.forecast, xs)) {
     if (body.actual[i] != null && body.forecast[i] != null) {
       sum += Math.abs(body.actual[i] - body.forecast[i]);
       points += 1;
+      if (body.backtest[i]) backtest += 1;
     }
   }
   const element = $('#forecast-observed');
-  element.textContent = points
-    ? t('dash.forecast.observed', { mae: formatNumber(sum / points, 1), points: formatNumber(points) })
-    : '';
+  const figures = { mae: formatNumber(sum / points, 1), points: formatNumber(points), backtest: formatNumber(backtest) };
+  element.textContent = points ? t(backtest ? 'dash.forecast.observed.backtest' : 'dash.forecast.observed', figures) : '';
   element.dataset.mae = points ? (sum / points).toFixed(2) : '';
+  element.dataset.backtest = String(backtest);
 }
 
 function drawPublished() {
@@ -263,20 +271,22 @@ function drawPublished() {
       { text: row.mae_rate == null ? '–' : formatPercent(row.mae_rate, 1), value: row.mae_rate == null ? '' : pct(row.mae_rate), className: 'num' },
       { text: formatNumber(row.window_days), value: row.window_days, className: 'num' },
       { text: formatNumber(row.points), value: row.points, className: 'num' },
+      { text: formatNumber(row.backtest_points), value: row.backtest_points, className: 'num' },
     ]);
   fillTable($('#published-table'), [
     t('dash.target.lot'), { text: t('dash.horizon'), className: 'num' },
     { text: t('dash.forecast.mae'), className: 'num' }, { text: t('dash.forecast.rate'), className: 'num' },
     { text: t('dash.forecast.days'), className: 'num' }, { text: t('dash.forecast.points'), className: 'num' },
+    { text: t('dash.forecast.backtest_points'), className: 'num', title: t('dash.forecast.backtest.title') },
   ], rows);
 }
 
 function forecastCsv() {
   const body = data.forecast;
   const xs = seconds(body.times);
-  const rows = [['target_time', 'lot_id', 'horizon_min', 'forecast_free', 'free_p10', 'free_p90', 'actual_free']];
+  const rows = [['target_time', 'lot_id', 'horizon_min', 'forecast_free', 'free_p10', 'free_p90', 'actual_free', 'backtest']];
   for (const i of visibleRange(charts.forecast, xs)) {
-    rows.push([body.times[i], body.lot_id ?? 'city', body.horizon_min, body.forecast[i], body.p10[i], body.p90[i], body.actual[i]]);
+    rows.push([body.times[i], body.lot_id ?? 'city', body.horizon_min, body.forecast[i], body.p10[i], body.p90[i], body.actual[i], body.backtest[i]]);
   }
   return rows;
 }
