@@ -1,13 +1,11 @@
 """The city simulator's feed: what a city's sensors send, minute by minute, and the truth.
 
-``CityFeed`` turns the demand model (``simulators.demand``) into messages: native bay sensors
-send ``parkleit/v1/{city}/bays/{bay_id}`` ``{"occupied", "ts", "seq"}`` on each change, plus a
-heartbeat every ``heartbeat_min`` minutes that re-sends the state with ``battery_v``; LoRaWAN
-bay sensors send raw frames (port 1 status, port 2 heartbeat; byte 0 bit 0 = occupied) through
-``_lorawan``; garage counters are ``_counters``. The bay sensors' own faults (stuck, flapping,
-dead batteries) are played here, from one agenda of timed events; ``_faults.Delivery`` applies
-the delivery faults. It is pure: the same city, start, seed, faults, heartbeat and duration
-give byte-identical messages. ``TruthRow`` is what really was in a lot.
+``CityFeed`` turns the demand model (``simulators.demand``) into messages, pure and seeded (the
+same arguments give byte-identical messages): native bay sensors send
+``parkleit/v1/{city}/bays/{bay_id}`` ``{"occupied", "ts", "seq"}`` on each change and a
+heartbeat with ``battery_v`` every ``heartbeat_min`` minutes; LoRaWAN sensors send raw frames
+(port 1 status, port 2 heartbeat; byte 0 bit 0 = occupied). The bay sensors' faults (stuck,
+flapping, dead batteries) play from one agenda of timed events. ``TruthRow``: what really was.
 """
 
 from __future__ import annotations
