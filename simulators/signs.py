@@ -9,13 +9,13 @@ characters per line, as the city config describes it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from urllib.parse import urlsplit
 
 from core.city import City
 from core.settings import Settings
 from simulators._json_sign import JsonSignModel
+from simulators._serving import serving, tick_every, until_stopped
 from simulators.signs_http import HttpSignSimulator
 from simulators.signs_mqtt import MqttSignSimulator
 from simulators.signs_ntcip import run_ntcip_signs
@@ -48,29 +48,9 @@ async def run_signs(city: City, stop: asyncio.Event, *, settings: Settings,
         server = servers.setdefault(where, HttpSignSimulator(*where))
         server.add(address.path or "/", model)
     simulators: list[HttpSignSimulator | MqttSignSimulator] = [*servers.values(), *mqtt_signs]
-    tasks = [asyncio.create_task(run_ntcip_signs(city, stop, minute_s=minute_s),
-                                 name="ntcip-signs"),
-             asyncio.create_task(_fall_back_on_time(models, minute_s), name="sign-timers"),
-             asyncio.create_task(stop.wait(), name="signs-stop")]
-    try:
-        for simulator in simulators:
-            await simulator.start()
+    workers = [asyncio.create_task(run_ntcip_signs(city, stop, minute_s=minute_s),
+                                   name="ntcip-signs"),
+               asyncio.create_task(tick_every(minute_s, models), name="sign-timers")]
+    async with serving(simulators, workers=workers):
         logger.info("%d signs of %s running", len(city.signs), city.id)
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()  # a part that died takes the simulator down with its error
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for simulator in simulators:
-            await simulator.stop()
-
-
-async def _fall_back_on_time(models: list[JsonSignModel], minute_s: float) -> None:
-    # The models fall back when asked; asking them often logs the fallback when it happens.
-    while True:
-        for model in models:
-            model.tick()
-        await asyncio.sleep(min(1.0, minute_s / 20))
+        await until_stopped(stop, workers)

@@ -52,6 +52,7 @@ from signage._ntcip import (
     SourceMode,
     ValidateError,
 )
+from simulators._serving import serving, tick_every, until_stopped
 
 __all__ = ["DEFAULT_GRAPHICS", "MultiError", "NtcipSignSimulator", "render_multi",
            "run_ntcip_signs"]
@@ -599,16 +600,10 @@ class NtcipSignSimulator:
             responder(engine, snmp_context)
         self._engine = engine
         self.model.contact()
-        self._ticker = asyncio.create_task(self._tick(), name=f"ntcip-sign-{self.model.name}")
+        self._ticker = asyncio.create_task(tick_every(self.model.minute_s, [self.model]),
+                                           name=f"ntcip-sign-{self.model.name}")
         logger.info("NTCIP sign %s listens on udp://%s:%d", self.model.name, self.host,
                     self.port)
-
-    async def _tick(self) -> None:
-        # Fallbacks must happen on time even when nobody asks the sign anything.
-        interval = min(1.0, self.model.minute_s / 20)
-        while True:
-            self.model.tick()
-            await asyncio.sleep(interval)
 
     @property
     def ticker(self) -> asyncio.Task[None] | None:
@@ -645,16 +640,7 @@ async def run_ntcip_signs(
                           chars_per_line=chars_per_line, minute_s=minute_s)
         simulators.append(NtcipSignSimulator(model, host=address.host, port=address.port,
                                              community=address.community or "public"))
-    try:
-        for simulator in simulators:
-            await simulator.start()
+    async with serving(simulators):
         logger.info("%d NTCIP signs of %s running", len(simulators), city.id)
-        waiting = asyncio.create_task(stop.wait(), name="ntcip-signs-stop")
-        tickers = [simulator.ticker for simulator in simulators if simulator.ticker]
-        done, _ = await asyncio.wait([waiting, *tickers], return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        for task in done - {waiting}:
-            task.result()  # a sign's timers died: let the error stop the simulator
-    finally:
-        for simulator in simulators:
-            await simulator.stop()
+        await until_stopped(stop, [simulator.ticker for simulator in simulators
+                                   if simulator.ticker])
