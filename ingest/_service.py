@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from core.channels import lot_status_topic
 from core.city import City
 from core.db import open_pool
 from core.registry import sync_registry
@@ -261,7 +262,7 @@ class IngestService:
     def _publish(self, statuses: list[LotStatus]) -> None:
         assert self._client is not None
         for status in statuses:
-            self._client.publish(f"parkleit/v1/{self.city.id}/lots/{status.lot_id}/status",
+            self._client.publish(lot_status_topic(self.city.id, status.lot_id),
                                  status.to_json(), qos=1, retain=True)
 
     # -- MQTT -------------------------------------------------------------------------------
