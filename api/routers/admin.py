@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from psycopg import AsyncConnection
@@ -48,14 +47,6 @@ from signage import Arrow, LineContent, SignContent, content_json
 __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = app.state.settings
-    app.state.api_keys = KeyStore(settings.API_KEYS_FILE)  # a bad file stops the start
-    app.state.key_buckets = TokenBuckets(settings.API_RATE_PER_KEY, settings.API_BURST_PER_KEY)
-    yield
 
 
 def _problems() -> dict[int | str, dict[str, Any]]:
@@ -137,7 +128,7 @@ async def _operator(request: Request) -> Operator:
     return operator
 
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], lifespan=_lifespan, route_class=_KeyFirst,
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=_KeyFirst,
                    responses=_problems(),
                    dependencies=[Security(_API_KEY), Security(_BEARER)])
 OperatorDep = Annotated[Operator, Depends(_operator)]

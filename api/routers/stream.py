@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api._http import bad_parameter, problem_responses
@@ -22,18 +21,7 @@ logger = logging.getLogger(__name__)
 RETRY_MS = 3000  # how long EventSource waits before it reconnects
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    hub = Hub(app.state.settings, app.state, app.state.pool)
-    app.state.hub = hub
-    hub.start()
-    try:
-        yield
-    finally:
-        await hub.stop()
-
-
-router = APIRouter(tags=["live"], lifespan=_lifespan, responses=problem_responses(422, 503))
+router = APIRouter(tags=["live"], responses=problem_responses(422, 503))
 
 
 def _hub(request: Request) -> Hub:
