@@ -24,18 +24,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from api._models import Lot as LotView
+from core import datex2
 from core.city import City, Lot
-from core.datex2 import (
-    NAMESPACES,
-    child,
-    content_version,
-    header_information,
-    multilingual,
-    payload,
-    publisher_id,
-    to_bytes,
-    utc_time,
-)
+from core.datex2 import child, multilingual, utc_time
 from core.status import Published
 
 __all__ = ["parking_status_publication", "parking_table_publication"]
@@ -59,14 +50,11 @@ def parking_table_publication(cities: Sequence[City], now: datetime, *,
                               creator: str | None = None) -> bytes:
     """The ParkingTablePublication of the lots of ``cities`` (a table per city): where each
     is and what it offers."""
-    root = payload("prk:ParkingTablePublication", now,
-                   national_identifier=creator or publisher_id(cities))
-    # An illustrative city's lots are not real lots; consumers must not take them as such.
-    header_information(root, "prk:headerInformation",
-                       test=any(city.city.illustrative for city in cities))
+    root = datex2.payload("prk:ParkingTablePublication", cities, now, creator=creator)
+    datex2.header_information(root, "prk:headerInformation", cities)
     for city in cities:
         _parking_table(root, city, now)
-    return to_bytes(root)
+    return datex2.to_bytes(root)
 
 
 def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotView],
@@ -78,14 +66,13 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
     scratch = ET.Element("scratch")
     tables = [_parking_table(scratch, city, now) for city in cities]
     versions = {element.get("id", ""): element.get("version", "")
-                for element in scratch.iterfind("*/prk:hierarchyElementGeneral", NAMESPACES)}
-    root = payload("prk:ParkingStatusPublication", now,
-                   national_identifier=creator or publisher_id(cities))
+                for element in scratch.iterfind("*/prk:hierarchyElementGeneral",
+                                                datex2.NAMESPACES)}
+    root = datex2.payload("prk:ParkingStatusPublication", cities, now, creator=creator)
     for table in tables:
         child(root, "prk:parkingTableReference", targetClass="prk:ParkingTable",
               id=table.get("id", ""), version=table.get("version", ""))
-    header_information(root, "prk:headerInformation",
-                       test=any(city.city.illustrative for city in cities))
+    datex2.header_information(root, "prk:headerInformation", cities)
     for lot in (lot for city in cities for lot in city.lots):
         view = views.get(lot.id)
         current = Published("unknown", None, None, None) if view is None else Published(
@@ -110,7 +97,7 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
         place_status = _PLACE_STATUS[current.status]
         if place_status is not None:
             child(info, "prk:status", place_status)
-    return to_bytes(root)
+    return datex2.to_bytes(root)
 
 
 def _parking_table(parent: ET.Element, city: City, now: datetime) -> ET.Element:
@@ -123,11 +110,7 @@ def _parking_table(parent: ET.Element, city: City, now: datetime) -> ET.Element:
     for lot in city.lots:
         elements.append(_place(table, lot))
         elements.extend(_special_areas(table, lot))
-    for element in elements:
-        element.set("version", content_version([element]))
-    table.set("version", content_version(
-        f"{element.get('id')}={element.get('version')}" for element in elements))
-    return table
+    return datex2.versioned(table, elements)
 
 
 def _place(table: ET.Element, lot: Lot) -> ET.Element:

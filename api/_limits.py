@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api._http import problem
+from api._http import HttpMiddleware, problem
 
 __all__ = ["BODY_METHODS", "RequestLimits", "head_bytes"]
 
@@ -62,18 +62,16 @@ def head_bytes(scope: Scope) -> tuple[int, int]:
     return target, line + fields + 2
 
 
-class RequestLimits:
+class RequestLimits(HttpMiddleware):
     """ASGI middleware: the limits of the module docstring."""
 
     def __init__(self, app: ASGIApp, *, max_head_bytes: int, max_body_bytes: int,
                  body_timeout_s: float) -> None:
-        self.app, self.max_head, self.max_body = app, max_head_bytes, max_body_bytes
+        super().__init__(app)
+        self.max_head, self.max_body = max_head_bytes, max_body_bytes
         self.body_timeout = body_timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._check_head(scope)
             if scope["method"] not in BODY_METHODS and not _routed(scope):

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api._http import problem
+from api._http import HttpMiddleware, problem
 
 __all__ = ["RateLimit", "TokenBuckets", "retry_after"]
 
@@ -55,16 +55,14 @@ def retry_after(wait: float) -> str:
     return str(max(1, math.ceil(wait)))
 
 
-class RateLimit:
+class RateLimit(HttpMiddleware):
     """ASGI middleware: one token of the client IP's bucket per HTTP request, or a 429."""
 
     def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
-        self.app, self.buckets = app, buckets
+        super().__init__(app)
+        self.buckets = buckets
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
         wait = self.buckets.take(client[0] if client else "unknown")
         if not wait:
