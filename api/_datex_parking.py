@@ -1,21 +1,5 @@
-"""DATEX II v3.7 parking publications of a city's lots (``notes/PROTOCOLS.md`` 3.3, 3.4).
-
-``parking_table_publication`` is the static part (ParkingTablePublication): one table
-``{city}-lots`` with one ``prk:Place`` per lot (id = lot id, layer 1): its name, a point with
-the address, opening hours (``fac:OpenAllHours`` for 24/7, otherwise the OpenStreetMap rule as
-text: a structured specification would need a start date nobody knows), its capacity as supply,
-layout and structure type by kind, and the occupancy at which it counts as almost full and full.
-Disabled and EV charging spaces are ``prk:SpecificArea`` children (layer 2, id
-``{lot}/disabled``, ``{lot}/ev``) with their own supply and the users they are assigned to.
-
-``parking_status_publication`` is the dynamic part (ParkingStatusPublication): per lot a
-``prk:PlaceStatus`` with its opening status, vacant and occupied spaces, occupancy and place
-status. A lot without a current count is status unknown with the fault
-``noParkingInformationAvailable`` and no numbers; a closed lot has no place status and no numbers.
-
-Versions are hashes of the published static data, so they change exactly when a lot's record
-does.
-"""
+"""DATEX II v3.7 parking publications of a city's lots (``notes/PROTOCOLS.md`` 3.3, 3.4): the
+static ParkingTablePublication and the dynamic ParkingStatusPublication."""
 
 from __future__ import annotations
 
@@ -49,7 +33,17 @@ _PLACE_STATUS = {
 def parking_table_publication(cities: Sequence[City], now: datetime, *,
                               creator: str | None = None) -> bytes:
     """The ParkingTablePublication of the lots of ``cities`` (a table per city): where each
-    is and what it offers."""
+    is and what it offers.
+
+    One table ``{city}-lots`` with one ``prk:Place`` per lot (id = lot id, layer 1): its name,
+    a point with the address, opening hours (``fac:OpenAllHours`` for 24/7, otherwise the
+    OpenStreetMap rule as text: a structured specification would need a start date nobody
+    knows), its capacity as supply, layout and structure type by kind, and the occupancy at
+    which it counts as almost full and full. Disabled and EV charging spaces are
+    ``prk:SpecificArea`` children (layer 2, id ``{lot}/disabled``, ``{lot}/ev``) with their own
+    supply and the users they are assigned to. Versions are hashes of the published static
+    data, so they change exactly when a lot's record does.
+    """
     root = datex2.payload("prk:ParkingTablePublication", cities, now, creator=creator)
     datex2.header_information(root, "prk:headerInformation", cities)
     for city in cities:
@@ -60,7 +54,13 @@ def parking_table_publication(cities: Sequence[City], now: datetime, *,
 def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotView],
                                now: datetime, *, creator: str | None = None) -> bytes:
     """The ParkingStatusPublication of the lots of ``cities`` at ``now``, from their ``views``
-    (``api._live``, keyed by lot id: what every output publishes of a lot)."""
+    (``api._live``, keyed by lot id: what every output publishes of a lot).
+
+    Per lot a ``prk:PlaceStatus`` with its opening status, vacant and occupied spaces,
+    occupancy and place status. A lot without a current count is status unknown with the fault
+    ``noParkingInformationAvailable`` and no numbers; a closed lot has no place status and no
+    numbers.
+    """
     # A lot without a view is published as unknown; views of other lots are ignored.
     # The references must carry the versions the table publication gives; build it aside.
     scratch = ET.Element("scratch")

@@ -1,20 +1,5 @@
-"""Request limits, refused before any route, authentication or parser sees the request.
-
-- **Head**: the request line and header fields, counted as sent (``Name: value`` and CRLF),
-  at most ``API_MAX_HEADER_BYTES``: a longer target is a 414, longer header fields a 431.
-  ``parkleit api``'s server stops reading a head at the same bound (``api._server``), so an
-  endless one is never buffered; this middleware refuses what a server let through.
-- **Body**: requests whose method takes a body (POST, PUT, PATCH) may send at most
-  ``API_MAX_BODY_BYTES``; every other method none (a GET with a body is a 413), except
-  where no route takes the method on that path: that is the router's 405, its body unread.
-  A declared
-  ``Content-Length`` above the bound is refused before a byte of the body is read; a chunked
-  body is read only up to it. The body is read here, whole, before the route runs, and must
-  arrive within ``API_BODY_TIMEOUT_S`` (408 otherwise: a client trickling bytes holds no
-  connection for long).
-
-Refusals are problem documents with ``Connection: close``: the rest of what the client sends
-is never read.
+"""Request limits on a request's head and body, refused (a problem document with
+``Connection: close``) before any route, authentication or parser sees the request.
 """
 
 from __future__ import annotations
@@ -63,7 +48,23 @@ def head_bytes(scope: Scope) -> tuple[int, int]:
 
 
 class RequestLimits(HttpMiddleware):
-    """ASGI middleware: the limits of the module docstring."""
+    """ASGI middleware: the limits on a request's head and body.
+
+    - **Head**: the request line and header fields, counted as sent (``Name: value`` and CRLF), at
+      most ``API_MAX_HEADER_BYTES``: a longer target is a 414, longer header fields a 431.
+      ``parkleit api``'s server stops reading a head at the same bound (``api._server``), so an
+      endless one is never buffered; this middleware refuses what a server let through.
+    - **Body**: requests whose method takes a body (POST, PUT, PATCH) may send at most
+      ``API_MAX_BODY_BYTES``; every other method none (a GET with a body is a 413), except where no
+      route takes the method on that path: that is the router's 405, its body unread. A declared
+      ``Content-Length`` above the bound is refused before a byte of the body is read; a chunked
+      body is read only up to it. The body is read here, whole, before the route runs, and must
+      arrive within ``API_BODY_TIMEOUT_S`` (408 otherwise: a client trickling bytes holds no
+      connection for long).
+
+    Refusals are problem documents with ``Connection: close``: the rest of what the client sends is
+    never read.
+    """
 
     def __init__(self, app: ASGIApp, *, max_head_bytes: int, max_body_bytes: int,
                  body_timeout_s: float) -> None:

@@ -1,14 +1,4 @@
-"""Rate limits: token buckets per client IP (every request) and per API key (admin writes).
-
-A bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a request takes one
-token or is answered 429 with ``Retry-After`` (the seconds until a token is there) and a
-problem body. The buckets live in the process: behind N API processes a client may make N
-times the configured rate (the database is not asked on every request for a shared count).
-At most ``MAX_BUCKETS`` are kept; the least recently used goes first, and a client whose
-bucket went starts again with a full one. The client IP is the one the server saw: behind a
-reverse proxy set ``PARKLEIT_API_FORWARDED_ALLOW_IPS`` to the proxy's address, so that it is
-the client's (from ``X-Forwarded-For``), not the proxy's.
-"""
+"""Rate limits: token buckets per client IP (every request) and per API key (admin writes)."""
 
 from __future__ import annotations
 
@@ -28,7 +18,17 @@ MAX_BUCKETS = 100_000
 
 
 class TokenBuckets:
-    """Token buckets by name, all of one rate and size; thread-safe."""
+    """Token buckets by name, all of one rate and size; thread-safe.
+
+    A bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a request takes one
+    token or is answered 429 with ``Retry-After`` (the seconds until a token is there) and a problem
+    body. The buckets live in the process: behind N API processes a client may make N times the
+    configured rate (the database is not asked on every request for a shared count). At most
+    ``MAX_BUCKETS`` are kept; the least recently used goes first, and a client whose bucket went
+    starts again with a full one. The client IP is the one the server saw: behind a reverse proxy
+    set ``PARKLEIT_API_FORWARDED_ALLOW_IPS`` to the proxy's address, so that it is the client's
+    (from ``X-Forwarded-For``), not the proxy's.
+    """
 
     def __init__(self, rate: float, burst: int, max_buckets: int = MAX_BUCKETS) -> None:
         self.rate, self.burst, self.max_buckets = rate, burst, max_buckets

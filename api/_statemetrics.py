@@ -1,12 +1,5 @@
 """Prometheus gauges beyond request counts: this process's live stream, and the state of the
-city as the database holds it.
-
-The city gauges (``GET /metrics/city``) are what no single service can report about itself:
-a lot no message has come from, a forecaster that stopped writing forecasts, a sign that has
-confirmed nothing for minutes. They are read from the database when scraped (at most once per
-``CITY_CACHE_S`` per process), so they are the same whichever API replica answers: scrape
-them once, through the load balancer, not per replica. The forecaster has no metrics port of
-its own; these gauges and its retained ``services/forecast`` topic are its health.
+city as the database holds it (``CityGauges``).
 """
 
 from __future__ import annotations
@@ -64,7 +57,15 @@ def stream_metrics(state: State) -> bytes:
 
 
 class CityGauges:
-    """The city gauges, cached for ``ttl_s``: a scrape storm asks the database once."""
+    """The city gauges, cached for ``ttl_s``: a scrape storm asks the database once.
+
+    The city gauges (``GET /metrics/city``) are what no single service can report about itself: a
+    lot no message has come from, a forecaster that stopped writing forecasts, a sign that has
+    confirmed nothing for minutes. They are read from the database when scraped (at most once per
+    ``CITY_CACHE_S`` per process), so they are the same whichever API replica answers: scrape them
+    once, through the load balancer, not per replica. The forecaster has no metrics port of its own;
+    these gauges and its retained ``services/forecast`` topic are its health.
+    """
 
     def __init__(self, ttl_s: float = CITY_CACHE_S) -> None:
         self.ttl_s = ttl_s

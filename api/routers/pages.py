@@ -1,11 +1,16 @@
 """The web pages (driver map ``/``, demo-room kiosk ``/kiosk``, planner dashboard
 ``/dashboard``) and their static files; the JSON the dashboard reads is in
-``api.routers.dashboard``."""
+``api.routers.dashboard``.
+
+A page is ``static/page.html`` (the document and its head, written once) around the page's
+``<body>`` (``static/map.html``, ...), with its script, its libraries' stylesheets, its
+language and its configuration filled in on the server: no build step."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -26,7 +31,23 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 # Browser libraries come from npm (``make setup`` runs ``npm ci`` in api/static) and are served
 # straight from node_modules: nothing vendored into git, no build step.
 _VENDOR = {"leaflet": "leaflet/dist", "uplot": "uplot/dist", "swagger-ui": "swagger-ui-dist"}
-_PAGES = {"map": "map.html", "kiosk": "kiosk.html", "dashboard": "dashboard.html"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """A page: the file of its ``<body>``, its module in ``static/js`` and the stylesheets
+    of the libraries it uses (under ``static/vendor``)."""
+
+    body: str
+    script: str
+    styles: tuple[str, ...]
+
+
+_PAGES = {
+    "map": _Page("map.html", "map-page.js", ("leaflet/leaflet.css",)),
+    "kiosk": _Page("kiosk.html", "kiosk.js", ("leaflet/leaflet.css", "uplot/uPlot.min.css")),
+    "dashboard": _Page("dashboard.html", "dashboard.js", ("uplot/uPlot.min.css",)),
+}
 
 
 class _Files(StaticFiles):
@@ -50,7 +71,13 @@ router.mount("/static", _Files(directory=STATIC, check_dir=False), name="static"
 
 @cache
 def _template(name: str) -> str:
-    return (STATIC / name).read_text(encoding="utf-8")
+    """The document of page ``name``, its language and configuration still to fill in."""
+    page = _PAGES[name]
+    styles = "".join(f'  <link rel="stylesheet" href="static/vendor/{style}">\n'
+                     for style in page.styles)
+    return ((STATIC / "page.html").read_text(encoding="utf-8")
+            .replace("{{styles}}\n", styles).replace("{{script}}", page.script)
+            .replace("{{body}}\n", (STATIC / page.body).read_text(encoding="utf-8")))
 
 
 def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: str,
@@ -70,8 +97,7 @@ def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: st
     }
     # "<" escaped: the JSON sits in a <script> element, where "</script>" would end it.
     payload = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
-    html = (_template(_PAGES[page]).replace("{{lang}}", language)
-            .replace("{{config}}", payload))
+    html = _template(page).replace("{{lang}}", language).replace("{{config}}", payload)
     return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
 
