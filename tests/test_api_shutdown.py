@@ -1,17 +1,25 @@
-"""``parkleit api`` stops at once on SIGTERM, even with event streams open."""
+"""``parkleit api`` starts and stops: one lifespan opens what the app holds in order and closes
+it in reverse; SIGTERM stops it at once, even with event streams open."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import pytest
 from _helpers import ServiceProcess, service_env, wait_for
+from fastapi.testclient import TestClient
 from starlette.datastructures import State
 
+from api import KeyFileError, create_app
 from api._hub import Hub
+from api._keys import KeyStore
+from api._ratelimit import TokenBuckets
+from api._statemetrics import CityGauges
 from core.city import City
 from core.embedded import free_port
 from core.settings import Settings
@@ -64,3 +72,28 @@ def test_a_stream_opened_while_draining_ends_after_the_current_state(
     hub.end_streams()
     late, _ = hub.subscribe(None, None)
     assert kept.closed and late.closed and not hub.subscribers
+
+
+def test_the_lifespan_opens_what_the_app_holds_and_closes_it_in_reverse(
+        settings: Settings) -> None:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        state = app.state
+        pool, hub = state.pool, state.hub
+        assert isinstance(state.api_keys, KeyStore)
+        assert isinstance(state.key_buckets, TokenBuckets)
+        assert isinstance(state.city_gauges, CityGauges)
+        assert not pool.closed and hub.pool is pool
+        wait_for(lambda: hub.connected, timeout=10)
+        assert client.get("/healthz").status_code == 200
+    assert not hub.alive and not hub.connected and pool.closed
+
+
+def test_a_bad_key_file_stops_the_start_before_the_pool_opens(
+        settings: Settings, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("ops:not-a-hash\n")
+    app = create_app(settings.model_copy(update={"API_KEYS_FILE": keys}))
+    with pytest.raises(KeyFileError), TestClient(app):
+        pass
+    assert not hasattr(app.state, "pool") and not hasattr(app.state, "hub")
