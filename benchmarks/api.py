@@ -65,8 +65,8 @@ from benchmarks._common import Service as _Process
 from core.city import City, load_city
 from core.clock import Clock
 from core.db import migrate
-from core.embedded import LOOPBACK, free_port
 from core.registry import sync_registry
+from parkleit.embedded import LOOPBACK, free_port
 from simulators.history import backfill_history
 
 __all__ = ["Result", "main", "reference_app", "run"]
@@ -105,7 +105,7 @@ def reference_app() -> Any:
 
 
 def _serve_reference(port: int) -> int:
-    """Serve ``reference_app`` as ``parkleit api`` serves the app (``core.cli._cmd_api``)."""
+    """Serve ``reference_app`` as ``parkleit api`` serves the app (``parkleit.cli._cmd_api``)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO,
@@ -425,7 +425,7 @@ def run(args: argparse.Namespace) -> Result:
             env |= {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_CITY": CITY,
                     "PARKLEIT_API_RATE_PER_IP": "0"}
             app_port, reference_port = free_port(), free_port()
-            servers.append(Server("parkleit api", ["core.cli", "api", "--port", str(app_port)],
+            servers.append(Server("parkleit api", ["parkleit", "api", "--port", str(app_port)],
                                   env, tmp / "api.log", app_port))
             servers.append(Server("reference", ["benchmarks.api", "--serve-reference",
                                                 str(reference_port)],

@@ -13,8 +13,8 @@ from starlette.datastructures import State
 
 from api._hub import Hub
 from core.city import City
-from core.embedded import free_port
 from core.settings import Settings
+from parkleit.embedded import free_port
 
 
 def _healthy(url: str) -> bool:

@@ -28,11 +28,11 @@ from api import create_app
 from api._keys import add_key
 from core import channels
 from core.city import City, Sign
-from core.cli import main
 from core.db import queries
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import Message, Writer, prepare_connection
+from parkleit.cli import main
 from signage import Ack, SignageService, SignContent
 from signage._drivers import Drivers
 

@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from _helpers import ROOT, base_env
 
-from core.embedded import free_port
+from parkleit.embedded import free_port
 
 
 def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = base_env()
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
