@@ -205,13 +205,13 @@ def migrate(
 
     A fresh database is built from ``schema.sql``, the current schema in one file, and
     stamped with the version of every numbered migration in ``migrations/`` (0001 is the
-    baseline): one script instead of eight, and the file a reader sees is what runs.
-    tests/test_migrations.py keeps it honest: a database built from the baseline and every
-    migration must have the same catalog. A database with a version already gets only the
-    migrations it has not seen, in order, each in its own transaction; so does a fresh one
-    asked for an older version (``up_to``), from the baseline on. ``migrations_dir`` replaces
-    the shipped migrations (tests). The storage layer (``timescale.sql`` or ``plain.sql``) is
-    re-applied each time; it is idempotent. ``conn`` must be in autocommit mode.
+    frozen baseline): the file a reader sees is what runs. tests/test_migrations.py keeps the
+    two honest: a database built from the baseline and every migration has the same catalog.
+    A database with a version already gets the migrations it has not seen, in order, each in
+    its own transaction; so does a fresh one asked for an older version (``up_to``) or given
+    other migrations than the shipped ones (``migrations_dir``, tests), from its first on.
+    The storage layer (``timescale.sql`` or ``plain.sql``) is re-applied each time; it is
+    idempotent. ``conn`` must be in autocommit mode.
     """
     applied: list[str] = []
     if use_timescaledb is None:
@@ -230,7 +230,7 @@ def migrate(
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     migrations = _migrations(migrations_dir)
-    if not done and up_to is None and migrations:
+    if not done and up_to is None and migrations_dir is None:
         with conn.transaction():
             _run_script(conn, load_sql("core", "schema"))
             for migration in migrations:

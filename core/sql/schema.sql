@@ -1,4 +1,4 @@
--- parkleit schema: the current one, in one file (what migrations 0001 to 0009 build).
+-- parkleit schema: the current one, in one file (what the files in migrations/ build).
 --
 -- `parkleit db migrate` builds a fresh database from this file and stamps it with the
 -- version of every file in migrations/; a database that has a version already gets the
