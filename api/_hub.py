@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,6 @@ from typing import Any
 
 import psycopg
 from fastapi.sse import format_sse_event
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.datastructures import State
@@ -46,7 +44,8 @@ from starlette.datastructures import State
 from api._snapshot import LotViews
 from core import channels
 from core.city import Cities, CityConfigError, Lot, load_cities
-from core.db import queries
+from core.db import alisten, queries
+from core.runtime import Backoff
 from core.settings import Settings
 from core.status import COUNTED, LotStatus
 
@@ -361,15 +360,15 @@ class Hub:
         self.end_streams()
 
     async def _run(self) -> None:
-        check_s, delay = self.settings.API_STREAM_STALE_CHECK_S, 1.0
+        check_s, retry = self.settings.API_STREAM_STALE_CHECK_S, Backoff(1.0, 30.0)
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         self.settings.DATABASE_URL, autocommit=True, connect_timeout=5) as conn:
-                    for channel in _CHANNELS:
-                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    await alisten(conn, _CHANNELS)
                     await self.resync()
-                    self.connected, delay = True, 1.0
+                    self.connected = True
+                    retry.reset()
                     self.views.listening = True
                     self.views.invalidate()  # changes while away were not heard
                     logger.info("live stream: listening for changes")
@@ -384,13 +383,13 @@ class Hub:
                         self.drop_laggards()
             except (psycopg.Error, PoolTimeout, OSError) as exc:
                 self.connected = self.views.listening = False
+                delay = retry.next()
                 logger.warning("live stream: no database (%s); retrying in %.0f s",
                                str(exc).strip().splitlines()[0] if str(exc).strip()
                                else type(exc).__name__, delay)
             # Staleness goes on being judged while the database is away.
-            until = time.monotonic() + delay * random.uniform(0.8, 1.2)
+            until = time.monotonic() + delay
             while (left := until - time.monotonic()) > 0:
                 await asyncio.sleep(min(left, check_s))
                 self.check_staleness()
                 self.drop_laggards()
-            delay = min(delay * 2, 30.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -18,9 +18,11 @@ from psycopg_pool import ConnectionPool
 __all__ = [
     "SERVICE_ROLES",
     "Migration",
+    "alisten",
     "apply_roles",
     "check_database",
     "has_timescaledb",
+    "listen",
     "load_sql",
     "migrate",
     "open_pool",
@@ -66,6 +68,18 @@ def open_pool(
         pool.close()
         raise
     return pool
+
+
+def listen(conn: psycopg.Connection[Any], channels: Iterable[str]) -> None:
+    """LISTEN on ``channels`` (a connection of its own: a pooled one would lose it)."""
+    for channel in channels:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+
+async def alisten(conn: psycopg.AsyncConnection[Any], channels: Iterable[str]) -> None:
+    """``listen`` on an asyncio connection."""
+    for channel in channels:
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
 
 def check_database(url: str, timeout_s: float = 5.0) -> None:

@@ -16,7 +16,8 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-__all__ = ["STOP_SIGNALS", "Service", "backoff", "on_stop_signals", "serve", "stop_event"]
+__all__ = ["STOP_SIGNALS", "Backoff", "Service", "backoff", "on_stop_signals", "serve",
+           "stop_event"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -62,3 +63,19 @@ def backoff(failures: int, low: float, high: float, *, jitter: float = 0.2,
     failed together do not retry in step."""
     delay = min(high, low * 2.0 ** min(max(0, failures - 1), 30))
     return delay * (1 + (rng or random).uniform(-jitter, jitter))
+
+
+class Backoff:
+    """The waits of one retry loop: ``next()`` after each failure, ``reset()`` after a success."""
+
+    def __init__(self, low: float, high: float, *, jitter: float = 0.2) -> None:
+        self.low, self.high, self.jitter = low, high, jitter
+        self.failures = 0
+
+    def next(self) -> float:
+        """Seconds to wait now: one more failure in a row."""
+        self.failures += 1
+        return backoff(self.failures, self.low, self.high, jitter=self.jitter)
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from core.city import City
 from core.db import open_pool
 from core.mqtt import mqtt_client
 from core.registry import sync_registry
+from core.runtime import Backoff
 from core.settings import Settings
 from core.status import LotStatus
 
@@ -175,7 +175,7 @@ class IngestService:
 
     def _write_until_done(self, pool: ConnectionPool, batch: list[_Inbound]) -> None:
         """Write a batch, retrying through database outages; nothing is acked before commit."""
-        delay = 0.5
+        retry = Backoff(0.5, 30.0, jitter=0.1)
         messages = [item.message for item in batch]
         while True:
             try:
@@ -194,18 +194,17 @@ class IngestService:
                 break
             except _TRANSIENT_DB as exc:
                 self.metrics.db_errors.inc()
+                pause = retry.next()
                 logger.warning("database unavailable (%s); retrying %d messages in %.1f s",
-                               type(exc).__name__, len(batch), delay)
+                               type(exc).__name__, len(batch), pause)
             if self._past_drain_deadline():
                 logger.error("gave up on %d unacknowledged messages at shutdown; the broker "
                              "will redeliver them", len(batch))
                 return
-            pause = delay * random.uniform(0.9, 1.1)
             if self._stop.is_set():
                 time.sleep(min(pause, 1.0))  # stopping: keep trying until the deadline
             else:
                 self._stop.wait(pause)
-            delay = min(delay * 2, 30.0)
         self._after_commit(batch, result)
 
     def _write_singly(self, pool: ConnectionPool, messages: list[Message]) -> BatchResult:
