@@ -10,13 +10,11 @@ from hashlib import sha256
 from pathlib import Path
 
 import pytest
-from _helpers import ROOT, ServiceProcess, answers_ok, service_env, wait_for
+from _browser import SWAGGER_UI, chromium, policy_page
+from _helpers import api_server, wait_for
 from fastapi.testclient import TestClient
 
-from core.embedded import free_port
 from core.settings import Settings
-
-SWAGGER_UI = ROOT / "api" / "static" / "node_modules" / "swagger-ui-dist"
 
 
 def _directives(policy: str) -> dict[str, list[str]]:
@@ -56,53 +54,28 @@ def test_swagger_ui_is_served_from_npm(api_client: TestClient) -> None:
 
 @pytest.mark.browser
 def test_swagger_ui_works_under_its_policy(settings: Settings, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-    from test_pages import CHROMIUM, CHROMIUM_ARGS, _missing
-
-    if not CHROMIUM.exists():
-        _missing(f"no {CHROMIUM}")
-    if not SWAGGER_UI.exists():
-        _missing("the pages' npm packages are not installed (api/static/node_modules)")
-    port = free_port()
-    process = ServiceProcess(["api", "--port", str(port)], service_env(settings),
-                             tmp_path / "api.log").start()
-    site = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers_ok(f"{site}/healthz"), timeout=30)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                 args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            errors: list[str] = []
-            requests: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.add_init_script(
-                "window.violations = [];"
-                "document.addEventListener('securitypolicyviolation', event =>"
-                " window.violations.push(event.effectiveDirective + ' ' + event.blockedURI));")
-            page.goto(f"{site}/docs")
-            page.wait_for_selector("#operations-operations-getHealth")
-            operations = page.locator(".opblock").count()
-            # Try it out: Swagger UI sends the request itself (connect-src 'self').
-            page.click("#operations-operations-getHealth .opblock-summary")
-            page.click("#operations-operations-getHealth .try-out__btn")
-            page.click("#operations-operations-getHealth .execute")
-            page.wait_for_selector("#operations-operations-getHealth .live-responses-table")
-            status = page.locator("#operations-operations-getHealth .live-responses-table "
-                                  "tbody .response-col_status").first.inner_text()
-            # An injected inline script is what the policy is for.
-            page.evaluate("document.body.insertAdjacentHTML('beforeend',"
-                          " '<img src=\"/nothing\" onerror=\"window.pwned = 1\">')")
-            violations = wait_for(lambda: page.evaluate("window.violations"), timeout=10)
-            pwned = page.evaluate("window.pwned")
-            browser.close()
-        assert operations >= 20 and status.strip() == "200", (operations, status)
-        # The only violation is the injected handler's: Swagger UI itself needs nothing more.
-        assert [violation.split(" ")[0] for violation in violations] == ["script-src-attr"]
-        assert pwned is None and errors == []
-        assert {url.split("/")[2] for url in requests if "://" in url} == {f"127.0.0.1:{port}"}
-        assert not [url for url in requests if "cdn" in url]
-    finally:
-        process.close()
-
+    with chromium(SWAGGER_UI) as browser, api_server(settings, tmp_path / "api.log") as api:
+        page, errors = policy_page(browser)
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(f"{api.url}/docs")
+        page.wait_for_selector("#operations-operations-getHealth")
+        operations = page.locator(".opblock").count()
+        # Try it out: Swagger UI sends the request itself (connect-src 'self').
+        page.click("#operations-operations-getHealth .opblock-summary")
+        page.click("#operations-operations-getHealth .try-out__btn")
+        page.click("#operations-operations-getHealth .execute")
+        page.wait_for_selector("#operations-operations-getHealth .live-responses-table")
+        status = page.locator("#operations-operations-getHealth .live-responses-table "
+                              "tbody .response-col_status").first.inner_text()
+        # An injected inline script is what the policy is for.
+        page.evaluate("document.body.insertAdjacentHTML('beforeend',"
+                      " '<img src=\"/nothing\" onerror=\"window.pwned = 1\">')")
+        violations = wait_for(lambda: page.evaluate("window.violations"), timeout=10)
+        pwned = page.evaluate("window.pwned")
+    assert operations >= 20 and status.strip() == "200", (operations, status)
+    # The only violation is the injected handler's: Swagger UI itself needs nothing more.
+    assert [violation.split(" ")[0] for violation in violations] == ["script-src-attr"]
+    assert pwned is None and errors == []
+    assert {url.split("/")[2] for url in requests if "://" in url} == {f"127.0.0.1:{api.port}"}
+    assert not [url for url in requests if "cdn" in url]

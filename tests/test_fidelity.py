@@ -54,6 +54,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from _citytoml import city_head, daily_spans, toml_table
 from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -103,9 +104,7 @@ def fidelity_toml(city_id: str, start: datetime, end: datetime) -> str:
     tz = load_city("zeitz").tz
     begin = (start - timedelta(minutes=45)).astimezone(tz)
     finish = (end + timedelta(minutes=30)).astimezone(tz)
-    midnight = datetime.max.time().replace(microsecond=0)
-    spans = [(begin.time(), finish.time())] if begin.date() == finish.date() else [
-        (begin.time(), midnight), (datetime.min.time(), finish.time())]
+    spans = daily_spans(begin, finish)
     total = (finish - begin).total_seconds()
     every_lot = [f"{city_id}-{name}" for name in ("garage", "deck", "street", "mixed", "lora")]
     events = ""
@@ -115,91 +114,39 @@ def fidelity_toml(city_id: str, start: datetime, end: datetime) -> str:
                        ).total_seconds()
             if seconds <= 0:
                 continue
-            events += f"""
-[[events]]
-name = "{name} {n}"
-kind = "market"
-lots = [{", ".join(f'"{lot}"' for lot in lots)}]
-weekly = "Mo,Tu,We,Th,Fr,Sa,Su"
-start = {a.strftime('%H:%M:%S')}
-end = {b.strftime('%H:%M:%S')}
-cars = {max(1, round(cars * seconds / total))}
-"""
+            events += toml_table("events", name=f"{name} {n}", kind="market", lots=lots,
+                                 weekly="Mo,Tu,We,Th,Fr,Sa,Su", start=a, end=b,
+                                 cars=max(1, round(cars * seconds / total)))
 
-    def lora(prefix: str, first: int) -> str:
-        return ",\n".join(
-            f'  {{ id = "{city_id}-{prefix}-{net}-{n}", network = "{net}", '
-            f'dev_eui = "{eui}{first + n:02x}" }}'
-            for net, eui in (("ttn", "70b3d57ed0ee00"), ("chirpstack", "a84041000aee00"))
-            for n in range(1, 5))
+    def lora(prefix: str, first: int) -> list[dict[str, str]]:
+        return [{"id": f"{city_id}-{prefix}-{net}-{n}", "network": net,
+                 "dev_eui": f"{eui}{first + n:02x}"}
+                for net, eui in (("ttn", "70b3d57ed0ee00"), ("chirpstack", "a84041000aee00"))
+                for n in range(1, 5)]
 
-    return f"""
-[city]
-id = "{city_id}"
-name = "Treuestadt"
+    def bay_lot(name: str, title: str, kind: str, capacity: int, latitude: float,
+                longitude: float, **more: Any) -> str:
+        return toml_table("lots", id=f"{city_id}-{name}", name=title, kind=kind,
+                          counting="bays", capacity=capacity, latitude=latitude,
+                          longitude=longitude, max_dwell_h=MAX_DWELL_H, **more)
 
-[lorawan]
-ttn_applications = ["{city_id}-app@ttn"]
-chirpstack_applications = ["{city_id}-cs"]
+    def group(prefix: str, count: int) -> list[dict[str, Any]]:
+        return [{"prefix": f"{city_id}-{prefix}", "count": count}]
 
-[[lots]]
-id = "{city_id}-garage"
-name = "Parkhaus am Markt"
-kind = "garage"
-counting = "counter"
-capacity = 120
-latitude = 51.05
-longitude = 12.14
-counter_modulus = 1000
-
-[[lots]]
-id = "{city_id}-deck"
-name = "Parkdeck"
-kind = "garage"
-counting = "counter"
-capacity = 40
-latitude = 51.052
-longitude = 12.136
-
-[[lots]]
-id = "{city_id}-street"
-name = "Hauptstrasse"
-kind = "on_street"
-counting = "bays"
-capacity = 24
-latitude = 51.051
-longitude = 12.141
-max_dwell_h = {MAX_DWELL_H}
-bay_groups = [{{ prefix = "{city_id}-st", count = 24 }}]
-
-[[lots]]
-id = "{city_id}-mixed"
-name = "Marktplatz"
-kind = "surface"
-counting = "bays"
-capacity = 20
-latitude = 51.0515
-longitude = 12.1425
-max_dwell_h = {MAX_DWELL_H}
-bays = [
-{lora("mx", 0)},
-]
-bay_groups = [{{ prefix = "{city_id}-mx", count = 12 }}]
-
-[[lots]]
-id = "{city_id}-lora"
-name = "Sensorplatz"
-kind = "surface"
-counting = "bays"
-capacity = 8
-latitude = 51.0525
-longitude = 12.1435
-max_dwell_h = {MAX_DWELL_H}
-stale_after_s = {LORA_STALE_S}
-bays = [
-{lora("lo", 16)},
-]
-{events}"""
+    return "".join([
+        city_head(city_id, "Treuestadt"),
+        toml_table("lots", id=f"{city_id}-garage", name="Parkhaus am Markt", kind="garage",
+                   counting="counter", capacity=120, latitude=51.05, longitude=12.14,
+                   counter_modulus=1000),
+        toml_table("lots", id=f"{city_id}-deck", name="Parkdeck", kind="garage",
+                   counting="counter", capacity=40, latitude=51.052, longitude=12.136),
+        bay_lot("street", "Hauptstrasse", "on_street", 24, 51.051, 12.141,
+                bay_groups=group("st", 24)),
+        bay_lot("mixed", "Marktplatz", "surface", 20, 51.0515, 12.1425, bays=lora("mx", 0),
+                bay_groups=group("mx", 12)),
+        bay_lot("lora", "Sensorplatz", "surface", 8, 51.0525, 12.1435,
+                stale_after_s=LORA_STALE_S, bays=lora("lo", 16)),
+        events])
 
 
 # -- ingest's counting rules, without a database ---------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
 import pytest
+from _helpers import waited
 
 from core.city import City, Sign, SignLine
 from core.embedded import ServiceStack
@@ -108,16 +109,6 @@ def harness(request: pytest.FixtureRequest, city: City) -> Harness:
 
 def _run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
-
-
-async def _wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition`` holds; fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -265,7 +256,7 @@ def test_keep_alive_then_fallback_after_the_duration(harness: Harness) -> None:
                     break
                 await asyncio.sleep(0.3)
             # The central goes quiet: the sign falls back by itself.
-            await _wait_for(lambda: model.shown() != SHOWN, 2.0)
+            await waited(lambda: model.shown() != SHOWN, 2.0)
             assert 0.9 < time.monotonic() - last_push < 1.4
             assert (model.shown(), model.source) == (FALLBACK, "fallback")
         finally:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
+from _helpers import waited
 
 from core.city import City, Sign, SignLine, load_city
 from signage import Arrow, LineContent, SignContent, SignError
@@ -152,16 +153,6 @@ async def _started(model: SignModel, port: int = 0) -> NtcipSignSimulator:
     simulator = NtcipSignSimulator(model, port=port)
     await simulator.start()
     return simulator
-
-
-async def _wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition`` holds; fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 def _quiet_udp_port() -> int:
@@ -331,7 +322,7 @@ def test_keep_alive_then_comm_loss_fallback_in_time() -> None:
                 await asyncio.sleep(0.3)
             # The signage service dies: no more requests.
             await driver.close()
-            await _wait_for(lambda: simulator.shown() != SHOWN, 2.0)
+            await waited(lambda: simulator.shown() != SHOWN, 2.0)
             fell_back_after = time.monotonic() - last_push
             assert 0.9 < fell_back_after < 1.4
             assert simulator.shown() == FALLBACK
@@ -349,7 +340,7 @@ def test_end_of_duration_fallback() -> None:
         try:
             await driver.push(_sign(simulator.address), CONTENT)
             start = time.monotonic()
-            await _wait_for(lambda: simulator.shown() == FALLBACK, 1.5)
+            await waited(lambda: simulator.shown() == FALLBACK, 1.5)
             assert 0.4 < time.monotonic() - start < 1.0
             assert simulator.model.source_mode == SourceMode.END_DURATION
         finally:
