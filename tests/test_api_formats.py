@@ -439,8 +439,9 @@ def _datex(api_client: TestClient, schema: xmlschema.XMLSchema, path: str) -> by
     response = api_client.get(path)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == XML
-    schema.validate(response.content)
-    return response.content
+    document: bytes = response.content
+    schema.validate(document)
+    return document
 
 
 def test_http_parking_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
