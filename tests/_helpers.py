@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import math
@@ -13,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -28,6 +29,7 @@ from core.clock import Clock
 from core.embedded import free_port as free_port  # the tests' one way to find a port
 from core.settings import Settings
 
+P = ParamSpec("P")
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_VARIABLE = "PARKLEIT_CLOCK_OFFSET_S"
 BIRMINGHAM = ROOT.parent / "shared" / "data" / "birmingham" / "dataset.csv"
@@ -152,6 +154,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
         time.sleep(interval)
+
+
+def synchronous(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """An ``async def`` test run to its end in an event loop of its own (pytest sees the
+    test's own parameters, so fixtures and parametrization work as for any test)."""
+    @functools.wraps(test)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
 
 
 async def waited(condition: Callable[[], bool], timeout: float) -> float:

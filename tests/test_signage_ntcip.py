@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
-from _helpers import waited
+from _helpers import synchronous, waited
 
 from core.city import City, Sign, SignLine, load_city
 from signage import Arrow, LineContent, SignContent, SignError
@@ -145,14 +145,22 @@ SHOWN = (_shown("↑ Altmarkt", "123"), _shown("← P+R Bahnhof", "besetzt"), _s
 FALLBACK = (_shown("↑ Altmarkt", "--"), _shown("← P+R Bahnhof", "--"), _shown("→ Zentrum", "--"))
 
 
-def _run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(scenario())
-
-
 async def _started(model: SignModel, port: int = 0) -> NtcipSignSimulator:
     simulator = NtcipSignSimulator(model, port=port)
     await simulator.start()
     return simulator
+
+
+@asynccontextmanager
+async def _serving(model: SignModel,
+                   driver: NtcipDriver) -> AsyncIterator[NtcipSignSimulator]:
+    """A simulator of ``model`` on a free port; it and ``driver`` closed on leaving."""
+    simulator = await _started(model)
+    try:
+        yield simulator
+    finally:
+        await driver.close()
+        await simulator.stop()
 
 
 def _quiet_udp_port() -> int:
@@ -163,190 +171,160 @@ def _quiet_udp_port() -> int:
 
 
 @pytest.mark.parametrize("version", ["2c", "1"])
-def test_push_shows_the_content(version: str) -> None:
-    async def scenario() -> None:
-        simulator = await _started(SignModel("vms-1"))
-        driver = NtcipDriver(version="2c" if version == "2c" else "1", timeout_s=0.5)
-        try:
-            sign = _sign(simulator.address)
-            ack = await driver.push(sign, CONTENT)
-            assert simulator.shown() == SHOWN
-            assert simulator.model.source_mode == SourceMode.CENTRAL
-            assert "for 6 min" in ack.detail  # stale_after_s 300: comm loss 5 min, +1
-            changed = SignContent("vms-1", (LineContent("Altmarkt", "straight", "7"),
-                                            *CONTENT.lines[1:]))
-            await driver.push(sign, changed)
-            assert simulator.shown() == (_shown("↑ Altmarkt", "7"), *SHOWN[1:])
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
-
-
-def test_more_lines_than_a_page_go_on_pages() -> None:
-    async def scenario() -> None:
-        simulator = await _started(SignModel("vms-1", lines_per_page=2, chars_per_line=20))
-        driver = NtcipDriver(timeout_s=0.5)
-        try:
-            await driver.push(_sign(simulator.address), CONTENT)
-            assert simulator.model.pages == (
-                (_shown("↑ Altmarkt", "123", 20), _shown("← P+R Bahnho", "besetzt", 20)),
-                ("→ Zentrum".ljust(20),))
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
-
-
-def test_local_mode_is_refused_with_the_reason() -> None:
-    async def scenario() -> None:
-        simulator = await _started(SignModel("vms-1"))
-        driver = NtcipDriver(timeout_s=0.5)
-        try:
-            sign = _sign(simulator.address)
-            await driver.push(sign, CONTENT)
-            simulator.model.control_mode = ControlMode.LOCAL
-            with pytest.raises(SignError, match=r"refused the activation: localMode$"):
-                await driver.push(sign, _content(("Altmarkt", "straight", "1")))
-            assert simulator.shown() == SHOWN  # what the operator put up stays
-            simulator.model.control_mode = ControlMode.CENTRAL
-            await driver.push(sign, CONTENT)
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
-
-
-def test_bad_multi_is_refused_with_the_syntax_error_position() -> None:
-    async def scenario() -> None:
-        # This sign has no graphic for the straight-on arrow.
-        simulator = await _started(SignModel("vms-1", graphics={1: "←", 2: "→"}))
-        driver = NtcipDriver(timeout_s=0.5)
-        try:
-            sign = _sign(simulator.address, arrows=("left", "right", "none"))
-            content = _content(("Altmarkt", "left", "5"), ("Zentrum", "straight", "9"))
-            offset = multi_from_content(content, lines_per_page=3, chars_per_line=24).index(
-                "[g3]")
-            with pytest.raises(SignError, match=(
-                    f"refused message 1: MULTI graphicNotDefined at offset {offset}$")):
-                await driver.push(sign, content)
-            assert simulator.shown() == ()
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
-
-
-def test_a_sign_that_times_out_does_not_hold_up_another() -> None:
-    async def scenario() -> None:
-        slow = await _started(SignModel("vms-slow"))
-        fast = await _started(SignModel("vms-fast"))
-        driver = NtcipDriver(timeout_s=0.4, retries=1)
-        try:
-            slow_sign = _sign(slow.address, sign_id="vms-slow")
-            fast_sign = _sign(fast.address, sign_id="vms-fast")
-            nobody = _sign(f"udp://127.0.0.1:{_quiet_udp_port()}", sign_id="vms-gone")
-            slow.paused = True
-
-            async def timed(sign: Sign) -> float:
-                start = time.monotonic()
-                try:
-                    await driver.push(sign, CONTENT)
-                except SignError as exc:
-                    assert "No SNMP response" in str(exc)
-                    assert sign.id in str(exc)
-                    return -(time.monotonic() - start)
-                return time.monotonic() - start
-
-            slow_s, gone_s, fast_s = await asyncio.gather(
-                timed(slow_sign), timed(nobody), timed(fast_sign))
-            # Failed after 2 x 0.4 s, not before; the upper bound leaves room for a busy machine
-            # (1.21 s was seen under a full test run on 2 cores).
-            assert -2.0 < slow_s < -0.7
-            assert -2.0 < gone_s < -0.7
-            assert 0 < fast_s < 0.6  # served while the others were waiting
-            assert fast.shown() == SHOWN
-        finally:
-            await driver.close()
-            await slow.stop()
-            await fast.stop()
-    _run(scenario)
-
-
-def test_a_sign_that_comes_back() -> None:
-    async def scenario() -> None:
-        simulator = await _started(SignModel("vms-1"))
-        driver = NtcipDriver(timeout_s=0.3, retries=0)
+@synchronous
+async def test_push_shows_the_content(version: str) -> None:
+    driver = NtcipDriver(version="2c" if version == "2c" else "1", timeout_s=0.5)
+    async with _serving(SignModel("vms-1"), driver) as simulator:
         sign = _sign(simulator.address)
-        try:
-            await driver.push(sign, CONTENT)
-            simulator.paused = True  # a cut cable
-            with pytest.raises(SignError, match="No SNMP response"):
-                await driver.push(sign, CONTENT)
-            simulator.paused = False
-            await driver.push(sign, CONTENT)
-            assert simulator.shown() == SHOWN
-            # A restart: the sign forgets its messages, the driver sets it up again.
-            await simulator.stop()
-            with pytest.raises(SignError, match="No SNMP response"):
-                await driver.push(sign, CONTENT)
-            simulator = await _started(SignModel("vms-1"), port=simulator.port)
-            assert simulator.shown() == ()
-            await driver.push(sign, CONTENT)
-            assert simulator.shown() == SHOWN
-            assert simulator.model.get(DMS_TIME_COMM_LOSS) == 5
-            fallback = simulator.model.get(DMS_COMMUNICATIONS_LOSS_MESSAGE)
-            assert isinstance(fallback, bytes)
-            assert MessageId.decode(fallback).number == 2
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
+        ack = await driver.push(sign, CONTENT)
+        assert simulator.shown() == SHOWN
+        assert simulator.model.source_mode == SourceMode.CENTRAL
+        assert "for 6 min" in ack.detail  # stale_after_s 300: comm loss 5 min, +1
+        changed = SignContent("vms-1", (LineContent("Altmarkt", "straight", "7"),
+                                        *CONTENT.lines[1:]))
+        await driver.push(sign, changed)
+        assert simulator.shown() == (_shown("↑ Altmarkt", "7"), *SHOWN[1:])
 
 
-def test_keep_alive_then_comm_loss_fallback_in_time() -> None:
-    async def scenario() -> None:
-        # A sign minute lasts 0.5 s: comm loss after 2 min = 1 s, activations last 1.5 s.
-        simulator = await _started(SignModel("vms-1", minute_s=0.5))
-        driver = NtcipDriver(timeout_s=0.5, comm_loss_min=2, duration_min=3)
+@synchronous
+async def test_more_lines_than_a_page_go_on_pages() -> None:
+    model = SignModel("vms-1", lines_per_page=2, chars_per_line=20)
+    driver = NtcipDriver(timeout_s=0.5)
+    async with _serving(model, driver) as simulator:
+        await driver.push(_sign(simulator.address), CONTENT)
+        assert simulator.model.pages == (
+            (_shown("↑ Altmarkt", "123", 20), _shown("← P+R Bahnho", "besetzt", 20)),
+            ("→ Zentrum".ljust(20),))
+
+
+@synchronous
+async def test_local_mode_is_refused_with_the_reason() -> None:
+    driver = NtcipDriver(timeout_s=0.5)
+    async with _serving(SignModel("vms-1"), driver) as simulator:
         sign = _sign(simulator.address)
-        try:
-            keep_alive_until = time.monotonic() + 2.0  # longer than comm loss and duration
-            while True:
-                await driver.push(sign, CONTENT)
-                last_push = time.monotonic()
-                assert (simulator.shown(), simulator.model.source_mode) == (
-                    SHOWN, SourceMode.CENTRAL)
-                if last_push > keep_alive_until:
-                    break
-                await asyncio.sleep(0.3)
-            # The signage service dies: no more requests.
-            await driver.close()
-            await waited(lambda: simulator.shown() != SHOWN, 2.0)
-            fell_back_after = time.monotonic() - last_push
-            assert 0.9 < fell_back_after < 1.4
-            assert simulator.shown() == FALLBACK
-            assert simulator.model.source_mode == SourceMode.COMM_LOSS
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
+        await driver.push(sign, CONTENT)
+        simulator.model.control_mode = ControlMode.LOCAL
+        with pytest.raises(SignError, match=r"refused the activation: localMode$"):
+            await driver.push(sign, _content(("Altmarkt", "straight", "1")))
+        assert simulator.shown() == SHOWN  # what the operator put up stays
+        simulator.model.control_mode = ControlMode.CENTRAL
+        await driver.push(sign, CONTENT)
 
 
-def test_end_of_duration_fallback() -> None:
-    async def scenario() -> None:
-        simulator = await _started(SignModel("vms-1", minute_s=0.5))
-        driver = NtcipDriver(timeout_s=0.5, comm_loss_min=0, duration_min=1)  # no comm loss
-        try:
-            await driver.push(_sign(simulator.address), CONTENT)
+@synchronous
+async def test_bad_multi_is_refused_with_the_syntax_error_position() -> None:
+    # This sign has no graphic for the straight-on arrow.
+    model = SignModel("vms-1", graphics={1: "←", 2: "→"})
+    driver = NtcipDriver(timeout_s=0.5)
+    async with _serving(model, driver) as simulator:
+        sign = _sign(simulator.address, arrows=("left", "right", "none"))
+        content = _content(("Altmarkt", "left", "5"), ("Zentrum", "straight", "9"))
+        offset = multi_from_content(content, lines_per_page=3, chars_per_line=24).index(
+            "[g3]")
+        with pytest.raises(SignError, match=(
+                f"refused message 1: MULTI graphicNotDefined at offset {offset}$")):
+            await driver.push(sign, content)
+        assert simulator.shown() == ()
+
+
+@synchronous
+async def test_a_sign_that_times_out_does_not_hold_up_another() -> None:
+    slow = await _started(SignModel("vms-slow"))
+    fast = await _started(SignModel("vms-fast"))
+    driver = NtcipDriver(timeout_s=0.4, retries=1)
+    try:
+        slow_sign = _sign(slow.address, sign_id="vms-slow")
+        fast_sign = _sign(fast.address, sign_id="vms-fast")
+        nobody = _sign(f"udp://127.0.0.1:{_quiet_udp_port()}", sign_id="vms-gone")
+        slow.paused = True
+
+        async def timed(sign: Sign) -> float:
             start = time.monotonic()
-            await waited(lambda: simulator.shown() == FALLBACK, 1.5)
-            assert 0.4 < time.monotonic() - start < 1.0
-            assert simulator.model.source_mode == SourceMode.END_DURATION
-        finally:
-            await driver.close()
-            await simulator.stop()
-    _run(scenario)
+            try:
+                await driver.push(sign, CONTENT)
+            except SignError as exc:
+                assert "No SNMP response" in str(exc)
+                assert sign.id in str(exc)
+                return -(time.monotonic() - start)
+            return time.monotonic() - start
+
+        slow_s, gone_s, fast_s = await asyncio.gather(
+            timed(slow_sign), timed(nobody), timed(fast_sign))
+        # Failed after 2 x 0.4 s, not before; the upper bound leaves room for a busy machine
+        # (1.21 s was seen under a full test run on 2 cores).
+        assert -2.0 < slow_s < -0.7
+        assert -2.0 < gone_s < -0.7
+        assert 0 < fast_s < 0.6  # served while the others were waiting
+        assert fast.shown() == SHOWN
+    finally:
+        await driver.close()
+        await slow.stop()
+        await fast.stop()
+
+
+@synchronous
+async def test_a_sign_that_comes_back() -> None:
+    simulator = await _started(SignModel("vms-1"))
+    driver = NtcipDriver(timeout_s=0.3, retries=0)
+    sign = _sign(simulator.address)
+    try:
+        await driver.push(sign, CONTENT)
+        simulator.paused = True  # a cut cable
+        with pytest.raises(SignError, match="No SNMP response"):
+            await driver.push(sign, CONTENT)
+        simulator.paused = False
+        await driver.push(sign, CONTENT)
+        assert simulator.shown() == SHOWN
+        # A restart: the sign forgets its messages, the driver sets it up again.
+        await simulator.stop()
+        with pytest.raises(SignError, match="No SNMP response"):
+            await driver.push(sign, CONTENT)
+        simulator = await _started(SignModel("vms-1"), port=simulator.port)
+        assert simulator.shown() == ()
+        await driver.push(sign, CONTENT)
+        assert simulator.shown() == SHOWN
+        assert simulator.model.get(DMS_TIME_COMM_LOSS) == 5
+        fallback = simulator.model.get(DMS_COMMUNICATIONS_LOSS_MESSAGE)
+        assert isinstance(fallback, bytes)
+        assert MessageId.decode(fallback).number == 2
+    finally:
+        await driver.close()
+        await simulator.stop()
+
+
+@synchronous
+async def test_keep_alive_then_comm_loss_fallback_in_time() -> None:
+    # A sign minute lasts 0.5 s: comm loss after 2 min = 1 s, activations last 1.5 s.
+    driver = NtcipDriver(timeout_s=0.5, comm_loss_min=2, duration_min=3)
+    async with _serving(SignModel("vms-1", minute_s=0.5), driver) as simulator:
+        sign = _sign(simulator.address)
+        keep_alive_until = time.monotonic() + 2.0  # longer than comm loss and duration
+        while True:
+            await driver.push(sign, CONTENT)
+            last_push = time.monotonic()
+            assert (simulator.shown(), simulator.model.source_mode) == (
+                SHOWN, SourceMode.CENTRAL)
+            if last_push > keep_alive_until:
+                break
+            await asyncio.sleep(0.3)
+        # The signage service dies: no more requests.
+        await driver.close()
+        await waited(lambda: simulator.shown() != SHOWN, 2.0)
+        fell_back_after = time.monotonic() - last_push
+        assert 0.9 < fell_back_after < 1.4
+        assert simulator.shown() == FALLBACK
+        assert simulator.model.source_mode == SourceMode.COMM_LOSS
+
+
+@synchronous
+async def test_end_of_duration_fallback() -> None:
+    driver = NtcipDriver(timeout_s=0.5, comm_loss_min=0, duration_min=1)  # no comm loss
+    async with _serving(SignModel("vms-1", minute_s=0.5), driver) as simulator:
+        await driver.push(_sign(simulator.address), CONTENT)
+        start = time.monotonic()
+        await waited(lambda: simulator.shown() == FALLBACK, 1.5)
+        assert 0.4 < time.monotonic() - start < 1.0
+        assert simulator.model.source_mode == SourceMode.END_DURATION
 
 
 def test_city_signs_are_served_and_reached_through_the_registry() -> None:
@@ -375,4 +353,4 @@ def test_city_signs_are_served_and_reached_through_the_registry() -> None:
             await drivers.close()
             stop.set()
             await asyncio.wait_for(serving, 2.0)
-    _run(scenario)
+    asyncio.run(scenario())
