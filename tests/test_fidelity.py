@@ -57,6 +57,7 @@ import pytest
 from _citytoml import city_head, daily_spans, toml_table
 from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.rows import dict_row
 
 from core.city import City, load_city
 from core.settings import Settings
@@ -464,17 +465,18 @@ def retained_statuses(settings: Settings, city: City) -> dict[str, str]:
 
 
 def assert_counter_jumps_shown(city: City, sent: list[SimMessage],
-                               lot_state: dict[str, tuple[Any, ...]],
-                               sensors: dict[str, tuple[Any, ...]], jump_letters: set[str]) -> None:
+                               lot_state: dict[str, dict[str, Any]],
+                               sensors: dict[str, dict[str, Any]], jump_letters: set[str]) -> None:
     """Counter restarts: re-baselined, flagged on the lot and on its counter, the readings
     kept in dead_letters, for exactly the lots whose counter jumped."""
     jumped = counter_jumps(city, sent)
     assert jumped and jump_letters == jumped
     for lot in city.lots:
         if lot.counting == "counter":
-            status, *_, flags = lot_state[lot.id]
-            assert status != "unknown" and ("counter_jump" in flags) == (lot.id in jumped)
-            assert sensors[f"{lot.id}/counter"][3] == (lot.id in jumped)
+            state = lot_state[lot.id]
+            assert state["status"] != "unknown"
+            assert ("counter_jump" in state["flags"]) == (lot.id in jumped)
+            assert sensors[f"{lot.id}/counter"]["counter_jump"] == (lot.id in jumped)
 
 
 def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
@@ -519,7 +521,8 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
                 " (SELECT coalesce(sum(occurrences), 0) FROM dead_letters"
                 "  WHERE reason NOT LIKE 'counter_jump:%')").fetchone()
         assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
+        bay_events, health, dead = row
+        return int(bay_events), int(health), int(dead)
 
     # Duplicates and redeliveries add nothing: one row per distinct reading, and every
     # malformed message (duplicates of them included) counted in dead_letters.
@@ -535,9 +538,10 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
             " WHERE reason NOT LIKE 'counter_jump:%' GROUP BY reason")))
         jump_letters = {topic.split("/")[-2] for (topic,) in conn.execute(
             "SELECT topic FROM dead_letters WHERE reason LIKE 'counter_jump:%'")}
-        lot_state = {row[0]: row[1:] for row in conn.execute(
+        named = conn.cursor(row_factory=dict_row)
+        lot_state = {row["lot_id"]: row for row in named.execute(
             "SELECT lot_id, status, free, occupied, quality, flags FROM lot_state")}
-        sensors = {row[0]: row[1:] for row in conn.execute(
+        sensors = {row["sensor_id"]: row for row in named.execute(
             "SELECT sensor_id, stuck, silent, battery_low, counter_jump FROM sensor_status(%s)",
             (utc_now(),))}
         heard_while_off = [conn.execute(
@@ -593,10 +597,10 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
     dying = feed.dead_battery_bays
     assert any(expected.battery_low.get(bay, (None, False))[1] for bay in dying)
     for bay in dying:
-        assert sensors[bay][1], f"{bay}: dead battery, not silent"
+        assert sensors[bay]["silent"], f"{bay}: dead battery, not silent"
         said_low = expected.battery_low.get(bay, (None, False))[1]
-        assert sensors[bay][2] == said_low, f"{bay}: battery_low"
-    assert not any(row[2] for bay, row in sensors.items() if bay not in dying)
+        assert sensors[bay]["battery_low"] == said_low, f"{bay}: battery_low"
+    assert not any(row["battery_low"] for bay, row in sensors.items() if bay not in dying)
 
     # -- stuck sensors: shown as stuck, flagged on their lot, left out of its count ----------
     end_ms = end.timestamp() * 1000
@@ -605,18 +609,20 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
              and checked_at - expected.since(s.bay.id) > timedelta(hours=MAX_DWELL_H,
                                                                    minutes=5)}
     assert stuck, "no sensor stuck on 'occupied' for longer than the max dwell"
-    assert all(sensors[bay][0] for bay in stuck), [b for b in stuck if not sensors[b][0]]
+    assert all(sensors[bay]["stuck"] for bay in stuck), [
+        b for b in stuck if not sensors[b]["stuck"]]
     for lot_id, n in Counter(stuck.values()).items():
         if lot_id == dark:
             continue  # stale: its flags say so and nothing else
-        _, free, occupied, quality, flags = lot_state[lot_id]
+        state = lot_state[lot_id]
+        flags = state["flags"]
         flagged = [int(f.split(":")[1]) for f in flags if f.startswith("stuck_sensors:")]
         assert flagged and flagged[0] >= n, (lot_id, flags)
-        assert free + occupied + flagged[0] == city.lot(lot_id).capacity
-        assert quality < 1
+        assert state["free"] + state["occupied"] + flagged[0] == city.lot(lot_id).capacity
+        assert state["quality"] < 1
     # Any other bay shown as stuck last said "occupied" more than the max dwell ago: a long
     # stay (or a sensor gone silent on "occupied"), not a false alarm of ingest's making.
-    others = [bay for bay, row in sensors.items() if row[0] and bay not in episodes]
+    others = [bay for bay, row in sensors.items() if row["stuck"] and bay not in episodes]
     for bay in others:
         assert expected.states[bay] and max(expected.states[bay])[1], bay
         assert checked_at - expected.since(bay) > timedelta(hours=MAX_DWELL_H, minutes=-5)
@@ -624,11 +630,12 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
     long_stays = sum(truly[bay] for bay in others)
 
     # -- the dark lot: unknown after its stale limit, its sensors silent; others known -------
-    assert lot_state[dark][0] == "unknown" and lot_state[dark][3] == 0.0
-    assert list(lot_state[dark][4]) == ["stale"]
-    assert all(sensors[bay.id][1] for bay in city.lot(dark).all_bays())
-    assert all(row[0] != "unknown" for lot_id, row in lot_state.items() if lot_id != dark)
-    assert retained_statuses(settings, city) == {lot: row[0] for lot, row in lot_state.items()}
+    assert lot_state[dark]["status"] == "unknown" and lot_state[dark]["quality"] == 0.0
+    assert list(lot_state[dark]["flags"]) == ["stale"]
+    assert all(sensors[bay.id]["silent"] for bay in city.lot(dark).all_bays())
+    assert all(row["status"] != "unknown" for lot_id, row in lot_state.items() if lot_id != dark)
+    assert retained_statuses(settings, city) == {
+        lot: row["status"] for lot, row in lot_state.items()}
 
     # -- gateway outages: nothing heard through a gateway while it was off --------------------
     assert feed.outages and all(row == (0,) for row in heard_while_off)
