@@ -84,7 +84,7 @@ def test_data_answers_can_run_nothing_when_opened(api_client: TestClient) -> Non
     # An ES module is only run with a JavaScript type once nosniff is on.
     assert answers[5].headers["content-type"].split(";")[0] in ("text/javascript",
                                                                  "application/javascript")
-    # Swagger UI has a policy of its own (tests/test_api_docs.py), and is never framed.
+    # Swagger UI has a policy of its own (tests/api/test_api_docs.py), and is never framed.
     docs = api_client.get("/docs")
     assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
     assert docs.headers["x-frame-options"] == "DENY"
