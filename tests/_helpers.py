@@ -26,8 +26,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.clock import Clock
-from core.embedded import free_port as free_port  # the tests' one way to find a port
 from core.settings import Settings
+from parkleit.embedded import free_port as free_port  # the tests' one way to find a port
 
 P = ParamSpec("P")
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", *self.args], env=self.env, cwd=ROOT,
+                [sys.executable, "-m", "parkleit", *self.args], env=self.env, cwd=ROOT,
                 stdout=out, stderr=subprocess.STDOUT)
         return self
 

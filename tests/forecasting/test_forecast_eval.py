@@ -17,7 +17,6 @@ from _helpers import BIRMINGHAM
 from sklearn.base import clone
 
 from core.city import Event
-from core.cli import main
 from forecasting import (
     DataError,
     Forecaster,
@@ -32,6 +31,7 @@ from forecasting import (
 from forecasting._evaluate import evaluate
 from forecasting._model import FEATURES
 from forecasting.birmingham import convert
+from parkleit.cli import main
 
 START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 HORIZONS = (15, 30, 60, 120)

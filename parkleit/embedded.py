@@ -211,8 +211,54 @@ def _major_version(text: str) -> int | None:
     return int(match[1]) if match else None
 
 
-class PrivatePostgres:
+class _PrivateServer:
+    """What the private servers share: a root folder, a loopback port kept across starts, a
+    log file, and start/stop as a context manager."""
+
+    kind = ""
+
+    def __init__(self, root: Path, port: int | None, log_name: str) -> None:
+        self.root = root.resolve()
+        self.log_file = self.root / log_name
+        self._fixed_port = port is not None
+        self._port = port if port is not None else (_remembered_port(self.root) or free_port())
+        self.backend = ""
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens (or will listen) on."""
+        return self._port
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _take_free_port(self) -> None:
+        """Move to another port if something else answers on ours (unless it was given)."""
+        if not self._fixed_port and tcp_answers(LOOPBACK, self._port):
+            self._port = free_port()
+
+    def _started(self, began: float) -> None:
+        """Remember the port for the next start; log the time it took."""
+        (self.root / "port").write_text(f"{self._port}\n", encoding="utf-8")
+        logger.info("%s (%s) on %s:%d up in %.2f s", self.kind, self.backend, LOOPBACK,
+                    self._port, time.monotonic() - began)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class PrivatePostgres(_PrivateServer):
     """A PostgreSQL server of our own under ``root``, listening on a loopback TCP port."""
+
+    kind = "PostgreSQL"
 
     # Layout: root/data (cluster), root/run (Unix socket), root/postgres.log and root/port
     # (reused by the next start when free). Backends: the machine's PostgreSQL binaries, else
@@ -223,21 +269,12 @@ class PrivatePostgres:
     def __init__(
         self, root: Path, port: int | None = None, *, backend: PostgresBackend = "auto"
     ) -> None:
-        self.root = root.resolve()
+        super().__init__(root, port, "postgres.log")
         self.data_dir = self.root / "data"
-        self.log_file = self.root / "postgres.log"
-        self._fixed_port = port is not None
-        self._port = port if port is not None else (_remembered_port(self.root) or free_port())
         self._backend_choice: PostgresBackend = backend
         self._bindir: Path | None = None
         self._account: pwd.struct_passwd | None = None
         self._running = False
-        self.backend = ""
-
-    @property
-    def port(self) -> int:
-        """The TCP port the server listens (or will listen) on."""
-        return self._port
 
     @property
     def url(self) -> str:
@@ -266,8 +303,7 @@ class PrivatePostgres:
             self._initdb()
         if self._adopt_running():
             return self.url
-        if not self._fixed_port and tcp_answers(LOOPBACK, self._port):
-            self._port = free_port()
+        self._take_free_port()
         self._write_config()
         result = self._pg_ctl(
             "start", "-w", "-t", str(int(_START_TIMEOUT_S)), "-l", str(self.log_file)
@@ -281,14 +317,7 @@ class PrivatePostgres:
         if not _wait_until(lambda: tcp_answers(LOOPBACK, self._port), _START_TIMEOUT_S):
             self.stop("immediate")
             raise RuntimeError(f"PostgreSQL started but port {self._port} does not answer")
-        (self.root / "port").write_text(f"{self._port}\n", encoding="utf-8")
-        logger.info(
-            "PostgreSQL (%s) on %s:%d up in %.1f s",
-            self.backend,
-            LOOPBACK,
-            self._port,
-            time.monotonic() - began,
-        )
+        self._started(began)
         return self.url
 
     def stop(self, mode: str = "fast") -> None:
@@ -302,18 +331,6 @@ class PrivatePostgres:
             raise RuntimeError(f"PostgreSQL under {self.root} did not stop: {result.stderr}")
         self._running = False
         logger.info("PostgreSQL on %s:%d stopped (%s)", LOOPBACK, self._port, mode)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _choose_backend(self) -> None:
         if self._bindir is not None:
@@ -429,7 +446,7 @@ class PrivatePostgres:
     def _write_config(self) -> None:
         conf = self.data_dir / "parkleit.conf"
         conf.write_text(
-            "# written by core.embedded on every start\n"
+            "# written by parkleit.embedded on every start\n"
             f"listen_addresses = '{LOOPBACK}'\n"
             f"port = {self._port}\n"
             f"unix_socket_directories = '{self._socket_dir()}'\n",
@@ -458,8 +475,10 @@ class PrivatePostgres:
 # --------------------------------------------------------------------------- MQTT
 
 
-class PrivateBroker:
+class PrivateBroker(_PrivateServer):
     """An MQTT broker on a loopback port: mosquitto, else amqtt (slow; for demos only)."""
+
+    kind = "MQTT broker"
 
     # mosquitto runs with the repo's deploy/mosquitto/tuning.conf; a clean stop saves
     # root/mosquitto.db, so queued QoS 1 messages survive a restart. The pure-Python amqtt
@@ -474,20 +493,11 @@ class PrivateBroker:
         *,
         backend: BrokerBackend = "auto",
     ) -> None:
-        self.root = root.resolve()
+        super().__init__(root, port, "broker.log")
         self.config_file = self.root / "mosquitto.conf"
-        self.log_file = self.root / "broker.log"
         self.extra_config = extra_config
-        self._fixed_port = port is not None
-        self._port = port if port is not None else (_remembered_port(self.root) or free_port())
         self._backend_choice: BrokerBackend = backend
         self._process: subprocess.Popen[bytes] | None = None
-        self.backend = ""
-
-    @property
-    def port(self) -> int:
-        """The TCP port the broker listens (or will listen) on."""
-        return self._port
 
     @property
     def url(self) -> str:
@@ -505,8 +515,7 @@ class PrivateBroker:
             return self.url
         began = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
-        if not self._fixed_port and tcp_answers(LOOPBACK, self._port):
-            self._port = free_port()
+        self._take_free_port()
         command = self._command()
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
@@ -532,14 +541,7 @@ class PrivateBroker:
                 f"MQTT broker ({self.backend}) on port {self._port} did not start:\n"
                 + _tail(self.log_file)
             )
-        (self.root / "port").write_text(f"{self._port}\n", encoding="utf-8")
-        logger.info(
-            "MQTT broker (%s) on %s:%d up in %.2f s",
-            self.backend,
-            LOOPBACK,
-            self._port,
-            time.monotonic() - began,
-        )
+        self._started(began)
         return self.url
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -567,18 +569,6 @@ class PrivateBroker:
         process.wait()
         logger.info("MQTT broker on %s:%d killed", LOOPBACK, self._port)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def _command(self) -> list[str]:
         mosquitto = None
         if self._backend_choice in ("auto", "mosquitto"):
@@ -599,7 +589,7 @@ class PrivateBroker:
         if self.extra_config.strip():
             logger.warning("amqtt broker: extra_config is ignored")
         self.backend = "amqtt (slow, MQTT 3.1.1, no persistence)"
-        return [sys.executable, "-m", "core.embedded", "broker", "--port", str(self._port)]
+        return [sys.executable, "-m", "parkleit.embedded", "broker", "--port", str(self._port)]
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -615,7 +605,7 @@ class PrivateBroker:
         if account is not None:
             _allow_traversal(self.root, account)
         self.config_file.write_text(
-            "# written by core.embedded on every start\n"
+            "# written by parkleit.embedded on every start\n"
             f"listener {self._port} {LOOPBACK}\n"
             "allow_anonymous true\n"
             f"persistence_location {self.root}/\n"
@@ -733,8 +723,8 @@ def ensure_services(root: Path, database_url: str, mqtt_url: str) -> ServiceStac
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m core.embedded broker --port N``: the amqtt fallback broker process."""
-    parser = argparse.ArgumentParser(prog="python -m core.embedded")
+    """``python -m parkleit.embedded broker --port N``: the amqtt fallback broker process."""
+    parser = argparse.ArgumentParser(prog="python -m parkleit.embedded")
     commands = parser.add_subparsers(dest="command", required=True)
     broker = commands.add_parser("broker", help="run the amqtt MQTT broker (slow; demos only)")
     broker.add_argument("--port", type=int, required=True)
