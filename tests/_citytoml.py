@@ -110,6 +110,14 @@ def toml_table(table: str, /, **values: Any) -> str:
                                        for key, value in values.items())
 
 
+def counter_lots(city_id: str, suffixes: list[str]) -> str:
+    """Plain counter lots ``{city_id}-x{suffix}`` of 50 spaces: a big city for the stream."""
+    return "".join(toml_table(
+        "lots", id=f"{city_id}-x{suffix}", name=f"Parkplatz {suffix}", kind="surface",
+        counting="counter", capacity=50, latitude=51.05, longitude=12.14)
+        for suffix in suffixes)
+
+
 def daily_spans(begin: datetime, finish: datetime) -> list[tuple[time, time]]:
     """The times of day from ``begin`` to ``finish`` (local, less than a day apart): one span,
     or two when they are on either side of midnight."""

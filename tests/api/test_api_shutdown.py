@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, answers_ok, service_env, wait_for
 from fastapi.testclient import TestClient
 from starlette.datastructures import State
 
@@ -25,19 +25,12 @@ from core.settings import Settings
 from parkleit.embedded import free_port
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_sigterm_ends_open_streams_and_exits_at_once(
         spawn: Callable[..., ServiceProcess], settings: Settings) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     api = spawn(["api", "--port", str(port)], service_env(settings), name="api")
-    wait_for(lambda: _healthy(url), timeout=30, interval=0.2)
+    wait_for(lambda: answers_ok(f"{url}/healthz"), timeout=30, interval=0.2)
     opened, ended = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
