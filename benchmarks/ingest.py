@@ -84,8 +84,8 @@ from benchmarks._common import (
 )
 from core.city import City, load_city
 from core.db import migrate
-from core.embedded import LOOPBACK, PrivateBroker, free_port
 from core.registry import sync_registry
+from parkleit.embedded import LOOPBACK, PrivateBroker, free_port
 
 __all__ = ["BenchError", "Result", "city_toml", "main", "run"]
 
@@ -310,7 +310,7 @@ class Worker:
         port = free_port()
         env = {**env, "PARKLEIT_INGEST_CLIENT_ID": f"bench-ingest-{index + 1}",
                "PARKLEIT_INGEST_METRICS_PORT": str(port)}
-        return cls(index, log, port, start_process(["core.cli", "ingest"], env, log))
+        return cls(index, log, port, start_process(["parkleit", "ingest"], env, log))
 
     def tail(self, lines: int = 20) -> str:
         return log_tail(self.log, lines)

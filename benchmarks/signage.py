@@ -59,10 +59,10 @@ from benchmarks._common import Service as _Process
 from core.city import load_city
 from core.clock import Clock
 from core.db import migrate
-from core.embedded import PrivateBroker
 from core.registry import sync_registry
 from core.settings import Settings
-from signage._ntcip import SourceMode
+from parkleit.embedded import PrivateBroker
+from signage.ntcip import SourceMode
 from simulators._mqtt import mqtt_client
 from simulators.signs_ntcip import NtcipSignSimulator, SignModel
 
@@ -152,7 +152,7 @@ class Service(_Process):
     """One ``parkleit`` subcommand as a process, its output in a log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        super().__init__(name, ["core.cli", *args], env, log)
+        super().__init__(name, ["parkleit", *args], env, log)
 
     def wait_log(self, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from core.city import City, CityConfigError
 from core.db import queries
+from core.runtime import backoff
 
 __all__ = ["RegistryConflict", "RegistryMismatch", "sync_registry"]
 
@@ -53,7 +53,7 @@ def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> N
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
             if attempt == ATTEMPTS:
                 raise
-            pause = random.uniform(0.1, 0.5) * attempt
+            pause = backoff(attempt, 0.3, 2.0, jitter=0.6)
             logger.warning("registry sync of %s aborted (%s); attempt %d of %d in %.1f s",
                            city.id, type(exc).__name__, attempt + 1, ATTEMPTS, pause)
             time.sleep(pause)
@@ -130,7 +130,7 @@ def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
         }
         # One sync at a time: another city's sync still running would otherwise pass unseen
         # by this check, and the upserts below would take its new lots over once it commits.
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
+        cur.execute(q["lock_registry"], {"key": REGISTRY_LOCK})
         taken = cur.execute(q["taken_ids"], keep).fetchone()
         if taken:
             kind, ident, owner = taken

@@ -7,6 +7,7 @@ from forecasting._baselines import (
     SeasonalNaive,
 )
 from forecasting._data import DataError, Panel, load_csv, panel_from_frame
+from forecasting._evaluate import evaluate
 from forecasting._model import GradientBoostingForecaster
 from forecasting._service import (
     Backtest,
@@ -38,6 +39,7 @@ __all__ = [
     "ProfileAnomaly",
     "SeasonalNaive",
     "backtest",
+    "evaluate",
     "load_csv",
     "load_newest",
     "newest_model",

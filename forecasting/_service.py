@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import psycopg
 from numpy.typing import NDArray
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 from sklearn.base import clone
@@ -35,7 +34,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from core import channels
 from core.city import City
-from core.db import open_pool, queries
+from core.db import listen, open_pool, queries
 from core.mqtt import ServiceStatus
 from core.settings import Settings
 from core.status import LotStatus
@@ -438,7 +437,7 @@ class _Listener:
             return
         try:
             self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channels.LOT_STATE)))
+            listen(self._conn, [channels.LOT_STATE])
             logger.info("listening for lot changes on %s", channels.LOT_STATE)
         except psycopg.Error as exc:
             self.close()

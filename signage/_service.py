@@ -11,99 +11,51 @@ reads ``lot_state`` after each (re)connect - after LISTEN, so nothing committed 
 unheard - and every ``SIGNAGE_RESYNC_S``. A status older (by ``updated``) than the one held is
 ignored, so a late read or notification never undoes a newer one.
 
-One task per sign renders (``signage._render.render``) on every change of its lots and every
-``SIGNAGE_TICK_S`` (staleness and the end of a wiggle hold need no message) and pushes when the
-content differs from what the sign last acknowledged, or when the keep-alive is due
-(``SIGNAGE_KEEPALIVE_S``): each push re-activates the message for a limited time, so a sign
-whose central has died falls back to its safe state by itself. The service never blanks the
-signs when it stops. A failed push is retried after an exponential backoff with jitter; one
-slow or dead sign only ever holds up its own task.
-
-Audit: ``sign_log`` gets a row, with the sign's ack, for every push that may have changed what
-the sign shows - new content, the first push after the service started, the first push after a
-failure - and a row with the reason for every failed push. Keep-alives that only re-confirm
-are not logged, so a sign showed at time t the content of its newest ok row before t, unless a
-failure row lies in between (the sign may have fallen back after its comm-loss time).
-``sign_state`` holds each sign's health and is updated on every push, keep-alives included.
+One task per sign (``signage._sign_task``) renders on every change of its lots and on a tick,
+and pushes when the content differs from what the sign last acknowledged or the keep-alive is
+due: each push re-activates the message for a limited time, so a sign whose central has died
+falls back to its safe state by itself. The service never blanks the signs when it stops.
+Every push that may have changed a sign is audited (``signage._audit``: ``sign_log``,
+``sign_state``).
 
 Overrides: an operator's content for a sign (table ``sign_overrides``, written by the admin
 API, which NOTIFYs ``parkleit_sign_override``) replaces the rendered content until its
 ``until``; the service re-reads the table on that notification and with every resync.
-Each ok ``sign_log`` row is NOTIFYed on ``parkleit_sign_content`` as it commits (the API's
-live stream).
-
-Backpressure: log rows go through a bounded queue (``LOG_QUEUE_MAX``) to one writer task; if
-the database stays away until it is full, sign tasks wait instead of pushing content nobody
-could prove was shown, and the signs fall back to their safe state. Health snapshots are
-coalesced per sign, so they need no queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import random
 import socket
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from core import channels
-from core.city import City, Sign
+from core.city import City
 from core.db import queries
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
 from core.settings import Settings
 from core.status import LotStatus
-from signage._content import LineContent, SignContent, SignError
+from signage._audit import AuditLog, Health, content_from_json
+from signage._content import SignContent
 from signage._drivers import Drivers
-from signage._render import ForecastPoint, Observation, SignState, render
+from signage._lot_feed import LotFeed
+from signage._render import ForecastPoint, Observation
+from signage._sign_task import SignTask
 
-__all__ = ["SignageService",
-           "content_from_json", "content_json", "read_sign_states", "timing_problem"]
+__all__ = ["SignageService", "timing_problem"]
 
 logger = logging.getLogger(__name__)
 
-LOG_QUEUE_MAX = 10_000
-WRITE_BATCH = 500
 FORECAST_MAX_AGE = timedelta(hours=3)  # an older forecast run is not shown on any sign
-ERROR_MAX_CHARS = 500
-_TRANSIENT_DB = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
-
-
-def content_json(content: SignContent) -> dict[str, Any]:
-    """``content`` as ``sign_log`` and ``sign_state`` store it: ``{"lines": [...]}``."""
-    return {"lines": [{"label": line.label, "arrow": line.arrow, "text": line.text}
-                      for line in content.lines]}
-
-
-def content_from_json(sign_id: str, document: Mapping[str, Any]) -> SignContent:
-    """The SignContent of a document written by ``content_json``."""
-    return SignContent(sign_id, tuple(
-        LineContent(str(line["label"]), line["arrow"], str(line["text"]))
-        for line in document["lines"]))
-
-
-def read_sign_states(conn: psycopg.Connection[Any], city: City) -> list[dict[str, Any]]:
-    """Every sign of ``city`` with its health (``sign_state``; None before its first push)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(queries("signage")["sign_health"], {"city": city.id}).fetchall()
-    for row in rows:
-        if row["content"] is not None:
-            row["content"] = content_from_json(row["sign_id"], row["content"])
-    return rows
 
 
 def timing_problem(settings: Settings, city: City) -> str | None:
@@ -148,191 +100,6 @@ class _Metrics:
                                "sign_log rows waiting to be written", registry=r)
 
 
-@dataclass
-class _Health:
-    """One ``sign_state`` row as the sign's task keeps it."""
-
-    content: dict[str, Any] | None = None
-    shown_since: datetime | None = None
-    last_ack: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    consecutive_failures: int = 0
-
-    def row(self, sign_id: str, updated: datetime) -> dict[str, Any]:
-        return {"sign_id": sign_id,
-                "content": None if self.content is None else Jsonb(self.content),
-                "shown_since": self.shown_since, "last_ack": self.last_ack,
-                "last_error": self.last_error, "last_error_at": self.last_error_at,
-                "consecutive_failures": self.consecutive_failures, "updated": updated}
-
-
-def _backoff(failures: int, low: float, high: float) -> float:
-    """Exponential backoff with +-20 % jitter, so failing signs do not retry in step."""
-    return min(high, low * 2.0 ** min(failures - 1, 30)) * random.uniform(0.8, 1.2)
-
-
-class _SignTask:
-    """Renders and pushes one sign; nothing else ever waits for this sign."""
-
-    def __init__(self, service: SignageService, sign: Sign, health: _Health) -> None:
-        self.service = service
-        self.sign = sign
-        self.health = health
-        self.wake = asyncio.Event()
-        self.heard_at: float | None = None  # when a lot change not yet pushed was heard
-        self._state: SignState | None = None
-        self._acked: SignContent | None = None  # what the sign confirmed at the last good push
-        self._log_next_ok = True  # no good push yet in this process, or the last one failed
-        self._failures = 0
-        self._retry_at = 0.0
-        self._keepalive_at = 0.0
-
-    def lot_changed(self) -> None:
-        if self.heard_at is None:
-            self.heard_at = time.monotonic()
-        self.wake.set()
-
-    async def run(self) -> None:
-        service, settings = self.service, self.service.settings
-        while not service.stopping:
-            self.wake.clear()  # before rendering: a change heard from now on wakes us again
-            at = service.clock.now()
-            content, self._state = render(self.sign, service.city, service.observations,
-                                          at, previous=self._state,
-                                          forecasts=service.forecasts)
-            # An operator's override replaces what the rules render until it ends; the
-            # rendering goes on underneath, so hysteresis and holds are right afterwards.
-            content = service.override_for(self.sign.id, at) or content
-            now = time.monotonic()
-            due = content != self._acked or now >= self._keepalive_at
-            if not due:
-                self.heard_at = None  # the change did not change this sign
-            elif now >= self._retry_at:
-                await self._push(content)
-                continue
-            wake_at = min(now + settings.SIGNAGE_TICK_S,
-                          self._retry_at if due else self._keepalive_at)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, wake_at - now)):
-                    await self.wake.wait()
-
-    async def _push(self, content: SignContent) -> None:
-        started, heard, self.heard_at = time.monotonic(), self.heard_at, None
-        try:
-            driver = self.service.drivers.driver_for(self.sign)
-            ack = await driver.push(self.sign, content)
-        except SignError as exc:
-            reason = str(exc)
-        except Exception as exc:  # a driver bug fails this sign's push, not the service
-            logger.exception("sign %s: the driver failed", self.sign.id)
-            reason = f"driver error: {type(exc).__name__}: {exc}"
-        else:
-            await self._succeeded(content, ack.detail, started, heard)
-            return
-        if heard is not None:
-            self.heard_at = heard  # still not on the sign: the reaction time runs on
-        await self._failed(content, reason, started)
-
-    async def _succeeded(self, content: SignContent, detail: str, started: float,
-                         heard: float | None) -> None:
-        service, sign_id, metrics = self.service, self.sign.id, self.service.metrics
-        done, at = time.monotonic(), service.clock.now()
-        metrics.push_seconds.observe(done - started)
-        metrics.pushes.labels(sign_id, "ok").inc()
-        metrics.failing.labels(sign_id).set(0)
-        if heard is not None:
-            metrics.reaction.observe(done - heard)
-        if self._log_next_ok or content != self._acked:
-            document = content_json(content)
-            self.health.content, self.health.shown_since = document, at
-            metrics.changes.labels(sign_id).inc()
-            logger.info("sign %s shows %s", sign_id,
-                        " | ".join(f"{line.label} {line.text}".strip() for line in content.lines))
-            await service.audit(at, sign_id, document, ack=detail or None)
-        self._acked, self._log_next_ok = content, False
-        self._failures, self._retry_at = 0, 0.0
-        self._keepalive_at = done + service.settings.SIGNAGE_KEEPALIVE_S
-        self.health.last_ack, self.health.consecutive_failures = at, 0
-        service.record_health(sign_id, self.health, at)
-
-    async def _failed(self, content: SignContent, reason: str, started: float) -> None:
-        service, sign_id, settings = self.service, self.sign.id, self.service.settings
-        at = service.clock.now()
-        reason = reason.replace("\x00", "?")[:ERROR_MAX_CHARS] or "unknown error"
-        self._failures += 1
-        self._log_next_ok = True
-        delay = _backoff(self._failures, settings.SIGNAGE_RETRY_MIN_S,
-                         settings.SIGNAGE_RETRY_MAX_S)
-        self._retry_at = time.monotonic() + delay
-        service.metrics.push_seconds.observe(time.monotonic() - started)
-        service.metrics.pushes.labels(sign_id, "failed").inc()
-        service.metrics.failing.labels(sign_id).set(self._failures)
-        logger.warning("sign %s: push failed (%d in a row), retrying in %.1f s: %s", sign_id,
-                       self._failures, delay, reason)
-        self.health.last_error, self.health.last_error_at = reason, at
-        self.health.consecutive_failures += 1
-        await service.audit(at, sign_id, content_json(content), error=reason)
-        service.record_health(sign_id, self.health, at)
-
-
-class _LotFeed:
-    """The LISTEN connection: lot status notifications, with a reconnect and a re-read."""
-
-    def __init__(self, service: SignageService) -> None:
-        self.service = service
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-
-    async def connect(self) -> None:
-        """LISTEN on a connection of its own (a pooled one would lose it)."""
-        conn = await psycopg.AsyncConnection.connect(self.service.settings.DATABASE_URL,
-                                                     autocommit=True, connect_timeout=5)
-        try:
-            for channel in (channels.LOT_STATE, channels.SIGN_OVERRIDE):
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
-
-    async def run(self, pool: AsyncConnectionPool[Any]) -> None:
-        service, delay = self.service, 1.0
-        while not service.stopping:
-            if self._conn is None:
-                try:
-                    await self.connect()
-                    await service.resync(pool)
-                except (psycopg.Error, PoolTimeout) as exc:
-                    await self.close()
-                    service.metrics.db_errors.inc()
-                    logger.warning("cannot LISTEN for lot changes (%s); retrying in %.0f s",
-                                   type(exc).__name__, delay)
-                    await service.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, 30.0)
-                    continue
-                logger.info("listening for lot changes again")
-                delay = 1.0
-            assert self._conn is not None
-            try:
-                async for note in self._conn.notifies(timeout=0.5):
-                    if note.channel == channels.SIGN_OVERRIDE:
-                        await service.resync(pool)  # rare: one read of everything
-                    else:
-                        service.lot_changed(note.payload)
-            except psycopg.Error as exc:
-                # What changes meanwhile is read from lot_state after the reconnect.
-                service.metrics.db_errors.inc()
-                logger.warning("lost the LISTEN connection (%s); reconnecting",
-                               type(exc).__name__)
-                await self.close()
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-
-
 class SignageService:
     """Keeps every sign of a city showing its lots; ``run()`` blocks until ``stop()``."""
 
@@ -355,14 +122,12 @@ class SignageService:
                         signs.append(sign.id)
         self._forecast_lots = sorted({lot_id for sign in city.signs if sign.display.show_forecast
                                       for line in sign.lines for lot_id in line.lots})
-        self._tasks: dict[str, _SignTask] = {}
+        self._tasks: dict[str, SignTask] = {}
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event = asyncio.Event()
-        self._rows: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LOG_QUEUE_MAX)
-        self._health_rows: dict[str, dict[str, Any]] = {}
-        self._write_pending = asyncio.Event()
-        self._writer_closing = False
+        self.log = AuditLog(city.id, self.metrics)
+        self.audit, self.record_health = self.log.audit, self.log.record_health
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -410,7 +175,7 @@ class SignageService:
             check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
             kwargs={"autocommit": True, "connect_timeout": 5})
         await pool.open(wait=True, timeout=10)
-        feed = _LotFeed(self)
+        feed = LotFeed(self)
         status: ServiceStatus | None = None
         metrics_server = None
         try:
@@ -424,9 +189,9 @@ class SignageService:
             health = await self._load_health(pool)
             await feed.connect()  # LISTEN first, then read: no change falls in between
             await self.resync(pool)
-            self._tasks = {sign.id: _SignTask(self, sign, health.get(sign.id, _Health()))
+            self._tasks = {sign.id: SignTask(self, sign, health.get(sign.id, Health()))
                            for sign in self.city.signs}
-            writer = asyncio.create_task(self._write_loop(pool), name="signage-writer")
+            writer = asyncio.create_task(self.log.run(pool), name="signage-writer")
             background = [asyncio.create_task(feed.run(pool), name="signage-listen"),
                           asyncio.create_task(self._resync_loop(pool), name="signage-resync")]
             workers = [asyncio.create_task(task.run(), name=f"sign-{sign_id}")
@@ -470,15 +235,7 @@ class SignageService:
         for task in [*late, *background]:
             task.cancel()
         await asyncio.gather(*late, *background, return_exceptions=True)
-        self._writer_closing = True
-        self._write_pending.set()
-        try:
-            async with asyncio.timeout(deadline):
-                await writer
-        except TimeoutError:
-            logger.error("gave up writing %d sign_log rows at shutdown", self._rows.qsize())
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        await self.log.finish(writer, deadline)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but no longer than until ``stop()``."""
@@ -566,76 +323,12 @@ class SignageService:
                 self.metrics.db_errors.inc()
                 logger.warning("cannot read the lot states (%s)", type(exc).__name__)
 
-    async def _load_health(self, pool: AsyncConnectionPool[Any]) -> dict[str, _Health]:
+    async def _load_health(self, pool: AsyncConnectionPool[Any]) -> dict[str, Health]:
         """Each sign's health as the last run left it (failure counts and errors go on)."""
         async with pool.connection(timeout=5) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(queries("signage")["sign_health"], {"city": self.city.id})
             rows = await cur.fetchall()
-        return {row["sign_id"]: _Health(
+        return {row["sign_id"]: Health(
             row["content"], row["shown_since"], row["last_ack"], row["last_error"],
             row["last_error_at"], row["consecutive_failures"]) for row in rows}
 
-    # -- audit out --------------------------------------------------------------------------
-
-    async def audit(self, at: datetime, sign_id: str, content: dict[str, Any], *,
-                    ack: str | None = None, error: str | None = None) -> None:
-        """Queue one ``sign_log`` row (ok without ``error``); waits while the queue is full."""
-        await self._rows.put({"time": at, "sign_id": sign_id, "content": Jsonb(content),
-                              "ok": error is None, "error": error, "ack": ack})
-        self.metrics.log_queue.set(self._rows.qsize())
-        self._write_pending.set()
-
-    def record_health(self, sign_id: str, health: _Health, at: datetime) -> None:
-        """Queue the sign's current ``sign_state`` row (replacing one not yet written)."""
-        self._health_rows[sign_id] = health.row(sign_id, at)
-        self._write_pending.set()
-
-    async def _write_loop(self, pool: AsyncConnectionPool[Any]) -> None:
-        """Write queued rows in batches, in order, one transaction each; retry outages."""
-        rows: list[dict[str, Any]] = []
-        health: dict[str, dict[str, Any]] = {}
-        delay = 0.5
-        while True:
-            while len(rows) < WRITE_BATCH and not self._rows.empty():
-                rows.append(self._rows.get_nowait())
-            health.update(self._health_rows)  # newer snapshots replace older ones
-            self._health_rows = {}
-            if not rows and not health:
-                if self._writer_closing:
-                    return
-                await self._write_pending.wait()
-                self._write_pending.clear()
-                continue
-            try:
-                await self._write(pool, rows, list(health.values()), self.city.id)
-            except _TRANSIENT_DB as exc:
-                self.metrics.db_errors.inc()
-                logger.warning("cannot write %d sign_log rows (%s); retrying in %.1f s",
-                               len(rows), type(exc).__name__, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 30.0)
-                continue
-            except psycopg.Error as exc:  # retrying cannot help; keep the service running
-                self.metrics.db_errors.inc()
-                logger.error("the database refused %d sign_log rows and %d sign states: %s",
-                             len(rows), len(health), str(exc).strip().splitlines()[0])
-            rows, health, delay = [], {}, 0.5
-            self.metrics.log_queue.set(self._rows.qsize())
-
-    @staticmethod
-    async def _write(pool: AsyncConnectionPool[Any], rows: list[dict[str, Any]],
-                     health: list[dict[str, Any]], city_id: str) -> None:
-        q = queries("signage")
-        shown = [json.dumps({"sign_id": row["sign_id"], "city": city_id,
-                             "content": row["content"].obj,
-                             "shown_since": row["time"].isoformat().replace("+00:00", "Z")})
-                 for row in rows if row["ok"]]
-        shown = [payload for payload in shown if len(payload.encode()) < 8000]  # NOTIFY's limit
-        async with pool.connection(timeout=5) as conn, conn.transaction(), conn.cursor() as cur:
-            if rows:
-                await cur.executemany(q["insert_sign_log"], rows)
-            if shown:  # heard at commit, with the rows (the API's live stream)
-                await cur.execute(q["notify"], {"channel": channels.SIGN_CONTENT,
-                                                 "payloads": shown})
-            if health:
-                await cur.executemany(q["upsert_sign_state"], health)

@@ -1,0 +1,92 @@
+"""The lots' snapshot (``api._snapshot``): answers from memory, never older than the database
+by more than the NOTIFY's way, and right when time alone changes a lot."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from _helpers import utc_now, wait_for
+from _payloads import counter_topic, dumps, iso
+from fastapi.testclient import TestClient
+
+from core.city import City
+from core.registry import sync_registry
+from ingest import Message, Writer, prepare_connection
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def writer(conn: Conn, city: City) -> Writer:
+    sync_registry(conn, city)
+    prepare_connection(conn)
+    return Writer(city)
+
+
+def count(conn: Conn, writer: Writer, city: City, lot: str, occupied: int,
+          moment: datetime) -> None:
+    """A counter reading of ``lot`` through ingest's writer (which NOTIFYs at commit)."""
+    now = utc_now()
+    writer.write(conn, [Message(counter_topic(city.id, lot),
+                                dumps({"occupied": occupied, "ts": iso(moment)}), now)], now)
+
+
+def garage(client: TestClient, city: City) -> dict[str, Any]:
+    lot: dict[str, Any] = client.get(f"/v1/lots/{city.id}-garage").json()
+    return lot
+
+
+def test_answers_come_from_memory_until_the_database_says_otherwise(
+        api_client: TestClient, conn: Conn, city: City, writer: Writer) -> None:
+    count(conn, writer, city, "garage", 40, utc_now())
+    hub = api_client.app.state.hub  # type: ignore[attr-defined]
+    wait_for(lambda: hub.connected, timeout=10)
+    wait_for(lambda: garage(api_client, city)["free"] == 60, timeout=5)
+    views = hub.views
+    # Its time limit out of the way: a busy machine may take seconds for these requests.
+    views.max_age = timedelta(minutes=10)
+    views.invalidate()
+    first = api_client.get("/v1/lots")
+    reads = views.reads
+    for path in ("/v1/lots", "/v1/lots?format=geojson", "/v1/lots?format=csv",
+                 f"/v1/lots/{city.id}-garage", "/v1/parkapi", "/v1/datex2/parking-status"):
+        assert api_client.get(path).status_code == 200
+    assert api_client.get("/v1/lots").headers["etag"] == first.headers["etag"]
+    assert views.reads == reads  # nothing changed: not one read of the database
+
+    count(conn, writer, city, "garage", 55, utc_now())  # NOTIFY at commit
+    wait_for(lambda: garage(api_client, city)["free"] == 45, timeout=5)
+    assert views.reads > reads
+    changed = api_client.get("/v1/lots", headers={"If-None-Match": first.headers["etag"]})
+    assert changed.status_code == 200 and changed.headers["etag"] != first.headers["etag"]
+
+
+def test_time_alone_turns_a_count_stale_without_any_message(
+        api_client: TestClient, conn: Conn, city: City, writer: Writer) -> None:
+    lot = city.lot(f"{city.id}-garage")
+    # Stale in two seconds, and no message will come to say so.
+    counted = utc_now() - timedelta(seconds=lot.stale_after_s - 2)
+    count(conn, writer, city, "garage", 30, counted)
+    hub = api_client.app.state.hub  # type: ignore[attr-defined]
+    wait_for(lambda: hub.connected, timeout=10)
+    wait_for(lambda: garage(api_client, city)["free"] == 70, timeout=5)
+    assert garage(api_client, city)["status"] == "open"
+    turned = wait_for(lambda: (shown := garage(api_client, city))["status"] == "unknown"
+                      and shown, timeout=6)
+    assert turned["free"] is None and turned["stale"] is True
+    assert utc_now() - counted > timedelta(seconds=lot.stale_after_s)  # not before its time
+
+
+@pytest.mark.usefixtures("writer")
+def test_without_the_listen_connection_every_request_reads_the_database(
+        api_client: TestClient) -> None:
+    hub = api_client.app.state.hub  # type: ignore[attr-defined]
+    wait_for(lambda: hub.connected, timeout=10)
+    hub.views.listening = False  # as while the hub reconnects after losing the database
+    reads = hub.views.reads
+    api_client.get("/v1/lots")
+    api_client.get("/v1/lots")
+    assert hub.views.reads == reads + 2
