@@ -492,7 +492,8 @@ def test_a_model_pickled_with_its_lot_statistics_as_one_array_forecasts_the_same
     model = GradientBoostingForecaster(max_iter=5).fit(panel.head(split))
     old = copy.copy(model)
     stats = model.lot_stats_
-    old.lot_stats_ = np.column_stack([stats.spread, stats.volatility, stats.level, stats.decay])
+    old.lot_stats_ = np.column_stack(  # type: ignore[assignment]
+        [stats.spread, stats.volatility, stats.level, stats.decay])
     loaded = pickle.loads(pickle.dumps(old))
     origins = np.arange(split, panel.n_steps - 8, 7)
     for ours, theirs in zip(loaded.predict_all(panel, origins, 60),
