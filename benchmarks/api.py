@@ -45,7 +45,6 @@ import importlib.util
 import logging
 import math
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -60,7 +59,24 @@ import httpx
 import psycopg
 
 from api._history import history_range, points_query
-from benchmarks._common import DEFAULT_ADMIN_URL, BenchError, database, percentile, run_main
+from benchmarks._common import (
+    BenchError,
+    add_keep,
+    admin_url,
+    bench_parser,
+    database,
+    discard,
+    figure_table,
+    figures,
+    fmt,
+    met,
+    passed_on,
+    percentile,
+    refuse,
+    run_main,
+    service_env,
+    settings_line,
+)
 from benchmarks._common import Service as _Process
 from core.city import City, load_city
 from core.clock import Clock
@@ -387,14 +403,7 @@ class Result:
     settings: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        def rounded(value: Any) -> Any:
-            if isinstance(value, float):
-                return round(value, 3)
-            if isinstance(value, list):
-                return [rounded(item) for item in value]
-            return value
-
-        return {key: rounded(value) for key, value in self.__dict__.items()}
+        return figures(self)
 
 
 def _uvicorn_implementation() -> str:
@@ -406,24 +415,20 @@ def _uvicorn_implementation() -> str:
 
 def run(args: argparse.Namespace) -> Result:
     """One benchmark run; raises BenchError when the benchmark itself fails."""
-    admin_url = os.environ.get("PARKLEIT_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
     result = Result(days=args.days, concurrency=args.concurrency, rate=args.rate,
                     server=_uvicorn_implementation(), load_average_start=list(os.getloadavg()))
-    result.settings = {k: v for k, v in sorted(os.environ.items())
-                       if k.startswith("PARKLEIT_API_")}
+    result.settings = passed_on(("PARKLEIT_API_",))
     tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-api-"))
     servers: list[Server] = []
     try:
         city = load_city(CITY)
-        with database(admin_url) as db_url:
+        with database(admin_url()) as db_url:
             now = Clock().now()
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
                 result.history_rows = _seed(conn, city, now, args.days)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
-                   or k.startswith("PARKLEIT_API_")}
-            env |= {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_CITY": CITY,
-                    "PARKLEIT_API_RATE_PER_IP": "0"}
+            env = service_env(("PARKLEIT_API_",), DATABASE_URL=db_url, CITY=CITY,
+                              API_RATE_PER_IP="0")
             app_port, reference_port = free_port(), free_port()
             servers.append(Server("parkleit api", ["core.cli", "api", "--port", str(app_port)],
                                   env, tmp / "api.log", app_port))
@@ -443,12 +448,8 @@ def run(args: argparse.Namespace) -> Result:
                 result.history_database_ms = seconds * 1000
     finally:
         for server in servers:
-            if server.process.poll() is None:
-                server.process.kill()
-        if args.keep:
-            logger.info("kept %s", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            server.kill()
+        discard(tmp, args.keep)
     result.load_average = list(os.getloadavg())
     return result
 
@@ -526,16 +527,11 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:,.{digits}f}"
+    return fmt(value, digits)
 
 
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target and its reference."""
-
-    def met(ok: bool | None) -> str:
-        return "" if ok is None else ("yes" if ok else "NO")
 
     def ratio(value: float | None, reference: float | None) -> float | None:
         return None if value is None or not reference else value / reference
@@ -577,13 +573,8 @@ def table(result: Result) -> str:
     ]
     head = (f"parkleit API benchmark: Zeitz, {result.history_rows:,} history rows "
             f"({result.days} days); {result.server}")
-    width = max(len(line[0]) for line in lines)
-    out = [head, "",
-           f"{'figure':<{width}}  {'measured':>9}  {'target':<6}  {'met':<3}  "
-           "reference (constant JSON)",
-           f"{'-' * width}  {'-' * 9}  {'-' * 6}  ---  {'-' * 25}"]
-    out += [f"{label:<{width}}  {value:>9}  {target:<6}  {ok:<3}  {ref}".rstrip()
-            for label, value, target, ok, ref in lines]
+    out = [head, "", *figure_table(lines, measured=9, target=6,
+                                   reference="reference (constant JSON)", rule=25)]
     out += [
         "",
         f"closed loop: {result.concurrency} clients; the load generator used "
@@ -600,16 +591,12 @@ def table(result: Result) -> str:
         + " ".join(f"{v:.2f}" for v in result.load_average_start) + "; at the end: "
         + " ".join(f"{v:.2f}" for v in result.load_average),
     ]
-    if result.settings:
-        out.append("settings: " + " ".join(f"{k}={v}" for k, v in result.settings.items()))
-    return "\n".join(out)
+    return "\n".join(out + settings_line(result.settings))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.api",
-                                     description="API requests/s and latency next to a "
-                                     "minimal FastAPI endpoint.")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = bench_parser("api", "API requests/s and latency next to a minimal FastAPI "
+                          "endpoint.")
     parser.add_argument("--days", type=int, default=365,
                         help="days of history to load and to ask for at 15m")
     parser.add_argument("--concurrency", type=int, default=8,
@@ -624,8 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most connections the open loop may open")
     parser.add_argument("--history-requests", type=int, default=30,
                         help="history requests to time (0: none)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (server logs)")
+    add_keep(parser, "server logs")
     parser.add_argument("--serve-reference", type=int, metavar="PORT",
                         help=argparse.SUPPRESS)  # the reference server's own process
     return parser
@@ -637,10 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve_reference(args.serve_reference)
     if (args.days < 1 or args.concurrency < 1 or args.duration <= 0 or args.rate <= 0
             or args.rate_duration <= 0 or args.connections < 1 or args.history_requests < 0):
-        print("benchmarks.api: --days, --concurrency and --connections must be >= 1, "
-              "--duration, --rate and --rate-duration > 0, --history-requests >= 0",
-              file=sys.stderr)
-        return 2
+        return refuse("api", "--days, --concurrency and --connections must be >= 1, "
+                      "--duration, --rate and --rate-duration > 0, --history-requests >= 0")
     return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
                     log=logger, quiet=["httpx"])
 

@@ -7,6 +7,7 @@ from forecasting._baselines import (
     SeasonalNaive,
 )
 from forecasting._data import DataError, Panel, load_csv, panel_from_frame
+from forecasting._evaluate import baselines, evaluate, test_start
 from forecasting._model import GradientBoostingForecaster
 from forecasting._service import (
     Backtest,
@@ -38,11 +39,14 @@ __all__ = [
     "ProfileAnomaly",
     "SeasonalNaive",
     "backtest",
+    "baselines",
+    "evaluate",
     "load_csv",
     "load_newest",
     "newest_model",
     "panel_from_frame",
     "predict",
     "refresh_accuracy",
+    "test_start",
     "train",
 ]
