@@ -82,6 +82,26 @@ def city_toml(sign_addresses: list[str]) -> str:
     return "\n".join(parts)
 
 
+@dataclass
+class Result:
+    """Every figure of one run (milliseconds)."""
+
+    updates: int
+    signs: int
+    missed: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    max_ms: float | None = None
+    reference_p50_ms: float | None = None
+    reference_p95_ms: float | None = None
+    signage_p50_ms: float | None = None
+    signage_p95_ms: float | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return common.figures(self, 1)
+
+
 class SignWatch:
     """NTCIP sign simulators on an event loop in a thread of their own; every change of what a
     sign shows is recorded with its wall-clock time (the clock of the NOTIFY listener)."""
@@ -136,26 +156,6 @@ class SignWatch:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
-
-
-@dataclass
-class Result:
-    """Every figure of one run (milliseconds)."""
-
-    updates: int
-    signs: int
-    missed: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    max_ms: float | None = None
-    reference_p50_ms: float | None = None
-    reference_p95_ms: float | None = None
-    signage_p50_ms: float | None = None
-    signage_p95_ms: float | None = None
-    settings: dict[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return common.figures(self, 1)
 
 
 def _note_time(listener: NotifyListener, since: float, free: int, timeout: float) -> float | None:
