@@ -43,7 +43,7 @@ $(BROWSER):
 	else echo "no $(BROWSER) and no root for apt-get: the browser tests will be skipped"; fi
 
 demo: setup
-	$(PY) -m core.cli demo --city zeitz,naumburg
+	$(PY) -m parkleit demo --city zeitz,naumburg
 
 lint: setup
 	$(VENV)/bin/ruff check .

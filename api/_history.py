@@ -38,8 +38,9 @@ def points_query(resolution: Literal["15m", "1h", "1d"]) -> sql.Composed:
     """The newest bucket of ``query_name(resolution)`` and its buckets as the JSON text of the
     history route's points (``api/history.sql``)."""
     buckets = queries("api")[query_name(resolution)].rstrip().rstrip(";")
-    return (sql.SQL("WITH buckets AS ({}) ").format(sql.SQL(buckets))
-            + sql.SQL(queries("api", "history")["history_points"]))
+    history = queries("api", "history")
+    return sql.SQL(history["history_of"]).format(buckets=sql.SQL(buckets),
+                                                 points=sql.SQL(history["history_points"]))
 
 
 def history_range(start: datetime | None, end: datetime | None, resolution: Resolution, *,

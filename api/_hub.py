@@ -9,10 +9,15 @@
   publishes what differs from what it holds.
 - The hub holds the current state of every lot and sign of every city. A subscriber gets it
   first, taken in the same step as it is subscribed (no gap, nothing twice), then each change.
-- Fan-out: each subscriber has a queue of ``API_STREAM_QUEUE_MAX`` events and publishing never
-  waits. An event that finds a queue full drops that subscriber: its stream ends, the client
-  reconnects after the ``retry`` hint and gets the current state first, so it misses only
-  states that were already superseded. Dropped subscribers are counted (``dropped``).
+- Fan-out: each event is encoded once, as the bytes of its SSE frame, and shared by every
+  subscriber that wants it (a set lookup per subscriber). Publishing never waits: a subscriber
+  keeps the newest pending event per lot or sign (``pending``, in order of first arrival), so
+  a burst - a resync or a commit of thousands of NOTIFYs - is coalesced into the newest state
+  of each, and a fast client misses only states that were already superseded. A client whose
+  oldest pending event has waited ``API_STREAM_MAX_LAG_S`` is not reading: it is dropped (its
+  stream ends, the client reconnects after the ``retry`` hint and gets the current state
+  first) and counted (``dropped``).
+- At most ``API_STREAM_MAX_PER_IP`` streams per client address (``subscribe`` refuses more).
 - Stale is not free: every ``API_STREAM_STALE_CHECK_S`` a lot whose count is older than its
   ``stale_after_s`` is published as ``unknown`` (quality 0), even with ingest down and no
   message at all. Closed lots stay closed. Older news (by ``updated``) never replaces newer.
@@ -26,11 +31,13 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from fastapi.sse import format_sse_event
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -43,7 +50,7 @@ from core.db import queries
 from core.settings import Settings
 from core.status import COUNTED, LotStatus
 
-__all__ = ["Event", "Hub", "Subscriber"]
+__all__ = ["Event", "Hub", "Subscriber", "TooManyStreams"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +62,32 @@ _CHANNELS = (channels.LOT_STATE, channels.SIGN_CONTENT, channels.CONFIG, channel
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event of the stream: ``kind`` lot or sign, the id it is about, its JSON data, the
-    city it is in."""
+    city it is in, and its SSE frame as sent (encoded once for every client)."""
 
     kind: str
     key: str
     id: str
     data: str
     city: str
+    frame: bytes
+
+
+class TooManyStreams(Exception):
+    """The client address has ``API_STREAM_MAX_PER_IP`` streams open already."""
 
 
 @dataclass(eq=False)
 class Subscriber:
-    """One stream client: what it wants (None: all; ``cities`` narrows the others) and its
-    bounded queue."""
+    """One stream client: what it wants (None: all; ``cities`` narrows the others), its
+    address, and the newest event per lot or sign it has not taken yet (with the monotonic
+    time the first of them arrived), in order of first arrival."""
 
     lots: frozenset[str] | None
     signs: frozenset[str] | None
-    queue: asyncio.Queue[Event | None]
     cities: frozenset[str] | None = None
+    address: str = ""
+    pending: dict[tuple[str, str], tuple[float, Event]] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
 
     def wants(self, event: Event) -> bool:
@@ -81,11 +96,30 @@ class Subscriber:
         return (wanted is None or event.key in wanted) and (
             self.cities is None or event.city in self.cities)
 
+    def offer(self, event: Event, now: float) -> None:
+        """Hold ``event`` for the client, in place of an older one about the same lot or sign."""
+        key = (event.kind, event.key)
+        held = self.pending.get(key)
+        self.pending[key] = (now if held is None else held[0], event)  # keeps its place
+        self.wake.set()
+
+    def lag(self, now: float) -> float:
+        """Seconds the oldest pending event has waited (0 if none)."""
+        for arrived, _ in self.pending.values():
+            return now - arrived
+        return 0.0
+
+    def take(self) -> bytes:
+        """The frames of every pending event, oldest first; none pending after."""
+        frames = b"".join(event.frame for _, event in self.pending.values())
+        self.pending.clear()
+        self.wake.clear()
+        return frames
+
     def close(self) -> None:
-        """End the client's stream (it sees this before its next event)."""
+        """End the client's stream once it has taken what is pending."""
         self.closed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)  # wakes a client waiting on an empty queue
+        self.wake.set()
 
 
 class Hub:
@@ -97,6 +131,7 @@ class Hub:
         self.lots: dict[str, tuple[LotStatus, Event]] = {}
         self.signs: dict[str, tuple[Any, Event]] = {}  # content, event
         self.subscribers: set[Subscriber] = set()
+        self.streams_per_address: Counter[str] = Counter()  # open streams, dropped ones too
         self.dropped = 0
         self.connected = False
         self.views = LotViews()  # the lots' views of the open-data routes
@@ -120,41 +155,64 @@ class Hub:
     # -- subscribers ------------------------------------------------------------------------
 
     def subscribe(self, lots: frozenset[str] | None, signs: frozenset[str] | None,
-                  cities: frozenset[str] | None = None) -> tuple[Subscriber, list[Event]]:
-        """A new subscriber and the current state it asked for, lots first."""
+                  cities: frozenset[str] | None = None, address: str = "") -> Subscriber:
+        """A new subscriber, the current state it asked for pending (lots first);
+        TooManyStreams if ``address`` has ``API_STREAM_MAX_PER_IP`` streams open already."""
+        if self.streams_per_address[address] >= self.settings.API_STREAM_MAX_PER_IP:
+            raise TooManyStreams(address)
         self.check_staleness()
-        subscriber = Subscriber(lots, signs, asyncio.Queue(self.settings.API_STREAM_QUEUE_MAX),
-                                cities)
-        current = [event for _, (_, event) in sorted(self.lots.items())]
-        current += [event for _, (_, event) in sorted(self.signs.items())]
+        subscriber = Subscriber(lots, signs, cities, address)
+        now = time.monotonic()
+        for events in (self.lots, self.signs):
+            for _, (_, event) in sorted(events.items()):
+                if subscriber.wants(event):
+                    subscriber.offer(event, now)
+        self.streams_per_address[address] += 1
         if self.ending:
             subscriber.close()  # the current state, then the end: the server is going away
         else:
             self.subscribers.add(subscriber)
-        return subscriber, [event for event in current if subscriber.wants(event)]
+        return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        """Forget ``subscriber`` (its stream has ended); idempotent."""
+        """Forget ``subscriber`` (its stream has ended); call once per ``subscribe``."""
         self.subscribers.discard(subscriber)
+        self.streams_per_address[subscriber.address] -= 1
+        if self.streams_per_address[subscriber.address] <= 0:
+            del self.streams_per_address[subscriber.address]
 
     def _publish(self, event: Event) -> None:
+        now = time.monotonic()
         for subscriber in list(self.subscribers):
-            if not subscriber.wants(event):
-                continue
-            try:
-                subscriber.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # Never wait for one client: it reconnects and gets the current state.
-                self.subscribers.discard(subscriber)
-                subscriber.close()
-                self.dropped += 1
-                logger.info("dropped a stream client %d events behind",
-                            subscriber.queue.qsize())
+            if subscriber.wants(event) and not self._dropped_if_behind(subscriber, now):
+                subscriber.offer(event, now)
+
+    def _dropped_if_behind(self, subscriber: Subscriber, now: float) -> bool:
+        """Drop ``subscriber`` if it has not taken an event for ``API_STREAM_MAX_LAG_S``."""
+        lag = subscriber.lag(now)
+        if lag < self.settings.API_STREAM_MAX_LAG_S:
+            return False
+        # Never wait for one client: it reconnects and gets the current state.
+        self.subscribers.discard(subscriber)
+        logger.info("dropped a stream client of %s: %d events pending for %.0f s",
+                    subscriber.address, len(subscriber.pending), lag)
+        subscriber.pending.clear()
+        subscriber.close()
+        self.dropped += 1
+        return True
+
+    def drop_laggards(self) -> None:
+        """Drop every subscriber that has not taken an event for ``API_STREAM_MAX_LAG_S``."""
+        now = time.monotonic()
+        for subscriber in list(self.subscribers):
+            self._dropped_if_behind(subscriber, now)
 
     def _event(self, kind: str, key: str, city: str, data: dict[str, Any]) -> Event:
         # Microseconds since the epoch, strictly increasing: ids grow across restarts too.
         self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
-        return Event(kind, key, str(self._last_id), json.dumps(data), city)
+        event_id, text = str(self._last_id), json.dumps(data)
+        return Event(kind, key, event_id, text, city,
+                     format_sse_event(data_str=text, event=kind, id=event_id))
 
     # -- state in ---------------------------------------------------------------------------
 
@@ -323,6 +381,7 @@ class Hub:
                             await self._reload_cities()
                             await self.resync()
                         self.check_staleness()
+                        self.drop_laggards()
             except (psycopg.Error, PoolTimeout, OSError) as exc:
                 self.connected = self.views.listening = False
                 logger.warning("live stream: no database (%s); retrying in %.0f s",
@@ -333,4 +392,5 @@ class Hub:
             while (left := until - time.monotonic()) > 0:
                 await asyncio.sleep(min(left, check_s))
                 self.check_staleness()
+                self.drop_laggards()
             delay = min(delay * 2, 30.0)

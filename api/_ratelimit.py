@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api._http import problem
 
-__all__ = ["RateLimit", "TokenBuckets", "retry_after"]
+__all__ = ["RateLimit", "TokenBuckets", "client_address", "retry_after"]
 
 MAX_BUCKETS = 100_000
 
@@ -50,6 +50,12 @@ class TokenBuckets:
         return wait
 
 
+def client_address(scope: Scope) -> str:
+    """The client IP of a request as the server saw it (``API_FORWARDED_ALLOW_IPS``)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 def retry_after(wait: float) -> str:
     """The ``Retry-After`` value (whole seconds, at least 1) for a wait in seconds."""
     return str(max(1, math.ceil(wait)))
@@ -65,8 +71,7 @@ class RateLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        wait = self.buckets.take(client[0] if client else "unknown")
+        wait = self.buckets.take(client_address(scope))
         if not wait:
             await self.app(scope, receive, send)
             return

@@ -8,6 +8,7 @@ WHERE lot_id = %(lot_id)s
 FOR UPDATE;
 
 -- name: close_lot
+-- A lot closed by an operator, or its closure replaced.
 INSERT INTO lot_closures (lot_id, reason, closed_by, since, until)
 VALUES (%(lot_id)s, %(reason)s, %(key_name)s, %(since)s, %(until)s)
 ON CONFLICT (lot_id) DO UPDATE SET
@@ -15,15 +16,19 @@ ON CONFLICT (lot_id) DO UPDATE SET
     until = excluded.until;
 
 -- name: open_lot
+-- A lot's operator closure lifted.
 DELETE FROM lot_closures WHERE lot_id = %(lot_id)s;
 
 -- name: set_lot_status
+-- A lot's status set at once (closed on closing, before ingest's next batch).
 UPDATE lot_state SET status = %(status)s WHERE lot_id = %(lot_id)s;
 
 -- name: sign_registered
+-- A row if the sign is in the registry.
 SELECT 1 FROM signs WHERE sign_id = %(sign_id)s;
 
 -- name: set_sign_override
+-- What a sign shows instead of its rendered content, set or replaced.
 INSERT INTO sign_overrides (sign_id, content, reason, set_by, since, until)
 VALUES (%(sign_id)s, %(content)s, %(reason)s, %(key_name)s, %(since)s, %(until)s)
 ON CONFLICT (sign_id) DO UPDATE SET
@@ -31,11 +36,14 @@ ON CONFLICT (sign_id) DO UPDATE SET
     since = excluded.since, until = excluded.until;
 
 -- name: clear_sign_override
+-- A sign's operator override lifted.
 DELETE FROM sign_overrides WHERE sign_id = %(sign_id)s;
 
 -- name: notify
+-- One notification on a channel, delivered when the transaction commits.
 SELECT pg_notify(%(channel)s, %(payload)s);
 
 -- name: audit
+-- One admin action in the audit log.
 INSERT INTO admin_audit (time, key_name, client, action, target, detail)
 VALUES (%(time)s, %(key_name)s, %(client)s, %(action)s, %(target)s, %(detail)s);

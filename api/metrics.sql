@@ -20,11 +20,13 @@ ORDER BY f.time DESC
 LIMIT 1;
 
 -- name: newest_model
+-- Age of the city's newest trained model (NULL: none yet).
 SELECT extract(epoch FROM %(now)s::timestamptz - max(created_at))::float8 AS age_s
 FROM forecast_models
 WHERE city = %(city)s;
 
 -- name: forecast_accuracy
+-- The published forecast error of each of the city's lots and horizons.
 SELECT a.lot_id, a.horizon_min, a.mae, a.mae_rate
 FROM forecast_accuracy AS a
 JOIN lots AS l USING (lot_id)

@@ -4,12 +4,14 @@
 -- TimescaleDB, views on plain PostgreSQL), never from the raw rows.
 
 -- name: lots
+-- The city's lots, by name.
 SELECT lot_id, name, kind, counting, capacity
 FROM lots
 WHERE city = %(city)s
 ORDER BY name, lot_id;
 
 -- name: occupancy_15m
+-- Occupancy of the city's lots per 15 minutes in [from, to).
 SELECT o.bucket, o.lot_id, o.occupied, o.capacity
 FROM lot_occupancy_15m AS o
 JOIN lots AS l USING (lot_id)
@@ -17,6 +19,7 @@ WHERE l.city = %(city)s AND o.bucket >= %(from)s AND o.bucket < %(to)s
 ORDER BY o.bucket, o.lot_id;
 
 -- name: occupancy_1h
+-- Occupancy of the city's lots per hour in [from, to).
 SELECT o.bucket, o.lot_id, o.occupied, o.capacity
 FROM lot_occupancy_1h AS o
 JOIN lots AS l USING (lot_id)
@@ -127,6 +130,7 @@ GROUP BY l.lot_id, st.lot_id
 ORDER BY l.name, l.lot_id;
 
 -- name: sensor_problems
+-- The city's sensors with a problem at ``now``, the worst first.
 SELECT s.sensor_id, s.lot_id, s.network, s.last_seen, s.state_since, s.battery_v,
        s.battery_pct, s.rssi, s.snr, s.gateway_id, s.silent, s.stuck, s.battery_low,
        s.counter_jump
@@ -150,6 +154,7 @@ GROUP BY h.gateway_id
 ORDER BY 4 DESC, h.gateway_id;
 
 -- name: sign_log
+-- The pushes to the city's signs in [from, to), the newest first.
 SELECT e.time, e.sign_id, e.content, e.ok, e.error, e.ack
 FROM sign_log AS e
 JOIN signs AS g USING (sign_id)

@@ -24,19 +24,12 @@ LEFT JOIN LATERAL (
 
 -- name: special_bays
 -- Per lot and bay kind other than standard: the bays, and of them the occupied and the
--- stuck ones, by the rule ingest counts a lot's free bays with (a stuck sensor's bay counts
--- neither free nor occupied; a bay not heard from yet counts as free).
-SELECT b.lot_id, b.kind, count(*) AS bays,
-       count(*) FILTER (WHERE s.occupied AND NOT k.stuck) AS occupied,
-       count(*) FILTER (WHERE k.stuck) AS stuck
-FROM bays AS b
-JOIN lots AS l ON l.lot_id = b.lot_id
-LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
-CROSS JOIN LATERAL (
-    SELECT bay_stuck(s.occupied, s.since, l.max_dwell_s, l.max_idle_s, %(now)s) AS stuck
-) AS k
-WHERE b.lot_id = ANY(%(lot_ids)s) AND b.kind <> 'standard'
-GROUP BY b.lot_id, b.kind;
+-- stuck ones, by the rule ingest counts a lot's free bays with (bay_status).
+SELECT lot_id, kind, count(*) AS bays, count(*) FILTER (WHERE occupied) AS occupied,
+       count(*) FILTER (WHERE stuck) AS stuck
+FROM bay_status(%(now)s)
+WHERE lot_id = ANY(%(lot_ids)s) AND kind <> 'standard'
+GROUP BY lot_id, kind;
 
 -- name: occupancy_raw
 -- Every stored reading of the lots in [from, to), as one-sample buckets.
@@ -58,6 +51,7 @@ WHERE lot_id = ANY(%(lot_ids)s) AND bucket >= %(from)s AND bucket < %(to)s
 ORDER BY lot_id, bucket;
 
 -- name: occupancy_1h
+-- Hourly buckets starting in [from, to), as occupancy_15m.
 SELECT lot_id, bucket AS time, round(occupied::float8 * 100) / 100 AS occupied,
        round(free::float8 * 100) / 100 AS free, free_min, capacity, samples
 FROM lot_occupancy_1h
@@ -90,4 +84,5 @@ WHERE lot_id = %(lot_id)s AND kind = 'live'
 ORDER BY horizon_min;
 
 -- name: schema_version
+-- The newest migration the database has.
 SELECT max(version) AS version FROM schema_migrations;

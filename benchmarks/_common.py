@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from core.embedded import PrivateBroker
+from parkleit.embedded import PrivateBroker
 
 logger = logging.getLogger(__name__)
 

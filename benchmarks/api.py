@@ -1,7 +1,8 @@
 """API speed: requests/s and latency of ``/v1/lots`` and of a one-year history query, next to a
 minimal FastAPI endpoint served the same way on the same machine in the same run.
 
-``python -m benchmarks.api [--json] [--days 365] [--concurrency 8] [--rate 200]``
+``python -m benchmarks.api [--json] [--days 365] [--concurrency 8] [--rate 200] [--streams 300]
+[--only stream]``
 
 What it does, all of it private to the run:
 
@@ -27,6 +28,12 @@ What it does, all of it private to the run:
    next to the route's query for the whole range in one piece, run by psycopg straight
    against the database (the SQL alone: the buckets aggregated and written as JSON text, and
    their transfer; the route reads a range that long as two halves at once).
+
+5. the live stream: ``--streams`` clients of ``GET /v1/stream`` open (each reading every event)
+   while ``--events`` lot status NOTIFYs a second arrive on ``parkleit_lot_state`` as ingest
+   sends them (one commit each, a Zeitz lot after the other), and ``/v1/lots`` timed at
+   ``--rate`` again, next to its idle figure of 3b; with the app's CPU seconds per second.
+   ``--only stream`` runs 3b for ``/v1/lots`` and this alone (no reference, no history).
 
 The server CPU per request (from ``/proc``) of the app and the reference, and the share of a
 core the load generator itself used, are reported as well: when the client is the slower
@@ -78,11 +85,13 @@ from benchmarks._common import (
     settings_line,
 )
 from benchmarks._common import Service as _Process
+from core import channels
 from core.city import City, load_city
 from core.clock import Clock
 from core.db import migrate
-from core.embedded import LOOPBACK, free_port
 from core.registry import sync_registry
+from core.status import LotStatus
+from parkleit.embedded import LOOPBACK, free_port
 from simulators.history import backfill_history
 
 __all__ = ["Result", "main", "reference_app", "run"]
@@ -98,6 +107,7 @@ TARGET_HISTORY_P99_MS = 100.0
 TARGET_CPU_RATIO = 2.0  # server CPU per /v1/lots request / the constant's
 TARGET_P99_RATIO = 1.5  # /v1/lots p99 at the fixed rate / the constant's
 TARGET_HISTORY_RATIO = 1.2  # one-year history p50 / its SQL alone
+TARGET_STREAM_P99_RATIO = 2.0  # /v1/lots p99 with the streams open / idle
 HISTORY_WARMUP = 2
 FORECAST_HORIZONS = (15, 30, 60, 120)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -121,7 +131,7 @@ def reference_app() -> Any:
 
 
 def _serve_reference(port: int) -> int:
-    """Serve ``reference_app`` as ``parkleit api`` serves the app (``core.cli._cmd_api``)."""
+    """Serve ``reference_app`` as ``parkleit api`` serves the app (``parkleit.cli._cmd_api``)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO,
@@ -397,6 +407,15 @@ class Result:
     history_bytes_gzip: int = 0
     history_server_cpu_ms: float | None = None
     history_database_ms: float | None = None
+    streams: int = 0
+    stream_events_per_s: float = 0.0
+    streams_open: int = 0
+    stream_events_received: int = 0
+    stream_lots_p50_ms: float | None = None
+    stream_lots_p99_ms: float | None = None
+    stream_lots_errors: int = 0
+    stream_server_cpu_per_s: float | None = None
+    idle_server_cpu_per_s: float | None = None
     server: str = ""
     load_average_start: list[float] = field(default_factory=list)
     load_average: list[float] = field(default_factory=list)
@@ -428,9 +447,11 @@ def run(args: argparse.Namespace) -> Result:
                 migrate(conn)
                 result.history_rows = _seed(conn, city, now, args.days)
             env = service_env(("PARKLEIT_API_",), DATABASE_URL=db_url, CITY=CITY,
-                              API_RATE_PER_IP="0")
+                              API_RATE_PER_IP="0",
+                              # every stream comes from 127.0.0.1
+                              API_STREAM_MAX_PER_IP=str(max(20, args.streams)))
             app_port, reference_port = free_port(), free_port()
-            servers.append(Server("parkleit api", ["core.cli", "api", "--port", str(app_port)],
+            servers.append(Server("parkleit api", ["parkleit", "api", "--port", str(app_port)],
                                   env, tmp / "api.log", app_port))
             servers.append(Server("reference", ["benchmarks.api", "--serve-reference",
                                                 str(reference_port)],
@@ -438,11 +459,11 @@ def run(args: argparse.Namespace) -> Result:
             servers[0].wait_ready("/healthz", 60)
             servers[1].wait_ready("/ping", 60)
             try:
-                asyncio.run(_measure(args, result, city, now, *servers))
+                asyncio.run(_measure(args, result, city, now, db_url, *servers))
             finally:
                 for server in servers:
                     server.stop()
-            if args.history_requests:
+            if args.history_requests and args.only != "stream":
                 seconds, result.history_buckets = _database_time(
                     db_url, _history_params(city, now, args.days), 5)
                 result.history_database_ms = seconds * 1000
@@ -472,15 +493,20 @@ def _check(load: Load, what: str) -> None:
 
 
 async def _measure(args: argparse.Namespace, result: Result, city: City, now: datetime,
-                   app: Server, reference: Server) -> None:
+                   db_url: str, app: Server, reference: Server) -> None:
     lots_path = "/v1/lots"
+    only_stream = args.only == "stream"
     for server, path, name in ((reference, "/ping", "reference"), (app, lots_path, "lots")):
-        logger.info("%s: closed loop, %d clients, %.0f s", name, args.concurrency,
-                    args.duration)
-        most = await closed_loop(server, path, concurrency=args.concurrency,
-                                 duration=args.duration)
-        _check(most, f"{server.name} {path}")
-        server.check_alive()
+        if only_stream and server is reference:
+            continue
+        most = Load()
+        if not only_stream:
+            logger.info("%s: closed loop, %d clients, %.0f s", name, args.concurrency,
+                        args.duration)
+            most = await closed_loop(server, path, concurrency=args.concurrency,
+                                     duration=args.duration)
+            _check(most, f"{server.name} {path}")
+            server.check_alive()
         logger.info("%s: %.0f requests/s; open loop at %.0f/s for %.0f s", name, most.rate,
                     args.rate, args.rate_duration)
         fixed = await open_loop(server, path, rate=args.rate, duration=args.rate_duration,
@@ -504,10 +530,14 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
             result.lots_achieved_rate = fixed.rate
             result.lots_p50_ms, result.lots_p95_ms, result.lots_p99_ms, \
                 result.lots_max_ms = (fixed.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+            result.idle_server_cpu_per_s = fixed.server_cpu_s / fixed.elapsed_s
     if result.reference_rps:
         result.ratio = result.lots_rps / result.reference_rps
 
-    if args.history_requests:
+    if args.streams:
+        await _with_streams(args, result, city, db_url, app)
+
+    if args.history_requests and not only_stream:
         params = _history_params(city, now, args.days)
         query = httpx.QueryParams({"from": params["from"].isoformat(),
                                    "to": params["to"].isoformat(), "resolution": "15m"})
@@ -521,6 +551,63 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
         result.history_server_cpu_ms = history.server_cpu_ms
         result.history_p50_ms, result.history_p95_ms, result.history_p99_ms, \
             result.history_max_ms = (history.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+
+
+async def _with_streams(args: argparse.Namespace, result: Result, city: City,
+                        db_url: str, app: Server) -> None:
+    """``/v1/lots`` at the fixed rate with ``--streams`` streams open and ``--events`` lot
+    status NOTIFYs a second."""
+    result.streams, result.stream_events_per_s = args.streams, args.events
+    received = [0]
+    opened = asyncio.Event()
+
+    async def one_stream(http: httpx.AsyncClient) -> None:
+        async with http.stream("GET", app.base_url + "/v1/stream") as response:
+            if response.status_code != 200:
+                raise BenchError(f"/v1/stream answered {response.status_code}")
+            result.streams_open += 1
+            if result.streams_open == args.streams:
+                opened.set()
+            async for line in response.aiter_lines():
+                received[0] += line.startswith("event:")
+
+    async def notify(stop: asyncio.Event) -> None:
+        # As ingest sends them: a lot's status after each count, one commit each.
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            loop = asyncio.get_running_loop()
+            began, sent = loop.time(), 0
+            while not stop.is_set():
+                lot = city.lots[sent % len(city.lots)]
+                free = sent % (lot.capacity + 1)
+                status = LotStatus(lot.id, free, lot.capacity - free, lot.capacity, "open",
+                                   Clock().now(), 1.0)
+                await conn.execute("SELECT pg_notify(%s, %s)", (
+                    channels.LOT_STATE, status.notification(city.city.id)))
+                sent += 1
+                await asyncio.sleep(max(0.0, began + sent / args.events - loop.time()))
+
+    logger.info("stream: %d streams open, %.0f events/s; /v1/lots at %.0f/s for %.0f s",
+                args.streams, args.events, args.rate, args.rate_duration)
+    stop = asyncio.Event()
+    async with client(args.streams) as http, asyncio.TaskGroup() as group:
+        streams = [group.create_task(one_stream(http)) for _ in range(args.streams)]
+        await asyncio.wait_for(opened.wait(), 60)
+        notifier = group.create_task(notify(stop))
+        await asyncio.sleep(2.0)  # the events flowing
+        before = received[0]
+        fixed = await open_loop(app, "/v1/lots", rate=args.rate, duration=args.rate_duration,
+                                connections=args.connections)
+        result.stream_events_received = received[0] - before
+        stop.set()
+        await notifier
+        for stream in streams:
+            stream.cancel()
+    app.check_alive()
+    _check(fixed, f"{app.name} /v1/lots with streams")
+    result.stream_lots_errors = fixed.errors
+    result.stream_lots_p50_ms, result.stream_lots_p99_ms = (fixed.quantile_ms(q)
+                                                            for q in (0.5, 0.99))
+    result.stream_server_cpu_per_s = fixed.server_cpu_s / fixed.elapsed_s
 
 
 # --------------------------------------------------------------------------- output
@@ -571,6 +658,19 @@ def table(result: Result) -> str:
         (f"history {result.days} d at 15m: p99 (ms)", _fmt(result.history_p99_ms),
          f"< {TARGET_HISTORY_P99_MS:.0f}", met(history_ok), ""),
     ]
+    if result.streams:
+        streams = (f"{result.streams} streams, {result.stream_events_per_s:g} events/s")
+        stream_p99 = ratio(result.stream_lots_p99_ms, result.lots_p99_ms)
+        lines += [
+            (f"GET /v1/lots at {rate}, {streams}: p50 (ms)", _fmt(result.stream_lots_p50_ms),
+             "", "", f"{_fmt(result.lots_p50_ms)} idle"),
+            (f"GET /v1/lots at {rate}, {streams}: p99 (ms)", _fmt(result.stream_lots_p99_ms),
+             "", "", f"{_fmt(result.lots_p99_ms)} idle"),
+            ("  its ratio to the idle p99", _fmt(stream_p99, 2), f"<= {TARGET_STREAM_P99_RATIO}",
+             met(None if stream_p99 is None else stream_p99 <= TARGET_STREAM_P99_RATIO), ""),
+            ("  API CPU seconds per second", _fmt(result.stream_server_cpu_per_s, 2), "", "",
+             f"{_fmt(result.idle_server_cpu_per_s, 2)} idle"),
+        ]
     head = (f"parkleit API benchmark: Zeitz, {result.history_rows:,} history rows "
             f"({result.days} days); {result.server}")
     out = [head, "", *figure_table(lines, measured=9, target=6,
@@ -587,6 +687,9 @@ def table(result: Result) -> str:
         f"{result.history_buckets:,} buckets, {result.history_bytes_gzip:,} bytes gzipped, "
         f"server CPU {_fmt(result.history_server_cpu_ms)} ms per request, max "
         f"{_fmt(result.history_max_ms)} ms, {result.history_errors} errors",
+        f"streams: {result.streams_open} of {result.streams} open, "
+        f"{result.stream_events_received:,} events received while /v1/lots was timed; "
+        f"{result.stream_lots_errors} errors",
         "load average (1, 5, 15 min) at the start: "
         + " ".join(f"{v:.2f}" for v in result.load_average_start) + "; at the end: "
         + " ".join(f"{v:.2f}" for v in result.load_average),
@@ -611,6 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most connections the open loop may open")
     parser.add_argument("--history-requests", type=int, default=30,
                         help="history requests to time (0: none)")
+    parser.add_argument("--streams", type=int, default=300,
+                        help="live streams open while /v1/lots is timed again (0: none)")
+    parser.add_argument("--events", type=float, default=20.0,
+                        help="lot status NOTIFYs a second while the streams are open")
+    parser.add_argument("--only", choices=("all", "stream"), default="all",
+                        help="stream: only /v1/lots at the fixed rate, idle and with streams")
     add_keep(parser, "server logs")
     parser.add_argument("--serve-reference", type=int, metavar="PORT",
                         help=argparse.SUPPRESS)  # the reference server's own process
@@ -622,9 +731,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_reference is not None:
         return _serve_reference(args.serve_reference)
     if (args.days < 1 or args.concurrency < 1 or args.duration <= 0 or args.rate <= 0
-            or args.rate_duration <= 0 or args.connections < 1 or args.history_requests < 0):
+            or args.rate_duration <= 0 or args.connections < 1 or args.history_requests < 0
+            or args.streams < 0 or args.events <= 0):
         return refuse("api", "--days, --concurrency and --connections must be >= 1, "
-                      "--duration, --rate and --rate-duration > 0, --history-requests >= 0")
+                      "--duration, --rate, --rate-duration and --events > 0, --history-requests "
+                      "and --streams >= 0")
     return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
                     log=logger, quiet=["httpx"])
 

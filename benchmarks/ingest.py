@@ -70,9 +70,9 @@ from benchmarks import _common as common
 from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
 from core.city import City, load_city
 from core.db import migrate, queries
-from core.embedded import LOOPBACK, PrivateBroker, free_port
 from core.registry import sync_registry
 from core.settings import Settings
+from parkleit.embedded import LOOPBACK, PrivateBroker, free_port
 from simulators import mqtt_client
 
 __all__ = ["BenchError", "Result", "city_toml", "main", "run"]
@@ -270,7 +270,7 @@ class Worker(Service):
         self.index, self.metrics_port, self.peak_rss_kb = index, free_port(), 0
         env = {**env, "PARKLEIT_INGEST_CLIENT_ID": f"bench-ingest-{index + 1}",
                "PARKLEIT_INGEST_METRICS_PORT": str(self.metrics_port)}
-        super().__init__(f"ingest worker {index + 1}", ["core.cli", "ingest"], env, log)
+        super().__init__(f"ingest worker {index + 1}", ["parkleit", "ingest"], env, log)
 
     def metrics(self) -> dict[str, float]:
         """Its Prometheus metrics (label-less sums per name)."""

@@ -48,10 +48,10 @@ from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
 from core.city import load_city
 from core.clock import Clock
 from core.db import migrate
-from core.embedded import PrivateBroker
 from core.registry import sync_registry
 from core.settings import Settings
-from signage import SourceMode
+from parkleit.embedded import PrivateBroker
+from signage.ntcip import SourceMode
 from simulators import mqtt_client
 from simulators.signs_ntcip import NtcipSignSimulator, SignModel
 
@@ -198,9 +198,9 @@ def run(args: argparse.Namespace) -> Result:
                 env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
                                   CITY=str(city_path), INGEST_METRICS_PORT="0",
                                   SIGNAGE_METRICS_PORT="0")
-                services.append(Service("ingest", ["core.cli", "ingest"], env,
+                services.append(Service("ingest", ["parkleit", "ingest"], env,
                                         tmp / "ingest.log"))
-                services.append(Service("signage", ["core.cli", "signage"], env,
+                services.append(Service("signage", ["parkleit", "signage"], env,
                                         tmp / "signage.log"))
                 services[0].wait_log("connected to MQTT", 60)
                 services[1].wait_log("serving", 60)

@@ -77,11 +77,11 @@ from benchmarks._common import ROOT, BenchError, fmt, met
 from core.city import City, load_city
 from core.clock import Clock
 from core.db import create_database, migrate, queries
-from core.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port, tcp_answers
-from core.healthcheck import check_http
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import BayReading, CounterReading, DecodeError, Decoder, HealthReading
+from parkleit.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port, tcp_answers
+from parkleit.healthcheck import check_http
 from simulators.city import CityFeed, CityReport, FaultConfig, SimMessage, run_city
 from simulators.history import backfill_history
 
@@ -151,7 +151,7 @@ class Service:
 
     def start(self) -> None:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
-        self.process = common.start_process(["core.cli", *self.args], self.env, self.log)
+        self.process = common.start_process(["parkleit", *self.args], self.env, self.log)
         self.started_at = time.monotonic()
         self.generations += 1
         self.deliberate = False
@@ -692,7 +692,7 @@ def _train(env: dict[str, str], tmp: Path) -> None:
     """Train the forecaster once, so ``forecast serve`` starts forecasting at once."""
     began = time.monotonic()
     with (tmp / "train.log").open("ab") as out:
-        done = subprocess.run([sys.executable, "-m", "core.cli", "forecast", "train"], env=env,
+        done = subprocess.run([sys.executable, "-m", "parkleit", "forecast", "train"], env=env,
                               cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=900,
                               check=False)
     if done.returncode != 0:

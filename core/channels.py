@@ -15,6 +15,7 @@ __all__ = [
     "SIGN_OVERRIDE",
     "lot_status_topic",
     "service_topic",
+    "sign_topics",
 ]
 
 # A lot's announced status (core.status.LotStatus.notification): ingest, the admin API.
@@ -40,3 +41,11 @@ def lot_status_topic(city_id: str, lot_id: str) -> str:
 def service_topic(city_id: str, name: str) -> str:
     """The retained ``online``/``offline`` topic of a service of a city."""
     return f"parkleit/v1/{city_id}/services/{name}"
+
+
+def sign_topics(address: str) -> tuple[str, str]:
+    """The content and acknowledgement topics of an MQTT sign whose address is ``address``."""
+    base = address.strip().rstrip("/")
+    if not base or "+" in base or "#" in base or base.startswith("$"):
+        raise ValueError(f"{address!r} is not a topic base (no wildcards, no $ topics)")
+    return f"{base}/content", f"{base}/ack"

@@ -24,7 +24,9 @@ __all__ = [
     "load_sql",
     "migrate",
     "open_pool",
+    "parse_named_queries",
     "queries",
+    "query_descriptions",
     "split_statements",
 ]
 
@@ -69,7 +71,7 @@ def open_pool(
 def check_database(url: str, timeout_s: float = 5.0) -> None:
     """Connect once; raises psycopg.OperationalError when the server cannot be reached."""
     with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
-        conn.execute("SELECT 1")
+        conn.execute(queries("core")["ping"])
 
 
 def load_sql(package: str, name: str) -> str:
@@ -84,19 +86,44 @@ def load_sql(package: str, name: str) -> str:
 @lru_cache
 def queries(package: str, file: str = "queries") -> dict[str, str]:
     """Named queries from ``{package}/{file}.sql``; each starts with ``-- name: <name>``."""
-    found: dict[str, str] = {}
+    return {name: text for name, (_, text) in _named_queries(package, file).items()}
+
+
+def query_descriptions(package: str, file: str = "queries") -> dict[str, str]:
+    """What each named query of ``{package}/{file}.sql`` does: the comment lines right under
+    its ``-- name:`` line, joined ("" for a query without them)."""
+    return {name: about for name, (about, _) in _named_queries(package, file).items()}
+
+
+@lru_cache
+def _named_queries(package: str, file: str) -> dict[str, tuple[str, str]]:
+    return parse_named_queries(load_sql(package, file))
+
+
+def parse_named_queries(script: str) -> dict[str, tuple[str, str]]:
+    """``{name: (description, text)}`` of the queries in ``script``: each starts with a line
+    ``-- name: <name>``; the comment lines right under it say what it does."""
+    found: dict[str, tuple[str, str]] = {}
     name: str | None = None
     lines: list[str] = []
-    for line in load_sql(package, file).splitlines():
+
+    def close() -> None:
+        if name:
+            about = []
+            for line in lines:
+                if not line.startswith("--"):
+                    break
+                about.append(line.removeprefix("--").strip())
+            found[name] = (" ".join(about), "\n".join(lines).strip())
+
+    for line in script.splitlines():
         header = re.match(r"^--\s*name:\s*(\w+)\s*$", line)
         if header:
-            if name:
-                found[name] = "\n".join(lines).strip()
+            close()
             name, lines = header[1], []
         elif name:
             lines.append(line)
-    if name:
-        found[name] = "\n".join(lines).strip()
+    close()
     return found
 
 
@@ -146,15 +173,14 @@ def _migrations(directory: Path | None) -> list[Migration]:
                 Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8"))
             )
     versions = [m.version for m in found]
-    if len(set(versions)) != len(versions) or any(v <= BASELINE_VERSION for v in versions):
-        raise RuntimeError(f"migration numbers must be unique and > {BASELINE_VERSION}")
+    if len(set(versions)) != len(versions) or any(v < BASELINE_VERSION for v in versions):
+        raise RuntimeError(f"migration numbers must be unique and >= {BASELINE_VERSION}")
     return found
 
 
 def has_timescaledb(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     """Whether the TimescaleDB extension is installed in this database."""
-    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return row is not None
+    return conn.execute(queries("core")["timescaledb_installed"]).fetchone() is not None
 
 
 def _run_script(conn: psycopg.Connection[tuple[object, ...]], script: str) -> None:
@@ -162,18 +188,30 @@ def _run_script(conn: psycopg.Connection[tuple[object, ...]], script: str) -> No
         conn.execute(statement.encode())
 
 
+def _stamp(conn: psycopg.Connection[tuple[object, ...]], migration: Migration) -> None:
+    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                 (migration.version, migration.name))
+
+
 def migrate(
     conn: psycopg.Connection[tuple[object, ...]],
     *,
     migrations_dir: Path | None = None,
+    up_to: int | None = None,
     use_timescaledb: bool | None = None,
 ) -> list[str]:
-    """Bring the schema up to date; idempotent. Returns what was applied.
+    """Bring the schema up to date (or to version ``up_to``); idempotent. Returns what was
+    applied.
 
-    A fresh database gets the baseline ``schema.sql`` and then every numbered migration;
-    an existing one gets only the migrations it has not seen. The storage layer
-    (``timescale.sql`` or ``plain.sql``) is re-applied each time; it is idempotent.
-    ``conn`` must be in autocommit mode; each step commits on its own.
+    A fresh database is built from ``schema.sql``, the current schema in one file, and
+    stamped with the version of every numbered migration in ``migrations/`` (0001 is the
+    frozen baseline): the file a reader sees is what runs. tests/test_migrations.py keeps the
+    two honest: a database built from the baseline and every migration has the same catalog.
+    A database with a version already gets the migrations it has not seen, in order, each in
+    its own transaction; so does a fresh one asked for an older version (``up_to``) or given
+    other migrations than the shipped ones (``migrations_dir``, tests), from its first on.
+    The storage layer (``timescale.sql`` or ``plain.sql``) is re-applied each time; it is
+    idempotent. ``conn`` must be in autocommit mode.
     """
     applied: list[str] = []
     if use_timescaledb is None:
@@ -191,23 +229,21 @@ def migrate(
         " applied_at timestamptz NOT NULL DEFAULT now())"
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    if BASELINE_VERSION not in done:
+    migrations = _migrations(migrations_dir)
+    if not done and up_to is None and migrations_dir is None:
         with conn.transaction():
             _run_script(conn, load_sql("core", "schema"))
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, 'baseline')",
-                (BASELINE_VERSION,),
-            )
-        applied.append("0001 baseline")
-    for migration in _migrations(migrations_dir):
-        if migration.version in done:
+            for migration in migrations:
+                _stamp(conn, migration)
+        done = {migration.version for migration in migrations}
+        applied.append(f"schema.sql at {migrations[-1].version:04d} {migrations[-1].name}")
+        logger.info("built the schema at version %04d", migrations[-1].version)
+    for migration in migrations:
+        if migration.version in done or (up_to is not None and migration.version > up_to):
             continue
         with conn.transaction():
             _run_script(conn, migration.text)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+            _stamp(conn, migration)
         applied.append(f"{migration.version:04d} {migration.name}")
         logger.info("applied migration %04d %s", migration.version, migration.name)
     _run_script(conn, load_sql("core", "timescale" if use_timescaledb else "plain"))

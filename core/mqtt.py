@@ -1,4 +1,5 @@
-"""The retained ``online``/``offline`` status every service publishes, with a last will."""
+"""MQTT for every part: the one client factory (``mqtt_client``) and the retained
+``online``/``offline`` status every service publishes, with a last will."""
 
 from __future__ import annotations
 
@@ -9,15 +10,37 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.channels import service_topic
 from core.settings import Settings
 
-__all__ = ["FATAL_CONNECT", "ServiceStatus"]
+__all__ = ["FATAL_CONNECT", "ServiceStatus", "mqtt_client"]
 
 logger = logging.getLogger(__name__)
 
 # Refusals that retrying cannot fix.
 FATAL_CONNECT = frozenset({"Bad user name or password", "Not authorized",
                            "Client identifier not valid", "Banned"})
+
+
+def mqtt_client(settings: Settings, client_id: str, *, reconnect_max_s: float = 30.0,
+                will: str | None = None, **options: Any) -> mqtt.Client:
+    """A paho client for the broker of ``settings`` (protocol, account, TLS), not connected.
+
+    ``will``: a topic that gets ``offline`` (retained) should the connection die; ``options``
+    go to ``paho.mqtt.client.Client`` (``clean_session``, ``manual_ack``).
+    """
+    target = settings.mqtt
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311, **options)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        ca = settings.MQTT_CA_FILE
+        client.tls_set(ca_certs=str(ca) if ca else None)
+    if will is not None:
+        client.will_set(will, "offline", qos=1, retain=True)
+    client.reconnect_delay_set(min_delay=1, max_delay=int(reconnect_max_s))
+    return client
 
 
 class ServiceStatus:
@@ -30,18 +53,10 @@ class ServiceStatus:
 
     def __init__(self, settings: Settings, city_id: str, name: str, client_id: str,
                  on_fatal: Callable[[str], None] | None = None) -> None:
-        self.topic = f"parkleit/v1/{city_id}/services/{name}"
+        self.topic = service_topic(city_id, name)
         self._target = settings.mqtt
         self._on_fatal = on_fatal
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5 if self._target.v5 else mqtt.MQTTv311)
-        if self._target.username:
-            client.username_pw_set(self._target.username, self._target.password)
-        if self._target.tls:
-            ca = settings.MQTT_CA_FILE
-            client.tls_set(ca_certs=str(ca) if ca else None)
-        client.will_set(self.topic, "offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client = mqtt_client(settings, client_id, will=self.topic)
         client.on_connect = self._on_connect
         self._client: mqtt.Client | None = client
 

@@ -130,7 +130,7 @@ def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
         }
         # One sync at a time: another city's sync still running would otherwise pass unseen
         # by this check, and the upserts below would take its new lots over once it commits.
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
+        cur.execute(q["lock_registry"], {"key": REGISTRY_LOCK})
         taken = cur.execute(q["taken_ids"], keep).fetchone()
         if taken:
             kind, ident, owner = taken

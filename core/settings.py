@@ -145,10 +145,14 @@ class Settings(BaseSettings):
     API_HEADER_TIMEOUT_S: Annotated[float, Field(gt=0, le=3600)] = 10.0
     API_BODY_TIMEOUT_S: Annotated[float, Field(gt=0, le=3600)] = 10.0
     # GET /v1/stream: a comment line this often keeps proxies from closing the connection;
-    # a client more than QUEUE_MAX events behind is dropped (it reconnects and gets the
-    # current state); lots are judged stale every STALE_CHECK_S without any message.
+    # a client keeps the newest pending event per lot and sign (a burst is coalesced), and one
+    # whose oldest pending event has waited MAX_LAG_S is not reading: it is dropped (it
+    # reconnects and gets the current state); at most MAX_PER_IP streams per client address
+    # (the one the rate limits count), the next is answered 429; lots are judged stale every
+    # STALE_CHECK_S without any message.
     API_STREAM_HEARTBEAT_S: Annotated[float, Field(gt=0)] = 15.0
-    API_STREAM_QUEUE_MAX: Annotated[int, Field(ge=1)] = 1000
+    API_STREAM_MAX_LAG_S: Annotated[float, Field(gt=0)] = 30.0
+    API_STREAM_MAX_PER_IP: Annotated[int, Field(ge=1)] = 20
     API_STREAM_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 5.0
     # ``parkleit api``: where the HTTP server listens (0.0.0.0 in a container).
     API_HOST: str = "127.0.0.1"

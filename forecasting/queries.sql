@@ -29,6 +29,7 @@ WHERE l.city = %(city)s
   AND latest.newest >= %(now)s - make_interval(secs => l.stale_after_s);
 
 -- name: insert_model
+-- A trained model with its artefact.
 INSERT INTO forecast_models (version, city, created_at, kind, trained_from, trained_to, lots,
                              examples, reason, metrics, artefact)
 VALUES (%(version)s, %(city)s, %(created_at)s, %(kind)s, %(trained_from)s, %(trained_to)s,
@@ -43,6 +44,7 @@ ORDER BY created_at DESC, version DESC
 LIMIT 1;
 
 -- name: model_artefact
+-- The artefact (the pickled model) of one model version.
 SELECT artefact FROM forecast_models WHERE version = %(version)s;
 
 -- name: upsert_forecast
@@ -75,12 +77,14 @@ JOIN lots AS l ON l.lot_id = f.lot_id AND l.city = %(city)s
 WHERE f.time >= %(since)s AND f.time <= %(until)s;
 
 -- name: create_backtest_staging
+-- The staging table backtest forecasts are copied into, dropped at commit.
 CREATE TEMP TABLE staged_backtest (
     time timestamptz, lot_id text, horizon_min integer, target_time timestamptz, free real,
     free_p10 real, free_p90 real, p_space real, model text
 ) ON COMMIT DROP;
 
 -- name: copy_backtest
+-- Backtest forecasts into the staging table.
 COPY staged_backtest (time, lot_id, horizon_min, target_time, free, free_p10, free_p90,
                       p_space, model) FROM STDIN
 

@@ -8,7 +8,7 @@ from ._decode import (
     HealthReading,
     Reading,
 )
-from ._service import SHARE_GROUP, IngestService, install_signal_handlers
+from ._service import SHARE_GROUP, IngestService
 from ._state import CounterState, apply_counter, counter_delta
 from ._writer import BatchResult, Message, Writer, prepare_connection
 
@@ -27,6 +27,5 @@ __all__ = [
     "Writer",
     "apply_counter",
     "counter_delta",
-    "install_signal_handlers",
     "prepare_connection",
 ]

@@ -15,21 +15,20 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.channels import lot_status_topic
+from core.channels import lot_status_topic, service_topic
 from core.city import City
 from core.db import open_pool
+from core.mqtt import mqtt_client
 from core.registry import sync_registry
 from core.settings import Settings
 from core.status import LotStatus
@@ -106,7 +105,7 @@ class IngestService:
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self.client_id = settings.INGEST_CLIENT_ID or f"parkleit-ingest-{city.id}"
-        self.service_topic = f"parkleit/v1/{city.id}/services/{self.client_id}"
+        self.service_topic = service_topic(city.id, self.client_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -269,18 +268,11 @@ class IngestService:
 
     def _connect(self) -> mqtt.Client:
         target = self.settings.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311,
-                             clean_session=None if target.v5 else False, manual_ack=True)
-        if target.username:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            ca = self.settings.MQTT_CA_FILE
-            client.tls_set(ca_certs=str(ca) if ca else None)
-        client.will_set(self.service_topic, "offline", qos=1, retain=True)
-        # Short: a broker that restarted has lost our shared subscription (Mosquitto 2.0 does
-        # not persist those) until we reconnect and subscribe again.
-        client.reconnect_delay_set(min_delay=1, max_delay=5)
+        # Reconnects soon: a broker that restarted has lost our shared subscription (Mosquitto
+        # 2.0 does not persist those) until we reconnect and subscribe again.
+        client = mqtt_client(self.settings, self.client_id, reconnect_max_s=5,
+                             will=self.service_topic, manual_ack=True,
+                             clean_session=None if target.v5 else False)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -348,11 +340,3 @@ class IngestService:
                     return
                 except queue.Full:
                     continue
-
-
-def install_signal_handlers(stop: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT ask ``stop`` for a graceful drain."""
-    import signal
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop())

@@ -1,6 +1,7 @@
 -- Named queries of ingest. Staging tables are per connection and emptied at each commit.
 
 -- name: create_staging
+-- The staging tables a batch's readings are copied into.
 CREATE TEMP TABLE IF NOT EXISTS staged_bay_events (
     time timestamptz, bay_id text, occupied boolean, seq bigint, source text
 ) ON COMMIT DELETE ROWS;
@@ -10,19 +11,23 @@ CREATE TEMP TABLE IF NOT EXISTS staged_sensor_health (
 ) ON COMMIT DELETE ROWS;
 
 -- name: copy_bay_events
+-- A batch's bay readings into the staging table.
 COPY staged_bay_events (time, bay_id, occupied, seq, source) FROM STDIN
 
 -- name: copy_sensor_health
+-- A batch's radio and battery readings into the staging table.
 COPY staged_sensor_health (time, sensor_id, battery_v, battery_pct, rssi, snr, gateway_id,
                            frame_count) FROM STDIN
 
 -- name: insert_bay_events
+-- The staged bay readings, a redelivered one (same bay and time) once.
 INSERT INTO bay_events (time, bay_id, occupied, seq, source)
 SELECT DISTINCT ON (bay_id, time) time, bay_id, occupied, seq, source
 FROM staged_bay_events
 ORDER BY bay_id, time
 ON CONFLICT (bay_id, time) DO NOTHING;
 
+-- name: advance_bay_state
 -- Out-of-order readings never move a bay backwards: only a newer reading replaces the state.
 -- ``since`` is when the state last changed (a state held far too long is a stuck sensor): the
 -- first reading of the state after the newest one of the other state. That one can be the
@@ -30,7 +35,6 @@ ON CONFLICT (bay_id, time) DO NOTHING;
 -- replay), or a reading of the other state arriving late, after ``since``. Only then is
 -- bay_events looked up (from that reading on); otherwise ``since`` stays. Rows go in bay order,
 -- the order every worker locks them in: two workers' batches would deadlock otherwise.
--- name: advance_bay_state
 WITH batch AS (
     SELECT bay_id, (array_agg(occupied ORDER BY time DESC))[1] AS occupied,
            max(time) AS time, max(time) FILTER (WHERE occupied) AS last_occupied,
@@ -67,6 +71,7 @@ WHERE (bay_state.occupied, bay_state.time, bay_state.since)
       IS DISTINCT FROM (excluded.occupied, excluded.time, excluded.since);
 
 -- name: insert_sensor_health
+-- The staged radio and battery readings, a redelivered one once.
 INSERT INTO sensor_health (time, sensor_id, battery_v, battery_pct, rssi, snr, gateway_id,
                            frame_count)
 SELECT DISTINCT ON (sensor_id, time) time, sensor_id, battery_v, battery_pct, rssi, snr,
@@ -75,26 +80,17 @@ FROM staged_sensor_health
 ORDER BY sensor_id, time
 ON CONFLICT (sensor_id, time) DO NOTHING;
 
--- Per bay-counted lot at time %(now)s: occupied bays not stuck, stuck ones (left out of the
--- count), bays heard from recently, and the newest reading.
 -- name: bay_lot_counts
-SELECT b.lot_id,
-       count(*) FILTER (WHERE s.occupied AND NOT k.stuck) AS occupied,
-       count(*) FILTER (WHERE k.stuck) AS stuck,
-       count(*) FILTER (
-           WHERE %(now)s - s.time <= make_interval(secs => 4 * l.stale_after_s)) AS fresh,
-       count(s.bay_id) AS known,
-       max(s.time) AS latest
-FROM bays AS b
-JOIN lots AS l ON l.lot_id = b.lot_id
-LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
-CROSS JOIN LATERAL (
-    SELECT bay_stuck(s.occupied, s.since, l.max_dwell_s, l.max_idle_s, %(now)s) AS stuck
-) AS k
-WHERE b.lot_id = ANY(%(lot_ids)s)
-GROUP BY b.lot_id;
+-- Per bay-counted lot at time %(now)s: bays counted occupied, stuck ones (left out of the
+-- count), bays heard from recently, bays heard from at all, and the newest reading.
+SELECT lot_id, count(*) FILTER (WHERE occupied) AS occupied, count(*) FILTER (WHERE stuck) AS stuck,
+       count(*) FILTER (WHERE fresh) AS fresh, count(heard) AS known, max(heard) AS latest
+FROM bay_status(%(now)s)
+WHERE lot_id = ANY(%(lot_ids)s)
+GROUP BY lot_id;
 
 -- name: lock_lot_states
+-- The lots' current state, locked until the batch commits.
 SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time,
        quality, flags, rezeroed_on, drift, counter_jump_at
 FROM lot_state
@@ -102,15 +98,15 @@ WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
 FOR UPDATE;
 
+-- name: operator_closures
 -- The lots among the given ones that an operator closed, at ``now``. A statement of its own
 -- after lock_lot_states: it sees a closure committed while ingest waited for the lock.
--- name: operator_closures
 SELECT lot_id
 FROM lot_closures
 WHERE lot_id = ANY(%(lot_ids)s) AND (until IS NULL OR until > %(now)s);
 
--- One statement per batch for all lots (arrays of equal length, one element per lot).
 -- name: update_lot_states
+-- One statement per batch for all lots (arrays of equal length, one element per lot).
 UPDATE lot_state AS s
 SET free = u.free, occupied = u.occupied, capacity = u.capacity, status = u.status,
     updated = u.updated, counter_entries = u.counter_entries,
@@ -127,14 +123,15 @@ FROM unnest(%(lot_id)s::text[], %(free)s::integer[], %(occupied)s::integer[],
 WHERE s.lot_id = u.lot_id;
 
 -- name: insert_lot_occupancy
+-- A batch's lot occupancy rows (arrays of equal length), each (lot, time) once.
 INSERT INTO lot_occupancy (time, lot_id, occupied, free, capacity, source, entries, exits)
 SELECT * FROM unnest(%(time)s::timestamptz[], %(lot_id)s::text[], %(occupied)s::integer[],
                      %(free)s::integer[], %(capacity)s::integer[], %(source)s::text[],
                      %(entries)s::bigint[], %(exits)s::bigint[])
 ON CONFLICT (lot_id, time) DO NOTHING;
 
--- The stored row just before each (lot_id, time), in input order (NULLs where none is).
 -- name: previous_occupancy
+-- The stored row just before each (lot_id, time), in input order (NULLs where none is).
 SELECT p.time, p.occupied, p.entries, p.exits
 FROM unnest(%(lot_ids)s::text[], %(times)s::timestamptz[]) WITH ORDINALITY AS r (lot_id, time, n)
 LEFT JOIN LATERAL (
@@ -147,17 +144,19 @@ LEFT JOIN LATERAL (
 ORDER BY r.n;
 
 -- name: insert_dead_letter
+-- A message ingest could not use; a repeated one counts its occurrences.
 INSERT INTO dead_letters (received, last_received, topic, payload, payload_size, digest, reason)
 VALUES (%(received)s, %(received)s, %(topic)s, %(payload)s, %(payload_size)s, %(digest)s,
         %(reason)s)
 ON CONFLICT (topic, digest) DO UPDATE
 SET occurrences = dead_letters.occurrences + 1, last_received = excluded.last_received;
 
--- One notification per element, in array order; delivered when the transaction commits.
 -- name: notify
+-- One notification per element, in array order; delivered when the transaction commits.
 SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;
 
 -- name: current_lot_states
+-- The lots' current state, by lot.
 SELECT lot_id, free, occupied, capacity, status, updated
 FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s)

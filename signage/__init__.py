@@ -2,7 +2,6 @@
 
 from signage._content import Ack, Arrow, LineContent, SignContent, SignDriver, SignError
 from signage._datex import SignHealth, SignReport, vms_publication, vms_table_publication
-from signage._ntcip import SourceMode
 from signage._render import ForecastPoint, Level, LineState, Observation, SignState, render
 from signage._service import (
     SignageService,
@@ -27,7 +26,6 @@ __all__ = [
     "SignReport",
     "SignState",
     "SignageService",
-    "SourceMode",
     "content_from_json",
     "content_json",
     "read_sign_states",

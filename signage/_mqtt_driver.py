@@ -30,27 +30,20 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from core.channels import sign_topics
 from core.city import Sign
+from core.mqtt import mqtt_client
 from core.settings import Settings, get_settings
 from signage._content import Ack, SignContent, SignError
 from signage._json_sign import Sequencer, content_message, read_ack
 
-__all__ = ["MqttDriver", "sign_topics"]
+__all__ = ["MqttDriver"]
 
 logger = logging.getLogger(__name__)
 
 _LOST = "the connection to the MQTT broker was lost"
 _T = TypeVar("_T")
-
-
-def sign_topics(address: str) -> tuple[str, str]:
-    """The content and acknowledgement topics of a sign whose address is ``address``."""
-    base = address.strip().rstrip("/")
-    if not base or "+" in base or "#" in base or base.startswith("$"):
-        raise ValueError(f"{address!r} is not a topic base (no wildcards, no $ topics)")
-    return f"{base}/content", f"{base}/ack"
 
 
 class MqttDriver:
@@ -119,15 +112,7 @@ class MqttDriver:
         settings = self.settings or get_settings()
         target = settings.mqtt
         self._loop = asyncio.get_running_loop()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=self.client_id or f"parkleit-signs-{secrets.token_hex(4)}",
-                             protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311)
-        if target.username:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            ca = settings.MQTT_CA_FILE
-            client.tls_set(ca_certs=str(ca) if ca else None)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client = mqtt_client(settings, self.client_id or f"parkleit-signs-{secrets.token_hex(4)}")
         client.on_connect = lambda c, _u, _f, reason, _p: self._forward(
             c, self._connection_made, c, reason)
         client.on_disconnect = lambda c, _u, _f, reason, _p: self._forward(

@@ -33,9 +33,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import rfc1902, rfc1905
 
 from core.city import Sign
-from signage import _ntcip as ntcip
+from signage import ntcip
 from signage._content import Ack, Arrow, LineContent, SignContent, SignError
-from signage._ntcip import (
+from signage.ntcip import (
     ActivateError,
     MemoryType,
     MessageColumn,

@@ -20,10 +20,12 @@ WHERE f.target_time > %(now)s AND f.kind = 'live'
 ORDER BY f.lot_id, f.target_time;
 
 -- name: insert_sign_log
+-- One push to a sign in the audit log.
 INSERT INTO sign_log (time, sign_id, content, ok, error, ack)
 VALUES (%(time)s, %(sign_id)s, %(content)s, %(ok)s, %(error)s, %(ack)s);
 
 -- name: upsert_sign_state
+-- A sign's health after a push, inserted or replaced.
 INSERT INTO sign_state (sign_id, content, shown_since, last_ack, last_error, last_error_at,
                         consecutive_failures, updated)
 VALUES (%(sign_id)s, %(content)s, %(shown_since)s, %(last_ack)s, %(last_error)s,
@@ -53,6 +55,6 @@ FROM sign_overrides AS o
 JOIN signs AS g USING (sign_id)
 WHERE g.city = %(city)s;
 
--- One notification per element, in array order; delivered when the transaction commits.
 -- name: notify
+-- One notification per element, in array order; delivered when the transaction commits.
 SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;

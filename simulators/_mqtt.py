@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from core import mqtt as broker
 from core.settings import Settings
 
 __all__ = ["NO_MATCHING_SUBSCRIBERS", "PubAcks", "RoutedPublisher", "mqtt_client"]
@@ -50,15 +50,9 @@ class PubAcks:
 def mqtt_client(settings: Settings, client_id: str) -> mqtt.Client:
     """A connected publishing client (network loop running) for simulators and tests."""
     target = settings.mqtt
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311)
-    if target.username:
-        client.username_pw_set(target.username, target.password)
-    if target.tls:
-        client.tls_set(ca_certs=str(settings.MQTT_CA_FILE) if settings.MQTT_CA_FILE else None)
+    client = broker.mqtt_client(settings, client_id, reconnect_max_s=10)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-    client.reconnect_delay_set(1, 10)
     client.connect(target.host, target.port, keepalive=30)
     client.loop_start()
     return client

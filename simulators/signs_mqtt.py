@@ -14,8 +14,8 @@ import secrets
 import threading
 from typing import Any
 
+from core.channels import sign_topics
 from core.settings import Settings
-from signage._mqtt_driver import sign_topics
 from simulators._json_sign import JsonSignModel
 from simulators._mqtt import mqtt_client
 

@@ -39,8 +39,8 @@ from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import error as smi_error
 
 from core.city import City
-from signage import _ntcip as ntcip
-from signage._ntcip import (
+from signage import ntcip
+from signage.ntcip import (
     ActivateError,
     ControlMode,
     MemoryType,

@@ -67,7 +67,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", *self.args], env=self.env, cwd=ROOT,
+                [sys.executable, "-m", "parkleit", *self.args], env=self.env, cwd=ROOT,
                 stdout=out, stderr=subprocess.STDOUT)
         return self
 

@@ -2,7 +2,7 @@
 
 ``PARKLEIT_TEST_DATABASE_URL`` (an admin URL; default the local server's ``postgres``
 database) and ``PARKLEIT_TEST_MQTT_URL`` (default ``mqtt://127.0.0.1:1883``) name them; where
-nothing answers there, private ones are started (``core.embedded``). Each test gets its own
+nothing answers there, private ones are started (``parkleit.embedded``). Each test gets its own
 database, cloned from a migrated template, and its own city id, which is also its topic prefix.
 
 The suite runs at a fixed instant whatever the day (``DEFAULT_CLOCK``, a Wednesday morning in
@@ -35,8 +35,8 @@ from api import create_app
 from core.city import City, load_city
 from core.clock import Clock
 from core.db import migrate
-from core.embedded import ServiceStack, ensure_services
 from core.settings import Settings
+from parkleit.embedded import ServiceStack, ensure_services
 
 DEFAULT_CLOCK = "2026-06-17T10:00:00+02:00"
 

@@ -28,10 +28,10 @@ from api._http import http_date
 from api._models import History
 from core import channels
 from core.city import City
-from core.embedded import free_port
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import Message, Writer, prepare_connection
+from parkleit.embedded import free_port
 from simulators.history import backfill_history
 
 Conn = psycopg.Connection[tuple[Any, ...]]

@@ -13,8 +13,8 @@ import pytest
 from _helpers import ROOT, ServiceProcess, answers_ok, service_env, wait_for
 from fastapi.testclient import TestClient
 
-from core.embedded import free_port
 from core.settings import Settings
+from parkleit.embedded import free_port
 
 SWAGGER_UI = ROOT / "api" / "static" / "node_modules" / "swagger-ui-dist"
 

@@ -13,8 +13,8 @@ from starlette.datastructures import State
 
 from api._hub import Hub
 from core.city import City
-from core.embedded import free_port
 from core.settings import Settings
+from parkleit.embedded import free_port
 
 
 def _healthy(url: str) -> bool:
@@ -60,7 +60,7 @@ def test_sigterm_ends_open_streams_and_exits_at_once(
 def test_a_stream_opened_while_draining_ends_after_the_current_state(
         settings: Settings, city: City) -> None:
     hub = Hub(settings, State({"city": city}), cast(Any, None))  # no database needed here
-    kept, _ = hub.subscribe(None, None)
+    kept = hub.subscribe(None, None)
     hub.end_streams()
-    late, _ = hub.subscribe(None, None)
+    late = hub.subscribe(None, None)
     assert kept.closed and late.closed and not hub.subscribers

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 import httpx
 import psycopg
 import pytest
@@ -22,17 +23,20 @@ import uvicorn
 from _citytoml import city_toml
 from _helpers import utc_now, wait_for
 from fastapi import FastAPI
+from fastapi.sse import format_sse_event
 from fastapi.testclient import TestClient
 
+import api._hub
 from api import create_app
 from api._keys import add_key
 from core import channels
 from core.city import City, Sign
-from core.cli import main
 from core.db import queries
 from core.registry import sync_registry
 from core.settings import Settings
+from core.status import LotStatus
 from ingest import Message, Writer, prepare_connection
+from parkleit.cli import main
 from signage import Ack, SignageService, SignContent
 from signage._drivers import Drivers
 
@@ -247,7 +251,7 @@ def test_filter_reconnect_and_a_stale_count_turns_unknown_without_a_message(
 
 def test_a_client_that_does_not_read_is_dropped_and_holds_up_no_one(
         make_live: Callable[..., Live]) -> None:
-    live = make_live(API_STREAM_QUEUE_MAX=30)
+    live = make_live(API_STREAM_MAX_LAG_S=1.0)
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     stuck.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
@@ -258,20 +262,106 @@ def test_a_client_that_does_not_read_is_dropped_and_holds_up_no_one(
     wait_for(lambda: len(hub.subscribers) == 2, timeout=5)
     notify = queries("signage")["notify"]
     try:
-        for batch in range(100):  # up to 6 MB, more than sockets and buffers hold
-            texts = [f"{n:05d}" + "x" * 6000 for n in range(batch * 10, batch * 10 + 10)]
+        # One sign: both clients hold one pending event at most; the stuck one stops taking
+        # them once sockets and buffers are full (up to 10 MB), the fast one sees each.
+        for number in range(1500):
+            text = f"{number:05d}" + "x" * 7000
             live.conn.execute(notify, {"channel": channels.SIGN_CONTENT, "payloads": [json.dumps({
                 "sign_id": sign, "city": live.city.id, "shown_since": None,
-                "content": {"lines": [{"label": "", "arrow": "none", "text": text}]}})
-                for text in texts]})
-            for text in texts:
-                event = fast.next(timeout=2.0)
-                assert json.loads(event["data"])["content"]["lines"][0]["text"] == text
+                "content": {"lines": [{"label": "", "arrow": "none", "text": text}]}})]})
+            event = fast.next(timeout=2.0)
+            assert json.loads(event["data"])["content"]["lines"][0]["text"] == text
             if hub.dropped:
                 break
         assert hub.dropped == 1 and len(hub.subscribers) == 1
+        assert hub.streams_per_address["127.0.0.1"] == 2  # its connection is still open
     finally:
         stuck.close()
+    wait_for(lambda: hub.streams_per_address["127.0.0.1"] == 1, timeout=5)
+
+
+def test_a_commit_of_more_notifies_than_a_client_holds_is_coalesced_not_dropped(
+        make_live: Callable[..., Live], city_path: Path) -> None:
+    """A resync of a city of 1,500 lots: each lot twice in one commit."""
+    many = [f"{i:04d}" for i in range(1500)]
+    city_path.write_text(city_toml(city_path.stem) + "".join(f"""
+[[lots]]
+id = "{city_path.stem}-x{n}"
+name = "Parkplatz {n}"
+kind = "surface"
+counting = "counter"
+capacity = 50
+latitude = 51.05
+longitude = 12.14
+""" for n in many), encoding="utf-8")
+    live = make_live()
+    hub = live.app.state.hub
+    stream = live.stream()
+    stream.lots(len(hub.lots))  # the current state first (the lots with a lot_state row)
+    now = utc_now()
+    payloads = [LotStatus(live.lot(f"x{n}"), free, 50 - free, 50, "open", moment, 1.0
+                          ).notification(live.city.id)
+                for free, moment in ((1, now - timedelta(seconds=5)), (2, now)) for n in many]
+    live.conn.execute(queries("signage")["notify"], {"channel": channels.LOT_STATE,
+                                                     "payloads": payloads})
+    newest: dict[str, dict[str, Any]] = {}
+    while len(newest) < len(many) or any(lot["free"] != 2 for lot in newest.values()):
+        event = stream.next(timeout=5)
+        assert event["event"] == "lot", event  # not the end of the stream
+        data = json.loads(event["data"])
+        newest[data["lot_id"]] = data
+    assert list(newest) == [live.lot(f"x{n}") for n in many]  # in order of first arrival
+    assert newest[live.lot("x1499")] == {
+        "lot_id": live.lot("x1499"), "free": 2, "occupied": 48, "capacity": 50,
+        "status": "open", "updated": iso(now), "quality": 1.0}
+    assert hub.dropped == 0 and len(hub.subscribers) == 1
+    live.count("garage", 7)  # and the stream goes on
+    assert stream.lots(1)[live.lot("garage")]["occupied"] == 7
+
+
+def test_streams_per_client_address_are_capped_with_a_429_problem(
+        make_live: Callable[..., Live]) -> None:
+    live = make_live(API_STREAM_MAX_PER_IP=3)
+    hub = live.app.state.hub
+    streams = [live.stream(f"?lots={live.lot('garage')}") for _ in range(3)]
+    wait_for(lambda: hub.streams_per_address["127.0.0.1"] == 3, timeout=5)
+    refused = httpx.get(f"{live.url}/v1/stream", timeout=5)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["status"] == 429 and "at most 3" in refused.json()["detail"]
+    # The address the rate limits count: uvicorn (by default) believes a loopback proxy.
+    other = live.stream(headers={"X-Forwarded-For": "192.0.2.7"})
+    assert other.next()["event"] == "lot" and other.status == 200
+    streams[0].close()
+    wait_for(lambda: hub.streams_per_address["127.0.0.1"] == 2, timeout=5)
+    again = live.stream()
+    assert again.next()["event"] == "lot" and again.status == 200
+
+
+def test_each_event_is_encoded_once_whatever_the_number_of_clients(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[str] = []
+
+    def counting(encode: Callable[..., bytes]) -> Callable[..., bytes]:
+        def count(**fields: Any) -> bytes:
+            if fields.get("data_str") is not None:
+                encoded.append(fields["data_str"])
+            return encode(**fields)
+        return count
+
+    # Wherever an event's SSE frame could be written: the hub, or FastAPI per client.
+    for module in (fastapi.routing, api._hub):
+        monkeypatch.setattr(module, "format_sse_event",
+                            counting(getattr(module, "format_sse_event", format_sse_event)),
+                            raising=False)
+    streams = [live.stream(f"?lots={live.lot('garage')}") for _ in range(8)]
+    for stream in streams:
+        stream.lots(1)
+    encoded.clear()
+    live.count("garage", 42)
+    for stream in streams:
+        assert stream.lots(1)[live.lot("garage")]["occupied"] == 42
+    assert len(encoded) == 1
 
 
 def test_admin_needs_a_valid_key_and_never_keeps_or_logs_it(

@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from _helpers import ROOT, base_env
 
-from core.embedded import free_port
+from parkleit.embedded import free_port
 
 
 def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = base_env()
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
@@ -74,7 +74,7 @@ def test_db_migrate_creates_the_database_and_is_idempotent(admin_url: str,
     try:
         first = parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
-        assert "0001 baseline" in first.stderr
+        assert "schema.sql at 0009 bay_status" in first.stderr
         second = parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
         assert second.returncode == 0 and "nothing to apply" in second.stderr
         with psycopg.connect(url) as conn:

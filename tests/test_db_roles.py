@@ -34,8 +34,8 @@ from psycopg import sql
 from api._keys import add_key
 from core.city import City
 from core.db import SERVICE_ROLES
-from core.embedded import free_port
 from core.settings import Settings
+from parkleit.embedded import free_port
 from simulators._mqtt import mqtt_client
 from simulators.history import backfill_history
 
@@ -88,7 +88,7 @@ def _with_user(url: str, user: str, password: str) -> str:
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "parkleit", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -20,8 +20,8 @@ from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml
 from _helpers import ROOT, ServiceProcess, service_env, wait_for
 
 from core.city import City
-from core.embedded import free_port
 from core.settings import Settings
+from parkleit.embedded import free_port
 
 LOTS = 4  # of the test city
 
@@ -97,7 +97,7 @@ def test_demo_refuses_a_taken_api_port_before_starting_anything(settings: Settin
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "core.cli", "demo"], cwd=ROOT, capture_output=True,
+            [sys.executable, "-m", "parkleit", "demo"], cwd=ROOT, capture_output=True,
             text=True, timeout=60, env=service_env(settings, PARKLEIT_API_PORT=str(port)))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

@@ -42,13 +42,13 @@ from _helpers import utc_now
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.city import load_cities, load_city
-from core.cli import build_parser
-from core.embedded import LOOPBACK, free_port, tcp_answers
-from core.healthcheck import build_parser as build_healthcheck_parser
-from core.healthcheck import check_http, check_mqtt, check_service_status
 from core.mqtt import FATAL_CONNECT, ServiceStatus
 from core.settings import Settings
 from ingest import SHARE_GROUP, DecodeError, Decoder
+from parkleit.cli import build_parser
+from parkleit.embedded import LOOPBACK, free_port, tcp_answers
+from parkleit.healthcheck import build_parser as build_healthcheck_parser
+from parkleit.healthcheck import check_http, check_mqtt, check_service_status
 from simulators._mqtt import PubAcks, mqtt_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,7 +311,7 @@ def test_health_checks_probe_what_each_service_serves(
         test = spec["healthcheck"].get("test")
         if test is None:
             continue
-        assert test[:4] == ["CMD", "python", "-m", "core.healthcheck"], name
+        assert test[:4] == ["CMD", "python", "-m", "parkleit.healthcheck"], name
         args = parser.parse_args(test[4:])
         env = _environment(spec)
         if args.check == "http":

@@ -1,4 +1,4 @@
-"""Private PostgreSQL and MQTT servers from core.embedded."""
+"""Private PostgreSQL and MQTT servers from parkleit.embedded."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from core.embedded import (
+from parkleit.embedded import (
     LOOPBACK,
     PrivateBroker,
     PrivatePostgres,

@@ -16,7 +16,6 @@ import pytest
 from sklearn.base import clone
 
 from core.city import Event
-from core.cli import main
 from forecasting import (
     DataError,
     Forecaster,
@@ -31,6 +30,7 @@ from forecasting import (
 from forecasting._evaluate import evaluate
 from forecasting._model import FEATURES
 from forecasting.birmingham import convert
+from parkleit.cli import main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BIRMINGHAM = SHARED / "data" / "birmingham" / "dataset.csv"

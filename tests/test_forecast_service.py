@@ -311,7 +311,7 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
 
 def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = base_env()
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 

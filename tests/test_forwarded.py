@@ -20,9 +20,9 @@ from _helpers import ServiceProcess, answers_ok, service_env, wait_for
 
 from api._keys import add_key
 from core.city import City
-from core.embedded import free_port
 from core.registry import sync_registry
 from core.settings import Settings
+from parkleit.embedded import free_port
 
 BURST = 3
 FORGED = [f"198.51.100.{number}" for number in range(1, 2 * BURST + 1)]

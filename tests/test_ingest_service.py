@@ -15,8 +15,8 @@ from _citytoml import CHIRPSTACK_EUI, TTN_EUI
 from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
 
 from core.city import City
-from core.embedded import free_port
 from core.settings import Settings
+from parkleit.embedded import free_port
 from simulators._mqtt import mqtt_client
 
 

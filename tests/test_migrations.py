@@ -1,37 +1,26 @@
-"""The migrator: idempotent, and every path to the newest version gives the same schema."""
+"""The migrator: a fresh database is built from the current schema.sql, an older one takes the
+migrations it has not seen, and both ways give the same database (with a check that can fail)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from _catalog import catalog, differences
 from psycopg import sql
 
-from core.db import migrate, split_statements
+from core.db import SERVICE_ROLES, apply_roles, migrate, split_statements
 
-CATALOG = {
-    "columns": """SELECT table_name, column_name, data_type, is_nullable, column_default
-                  FROM information_schema.columns WHERE table_schema = 'public'""",
-    "constraints": """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
-                      FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
-    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
-    "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'",
-    "functions": """SELECT proname, pg_get_function_identity_arguments(oid), prosrc
-                    FROM pg_proc WHERE pronamespace = 'public'::regnamespace""",
-    "migrations": "SELECT version, name FROM schema_migrations",
-}
-
-
-def catalog(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
-    return {name: sorted(conn.execute(query).fetchall(), key=repr)
-            for name, query in CATALOG.items()}
-
+# The shipped migrations, in order, as migrate() reports them.
+MIGRATIONS = ["0001 baseline", "0002 data_quality", "0003 forecast_models", "0004 sign_state",
+              "0005 operator_overrides", "0006 clock", "0007 counter_plausibility",
+              "0008 forecast_backtest", "0009 bay_status"]
 
 @contextmanager
 def new_database(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
@@ -54,34 +43,94 @@ def empty_db(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def test_fresh_database_gets_every_table_of_the_design(empty_db: psycopg.Connection[Any]) -> None:
-    assert migrate(empty_db, use_timescaledb=False) == [
-        "0001 baseline", "0002 data_quality", "0003 forecast_models", "0004 sign_state",
-        "0005 operator_overrides", "0006 clock", "0007 counter_plausibility",
-        "0008 forecast_backtest"]
-    tables = {row[0] for row in empty_db.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert tables >= {"lots", "bays", "signs", "bay_events", "lot_occupancy", "sensor_health",
-                      "forecasts", "sign_log", "lot_state", "dead_letters", "forecast_models",
-                      "forecast_accuracy", "sign_state", "lot_closures", "sign_overrides",
-                      "admin_audit"}
-    views = {row[0] for row in empty_db.execute(
-        "SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
-    assert views >= {"lot_occupancy_15m", "lot_occupancy_1h", "sensor_state"}
+@pytest.fixture(scope="module")
+def both_ways(admin_url: str) -> Iterator[tuple[psycopg.Connection[Any],
+                                                 psycopg.Connection[Any]]]:
+    """(built from schema.sql, built from the baseline and every migration), each with the
+    services' roles applied (roles of this module's own, dropped after the databases)."""
+    prefix = f"ptest_{secrets.token_hex(4)}_"
+    with ExitStack() as stack:
+        stack.callback(_drop_roles, admin_url, prefix)
+        fresh = stack.enter_context(new_database(admin_url))
+        migrated = stack.enter_context(new_database(admin_url))
+        assert migrate(fresh, use_timescaledb=False) == ["schema.sql at 0009 bay_status"]
+        assert migrate(migrated, up_to=1, use_timescaledb=False) == MIGRATIONS[:1]
+        assert migrate(migrated, use_timescaledb=False) == MIGRATIONS[1:]
+        for conn in (fresh, migrated):
+            apply_roles(conn, prefix, {})
+        yield fresh, migrated
+
+
+def _drop_roles(admin_url: str, prefix: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        for service in SERVICE_ROLES:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                sql.Identifier(prefix + service)))
+
+
+def test_schema_file_equals_baseline_and_migrations(
+        both_ways: tuple[psycopg.Connection[Any], psycopg.Connection[Any]]) -> None:
+    fresh, migrated = both_ways
+    found = catalog(fresh)
+    differ = differences(found, catalog(migrated))
+    assert not differ, "schema.sql and the migrations differ:\n" + "\n".join(differ)
+    assert {"lots", "sensor_state", "lot_occupancy_15m"} <= {row[0] for row in found["relations"]}
+    assert {"bay_stuck", "bay_status", "sensor_status"} <= {row[0] for row in found["functions"]}
+    assert any(grantee.endswith("_ingest") for _, _, grantee, _ in found["grants"])
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ("ALTER TABLE lots ADD COLUMN notes text",
+     ["columns only by migrations: lots | notes | 20 | text | False | None"]),
+    ("ALTER TABLE bay_state ALTER COLUMN since DROP NOT NULL",
+     ["columns only by schema.sql: bay_state | since | 4 | timestamp with time zone | True | "
+      "None", "columns only by migrations: bay_state | since | 4 | timestamp with time zone | "
+      "False | None"]),
+    ("DROP INDEX lots_city_idx",
+     ["indexes only by schema.sql: lots | lots_city_idx | CREATE INDEX lots_city_idx ON "
+      "public.lots USING btree (city)"]),
+])
+def test_the_comparison_names_a_difference(
+        both_ways: tuple[psycopg.Connection[Any], psycopg.Connection[Any]], change: str,
+        expected: list[str]) -> None:
+    """The check can fail: one change to the migrated database is reported, and only it."""
+    fresh, migrated = both_ways
+    with migrated.transaction(force_rollback=True):
+        migrated.execute(change)
+        assert differences(catalog(fresh), catalog(migrated)) == expected
+
+
+def test_a_changed_function_body_is_a_difference(
+        both_ways: tuple[psycopg.Connection[Any], psycopg.Connection[Any]]) -> None:
+    fresh, migrated = both_ways
+    with migrated.transaction(force_rollback=True):
+        migrated.execute("CREATE OR REPLACE FUNCTION bay_stuck(occupied boolean, since "
+                         "timestamptz, max_dwell_s integer, max_idle_s integer, at timestamptz)"
+                         " RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT"
+                         " false $$")
+        found = differences(catalog(fresh), catalog(migrated))
+    assert [line.split(":")[0] for line in found] == [
+        "functions only by schema.sql", "functions only by migrations"]
+    assert all("bay_stuck" in line for line in found)
+
+
+def test_fresh_database_is_stamped_with_every_migration(
+        both_ways: tuple[psycopg.Connection[Any], psycopg.Connection[Any]]) -> None:
+    fresh, _ = both_ways
+    assert [f"{version:04d} {name}" for version, name in fresh.execute(
+        "SELECT version, name FROM schema_migrations ORDER BY version")] == MIGRATIONS
 
 
 def test_real_migrations_upgrade_a_database_with_data(
-        tmp_path: Path, empty_db: psycopg.Connection[Any]) -> None:
+        empty_db: psycopg.Connection[Any]) -> None:
     """A version-1 database holding rows takes the shipped migrations without losing any."""
-    migrate(empty_db, migrations_dir=tmp_path, use_timescaledb=False)  # version 1 only
+    assert migrate(empty_db, up_to=1, use_timescaledb=False) == MIGRATIONS[:1]
     empty_db.execute("INSERT INTO lots (lot_id, city, name, kind, counting, capacity, latitude,"
                      " longitude) VALUES ('a', 'c', 'A', 'surface', 'bays', 1, 51, 12)")
     empty_db.execute("INSERT INTO bays (bay_id, lot_id) VALUES ('b', 'a')")
     empty_db.execute("INSERT INTO bay_state VALUES ('b', true, '2026-11-24 10:00+00')")
-    assert migrate(empty_db, use_timescaledb=False) == [
-        "0002 data_quality", "0003 forecast_models", "0004 sign_state",
-        "0005 operator_overrides", "0006 clock", "0007 counter_plausibility",
-        "0008 forecast_backtest"]
+    assert migrate(empty_db, up_to=8, use_timescaledb=False) == MIGRATIONS[1:8]
+    assert migrate(empty_db, use_timescaledb=False) == MIGRATIONS[8:]
     assert empty_db.execute("SELECT occupied, since FROM bay_state").fetchall() == [
         (True, datetime(2026, 11, 24, 10, tzinfo=UTC))]
 
@@ -93,34 +142,13 @@ def test_migrating_again_changes_nothing(empty_db: psycopg.Connection[Any]) -> N
     assert catalog(empty_db) == before
 
 
-def test_upgrade_path_equals_fresh_install(tmp_path: Path, admin_url: str,
-                                           empty_db: psycopg.Connection[Any]) -> None:
-    """A database migrated before a new migration existed, then upgraded, equals a fresh one."""
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    migrate(empty_db, migrations_dir=migrations, use_timescaledb=False)  # the old release
-    (migrations / "0003_lot_notes.sql").write_text(
-        "ALTER TABLE lots ADD COLUMN notes text NOT NULL DEFAULT '';\n"
-        "CREATE FUNCTION lot_label(lot lots) RETURNS text LANGUAGE sql AS $$\n"
-        "  SELECT lot.name || '; ' || lot.notes;\n$$;\n")
-    assert migrate(empty_db, migrations_dir=migrations, use_timescaledb=False) == [
-        "0003 lot_notes"]
-    upgraded = catalog(empty_db)
-
-    with new_database(admin_url) as fresh:
-        assert migrate(fresh, migrations_dir=migrations, use_timescaledb=False) == [
-            "0001 baseline", "0003 lot_notes"]
-        assert catalog(fresh) == upgraded
-
-
 def test_failed_migration_is_rolled_back(tmp_path: Path,
                                          empty_db: psycopg.Connection[Any]) -> None:
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    (migrations / "0002_broken.sql").write_text(
+    migrate(empty_db, up_to=1, use_timescaledb=False)
+    (tmp_path / "0002_broken.sql").write_text(
         "ALTER TABLE lots ADD COLUMN half_done text;\nSELECT no_such_function();\n")
     with pytest.raises(psycopg.errors.UndefinedFunction):
-        migrate(empty_db, migrations_dir=migrations, use_timescaledb=False)
+        migrate(empty_db, migrations_dir=tmp_path, use_timescaledb=False)
     columns = {row[0] for row in empty_db.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'lots'")}
     assert "half_done" not in columns

@@ -245,7 +245,7 @@ def test_ingest_with_a_clashing_config_exits_2_with_one_line(
                                                        *private_edits("naumburg", token)])),
                 "PARKLEIT_INGEST_CLIENT_ID": f"ingest-clash-{token}",
                 "PARKLEIT_INGEST_METRICS_PORT": "0"})
-    result = subprocess.run([sys.executable, "-m", "core.cli", "ingest"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "parkleit", "ingest"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr

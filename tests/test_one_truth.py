@@ -31,9 +31,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from api._keys import add_key
 from core import channels
 from core.city import City, load_city
-from core.embedded import free_port
 from core.settings import Settings
 from core.status import rfc3339
+from parkleit.embedded import free_port
 from signage._render import Observation, render
 
 # lot suffix -> (status, free) every output must give

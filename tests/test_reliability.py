@@ -51,8 +51,8 @@ from paho.mqtt.properties import Properties
 
 from core.city import City, load_city
 from core.db import create_database, migrate
-from core.embedded import PrivateBroker, PrivatePostgres, free_port
 from core.settings import Settings
+from parkleit.embedded import PrivateBroker, PrivatePostgres, free_port
 from simulators.load import run_load
 
 pytestmark = pytest.mark.slow

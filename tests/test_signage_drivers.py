@@ -16,8 +16,8 @@ from typing import Any, Literal
 import pytest
 
 from core.city import City, Sign, SignLine
-from core.embedded import ServiceStack
 from core.settings import Settings
+from parkleit.embedded import ServiceStack
 from signage import Arrow, LineContent, SignContent, SignDriver, SignError
 from signage._drivers import DRIVER_FACTORIES, Drivers
 from signage._http_driver import HttpDriver

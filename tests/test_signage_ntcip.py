@@ -14,7 +14,8 @@ import pytest
 from core.city import City, Sign, SignLine, load_city
 from signage import Arrow, LineContent, SignContent, SignError
 from signage._drivers import Drivers
-from signage._ntcip import (
+from signage._ntcip_driver import NtcipDriver
+from signage.ntcip import (
     DMS_COMMUNICATIONS_LOSS_MESSAGE,
     DMS_TIME_COMM_LOSS,
     Activation,
@@ -28,7 +29,6 @@ from signage._ntcip import (
     parse_address,
     to_sign_charset,
 )
-from signage._ntcip_driver import NtcipDriver
 from simulators.signs_ntcip import (
     MultiError,
     NtcipSignSimulator,

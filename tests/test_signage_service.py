@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.city import City, load_city
 from core.settings import Settings
 from signage import Observation, SignageService
-from signage._ntcip import ControlMode, SourceMode
+from signage.ntcip import ControlMode, SourceMode
 from simulators._mqtt import mqtt_client
 from simulators.signs_ntcip import NtcipSignSimulator, SignModel
 

@@ -509,7 +509,7 @@ def test_replay_runs_at_speed_then_real_time_never_ahead_of_the_clock() -> None:
 
 def _parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = base_env()
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 

@@ -26,6 +26,8 @@ from typing import Any, TypeAlias
 
 import psycopg
 import pytest
+from _catalog import catalog as schema_catalog
+from _catalog import differences
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -103,6 +105,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "since": datetime(2024, 3, 29, 0, 0, tzinfo=UTC),
     "until": datetime(2024, 4, 1, 8, 30, tzinfo=UTC),
     "version": "v1",
+    # core.lock_registry: an advisory lock's key (released when the transaction rolls back)
+    "key": 1,
     # core.registry_differences: a config that has lot L1 and bay B1 as the registry has them
     "lots": Jsonb([{"lot_id": "L1", "city": "testcity", "name": "Markt", "capacity": 3}]),
     "bays": Jsonb([{"bay_id": "B1", "lot_id": "L1"}]),
@@ -304,9 +308,17 @@ def first_migration(server_conn: Conn) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tsdb(server_conn: Conn, first_migration: list[str]) -> Conn:
-    """The connection, once the database is migrated (shared by the module's tests)."""
+def built(server_conn: Conn, first_migration: list[str]) -> tuple[Any, Any]:
+    """The schema (core.db's and TimescaleDB's catalog) the first ``migrate`` built from
+    schema.sql, before any test added roles or data."""
     assert first_migration
+    return schema_catalog(server_conn), catalog(server_conn)
+
+
+@pytest.fixture(scope="module")
+def tsdb(server_conn: Conn, built: tuple[Any, Any]) -> Conn:
+    """The connection, once the database is migrated (shared by the module's tests)."""
+    assert built
     return server_conn
 
 
@@ -362,7 +374,7 @@ def plain_pg(admin_url: str) -> Iterator[Conn]:
 
 
 def test_migrate_builds_the_timescale_layer(tsdb: Conn, first_migration: list[str]) -> None:
-    assert first_migration[:2] == ["extension timescaledb", "0001 baseline"]
+    assert first_migration == ["extension timescaledb", "schema.sql at 0009 bay_status"]
     found = catalog(tsdb)
     assert found["extension"] == [("timescaledb",)]
 
@@ -395,6 +407,23 @@ def test_migrate_builds_the_timescale_layer(tsdb: Conn, first_migration: list[st
     assert set(policies) == set(POLICIES)
     for key, (setting, value) in POLICIES.items():
         assert policies[key][setting] == value, (key, policies[key])
+
+
+def test_migrations_on_timescaledb_give_the_schema_file(
+        tmp_path: Path, built: tuple[Any, Any]) -> None:
+    """The baseline and every migration, run on TimescaleDB (the hypertables in place while
+    0002 on change their tables), give the database schema.sql gives."""
+    server = start_server(tmp_path)
+    try:
+        with connect_when_ready(server) as conn:
+            assert migrate(conn, up_to=1) == ["extension timescaledb", "0001 baseline"]
+            assert migrate(conn)[-1] == "0009 bay_status"
+            migrated = schema_catalog(conn), catalog(conn)
+    finally:
+        stop_server(server)
+    differ = differences(built[0], migrated[0])
+    assert not differ, "schema.sql and the migrations differ:\n" + "\n".join(differ)
+    assert migrated[1] == built[1]
 
 
 def test_migrate_again_changes_nothing(tsdb: Conn) -> None:

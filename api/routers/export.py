@@ -82,9 +82,9 @@ async def export_csv(
     query = queries("api")[query_name(resolution)].rstrip().rstrip(";")
     # Streamed, so the body cannot be hashed: history is insert-only, and buckets, the newest
     # bucket and the readings they hold change with every row added to the selection.
-    fingerprint = sql.SQL("SELECT count(*), max(time), sum(samples) FROM ({}) AS selection")
+    fingerprint = sql.SQL(queries("api", "history")["export_fingerprint"])
     async with pool.connection() as conn:
-        cursor = await conn.execute(fingerprint.format(sql.SQL(query)), params)
+        cursor = await conn.execute(fingerprint.format(selection=sql.SQL(query)), params)
         buckets, newest, readings = await cursor.fetchone() or (0, None, 0)
     digest = hashlib.sha256(repr((lot_ids, start, end, resolution, buckets, newest,
                                   readings)).encode()).hexdigest()[:32]

@@ -6,13 +6,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import format_sse_event
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api._http import bad_parameter, problem_responses
-from api._hub import Event, Hub
+from api._hub import Hub, Subscriber, TooManyStreams
+from api._ratelimit import client_address, retry_after
 from api.deps import CitiesDep, SelectedCities, SettingsDep
 
 __all__ = ["router"]
@@ -20,6 +24,9 @@ __all__ = ["router"]
 logger = logging.getLogger(__name__)
 
 RETRY_MS = 3000  # how long EventSource waits before it reconnects
+_OPENING = format_sse_event(comment="parkleit: the current state, then each change",
+                            retry=RETRY_MS)
+_KEEP_ALIVE = format_sse_event(comment="keep-alive")
 
 
 @asynccontextmanager
@@ -70,46 +77,96 @@ def _filters(
             city_ids)
 
 
-def _sse(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(raw_data=event.data, event=event.kind, id=event.id)
+class _EventStream(Response):
+    """The stream of one subscriber: what it has pending, as the hub encoded it, in one write
+    per wake-up; a comment after ``heartbeat_s`` without one. No task per event and one timer
+    at a time; a task of its own waits for the client to go, which ends the stream at once
+    (a normal event: one line at debug)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: Hub, subscriber: Subscriber, heartbeat_s: float) -> None:
+        self.hub, self.subscriber, self.heartbeat_s = hub, subscriber, heartbeat_s
+        self.status_code, self.background = 200, None
+        # As FastAPI streams events: no caching, no buffering by nginx.
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        subscriber = self.subscriber
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._client_gone, receive, group.cancel_scope)
+                await self._events(send)
+                group.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, anyio.BrokenResourceError, asyncio.CancelledError) as exc:
+            logger.debug("stream client of %s gone: %s", subscriber.address,
+                         type(exc).__name__)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.hub.unsubscribe(subscriber)
+
+    async def _events(self, send: Send) -> None:
+        subscriber = self.subscriber
+        await send({"type": "http.response.body", "body": _OPENING, "more_body": True})
+        while True:
+            if not (subscriber.pending or subscriber.closed):
+                with anyio.move_on_after(self.heartbeat_s):
+                    await subscriber.wake.wait()
+            if subscriber.pending:
+                frames = subscriber.take()
+            elif subscriber.closed:
+                return
+            else:
+                frames = _KEEP_ALIVE
+            await send({"type": "http.response.body", "body": frames, "more_body": True})
+
+    async def _client_gone(self, receive: Receive, stream: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        logger.debug("stream client of %s disconnected", self.subscriber.address)
+        stream.cancel()
+
+
+# Each event as OpenAPI 3.2 describes Server-Sent Events (what FastAPI writes for a generator).
+_STREAM_CONTENT: dict[str, Any] = {"text/event-stream": {"itemSchema": {
+    "type": "object", "properties": {
+        "data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0}}}}}
 
 
 @router.get(
-    "/v1/stream", operation_id="streamChanges", response_class=EventSourceResponse,
+    "/v1/stream", operation_id="streamChanges", response_class=_EventStream,
     summary="Live lot status and sign content (Server-Sent Events)",
     description="First one `lot` event per lot with its current status (the payload of the MQTT "
     "status topic, with `lot_id`) and one `sign` event per sign with what it confirmed showing; "
     "then each change as it is committed, and `unknown` for a lot whose count goes stale. "
     "Every event has an `id`; a reconnecting client (`Last-Event-ID`) gets the current state "
     "again, which supersedes whatever it missed. A comment line keeps the connection open "
-    "when nothing changes. A client that falls too far behind is disconnected and "
-    "reconnects.")
+    "when nothing changes. A client that is slower than the changes gets the newest state of "
+    "each lot and sign (in the order they first changed); one that reads nothing for "
+    "`API_STREAM_MAX_LAG_S` is disconnected and reconnects. At most `API_STREAM_MAX_PER_IP` "
+    "streams per client address: 429 beyond.",
+    status_code=200, responses={200: {"content": _STREAM_CONTENT}})
 async def stream(
+    request: Request,
     hub: Annotated[Hub, Depends(_hub)],
     filters: Annotated[Filters, Depends(_filters)],
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(
         description="Sent by EventSource on reconnecting; answered with the current state")
     ] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> Response:
     """The current state of the lots and signs asked for, then each change."""
     if last_event_id:
         logger.debug("stream client back after event %s", last_event_id[:40])
-    subscriber, current = hub.subscribe(*filters)
     try:
-        yield ServerSentEvent(comment="parkleit: the current state, then each change",
-                              retry=RETRY_MS)
-        for event in current:
-            yield _sse(event)
-        while not subscriber.closed:
-            try:
-                async with asyncio.timeout(settings.API_STREAM_HEARTBEAT_S):
-                    next_event = await subscriber.queue.get()
-            except TimeoutError:
-                yield ServerSentEvent(comment="keep-alive")
-                continue
-            if next_event is None or subscriber.closed:
-                break
-            yield _sse(next_event)
-    finally:
-        hub.unsubscribe(subscriber)
+        subscriber = hub.subscribe(*filters, address=client_address(request.scope))
+    except TooManyStreams:
+        raise HTTPException(429, f"too many streams from this address; at most "
+                            f"{settings.API_STREAM_MAX_PER_IP} at once", headers={
+                                "Retry-After": retry_after(RETRY_MS / 1000)}) from None
+    return _EventStream(hub, subscriber, settings.API_STREAM_HEARTBEAT_S)

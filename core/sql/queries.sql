@@ -1,6 +1,7 @@
 -- Named queries of the core package; values are always parameters.
 
 -- name: upsert_lot
+-- A lot of the city config, inserted or brought up to date by its id.
 INSERT INTO lots (lot_id, city, name, kind, counting, capacity, disabled_spaces, ev_spaces,
                   latitude, longitude, opening_hours, almost_full, full_at, stale_after_s,
                   counter_modulus, max_dwell_s, max_idle_s, empty_at, attributes)
@@ -20,6 +21,7 @@ ON CONFLICT (lot_id) DO UPDATE SET
     attributes = excluded.attributes;
 
 -- name: upsert_bay
+-- A bay of the city config, inserted or brought up to date by its id.
 INSERT INTO bays (bay_id, lot_id, kind, network, dev_eui)
 VALUES (%(bay_id)s, %(lot_id)s, %(kind)s, %(network)s, %(dev_eui)s)
 ON CONFLICT (bay_id) DO UPDATE SET
@@ -27,6 +29,7 @@ ON CONFLICT (bay_id) DO UPDATE SET
     dev_eui = excluded.dev_eui;
 
 -- name: upsert_sign
+-- A sign of the city config, inserted or brought up to date by its id.
 INSERT INTO signs (sign_id, city, name, driver, address, latitude, longitude, lines)
 VALUES (%(sign_id)s, %(city)s, %(name)s, %(driver)s, %(address)s, %(latitude)s,
         %(longitude)s, %(lines)s)
@@ -36,17 +39,21 @@ ON CONFLICT (sign_id) DO UPDATE SET
     lines = excluded.lines;
 
 -- name: ensure_lot_state
+-- A lot's current-state row, created empty if missing; its capacity as configured.
 INSERT INTO lot_state (lot_id, capacity) VALUES (%(lot_id)s, %(capacity)s)
 ON CONFLICT (lot_id) DO UPDATE SET capacity = excluded.capacity;
 
 -- name: delete_gone_lots
+-- The city's lots the config no longer has (their bays and state go with them).
 DELETE FROM lots WHERE city = %(city)s AND NOT (lot_id = ANY(%(lot_ids)s));
 
 -- name: delete_gone_bays
+-- The city's bays the config no longer has.
 DELETE FROM bays USING lots
 WHERE bays.lot_id = lots.lot_id AND lots.city = %(city)s AND NOT (bay_id = ANY(%(bay_ids)s));
 
 -- name: delete_gone_signs
+-- The city's signs the config no longer has.
 DELETE FROM signs WHERE city = %(city)s AND NOT (sign_id = ANY(%(sign_ids)s));
 
 -- name: taken_ids
@@ -102,3 +109,15 @@ WHERE t.sign_id IS NULL OR jsonb_populate_record(t, c.r) IS DISTINCT FROM t
 UNION ALL
 SELECT 'sign', sign_id FROM signs
 WHERE city = %(city)s AND sign_id NOT IN (SELECT r ->> 'sign_id' FROM sign_rows);
+
+-- name: lock_registry
+-- Registry syncs take turns: a transaction-level advisory lock on ``key`` (core/registry.py).
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: ping
+-- Whether the server answers at all (core.db.check_database).
+SELECT 1;
+
+-- name: timescaledb_installed
+-- A row if the TimescaleDB extension is installed in this database.
+SELECT 1 FROM pg_extension WHERE extname = 'timescaledb';

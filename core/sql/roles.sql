@@ -25,10 +25,11 @@ GRANT USAGE ON SCHEMA public TO {api}, {ingest}, {signage}, {forecast};
 -- syncing it (core.registry.sync_registry), and stops naming the difference if not.
 GRANT SELECT ON lots, bays, signs TO {api}, {ingest}, {signage}, {forecast};
 
--- The rules written once in SQL (migration 0006): EXECUTE is PUBLIC's by default, granted
+-- The rules written once in SQL (migrations 0006, 0009): EXECUTE is PUBLIC's by default, granted
 -- here as well so that an installation revoking it from PUBLIC keeps working.
 GRANT EXECUTE ON FUNCTION bay_stuck(boolean, timestamptz, integer, integer, timestamptz)
     TO {api}, {ingest};
+GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api};
 GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast};
 

@@ -1,6 +1,14 @@
--- parkleit schema, version 1 (the baseline). Later changes are numbered files in migrations/.
+-- parkleit schema: the current one, in one file (what the files in migrations/ build).
+--
+-- `parkleit db migrate` builds a fresh database from this file and stamps it with the
+-- version of every file in migrations/; a database that has a version already gets the
+-- migrations it has not seen (core.db.migrate). So this file changes with every migration,
+-- and tests/test_migrations.py checks that both ways give the same catalog: tables, columns
+-- (in the same order: an added column comes last here too), defaults, constraints, indexes,
+-- views, functions and grants. migrations/0001_baseline.sql is the frozen first version.
 -- Storage-engine specifics (hypertables, continuous aggregates, or their plain-PostgreSQL
--- stand-ins) live in timescale.sql / plain.sql and are applied after this on every migrate.
+-- stand-ins) live in timescale.sql / plain.sql and are applied after this on every migrate;
+-- the services' privileges are in roles.sql.
 
 -- Registry, loaded from the city config -------------------------------------------------------
 
@@ -20,7 +28,12 @@ CREATE TABLE lots (
     full_at         real NOT NULL DEFAULT 1.0,
     stale_after_s   integer NOT NULL DEFAULT 900,
     counter_modulus bigint NOT NULL DEFAULT 65536,
-    attributes      jsonb NOT NULL DEFAULT '{}'
+    attributes      jsonb NOT NULL DEFAULT '{}',
+    -- A bay sensor reporting one state longer than this is stuck (occupied, free), and
+    -- when a counter may be re-zeroed (the lot is empty then).
+    max_dwell_s     integer NOT NULL DEFAULT 172800 CHECK (max_dwell_s > 0),
+    max_idle_s      integer NOT NULL DEFAULT 604800 CHECK (max_idle_s > 0),
+    empty_at        time
 );
 CREATE INDEX lots_city_idx ON lots (city);
 
@@ -83,6 +96,10 @@ CREATE TABLE sensor_health (
     UNIQUE (sensor_id, time)
 );
 
+-- Live forecasts and backtest ones (the model's forecasts of the past, filling the
+-- published-error window of a new installation), told apart by ``kind``: one key (lot,
+-- horizon, origin) for both, so a live forecast replaces a backtest one of the same origin and
+-- a backtest never replaces a live one; every reader of the current forecast asks for 'live'.
 CREATE TABLE forecasts (
     time         timestamptz NOT NULL,
     lot_id       text NOT NULL,
@@ -93,26 +110,34 @@ CREATE TABLE forecasts (
     free_p90     real,
     p_space      real,
     model        text NOT NULL,
-    UNIQUE (lot_id, horizon_min, time)
+    UNIQUE (lot_id, horizon_min, time),
+    kind         text NOT NULL DEFAULT 'live' CHECK (kind IN ('live', 'backtest'))
 );
 
+-- Every push to a sign: what it was to show, whether it went through, and the sign's answer
+-- (driver-specific, e.g. message and CRC) or the reason it did not.
 CREATE TABLE sign_log (
     time      timestamptz NOT NULL,
     sign_id   text NOT NULL,
     content   jsonb NOT NULL,
     ok        boolean NOT NULL,
-    error     text
+    error     text,
+    ack       text
 );
 CREATE INDEX sign_log_sign_time_idx ON sign_log (sign_id, time DESC);
 
 -- Current values ---------------------------------------------------------------------------------
 
+-- ``since``: when the bay's state last changed (a state held too long is a stuck sensor).
 CREATE TABLE bay_state (
     bay_id    text PRIMARY KEY REFERENCES bays (bay_id) ON DELETE CASCADE,
     occupied  boolean NOT NULL,
-    time      timestamptz NOT NULL
+    time      timestamptz NOT NULL,
+    since     timestamptz NOT NULL
 );
 
+-- A lot's current figures and status as ingest last derived them, its quality score with the
+-- reasons (flags), its counter's readings, when the counter was last re-zeroed and last jumped.
 CREATE TABLE lot_state (
     lot_id          text PRIMARY KEY REFERENCES lots (lot_id) ON DELETE CASCADE,
     free            integer,
@@ -123,7 +148,12 @@ CREATE TABLE lot_state (
     updated         timestamptz,
     counter_entries bigint,
     counter_exits   bigint,
-    counter_time    timestamptz
+    counter_time    timestamptz,
+    quality         real CHECK (quality BETWEEN 0 AND 1),
+    flags           text[] NOT NULL DEFAULT '{}',
+    rezeroed_on     date,
+    drift           integer,
+    counter_jump_at timestamptz
 );
 
 -- Everything ingest could not use, with the reason. One row per distinct (topic, payload).
@@ -140,3 +170,180 @@ CREATE TABLE dead_letters (
     UNIQUE (topic, digest)
 );
 CREATE INDEX dead_letters_received_idx ON dead_letters (received DESC);
+
+-- Forecasting ------------------------------------------------------------------------------------
+
+-- Trained models as versioned artefacts shared by every forecaster process. Small: a plain
+-- table with or without TimescaleDB, as forecast_accuracy.
+CREATE TABLE forecast_models (
+    version       text PRIMARY KEY,
+    city          text NOT NULL,
+    created_at    timestamptz NOT NULL,
+    kind          text NOT NULL,
+    trained_from  timestamptz NOT NULL,
+    trained_to    timestamptz NOT NULL,
+    lots          text[] NOT NULL,
+    examples      integer,
+    reason        text,
+    metrics       jsonb NOT NULL DEFAULT '{}',
+    artefact      bytea NOT NULL
+);
+CREATE INDEX forecast_models_city_created_idx ON forecast_models (city, created_at DESC);
+
+-- Rolling mean absolute error per lot and horizon over the last window_days, refreshed after
+-- each prediction run; mae_rate is the error as a share of the lot's capacity; backtest_points
+-- of the scored points are backtest forecasts (0 once live forecasts fill the window).
+CREATE TABLE forecast_accuracy (
+    lot_id       text NOT NULL REFERENCES lots (lot_id) ON DELETE CASCADE,
+    horizon_min  integer NOT NULL CHECK (horizon_min > 0),
+    window_days  integer NOT NULL CHECK (window_days > 0),
+    mae          real NOT NULL,
+    mae_rate     real,
+    points       integer NOT NULL CHECK (points > 0),
+    computed_at  timestamptz NOT NULL,
+    PRIMARY KEY (lot_id, horizon_min),
+    backtest_points integer NOT NULL DEFAULT 0
+        CHECK (backtest_points >= 0 AND backtest_points <= points)
+);
+
+-- Signs and operators ----------------------------------------------------------------------------
+
+-- One row per sign: what it last confirmed showing and since when, its last ack and its
+-- failures. ``content`` is {"lines": [{"label", "arrow", "text"}, ...]}, as in sign_log.
+CREATE TABLE sign_state (
+    sign_id               text PRIMARY KEY REFERENCES signs (sign_id) ON DELETE CASCADE,
+    content               jsonb,
+    shown_since           timestamptz,
+    last_ack              timestamptz,
+    last_error            text,
+    last_error_at         timestamptz,
+    consecutive_failures  integer NOT NULL DEFAULT 0 CHECK (consecutive_failures >= 0),
+    updated               timestamptz NOT NULL
+);
+
+-- A lot closed by an operator (works, an event, a flood). While a row is in force (``until``
+-- NULL or ahead) ingest derives the status ``closed`` for the lot, whatever its count, so
+-- lot_state, the status topic, the signs, the API and DATEX II all say closed.
+CREATE TABLE lot_closures (
+    lot_id     text PRIMARY KEY REFERENCES lots (lot_id) ON DELETE CASCADE,
+    reason     text NOT NULL,
+    closed_by  text NOT NULL,
+    since      timestamptz NOT NULL,
+    until      timestamptz
+);
+
+-- What a sign shows instead of its rendered content while the row is in force. ``content``
+-- is {"lines": [{"label", "arrow", "text"}, ...]}, as in sign_log; the signage service reads
+-- it on each notification of channel parkleit_sign_override and every resync.
+CREATE TABLE sign_overrides (
+    sign_id  text PRIMARY KEY REFERENCES signs (sign_id) ON DELETE CASCADE,
+    content  jsonb NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL,
+    since    timestamptz NOT NULL,
+    until    timestamptz
+);
+
+-- One row per admin action: who (the API key's name, never the key), from where, what.
+CREATE TABLE admin_audit (
+    time      timestamptz NOT NULL,
+    key_name  text NOT NULL,
+    client    text,
+    action    text NOT NULL,
+    target    text,
+    detail    jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX admin_audit_time_idx ON admin_audit (time DESC);
+
+-- Rules written once -----------------------------------------------------------------------------
+-- Rules that depend on the time take the moment as a parameter (the services' clock,
+-- core/clock.py), never the database's now(): a test or a replay runs at any instant, and the
+-- database's clock deciding "stuck" or "silent" would disagree with the one the data was
+-- stamped by.
+
+-- A bay whose sensor reported the same state for longer than the lot allows (max_dwell_s
+-- occupied, max_idle_s free) is stuck: its bay counts neither free nor occupied.
+CREATE FUNCTION bay_stuck(occupied boolean, since timestamptz, max_dwell_s integer,
+                          max_idle_s integer, at timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT coalesce(at - since > make_interval(
+           secs => CASE WHEN occupied THEN max_dwell_s ELSE max_idle_s END), false)
+$$;
+
+-- Per bay at the moment ``at``: whether it counts as occupied (its sensor says so and is not
+-- stuck: a stuck sensor's bay counts neither free nor occupied, a bay not heard from yet
+-- counts as free), whether its sensor is stuck, its newest reading, and whether that came
+-- within four staleness limits. ingest counts a lot's free bays with it, the API the bays of
+-- each kind.
+CREATE FUNCTION bay_status(at timestamptz)
+RETURNS TABLE (bay_id text, lot_id text, kind text, occupied boolean, stuck boolean,
+               heard timestamptz, fresh boolean)
+LANGUAGE sql STABLE
+AS $$
+SELECT b.bay_id, b.lot_id, b.kind, coalesce(s.occupied AND NOT k.stuck, false), k.stuck, s.time,
+       coalesce(at - s.time <= make_interval(secs => 4 * l.stale_after_s), false)
+FROM bays AS b
+JOIN lots AS l ON l.lot_id = b.lot_id
+LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
+CROSS JOIN LATERAL (
+    SELECT bay_stuck(s.occupied, s.since, l.max_dwell_s, l.max_idle_s, at) AS stuck
+) AS k
+$$;
+
+-- Per sensor: its newest reading and health, with the lot's limits to judge them by. Bay
+-- sensors; and each counter-counted lot's counter as ``{lot_id}/counter`` (network
+-- ``counter``), with when it last jumped (a change no lot could have seen: ingest
+-- re-baselined the counter and kept the count; the rule is in ingest/_state.py).
+CREATE VIEW sensor_state AS
+SELECT b.bay_id AS sensor_id, b.lot_id, b.network, b.dev_eui,
+       s.occupied, s.time AS last_reading, s.since AS state_since,
+       h.time AS last_health, h.rssi, h.snr, h.gateway_id, p.battery_v, p.battery_pct,
+       greatest(s.time, h.time) AS last_seen,
+       l.max_dwell_s, l.max_idle_s, l.stale_after_s, NULL::timestamptz AS counter_jump_at
+FROM bays AS b
+JOIN lots AS l USING (lot_id)
+LEFT JOIN bay_state AS s USING (bay_id)
+LEFT JOIN LATERAL (
+    SELECT sh.time, sh.rssi, sh.snr, sh.gateway_id
+    FROM sensor_health AS sh
+    WHERE sh.sensor_id = b.bay_id
+    ORDER BY sh.time DESC
+    LIMIT 1
+) AS h ON TRUE
+LEFT JOIN LATERAL (
+    SELECT sh.battery_v, sh.battery_pct
+    FROM sensor_health AS sh
+    WHERE sh.sensor_id = b.bay_id AND (sh.battery_v IS NOT NULL OR sh.battery_pct IS NOT NULL)
+    ORDER BY sh.time DESC
+    LIMIT 1
+) AS p ON TRUE
+UNION ALL
+SELECT l.lot_id || '/counter', l.lot_id, 'counter', NULL,
+       NULL, st.counter_time, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL,
+       st.counter_time,
+       l.max_dwell_s, l.max_idle_s, l.stale_after_s, st.counter_jump_at
+FROM lots AS l
+LEFT JOIN lot_state AS st USING (lot_id)
+WHERE l.counting = 'counter';
+
+-- Per sensor at the moment ``at``: its state and what looks wrong with it (stuck, silent for
+-- four staleness limits, battery low, and for a counter: a jump within the last 24 hours,
+-- ingest's COUNTER_JUMP_HOLD, not undone by a re-zeroing, which clears counter_jump_at).
+CREATE FUNCTION sensor_status(at timestamptz)
+RETURNS TABLE (sensor_id text, lot_id text, network text, dev_eui text, occupied boolean,
+               last_reading timestamptz, state_since timestamptz, last_health timestamptz,
+               rssi real, snr real, gateway_id text, battery_v real, battery_pct real,
+               last_seen timestamptz, stuck boolean, silent boolean, battery_low boolean,
+               counter_jump boolean)
+LANGUAGE sql STABLE
+AS $$
+SELECT s.sensor_id, s.lot_id, s.network, s.dev_eui, s.occupied, s.last_reading, s.state_since,
+       s.last_health, s.rssi, s.snr, s.gateway_id, s.battery_v, s.battery_pct, s.last_seen,
+       bay_stuck(s.occupied, s.state_since, s.max_dwell_s, s.max_idle_s, at),
+       coalesce(at - s.last_seen > make_interval(secs => 4 * s.stale_after_s), true),
+       coalesce(s.battery_v < 2.8 OR s.battery_pct < 15, false),
+       coalesce(s.counter_jump_at > at - interval '24 hours', false)
+FROM sensor_state AS s
+$$;

@@ -1,4 +1,4 @@
-"""Container health checks (docker-compose.yml): ``python -m core.healthcheck CHECK``.
+"""Container health checks (docker-compose.yml): ``python -m parkleit.healthcheck CHECK``.
 
 - ``http URL``: the URL answers 200 (a service's ``/metrics`` or ``/healthz``).
 - ``mqtt``: the broker of ``PARKLEIT_MQTT_URL`` accepts this process's credentials (for
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from core.city import CityConfigError, load_city
+from core.mqtt import mqtt_client
 from core.settings import Settings, SettingsError, get_settings
 
 __all__ = ["build_parser", "check_http", "check_mqtt", "check_service_status", "main"]
@@ -54,14 +54,7 @@ class _Probe:
         self.payload: bytes | None = None
         target = settings.mqtt
         self.target = target
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"parkleit-health-{secrets.token_hex(4)}",
-                             protocol=mqtt.MQTTv5 if target.v5 else mqtt.MQTTv311)
-        if target.username:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            ca = settings.MQTT_CA_FILE
-            client.tls_set(ca_certs=str(ca) if ca else None)
+        client = mqtt_client(settings, f"parkleit-health-{secrets.token_hex(4)}")
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         self.client = client
@@ -121,7 +114,7 @@ def check_service_status(settings: Settings, city_id: str, name: str,
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the checks."""
-    parser = argparse.ArgumentParser(prog="python -m core.healthcheck",
+    parser = argparse.ArgumentParser(prog="python -m parkleit.healthcheck",
                                      description="Exit 0 healthy, 1 unhealthy, 2 bad usage.")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds to wait (default {DEFAULT_TIMEOUT_S:g})")

@@ -11,17 +11,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
 
 from core.city import Cities, City
-from core.db import create_database, migrate
-from core.embedded import ensure_services
+from core.db import create_database, migrate, queries
 from core.registry import sync_registry
+from core.runtime import on_stop_signals
 from core.settings import Settings
+from parkleit.embedded import ensure_services
 from signage import read_sign_states
 from simulators.history import backfill_history
 
@@ -54,9 +55,8 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
     began = time.monotonic()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per look at the API
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    with ensure_services(DATA_DIR, settings.DATABASE_URL, settings.MQTT_URL) as stack:
+    with on_stop_signals(stop.set), ensure_services(
+            DATA_DIR, settings.DATABASE_URL, settings.MQTT_URL) as stack:
         for line in stack.started:
             logger.info("started %s", line)
         database = stack.database_url.rsplit("/", 1)[1].split("?")[0]
@@ -77,31 +77,7 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
             "PARKLEIT_MQTT_PROTOCOL": stack.mqtt_protocol,
             "PARKLEIT_CITIES": ",".join(city_refs), "PARKLEIT_CITY": city_refs[0]}
         api_url = f"http://{API_HOST}:{settings.API_PORT}"
-        children: list[Child] = []
-        for index, (city, ref) in enumerate(zip(cities, city_refs, strict=True)):
-            # Each city's workers: an ingest session and metrics ports of their own.
-            city_env = env | {
-                "PARKLEIT_CITY": ref, "PARKLEIT_INGEST_CLIENT_ID": f"parkleit-ingest-{city.id}",
-                "PARKLEIT_INGEST_METRICS_PORT": str(settings.INGEST_METRICS_PORT and
-                                                    settings.INGEST_METRICS_PORT + 10 * index),
-                "PARKLEIT_SIGNAGE_METRICS_PORT": str(settings.SIGNAGE_METRICS_PORT and
-                                                     settings.SIGNAGE_METRICS_PORT + 10 * index)}
-            label = f" {city.id}" if len(cities) > 1 else ""
-            children += [
-                Child(f"ingest{label}", ["ingest"], city_env),
-                Child(f"city simulator{label}",
-                      ["simulate", "city", "--speed", str(speed), "--duration", "0",
-                       "--start", live_from.isoformat()], city_env),
-                Child(f"sign simulators{label}", ["simulate", "signs"], city_env,
-                      optional=True),
-                Child(f"signage{label}", ["signage"], city_env),
-                # The forecaster backtests the model at its start, beside its first live
-                # forecasts: a backtest here would hold them back by a refit.
-                Child(f"forecast training{label}", ["forecast", "train", "--no-backtest"],
-                      city_env, optional=True, batch=True,
-                      then=Child(f"forecast{label}", ["forecast", "serve"], city_env,
-                                 optional=True)),
-            ]
+        children = _children(settings, cities, city_refs, env, live_from, speed)
         children.append(Child("api", ["api", "--host", API_HOST, "--port",
                                       str(settings.API_PORT)], env))
         processes: dict[Child, subprocess.Popen[bytes]] = {}
@@ -121,6 +97,37 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
             logger.info("demo stopped")
 
 
+def _children(settings: Settings, cities: Cities, city_refs: tuple[str, ...],
+              env: dict[str, str], live_from: datetime, speed: float) -> list[Child]:
+    """Each city's workers: ingest (its own session and metrics ports), the simulators,
+    signage and the forecaster."""
+    children: list[Child] = []
+    for index, (city, ref) in enumerate(zip(cities, city_refs, strict=True)):
+        city_env = env | {
+            "PARKLEIT_CITY": ref, "PARKLEIT_INGEST_CLIENT_ID": f"parkleit-ingest-{city.id}",
+            "PARKLEIT_INGEST_METRICS_PORT": str(settings.INGEST_METRICS_PORT and
+                                                settings.INGEST_METRICS_PORT + 10 * index),
+            "PARKLEIT_SIGNAGE_METRICS_PORT": str(settings.SIGNAGE_METRICS_PORT and
+                                                 settings.SIGNAGE_METRICS_PORT + 10 * index)}
+        label = f" {city.id}" if len(cities) > 1 else ""
+        children += [
+            Child(f"ingest{label}", ["ingest"], city_env),
+            Child(f"city simulator{label}",
+                  ["simulate", "city", "--speed", str(speed), "--duration", "0",
+                   "--start", live_from.isoformat()], city_env),
+            Child(f"sign simulators{label}", ["simulate", "signs"], city_env,
+                  optional=True),
+            Child(f"signage{label}", ["signage"], city_env),
+            # The forecaster backtests the model at its start, beside its first live
+            # forecasts: a backtest here would hold them back by a refit.
+            Child(f"forecast training{label}", ["forecast", "train", "--no-backtest"],
+                  city_env, optional=True, batch=True,
+                  then=Child(f"forecast{label}", ["forecast", "serve"], city_env,
+                             optional=True)),
+        ]
+    return children
+
+
 @dataclass(frozen=True, eq=False)
 class Child:
     """A ``parkleit`` process of the demo; a batch one (training) runs alone, at low
@@ -138,7 +145,7 @@ class Child:
         """``parkleit ARGS`` in a process group of its own: Ctrl-C at the terminal reaches
         only the demo, which stops the children (and after them the private services)."""
         # `forecast train` prints the new model's version, which its log line names already.
-        process = subprocess.Popen([sys.executable, "-m", "core.cli", *self.args],
+        process = subprocess.Popen([sys.executable, "-m", "parkleit", *self.args],
                                    env=self.env, process_group=0,
                                    stdout=subprocess.DEVNULL if self.batch else None)
         if self.batch:  # batch work: the live parts come first on a busy machine
@@ -248,12 +255,11 @@ def _report(database_url: str, city: City) -> None:
     last confirmed showing."""
     from forecasting import newest_model  # pandas and scikit-learn: not before the map is up
 
+    q = queries("parkleit")
     with psycopg.connect(database_url) as conn:
-        lots = conn.execute(
-            "SELECT l.name, s.free, s.capacity, s.status FROM lot_state s "
-            "JOIN lots l USING (lot_id) WHERE l.city = %s ORDER BY l.name", (city.id,)).fetchall()
-        events = conn.execute("SELECT count(*) FROM bay_events").fetchone()
-        dead = conn.execute("SELECT coalesce(sum(occurrences), 0) FROM dead_letters").fetchone()
+        lots = conn.execute(q["demo_lots"], {"city": city.id}).fetchall()
+        events = conn.execute(q["demo_bay_readings"]).fetchone()
+        dead = conn.execute(q["demo_dead_letters"]).fetchone()
         signs = read_sign_states(conn, city)
         model = newest_model(conn, city)
     total_free = sum(free or 0 for _, free, _, status in lots if status != "unknown")

@@ -429,7 +429,7 @@ class PrivatePostgres:
     def _write_config(self) -> None:
         conf = self.data_dir / "parkleit.conf"
         conf.write_text(
-            "# written by core.embedded on every start\n"
+            "# written by parkleit.embedded on every start\n"
             f"listen_addresses = '{LOOPBACK}'\n"
             f"port = {self._port}\n"
             f"unix_socket_directories = '{self._socket_dir()}'\n",
@@ -599,7 +599,7 @@ class PrivateBroker:
         if self.extra_config.strip():
             logger.warning("amqtt broker: extra_config is ignored")
         self.backend = "amqtt (slow, MQTT 3.1.1, no persistence)"
-        return [sys.executable, "-m", "core.embedded", "broker", "--port", str(self._port)]
+        return [sys.executable, "-m", "parkleit.embedded", "broker", "--port", str(self._port)]
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -615,7 +615,7 @@ class PrivateBroker:
         if account is not None:
             _allow_traversal(self.root, account)
         self.config_file.write_text(
-            "# written by core.embedded on every start\n"
+            "# written by parkleit.embedded on every start\n"
             f"listener {self._port} {LOOPBACK}\n"
             "allow_anonymous true\n"
             f"persistence_location {self.root}/\n"
@@ -733,8 +733,8 @@ def ensure_services(root: Path, database_url: str, mqtt_url: str) -> ServiceStac
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m core.embedded broker --port N``: the amqtt fallback broker process."""
-    parser = argparse.ArgumentParser(prog="python -m core.embedded")
+    """``python -m parkleit.embedded broker --port N``: the amqtt fallback broker process."""
+    parser = argparse.ArgumentParser(prog="python -m parkleit.embedded")
     commands = parser.add_subparsers(dest="command", required=True)
     broker = commands.add_parser("broker", help="run the amqtt MQTT broker (slow; demos only)")
     broker.add_argument("--port", type=int, required=True)

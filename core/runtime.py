@@ -1,0 +1,64 @@
+"""The one lifecycle of every long-running parkleit process.
+
+A service is an object with ``run() -> int`` (work until stopped, drain, return the exit code)
+and ``stop()`` (ask for a graceful stop; safe from a signal handler and more than once).
+``serve`` is the one place that owns signals: SIGTERM and SIGINT call ``stop``, the handlers
+found before are restored afterwards, and the exit code is the service's. Waiting between
+retries follows one rule, ``backoff``. docs/architecture.md describes the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+__all__ = ["STOP_SIGNALS", "Service", "backoff", "on_stop_signals", "serve", "stop_event"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Service(Protocol):
+    """What ``serve`` runs."""
+
+    def run(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+@contextlib.contextmanager
+def on_stop_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` inside the block; the earlier handlers come back after."""
+    previous = {signum: signal.signal(signum, lambda *_: stop()) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def serve(service: Service) -> int:
+    """Run ``service`` until it ends or a stop signal has it drain; its exit code."""
+    with on_stop_signals(service.stop):
+        return service.run()
+
+
+def stop_event() -> asyncio.Event:
+    """In a running event loop: an event set by SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def backoff(failures: int, low: float, high: float, *, jitter: float = 0.2,
+            rng: random.Random | None = None) -> float:
+    """Seconds to wait after ``failures`` failures in a row (1 or more): ``low`` doubled per
+    failure up to ``high``, then +-``jitter`` of it at random, so that many clients that
+    failed together do not retry in step."""
+    delay = min(high, low * 2.0 ** min(max(0, failures - 1), 30))
+    return delay * (1 + (rng or random).uniform(-jitter, jitter))

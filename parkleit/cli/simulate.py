@@ -1,0 +1,185 @@
+"""``parkleit simulate``: simulated sensors (load, history, the whole city) and signs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+from core.db import migrate
+from core.registry import sync_registry
+from core.runtime import on_stop_signals, stop_event
+
+from ._common import (
+    Commands,
+    UsageError,
+    city,
+    city_option,
+    fault_rate,
+    logger,
+    positive,
+    require_broker,
+    require_database,
+    settings,
+    start_time,
+    timestamp,
+)
+
+
+def register(commands: Commands) -> None:
+    simulate = commands.add_parser("simulate", help="simulated sensors")
+    sim_commands = simulate.add_subparsers(dest="sim_command", required=True,
+                                           metavar="SIM_COMMAND")
+    load = sim_commands.add_parser("load", help="publish bay and counter messages at a "
+                                   "fixed rate (QoS 1)")
+    city_option(load)
+    load.add_argument("--rate", type=positive(float), default=100.0,
+                      help="messages per second (0 = as fast as the broker takes them)")
+    load.add_argument("--bays", type=positive(int), default=0,
+                      help="how many of the city's bays to drive (0 = all)")
+    load.add_argument("--duration", type=positive(float), default=60.0,
+                      help="seconds to run (0 = until interrupted)")
+    load.add_argument("--seed", type=int, default=1)
+    load.set_defaults(handler=_load)
+
+    history = sim_commands.add_parser("history", help="weeks of simulated lot occupancy "
+                                      "straight into the database (bulk COPY)")
+    city_option(history)
+    history.add_argument("--weeks", type=positive(float), default=8.0)
+    history.add_argument("--seed", type=int, default=1)
+    history.add_argument("--end", type=timestamp, help="last time (RFC 3339; default now)")
+    history.set_defaults(handler=_history)
+
+    sim_city = sim_commands.add_parser(
+        "city", help="drive every lot, bay and counter of the city over MQTT in the real "
+        "formats (native, counters, TTN v3, ChirpStack v4), with faults and ground truth")
+    city_option(sim_city)
+    sim_city.add_argument("--speed", type=positive(float), default=1.0,
+                          help="simulated time per real time (60 = an hour a minute; 0 = as "
+                          "fast as possible); never runs ahead of the wall clock")
+    sim_city.add_argument("--start", type=start_time,
+                          help="simulated start: RFC 3339, 'now' or 'now-6h' (default now)")
+    sim_city.add_argument("--duration", type=positive(float), default=0.0,
+                          help="seconds of simulated time (0 = until interrupted)")
+    sim_city.add_argument("--seed", type=int, default=1)
+    sim_city.add_argument("--truth", type=Path, metavar="FILE",
+                          help="write the ground truth CSV (time,lot_id,occupied,free,"
+                          "capacity; one row per lot per minute)")
+    sim_city.add_argument("--faults", default="none",
+                          help="comma list of faults, 'all' or 'none' (default); faults: "
+                          "drop, duplicate, late, stuck, flapping, dead_battery, "
+                          "counter_drift, counter_reset (a restart from zero), "
+                          "counter_restart (from another value), gateway_offline, malformed")
+    sim_city.add_argument("--fault-rate", type=fault_rate, action="append", metavar="NAME=RATE",
+                          help="set a fault's rate (and switch it on); repeatable")
+    sim_city.add_argument("--heartbeat-min", type=float, default=10.0,
+                          help="bay sensor heartbeat interval in minutes (default 10)")
+    sim_city.set_defaults(handler=_city)
+
+    sim_signs = sim_commands.add_parser(
+        "signs", help="serve every sign of the city on its address (NTCIP 1203 over SNMP, HTTP, "
+        "MQTT) until SIGTERM, with the signs' own fallbacks (comm loss, end of duration)")
+    city_option(sim_signs)
+    sim_signs.add_argument("--minute-s", type=float, default=60.0,
+                           help="real seconds of one sign minute (the unit of the signs' "
+                           "timers; default 60)")
+    sim_signs.set_defaults(handler=_signs)
+
+
+def _load(args: argparse.Namespace) -> int:
+    from simulators.load import LoadError, run_load
+
+    config = settings()
+    load_city = city(args, config)
+    require_broker(config)
+    try:
+        report = run_load(config, load_city, rate=args.rate, bays=args.bays,
+                          duration=args.duration, seed=args.seed)
+    except LoadError as exc:
+        raise UsageError(str(exc)) from None
+    logger.info("published %d messages (%d bay, %d counter) in %.1f s: %.0f msg/s",
+                report.published, report.bay_messages, report.counter_messages,
+                report.elapsed_s, report.published / max(report.elapsed_s, 1e-9))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from simulators.history import backfill_history
+
+    config = settings()
+    history_city = city(args, config)
+    require_database(config.DATABASE_URL, create=True)
+    with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
+        migrate(conn)
+        sync_registry(conn, history_city)
+        backfill_history(conn, history_city, end=args.end or config.clock.now(),
+                         weeks=args.weeks, seed=args.seed)
+    return 0
+
+
+def _city(args: argparse.Namespace) -> int:
+    from simulators.city import CitySimError, FaultConfig, run_city
+
+    config = settings()
+    sim_city = city(args, config)
+    try:
+        faults = FaultConfig.parse(args.faults, dict(args.fault_rate or ()))
+    except CitySimError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.heartbeat_min > 0:
+        raise UsageError("--heartbeat-min must be > 0")
+    if args.truth is not None and not args.truth.parent.is_dir():
+        raise UsageError(f"--truth {args.truth}: no such directory {args.truth.parent}")
+    now = config.clock.now()
+    start = (now - args.start if isinstance(args.start, timedelta) else args.start) or now
+    require_broker(config)
+    stop = threading.Event()
+    try:
+        with on_stop_signals(stop.set):
+            report = run_city(config, sim_city, start=start, speed=args.speed,
+                              duration_s=args.duration, seed=args.seed, faults=faults,
+                              truth_path=args.truth, stop_event=stop,
+                              heartbeat_min=args.heartbeat_min)
+    except CitySimError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        logger.error("simulation failed: %s", exc)
+        return 1
+    hours = (report.end - report.start).total_seconds() / 3600
+    logger.info("%s: %d messages over %.2f simulated hours (%.0f per hour) in %.1f s: %s",
+                "stopped" if report.stopped else "done", report.published, hours,
+                report.per_hour(), report.elapsed_s,
+                ", ".join(f"{kind} {n}" for kind, n in report.by_kind.items()) or "none")
+    if report.faults:
+        logger.info("faults: %s", ", ".join(f"{k} {v}" for k, v in report.faults.items()))
+    if args.truth is not None:
+        logger.info("ground truth: %d rows in %s", report.truth_rows, args.truth)
+    if report.unacknowledged:
+        logger.error("%d messages were not acknowledged by the broker", report.unacknowledged)
+        return 1
+    return 0
+
+
+def _signs(args: argparse.Namespace) -> int:
+    from simulators.signs import run_signs
+
+    config = settings()
+    sign_city = city(args, config)
+    if not args.minute_s > 0:
+        raise UsageError("--minute-s must be > 0")
+    require_broker(config)  # mqtt signs listen there
+
+    async def serve_signs() -> None:
+        await run_signs(sign_city, stop_event(), settings=config, minute_s=args.minute_s)
+
+    try:
+        asyncio.run(serve_signs())
+    except ValueError as exc:  # a sign address the simulator cannot serve
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot serve the signs of {sign_city.id}: {exc}") from None
+    return 0
