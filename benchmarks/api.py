@@ -65,7 +65,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from api._history import history_range, points_query
+from api import history_range, points_query
 from benchmarks._common import (
     BenchError,
     add_keep,
@@ -88,7 +88,7 @@ from benchmarks._common import Service as _Process
 from core import channels
 from core.city import City, load_city
 from core.clock import Clock
-from core.db import migrate
+from core.db import migrate, queries
 from core.registry import sync_registry
 from core.status import LotStatus
 from parkleit.embedded import LOOPBACK, free_port
@@ -327,31 +327,19 @@ def _seed(conn: psycopg.Connection[Any], city: City, now: datetime, days: int) -
     # visibility map lets the history be read from the index alone, and the load is on disk
     # rather than being written out while the benchmark measures.
     began = time.monotonic()
-    conn.execute("VACUUM ANALYZE lot_occupancy")
+    q = queries("benchmarks")
+    conn.execute(q["api_vacuum_history"])
     try:
-        conn.execute("CHECKPOINT")
+        conn.execute(q["checkpoint"])
     except psycopg.errors.InsufficientPrivilege:
         logger.warning("no privilege for CHECKPOINT: the load may be written out meanwhile")
     logger.info("VACUUM ANALYZE and CHECKPOINT in %.1f s", time.monotonic() - began)
     # Every lot counted a minute ago, with the numbers of its newest history row.
-    conn.execute(
-        "UPDATE lot_state AS s SET free = o.free, occupied = o.occupied, status = 'open',"
-        " updated = %(updated)s, quality = 1"
-        " FROM (SELECT DISTINCT ON (lot_id) lot_id, free, occupied FROM lot_occupancy"
-        "       ORDER BY lot_id, time DESC) AS o"
-        " WHERE o.lot_id = s.lot_id", {"updated": now - timedelta(minutes=1)})
+    conn.execute(q["api_live_counts"], {"updated": now - timedelta(minutes=1)})
     # A run every 15 minutes over the last day, as the forecast service writes them.
-    conn.execute(
-        "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10,"
-        " free_p90, p_space, model)"
-        " SELECT r.time, l.lot_id, h.horizon, r.time + make_interval(mins => h.horizon),"
-        "        l.capacity * 0.4, l.capacity * 0.3, l.capacity * 0.5, 0.97, 'bench'"
-        " FROM lots AS l"
-        " CROSS JOIN generate_series(%(now)s - INTERVAL '1 day', %(now)s,"
-        "                            INTERVAL '15 minutes') AS r (time)"
-        " CROSS JOIN unnest(%(horizons)s::int[]) AS h (horizon)",
-        {"now": now - timedelta(minutes=5), "horizons": list(FORECAST_HORIZONS)})
-    conn.execute("ANALYZE forecasts")
+    conn.execute(q["api_forecast_runs"],
+                 {"now": now - timedelta(minutes=5), "horizons": list(FORECAST_HORIZONS)})
+    conn.execute(q["api_analyze_forecasts"])
     return report.rows
 
 
@@ -581,8 +569,8 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
                 free = sent % (lot.capacity + 1)
                 status = LotStatus(lot.id, free, lot.capacity - free, lot.capacity, "open",
                                    Clock().now(), 1.0)
-                await conn.execute("SELECT pg_notify(%s, %s)", (
-                    channels.LOT_STATE, status.notification(city.city.id)))
+                await conn.execute(queries("benchmarks")["notify"], {
+                    "channel": channels.LOT_STATE, "payload": status.notification(city.city.id)})
                 sent += 1
                 await asyncio.sleep(max(0.0, began + sent / args.events - loop.time()))
 

@@ -78,3 +78,38 @@ SELECT count(DISTINCT lot_id) FROM forecasts WHERE time = (SELECT max(time) FROM
 -- name: soak_lot_counts
 -- The occupied count of every lot that has one.
 SELECT lot_id, occupied FROM lot_state WHERE occupied IS NOT NULL;
+
+-- name: api_vacuum_history
+-- What autovacuum would long have done with a year of history (index-only scans).
+VACUUM ANALYZE lot_occupancy;
+
+-- name: checkpoint
+-- Writes the load out now rather than while the benchmark measures.
+CHECKPOINT;
+
+-- name: api_live_counts
+-- Every lot counted at ``updated``, with the numbers of its newest history row.
+UPDATE lot_state AS s SET free = o.free, occupied = o.occupied, status = 'open',
+       updated = %(updated)s, quality = 1
+FROM (SELECT DISTINCT ON (lot_id) lot_id, free, occupied FROM lot_occupancy
+      ORDER BY lot_id, time DESC) AS o
+WHERE o.lot_id = s.lot_id;
+
+-- name: api_forecast_runs
+-- A forecast run every 15 minutes over the day before ``now``, as the forecast service writes.
+INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10, free_p90,
+                       p_space, model)
+SELECT r.time, l.lot_id, h.horizon, r.time + make_interval(mins => h.horizon),
+       l.capacity * 0.4, l.capacity * 0.3, l.capacity * 0.5, 0.97, 'bench'
+FROM lots AS l
+CROSS JOIN generate_series(%(now)s - INTERVAL '1 day', %(now)s,
+                           INTERVAL '15 minutes') AS r (time)
+CROSS JOIN unnest(%(horizons)s::int[]) AS h (horizon);
+
+-- name: api_analyze_forecasts
+-- Planner statistics for the forecast runs just written.
+ANALYZE forecasts;
+
+-- name: notify
+-- A notification on a channel, as ingest sends a lot's status.
+SELECT pg_notify(%(channel)s, %(payload)s);
