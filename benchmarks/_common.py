@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import sql
 
+from core.mqtt import mqtt_client
+from core.settings import Settings
 from parkleit.embedded import PrivateBroker
 
 logger = logging.getLogger(__name__)
@@ -206,6 +209,15 @@ def private_broker(directory: Path, port: int | None = None) -> Iterator[Private
         yield broker
     finally:
         broker.stop()
+
+
+def connected(mqtt_url: str, client_id: str) -> mqtt.Client:
+    """A ``core.mqtt`` client connected to the broker at ``mqtt_url``, its loop running."""
+    settings = Settings(MQTT_URL=mqtt_url)
+    client = mqtt_client(settings, client_id)
+    client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=30)
+    client.loop_start()
+    return client
 
 
 def with_database(url: str, name: str) -> str:

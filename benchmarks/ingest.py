@@ -73,7 +73,6 @@ from core.db import migrate, queries
 from core.registry import sync_registry
 from core.settings import Settings
 from parkleit.embedded import LOOPBACK, PrivateBroker, free_port
-from simulators import mqtt_client
 
 __all__ = ["BenchError", "Result", "city_toml", "main", "run"]
 
@@ -123,7 +122,6 @@ def city_toml(city_id: str, bays: int, *, per_lot: int = BAYS_PER_LOT,
 def _publisher(mqtt_url: str, city_path: str, bays: int, messages: int, rate: float,
                seed: int, out: multiprocessing.connection.Connection) -> None:
     """Child process: ``run_load`` as fast as the broker takes it; the report goes to ``out``."""
-    from core.settings import Settings
     from simulators.load import run_load
 
     def load() -> dict[str, Any]:
@@ -346,7 +344,7 @@ def _counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 def _wait_subscribed(workers: list[Worker], broker: PrivateBroker, city: City,
                      timeout: float) -> None:
     """Publish probes (unknown bay: dead letters) until every worker has received one."""
-    client = mqtt_client(Settings(MQTT_URL=broker.url), "bench-probe")
+    client = common.connected(broker.url, "bench-probe")
     try:
         deadline = time.monotonic() + timeout
         probe = 0

@@ -49,10 +49,8 @@ from core.city import load_city
 from core.clock import Clock
 from core.db import migrate
 from core.registry import sync_registry
-from core.settings import Settings
 from parkleit.embedded import PrivateBroker
 from signage.ntcip import SourceMode
-from simulators import mqtt_client
 from simulators.signs_ntcip import NtcipSignSimulator, SignModel
 
 __all__ = ["Result", "city_toml", "main", "run"]
@@ -219,7 +217,7 @@ def run(args: argparse.Namespace) -> Result:
 
 def _measure(args: argparse.Namespace, result: Result, broker: PrivateBroker, watch: SignWatch,
              listener: NotifyListener, services: list[Service]) -> None:
-    client = mqtt_client(Settings(MQTT_URL=broker.url), "bench-signage-publisher")
+    client = common.connected(broker.url, "bench-signage-publisher")
     occupied = [False] * BAYS
 
     def publish(bay: int) -> float:

@@ -70,13 +70,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks import _common as common
 from benchmarks._common import ROOT, BenchError, fmt, met
 from core.city import City, load_city
 from core.clock import Clock
 from core.db import create_database, migrate, queries
+from core.mqtt import mqtt_client
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import BayReading, CounterReading, DecodeError, Decoder, HealthReading
@@ -228,9 +228,7 @@ class StatusWatch:
         self.status: dict[str, str] = {}
         self._lock = threading.Lock()
         topic = f"parkleit/v1/{city_id}/services/+"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"soak-watch-{secrets.token_hex(3)}",
-                             protocol=mqtt.MQTTv5)
+        client = mqtt_client(Settings(MQTT_URL=broker.url), f"soak-watch-{secrets.token_hex(3)}")
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 2)
