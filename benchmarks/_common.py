@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,12 @@ import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import sql
 
+from core import channels
+from core.db import listen
 from core.mqtt import mqtt_client
 from core.settings import Settings
 from parkleit.embedded import PrivateBroker
+from parkleit.process import ParkleitProcess
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +256,7 @@ class NotifyListener:
         self.notes: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._conn = psycopg.connect(url, autocommit=True)
-        self._conn.execute("LISTEN parkleit_lot_state")
+        listen(self._conn, [channels.LOT_STATE])
         self._thread = threading.Thread(target=self._run, name="bench-listen", daemon=True)
         self._thread.start()
 
@@ -274,22 +276,6 @@ class NotifyListener:
 # --------------------------------------------------------------------------- processes
 
 
-def start_process(module_args: list[str], env: dict[str, str],
-                  log: Path) -> subprocess.Popen[bytes]:
-    """``python -m <module_args>`` in the project root, its output appended to ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", *module_args], env=env, cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def log_tail(log: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log file."""
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def status_kb(pid: int, key: str) -> int | None:
     """A size from ``/proc/<pid>/status`` in kB (``VmRSS``: resident now, ``VmHWM``: its
     peak); None when the process is gone."""
@@ -299,18 +285,6 @@ def status_kb(pid: int, key: str) -> int | None:
         if match:
             return int(match[1])
     return None
-
-
-def stop_process(process: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
-    """SIGTERM, and kill it when it has not exited after ``timeout``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("%s ignored SIGTERM; killing it", name)
-            process.kill()
-            process.wait(10)
 
 
 class Failed:
@@ -366,36 +340,30 @@ class Child:
         self._receive.close()
 
 
-class Service:
+class Service(ParkleitProcess):
     """One process started with ``python -m <module_args>``, its output in a log file."""
+
+    log: Path
 
     def __init__(self, name: str, module_args: list[str], env: dict[str, str],
                  log: Path) -> None:
-        self.name, self.log = name, log
-        self.process = start_process(module_args, env, log)
+        module, *args = module_args
+        super().__init__(args, env, log, name=name, module=module)
+        self.start()
 
-    def tail(self, lines: int = 20) -> str:
-        return log_tail(self.log, lines)
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self.proc is not None
+        return self.proc
 
     def check_alive(self) -> None:
-        code = self.process.poll()
+        code = self.returncode
         if code is not None:
             raise BenchError(f"{self.name} exited with code {code}:\n{self.tail()}")
 
-    def wait_log(self, text: str, timeout: float) -> None:
+    def wait_log(self, text: str, timeout: float = 15) -> None:
         """Wait until its log holds ``text``; BenchError if it dies or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log.read_text(errors="replace"):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name} did not log {text!r} within {timeout:.0f} s:\n"
-                                 + self.tail())
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        stop_process(self.process, self.name, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL it if it still runs (the last resort of a run's clean-up)."""
-        if self.process.poll() is None:
-            self.process.kill()
+        try:
+            super().wait_log(text, timeout)
+        except AssertionError as exc:
+            raise BenchError(str(exc)) from None

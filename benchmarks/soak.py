@@ -82,6 +82,7 @@ from core.settings import Settings
 from ingest import BayReading, CounterReading, DecodeError, Decoder, HealthReading
 from parkleit.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port, tcp_answers
 from parkleit.healthcheck import check_http
+from parkleit.process import ParkleitProcess
 from simulators.city import CityFeed, CityReport, FaultConfig, SimMessage, run_city
 from simulators.history import backfill_history
 
@@ -142,7 +143,7 @@ class Service:
         self.name, self.args, self.env, self.log = name, args, env, log
         self.probe = probe  # answers as its health check asks
         self.ready = ready  # a log line that says it is up (else: the probe)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.child: ParkleitProcess | None = None
         self.started_at = 0.0  # monotonic
         self.generations = 0
         self.deliberate = False  # stopped on purpose (until started again)
@@ -151,13 +152,17 @@ class Service:
 
     def start(self) -> None:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
-        self.process = common.start_process(["parkleit", *self.args], self.env, self.log)
+        self.child = ParkleitProcess(self.args, self.env, self.log, name=self.name).start()
         self.started_at = time.monotonic()
         self.generations += 1
         self.deliberate = False
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.proc
+
     def tail(self, lines: int = 20) -> str:
-        return common.log_tail(self.log, lines)
+        return "(not started)" if self.child is None else self.child.tail(lines)
 
     @property
     def alive(self) -> bool:
@@ -190,24 +195,17 @@ class Service:
 
     def terminate(self, timeout: float = 60.0) -> tuple[int | None, float]:
         """SIGTERM and wait: the exit code (None: killed after ``timeout``) and the seconds."""
-        assert self.process is not None
+        assert self.child is not None
         self.deliberate = True
         began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("%s ignored SIGTERM for %.0f s; killing it", self.name, timeout)
-            self.process.kill()
-            self.process.wait(10)
-            code = None
-        return code, time.monotonic() - began
+        code = self.child.stop(timeout)
+        return (None if code == -signal.SIGKILL else code), time.monotonic() - began
 
-    def kill(self) -> int:
-        assert self.process is not None
+    def kill(self) -> int | None:
+        assert self.child is not None
         self.deliberate = True
-        self.process.kill()
-        return self.process.wait(10)
+        self.child.kill()
+        return self.child.returncode
 
     def rss_kb(self) -> int | None:
         """Resident set size now (VmRSS), None when it is not running."""
@@ -675,8 +673,8 @@ def run(args: argparse.Namespace) -> Result:
                 figures.exit_at_end, _ = service.terminate()
     finally:
         for service in services:
-            if service.process is not None and service.alive:
-                service.process.kill()
+            if service.child is not None:
+                service.child.close()
         if simulator is not None:
             simulator.close()
         if watch is not None:

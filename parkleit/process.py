@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ParkleitProcess:
-    """``python -m parkleit ARGS`` with ``env``; its output appended to ``log`` (None: this
-    process's own output; ``os.devnull`` to discard it)."""
+    """``python -m parkleit ARGS`` (or another ``module``) with ``env``; its output appended to
+    ``log`` (None: this process's own output; ``os.devnull`` to discard it)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path | None = None, *,
-                 name: str | None = None, own_group: bool = False, nice: int = 0) -> None:
-        self.args, self.env, self.log = args, env, log
+                 name: str | None = None, own_group: bool = False, nice: int = 0,
+                 module: str = "parkleit") -> None:
+        self.args, self.env, self.log, self.module = args, env, log, module
         self.name = name or " ".join(args[:2])
         self.own_group = own_group  # Ctrl-C at a terminal does not reach it
         self.nice = nice
@@ -36,7 +37,7 @@ class ParkleitProcess:
         with contextlib.ExitStack() as stack:
             out = None if self.log is None else stack.enter_context(self.log.open("ab"))
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "parkleit", *self.args], env=self.env, cwd=ROOT,
+                [sys.executable, "-m", self.module, *self.args], env=self.env, cwd=ROOT,
                 stdout=out, stderr=None if out is None else subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, process_group=0 if self.own_group else None)
         if self.nice:
