@@ -9,7 +9,7 @@ import re
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -50,6 +50,19 @@ def cities(args: argparse.Namespace, settings: Settings) -> tuple[tuple[str, ...
         return refs, load_cities(refs)
     except CityConfigError as exc:
         raise UsageError(str(exc)) from None
+
+
+def command(commands: Commands, name: str, handler: Callable[[argparse.Namespace], int],
+            city: str | None = "one", **options: Any) -> argparse.ArgumentParser:
+    """A subcommand that runs ``handler``, with ``--city`` for one city, ``"many"`` or none;
+    ``options`` go to ``add_parser`` (``help``, ``description``)."""
+    sub = commands.add_parser(name, **options)
+    if city == "one":
+        city_option(sub)
+    elif city == "many":
+        cities_option(sub)
+    sub.set_defaults(handler=handler)
+    return sub
 
 
 def city_option(sub: argparse.ArgumentParser) -> None:

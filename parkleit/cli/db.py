@@ -9,17 +9,15 @@ import psycopg
 from core.db import apply_roles, migrate
 from core.registry import sync_registry
 
-from ._common import Commands, UsageError, cities, cities_option, logger, require_database, settings
+from ._common import Commands, UsageError, cities, command, logger, require_database, settings
 
 
 def register(commands: Commands) -> None:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
-    migrate_command = db_commands.add_parser(
-        "migrate", help="apply the schema and migrations; sync the city registry; with "
-        "PARKLEIT_DB_ROLES=true the services' database roles and grants (idempotent)")
-    cities_option(migrate_command)
-    migrate_command.set_defaults(handler=_migrate)
+    command(db_commands, "migrate", _migrate, city="many",
+            help="apply the schema and migrations; sync the city registry; with "
+            "PARKLEIT_DB_ROLES=true the services' database roles and grants (idempotent)")
 
 
 def _migrate(args: argparse.Namespace) -> int:

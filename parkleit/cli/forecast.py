@@ -15,7 +15,7 @@ from ._common import (
     Commands,
     UsageError,
     city,
-    city_option,
+    command,
     horizons,
     logger,
     positive,
@@ -31,15 +31,17 @@ def register(commands: Commands) -> None:
     forecast = commands.add_parser("forecast", help="occupancy forecasts")
     forecast_commands = forecast.add_subparsers(dest="forecast_command", required=True,
                                                 metavar="FORECAST_COMMAND")
-    evaluate = forecast_commands.add_parser(
-        "evaluate", help="score the baselines (persistence, seasonal naive, profile + last "
-        "anomaly) and the gradient-boosting model on a long CSV lot_id,time,free,capacity",
-        description="Train on everything before the last --test-days local days, forecast "
-        "every 15-minute point of the test window from the data up to it, and score where "
-        "both the forecast time and the target time are observed. MAE in free spaces "
-        "(pooled) and of the free rate (mean of per-lot MAE); for the gradient-boosting "
-        "model (\"model\") also coverage_80, the share of points inside its 10-90 %% "
-        "interval.")
+    evaluate = command(forecast_commands, "evaluate", _evaluate, city=None,
+                       help="score the baselines (persistence, seasonal naive, profile + last "
+                            "anomaly) and the gradient-boosting model on a long CSV "
+                            "lot_id,time,free,capacity",
+                       description="Train on everything before the last --test-days local days, "
+                                   "forecast every 15-minute point of the test window from the "
+                                   "data up to it, and score where both the forecast time and "
+                                   "the target time are observed. MAE in free spaces (pooled) "
+                                   "and of the free rate (mean of per-lot MAE); for the "
+                                   "gradient-boosting model (\"model\") also coverage_80, the "
+                                   "share of points inside its 10-90 %% interval.")
     evaluate.add_argument("--csv", type=Path, required=True, metavar="FILE",
                           help="long CSV: lot_id,time,free,capacity; RFC 3339 times with an "
                           "offset; any sampling interval (snapped to 15 minutes)")
@@ -48,38 +50,32 @@ def register(commands: Commands) -> None:
     evaluate.add_argument("--horizons", type=horizons, default=(15, 30, 60, 120),
                           help="comma list of horizons in minutes (default 15,30,60,120)")
     evaluate.add_argument("--timezone", default="Europe/Berlin",
-                          help="local time zone of weekday and time-of-day profiles and of "
-                          "the test-window days (default Europe/Berlin)")
+                          help="local time zone of weekday and time-of-day profiles and of the "
+                               "test-window days (default Europe/Berlin)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.set_defaults(handler=_evaluate)
 
-    train = forecast_commands.add_parser(
-        "train", help="fit the gradient-boosting model on the database's history and store "
-        "it as a new model version (a baseline, with the reason, if the history is too short); "
-        "then backtest it where the published forecast error lacks live forecasts")
-    city_option(train)
+    train = command(forecast_commands, "train", _train,
+                    help="fit the gradient-boosting model on the database's history and store it "
+                         "as a new model version (a baseline, with the reason, if the history is "
+                         "too short); then backtest it where the published forecast error lacks "
+                         "live forecasts")
     train.add_argument("--days", type=positive(int),
                        help="days of history to learn from (default PARKLEIT_FORECAST_TRAIN_DAYS"
                        ", 91)")
     train.add_argument("--no-backtest", dest="backtest", action="store_false",
                        help="store the model only; `forecast serve` backtests it at its start, "
                        "beside its first live forecasts")
-    train.set_defaults(handler=_train)
 
-    predict = forecast_commands.add_parser(
-        "predict", help="forecast every lot with the newest model into the forecasts table "
-        "and refresh the published forecast error")
-    city_option(predict)
+    predict = command(forecast_commands, "predict", _predict,
+                      help="forecast every lot with the newest model into the forecasts table "
+                      "and refresh the published forecast error")
     predict.add_argument("--horizons", type=horizons,
                          help="comma list of horizons in minutes (default "
                          "PARKLEIT_FORECAST_HORIZONS, 15,30,60,120)")
-    predict.set_defaults(handler=_predict)
 
-    serve_command = forecast_commands.add_parser(
-        "serve", help="retrain nightly, predict every PARKLEIT_FORECAST_INTERVAL_S seconds "
-        "and after big changes of a lot (until SIGTERM)")
-    city_option(serve_command)
-    serve_command.set_defaults(handler=_serve)
+    command(forecast_commands, "serve", _serve,
+            help="retrain nightly, predict every PARKLEIT_FORECAST_INTERVAL_S seconds "
+            "and after big changes of a lot (until SIGTERM)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

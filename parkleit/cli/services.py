@@ -15,9 +15,8 @@ from ._common import (
     Commands,
     UsageError,
     cities,
-    cities_option,
     city,
-    city_option,
+    command,
     logger,
     port,
     positive,
@@ -29,44 +28,36 @@ from ._common import (
 
 
 def register(commands: Commands) -> None:
-    ingest = commands.add_parser("ingest", help="MQTT sensor messages into the database")
-    city_option(ingest)
+    ingest = command(commands, "ingest", _ingest, help="MQTT sensor messages into the database")
     ingest.add_argument("--client-id", help="MQTT client id of this worker (stable across "
                         "restarts, unique per worker; default PARKLEIT_INGEST_CLIENT_ID)")
     ingest.add_argument("--metrics-port", type=int, help="Prometheus port (0 = off)")
-    ingest.set_defaults(handler=_ingest)
 
-    signage = commands.add_parser(
-        "signage", help="keep every sign of the city showing its lots: push on each change, "
-        "keep-alive, retries, audit log in sign_log (until SIGTERM)")
-    city_option(signage)
+    signage = command(commands, "signage", _signage,
+                      help="keep every sign of the city showing its lots: push on each change, "
+                      "keep-alive, retries, audit log in sign_log (until SIGTERM)")
     signage.add_argument("--metrics-port", type=int, help="Prometheus port (0 = off; default "
                          "PARKLEIT_SIGNAGE_METRICS_PORT, 9102)")
-    signage.set_defaults(handler=_signage)
 
-    api = commands.add_parser(
-        "api", help="serve the HTTP API (open data, DATEX II, stream, web map) until SIGTERM")
-    cities_option(api)
+    api = command(commands, "api", _api, city="many",
+                  help="serve the HTTP API (open data, DATEX II, stream, web map) until SIGTERM")
     api.add_argument("--host", help="address to listen on (default PARKLEIT_API_HOST, "
                      "127.0.0.1)")
     api.add_argument("--port", type=port, help="port (default PARKLEIT_API_PORT, 8000)")
-    api.set_defaults(handler=_api)
     api_commands = api.add_subparsers(dest="api_command", metavar="API_COMMAND")
-    add_key = api_commands.add_parser(
-        "add-key", help="make a new admin API key NAME, append its hash to the keys file and "
-        "print the key (shown this once; the file keeps only the hash)")
+    add_key = command(api_commands, "add-key", _api_add_key, city=None,
+                      help="make a new admin API key NAME, append its hash to the keys file and "
+                           "print the key (shown this once; the file keeps only the hash)")
     add_key.add_argument("name", help="whose key: 1-40 of a-z, 0-9, _ and -")
     add_key.add_argument("--file", type=Path, help="keys file (default PARKLEIT_API_KEYS_FILE)")
-    add_key.set_defaults(handler=_api_add_key)
 
-    demo = commands.add_parser(
-        "demo", help="run the whole system on the cities (PARKLEIT_CITIES): history, forecaster, "
-        "simulators, ingest, signage and the API (PARKLEIT_API_PORT, 8000) until Ctrl-C")
-    cities_option(demo)
+    demo = command(commands, "demo", _demo, city="many",
+                   help="run the whole system on the cities (PARKLEIT_CITIES): history, "
+                        "forecaster, simulators, ingest, signage and the API (PARKLEIT_API_PORT, "
+                        "8000) until Ctrl-C")
     demo.add_argument("--speed", type=positive(float), default=60.0,
                       help="how fast the city simulator replays the last ten minutes before "
                       "it runs at real time (default 60: ten minutes in ten seconds)")
-    demo.set_defaults(handler=_demo)
 
 
 def _ingest(args: argparse.Namespace) -> int:

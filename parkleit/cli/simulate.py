@@ -18,7 +18,7 @@ from ._common import (
     Commands,
     UsageError,
     city,
-    city_option,
+    command,
     fault_rate,
     logger,
     positive,
@@ -34,9 +34,8 @@ def register(commands: Commands) -> None:
     simulate = commands.add_parser("simulate", help="simulated sensors")
     sim_commands = simulate.add_subparsers(dest="sim_command", required=True,
                                            metavar="SIM_COMMAND")
-    load = sim_commands.add_parser("load", help="publish bay and counter messages at a "
-                                   "fixed rate (QoS 1)")
-    city_option(load)
+    load = command(sim_commands, "load", _load,
+                   help="publish bay and counter messages at a fixed rate (QoS 1)")
     load.add_argument("--rate", type=positive(float), default=100.0,
                       help="messages per second (0 = as fast as the broker takes them)")
     load.add_argument("--bays", type=positive(int), default=0,
@@ -44,20 +43,18 @@ def register(commands: Commands) -> None:
     load.add_argument("--duration", type=positive(float), default=60.0,
                       help="seconds to run (0 = until interrupted)")
     load.add_argument("--seed", type=int, default=1)
-    load.set_defaults(handler=_load)
 
-    history = sim_commands.add_parser("history", help="weeks of simulated lot occupancy "
-                                      "straight into the database (bulk COPY)")
-    city_option(history)
+    history = command(sim_commands, "history", _history,
+                      help="weeks of simulated lot occupancy straight into the database (bulk "
+                      "COPY)")
     history.add_argument("--weeks", type=positive(float), default=8.0)
     history.add_argument("--seed", type=int, default=1)
     history.add_argument("--end", type=timestamp, help="last time (RFC 3339; default now)")
-    history.set_defaults(handler=_history)
 
-    sim_city = sim_commands.add_parser(
-        "city", help="drive every lot, bay and counter of the city over MQTT in the real "
-        "formats (native, counters, TTN v3, ChirpStack v4), with faults and ground truth")
-    city_option(sim_city)
+    sim_city = command(sim_commands, "city", _city,
+                       help="drive every lot, bay and counter of the city over MQTT in the real "
+                            "formats (native, counters, TTN v3, ChirpStack v4), with faults and "
+                            "ground truth")
     sim_city.add_argument("--speed", type=positive(float), default=1.0,
                           help="simulated time per real time (60 = an hour a minute; 0 = as "
                           "fast as possible); never runs ahead of the wall clock")
@@ -78,16 +75,14 @@ def register(commands: Commands) -> None:
                           help="set a fault's rate (and switch it on); repeatable")
     sim_city.add_argument("--heartbeat-min", type=float, default=10.0,
                           help="bay sensor heartbeat interval in minutes (default 10)")
-    sim_city.set_defaults(handler=_city)
 
-    sim_signs = sim_commands.add_parser(
-        "signs", help="serve every sign of the city on its address (NTCIP 1203 over SNMP, HTTP, "
-        "MQTT) until SIGTERM, with the signs' own fallbacks (comm loss, end of duration)")
-    city_option(sim_signs)
+    sim_signs = command(sim_commands, "signs", _signs,
+                        help="serve every sign of the city on its address (NTCIP 1203 over SNMP, "
+                             "HTTP, MQTT) until SIGTERM, with the signs' own fallbacks (comm "
+                             "loss, end of duration)")
     sim_signs.add_argument("--minute-s", type=float, default=60.0,
                            help="real seconds of one sign minute (the unit of the signs' "
                            "timers; default 60)")
-    sim_signs.set_defaults(handler=_signs)
 
 
 def _load(args: argparse.Namespace) -> int:
