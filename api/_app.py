@@ -18,6 +18,7 @@ from api._limits import RequestLimits
 from api._ratelimit import RateLimit, TokenBuckets
 from api._statemetrics import CityGauges
 from api.routers import ROUTERS
+from api.routers.lots import LotsFastPath
 from core.city import Cities, City, load_cities
 from core.settings import Settings, get_settings
 
@@ -67,7 +68,9 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
                   docs_url=None, redoc_url=None)  # /docs: api/routers/docs.py
     app.state.settings = settings
     app.state.cities = cities
-    # Added first, so innermost: a 429 still gets CORS headers and is counted in the metrics.
+    # Innermost: the lot list from the snapshot, inside every check and header.
+    app.add_middleware(LotsFastPath)
+    # Then the rate limit: a 429 still gets CORS headers and is counted in the metrics.
     app.add_middleware(RateLimit, buckets=TokenBuckets(settings.API_RATE_PER_IP,
                                                        settings.API_BURST_PER_IP))
     # Outside the rate limit, inside the metrics and headers: an oversized or slow request is

@@ -90,3 +90,37 @@ def test_without_the_listen_connection_every_request_reads_the_database(
     api_client.get("/v1/lots")
     api_client.get("/v1/lots")
     assert hub.views.reads == reads + 2
+
+
+@pytest.mark.parametrize("query", [
+    "", "?limit=2", "?limit=2&offset=1", "?format=geojson", "?format=csv", "?city={city}",
+    "?city={city}&limit=1&offset=2&format=json"])
+def test_the_lot_list_fast_path_answers_as_the_route_does(
+        api_client: TestClient, conn: Conn, city: City, writer: Writer, query: str) -> None:
+    """Plain ``GET /v1/lots`` is answered before routing (``LotsFastPath``); a parameter the
+    fast path does not know (and the route ignores) sends the same request through the route:
+    both answers must be the same but for the Link header, which repeats the query."""
+    count(conn, writer, city, "garage", 40, utc_now())
+    hub = api_client.app.state.hub  # type: ignore[attr-defined]
+    wait_for(lambda: hub.connected, timeout=10)
+    wait_for(lambda: garage(api_client, city)["free"] == 60, timeout=5)
+    path = "/v1/lots" + query.format(city=city.id)
+    routed_path = path + ("&" if "?" in path else "?") + "via=route"
+    metrics = api_client.app.state.metrics  # type: ignore[attr-defined]
+    before = metrics.requests.labels("GET", "/v1/lots", "200")._value.get()
+    for encoding in ("gzip", "identity"):
+        fast = api_client.get(path, headers={"Accept-Encoding": encoding})
+        routed = api_client.get(routed_path, headers={"Accept-Encoding": encoding})
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content
+        assert {k: v for k, v in fast.headers.items() if k != "link"} == {
+            k: v for k, v in routed.headers.items() if k != "link"}
+    # Both counted under the route's template, not as unmatched.
+    assert metrics.requests.labels("GET", "/v1/lots", "200")._value.get() == before + 4
+
+
+def test_the_fast_path_leaves_bad_or_unknown_requests_to_the_route(
+        api_client: TestClient, city: City) -> None:
+    for query, status in (("?limit=0", 422), ("?limit=²", 422), ("?format=xml", 422),
+                          ("?city=nowhere", 422), ("?limit=1&limit=2", 200)):
+        assert api_client.get(f"/v1/lots{query}").status_code == status, query
