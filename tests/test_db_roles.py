@@ -44,7 +44,8 @@ from simulators.history import backfill_history
 WRITES: dict[str, dict[str, set[str]]] = {
     "api": {"lot_closures": {"INSERT", "UPDATE", "DELETE"},
             "sign_overrides": {"INSERT", "UPDATE", "DELETE"},
-            "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"}},
+            "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"},
+            "console_sessions": {"INSERT", "UPDATE", "DELETE"}},
     "ingest": {"bay_events": {"INSERT"}, "lot_occupancy": {"INSERT"},
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
                "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"}},
@@ -54,7 +55,7 @@ WRITES: dict[str, dict[str, set[str]]] = {
 }
 # What a service must not even read (beyond what the list above implies).
 NO_READS: dict[str, tuple[str, ...]] = {
-    "api": ("bay_events", "dead_letters", "admin_audit", "forecast_models.artefact"),
+    "api": ("bay_events", "dead_letters", "forecast_models.artefact"),
     "ingest": ("forecast_models.version", "forecasts", "admin_audit", "sign_log"),
     "signage": ("bay_events", "dead_letters", "admin_audit", "forecast_models.version"),
     "forecast": ("bay_events", "dead_letters", "admin_audit", "sign_overrides"),
