@@ -33,7 +33,8 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 # Browser libraries come from npm (``make setup`` runs ``npm ci`` in api/static) and are served
 # straight from node_modules: nothing vendored into git, no build step.
 _VENDOR = {"leaflet": "leaflet/dist", "uplot": "uplot/dist", "swagger-ui": "swagger-ui-dist"}
-_PAGES = {"map": "map.html", "kiosk": "kiosk.html", "dashboard": "dashboard.html"}
+_PAGES = {"map": "map.html", "kiosk": "kiosk.html", "dashboard": "dashboard.html",
+          "console": "console.html"}
 MAX_RANGE = timedelta(days=92)
 TARGET = 0.85  # the planners' target: occupancy above this share of capacity is too much
 GATEWAY_SILENT_AFTER = timedelta(hours=1)  # sensor_status()'s 4 × staleness, at 900 s
@@ -65,7 +66,7 @@ def _template(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: str,
+def _page(page: Literal["map", "kiosk", "dashboard", "console"], request: Request, lang: str,
           cities: Cities, city: City, settings: Settings, now: datetime) -> HTMLResponse:
     """A page with its ``lang`` attribute and configuration filled in on the server, so the
     first paint is already in the right language and no extra request is needed."""
@@ -116,6 +117,12 @@ async def kiosk_page(request: Request, cities: CitiesDep, city: CityDep, setting
 async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
                          settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
     return _page("dashboard", request, lang, cities, city, settings, now)
+
+
+@router.get("/console", response_class=HTMLResponse, include_in_schema=False)
+async def console_page(request: Request, cities: CitiesDep, city: CityDep,
+                       settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
+    return _page("console", request, lang, cities, city, settings, now)
 
 
 # -- dashboard data -----------------------------------------------------------------------------
