@@ -382,6 +382,15 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
         expect(tab.locator("#audit-rows")).to_contain_text("Baustelle Ebene 2")
         wait_for(lambda: {entry["id"]: entry["status"] for entry in httpx.get(
             f"{console.url}/v1/lots").json()["lots"]}[lot] == "closed", timeout=5)
+        # Opened by another person elsewhere: the page hears it from the live stream.
+        other, csrf = console.login("olga")
+        assert other.post(f"/v1/console/lots/{lot}/open",
+                          headers={"X-CSRF-Token": csrf}).status_code == 200
+        expect(row.locator(".badge")).to_have_text("frei")
+        expect(row.get_by_role("button", name=f"{name} schließen")).to_be_visible()
+        assert other.post(f"/v1/console/lots/{lot}/close", json={"reason": "Markt"},
+                          headers={"X-CSRF-Token": csrf}).status_code == 200
+        expect(row.locator(".badge")).to_have_text("geschlossen")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
         # Reloaded, the page keeps the session (the cookie) and asks who it is.
