@@ -1,25 +1,57 @@
-"""The FastAPI application factory; the lifespan owns the connection pool."""
+"""The FastAPI application factory: the routers (``api.routers.ROUTERS``), the middleware and
+the one lifespan that opens and closes everything the app holds."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-import api.routers
 from api._http import RATE_LIMITED, install_http
+from api._hub import Hub
+from api._keys import KeyStore
 from api._limits import RequestLimits
 from api._ratelimit import RateLimit, TokenBuckets
+from api._statemetrics import CityGauges
+from api.routers import ROUTERS
 from core.city import Cities, City, load_cities
 from core.settings import Settings, get_settings
 
 __all__ = ["create_app"]
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """What the app holds, in ``app.state``: opened in order, closed in reverse.
+
+    The API keys (a bad file stops the start), the admin rate limit and the console's login
+    limit; the connection pool; the city gauges' cache; the live stream's hub (LISTEN, and the
+    lots' views it keeps current), which needs the pool. ``settings``, ``cities`` and
+    ``metrics`` are set by ``create_app``: the middleware needs them before the lifespan runs.
+    """
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        app.state.api_keys = KeyStore(settings.API_KEYS_FILE)
+        app.state.key_buckets = TokenBuckets(settings.API_RATE_PER_KEY,
+                                             settings.API_BURST_PER_KEY)
+        app.state.console_logins = TokenBuckets(settings.CONSOLE_LOGIN_RATE,
+                                                settings.CONSOLE_LOGIN_BURST)
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            settings.DATABASE_URL, min_size=1, max_size=10, open=False,
+            kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api")
+        await pool.open(wait=True, timeout=10)
+        stack.push_async_callback(pool.close)
+        app.state.pool = pool
+        app.state.city_gauges = CityGauges()
+        hub = Hub(settings, app.state, pool)
+        app.state.hub = hub
+        hub.start()
+        stack.push_async_callback(hub.stop)
+        yield
 
 
 def create_app(settings: Settings | None = None, cities: Cities | City | None = None) -> FastAPI:
@@ -30,23 +62,10 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
         cities = load_cities(settings.city_refs)
     elif isinstance(cities, City):
         cities = Cities([cities])
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            settings.DATABASE_URL, min_size=1, max_size=10, open=False,
-            kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api")
-        await pool.open(wait=True, timeout=10)
-        app.state.pool = pool
-        try:
-            yield
-        finally:
-            await pool.close()
-
     app = FastAPI(title=f"parkleit – {', '.join(city.city.name for city in cities)}",
                   version="1",
                   description="Open parking data: live occupancy, forecasts, signs, DATEX II.",
-                  lifespan=lifespan, responses=RATE_LIMITED,
+                  lifespan=_lifespan, responses=RATE_LIMITED,
                   docs_url=None, redoc_url=None)  # /docs: api/routers/docs.py
     app.state.settings = settings
     app.state.cities = cities
@@ -59,8 +78,6 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
                        max_body_bytes=settings.API_MAX_BODY_BYTES,
                        body_timeout_s=settings.API_BODY_TIMEOUT_S)
     install_http(app)
-    for module in pkgutil.iter_modules(api.routers.__path__):
-        router = getattr(importlib.import_module(f"api.routers.{module.name}"), "router", None)
-        if router is not None:
-            app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

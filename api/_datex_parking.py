@@ -1,21 +1,5 @@
-"""DATEX II v3.7 parking publications of a city's lots (``notes/PROTOCOLS.md`` 3.3, 3.4).
-
-``parking_table_publication`` is the static part (ParkingTablePublication): one table
-``{city}-lots`` with one ``prk:Place`` per lot (id = lot id, layer 1): its name, a point with
-the address, opening hours (``fac:OpenAllHours`` for 24/7, otherwise the OpenStreetMap rule as
-text: a structured specification would need a start date nobody knows), its capacity as supply,
-layout and structure type by kind, and the occupancy at which it counts as almost full and full.
-Disabled and EV charging spaces are ``prk:SpecificArea`` children (layer 2, id
-``{lot}/disabled``, ``{lot}/ev``) with their own supply and the users they are assigned to.
-
-``parking_status_publication`` is the dynamic part (ParkingStatusPublication): per lot a
-``prk:PlaceStatus`` with its opening status, vacant and occupied spaces, occupancy and place
-status. A lot without a current count is status unknown with the fault
-``noParkingInformationAvailable`` and no numbers; a closed lot has no place status and no numbers.
-
-Versions are hashes of the published static data, so they change exactly when a lot's record
-does.
-"""
+"""DATEX II v3.7 parking publications of a city's lots (``notes/PROTOCOLS.md`` 3.3, 3.4): the
+static ParkingTablePublication and the dynamic ParkingStatusPublication."""
 
 from __future__ import annotations
 
@@ -24,18 +8,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from api._models import Lot as LotView
+from core import datex2
 from core.city import City, Lot
-from core.datex2 import (
-    NAMESPACES,
-    child,
-    content_version,
-    header_information,
-    multilingual,
-    payload,
-    publisher_id,
-    to_bytes,
-    utc_time,
-)
+from core.datex2 import child, multilingual, utc_time
 from core.status import Published
 
 __all__ = ["parking_status_publication", "parking_table_publication"]
@@ -58,34 +33,46 @@ _PLACE_STATUS = {
 def parking_table_publication(cities: Sequence[City], now: datetime, *,
                               creator: str | None = None) -> bytes:
     """The ParkingTablePublication of the lots of ``cities`` (a table per city): where each
-    is and what it offers."""
-    root = payload("prk:ParkingTablePublication", now,
-                   national_identifier=creator or publisher_id(cities))
-    # An illustrative city's lots are not real lots; consumers must not take them as such.
-    header_information(root, "prk:headerInformation",
-                       test=any(city.city.illustrative for city in cities))
+    is and what it offers.
+
+    One table ``{city}-lots`` with one ``prk:Place`` per lot (id = lot id, layer 1): its name,
+    a point with the address, opening hours (``fac:OpenAllHours`` for 24/7, otherwise the
+    OpenStreetMap rule as text: a structured specification would need a start date nobody
+    knows), its capacity as supply, layout and structure type by kind, and the occupancy at
+    which it counts as almost full and full. Disabled and EV charging spaces are
+    ``prk:SpecificArea`` children (layer 2, id ``{lot}/disabled``, ``{lot}/ev``) with their own
+    supply and the users they are assigned to. Versions are hashes of the published static
+    data, so they change exactly when a lot's record does.
+    """
+    root = datex2.payload("prk:ParkingTablePublication", cities, now, creator=creator)
+    datex2.header_information(root, "prk:headerInformation", cities)
     for city in cities:
         _parking_table(root, city, now)
-    return to_bytes(root)
+    return datex2.to_bytes(root)
 
 
 def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotView],
                                now: datetime, *, creator: str | None = None) -> bytes:
     """The ParkingStatusPublication of the lots of ``cities`` at ``now``, from their ``views``
-    (``api._live``, keyed by lot id: what every output publishes of a lot)."""
+    (``api._live``, keyed by lot id: what every output publishes of a lot).
+
+    Per lot a ``prk:PlaceStatus`` with its opening status, vacant and occupied spaces,
+    occupancy and place status. A lot without a current count is status unknown with the fault
+    ``noParkingInformationAvailable`` and no numbers; a closed lot has no place status and no
+    numbers.
+    """
     # A lot without a view is published as unknown; views of other lots are ignored.
     # The references must carry the versions the table publication gives; build it aside.
     scratch = ET.Element("scratch")
     tables = [_parking_table(scratch, city, now) for city in cities]
     versions = {element.get("id", ""): element.get("version", "")
-                for element in scratch.iterfind("*/prk:hierarchyElementGeneral", NAMESPACES)}
-    root = payload("prk:ParkingStatusPublication", now,
-                   national_identifier=creator or publisher_id(cities))
+                for element in scratch.iterfind("*/prk:hierarchyElementGeneral",
+                                                datex2.NAMESPACES)}
+    root = datex2.payload("prk:ParkingStatusPublication", cities, now, creator=creator)
     for table in tables:
         child(root, "prk:parkingTableReference", targetClass="prk:ParkingTable",
               id=table.get("id", ""), version=table.get("version", ""))
-    header_information(root, "prk:headerInformation",
-                       test=any(city.city.illustrative for city in cities))
+    datex2.header_information(root, "prk:headerInformation", cities)
     for lot in (lot for city in cities for lot in city.lots):
         view = views.get(lot.id)
         current = Published("unknown", None, None, None) if view is None else Published(
@@ -110,7 +97,7 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
         place_status = _PLACE_STATUS[current.status]
         if place_status is not None:
             child(info, "prk:status", place_status)
-    return to_bytes(root)
+    return datex2.to_bytes(root)
 
 
 def _parking_table(parent: ET.Element, city: City, now: datetime) -> ET.Element:
@@ -123,11 +110,7 @@ def _parking_table(parent: ET.Element, city: City, now: datetime) -> ET.Element:
     for lot in city.lots:
         elements.append(_place(table, lot))
         elements.extend(_special_areas(table, lot))
-    for element in elements:
-        element.set("version", content_version([element]))
-    table.set("version", content_version(
-        f"{element.get('id')}={element.get('version')}" for element in elements))
-    return table
+    return datex2.versioned(table, elements)
 
 
 def _place(table: ET.Element, lot: Lot) -> ET.Element:

@@ -1,19 +1,22 @@
-"""Time ranges and buckets of occupancy history, shared by the history route and the export."""
+"""Time ranges and buckets of occupancy history, shared by the history route and the export:
+their ``from`` and ``to`` parameters, the range's checks and alignment, its parts and queries."""
 
 from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+from fastapi import Query
 from psycopg import sql
 
 from api._http import bad_parameter
+from api._input import Moment
 from core.db import queries
 
-__all__ = ["BUCKET", "MAX_RANGE", "PARALLEL_ABOVE", "Resolution", "history_parts",
-           "history_range", "newest_data", "points_query", "query_name"]
+__all__ = ["BUCKET", "MAX_RANGE", "PARALLEL_ABOVE", "Resolution", "To", "from_query",
+           "history_parts", "history_range", "newest_data", "points_query", "query_name"]
 
 Resolution = Literal["raw", "15m", "1h", "1d"]
 BUCKET = {"raw": timedelta(0), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
@@ -26,6 +29,14 @@ MAX_RANGE = {"raw": timedelta(days=400), "15m": timedelta(days=400),
 # runs a query on one core, and without TimescaleDB a year at 15m is 105,000 readings to
 # aggregate and 35,000 buckets to write as JSON, which takes one core about 60 ms.
 PARALLEL_ABOVE = timedelta(days=62)
+_MOMENT = "RFC 3339 with offset, 1970 to 2199"
+To = Annotated[Moment | None, Query(description=f"{_MOMENT}; default now.")]
+
+
+def from_query(default: str) -> Any:
+    """The ``from`` parameter (``Annotated[Moment | None, from_query("7 days")]``) of a range
+    that begins ``default`` before ``to`` unless it is given."""
+    return Query(alias="from", description=f"{_MOMENT}; default `to` - {default}.")
 
 
 def query_name(resolution: Resolution) -> str:

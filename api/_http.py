@@ -32,6 +32,7 @@ __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "RATE_LIMITED",
     "ApiMetrics",
+    "HttpMiddleware",
     "Problem",
     "bad_parameter",
     "cache",
@@ -245,6 +246,24 @@ def pagination_links(request: Request, *, offset: int, limit: int, total: int) -
                      f'rel="{rel}"' for start, rel in links)
 
 
+class HttpMiddleware:
+    """ASGI middleware whose ``handle`` sees every HTTP request; lifespan and other scopes
+    pass through to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the HTTP request ``scope`` (usually by passing it on to ``app``)."""
+        raise NotImplementedError
+
+
 class _Validators:
     """ETag on every complete GET answer, and 304 for a matching ``If-None-Match``.
 
@@ -317,14 +336,12 @@ class ApiMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 
-class _Measure:
+class _Measure(HttpMiddleware):
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
-        self.app, self.metrics = app, metrics
+        super().__init__(app)
+        self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = time.perf_counter()
         status = 500
 

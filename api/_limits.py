@@ -1,20 +1,5 @@
-"""Request limits, refused before any route, authentication or parser sees the request.
-
-- **Head**: the request line and header fields, counted as sent (``Name: value`` and CRLF),
-  at most ``API_MAX_HEADER_BYTES``: a longer target is a 414, longer header fields a 431.
-  ``parkleit api``'s server stops reading a head at the same bound (``api._server``), so an
-  endless one is never buffered; this middleware refuses what a server let through.
-- **Body**: requests whose method takes a body (POST, PUT, PATCH) may send at most
-  ``API_MAX_BODY_BYTES``; every other method none (a GET with a body is a 413), except
-  where no route takes the method on that path: that is the router's 405, its body unread.
-  A declared
-  ``Content-Length`` above the bound is refused before a byte of the body is read; a chunked
-  body is read only up to it. The body is read here, whole, before the route runs, and must
-  arrive within ``API_BODY_TIMEOUT_S`` (408 otherwise: a client trickling bytes holds no
-  connection for long).
-
-Refusals are problem documents with ``Connection: close``: the rest of what the client sends
-is never read.
+"""Request limits on a request's head and body, refused (a problem document with
+``Connection: close``) before any route, authentication or parser sees the request.
 """
 
 from __future__ import annotations
@@ -26,7 +11,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api._http import problem
+from api._http import HttpMiddleware, problem
 
 __all__ = ["BODY_METHODS", "RequestLimits", "head_bytes"]
 
@@ -62,18 +47,32 @@ def head_bytes(scope: Scope) -> tuple[int, int]:
     return target, line + fields + 2
 
 
-class RequestLimits:
-    """ASGI middleware: the limits of the module docstring."""
+class RequestLimits(HttpMiddleware):
+    """ASGI middleware: the limits on a request's head and body.
+
+    - **Head**: the request line and header fields, counted as sent (``Name: value`` and CRLF), at
+      most ``API_MAX_HEADER_BYTES``: a longer target is a 414, longer header fields a 431.
+      ``parkleit api``'s server stops reading a head at the same bound (``api._server``), so an
+      endless one is never buffered; this middleware refuses what a server let through.
+    - **Body**: requests whose method takes a body (POST, PUT, PATCH) may send at most
+      ``API_MAX_BODY_BYTES``; every other method none (a GET with a body is a 413), except where no
+      route takes the method on that path: that is the router's 405, its body unread. A declared
+      ``Content-Length`` above the bound is refused before a byte of the body is read; a chunked
+      body is read only up to it. The body is read here, whole, before the route runs, and must
+      arrive within ``API_BODY_TIMEOUT_S`` (408 otherwise: a client trickling bytes holds no
+      connection for long).
+
+    Refusals are problem documents with ``Connection: close``: the rest of what the client sends is
+    never read.
+    """
 
     def __init__(self, app: ASGIApp, *, max_head_bytes: int, max_body_bytes: int,
                  body_timeout_s: float) -> None:
-        self.app, self.max_head, self.max_body = app, max_head_bytes, max_body_bytes
+        super().__init__(app)
+        self.max_head, self.max_body = max_head_bytes, max_body_bytes
         self.body_timeout = body_timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._check_head(scope)
             if scope["method"] not in BODY_METHODS and not _routed(scope):

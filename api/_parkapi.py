@@ -1,19 +1,4 @@
-"""A city's lots as ParkAPI (v1, ``GET /{city}``) serves them: the JSON OpenTripPlanner reads.
-
-OpenTripPlanner's vehicle-parking updater with ``sourceType: "park-api"`` (``ParkAPIUpdater``,
-``CarParkAPIUpdater``) takes the array ``lots`` and, per lot: ``id``; ``name``;
-``coords.lat``/``coords.lng``; ``state`` (``closed`` closes the lot, any other value leaves it in
-operation; the key must be there); ``total`` and ``total:disabled`` as capacity; ``free`` and
-``free:disabled`` as availability, each only when its key is present (a JSON null would be read
-as 0); ``opening_hours`` in OpenStreetMap syntax; ``url``, ``image_url``, ``notes``; and
-``lot_type``, ``address``, ``forecast``, ``state`` as tags. So a lot without a current count has
-no ``free`` key and state ``nodata``; ``free:disabled`` is there where bay sensors count every
-disabled space of a counted lot, and left out where nobody measures it.
-
-The top level keeps ParkAPI's ``last_updated``, ``last_downloaded`` and ``data_source``; as in
-ParkAPI, times are UTC written without an offset (``2024-07-03T10:00:00``), since ParkAPI
-clients parse exactly that shape.
-"""
+"""A city's lots as ParkAPI (v1, ``GET /{city}``) serves them: the JSON OpenTripPlanner reads."""
 
 from __future__ import annotations
 
@@ -32,7 +17,22 @@ _STATE = {"open": "open", "almost_full": "open", "full": "open", "closed": "clos
 
 
 def parkapi_lots(views: Iterable[Lot], now: datetime, *, data_source: str) -> dict[str, Any]:
-    """The ParkAPI lots document of the lots' ``views`` (``api._live``) at ``now``."""
+    """The ParkAPI lots document of the lots' ``views`` (``api._live``) at ``now``.
+
+    OpenTripPlanner's vehicle-parking updater with ``sourceType: "park-api"`` (``ParkAPIUpdater``,
+    ``CarParkAPIUpdater``) takes the array ``lots`` and, per lot: ``id``; ``name``;
+    ``coords.lat``/``coords.lng``; ``state`` (``closed`` closes the lot, any other value leaves it
+    in operation; the key must be there); ``total`` and ``total:disabled`` as capacity; ``free`` and
+    ``free:disabled`` as availability, each only when its key is present (a JSON null would be read
+    as 0); ``opening_hours`` in OpenStreetMap syntax; ``url``, ``image_url``, ``notes``; and
+    ``lot_type``, ``address``, ``forecast``, ``state`` as tags. So a lot without a current count has
+    no ``free`` key and state ``nodata``; ``free:disabled`` is there where bay sensors count every
+    disabled space of a counted lot, and left out where nobody measures it.
+
+    The top level keeps ParkAPI's ``last_updated``, ``last_downloaded`` and ``data_source``; as in
+    ParkAPI, times are UTC written without an offset (``2024-07-03T10:00:00``), since ParkAPI
+    clients parse exactly that shape.
+    """
     lots: list[dict[str, Any]] = []
     counted: list[datetime] = []
     for lot in views:

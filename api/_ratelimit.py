@@ -1,14 +1,4 @@
-"""Rate limits: token buckets per client IP (every request) and per API key (admin writes).
-
-A bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a request takes one
-token or is answered 429 with ``Retry-After`` (the seconds until a token is there) and a
-problem body. The buckets live in the process: behind N API processes a client may make N
-times the configured rate (the database is not asked on every request for a shared count).
-At most ``MAX_BUCKETS`` are kept; the least recently used goes first, and a client whose
-bucket went starts again with a full one. The client IP is the one the server saw: behind a
-reverse proxy set ``PARKLEIT_API_FORWARDED_ALLOW_IPS`` to the proxy's address, so that it is
-the client's (from ``X-Forwarded-For``), not the proxy's.
-"""
+"""Rate limits: token buckets per client IP (every request) and per API key (admin writes)."""
 
 from __future__ import annotations
 
@@ -20,7 +10,7 @@ from collections import OrderedDict
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api._http import problem
+from api._http import HttpMiddleware, problem
 
 __all__ = ["RateLimit", "TokenBuckets", "client_address", "retry_after"]
 
@@ -28,7 +18,17 @@ MAX_BUCKETS = 100_000
 
 
 class TokenBuckets:
-    """Token buckets by name, all of one rate and size; thread-safe."""
+    """Token buckets by name, all of one rate and size; thread-safe.
+
+    A bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a request takes one
+    token or is answered 429 with ``Retry-After`` (the seconds until a token is there) and a problem
+    body. The buckets live in the process: behind N API processes a client may make N times the
+    configured rate (the database is not asked on every request for a shared count). At most
+    ``MAX_BUCKETS`` are kept; the least recently used goes first, and a client whose bucket went
+    starts again with a full one. The client IP is the one the server saw: behind a reverse proxy
+    set ``PARKLEIT_API_FORWARDED_ALLOW_IPS`` to the proxy's address, so that it is the client's
+    (from ``X-Forwarded-For``), not the proxy's.
+    """
 
     def __init__(self, rate: float, burst: int, max_buckets: int = MAX_BUCKETS) -> None:
         self.rate, self.burst, self.max_buckets = rate, burst, max_buckets
@@ -61,16 +61,14 @@ def retry_after(wait: float) -> str:
     return str(max(1, math.ceil(wait)))
 
 
-class RateLimit:
+class RateLimit(HttpMiddleware):
     """ASGI middleware: one token of the client IP's bucket per HTTP request, or a 429."""
 
     def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
-        self.app, self.buckets = app, buckets
+        super().__init__(app)
+        self.buckets = buckets
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         wait = self.buckets.take(client_address(scope))
         if not wait:
             await self.app(scope, receive, send)

@@ -1,31 +1,6 @@
 """Browser-facing protection of every response: CORS for the open data (never for admin) and
 security headers (a Content-Security-Policy for the web pages, nosniff, referrer, framing and
-permissions policies everywhere).
-
-Decisions, so they are made once:
-
-- CORS: the reads (GET/HEAD) answer the origins of ``API_CORS_ORIGINS`` (default ``*``: open
-  data is there to be built on, and it carries no cookies or credentials). Routes under
-  ``/v1/admin`` and ``/v1/console`` never answer CORS at all, whatever the setting: no
-  ``Access-Control-*`` header, and a preflight gets the route's 405, so no web page elsewhere
-  can make a browser send an admin or console request (the console's cookie is SameSite=Strict
-  besides).
-- Web pages (``text/html``): scripts, styles, fonts and images from this site only (and
-  ``data:`` images); map tiles from the host of ``API_TILE_URL`` only (none without tiles);
-  no inline script or style, no eval; ``connect-src 'self'`` (the pages fetch ``/v1/...``
-  and the stream). Framing: this site and ``API_FRAME_ANCESTORS`` (e.g. the city's portal
-  embedding the map); the kiosk runs full screen in its browser, not in a frame.
-- Everything else (JSON, XML, CSV, SVG, ...): ``default-src 'none'`` and no framing, so a
-  response opened as a document can run nothing.
-- ``/docs`` is Swagger UI, served from this site (npm ``swagger-ui-dist``, like the pages'
-  libraries): its route sets a policy of its own (``docs_policy``), scripts and styles from
-  this site, its one inline start-up script by hash, images from this site and ``data:``
-  (Swagger UI's icons), requests to this site only; never framed. (No ReDoc: it would load
-  from a CDN.)
-- HSTS only on requests that came over HTTPS (behind a proxy: ``X-Forwarded-Proto`` from a
-  proxy in ``API_FORWARDED_ALLOW_IPS``); plain HTTP answers cannot set it anyway.
-
-A header a route set itself is kept.
+permissions policies everywhere); the decisions are ``install_security``'s.
 """
 
 from __future__ import annotations
@@ -122,7 +97,8 @@ def docs_policy(script_hashes: Iterable[str]) -> str:
 
 
 class SecurityHeaders:
-    """ASGI middleware: the headers of the module docstring on every HTTP response."""
+    """ASGI middleware: the headers of ``install_security``'s decisions on every HTTP
+    response."""
 
     def __init__(self, app: ASGIApp, page_csp: str, frame_origins: Iterable[str]) -> None:
         self.app, self.page_csp = app, page_csp
@@ -163,7 +139,7 @@ class SecurityHeaders:
 
 
 class _Cors:
-    """Starlette's CORS for every route but the admin ones, which never answer it."""
+    """Starlette's CORS for every route but the admin and console ones, which never answer it."""
 
     def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
         self.app = app
@@ -181,7 +157,32 @@ class _Cors:
 
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Add CORS and, outside it, the security headers to ``app`` (call after the other
-    middleware: the last added is the outermost)."""
+    middleware: the last added is the outermost).
+
+    Decisions, so they are made once:
+
+    - CORS: the reads (GET/HEAD) answer the origins of ``API_CORS_ORIGINS`` (default ``*``: open
+      data is there to be built on, and it carries no cookies or credentials). Routes under
+      ``/v1/admin`` and ``/v1/console`` never answer CORS at all, whatever the setting: no
+      ``Access-Control-*`` header, and a preflight gets the route's 405, so no web page elsewhere
+      can make a browser send an admin or console request (the console's cookie is
+      SameSite=Strict besides).
+    - Web pages (``text/html``): scripts, styles, fonts and images from this site only (and
+      ``data:`` images); map tiles from the host of ``API_TILE_URL`` only (none without tiles); no
+      inline script or style, no eval; ``connect-src 'self'`` (the pages fetch ``/v1/...`` and the
+      stream). Framing: this site and ``API_FRAME_ANCESTORS`` (e.g. the city's portal embedding the
+      map); the kiosk runs full screen in its browser, not in a frame.
+    - Everything else (JSON, XML, CSV, SVG, ...): ``default-src 'none'`` and no framing, so a
+      response opened as a document can run nothing.
+    - ``/docs`` is Swagger UI, served from this site (npm ``swagger-ui-dist``, like the pages'
+      libraries): its route sets a policy of its own (``docs_policy``), scripts and styles from this
+      site, its one inline start-up script by hash, images from this site and ``data:`` (Swagger
+      UI's icons), requests to this site only; never framed. (No ReDoc: it would load from a CDN.)
+    - HSTS only on requests that came over HTTPS (behind a proxy: ``X-Forwarded-Proto`` from a proxy
+      in ``API_FORWARDED_ALLOW_IPS``); plain HTTP answers cannot set it anyway.
+
+    A header a route set itself is kept.
+    """
     app.add_middleware(_Cors, origins=settings.API_CORS_ORIGINS)
     app.add_middleware(SecurityHeaders, page_csp=page_policy(settings),
                        frame_origins=settings.API_FRAME_ANCESTORS)

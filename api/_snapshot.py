@@ -1,20 +1,5 @@
-"""Every lot's live view held in the process, and its answers encoded once.
-
-The lot list, a lot, GeoJSON, CSV, ParkAPI and the DATEX II status change a few times a
-minute but are asked for many times a second. ``LotViews`` holds the view of every lot
-(``api._live.read_lots``) and reads it again only when it may have changed:
-
-- the live stream's LISTEN connection (``api._hub``) hears every commit that touches what a
-  view shows (lot states, forecasts, a config reload) and calls ``invalidate``: the next
-  request reads the database again, so no answer is older than the database by more than the
-  NOTIFY's way to this process;
-- time alone changes a view (a count turns stale, a forecast's target passes, opening hours
-  begin or end): the snapshot knows the first moment that happens and is read again then, and
-  in any case after ``max_age_s``;
-- while the LISTEN connection is down nothing tells it of changes: every request reads again.
-
-Each distinct answer (route, format, page, cities) is encoded once per snapshot, with its ETag
-and gzip body, so serving it costs no more than a constant.
+"""Every lot's live view held in the process (``LotViews``), and its answers encoded once
+(``Encoded``).
 """
 
 from __future__ import annotations
@@ -70,7 +55,24 @@ class Encoded:
 
 
 class LotViews:
-    """The live view of every lot of the installation, read again when it may have changed."""
+    """The live view of every lot of the installation, read again when it may have changed.
+
+    The lot list, a lot, GeoJSON, CSV, ParkAPI and the DATEX II status change a few times a minute
+    but are asked for many times a second. ``LotViews`` holds the view of every lot
+    (``api._live.read_lots``) and reads it again only when it may have changed:
+
+    - the live stream's LISTEN connection (``api._hub``) hears every commit that touches what a view
+      shows (lot states, forecasts, a config reload) and calls ``invalidate``: the next request
+      reads the database again, so no answer is older than the database by more than the NOTIFY's
+      way to this process;
+    - time alone changes a view (a count turns stale, a forecast's target passes, opening hours
+      begin or end): the snapshot knows the first moment that happens and is read again then, and in
+      any case after ``max_age_s``;
+    - while the LISTEN connection is down nothing tells it of changes: every request reads again.
+
+    Each distinct answer (route, format, page, cities) is encoded once per snapshot, with its ETag
+    and gzip body, so serving it costs no more than a constant.
+    """
 
     def __init__(self, max_age_s: float = 5.0) -> None:
         self.max_age = timedelta(seconds=max_age_s)

@@ -1,12 +1,5 @@
 """Prometheus gauges beyond request counts: this process's live stream, and the state of the
-city as the database holds it.
-
-The city gauges (``GET /metrics/city``) are what no single service can report about itself:
-a lot no message has come from, a forecaster that stopped writing forecasts, a sign that has
-confirmed nothing for minutes. They are read from the database when scraped (at most once per
-``CITY_CACHE_S`` per process), so they are the same whichever API replica answers: scrape
-them once, through the load balancer, not per replica. The forecaster has no metrics port of
-its own; these gauges and its retained ``services/forecast`` topic are its health.
+city as the database holds it (``CityGauges``).
 """
 
 from __future__ import annotations
@@ -64,7 +57,15 @@ def stream_metrics(state: State) -> bytes:
 
 
 class CityGauges:
-    """The city gauges, cached for ``ttl_s``: a scrape storm asks the database once."""
+    """The city gauges, cached for ``ttl_s``: a scrape storm asks the database once.
+
+    The city gauges (``GET /metrics/city``) are what no single service can report about itself: a
+    lot no message has come from, a forecaster that stopped writing forecasts, a sign that has
+    confirmed nothing for minutes. They are read from the database when scraped (at most once per
+    ``CITY_CACHE_S`` per process), so they are the same whichever API replica answers: scrape them
+    once, through the load balancer, not per replica. The forecaster has no metrics port of its own;
+    these gauges and its retained ``services/forecast`` topic are its health.
+    """
 
     def __init__(self, ttl_s: float = CITY_CACHE_S) -> None:
         self.ttl_s = ttl_s
@@ -91,51 +92,62 @@ async def _rows(conn: AsyncConnection[Any], name: str, city: City,
         return await cur.fetchall()
 
 
+_LOT, _HORIZON, _SIGN = ("city", "lot"), ("city", "lot", "horizon_min"), ("city", "sign")
+
+def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
+    """Every gauge of ``_read`` by its key there. Every gauge carries the city; lot, sign and
+    forecast gauges name the lot or sign."""
+    return {
+        "age": Gauge("parkleit_lot_data_age_seconds",
+                     "Seconds since the lot's newest reading (+Inf: none yet)", _LOT,
+                     registry=registry),
+        "limit": Gauge("parkleit_lot_stale_after_seconds",
+                       "The lot's staleness limit: older counts are shown as unknown", _LOT,
+                       registry=registry),
+        "closed": Gauge("parkleit_lot_closed",
+                        "1 while the lot is closed (opening hours, operator)", _LOT,
+                        registry=registry),
+        "quality": Gauge("parkleit_lot_quality", "The lot's data quality score (0-1)", _LOT,
+                         registry=registry),
+        "forecast_age": Gauge("parkleit_forecast_age_seconds",
+                              "Seconds since the origin of the newest forecast run (+Inf: none)",
+                              ("city",), registry=registry),
+        "model_age": Gauge("parkleit_forecast_model_age_seconds",
+                           "Seconds since the newest model was trained", ("city",),
+                           registry=registry),
+        "mae": Gauge("parkleit_forecast_mae_spaces",
+                     "Published rolling mean absolute error of the forecast, in spaces",
+                     _HORIZON, registry=registry),
+        "mae_ratio": Gauge("parkleit_forecast_mae_ratio",
+                           "Published rolling mean absolute error as a share of capacity",
+                           _HORIZON, registry=registry),
+        "ack": Gauge("parkleit_sign_ack_age_seconds",
+                     "Seconds since the sign last confirmed its content (+Inf: never)", _SIGN,
+                     registry=registry),
+    }
+
+
 async def _read(conn: AsyncConnection[Any], cities: Iterable[City], now: datetime) -> bytes:
-    """Every gauge carries the city; lot, sign and forecast gauges name the lot or sign."""
+    """The gauges of ``_gauges`` of ``cities`` at ``now``."""
     registry = CollectorRegistry()
-    lot, horizon, sign = ["city", "lot"], ["city", "lot", "horizon_min"], ["city", "sign"]
-    age = Gauge("parkleit_lot_data_age_seconds",
-                "Seconds since the lot's newest reading (+Inf: none yet)", lot,
-                registry=registry)
-    limit = Gauge("parkleit_lot_stale_after_seconds",
-                  "The lot's staleness limit: older counts are shown as unknown", lot,
-                  registry=registry)
-    closed = Gauge("parkleit_lot_closed", "1 while the lot is closed (opening hours, operator)",
-                   lot, registry=registry)
-    quality = Gauge("parkleit_lot_quality", "The lot's data quality score (0-1)", lot,
-                    registry=registry)
-    forecast_age = Gauge("parkleit_forecast_age_seconds",
-                         "Seconds since the origin of the newest forecast run (+Inf: none)",
-                         ["city"], registry=registry)
-    model_age = Gauge("parkleit_forecast_model_age_seconds",
-                      "Seconds since the newest model was trained", ["city"], registry=registry)
-    mae = Gauge("parkleit_forecast_mae_spaces",
-                "Published rolling mean absolute error of the forecast, in spaces", horizon,
-                registry=registry)
-    mae_ratio = Gauge("parkleit_forecast_mae_ratio",
-                      "Published rolling mean absolute error as a share of capacity", horizon,
-                      registry=registry)
-    ack = Gauge("parkleit_sign_ack_age_seconds",
-                "Seconds since the sign last confirmed its content (+Inf: never)", sign,
-                registry=registry)
+    gauge = _gauges(registry)
     for city in cities:
         for row in await _rows(conn, "lot_freshness", city, now):
             ids = (city.id, row["lot_id"])
-            age.labels(*ids).set(_age(row["age_s"]))
-            limit.labels(*ids).set(row["stale_after_s"])
-            closed.labels(*ids).set(1 if row["status"] == "closed" else 0)
+            gauge["age"].labels(*ids).set(_age(row["age_s"]))
+            gauge["limit"].labels(*ids).set(row["stale_after_s"])
+            gauge["closed"].labels(*ids).set(1 if row["status"] == "closed" else 0)
             if row["quality"] is not None:
-                quality.labels(*ids).set(row["quality"])
+                gauge["quality"].labels(*ids).set(row["quality"])
         newest = await _rows(conn, "newest_forecast", city, now)
-        forecast_age.labels(city.id).set(_age(newest[0]["age_s"] if newest else None))
+        gauge["forecast_age"].labels(city.id).set(_age(newest[0]["age_s"] if newest else None))
         model = await _rows(conn, "newest_model", city, now)
-        model_age.labels(city.id).set(_age(model[0]["age_s"] if model else None))
+        gauge["model_age"].labels(city.id).set(_age(model[0]["age_s"] if model else None))
         for row in await _rows(conn, "forecast_accuracy", city, now):
             labels = (city.id, row["lot_id"], str(row["horizon_min"]))
-            mae.labels(*labels).set(row["mae"])
+            gauge["mae"].labels(*labels).set(row["mae"])
             if row["mae_rate"] is not None:
-                mae_ratio.labels(*labels).set(row["mae_rate"])
+                gauge["mae_ratio"].labels(*labels).set(row["mae_rate"])
         for row in await _rows(conn, "sign_acks", city, now):
-            ack.labels(city.id, row["sign_id"]).set(_age(row["ack_age_s"]))
+            gauge["ack"].labels(city.id, row["sign_id"]).set(_age(row["ack_age_s"]))
     return generate_latest(registry)

@@ -1,4 +1,5 @@
-"""DATEX II v3.7 XML: the ``d2:payload`` envelope every publication shares, and XML writing.
+"""DATEX II v3.7 XML: what every publication shares (the ``d2:payload`` envelope, its
+header, versioned tables) and XML writing.
 
 Publications build on :func:`payload` with :func:`child`; element names are written
 ``"prefix:name"`` with the prefixes of :data:`NAMESPACES`. Times are UTC with an offset.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
@@ -26,6 +27,7 @@ __all__ = [
     "publisher_id",
     "to_bytes",
     "utc_time",
+    "versioned",
 ]
 
 NAMESPACES = {
@@ -77,15 +79,16 @@ def utc_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def payload(publication_type: str, now: datetime, *, national_identifier: str,
-            country: str = "DE", lang: str = "de") -> ET.Element:
-    """A ``d2:payload`` of ``publication_type`` with publicationTime and publicationCreator."""
+def payload(publication_type: str, cities: Sequence[City], now: datetime, *,
+            creator: str | None = None, country: str = "DE", lang: str = "de") -> ET.Element:
+    """A ``d2:payload`` of ``publication_type`` about ``cities`` with publicationTime and
+    publicationCreator (``creator``, default :func:`publisher_id`)."""
     root = ET.Element(_qualified("d2:payload"), {"lang": lang, "modelBaseVersion": "3"})
     _set_type(root, publication_type)
     child(root, "com:publicationTime", utc_time(now))
-    creator = child(root, "com:publicationCreator")
-    child(creator, "com:country", country)
-    child(creator, "com:nationalIdentifier", national_identifier)
+    publication_creator = child(root, "com:publicationCreator")
+    child(publication_creator, "com:country", country)
+    child(publication_creator, "com:nationalIdentifier", creator or publisher_id(cities))
     return root
 
 
@@ -94,9 +97,11 @@ def publisher_id(cities: Iterable[City]) -> str:
     return "parkleit-" + "-".join(city.id for city in cities)
 
 
-def header_information(parent: ET.Element, name: str, *, test: bool) -> ET.Element:
-    """Append a HeaderInformation ``name``; ``test`` marks data that is not real."""
+def header_information(parent: ET.Element, name: str, cities: Iterable[City]) -> ET.Element:
+    """Append a HeaderInformation ``name``: test data when any of ``cities`` is illustrative
+    (its records are not real ones; consumers must not take them as such)."""
     header = child(parent, name)
+    test = any(city.city.illustrative for city in cities)
     child(header, "com:informationStatus", "test" if test else "real")
     return header
 
@@ -116,6 +121,17 @@ def content_version(parts: Iterable[str | ET.Element]) -> str:
         digest.update(text.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def versioned(table: ET.Element, elements: Iterable[ET.Element]) -> ET.Element:
+    """Version each of ``elements`` (records with an ``id``) by its content, and ``table`` by
+    their ids and versions: a version changes exactly when its record does."""
+    elements = list(elements)
+    for element in elements:
+        element.set("version", content_version([element]))
+    table.set("version", content_version(
+        f"{element.get('id')}={element.get('version')}" for element in elements))
+    return table
 
 
 def to_bytes(root: ET.Element) -> bytes:

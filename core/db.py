@@ -219,7 +219,7 @@ def migrate(
 
     A fresh database is built from ``schema.sql``, the current schema in one file, and
     stamped with the version of every numbered migration in ``migrations/`` (0001 is the
-    frozen baseline): the file a reader sees is what runs. tests/test_migrations.py keeps the
+    frozen baseline): the file a reader sees is what runs. tests/core/test_migrations.py keeps the
     two honest: a database built from the baseline and every migration has the same catalog.
     A database with a version already gets the migrations it has not seen, in order, each in
     its own transaction; so does a fresh one asked for an older version (``up_to``) or given

@@ -20,17 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from core import datex2
 from core.city import City, Sign
-from core.datex2 import (
-    child,
-    content_version,
-    header_information,
-    multilingual,
-    payload,
-    publisher_id,
-    to_bytes,
-    utc_time,
-)
+from core.datex2 import child, multilingual, utc_time
 from signage._content import SignContent
 
 __all__ = ["SignHealth", "SignReport", "vms_publication", "vms_table_publication"]
@@ -68,7 +60,7 @@ def vms_table_publication(cities: Sequence[City], now: datetime, *,
     root = _payload("vms:VmsTablePublication", cities, now, creator)
     for city in _with_signs(cities):
         _controller_table(root, city)
-    return to_bytes(root)
+    return datex2.to_bytes(root)
 
 
 def vms_publication(cities: Sequence[City], reports: Mapping[str, SignReport], now: datetime,
@@ -81,7 +73,7 @@ def vms_publication(cities: Sequence[City], reports: Mapping[str, SignReport], n
     root = _payload("vms:VmsPublication", cities, now, creator)
     for city in signs_of:
         _statuses(root, city, reports, now)
-    return to_bytes(root)
+    return datex2.to_bytes(root)
 
 
 def _statuses(root: ET.Element, city: City, reports: Mapping[str, SignReport],
@@ -112,22 +104,16 @@ def _with_signs(cities: Sequence[City]) -> list[City]:
 
 def _payload(publication_type: str, cities: Sequence[City], now: datetime,
              creator: str | None) -> ET.Element:
-    root = payload(publication_type, now, national_identifier=creator or publisher_id(cities))
-    # An illustrative city's signs are not real signs; consumers must not take them as such.
-    header_information(root, "vms:headerInformation",
-                       test=any(city.city.illustrative for city in cities))
+    root = datex2.payload(publication_type, cities, now, creator=creator)
+    datex2.header_information(root, "vms:headerInformation", cities)
     return root
 
 
 def _controller_table(parent: ET.Element, city: City) -> ET.Element:
     table = child(parent, "vms:vmsControllerTable", id=f"{city.id}-signs", version="")
     for sign in city.signs:
-        controller = child(table, "vms:vmsController", id=sign.id, version="")
-        _controller(controller, sign)
-        controller.set("version", content_version([controller]))
-    table.set("version", content_version(
-        f"{controller.get('id')}={controller.get('version')}" for controller in table))
-    return table
+        _controller(child(table, "vms:vmsController", id=sign.id, version=""), sign)
+    return datex2.versioned(table, list(table))
 
 
 def _controller(controller: ET.Element, sign: Sign) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, time
 from pathlib import Path
+from typing import Any
 
 TTN_EUI = "70b3d57ed0000001"
 CHIRPSTACK_EUI = "70b3d57ed0000002"
@@ -10,14 +13,7 @@ CHIRPSTACK_EUI = "70b3d57ed0000002"
 
 def city_toml(city_id: str, *, extra_bays: int = 0) -> str:
     """TOML of a city with two counter lots, two bay lots and two LoRaWAN bays."""
-    return f"""
-[city]
-id = "{city_id}"
-name = "Teststadt"
-
-[lorawan]
-ttn_applications = ["{city_id}-app@ttn"]
-chirpstack_applications = ["{city_id}-cs"]
+    return city_head(city_id, "Teststadt") + f"""
 
 [[lots]]
 id = "{city_id}-garage"
@@ -79,3 +75,53 @@ def write_city(directory: Path, city_id: str, *, extra_bays: int = 0) -> Path:
     path = directory / f"{city_id}.toml"
     path.write_text(city_toml(city_id, extra_bays=extra_bays), encoding="utf-8")
     return path
+
+
+def city_head(city_id: str, name: str) -> str:
+    """The ``[city]`` and ``[lorawan]`` tables of a test city: its LoRaWAN applications are
+    named after its id."""
+    return f"""
+[city]
+id = "{city_id}"
+name = "{name}"
+
+[lorawan]
+ttn_applications = ["{city_id}-app@ttn"]
+chirpstack_applications = ["{city_id}-cs"]
+"""
+
+
+def toml_value(value: Any) -> str:
+    """``value`` written as TOML: strings, numbers, times of day, lists and inline tables."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, time):
+        return value.strftime("%H:%M:%S")
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def toml_table(table: str, /, **values: Any) -> str:
+    """One ``[[table]]`` (a lot, sign or event): ``values`` in the order given."""
+    return f"\n[[{table}]]\n" + "".join(f"{key} = {toml_value(value)}\n"
+                                       for key, value in values.items())
+
+
+def counter_lots(city_id: str, suffixes: list[str]) -> str:
+    """Plain counter lots ``{city_id}-x{suffix}`` of 50 spaces: a big city for the stream."""
+    return "".join(toml_table(
+        "lots", id=f"{city_id}-x{suffix}", name=f"Parkplatz {suffix}", kind="surface",
+        counting="counter", capacity=50, latitude=51.05, longitude=12.14)
+        for suffix in suffixes)
+
+
+def daily_spans(begin: datetime, finish: datetime) -> list[tuple[time, time]]:
+    """The times of day from ``begin`` to ``finish`` (local, less than a day apart): one span,
+    or two when they are on either side of midnight."""
+    if begin.date() == finish.date():
+        return [(begin.time(), finish.time())]
+    return [(begin.time(), datetime.max.time().replace(microsecond=0)),
+            (datetime.min.time(), finish.time())]

@@ -1,28 +1,38 @@
-"""Helpers shared by tests: the suite's clock, service processes and polling."""
+"""Helpers shared by tests: the suite's clock, service processes, polling and benchmark runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import io
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.clock import Clock
 from core.settings import Settings
+from parkleit.embedded import free_port as free_port  # the tests' one way to find a port
 
+P = ParamSpec("P")
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_VARIABLE = "PARKLEIT_CLOCK_OFFSET_S"
+BIRMINGHAM = ROOT.parent / "shared" / "data" / "birmingham" / "dataset.csv"
 
 # The suite's clock (conftest.py sets it at the start of the run, from ``--clock``): every test
 # and every process it starts reads the time from it.
@@ -107,6 +117,33 @@ def answers_ok(url: str) -> bool:
         return False
 
 
+@dataclass
+class ApiServer:
+    """A ``parkleit api`` process answering on a loopback port."""
+
+    port: int
+    process: ServiceProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def api_server(settings: Settings, log: Path, **extra: str) -> Iterator[ApiServer]:
+    """``parkleit api`` with ``settings`` (and ``extra`` variables) on a free port, once its
+    ``/healthz`` answers; stopped on leaving."""
+    port = free_port()
+    process = ServiceProcess(["api", "--port", str(port)], service_env(settings, **extra),
+                             log).start()
+    server = ApiServer(port, process)
+    try:
+        wait_for(lambda: answers_ok(f"{server.url}/healthz"), timeout=30)
+        yield server
+    finally:
+        process.close()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.1) -> Any:
     """Poll until ``predicate()`` is truthy; return its value or fail."""
     deadline = time.monotonic() + timeout
@@ -117,6 +154,45 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
         time.sleep(interval)
+
+
+def synchronous(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """An ``async def`` test run to its end in an event loop of its own (pytest sees the
+    test's own parameters, so fixtures and parametrization work as for any test)."""
+    @functools.wraps(test)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+async def waited(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``condition`` holds, polled in the event loop; fails the test after
+    ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"not within {timeout} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+def bench_report(main: Callable[[list[str]], int], args: list[str],
+                 **env: str) -> dict[str, Any]:
+    """A benchmark's JSON report: its ``main`` run with ``--json``, ``args`` and the
+    environment variables ``env``, which must succeed."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        for name, value in env.items():
+            patch.setenv(name, value)
+        code = main(["--json", *args])
+    assert code == 0
+    parsed: dict[str, Any] = json.loads(out.getvalue())
+    return parsed
+
+
+def positive(value: Any) -> bool:
+    """Whether a benchmark's figure is a finite number above zero."""
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 class Watcher:

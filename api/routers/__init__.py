@@ -1,1 +1,25 @@
-"""One router per module; every module here with a ``router`` is mounted by ``create_app``."""
+"""The API's routers, one a module, in ``ROUTERS``: ``create_app`` mounts them in this order,
+which is the order of the paths in the OpenAPI."""
+
+from fastapi import APIRouter
+
+from api.routers import (
+    admin,
+    console,
+    dashboard,
+    datex2,
+    docs,
+    export,
+    health,
+    lots,
+    pages,
+    parkapi,
+    signs,
+    stream,
+)
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: tuple[APIRouter, ...] = (
+    admin.router, console.router, datex2.router, docs.router, export.router, health.router,
+    lots.router, dashboard.router, pages.router, parkapi.router, signs.router, stream.router)

@@ -1,26 +1,21 @@
 """Admin writes: close and open lots, override signs, reload the city configs.
 
-Every route needs an API key (``Authorization: Bearer <key>`` or ``X-API-Key``; 401 without
-one, 403 for a wrong one), takes a token of the key's rate-limit bucket (429 when empty) and
-writes an ``admin_audit`` row, in the transaction of the change, with the key's name. The key is
-checked before the body is read (``_KeyFirst``): a request without a valid key is refused
-whatever it sends, and its body is never parsed.
-
-Closing and opening a lot is ``api._lotadmin``'s, shared with the operator console.
-"""
+Every route needs an API key (checked before the body is read: ``_KeyFirst``), takes a token
+of the key's rate-limit bucket and writes an ``admin_audit`` row, in the transaction of the
+change, with the key's name. Closing and opening a lot is ``api._lotadmin``'s, shared with the
+operator console."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from psycopg import AsyncConnection
@@ -45,14 +40,6 @@ __all__ = ["router"]
 logger = logging.getLogger(__name__)
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = app.state.settings
-    app.state.api_keys = KeyStore(settings.API_KEYS_FILE)  # a bad file stops the start
-    app.state.key_buckets = TokenBuckets(settings.API_RATE_PER_KEY, settings.API_BURST_PER_KEY)
-    yield
-
-
 def _problems() -> dict[int | str, dict[str, Any]]:
     content = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
     return {**problem_responses(404, 422, 503),
@@ -66,7 +53,9 @@ def _too_many(wait: float, detail: str) -> HTTPException:
 
 
 async def _authenticate(request: Request) -> Operator:
-    """The operator whose API key the request carries: else 401, 403, 429 or 503."""
+    """The operator whose API key the request carries (``Authorization: Bearer <key>`` or
+    ``X-API-Key``): else 401 without one, 403 for a wrong one, 429 when its rate-limit bucket
+    is empty, 503 when the keys cannot be read."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     x_api_key = request.headers.get("x-api-key")
     key = (x_api_key or (token.strip() if scheme.lower() == "bearer" else "")).strip()
@@ -124,7 +113,7 @@ async def _operator(request: Request) -> Operator:
     return operator
 
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], lifespan=_lifespan, route_class=_KeyFirst,
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=_KeyFirst,
                    responses=_problems(),
                    dependencies=[Security(_API_KEY), Security(_BEARER)])
 OperatorDep = Annotated[Operator, Depends(_operator)]

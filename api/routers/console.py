@@ -20,15 +20,13 @@ import hmac
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
     Depends,
-    FastAPI,
     Header,
     HTTPException,
     Path,
@@ -66,14 +64,6 @@ COOKIE_PATH = "/v1/console"
 CSV_MEDIA_TYPE = "text/csv"
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = app.state.settings
-    app.state.console_logins = TokenBuckets(settings.CONSOLE_LOGIN_RATE,
-                                            settings.CONSOLE_LOGIN_BURST)
-    yield
-
-
 _PROBLEM = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
 _NO_SESSION: dict[int | str, dict[str, Any]] = {401: {
     "description": "No session: not logged in, or the session ended (idle, expired, logged "
@@ -82,7 +72,7 @@ _FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {
     "description": "The user's role may not do this, or (a write) the X-CSRF-Token is not "
     "the session's", "content": _PROBLEM}}
 
-router = APIRouter(prefix="/v1/console", tags=["console"], lifespan=_lifespan,
+router = APIRouter(prefix="/v1/console", tags=["console"],
                    responses=problem_responses(422, 503))
 _COOKIE = APIKeyCookie(name=COOKIE, scheme_name="consoleSession", auto_error=False,
                        description="The console's session (POST /v1/console/login sets it)")
@@ -159,7 +149,7 @@ async def login(request: Request, response: Response, body: Login, conn: Conn, n
                 settings: SettingsDep) -> Me:
     """Start a session for ``username`` if ``password`` is theirs."""
     client = _client(request)
-    buckets: TokenBuckets = request.app.state.console_logins
+    buckets: TokenBuckets = request.app.state.console_logins  # api._app's lifespan
     wait = max(buckets.take(f"address:{client}"), buckets.take(f"user:{body.username}"))
     if wait:
         logger.warning("console login for %r from %s refused: too many attempts",

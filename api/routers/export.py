@@ -16,7 +16,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 
-from api._history import Resolution, history_range, newest_data, query_name
+from api._history import Resolution, To, from_query, history_range, newest_data, query_name
 from api._http import bad_parameter, cache, etag_matches, problem_responses
 from api._input import Moment
 from api.deps import Now, PoolDep, SelectedCities
@@ -54,11 +54,7 @@ class CsvResponse(StreamingResponse):
     "answers 304 while nothing was added.")
 async def export_csv(
     request: Request, pool: PoolDep, cities: SelectedCities, now: Now,
-    from_: Annotated[Moment | None, Query(
-        alias="from", description="RFC 3339 with offset, 1970 to 2199; default `to` - 7 days.")
-    ] = None,
-    to: Annotated[Moment | None, Query(
-        description="RFC 3339 with offset, 1970 to 2199; default now.")] = None,
+    from_: Annotated[Moment | None, from_query("7 days")] = None, to: To = None,
     resolution: Annotated[Resolution, Query()] = "1h",
     lot: Annotated[list[Annotated[str, Field(pattern=ID_PATTERN)]] | None, Query(
         description="Lot ids (default: all).")] = None,

@@ -55,8 +55,6 @@ async def city_metrics(request: Request, pool: PoolDep, cities: CitiesDep,
                        now: Now) -> Response:
     """Age of each lot's newest reading, newest forecast and model, published forecast
     error, each sign's last confirmation; read from the database, cached 10 s."""
-    state = request.app.state
-    if not hasattr(state, "city_gauges"):
-        state.city_gauges = CityGauges()  # one cache per app (tests run several)
-    body = await state.city_gauges.render(pool, cities, now)
+    gauges: CityGauges = request.app.state.city_gauges
+    body = await gauges.render(pool, cities, now)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

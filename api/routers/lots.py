@@ -14,7 +14,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
-from api._history import history_parts, history_range, newest_data, points_query
+from api._history import (
+    To,
+    from_query,
+    history_parts,
+    history_range,
+    newest_data,
+    points_query,
+)
 from api._http import cache, http_date, inline_schema, pagination_links, problem_responses
 from api._input import Moment
 from api._live import CSV_COLUMNS, lots_csv
@@ -140,11 +147,7 @@ async def get_lot(request: Request, lot_id: LotId, pool: PoolDep, views: Views,
     "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
     lot_id: LotId, pool: PoolDep, cities: CitiesDep, now: Now,
-    from_: Annotated[Moment | None, Query(
-        alias="from", description="RFC 3339 with offset, 1970 to 2199; default `to` - 24 h.")
-    ] = None,
-    to: Annotated[Moment | None, Query(
-        description="RFC 3339 with offset, 1970 to 2199; default now.")] = None,
+    from_: Annotated[Moment | None, from_query("24 h")] = None, to: To = None,
     resolution: Annotated[Literal["15m", "1h", "1d"], Query()] = "15m",
 ) -> Response:
     """Mean and minimum free spaces per bucket, from the continuous aggregates."""

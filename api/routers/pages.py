@@ -1,30 +1,28 @@
 """The web pages (driver map ``/``, demo-room kiosk ``/kiosk``, planner dashboard
-``/dashboard``), their static files, and the JSON the dashboard and kiosk read beyond the open
-API (``/v1/dashboard/...``): city-wide series, heatmap, target share, forecast against actual,
-sensor health, signs and their log.
-"""
+``/dashboard``) and their static files; the JSON the dashboard reads is in
+``api.routers.dashboard``.
+
+A page is ``static/page.html`` (the document and its head, written once) around the page's
+``<body>`` (``static/map.html``, ...), with its script, its libraries' stylesheets, its
+language and its configuration filled in on the server: no build step."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from psycopg.rows import dict_row
-from pydantic import BaseModel
 
-from api._http import bad_parameter, problem_responses
-from api._input import Moment
-from api.deps import CitiesDep, CityDep, Conn, Now, SettingsDep
-from core.city import ID_PATTERN, Cities, City
-from core.db import queries
+from api.deps import CitiesDep, CityDep, Now, SettingsDep
+from api.routers.dashboard import TARGET
+from core.city import Cities, City
 from core.settings import Settings
 
 __all__ = ["router"]
@@ -33,13 +31,24 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 # Browser libraries come from npm (``make setup`` runs ``npm ci`` in api/static) and are served
 # straight from node_modules: nothing vendored into git, no build step.
 _VENDOR = {"leaflet": "leaflet/dist", "uplot": "uplot/dist", "swagger-ui": "swagger-ui-dist"}
-_PAGES = {"map": "map.html", "kiosk": "kiosk.html", "dashboard": "dashboard.html",
-          "console": "console.html"}
-MAX_RANGE = timedelta(days=92)
-TARGET = 0.85  # the planners' target: occupancy above this share of capacity is too much
-GATEWAY_SILENT_AFTER = timedelta(hours=1)  # sensor_status()'s 4 × staleness, at 900 s
-GATEWAY_WINDOW = timedelta(days=7)
 
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """A page: the file of its ``<body>``, its module in ``static/js`` and the stylesheets
+    of the libraries it uses (under ``static/vendor``)."""
+
+    body: str
+    script: str
+    styles: tuple[str, ...]
+
+
+_PAGES = {
+    "map": _Page("map.html", "map-page.js", ("leaflet/leaflet.css",)),
+    "kiosk": _Page("kiosk.html", "kiosk.js", ("leaflet/leaflet.css", "uplot/uPlot.min.css")),
+    "dashboard": _Page("dashboard.html", "dashboard.js", ("uplot/uPlot.min.css",)),
+    "console": _Page("console.html", "console.js", ()),
+}
 
 
 class _Files(StaticFiles):
@@ -63,7 +72,13 @@ router.mount("/static", _Files(directory=STATIC, check_dir=False), name="static"
 
 @cache
 def _template(name: str) -> str:
-    return (STATIC / name).read_text(encoding="utf-8")
+    """The document of page ``name``, its language and configuration still to fill in."""
+    page = _PAGES[name]
+    styles = "".join(f'  <link rel="stylesheet" href="static/vendor/{style}">\n'
+                     for style in page.styles)
+    return ((STATIC / "page.html").read_text(encoding="utf-8")
+            .replace("{{styles}}\n", styles).replace("{{script}}", page.script)
+            .replace("{{body}}\n", (STATIC / page.body).read_text(encoding="utf-8")))
 
 
 def _page(page: Literal["map", "kiosk", "dashboard", "console"], request: Request, lang: str,
@@ -83,8 +98,7 @@ def _page(page: Literal["map", "kiosk", "dashboard", "console"], request: Reques
     }
     # "<" escaped: the JSON sits in a <script> element, where "</script>" would end it.
     payload = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
-    html = (_template(_PAGES[page]).replace("{{lang}}", language)
-            .replace("{{config}}", payload))
+    html = _template(page).replace("{{lang}}", language).replace("{{config}}", payload)
     return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
 
@@ -123,364 +137,3 @@ async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
 async def console_page(request: Request, cities: CitiesDep, city: CityDep,
                        settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
     return _page("console", request, lang, cities, city, settings, now)
-
-
-# -- dashboard data -----------------------------------------------------------------------------
-
-From = Annotated[Moment | None, Query(
-    alias="from", description="start (RFC 3339, 1970 to 2199); default: `to` - 7 days")]
-To = Annotated[Moment | None, Query(
-    alias="to", description="end, exclusive (RFC 3339, 1970 to 2199); default now")]
-LotId = Annotated[str | None, Query(pattern=ID_PATTERN, description="a lot id; none: the city")]
-
-
-def _window(start: datetime | None, end: datetime | None, now: datetime,
-            default: timedelta = timedelta(days=7)) -> tuple[datetime, datetime]:
-    end = (end or now).astimezone(UTC)
-    start = (start or end - default).astimezone(UTC)
-    if start >= end:
-        bad_parameter("from", "must be before `to`")
-    if end - start > MAX_RANGE:
-        bad_parameter("from", f"at most {MAX_RANGE.days} days before `to`")
-    return start, end
-
-
-def _known_lot(city: City, lot_id: str | None) -> str | None:
-    if lot_id is not None and all(lot.id != lot_id for lot in city.lots):
-        raise HTTPException(404, f"no lot {lot_id!r} in {city.id}")
-    return lot_id
-
-
-async def _rows(conn: Conn, query: str, params: dict[str, Any],
-                package: str = "api", file: str = "pages") -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries(package, file)[query], params)
-        return await cur.fetchall()
-
-
-class LotSeries(BaseModel):
-    id: str
-    name: str
-    capacity: int
-    occupied: list[float | None]
-
-
-class CitySeries(BaseModel):
-    occupied: list[float | None]
-    capacity: list[int | None]  # of the lots with data in that period
-
-
-class Occupancy(BaseModel):
-    resolution: Literal["15m", "1h", "1d"]
-    times: list[datetime]
-    city: CitySeries
-    lots: list[LotSeries]
-
-
-@router.get("/v1/dashboard/occupancy", response_model=Occupancy, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_occupancy")
-async def occupancy(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
-                    resolution: Literal["15m", "1h", "1d"] = "1h") -> Occupancy:
-    """Mean occupied spaces of every lot and of the whole city per period, aligned in time."""
-    start, end = _window(start, end, now)
-    rows = await _rows(conn, f"occupancy_{resolution}",
-                       {"city": city.id, "from": start, "to": end, "tz": city.city.timezone})
-    lots = await _rows(conn, "lots", {"city": city.id})
-    times = sorted({row["bucket"] for row in rows})
-    index = {moment: i for i, moment in enumerate(times)}
-    series: dict[str, list[float | None]] = {lot["lot_id"]: [None] * len(times) for lot in lots}
-    city_occupied: list[float | None] = [None] * len(times)
-    city_capacity: list[int | None] = [None] * len(times)
-    for row in rows:
-        i = index[row["bucket"]]
-        if row["lot_id"] in series:
-            series[row["lot_id"]][i] = round(row["occupied"], 2)
-        city_occupied[i] = round((city_occupied[i] or 0) + row["occupied"], 2)
-        city_capacity[i] = (city_capacity[i] or 0) + row["capacity"]
-    return Occupancy(
-        resolution=resolution, times=times,
-        city=CitySeries(occupied=city_occupied, capacity=city_capacity),
-        lots=[LotSeries(id=lot["lot_id"], name=lot["name"], capacity=lot["capacity"],
-                        occupied=series[lot["lot_id"]]) for lot in lots])
-
-
-class Heatmap(BaseModel):
-    lot_id: str | None
-    # rates[weekday - 1][hour]: mean share of capacity occupied (Monday first, local hours)
-    rates: list[list[float | None]]
-    hours: list[list[int]]  # how many hours of data each cell averages
-
-
-@router.get("/v1/dashboard/heatmap", response_model=Heatmap, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_heatmap")
-async def heatmap(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
-                  lot_id: LotId = None) -> Heatmap:
-    """Mean occupancy by hour of the week (local time), of one lot or the city."""
-    start, end = _window(start, end, now, timedelta(days=28))
-    rows = await _rows(conn, "heatmap", {"city": city.id, "from": start, "to": end,
-                                         "tz": city.city.timezone,
-                                         "lot_id": _known_lot(city, lot_id)})
-    rates: list[list[float | None]] = [[None] * 24 for _ in range(7)]
-    hours = [[0] * 24 for _ in range(7)]
-    for row in rows:
-        rates[row["weekday"] - 1][row["hour"]] = (
-            None if row["rate"] is None else round(row["rate"], 4))
-        hours[row["weekday"] - 1][row["hour"]] = row["hours"]
-    return Heatmap(lot_id=lot_id, rates=rates, hours=hours)
-
-
-class TargetShare(BaseModel):
-    id: str | None  # None: the whole city
-    name: str
-    periods: int  # 15-minute periods with data
-    above: int  # of which above the target
-    share: float | None
-
-
-class Target(BaseModel):
-    threshold: float
-    city: TargetShare
-    lots: list[TargetShare]
-
-
-@router.get("/v1/dashboard/target", response_model=Target, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_target")
-async def target(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None) -> Target:
-    """Share of the time (15-minute periods) each lot and the city were above 85 % occupied."""
-    start, end = _window(start, end, now)
-    rows = await _rows(conn, "share_above", {"city": city.id, "from": start, "to": end,
-                                             "threshold": TARGET})
-    counts = {row["lot_id"]: (row["periods"], row["above"]) for row in rows}
-
-    def share(lot_id: str | None, name: str) -> TargetShare:
-        periods, above = counts.get(lot_id, (0, 0))
-        return TargetShare(id=lot_id, name=name, periods=periods, above=above,
-                           share=round(above / periods, 4) if periods else None)
-
-    lots = await _rows(conn, "lots", {"city": city.id})
-    return Target(threshold=TARGET, city=share(None, city.city.name),
-                  lots=[share(lot["lot_id"], lot["name"]) for lot in lots])
-
-
-class Accuracy(BaseModel):
-    lot_id: str
-    name: str
-    horizon_min: int
-    window_days: int
-    mae: float
-    mae_rate: float | None
-    points: int
-    backtest_points: int  # of the points, backtest forecasts (0 once live ones fill the window)
-    computed_at: datetime
-
-
-class ForecastVsActual(BaseModel):
-    lot_id: str | None
-    horizon_min: int
-    times: list[datetime]  # target periods (15 minutes)
-    forecast: list[float | None]
-    p10: list[float | None]
-    p90: list[float | None]
-    actual: list[float | None]
-    backtest: list[bool]  # per period: a backtest forecast (made after the fact), not a live one
-    published: list[Accuracy]  # the published error of every lot and horizon
-
-
-@router.get("/v1/dashboard/forecast", response_model=ForecastVsActual, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_forecast")
-async def forecast(conn: Conn, city: CityDep, now: Now, settings: SettingsDep, start: From = None,
-                   end: To = None, lot_id: LotId = None,
-                   horizon: Annotated[int, Query(ge=1, le=1440)] = 30) -> ForecastVsActual:
-    """Free spaces forecast ``horizon`` minutes ahead against those counted, per 15 minutes."""
-    if horizon not in settings.FORECAST_HORIZONS:
-        bad_parameter("horizon", f"must be one of {list(settings.FORECAST_HORIZONS)}")
-    start, end = _window(start, end, now, timedelta(days=2))
-    rows = await _rows(conn, "forecast_vs_actual", {
-        "city": city.id, "lot_id": _known_lot(city, lot_id), "horizon": horizon,
-        "from": start, "to": end})
-    published = await _rows(conn, "accuracy", {"city": city.id})
-
-    def column(name: str) -> list[float | None]:
-        return [None if row[name] is None else round(row[name], 1) for row in rows]
-
-    return ForecastVsActual(
-        lot_id=lot_id, horizon_min=horizon, times=[row["bucket"] for row in rows],
-        forecast=column("forecast"), p10=column("p10"), p90=column("p90"),
-        actual=column("actual"), backtest=[row["backtest"] for row in rows],
-        published=[Accuracy(**row) for row in published])
-
-
-class SensorLot(BaseModel):
-    id: str
-    name: str
-    counting: str
-    sensors: int
-    silent: int
-    stuck: int
-    battery_low: int
-    counter_jump: int
-    status: str | None
-    updated: datetime | None
-    quality: float | None
-    flags: list[str]
-
-
-class SensorProblem(BaseModel):
-    sensor_id: str
-    lot_id: str
-    network: str
-    last_seen: datetime | None
-    state_since: datetime | None
-    battery_v: float | None
-    battery_pct: float | None
-    rssi: float | None
-    snr: float | None
-    gateway_id: str | None
-    silent: bool
-    stuck: bool
-    battery_low: bool
-    counter_jump: bool  # a garage counter's change no lot could see: re-baselined (24 h)
-
-
-class Gateway(BaseModel):
-    id: str
-    last_seen: datetime
-    sensors: int
-    silent: bool
-
-
-class SensorHealth(BaseModel):
-    lots: list[SensorLot]
-    problems: list[SensorProblem]  # the first ``limit`` silent/stuck/low/jumped sensors
-    gateways: list[Gateway]
-
-
-@router.get("/v1/dashboard/sensors", response_model=SensorHealth, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_sensors")
-async def sensors(conn: Conn, city: CityDep, now: Now,
-                  limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> SensorHealth:
-    """Sensor health: per lot, sensors silent, stuck, low on battery or (garage counters)
-    jumped; gateways heard."""
-    lots = await _rows(conn, "sensor_lots", {"city": city.id, "now": now})
-    problems = await _rows(conn, "sensor_problems", {"city": city.id, "limit": limit,
-                                                     "now": now})
-    gateways = await _rows(conn, "gateways", {
-        "city": city.id, "since": now - GATEWAY_WINDOW, "now": now,
-        "silent_after": GATEWAY_SILENT_AFTER})
-    return SensorHealth(
-        lots=[SensorLot(id=row["lot_id"], **{k: v for k, v in row.items() if k != "lot_id"})
-              for row in lots],
-        problems=[SensorProblem(**row) for row in problems],
-        gateways=[Gateway(id=row["gateway_id"], last_seen=row["last_seen"],
-                          sensors=row["sensors"], silent=row["silent"]) for row in gateways])
-
-
-class SignStatus(BaseModel):
-    id: str
-    name: str
-    driver: str
-    content: dict[str, Any] | None  # {"lines": [{"label", "arrow", "text"}]}, as confirmed
-    shown_since: datetime | None
-    last_ack: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    consecutive_failures: int
-    updated: datetime | None
-
-
-class SignLogEntry(BaseModel):
-    time: datetime
-    sign_id: str
-    content: dict[str, Any]
-    ok: bool
-    error: str | None
-    ack: str | None
-
-
-class Signs(BaseModel):
-    signs: list[SignStatus]
-    log: list[SignLogEntry]  # newest first
-
-
-@router.get("/v1/dashboard/signs", response_model=Signs, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_signs")
-async def signs(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
-                limit: Annotated[int, Query(ge=0, le=5000)] = 100) -> Signs:
-    """Every sign's confirmed content and health, and the newest entries of the sign log."""
-    start, end = _window(start, end, now)
-    # The signage service's own read of sign health: one definition of what a sign shows.
-    states = await _rows(conn, "sign_health", {"city": city.id}, "signage", "queries")
-    log = await _rows(conn, "sign_log", {"city": city.id, "from": start, "to": end,
-                                         "limit": limit}) if limit else []
-    return Signs(signs=[SignStatus(id=row["sign_id"], **{k: v for k, v in row.items()
-                                                         if k != "sign_id"})
-                        for row in states],
-                 log=[SignLogEntry(**row) for row in log])
-
-
-class LotForecast(BaseModel):
-    horizon_min: int
-    target_time: datetime
-    free: float
-    p10: float | None
-    p90: float | None
-
-
-class LotToday(BaseModel):
-    id: str
-    name: str
-    capacity: int
-    forecasts: list[LotForecast]  # the newest run's, one per horizon
-
-
-class Today(BaseModel):
-    date: date
-    times: list[datetime]  # today's 15-minute periods, local midnight to midnight
-    actual: list[float | None]  # the city's occupancy (share) so far
-    typical: list[float | None]  # the same weekday's mean over the last four weeks
-    lots: list[LotToday]
-
-
-@router.get("/v1/dashboard/today", response_model=Today, tags=["dashboard"],
-            responses=problem_responses(404, 422, 503),
-            operation_id="dashboard_today")
-async def today(conn: Conn, city: CityDep, now: Now) -> Today:
-    """Today for the city: occupancy so far, a typical day like it, and each lot's forecast."""
-    tz = city.tz
-    day = now.astimezone(tz).date()
-    midnight = datetime.combine(day, time(), tz).astimezone(UTC)
-    tomorrow = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
-    # Wall-clock steps of 15 minutes in UTC: a clock-change day has 92 or 100 of them.
-    times = [midnight + timedelta(minutes=15 * i)
-             for i in range(int((tomorrow - midnight).total_seconds() // 900))]
-    params = {"city": city.id, "tz": city.city.timezone}
-    actual_rows = await _rows(conn, "city_rate", {**params, "from": midnight, "to": tomorrow})
-    typical_rows = await _rows(conn, "typical_day", {
-        **params, "from": midnight - timedelta(days=28), "to": midnight,
-        "weekday": day.isoweekday()})
-    forecast_rows = await _rows(conn, "latest_forecasts",
-                                {**params, "since": now - timedelta(hours=1)})
-    actual = {row["bucket"]: row["rate"] for row in actual_rows}
-    typical = {row["clock"]: row["rate"] for row in typical_rows}
-
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else round(value, 4)
-
-    forecasts: dict[str, list[LotForecast]] = defaultdict(list)
-    for row in forecast_rows:
-        forecasts[row["lot_id"]].append(LotForecast(
-            horizon_min=row["horizon_min"], target_time=row["target_time"],
-            free=round(row["free"], 1), p10=row["free_p10"], p90=row["free_p90"]))
-    lots = await _rows(conn, "lots", params)
-    return Today(
-        date=day, times=times,
-        actual=[rounded(actual.get(moment)) for moment in times],
-        typical=[rounded(typical.get(moment.astimezone(tz).time())) for moment in times],
-        lots=[LotToday(id=lot["lot_id"], name=lot["name"], capacity=lot["capacity"],
-                       forecasts=forecasts[lot["lot_id"]]) for lot in lots])

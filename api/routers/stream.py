@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.sse import format_sse_event
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -29,18 +27,7 @@ _OPENING = format_sse_event(comment="parkleit: the current state, then each chan
 _KEEP_ALIVE = format_sse_event(comment="keep-alive")
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    hub = Hub(app.state.settings, app.state, app.state.pool)
-    app.state.hub = hub
-    hub.start()
-    try:
-        yield
-    finally:
-        await hub.stop()
-
-
-router = APIRouter(tags=["live"], lifespan=_lifespan, responses=problem_responses(422, 503))
+router = APIRouter(tags=["live"], responses=problem_responses(422, 503))
 
 
 def _hub(request: Request) -> Hub:

@@ -3,7 +3,7 @@
 -- `parkleit db migrate` builds a fresh database from this file and stamps it with the
 -- version of every file in migrations/; a database that has a version already gets the
 -- migrations it has not seen (core.db.migrate). So this file changes with every migration,
--- and tests/test_migrations.py checks that both ways give the same catalog: tables, columns
+-- and tests/core/test_migrations.py checks that both ways give the same catalog: tables, columns
 -- (in the same order: an added column comes last here too), defaults, constraints, indexes,
 -- views, functions and grants. migrations/0001_baseline.sql is the frozen first version.
 -- Storage-engine specifics (hypertables, continuous aggregates, or their plain-PostgreSQL

@@ -1,5 +1,5 @@
 // PGlite (PostgreSQL 17 in WebAssembly) with TimescaleDB, served over the PostgreSQL wire
-// protocol for tests/test_timescale.py.
+// protocol for tests/core/test_timescale.py.
 //
 //   node server.mjs PORT        (PORT 0 lets the OS pick a free port)
 //

@@ -417,6 +417,40 @@ const CSV = {
   'sign-log': () => tableRows($('#sign-log-table')),
 };
 
+/**
+ * Write the head of each panel and table that asks for one (data-title, data-csv): its
+ * heading (h2 of a panel, labelling it; h3 of a table in it) and the button for its CSV; and
+ * a status line at the end of each panel that has none of its own.
+ */
+function writeHeads() {
+  for (const element of document.querySelectorAll('[data-title]')) {
+    const panel = element.tagName === 'SECTION';
+    const heading = document.createElement(panel ? 'h2' : 'h3');
+    heading.dataset.i18n = element.dataset.title;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'csv';
+    Object.assign(button.dataset, { csv: element.dataset.csv, i18n: 'dash.csv' });
+    if (!panel) {
+      element.append(heading, button);
+      continue;
+    }
+    heading.id = `${element.id}-h`;
+    element.setAttribute('aria-labelledby', heading.id);
+    const head = document.createElement('div');
+    head.className = 'panel-head';
+    head.append(heading, button);
+    element.prepend(head);
+    if (!element.querySelector('.status')) {
+      const status = document.createElement('p');
+      status.className = 'status';
+      status.setAttribute('role', 'status');
+      element.append(status);
+    }
+  }
+}
+
+writeHeads();
 for (const button of document.querySelectorAll('button[data-csv]')) {
   button.addEventListener('click', () => {
     const name = button.dataset.csv;

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from _helpers import BIRMINGHAM, bench_report, positive
 
 from benchmarks.forecast import (
     BenchError,
@@ -22,8 +19,6 @@ from benchmarks.forecast import (
 )
 from core.city import load_city
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BIRMINGHAM = SHARED / "data" / "birmingham" / "dataset.csv"
 # Few boosting iterations: this checks the run and its report, not the model's accuracy.
 TINY = ["--skip-birmingham", "--zeitz-weeks", "3", "--train-lots", "20", "--train-days", "15",
         "--threads", "1", "--max-iter", "30", "--oracle-reps", "5"]
@@ -32,16 +27,7 @@ MODELS = ("persistence", "seasonal_naive", "profile_anomaly", "model", "oracle")
 
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--json", *TINY])
-    assert code == 0
-    parsed: dict[str, Any] = json.loads(out.getvalue())
-    return parsed
-
-
-def positive(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+    return bench_report(main, TINY)
 
 
 def test_json_has_every_figure_finite_and_positive(result: dict[str, Any]) -> None:

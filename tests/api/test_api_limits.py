@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _helpers import ServiceProcess, service_env, wait_for
+from _helpers import ServiceProcess, api_server
 from fastapi.testclient import TestClient
 
 from api import create_app
@@ -56,36 +56,16 @@ class Server:
         return sock
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(settings: Settings, conn: psycopg.Connection[Any], city: City,
            tmp_path: Path) -> Iterator[Server]:
     sync_registry(conn, city)
     keys = tmp_path / "api-keys"
     add_key(keys, "ops")
-    port = _free_port()
-    process = ServiceProcess(["api", "--port", str(port)], service_env(
-        settings, PARKLEIT_API_KEYS_FILE=str(keys), PARKLEIT_API_RATE_PER_IP="0",
-        PARKLEIT_API_HEADER_TIMEOUT_S=str(TIMEOUT_S), PARKLEIT_API_BODY_TIMEOUT_S=str(TIMEOUT_S)),
-        tmp_path / "api.log").start()
-    try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30)
-        yield Server(port, process, city.lots[0].id)
-    finally:
-        process.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with api_server(settings, tmp_path / "api.log", PARKLEIT_API_KEYS_FILE=str(keys),
+                    PARKLEIT_API_RATE_PER_IP="0", PARKLEIT_API_HEADER_TIMEOUT_S=str(TIMEOUT_S),
+                    PARKLEIT_API_BODY_TIMEOUT_S=str(TIMEOUT_S)) as api:
+        yield Server(api.port, api.process, city.lots[0].id)
 
 
 def _send(sock: socket.socket, head: bytes, filler: bytes = b"", total: int = 0) -> None:

@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from _browser import chromium
 from _helpers import ROOT, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
 from test_api_stream_admin import counter, serve
-from test_pages import ARTIFACTS, browser  # noqa: F401 - the browser fixture
 
 from api import create_app
 from core.city import City
@@ -34,6 +34,7 @@ from core.settings import Settings
 from ingest import Writer, prepare_connection
 
 PASSWORD = "correct horse battery"
+ARTIFACTS = ROOT / "test-artifacts" / "pages"
 LOGIN_BURST = 6
 
 
@@ -345,7 +346,13 @@ def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
 # -- the page in Chromium -------------------------------------------------------------------------
 
 
-def _page(browser: Browser) -> tuple[Page, list[str]]:  # noqa: F811 - the fixture's value
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium(ROOT / "api" / "static" / "js") as launched:
+        yield launched
+
+
+def _page(browser: Browser) -> tuple[Page, list[str]]:
     context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
     tab = context.new_page()
     errors: list[str] = []
@@ -358,7 +365,7 @@ def _page(browser: Browser) -> tuple[Page, list[str]]:  # noqa: F811 - the fixtu
 
 @pytest.mark.browser
 def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
-                                                   browser: Browser) -> None:  # noqa: F811
+                                                   browser: Browser) -> None:
     console.add("olga", "operator")
     tab, errors = _page(browser)
     try:

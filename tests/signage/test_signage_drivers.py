@@ -10,10 +10,11 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import pytest
+from _helpers import synchronous, waited
 
 from core.city import City, Sign, SignLine
 from core.settings import Settings
@@ -59,18 +60,29 @@ FALLBACK = (_line("↑", "Altmarkt", "--"), _line("←", "P+R Bahnhof", "--"),
 
 
 class Harness:
-    """Simulated signs of one kind and drivers for them; ``close`` stops every sign."""
+    """Simulated signs of one kind and drivers for them; leaving ``async with`` closes the
+    drivers and stops every sign."""
 
     def __init__(self, kind: Kind, settings: Settings | None, prefix: str) -> None:
         self.kind = kind
         self.settings = settings
         self.prefix = prefix
         self._stops: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._drivers: list[SignDriver] = []
+
+    async def __aenter__(self) -> Harness:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for driver in self._drivers:
+            await driver.close()
+        await self.close()
 
     def driver(self, **options: Any) -> SignDriver:
-        if self.kind == "http":
-            return HttpDriver(**options)
-        return MqttDriver(self.settings, **options)
+        driver: SignDriver = (HttpDriver(**options) if self.kind == "http"
+                              else MqttDriver(self.settings, **options))
+        self._drivers.append(driver)
+        return driver
 
     async def serve(self, model: JsonSignModel, address: str | None = None) -> str:
         """Start a sign for ``model``: its address (``address`` again for a restart)."""
@@ -106,20 +118,6 @@ def harness(request: pytest.FixtureRequest, city: City) -> Harness:
     return Harness(request.param, settings, city.id)
 
 
-def _run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(scenario())
-
-
-async def _wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition`` holds; fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
-
-
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,151 +125,132 @@ def _free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
-def test_push_shows_the_content_as_the_contract_says(harness: Harness) -> None:
-    async def scenario() -> None:
-        model = JsonSignModel("vms-1", line_count=3)
-        sign = _sign(harness.kind, await harness.serve(model))
-        driver = harness.driver(timeout_s=2.0)
-        try:
-            ack = await driver.push(sign, CONTENT)
-            assert model.shown() == SHOWN
-            assert SHOWN[0] == "↑ Altmarkt         123"
-            first = model.last_content
-            assert first is not None
-            assert ack.detail == (f"seq {first['seq']}: ↑ Altmarkt 123 | ← P+R Bahnhof besetzt"
-                                  " | → Zentrum")
-            assert first == {
-                "sign_id": "vms-1", "seq": first["seq"], "duration_s": 300,
-                "fallback_text": "--",
-                "lines": [{"label": "Altmarkt", "arrow": "straight", "text": "123"},
-                          {"label": "P+R Bahnhof", "arrow": "left", "text": "besetzt"},
-                          {"label": "Zentrum", "arrow": "right", "text": ""}]}
-            assert first["seq"] >= time.time() * 1000 - 60_000  # from the clock, in ms
-            await driver.push(sign, _content("7", "besetzt", "fast voll"))
-            assert model.shown() == (_line("↑", "Altmarkt", "7"), SHOWN[1],
-                                     _line("→", "Zentrum", "fast voll"))
-            assert model.last_content is not None
-            assert model.last_content["seq"] > first["seq"]
-        finally:
-            await driver.close()
-            await driver.close()  # idempotent
-            await harness.close()
-    _run(scenario)
+@synchronous
+async def test_push_shows_the_content_as_the_contract_says(harness: Harness) -> None:
+    model = JsonSignModel("vms-1", line_count=3)
+    sign = _sign(harness.kind, await harness.serve(model))
+    driver = harness.driver(timeout_s=2.0)
+    async with harness:
+        ack = await driver.push(sign, CONTENT)
+        assert model.shown() == SHOWN
+        assert SHOWN[0] == "↑ Altmarkt         123"
+        first = model.last_content
+        assert first is not None
+        assert ack.detail == (f"seq {first['seq']}: ↑ Altmarkt 123 | ← P+R Bahnhof besetzt"
+                              " | → Zentrum")
+        assert first == {
+            "sign_id": "vms-1", "seq": first["seq"], "duration_s": 300,
+            "fallback_text": "--",
+            "lines": [{"label": "Altmarkt", "arrow": "straight", "text": "123"},
+                      {"label": "P+R Bahnhof", "arrow": "left", "text": "besetzt"},
+                      {"label": "Zentrum", "arrow": "right", "text": ""}]}
+        assert first["seq"] >= time.time() * 1000 - 60_000  # from the clock, in ms
+        await driver.push(sign, _content("7", "besetzt", "fast voll"))
+        assert model.shown() == (_line("↑", "Altmarkt", "7"), SHOWN[1],
+                                 _line("→", "Zentrum", "fast voll"))
+        assert model.last_content is not None
+        assert model.last_content["seq"] > first["seq"]
+        await driver.close()
+        await driver.close()  # idempotent (and the harness closes it once more)
 
 
-def test_refusals_carry_the_sign_s_reason(harness: Harness) -> None:
-    async def scenario() -> None:
-        model = JsonSignModel("vms-1", line_count=3)
-        sign = _sign(harness.kind, await harness.serve(model))
-        driver = harness.driver(timeout_s=2.0)
-        status = {"http": "HTTP 422: ", "mqtt": ""}[harness.kind]
-        try:
-            await driver.push(sign, CONTENT)
-            with pytest.raises(SignError, match=(
-                    f"^sign vms-1 refused the content: {status}2 lines, the sign has 3$")):
-                await driver.push(sign, _content("1", "2"))
-            with pytest.raises(SignError, match=(
-                    f"^sign vms-1 refused the content: {status}line 2 needs 23 characters, "
-                    "the sign has 20$")):
-                await driver.push(sign, _content("1", "geschlossen", "3"))
-            model.local_mode = True
-            local = {"http": "HTTP 409: ", "mqtt": ""}[harness.kind]
-            with pytest.raises(SignError, match=f"refused the content: {local}the sign is in "
-                                                "local control$"):
-                await driver.push(sign, _content("1", "2", "3"))
-            assert model.shown() == SHOWN  # a refusal changes nothing on the sign
-            model.local_mode = False
+@synchronous
+async def test_refusals_carry_the_sign_s_reason(harness: Harness) -> None:
+    model = JsonSignModel("vms-1", line_count=3)
+    sign = _sign(harness.kind, await harness.serve(model))
+    driver = harness.driver(timeout_s=2.0)
+    status = {"http": "HTTP 422: ", "mqtt": ""}[harness.kind]
+    async with harness:
+        await driver.push(sign, CONTENT)
+        with pytest.raises(SignError, match=(
+                f"^sign vms-1 refused the content: {status}2 lines, the sign has 3$")):
+            await driver.push(sign, _content("1", "2"))
+        with pytest.raises(SignError, match=(
+                f"^sign vms-1 refused the content: {status}line 2 needs 23 characters, "
+                "the sign has 20$")):
+            await driver.push(sign, _content("1", "geschlossen", "3"))
+        model.local_mode = True
+        local = {"http": "HTTP 409: ", "mqtt": ""}[harness.kind]
+        with pytest.raises(SignError, match=f"refused the content: {local}the sign is in "
+                                            "local control$"):
             await driver.push(sign, _content("1", "2", "3"))
-            assert model.shown()[0] == _line("↑", "Altmarkt", "1")
-        finally:
-            await driver.close()
-            await harness.close()
-    _run(scenario)
+        assert model.shown() == SHOWN  # a refusal changes nothing on the sign
+        model.local_mode = False
+        await driver.push(sign, _content("1", "2", "3"))
+        assert model.shown()[0] == _line("↑", "Altmarkt", "1")
 
 
-def test_a_silent_sign_times_out_and_holds_up_no_other(harness: Harness) -> None:
-    async def scenario() -> None:
-        slow, fast = JsonSignModel("vms-slow"), JsonSignModel("vms-fast")
-        slow_sign = _sign(harness.kind, await harness.serve(slow), sign_id="vms-slow")
-        fast_sign = _sign(harness.kind, await harness.serve(fast), sign_id="vms-fast")
-        driver = harness.driver(timeout_s=0.6)
-        try:
-            await driver.push(fast_sign, _content("1", "2", "3", sign_id="vms-fast"))
-            slow.paused = True  # a hung controller: takes the request, answers nothing
+@synchronous
+async def test_a_silent_sign_times_out_and_holds_up_no_other(harness: Harness) -> None:
+    slow, fast = JsonSignModel("vms-slow"), JsonSignModel("vms-fast")
+    slow_sign = _sign(harness.kind, await harness.serve(slow), sign_id="vms-slow")
+    fast_sign = _sign(harness.kind, await harness.serve(fast), sign_id="vms-fast")
+    driver = harness.driver(timeout_s=0.6)
+    async with harness:
+        await driver.push(fast_sign, _content("1", "2", "3", sign_id="vms-fast"))
+        slow.paused = True  # a hung controller: takes the request, answers nothing
 
-            async def timed(sign: Sign) -> float:
-                start = time.monotonic()
-                try:
-                    await driver.push(sign, _content("5", "6", "7", sign_id=sign.id))
-                except SignError as exc:
-                    answer = "answer" if harness.kind == "http" else "acknowledgement"
-                    assert str(exc) == f"sign {sign.id}: no {answer} within 0.6 s"
-                    return -(time.monotonic() - start)
-                return time.monotonic() - start
+        async def timed(sign: Sign) -> float:
+            start = time.monotonic()
+            try:
+                await driver.push(sign, _content("5", "6", "7", sign_id=sign.id))
+            except SignError as exc:
+                answer = "answer" if harness.kind == "http" else "acknowledgement"
+                assert str(exc) == f"sign {sign.id}: no {answer} within 0.6 s"
+                return -(time.monotonic() - start)
+            return time.monotonic() - start
 
-            slow_s, fast_s = await asyncio.gather(timed(slow_sign), timed(fast_sign))
-            assert -1.0 < slow_s < -0.55  # gave up at the timeout, not before
-            assert 0 < fast_s < 0.4  # served while the other one was waiting
-            assert fast.shown()[0] == _line("↑", "Altmarkt", "5")
-            assert slow.shown() == ()
-        finally:
-            await driver.close()
-            await harness.close()
-    _run(scenario)
+        slow_s, fast_s = await asyncio.gather(timed(slow_sign), timed(fast_sign))
+        assert -1.0 < slow_s < -0.55  # gave up at the timeout, not before
+        assert 0 < fast_s < 0.4  # served while the other one was waiting
+        assert fast.shown()[0] == _line("↑", "Altmarkt", "5")
+        assert slow.shown() == ()
 
 
-def test_a_sign_that_comes_back(harness: Harness) -> None:
-    async def scenario() -> None:
-        model = JsonSignModel("vms-1")
-        address = await harness.serve(model)
-        sign = _sign(harness.kind, address)
-        driver = harness.driver(timeout_s=0.5)
-        gone = {"http": "cannot connect", "mqtt": r"no acknowledgement within 0\.5 s"}[harness.kind]
-        try:
+@synchronous
+async def test_a_sign_that_comes_back(harness: Harness) -> None:
+    model = JsonSignModel("vms-1")
+    address = await harness.serve(model)
+    sign = _sign(harness.kind, address)
+    driver = harness.driver(timeout_s=0.5)
+    gone = {"http": "cannot connect", "mqtt": r"no acknowledgement within 0\.5 s"}[harness.kind]
+    async with harness:
+        await driver.push(sign, CONTENT)
+        model.paused = True
+        with pytest.raises(SignError, match=r"within 0\.5 s"):
             await driver.push(sign, CONTENT)
-            model.paused = True
-            with pytest.raises(SignError, match=r"within 0\.5 s"):
-                await driver.push(sign, CONTENT)
-            model.paused = False
-            await driver.push(sign, _content("9", "8", "7"))
-            assert model.shown()[0] == _line("↑", "Altmarkt", "9")
-            # The controller goes down (its connections with it) and restarts blank.
-            await harness.stop(address)
-            with pytest.raises(SignError, match=gone):
-                await driver.push(sign, CONTENT)
-            restarted = JsonSignModel("vms-1")
-            await harness.serve(restarted, address)
-            assert restarted.shown() == ()
+        model.paused = False
+        await driver.push(sign, _content("9", "8", "7"))
+        assert model.shown()[0] == _line("↑", "Altmarkt", "9")
+        # The controller goes down (its connections with it) and restarts blank.
+        await harness.stop(address)
+        with pytest.raises(SignError, match=gone):
             await driver.push(sign, CONTENT)
-            assert restarted.shown() == SHOWN
-        finally:
-            await driver.close()
-            await harness.close()
-    _run(scenario)
+        restarted = JsonSignModel("vms-1")
+        await harness.serve(restarted, address)
+        assert restarted.shown() == ()
+        await driver.push(sign, CONTENT)
+        assert restarted.shown() == SHOWN
 
 
-def test_keep_alive_then_fallback_after_the_duration(harness: Harness) -> None:
-    async def scenario() -> None:
-        model = JsonSignModel("vms-1")
-        sign = _sign(harness.kind, await harness.serve(model))
-        driver = harness.driver(timeout_s=0.5, duration_s=1)
-        try:
-            keep_alive_until = time.monotonic() + 1.5  # longer than the duration
-            while True:
-                await driver.push(sign, CONTENT)
-                last_push = time.monotonic()
-                assert (model.shown(), model.source) == (SHOWN, "central")
-                if last_push > keep_alive_until:
-                    break
-                await asyncio.sleep(0.3)
-            # The central goes quiet: the sign falls back by itself.
-            await _wait_for(lambda: model.shown() != SHOWN, 2.0)
-            assert 0.9 < time.monotonic() - last_push < 1.4
-            assert (model.shown(), model.source) == (FALLBACK, "fallback")
-        finally:
-            await driver.close()
-            await harness.close()
-    _run(scenario)
+@synchronous
+async def test_keep_alive_then_fallback_after_the_duration(harness: Harness) -> None:
+    model = JsonSignModel("vms-1")
+    sign = _sign(harness.kind, await harness.serve(model))
+    driver = harness.driver(timeout_s=0.5, duration_s=1)
+    async with harness:
+        keep_alive_until = time.monotonic() + 1.5  # longer than the duration
+        while True:
+            await driver.push(sign, CONTENT)
+            last_push = time.monotonic()
+            assert (model.shown(), model.source) == (SHOWN, "central")
+            if last_push > keep_alive_until:
+                break
+            await asyncio.sleep(0.3)
+        # The central goes quiet: the sign falls back by itself.
+        await waited(lambda: model.shown() != SHOWN, 2.0)
+        assert 0.9 < time.monotonic() - last_push < 1.4
+        assert (model.shown(), model.source) == (FALLBACK, "fallback")
 
 
 def test_sign_model_rules() -> None:
@@ -299,21 +278,20 @@ def test_sign_model_rules() -> None:
     assert (model.shown(), model.source) == (("  Zentrum",), "fallback")
 
 
-def test_mqtt_driver_without_a_broker_fails_in_time() -> None:
-    async def scenario() -> None:
-        settings = Settings(MQTT_URL=f"mqtt://127.0.0.1:{_free_port()}")
-        driver = MqttDriver(settings, timeout_s=0.5)
-        start = time.monotonic()
-        try:
-            with pytest.raises(SignError, match=(
-                    r"^sign vms-1: no connection to the MQTT broker within 0\.5 s$")):
-                await driver.push(_sign("mqtt", "parkleit/v1/nowhere/signs/vms-1"), CONTENT)
-            assert time.monotonic() - start < 0.9
-            with pytest.raises(SignError, match="not a topic base"):
-                await driver.push(_sign("mqtt", "parkleit/v1/+/signs/vms-1"), CONTENT)
-        finally:
-            await driver.close()
-    _run(scenario)
+@synchronous
+async def test_mqtt_driver_without_a_broker_fails_in_time() -> None:
+    settings = Settings(MQTT_URL=f"mqtt://127.0.0.1:{_free_port()}")
+    driver = MqttDriver(settings, timeout_s=0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(SignError, match=(
+                r"^sign vms-1: no connection to the MQTT broker within 0\.5 s$")):
+            await driver.push(_sign("mqtt", "parkleit/v1/nowhere/signs/vms-1"), CONTENT)
+        assert time.monotonic() - start < 0.9
+        with pytest.raises(SignError, match="not a topic base"):
+            await driver.push(_sign("mqtt", "parkleit/v1/+/signs/vms-1"), CONTENT)
+    finally:
+        await driver.close()
 
 
 def test_http_driver_reports_the_controller_s_status_and_bad_addresses(
@@ -339,7 +317,7 @@ def test_http_driver_reports_the_controller_s_status_and_bad_addresses(
         finally:
             await driver.close()
             await server.stop()
-    _run(scenario)
+    asyncio.run(scenario())
     assert "POST http://127.0.0.1" in caplog.text
     assert "s3cret" not in caplog.text
 
@@ -383,4 +361,4 @@ def test_city_signs_of_every_kind_are_served_and_reached_through_the_registry(
             await drivers.close()
             stop.set()
             await asyncio.wait_for(serving, 5.0)
-    _run(scenario)
+    asyncio.run(scenario())

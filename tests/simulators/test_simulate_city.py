@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _citytoml import city_head, daily_spans, toml_table
 from _helpers import ROOT, ServiceProcess, base_env, service_env, utc_now, wait_for
 
 from core.city import City, load_city
@@ -128,6 +129,20 @@ def _matches(topic_filter: str, topic: str) -> bool:
                                              zip(parts, levels, strict=True))
 
 
+Counted = tuple[int, int, int]  # a counter lot's occupied, entries, exits
+
+
+def _counted(previous: Counted | None, reading: CounterReading, modulus: int) -> Counted:
+    """A counter lot after ``reading``: its first reading's entries minus exits, then the
+    counters' increases modulo ``modulus`` added up (no reset handling)."""
+    assert reading.entries is not None and reading.exits is not None
+    if previous is None:
+        return reading.entries - reading.exits, reading.entries, reading.exits
+    occupied, entries, exits = previous
+    occupied += (reading.entries - entries) % modulus - (reading.exits - exits) % modulus
+    return occupied, reading.entries, reading.exits
+
+
 @pytest.mark.parametrize("name", ["zeitz", "market"])
 def test_without_faults_what_sensors_report_is_the_truth(name: str) -> None:
     """Replaying the readings as ingest keeps them gives the true count of every lot at every
@@ -136,7 +151,7 @@ def test_without_faults_what_sensors_report_is_the_truth(name: str) -> None:
     feed, minutes = clean_zeitz() if name == "zeitz" else run_feed(6, city=city, seed=4)
     decoder = Decoder(city)
     bays: dict[str, tuple[datetime, bool]] = {}
-    counters: dict[str, tuple[int, int, int]] = {}  # lot: occupied, entries, exits
+    counters: dict[str, Counted] = {}
     lot_of = {bay.id: lot.id for lot, bay in city.bays()}
     modulus = {lot.id: lot.counter_modulus for lot in city.lots}
     last_counter: dict[str, datetime] = {}
@@ -148,16 +163,10 @@ def test_without_faults_what_sensors_report_is_the_truth(name: str) -> None:
                     if reading.bay_id not in bays or bays[reading.bay_id][0] < reading.time:
                         bays[reading.bay_id] = (reading.time, reading.occupied)
                 elif isinstance(reading, CounterReading):
-                    assert reading.entries is not None and reading.exits is not None
                     lot = reading.lot_id
                     if lot in last_counter:
                         assert reading.time - last_counter[lot] <= timedelta(minutes=5)
-                        occupied, entries, exits = counters[lot]
-                        occupied += ((reading.entries - entries) % modulus[lot]
-                                     - (reading.exits - exits) % modulus[lot])
-                    else:
-                        occupied = reading.entries - reading.exits
-                    counters[lot] = (occupied, reading.entries, reading.exits)
+                    counters[lot] = _counted(counters.get(lot), reading, modulus[lot])
                     last_counter[lot] = reading.time
                 elif reading.battery_v is not None:
                     heartbeat_battery[reading.sensor_id].append(reading.battery_v)
@@ -354,7 +363,7 @@ def _counter_view(minutes: list[SimMinute]) -> tuple[dict[str, int], dict[str, l
     readings."""
     decoder = Decoder(ZEITZ)
     modulus = {lot.id: lot.counter_modulus for lot in ZEITZ.lots}
-    state: dict[str, tuple[int, int, int]] = {}
+    state: dict[str, Counted] = {}
     raw: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for message in messages_of(minutes):
         if message.kind != "counter":
@@ -364,13 +373,7 @@ def _counter_view(minutes: list[SimMinute]) -> tuple[dict[str, int], dict[str, l
         assert reading.entries is not None and reading.exits is not None
         lot = reading.lot_id
         raw[lot].append((reading.entries, reading.exits))
-        if lot in state:
-            occupied, entries, exits = state[lot]
-            occupied += ((reading.entries - entries) % modulus[lot]
-                         - (reading.exits - exits) % modulus[lot])
-        else:
-            occupied = reading.entries - reading.exits
-        state[lot] = (occupied, reading.entries, reading.exits)
+        state[lot] = _counted(state.get(lot), reading, modulus[lot])
     return {lot: value[0] for lot, value in state.items()}, raw
 
 
@@ -551,54 +554,22 @@ def sim_city_toml(city_id: str, now: datetime, *, garage: str = "capacity = 80\n
     tz = load_city("zeitz").tz
     begin = (now - timedelta(hours=2, minutes=15)).astimezone(tz)
     finish = (now + timedelta(minutes=40)).astimezone(tz)
-    spans = [(begin.time(), finish.time())] if begin.date() == finish.date() else [
-        (begin.time(), datetime.max.time().replace(microsecond=0)),
-        (datetime.min.time(), finish.time())]
-    events = "".join(f"""
-[[events]]
-name = "Wochenmarkt {n}"
-kind = "market"
-lots = ["{city_id}-garage", "{city_id}-street"]
-weekly = "Mo,Tu,We,Th,Fr,Sa,Su"
-start = {a.strftime('%H:%M:%S')}
-end = {b.strftime('%H:%M:%S')}
-cars = 240
-""" for n, (a, b) in enumerate(spans) if b > a)
-    lora = ",\n".join(
-        f'  {{ id = "{city_id}-{net}-{n}", network = "{net}", dev_eui = "{eui}{n:02x}" }}'
-        for net, eui in (("ttn", "70b3d57ed0ff00"), ("chirpstack", "a84041000aff00"))
-        for n in range(1, 4))
-    return f"""
-[city]
-id = "{city_id}"
-name = "Simstadt"
-
-[lorawan]
-ttn_applications = ["{city_id}-app@ttn"]
-chirpstack_applications = ["{city_id}-cs"]
-
-[[lots]]
-id = "{city_id}-garage"
-name = "Parkhaus Markt"
-kind = "garage"
-counting = "counter"
-latitude = 51.05
-longitude = 12.14
-{garage}
-
-[[lots]]
-id = "{city_id}-street"
-name = "Marktstraße"
-kind = "on_street"
-counting = "bays"
-capacity = 16
-latitude = 51.051
-longitude = 12.141
-bays = [
-{lora},
-]
-bay_groups = [{{ prefix = "{city_id}-st", count = 10 }}]
-{events}"""
+    events = "".join(
+        toml_table("events", name=f"Wochenmarkt {n}", kind="market",
+                   lots=[f"{city_id}-garage", f"{city_id}-street"],
+                   weekly="Mo,Tu,We,Th,Fr,Sa,Su", start=a, end=b, cars=240)
+        for n, (a, b) in enumerate(daily_spans(begin, finish)) if b > a)
+    lora = [{"id": f"{city_id}-{net}-{n}", "network": net, "dev_eui": f"{eui}{n:02x}"}
+            for net, eui in (("ttn", "70b3d57ed0ff00"), ("chirpstack", "a84041000aff00"))
+            for n in range(1, 4)]
+    return "".join([
+        city_head(city_id, "Simstadt"),
+        toml_table("lots", id=f"{city_id}-garage", name="Parkhaus Markt", kind="garage",
+                   counting="counter", latitude=51.05, longitude=12.14) + garage + "\n",
+        toml_table("lots", id=f"{city_id}-street", name="Marktstraße", kind="on_street",
+                   counting="bays", capacity=16, latitude=51.051, longitude=12.141, bays=lora,
+                   bay_groups=[{"prefix": f"{city_id}-st", "count": 10}]),
+        events])
 
 
 @pytest.fixture

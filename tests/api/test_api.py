@@ -500,7 +500,7 @@ def test_healthz_and_metrics(api_client: TestClient, seeded: Seeded) -> None:
 def test_database_gone_is_a_503_problem_then_recovers(
         api_client: TestClient, seeded: Seeded, conn: Conn) -> None:
     # A route that reads the database at every request (the lot list and a lot are served
-    # from the process's snapshot, tests/test_api_snapshot.py).
+    # from the process's snapshot, tests/api/test_api_snapshot.py).
     path = f"/v1/lots/{seeded.garage}/forecast"
     assert api_client.get(path).status_code == 200
     # Every pooled connection of the API dies under it, as when the server restarts.

@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from _citytoml import city_toml
+from _citytoml import city_toml, counter_lots
 from _helpers import utc_now, wait_for
 from fastapi import FastAPI
 from fastapi.sse import format_sse_event
@@ -288,16 +288,8 @@ def test_a_commit_of_more_notifies_than_a_client_holds_is_coalesced_not_dropped(
         make_live: Callable[..., Live], city_path: Path) -> None:
     """A resync of a city of 1,500 lots: each lot twice in one commit."""
     many = [f"{i:04d}" for i in range(1500)]
-    city_path.write_text(city_toml(city_path.stem) + "".join(f"""
-[[lots]]
-id = "{city_path.stem}-x{n}"
-name = "Parkplatz {n}"
-kind = "surface"
-counting = "counter"
-capacity = 50
-latitude = 51.05
-longitude = 12.14
-""" for n in many), encoding="utf-8")
+    city_path.write_text(city_toml(city_path.stem) + counter_lots(city_path.stem, many),
+                         encoding="utf-8")
     live = make_live()
     hub = live.app.state.hub
     stream = live.stream()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import math
 from typing import Any
 
 import pytest
+from _helpers import bench_report, positive
 
 from benchmarks.api import Result, main, table
 
@@ -18,17 +17,7 @@ TINY = ["--days", "2", "--concurrency", "2", "--duration", "0.5", "--rate", "50"
 
 @pytest.fixture(scope="module")
 def result(admin_url: str) -> dict[str, Any]:
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
-        patch.setenv("PARKLEIT_BENCH_DATABASE_URL", admin_url)
-        code = main(["--json", *TINY])
-    assert code == 0
-    parsed: dict[str, Any] = json.loads(out.getvalue())
-    return parsed
-
-
-def positive(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+    return bench_report(main, TINY, PARKLEIT_BENCH_DATABASE_URL=admin_url)
 
 
 def test_json_has_every_figure_the_issue_asks_for(result: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from _helpers import utc_now
+from _helpers import ROOT, utc_now
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.city import load_cities, load_city
@@ -51,7 +51,6 @@ from parkleit.healthcheck import build_parser as build_healthcheck_parser
 from parkleit.healthcheck import check_http, check_mqtt, check_service_status
 from simulators._mqtt import PubAcks, mqtt_client
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy" / "mosquitto"
 MAKE_PASSWORDS = DEPLOY / "make-passwords.sh"

@@ -310,30 +310,6 @@ REFUSED: list[tuple[str, str, str, str]] = [
         "above full_at",
     ),
     (
-        "bad opening hours syntax",
-        config(_lot("t-a", extra='opening_hours = "Mo-Fr 6-22"')),
-        "lots[0] (id 't-a').opening_hours",
-        "cannot read opening hours rule 'Mo-Fr 6-22'",
-    ),
-    (
-        "bad opening hours clock",
-        config(_lot("t-a", extra='opening_hours = "Mo-Fr 06:00-25:00"')),
-        "lots[0] (id 't-a').opening_hours",
-        "hour must be in 0..23",
-    ),
-    (
-        "bad opening hours day",
-        config(_lot("t-a", extra='opening_hours = "Mon-Fri 06:00-22:00"')),
-        "lots[0] (id 't-a').opening_hours",
-        "cannot read opening hours rule",
-    ),
-    (
-        "empty opening hours",
-        config(_lot("t-a", extra='opening_hours = " ; "')),
-        "lots[0] (id 't-a').opening_hours",
-        "opening hours are empty",
-    ),
-    (
         "unknown timezone",
         config(_lot("t-a"), tz="Mars/Olympus_Mons"),
         "city.timezone",
@@ -382,45 +358,6 @@ REFUSED: list[tuple[str, str, str, str]] = [
         "at most 24 characters",
     ),
     (
-        "sign text longer than the line leaves room for",
-        config(_lot("t-a"), _sign("s1"),
-               '[signs.display]\nfull_text = "besetzt bis morgen"\n'),
-        "signs[0] (id 's1').display.full_text",
-        "'besetzt bis morgen' is longer than line_width - 4 (16 characters)",
-    ),
-    (
-        "sign text checked against the configured width",
-        config(_lot("t-a"), _sign("s1"),
-               '[signs.display]\nline_width = 10\nclosed_text = "geschlossen"\n'),
-        "signs[0] (id 's1').display.closed_text",
-        "longer than line_width - 4 (6 characters)",
-    ),
-    (
-        "forecast text without its placeholder",
-        config(_lot("t-a"), _sign("s1"), '[signs.display]\nforecast_text = "bald voll"\n'),
-        "signs[0] (id 's1').display.forecast_text",
-        "needs the placeholder {minutes}",
-    ),
-    (
-        "forecast text with another placeholder",
-        config(_lot("t-a"), _sign("s1"),
-               '[signs.display]\nforecast_text = "{minutes} {unit}"\n'),
-        "signs[0] (id 's1').display.forecast_text",
-        "may use only the placeholder {minutes}",
-    ),
-    (
-        "unknown safe state",
-        config(_lot("t-a"), _sign("s1"), '[signs.display]\nsafe_state = "?"\n'),
-        "signs[0] (id 's1').display.safe_state",
-        "Input should be '--' or ''",
-    ),
-    (
-        "negative wiggle",
-        config(_lot("t-a"), _sign("s1"), "[signs.display]\nwiggle = -1\n"),
-        "signs[0] (id 's1').display.wiggle",
-        "greater than or equal to 0",
-    ),
-    (
         "alternative label without an alternative",
         config(_lot("t-a"), _sign("s1", extra='alternative_label = "Markt"')),
         "signs[0] (id 's1').lines[0]",
@@ -439,6 +376,33 @@ REFUSED: list[tuple[str, str, str, str]] = [
         "Field required",
     ),
 ]
+# (case id, a lot's opening hours, reason expected in the message)
+REFUSED_HOURS = [
+    ("bad opening hours syntax", "Mo-Fr 6-22", "cannot read opening hours rule 'Mo-Fr 6-22'"),
+    ("bad opening hours clock", "Mo-Fr 06:00-25:00", "hour must be in 0..23"),
+    ("bad opening hours day", "Mon-Fri 06:00-22:00", "cannot read opening hours rule"),
+    ("empty opening hours", " ; ", "opening hours are empty"),
+]
+# (case id, a sign's display settings, the setting, reason expected in the message)
+REFUSED_DISPLAY = [
+    ("sign text longer than the line leaves room for",
+     'full_text = "besetzt bis morgen"', "full_text",
+     "'besetzt bis morgen' is longer than line_width - 4 (16 characters)"),
+    ("sign text checked against the configured width",
+     'line_width = 10\nclosed_text = "geschlossen"', "closed_text",
+     "longer than line_width - 4 (6 characters)"),
+    ("forecast text without its placeholder", 'forecast_text = "bald voll"', "forecast_text",
+     "needs the placeholder {minutes}"),
+    ("forecast text with another placeholder", 'forecast_text = "{minutes} {unit}"',
+     "forecast_text", "may use only the placeholder {minutes}"),
+    ("unknown safe state", 'safe_state = "?"', "safe_state", "Input should be '--' or ''"),
+    ("negative wiggle", "wiggle = -1", "wiggle", "greater than or equal to 0"),
+]
+REFUSED += [(case, config(_lot("t-a", extra=f'opening_hours = "{rule}"')),
+             "lots[0] (id 't-a').opening_hours", reason) for case, rule, reason in REFUSED_HOURS]
+REFUSED += [(case, config(_lot("t-a"), _sign("s1"), f"[signs.display]\n{display}\n"),
+             f"signs[0] (id 's1').display.{setting}", reason)
+            for case, display, setting, reason in REFUSED_DISPLAY]
 
 
 def test_valid_base_config_loads(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from _citytoml import city_toml
-from _helpers import ServiceProcess, service_env, wait_for
+from _citytoml import city_toml, counter_lots
+from _helpers import ServiceProcess, answers_ok, service_env, wait_for
 
 from core.city import load_city
 from core.registry import sync_registry
@@ -18,33 +18,18 @@ from core.settings import Settings
 from parkleit.embedded import free_port
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_clients_that_disconnect_at_once_log_one_debug_line_and_no_traceback(
         spawn: Callable[..., ServiceProcess], settings: Settings, city_path: Path,
         conn: psycopg.Connection[Any]) -> None:
     # A city of 500 lots: a client that goes after the first bytes leaves most of the current
     # state unsent.
-    city_path.write_text(city_toml(city_path.stem) + "".join(f"""
-[[lots]]
-id = "{city_path.stem}-x{n:03d}"
-name = "Parkplatz {n}"
-kind = "surface"
-counting = "counter"
-capacity = 50
-latitude = 51.05
-longitude = 12.14
-""" for n in range(500)), encoding="utf-8")
+    city_path.write_text(city_toml(city_path.stem) + counter_lots(
+        city_path.stem, [f"{n:03d}" for n in range(500)]), encoding="utf-8")
     sync_registry(conn, load_city(str(city_path)))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     api = spawn(["-v", "api", "--port", str(port)], service_env(settings), name="api")
-    wait_for(lambda: _healthy(url), timeout=30, interval=0.2)
+    wait_for(lambda: answers_ok(f"{url}/healthz"), timeout=30, interval=0.2)
     request = b"GET /v1/stream HTTP/1.1\r\nHost: test\r\n\r\n"
     for number in range(40):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as client:

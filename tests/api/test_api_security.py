@@ -9,7 +9,6 @@ import hmac
 import http.server
 import logging
 import re
-import socket
 import struct
 import threading
 import zlib
@@ -20,7 +19,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _helpers import ServiceProcess, service_env, wait_for
+from _browser import LEAFLET, chromium, policy_page
+from _helpers import api_server, free_port, wait_for
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -84,7 +84,7 @@ def test_data_answers_can_run_nothing_when_opened(api_client: TestClient) -> Non
     # An ES module is only run with a JavaScript type once nosniff is on.
     assert answers[5].headers["content-type"].split(";")[0] in ("text/javascript",
                                                                  "application/javascript")
-    # Swagger UI has a policy of its own (tests/test_api_docs.py), and is never framed.
+    # Swagger UI has a policy of its own (tests/api/test_api_docs.py), and is never framed.
     docs = api_client.get("/docs")
     assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
     assert docs.headers["x-frame-options"] == "DENY"
@@ -319,73 +319,36 @@ def tiles() -> Iterator[_Tiles]:
     thread.join(5)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.browser
 def test_the_page_policy_lets_the_map_work_and_blocks_the_rest(
         settings: Settings, city: City, conn: psycopg.Connection[Any], tiles: _Tiles,
         tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-    from test_pages import CHROMIUM, CHROMIUM_ARGS, LEAFLET, _missing
-
-    if not CHROMIUM.exists():
-        _missing(f"no {CHROMIUM}")
-    if not LEAFLET.exists():
-        _missing("the pages' npm packages are not installed (api/static/node_modules)")
     sync_registry(conn, city)
     tile_host = f"http://127.0.0.1:{tiles.server_address[1]}"
-    port = _free_port()
-    process = ServiceProcess(["api", "--port", str(port)], service_env(
-        settings, PARKLEIT_API_TILE_URL=f"{tile_host}/{{z}}/{{x}}/{{y}}.png",
-        PARKLEIT_API_TILE_ATTRIBUTION="test tiles"), tmp_path / "api.log").start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(f"{url}/healthz"), timeout=30)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                 args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            # Injected by the browser's debugging protocol, which the policy does not govern.
-            page.add_init_script(
-                "window.violations = [];"
-                "document.addEventListener('securitypolicyviolation', event =>"
-                " window.violations.push(event.effectiveDirective + ' ' + event.blockedURI));")
-            page.goto(f"{url}/")
-            page.wait_for_selector(".leaflet-tile-loaded")  # tiles from their own host
-            page.wait_for_selector(".lot-marker")
-            assert tiles.requests and page.evaluate("window.violations") == []
-            # What an injection would try: an inline handler, a script from elsewhere, an
-            # image from another host. The policy blocks each, and says so.
-            page.evaluate("""other => {
-                document.body.insertAdjacentHTML('beforeend',
-                    '<img src="/static/nothing.png" onerror="window.pwned = 1">');
-                const script = document.createElement('script');
-                script.src = other + '/evil.js';
-                document.head.append(script);
-                const image = document.createElement('img');
-                image.src = other + '/pixel.png';
-                document.body.append(image);
-            }""", f"http://127.0.0.1:{_free_port()}")
-            violations = wait_for(lambda: len(page.evaluate("window.violations")) >= 3
-                                  and page.evaluate("window.violations"), timeout=10)
-            pwned = page.evaluate("window.pwned")
-            browser.close()
-        assert sorted(violation.split(" ")[0] for violation in violations) == [
-            "img-src", "script-src-attr", "script-src-elem"]
-        assert pwned is None and errors == []
-    finally:
-        process.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with chromium(LEAFLET) as browser, api_server(
+            settings, tmp_path / "api.log",
+            PARKLEIT_API_TILE_URL=f"{tile_host}/{{z}}/{{x}}/{{y}}.png",
+            PARKLEIT_API_TILE_ATTRIBUTION="test tiles") as api:
+        page, errors = policy_page(browser)
+        page.goto(f"{api.url}/")
+        page.wait_for_selector(".leaflet-tile-loaded")  # tiles from their own host
+        page.wait_for_selector(".lot-marker")
+        assert tiles.requests and page.evaluate("window.violations") == []
+        # What an injection would try: an inline handler, a script from elsewhere, an
+        # image from another host. The policy blocks each, and says so.
+        page.evaluate("""other => {
+            document.body.insertAdjacentHTML('beforeend',
+                '<img src="/static/nothing.png" onerror="window.pwned = 1">');
+            const script = document.createElement('script');
+            script.src = other + '/evil.js';
+            document.head.append(script);
+            const image = document.createElement('img');
+            image.src = other + '/pixel.png';
+            document.body.append(image);
+        }""", f"http://127.0.0.1:{free_port()}")
+        violations = wait_for(lambda: len(page.evaluate("window.violations")) >= 3
+                              and page.evaluate("window.violations"), timeout=10)
+        pwned = page.evaluate("window.pwned")
+    assert sorted(violation.split(" ")[0] for violation in violations) == [
+        "img-src", "script-src-attr", "script-src-elem"]
+    assert pwned is None and errors == []

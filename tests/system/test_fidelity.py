@@ -54,8 +54,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from _citytoml import city_head, daily_spans, toml_table
 from _helpers import ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.rows import dict_row
 
 from core.city import City, load_city
 from core.settings import Settings
@@ -103,9 +105,7 @@ def fidelity_toml(city_id: str, start: datetime, end: datetime) -> str:
     tz = load_city("zeitz").tz
     begin = (start - timedelta(minutes=45)).astimezone(tz)
     finish = (end + timedelta(minutes=30)).astimezone(tz)
-    midnight = datetime.max.time().replace(microsecond=0)
-    spans = [(begin.time(), finish.time())] if begin.date() == finish.date() else [
-        (begin.time(), midnight), (datetime.min.time(), finish.time())]
+    spans = daily_spans(begin, finish)
     total = (finish - begin).total_seconds()
     every_lot = [f"{city_id}-{name}" for name in ("garage", "deck", "street", "mixed", "lora")]
     events = ""
@@ -115,91 +115,39 @@ def fidelity_toml(city_id: str, start: datetime, end: datetime) -> str:
                        ).total_seconds()
             if seconds <= 0:
                 continue
-            events += f"""
-[[events]]
-name = "{name} {n}"
-kind = "market"
-lots = [{", ".join(f'"{lot}"' for lot in lots)}]
-weekly = "Mo,Tu,We,Th,Fr,Sa,Su"
-start = {a.strftime('%H:%M:%S')}
-end = {b.strftime('%H:%M:%S')}
-cars = {max(1, round(cars * seconds / total))}
-"""
+            events += toml_table("events", name=f"{name} {n}", kind="market", lots=lots,
+                                 weekly="Mo,Tu,We,Th,Fr,Sa,Su", start=a, end=b,
+                                 cars=max(1, round(cars * seconds / total)))
 
-    def lora(prefix: str, first: int) -> str:
-        return ",\n".join(
-            f'  {{ id = "{city_id}-{prefix}-{net}-{n}", network = "{net}", '
-            f'dev_eui = "{eui}{first + n:02x}" }}'
-            for net, eui in (("ttn", "70b3d57ed0ee00"), ("chirpstack", "a84041000aee00"))
-            for n in range(1, 5))
+    def lora(prefix: str, first: int) -> list[dict[str, str]]:
+        return [{"id": f"{city_id}-{prefix}-{net}-{n}", "network": net,
+                 "dev_eui": f"{eui}{first + n:02x}"}
+                for net, eui in (("ttn", "70b3d57ed0ee00"), ("chirpstack", "a84041000aee00"))
+                for n in range(1, 5)]
 
-    return f"""
-[city]
-id = "{city_id}"
-name = "Treuestadt"
+    def bay_lot(name: str, title: str, kind: str, capacity: int, latitude: float,
+                longitude: float, **more: Any) -> str:
+        return toml_table("lots", id=f"{city_id}-{name}", name=title, kind=kind,
+                          counting="bays", capacity=capacity, latitude=latitude,
+                          longitude=longitude, max_dwell_h=MAX_DWELL_H, **more)
 
-[lorawan]
-ttn_applications = ["{city_id}-app@ttn"]
-chirpstack_applications = ["{city_id}-cs"]
+    def group(prefix: str, count: int) -> list[dict[str, Any]]:
+        return [{"prefix": f"{city_id}-{prefix}", "count": count}]
 
-[[lots]]
-id = "{city_id}-garage"
-name = "Parkhaus am Markt"
-kind = "garage"
-counting = "counter"
-capacity = 120
-latitude = 51.05
-longitude = 12.14
-counter_modulus = 1000
-
-[[lots]]
-id = "{city_id}-deck"
-name = "Parkdeck"
-kind = "garage"
-counting = "counter"
-capacity = 40
-latitude = 51.052
-longitude = 12.136
-
-[[lots]]
-id = "{city_id}-street"
-name = "Hauptstrasse"
-kind = "on_street"
-counting = "bays"
-capacity = 24
-latitude = 51.051
-longitude = 12.141
-max_dwell_h = {MAX_DWELL_H}
-bay_groups = [{{ prefix = "{city_id}-st", count = 24 }}]
-
-[[lots]]
-id = "{city_id}-mixed"
-name = "Marktplatz"
-kind = "surface"
-counting = "bays"
-capacity = 20
-latitude = 51.0515
-longitude = 12.1425
-max_dwell_h = {MAX_DWELL_H}
-bays = [
-{lora("mx", 0)},
-]
-bay_groups = [{{ prefix = "{city_id}-mx", count = 12 }}]
-
-[[lots]]
-id = "{city_id}-lora"
-name = "Sensorplatz"
-kind = "surface"
-counting = "bays"
-capacity = 8
-latitude = 51.0525
-longitude = 12.1435
-max_dwell_h = {MAX_DWELL_H}
-stale_after_s = {LORA_STALE_S}
-bays = [
-{lora("lo", 16)},
-]
-{events}"""
+    return "".join([
+        city_head(city_id, "Treuestadt"),
+        toml_table("lots", id=f"{city_id}-garage", name="Parkhaus am Markt", kind="garage",
+                   counting="counter", capacity=120, latitude=51.05, longitude=12.14,
+                   counter_modulus=1000),
+        toml_table("lots", id=f"{city_id}-deck", name="Parkdeck", kind="garage",
+                   counting="counter", capacity=40, latitude=51.052, longitude=12.136),
+        bay_lot("street", "Hauptstrasse", "on_street", 24, 51.051, 12.141,
+                bay_groups=group("st", 24)),
+        bay_lot("mixed", "Marktplatz", "surface", 20, 51.0515, 12.1425, bays=lora("mx", 0),
+                bay_groups=group("mx", 12)),
+        bay_lot("lora", "Sensorplatz", "surface", 8, 51.0525, 12.1435,
+                stale_after_s=LORA_STALE_S, bays=lora("lo", 16)),
+        events])
 
 
 # -- ingest's counting rules, without a database ---------------------------------------------
@@ -517,17 +465,18 @@ def retained_statuses(settings: Settings, city: City) -> dict[str, str]:
 
 
 def assert_counter_jumps_shown(city: City, sent: list[SimMessage],
-                               lot_state: dict[str, tuple[Any, ...]],
-                               sensors: dict[str, tuple[Any, ...]], jump_letters: set[str]) -> None:
+                               lot_state: dict[str, dict[str, Any]],
+                               sensors: dict[str, dict[str, Any]], jump_letters: set[str]) -> None:
     """Counter restarts: re-baselined, flagged on the lot and on its counter, the readings
     kept in dead_letters, for exactly the lots whose counter jumped."""
     jumped = counter_jumps(city, sent)
     assert jumped and jump_letters == jumped
     for lot in city.lots:
         if lot.counting == "counter":
-            status, *_, flags = lot_state[lot.id]
-            assert status != "unknown" and ("counter_jump" in flags) == (lot.id in jumped)
-            assert sensors[f"{lot.id}/counter"][3] == (lot.id in jumped)
+            state = lot_state[lot.id]
+            assert state["status"] != "unknown"
+            assert ("counter_jump" in state["flags"]) == (lot.id in jumped)
+            assert sensors[f"{lot.id}/counter"]["counter_jump"] == (lot.id in jumped)
 
 
 def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
@@ -572,7 +521,8 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
                 " (SELECT coalesce(sum(occurrences), 0) FROM dead_letters"
                 "  WHERE reason NOT LIKE 'counter_jump:%')").fetchone()
         assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
+        bay_events, health, dead = row
+        return int(bay_events), int(health), int(dead)
 
     # Duplicates and redeliveries add nothing: one row per distinct reading, and every
     # malformed message (duplicates of them included) counted in dead_letters.
@@ -588,9 +538,10 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
             " WHERE reason NOT LIKE 'counter_jump:%' GROUP BY reason")))
         jump_letters = {topic.split("/")[-2] for (topic,) in conn.execute(
             "SELECT topic FROM dead_letters WHERE reason LIKE 'counter_jump:%'")}
-        lot_state = {row[0]: row[1:] for row in conn.execute(
+        named = conn.cursor(row_factory=dict_row)
+        lot_state = {row["lot_id"]: row for row in named.execute(
             "SELECT lot_id, status, free, occupied, quality, flags FROM lot_state")}
-        sensors = {row[0]: row[1:] for row in conn.execute(
+        sensors = {row["sensor_id"]: row for row in named.execute(
             "SELECT sensor_id, stuck, silent, battery_low, counter_jump FROM sensor_status(%s)",
             (utc_now(),))}
         heard_while_off = [conn.execute(
@@ -646,10 +597,10 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
     dying = feed.dead_battery_bays
     assert any(expected.battery_low.get(bay, (None, False))[1] for bay in dying)
     for bay in dying:
-        assert sensors[bay][1], f"{bay}: dead battery, not silent"
+        assert sensors[bay]["silent"], f"{bay}: dead battery, not silent"
         said_low = expected.battery_low.get(bay, (None, False))[1]
-        assert sensors[bay][2] == said_low, f"{bay}: battery_low"
-    assert not any(row[2] for bay, row in sensors.items() if bay not in dying)
+        assert sensors[bay]["battery_low"] == said_low, f"{bay}: battery_low"
+    assert not any(row["battery_low"] for bay, row in sensors.items() if bay not in dying)
 
     # -- stuck sensors: shown as stuck, flagged on their lot, left out of its count ----------
     end_ms = end.timestamp() * 1000
@@ -658,18 +609,20 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
              and checked_at - expected.since(s.bay.id) > timedelta(hours=MAX_DWELL_H,
                                                                    minutes=5)}
     assert stuck, "no sensor stuck on 'occupied' for longer than the max dwell"
-    assert all(sensors[bay][0] for bay in stuck), [b for b in stuck if not sensors[b][0]]
+    assert all(sensors[bay]["stuck"] for bay in stuck), [
+        b for b in stuck if not sensors[b]["stuck"]]
     for lot_id, n in Counter(stuck.values()).items():
         if lot_id == dark:
             continue  # stale: its flags say so and nothing else
-        _, free, occupied, quality, flags = lot_state[lot_id]
+        state = lot_state[lot_id]
+        flags = state["flags"]
         flagged = [int(f.split(":")[1]) for f in flags if f.startswith("stuck_sensors:")]
         assert flagged and flagged[0] >= n, (lot_id, flags)
-        assert free + occupied + flagged[0] == city.lot(lot_id).capacity
-        assert quality < 1
+        assert state["free"] + state["occupied"] + flagged[0] == city.lot(lot_id).capacity
+        assert state["quality"] < 1
     # Any other bay shown as stuck last said "occupied" more than the max dwell ago: a long
     # stay (or a sensor gone silent on "occupied"), not a false alarm of ingest's making.
-    others = [bay for bay, row in sensors.items() if row[0] and bay not in episodes]
+    others = [bay for bay, row in sensors.items() if row["stuck"] and bay not in episodes]
     for bay in others:
         assert expected.states[bay] and max(expected.states[bay])[1], bay
         assert checked_at - expected.since(bay) > timedelta(hours=MAX_DWELL_H, minutes=-5)
@@ -677,11 +630,12 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
     long_stays = sum(truly[bay] for bay in others)
 
     # -- the dark lot: unknown after its stale limit, its sensors silent; others known -------
-    assert lot_state[dark][0] == "unknown" and lot_state[dark][3] == 0.0
-    assert list(lot_state[dark][4]) == ["stale"]
-    assert all(sensors[bay.id][1] for bay in city.lot(dark).all_bays())
-    assert all(row[0] != "unknown" for lot_id, row in lot_state.items() if lot_id != dark)
-    assert retained_statuses(settings, city) == {lot: row[0] for lot, row in lot_state.items()}
+    assert lot_state[dark]["status"] == "unknown" and lot_state[dark]["quality"] == 0.0
+    assert list(lot_state[dark]["flags"]) == ["stale"]
+    assert all(sensors[bay.id]["silent"] for bay in city.lot(dark).all_bays())
+    assert all(row["status"] != "unknown" for lot_id, row in lot_state.items() if lot_id != dark)
+    assert retained_statuses(settings, city) == {
+        lot: row["status"] for lot, row in lot_state.items()}
 
     # -- gateway outages: nothing heard through a gateway while it was off --------------------
     assert feed.outages and all(row == (0,) for row in heard_while_off)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _helpers import BIRMINGHAM
 from sklearn.base import clone
 
 from core.city import Event
@@ -32,8 +33,6 @@ from forecasting._model import FEATURES
 from forecasting.birmingham import convert
 from parkleit.cli import main
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BIRMINGHAM = SHARED / "data" / "birmingham" / "dataset.csv"
 START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 HORIZONS = (15, 30, 60, 120)
 

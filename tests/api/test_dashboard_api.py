@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from _helpers import utc_now
 from fastapi.testclient import TestClient
+from psycopg.rows import dict_row
 
 from core.city import City
 from core.db import queries
@@ -148,7 +149,7 @@ def test_a_new_city_sees_its_forecast_quality_from_a_backtest(
     assert api_client.get(f"/v1/lots/{garage}/forecast").json()["origin"] == \
         origin.isoformat().replace("+00:00", "Z")
     lots, signs = _current_forecasts(conn, city, TRAINED)
-    assert lots == [origin] * len(city.lots) and {row[0] for row in signs} == {
+    assert lots == [origin] * len(city.lots) and {row["lot_id"] for row in signs} == {
         lot.id for lot in city.lots}
 
     before = conn.execute("SELECT count(*), count(*) FILTER (WHERE kind = 'live') "
@@ -160,14 +161,14 @@ def test_a_new_city_sees_its_forecast_quality_from_a_backtest(
 
 
 def _current_forecasts(conn: psycopg.Connection[Any], city: City, now: datetime) -> tuple[
-        list[datetime], list[tuple[Any, ...]]]:
+        list[datetime], list[dict[str, Any]]]:
     """The origins of the lots' current 30-minute forecast (``/v1/lots``, those with one) and
     the forecast rows the signs read, at ``now``."""
     lot_ids = [lot.id for lot in city.lots]
-    with conn.cursor() as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         lots = cur.execute(queries("api")["live_lots"], {"lot_ids": lot_ids, "now": now},
                            ).fetchall()
-        origins = [row[7] for row in lots if row[7] is not None]
+        origins = [row["forecast_origin"] for row in lots if row["forecast_origin"] is not None]
         signs = cur.execute(queries("signage")["latest_forecasts"], {
             "lot_ids": lot_ids, "since": now - timedelta(hours=1), "now": now}).fetchall()
     return origins, signs

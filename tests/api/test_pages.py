@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import secrets
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -27,10 +25,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+from _browser import LEAFLET, chromium
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml, write_city
-from _helpers import ROOT, ServiceProcess, service_env, utc_now, wait_for
+from _helpers import ROOT, ServiceProcess, free_port, service_env, utc_now, wait_for
 from _payloads import dumps, ttn_topic, ttn_uplink
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -43,26 +42,12 @@ from simulators.history import backfill_history
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-LEAFLET = ROOT / "api" / "static" / "node_modules" / "leaflet"
 ARTIFACTS = ROOT / "test-artifacts" / "pages"
-# As the machine's docs prescribe: no sandbox (root), no GPU, and nothing that phones home
-# (this machine has no network; Chromium's background connections would only fail).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 LIVE_WITHIN_MS = 5000
 GARAGE_FORECAST_30 = 64.4  # free spaces, the garage's newest 30-minute forecast
 GARAGE_MAE_30 = 4.4  # its published error at 30 minutes
 GARAGE_BACKTEST_30 = 480  # of its points, backtest forecasts
 BACKTEST_RGB = (192, 90, 0)  # the dashboard's backtest line
-
-
-def _missing(what: str) -> None:
-    # CI must run these tests; elsewhere a machine without the browser skips them.
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (make setup installs it)")
-    pytest.skip(f"{what}: run make setup")
 
 
 def iso(moment: datetime) -> str:
@@ -102,13 +87,6 @@ class Site:
 
     def api(self, path: str) -> Any:
         return httpx.get(f"{self.url}{path}", timeout=10).json()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
@@ -178,7 +156,7 @@ def _served(admin_url: str, template_db: str, mqtt_url: str, directory: Path,
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(template_db)))
     db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
-    port = _free_port()
+    port = free_port()
     sites = [Site(f"http://127.0.0.1:{port}", city, db_url) for city in cities]
     paths = [str(directory / f"{city.id}.toml") for city in cities]
     settings = Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=paths[0])
@@ -222,17 +200,8 @@ def site(admin_url: str, template_db: str, mqtt_url: str,
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        _missing(f"no {CHROMIUM}")
-    if not LEAFLET.exists():
-        _missing("the pages' npm packages are not installed (api/static/node_modules)")
-    # Playwright gives every launch a fresh, empty profile directory of its own.
-    playwright: Playwright
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium(LEAFLET) as launched:
+        yield launched
 
 
 @pytest.fixture

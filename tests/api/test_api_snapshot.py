@@ -46,8 +46,11 @@ def test_answers_come_from_memory_until_the_database_says_otherwise(
     wait_for(lambda: hub.connected, timeout=10)
     wait_for(lambda: garage(api_client, city)["free"] == 60, timeout=5)
     views = hub.views
-    reads = views.reads
+    # Its time limit out of the way: a busy machine may take seconds for these requests.
+    views.max_age = timedelta(minutes=10)
+    views.invalidate()
     first = api_client.get("/v1/lots")
+    reads = views.reads
     for path in ("/v1/lots", "/v1/lots?format=geojson", "/v1/lots?format=csv",
                  f"/v1/lots/{city.id}-garage", "/v1/parkapi", "/v1/datex2/parking-status"):
         assert api_client.get(path).status_code == 200

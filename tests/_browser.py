@@ -1,0 +1,61 @@
+"""Debian's headless ``chromium``, driven by Playwright, for the tests of the web pages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from _helpers import ROOT
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+NODE_MODULES = ROOT / "api" / "static" / "node_modules"
+LEAFLET = NODE_MODULES / "leaflet"
+SWAGGER_UI = NODE_MODULES / "swagger-ui-dist"
+# As the machine's docs prescribe: no sandbox (root), no GPU, and nothing that phones home
+# (this machine has no network; Chromium's background connections would only fail).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def missing(what: str) -> None:
+    # CI must run these tests; elsewhere a machine without the browser skips them.
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (make setup installs it)")
+    pytest.skip(f"{what}: run make setup")
+
+
+@contextmanager
+def chromium(package: Path) -> Iterator[Browser]:
+    """Chromium, launched headless for the pages that need the npm ``package``; without
+    either the test is skipped (failed on CI). Playwright gives every launch a fresh, empty
+    profile directory of its own."""
+    if not CHROMIUM.exists():
+        missing(f"no {CHROMIUM}")
+    if not package.exists():
+        missing("the pages' npm packages are not installed (api/static/node_modules)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def policy_page(browser: Browser) -> tuple[Page, list[str]]:
+    """A new tab and the JavaScript errors on it; every violation of the page's
+    Content-Security-Policy goes to ``window.violations`` as "directive blocked-URI"."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # Injected by the browser's debugging protocol, which the policy does not govern.
+    page.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation', event =>"
+        " window.violations.push(event.effectiveDirective + ' ' + event.blockedURI));")
+    return page, errors
