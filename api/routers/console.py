@@ -35,8 +35,11 @@ from fastapi import (
     Response,
     Security,
 )
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import _console as console
@@ -54,6 +57,7 @@ from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core.city import ID_PATTERN
 from core.db import queries
+from core.settings import Settings
 
 __all__ = ["COOKIE", "router"]
 
@@ -72,23 +76,55 @@ _FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {
     "description": "The user's role may not do this, or (a write) the X-CSRF-Token is not "
     "the session's", "content": _PROBLEM}}
 
-router = APIRouter(prefix="/v1/console", tags=["console"],
-                   responses=problem_responses(422, 503))
 _COOKIE = APIKeyCookie(name=COOKIE, scheme_name="consoleSession", auto_error=False,
                        description="The console's session (POST /v1/console/login sets it)")
+_LOGIN = "/v1/console/login"
 
 
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def _session(conn: Conn, now: Now, settings: SettingsDep,
-                   token: Annotated[str | None, Security(_COOKIE)]) -> console.ConsoleUser:
+async def _live_session(request: Request) -> console.ConsoleUser:
     """The person of the request's live session, else 401."""
-    user = None if not token else await console.session_user(
-        conn, token, now, settings.CONSOLE_IDLE_TIMEOUT_S)
+    token = request.cookies.get(COOKIE)
+    settings: Settings = request.app.state.settings
+    user = None
+    if token:
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+        async with pool.connection() as conn:
+            user = await console.session_user(conn, token, settings.clock.now(),
+                                              settings.CONSOLE_IDLE_TIMEOUT_S)
     if user is None:
         raise HTTPException(401, "log in first: no session, or it has ended")
+    return user
+
+
+class _SessionFirst(APIRoute):
+    """A console route but login: the session is checked before FastAPI reads and parses the
+    body (it does that before any dependency), so a request without a live session gets its
+    401 whatever it sends, and no one without a session makes the API parse anything."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.path == _LOGIN:
+            return handler
+
+        async def session_first(request: Request) -> Response:
+            request.state.console_user = await _live_session(request)
+            return await handler(request)
+
+        return session_first
+
+
+router = APIRouter(prefix="/v1/console", tags=["console"], route_class=_SessionFirst,
+                   responses=problem_responses(422, 503))
+
+
+async def _session(request: Request,
+                   _token: Annotated[str | None, Security(_COOKIE)]) -> console.ConsoleUser:
+    """The person ``_SessionFirst`` found (the cookie parameter documents the scheme)."""
+    user: console.ConsoleUser = request.state.console_user
     return user
 
 

@@ -236,6 +236,10 @@ def test_each_role_boundary(console: Console) -> None:
                              ("POST", close), ("POST", open_), ("POST", "/v1/console/logout")):
             _problem(anonymous.request(method, path, json=reason if path == close else None),
                      401)
+        # Checked before the body is read: whatever it sends, no session is a 401.
+        for body in (b"{not json", b"\xff\xfe{}", b"[" * 3000):
+            _problem(anonymous.post(close, content=body,
+                                    headers={"Content-Type": "application/json"}), 401)
         anonymous.cookies.set("parkleit_session", "forged-token", path="/v1/console")
         _problem(anonymous.get("/v1/console/me"), 401)
     # A planner reads, but may not act on a lot.
