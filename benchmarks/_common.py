@@ -1,25 +1,40 @@
-"""What the benchmarks share: their error, the ``main()`` tail, a throw-away database,
-percentiles, commit-time notifications and ``parkleit`` processes with a log file."""
+"""What the benchmarks share: their error, the command line (parser, ``main()`` tail), the
+environment passed on to services, a work directory, a throw-away database, a private broker,
+percentiles, commit-time notifications, ``parkleit`` processes with a log file, and the
+printed tables of figures next to their targets and references."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import sql
+
+from core.mqtt import mqtt_client
+from core.settings import Settings
+from parkleit.embedded import PrivateBroker
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +46,29 @@ R = TypeVar("R")
 
 class BenchError(Exception):
     """The benchmark itself failed (not: the figures are poor)."""
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def bench_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``python -m benchmarks.<name>``, with ``--json``."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}",
+                                     description=description)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def add_keep(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--keep``: keep the temporary directory (``what`` it holds)."""
+    parser.add_argument("--keep", action="store_true",
+                        help=f"keep the temporary directory ({what})")
+
+
+def refuse(name: str, message: str) -> int:
+    """Say why the arguments of ``benchmarks.<name>`` are refused; exit code 2."""
+    print(f"benchmarks.{name}: {message}", file=sys.stderr)
+    return 2
 
 
 def run_main(run: Callable[[], R], *, as_json: bool, to_json: Callable[[R], Any],
@@ -57,12 +95,129 @@ def run_main(run: Callable[[], R], *, as_json: bool, to_json: Callable[[R], Any]
     return 0
 
 
+def rounded(value: Any, digits: int = 3) -> Any:
+    """``value`` with every float in it (lists and dicts too) rounded to ``digits``."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def figures(result: Any, digits: int = 3) -> dict[str, Any]:
+    """A result dataclass as the JSON object ``--json`` prints (floats rounded)."""
+    found: dict[str, Any] = rounded(dataclasses.asdict(result), digits)
+    return found
+
+
 def percentile(ordered: list[float], q: float) -> float:
     """The ``q`` quantile of sorted values, interpolated (as percentile_cont)."""
     position = q * (len(ordered) - 1)
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A figure with thousands separators; ``—`` when there is none (None or NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def met(ok: bool | None) -> str:
+    """``yes``, ``NO``, or nothing when there was nothing to judge."""
+    return "" if ok is None else ("yes" if ok else "NO")
+
+
+def figure_table(rows: Sequence[Sequence[str]], *, measured: int, target: int,
+                 reference: str = "", rule: int = 0) -> list[str]:
+    """Rows of (figure, measured, target, met[, reference]) under a heading and a rule; the
+    columns ``measured`` and ``target`` characters wide, the reference column headed
+    ``reference`` with a rule of ``rule`` dashes."""
+    width = max(len(row[0]) for row in rows)
+
+    def line(label: str, value: str, goal: str, ok: str, ref: str = "") -> str:
+        return f"{label:<{width}}  {value:>{measured}}  {goal:<{target}}  {ok:<3}  {ref}".rstrip()
+
+    return [line("figure", "measured", "target", "met", reference),
+            line("-" * width, "-" * measured, "-" * target, "---", "-" * rule),
+            *(line(*row) for row in rows)]
+
+
+def settings_line(settings: dict[str, str]) -> list[str]:
+    """The ``settings:`` line of the variables passed on, if any."""
+    return ["settings: " + " ".join(f"{k}={v}" for k, v in settings.items())] if settings else []
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def passed_on(prefixes: tuple[str, ...]) -> dict[str, str]:
+    """The variables of this environment that start with one of ``prefixes``, sorted."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(prefixes)}
+
+
+def service_env(prefixes: tuple[str, ...], **values: str) -> dict[str, str]:
+    """This environment without ``PARKLEIT_*`` but those with one of ``prefixes``; then
+    ``values`` (``DATABASE_URL="..."`` sets ``PARKLEIT_DATABASE_URL``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
+           or k.startswith(prefixes)}
+    return env | {f"PARKLEIT_{name}": value for name, value in values.items()}
+
+
+def admin_url() -> str:
+    """The admin URL of the PostgreSQL server the benchmark databases are made on."""
+    return os.environ.get("PARKLEIT_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@contextlib.contextmanager
+def workdir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary directory for the run, removed after it unless ``keep``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        discard(tmp, keep)
+
+
+def discard(tmp: Path, keep: bool) -> None:
+    """Remove the run's temporary directory, or say where it is kept."""
+    if keep:
+        logger.info("kept %s", tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_broker(directory: Path, port: int | None = None) -> Iterator[PrivateBroker]:
+    """A Mosquitto of the run's own (the project's tuned config), stopped after it."""
+    broker = PrivateBroker(directory, port=port, backend="mosquitto")
+    try:
+        try:
+            broker.start()
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
+        yield broker
+    finally:
+        broker.stop()
+
+
+def connected(mqtt_url: str, client_id: str) -> mqtt.Client:
+    """A ``core.mqtt`` client connected to the broker at ``mqtt_url``, its loop running."""
+    settings = Settings(MQTT_URL=mqtt_url)
+    client = mqtt_client(settings, client_id)
+    client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=30)
+    client.loop_start()
+    return client
 
 
 def with_database(url: str, name: str) -> str:
@@ -135,6 +290,17 @@ def log_tail(log: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def status_kb(pid: int, key: str) -> int | None:
+    """A size from ``/proc/<pid>/status`` in kB (``VmRSS``: resident now, ``VmHWM``: its
+    peak); None when the process is gone."""
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        match = re.search(rf"^{key}:\s+(\d+)\s+kB", status, re.MULTILINE)
+        if match:
+            return int(match[1])
+    return None
+
+
 def stop_process(process: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
     """SIGTERM, and kill it when it has not exited after ``timeout``."""
     if process.poll() is None:
@@ -145,6 +311,59 @@ def stop_process(process: subprocess.Popen[bytes], name: str, timeout: float = 3
             logger.warning("%s ignored SIGTERM; killing it", name)
             process.kill()
             process.wait(10)
+
+
+class Failed:
+    """What a child process sends instead of its report when it failed."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.message = f"{type(error).__name__}: {error}"
+
+
+def report_through(out: multiprocessing.connection.Connection,
+                   work: Callable[[], Any]) -> None:
+    """In a child process: send ``work()``'s report through ``out`` (or what failed)."""
+    try:
+        out.send(work())
+    except BaseException as exc:  # the parent reports it
+        out.send(Failed(exc))
+    finally:
+        out.close()
+
+
+class Child:
+    """``target(*args, out)`` in a spawned process of its own (so it shares no GIL with the
+    measuring), which sends one report through ``out`` (``report_through``)."""
+
+    def __init__(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        self.name = name
+        context = multiprocessing.get_context("spawn")
+        self._receive, send = context.Pipe(duplex=False)
+        self.process = context.Process(target=target, name=name, daemon=True,
+                                       args=(*args, send))
+        self.process.start()
+        send.close()
+
+    def reported(self, timeout: float = 0.0) -> bool:
+        """Whether its report (or its end) is there to read, waiting up to ``timeout``."""
+        return self._receive.poll(timeout)
+
+    def receive(self) -> Any:
+        """Its report; BenchError when it failed or died without one."""
+        try:
+            report = self._receive.recv()
+        except EOFError:
+            raise BenchError(f"the {self.name} died (exit code {self.process.exitcode})") from None
+        self.process.join(10)
+        if isinstance(report, Failed):
+            raise BenchError(f"the {self.name} failed: {report.message}")
+        return report
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        self._receive.close()
 
 
 class Service:
@@ -163,5 +382,20 @@ class Service:
         if code is not None:
             raise BenchError(f"{self.name} exited with code {code}:\n{self.tail()}")
 
+    def wait_log(self, text: str, timeout: float) -> None:
+        """Wait until its log holds ``text``; BenchError if it dies or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name} did not log {text!r} within {timeout:.0f} s:\n"
+                                 + self.tail())
+            time.sleep(0.05)
+
     def stop(self, timeout: float = 30.0) -> None:
         stop_process(self.process, self.name, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL it if it still runs (the last resort of a run's clean-up)."""
+        if self.process.poll() is None:
+            self.process.kill()

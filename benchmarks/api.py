@@ -52,7 +52,6 @@ import importlib.util
 import logging
 import math
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -66,13 +65,30 @@ from typing import Any
 import httpx
 import psycopg
 
-from api._history import history_range, points_query
-from benchmarks._common import DEFAULT_ADMIN_URL, BenchError, database, percentile, run_main
+from api import history_range, points_query
+from benchmarks._common import (
+    BenchError,
+    add_keep,
+    admin_url,
+    bench_parser,
+    database,
+    discard,
+    figure_table,
+    figures,
+    fmt,
+    met,
+    passed_on,
+    percentile,
+    refuse,
+    run_main,
+    service_env,
+    settings_line,
+)
 from benchmarks._common import Service as _Process
 from core import channels
 from core.city import City, load_city
 from core.clock import Clock
-from core.db import migrate
+from core.db import migrate, queries
 from core.registry import sync_registry
 from core.status import LotStatus
 from parkleit.embedded import LOOPBACK, free_port
@@ -311,31 +327,19 @@ def _seed(conn: psycopg.Connection[Any], city: City, now: datetime, days: int) -
     # visibility map lets the history be read from the index alone, and the load is on disk
     # rather than being written out while the benchmark measures.
     began = time.monotonic()
-    conn.execute("VACUUM ANALYZE lot_occupancy")
+    q = queries("benchmarks")
+    conn.execute(q["api_vacuum_history"])
     try:
-        conn.execute("CHECKPOINT")
+        conn.execute(q["checkpoint"])
     except psycopg.errors.InsufficientPrivilege:
         logger.warning("no privilege for CHECKPOINT: the load may be written out meanwhile")
     logger.info("VACUUM ANALYZE and CHECKPOINT in %.1f s", time.monotonic() - began)
     # Every lot counted a minute ago, with the numbers of its newest history row.
-    conn.execute(
-        "UPDATE lot_state AS s SET free = o.free, occupied = o.occupied, status = 'open',"
-        " updated = %(updated)s, quality = 1"
-        " FROM (SELECT DISTINCT ON (lot_id) lot_id, free, occupied FROM lot_occupancy"
-        "       ORDER BY lot_id, time DESC) AS o"
-        " WHERE o.lot_id = s.lot_id", {"updated": now - timedelta(minutes=1)})
+    conn.execute(q["api_live_counts"], {"updated": now - timedelta(minutes=1)})
     # A run every 15 minutes over the last day, as the forecast service writes them.
-    conn.execute(
-        "INSERT INTO forecasts (time, lot_id, horizon_min, target_time, free, free_p10,"
-        " free_p90, p_space, model)"
-        " SELECT r.time, l.lot_id, h.horizon, r.time + make_interval(mins => h.horizon),"
-        "        l.capacity * 0.4, l.capacity * 0.3, l.capacity * 0.5, 0.97, 'bench'"
-        " FROM lots AS l"
-        " CROSS JOIN generate_series(%(now)s - INTERVAL '1 day', %(now)s,"
-        "                            INTERVAL '15 minutes') AS r (time)"
-        " CROSS JOIN unnest(%(horizons)s::int[]) AS h (horizon)",
-        {"now": now - timedelta(minutes=5), "horizons": list(FORECAST_HORIZONS)})
-    conn.execute("ANALYZE forecasts")
+    conn.execute(q["api_forecast_runs"],
+                 {"now": now - timedelta(minutes=5), "horizons": list(FORECAST_HORIZONS)})
+    conn.execute(q["api_analyze_forecasts"])
     return report.rows
 
 
@@ -406,14 +410,7 @@ class Result:
     settings: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        def rounded(value: Any) -> Any:
-            if isinstance(value, float):
-                return round(value, 3)
-            if isinstance(value, list):
-                return [rounded(item) for item in value]
-            return value
-
-        return {key: rounded(value) for key, value in self.__dict__.items()}
+        return figures(self)
 
 
 def _uvicorn_implementation() -> str:
@@ -425,26 +422,22 @@ def _uvicorn_implementation() -> str:
 
 def run(args: argparse.Namespace) -> Result:
     """One benchmark run; raises BenchError when the benchmark itself fails."""
-    admin_url = os.environ.get("PARKLEIT_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
     result = Result(days=args.days, concurrency=args.concurrency, rate=args.rate,
                     server=_uvicorn_implementation(), load_average_start=list(os.getloadavg()))
-    result.settings = {k: v for k, v in sorted(os.environ.items())
-                       if k.startswith("PARKLEIT_API_")}
+    result.settings = passed_on(("PARKLEIT_API_",))
     tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-api-"))
     servers: list[Server] = []
     try:
         city = load_city(CITY)
-        with database(admin_url) as db_url:
+        with database(admin_url()) as db_url:
             now = Clock().now()
             with psycopg.connect(db_url, autocommit=True) as conn:
                 migrate(conn)
                 result.history_rows = _seed(conn, city, now, args.days)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
-                   or k.startswith("PARKLEIT_API_")}
-            env |= {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_CITY": CITY,
-                    "PARKLEIT_API_RATE_PER_IP": "0",
-                    # every stream comes from 127.0.0.1
-                    "PARKLEIT_API_STREAM_MAX_PER_IP": str(max(20, args.streams))}
+            env = service_env(("PARKLEIT_API_",), DATABASE_URL=db_url, CITY=CITY,
+                              API_RATE_PER_IP="0",
+                              # every stream comes from 127.0.0.1
+                              API_STREAM_MAX_PER_IP=str(max(20, args.streams)))
             app_port, reference_port = free_port(), free_port()
             servers.append(Server("parkleit api", ["parkleit", "api", "--port", str(app_port)],
                                   env, tmp / "api.log", app_port))
@@ -464,12 +457,8 @@ def run(args: argparse.Namespace) -> Result:
                 result.history_database_ms = seconds * 1000
     finally:
         for server in servers:
-            if server.process.poll() is None:
-                server.process.kill()
-        if args.keep:
-            logger.info("kept %s", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            server.kill()
+        discard(tmp, args.keep)
     result.load_average = list(os.getloadavg())
     return result
 
@@ -580,8 +569,8 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
                 free = sent % (lot.capacity + 1)
                 status = LotStatus(lot.id, free, lot.capacity - free, lot.capacity, "open",
                                    Clock().now(), 1.0)
-                await conn.execute("SELECT pg_notify(%s, %s)", (
-                    channels.LOT_STATE, status.notification(city.city.id)))
+                await conn.execute(queries("benchmarks")["notify"], {
+                    "channel": channels.LOT_STATE, "payload": status.notification(city.city.id)})
                 sent += 1
                 await asyncio.sleep(max(0.0, began + sent / args.events - loop.time()))
 
@@ -613,16 +602,11 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:,.{digits}f}"
+    return fmt(value, digits)
 
 
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target and its reference."""
-
-    def met(ok: bool | None) -> str:
-        return "" if ok is None else ("yes" if ok else "NO")
 
     def ratio(value: float | None, reference: float | None) -> float | None:
         return None if value is None or not reference else value / reference
@@ -677,13 +661,8 @@ def table(result: Result) -> str:
         ]
     head = (f"parkleit API benchmark: Zeitz, {result.history_rows:,} history rows "
             f"({result.days} days); {result.server}")
-    width = max(len(line[0]) for line in lines)
-    out = [head, "",
-           f"{'figure':<{width}}  {'measured':>9}  {'target':<6}  {'met':<3}  "
-           "reference (constant JSON)",
-           f"{'-' * width}  {'-' * 9}  {'-' * 6}  ---  {'-' * 25}"]
-    out += [f"{label:<{width}}  {value:>9}  {target:<6}  {ok:<3}  {ref}".rstrip()
-            for label, value, target, ok, ref in lines]
+    out = [head, "", *figure_table(lines, measured=9, target=6,
+                                   reference="reference (constant JSON)", rule=25)]
     out += [
         "",
         f"closed loop: {result.concurrency} clients; the load generator used "
@@ -703,16 +682,12 @@ def table(result: Result) -> str:
         + " ".join(f"{v:.2f}" for v in result.load_average_start) + "; at the end: "
         + " ".join(f"{v:.2f}" for v in result.load_average),
     ]
-    if result.settings:
-        out.append("settings: " + " ".join(f"{k}={v}" for k, v in result.settings.items()))
-    return "\n".join(out)
+    return "\n".join(out + settings_line(result.settings))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.api",
-                                     description="API requests/s and latency next to a "
-                                     "minimal FastAPI endpoint.")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = bench_parser("api", "API requests/s and latency next to a minimal FastAPI "
+                          "endpoint.")
     parser.add_argument("--days", type=int, default=365,
                         help="days of history to load and to ask for at 15m")
     parser.add_argument("--concurrency", type=int, default=8,
@@ -733,8 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lot status NOTIFYs a second while the streams are open")
     parser.add_argument("--only", choices=("all", "stream"), default="all",
                         help="stream: only /v1/lots at the fixed rate, idle and with streams")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (server logs)")
+    add_keep(parser, "server logs")
     parser.add_argument("--serve-reference", type=int, metavar="PORT",
                         help=argparse.SUPPRESS)  # the reference server's own process
     return parser
@@ -747,11 +721,9 @@ def main(argv: list[str] | None = None) -> int:
     if (args.days < 1 or args.concurrency < 1 or args.duration <= 0 or args.rate <= 0
             or args.rate_duration <= 0 or args.connections < 1 or args.history_requests < 0
             or args.streams < 0 or args.events <= 0):
-        print("benchmarks.api: --days, --concurrency and --connections must be >= 1, "
-              "--duration, --rate, --rate-duration and --events > 0, --history-requests "
-              "and --streams >= 0",
-              file=sys.stderr)
-        return 2
+        return refuse("api", "--days, --concurrency and --connections must be >= 1, "
+                      "--duration, --rate, --rate-duration and --events > 0, --history-requests "
+                      "and --streams >= 0")
     return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
                     log=logger, quiet=["httpx"])
 

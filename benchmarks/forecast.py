@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import multiprocessing
 import os
 import statistics
@@ -59,18 +58,21 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info, threadpool_limits  # type: ignore[import-untyped]
 
-from benchmarks._common import BenchError, run_main
+from benchmarks import _common as common
+from benchmarks._common import ROOT, BenchError, fmt
 from core.city import City, load_city
 from forecasting import (
     DataError,
+    Forecaster,
     GradientBoostingForecaster,
     Panel,
     ProfileAnomaly,
+    baselines,
+    evaluate,
     load_csv,
     panel_from_frame,
+    test_start,
 )
-from forecasting._baselines import Forecaster
-from forecasting._evaluate import baselines, evaluate, test_start
 from forecasting.birmingham import TIMEZONE as BIRMINGHAM_TIMEZONE
 from forecasting.birmingham import convert
 from simulators.demand import CitySimulation
@@ -81,7 +83,6 @@ __all__ = ["BenchError", "SimulationOracle", "birmingham_panel", "main", "run",
 
 logger = logging.getLogger("benchmarks.forecast")
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BIRMINGHAM = ROOT.parent / "shared" / "data" / "birmingham" / "dataset.csv"
 BIRMINGHAM_TEST_START = date(2016, 12, 13)
 BIRMINGHAM_HORIZONS = (30, 60, 120)  # a half-hourly feed: 15 minutes has ~50 scorable points
@@ -159,13 +160,8 @@ class SimulationOracle(Forecaster):
     def __init__(self, city: City, start: datetime, end: datetime, seed: int,
                  reps: int = ORACLE_REPS, horizons: tuple[int, ...] = HORIZONS,
                  workers: int = 2) -> None:
-        self.city = city
-        self.start = start
-        self.end = end
-        self.seed = seed
-        self.reps = reps
-        self.horizons = horizons
-        self.workers = workers
+        self.city, self.start, self.end, self.seed = city, start, end, seed
+        self.reps, self.horizons, self.workers = reps, horizons, workers
 
     def fit(self, history: Panel) -> SimulationOracle:
         """Fork the simulation at every origin after ``history`` and keep the medians."""
@@ -405,16 +401,6 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:,.{digits}f}"
-
-
-def _ok(value: bool | None) -> str:
-    return "" if value is None else ("yes" if value else "NO")
-
-
 def _rows(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(len(head))]
     lines = ["  ".join(f"{cell:>{width}}" for cell, width in zip(head, widths, strict=True))]
@@ -450,23 +436,24 @@ def _dataset_table(name: str, report: dict[str, Any], ratio: dict[str, float | N
     for horizon, entry in horizons.items():
         rate = {m: entry.get(m, {}).get("mae_rate") for m in _MODELS}
         coverage = entry.get("model", {}).get("coverage_80")
-        row = [f"{horizon} min", f"{entry['points']:,}", _fmt(rate["persistence"], 4)]
+        row = [f"{horizon} min", f"{entry['points']:,}", fmt(rate["persistence"], 4)]
         if reference:
-            row.append(_fmt(reference["persistence"].get(horizon), 4))
-        row += [_fmt(rate["seasonal_naive"], 4), _fmt(rate["profile_anomaly"], 4)]
+            row.append(fmt(reference["persistence"].get(horizon), 4))
+        row += [fmt(rate["seasonal_naive"], 4), fmt(rate["profile_anomaly"], 4)]
         if reference:
-            row.append(_fmt(reference["profile_anomaly"].get(horizon), 4))
+            row.append(fmt(reference["profile_anomaly"].get(horizon), 4))
         share = ratio.get(horizon)
-        row += [_fmt(rate["model"], 4), _fmt(share, 3),
-                _ok(None if share is None else share <= TARGET_RATIO),
-                _fmt(coverage, 3), _ok(None if coverage is None else low <= coverage <= high)]
+        row += [fmt(rate["model"], 4), fmt(share, 3),
+                common.met(None if share is None else share <= TARGET_RATIO),
+                fmt(coverage, 3),
+                common.met(None if coverage is None else low <= coverage <= high)]
         if floor:
-            row += [_fmt(rate["oracle"], 4), _fmt(floor.get(horizon), 3)]
+            row += [fmt(rate["oracle"], 4), fmt(floor.get(horizon), 3)]
         rows.append(row)
     out += ["", "MAE of the free rate (mean of per-lot MAE):", *_rows(head, rows)]
     head = ["horizon", "persistence", "seasonal naive", "profile+anomaly", "model",
             "oracle"][:len(models) + 1]
-    rows = [[f"{horizon} min", *(_fmt(entry.get(m, {}).get("mae"), 2) for m in models)]
+    rows = [[f"{horizon} min", *(fmt(entry.get(m, {}).get("mae"), 2) for m in models)]
             for horizon, entry in horizons.items()]
     out += ["", "MAE in free spaces (pooled over points):", *_rows(head, rows)]
     if floor:
@@ -493,28 +480,28 @@ def table(result: dict[str, Any]) -> str:
             out.append("(SOURCE.md: mean over 28 lots of per-lot rate MAE, same test week; "
                        "profile+anomaly there is weekday×slot profile + last deviation)")
         out.append("")
-    speed, met = result["speed"], result["targets"]["met"]
+    speed, done = result["speed"], result["targets"]["met"]
     out.append(f"speed: {speed['lots']} lots × {speed['days']} days at {speed['step_min']} "
                f"minutes (simulated {result['simulation']['city']}, copies with other seeds); "
                f"{speed['train_examples']:,} training examples")
     head = ["figure", "measured", "target", "met", "reference: profile+anomaly"]
     rows = [
-        ["fit (s)", _fmt(speed["train_s"], 2), f"< {TARGET_TRAIN_S:.0f}", _ok(met["train_s"]),
-         _fmt(speed["reference"]["profile_anomaly_fit_s"], 3)],
-        ["predict all lots × horizons (s)", _fmt(speed["predict_s"], 3),
-         f"< {TARGET_PREDICT_S:.0f}", _ok(met["predict_s"]),
-         _fmt(speed["reference"]["profile_anomaly_predict_s"], 3)],
+        ["fit (s)", fmt(speed["train_s"], 2), f"< {TARGET_TRAIN_S:.0f}",
+         common.met(done["train_s"]), fmt(speed["reference"]["profile_anomaly_fit_s"], 3)],
+        ["predict all lots × horizons (s)", fmt(speed["predict_s"], 3),
+         f"< {TARGET_PREDICT_S:.0f}", common.met(done["predict_s"]),
+         fmt(speed["reference"]["profile_anomaly_predict_s"], 3)],
     ]
     out += _rows(head, rows)
     machine = result["machine"]
     out.append(f"(predict: latest origin, horizons {', '.join(map(str, speed['horizons']))} "
                "min, point + 10-90 % interval + P(free space); median of "
-               f"{', '.join(_fmt(run, 3) for run in speed['predict_s_runs'])} s)")
+               f"{', '.join(fmt(run, 3) for run in speed['predict_s_runs'])} s)")
     threads = machine["threads"] or "library default"
     out.append(f"machine: {machine['cpus']} cores, OpenMP threads {machine['openmp_threads']} "
                f"(--threads: {threads}); load average (1/5/15 min) before "
-               f"{'/'.join(_fmt(v, 2) for v in machine['load_before'])}, after "
-               f"{'/'.join(_fmt(v, 2) for v in machine['load_after'])}")
+               f"{'/'.join(fmt(v, 2) for v in machine['load_before'])}, after "
+               f"{'/'.join(fmt(v, 2) for v in machine['load_after'])}")
     return "\n".join(out)
 
 
@@ -522,21 +509,16 @@ def table(result: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.forecast",
-                                     description="Forecast accuracy (Birmingham, simulated "
-                                     "Zeitz) and training/prediction time, next to the "
-                                     "baselines.")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = common.bench_parser("forecast", "Forecast accuracy (Birmingham, simulated Zeitz) "
+                                 "and training/prediction time, next to the baselines.")
     parser.add_argument("--birmingham", type=Path, default=None, metavar="PATH",
                         help="the Birmingham dataset.csv (default: ../shared/data/birmingham/"
                         "dataset.csv next to the project; skipped if absent)")
     parser.add_argument("--skip-birmingham", action="store_true")
     parser.add_argument("--zeitz-weeks", type=int, default=8,
                         help="simulated weeks of Zeitz (the last one is the test week)")
-    parser.add_argument("--train-lots", type=int, default=40,
-                        help="lots of the speed panel")
-    parser.add_argument("--train-days", type=int, default=90,
-                        help="days of the speed panel")
+    parser.add_argument("--train-lots", type=int, default=40, help="lots of the speed panel")
+    parser.add_argument("--train-days", type=int, default=90, help="days of the speed panel")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulation")
     parser.add_argument("--max-iter", type=int, default=MAX_ITER,
                         help=f"boosting iterations of the model (default {MAX_ITER}, as the "
@@ -562,8 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         args.birmingham = DEFAULT_BIRMINGHAM
     elif not args.skip_birmingham and not args.birmingham.is_file():
         parser.error(f"--birmingham {args.birmingham}: no such file")
-    return run_main(lambda: run(args), as_json=args.json, to_json=lambda result: result,
-                    table=table, log=logger)
+    return common.run_main(lambda: run(args), as_json=args.json,
+                           to_json=lambda result: result, table=table, log=logger)
 
 
 if __name__ == "__main__":

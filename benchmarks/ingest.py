@@ -46,16 +46,11 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import multiprocessing
 import multiprocessing.connection
-import os
 import re
 import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -71,20 +66,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from benchmarks._common import (
-    DEFAULT_ADMIN_URL,
-    BenchError,
-    NotifyListener,
-    database,
-    log_tail,
-    percentile,
-    run_main,
-    start_process,
-    stop_process,
-)
+from benchmarks import _common as common
+from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
 from core.city import City, load_city
-from core.db import migrate
+from core.db import migrate, queries
 from core.registry import sync_registry
+from core.settings import Settings
 from parkleit.embedded import LOOPBACK, PrivateBroker, free_port
 
 __all__ = ["BenchError", "Result", "city_toml", "main", "run"]
@@ -98,6 +85,7 @@ COUNTER_LOTS = 3
 LATENCY_SAMPLE_EVERY = 10
 TARGET_RATE = 5000.0
 TARGET_RATIO = 0.5
+PASSED_ON = ("PARKLEIT_INGEST_",)  # variables passed on to the workers
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)$")
 
@@ -134,51 +122,35 @@ def city_toml(city_id: str, bays: int, *, per_lot: int = BAYS_PER_LOT,
 def _publisher(mqtt_url: str, city_path: str, bays: int, messages: int, rate: float,
                seed: int, out: multiprocessing.connection.Connection) -> None:
     """Child process: ``run_load`` as fast as the broker takes it; the report goes to ``out``."""
-    from core.settings import Settings
     from simulators.load import run_load
 
-    try:
+    def load() -> dict[str, Any]:
         settings = Settings(MQTT_URL=mqtt_url, CITY=city_path)
         city = load_city(city_path)
         began = time.time()
         report = run_load(settings, city, rate=rate, bays=bays, duration=0, seed=seed,
                           max_messages=messages)
-        out.send({"published": report.published, "bay_messages": report.bay_messages,
-                   "counter_messages": report.counter_messages, "began": began,
-                   "unacknowledged": getattr(report, "unacknowledged", 0),
-                   "ended": time.time(), "elapsed_s": report.elapsed_s})
-    except BaseException as exc:  # the parent reports it
-        out.send({"error": f"{type(exc).__name__}: {exc}"})
-    finally:
-        out.close()
+        return {"published": report.published, "bay_messages": report.bay_messages,
+                "counter_messages": report.counter_messages, "began": began,
+                "unacknowledged": getattr(report, "unacknowledged", 0),
+                "ended": time.time(), "elapsed_s": report.elapsed_s}
+
+    common.report_through(out, load)
 
 
-class Publisher:
+class Publisher(common.Child):
     """``run_load`` in a process of its own, so it does not share a GIL with measuring."""
 
     def __init__(self, mqtt_url: str, city_path: Path, bays: int, messages: int,
                  rate: float, seed: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=_publisher, name="bench-publisher", daemon=True,
-            args=(mqtt_url, str(city_path), bays, messages, rate, seed, send))
-        self._process.start()
-        send.close()
+        super().__init__("publisher", _publisher, mqtt_url, str(city_path), bays, messages,
+                         rate, seed)
         self.report: dict[str, Any] | None = None
 
     def poll(self) -> dict[str, Any] | None:
         """The publisher's report once it is done; raises BenchError if it failed."""
-        if self.report is None and self._receive.poll():
-            try:
-                self.report = self._receive.recv()
-            except EOFError:
-                raise BenchError("the publisher exited without a report") from None
-            self._process.join(10)
-            if "error" in self.report:
-                raise BenchError(f"publisher failed: {self.report['error']}")
-        elif self.report is None and not self._process.is_alive() and not self._receive.poll():
-            raise BenchError(f"the publisher died (exit code {self._process.exitcode})")
+        if self.report is None and (self.reported() or not self.process.is_alive()):
+            self.report = self.receive()
         return self.report
 
     def wait(self, timeout: float) -> dict[str, Any]:
@@ -188,12 +160,6 @@ class Publisher:
                 raise BenchError(f"the publisher did not finish within {timeout:.0f} s")
             time.sleep(0.05)
         return report
-
-    def close(self) -> None:
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-        self._receive.close()
 
 
 # --------------------------------------------------------------------------- reference
@@ -287,48 +253,22 @@ def measure_reference(broker: PrivateBroker, city: City, city_path: Path, *, bay
              "p50_ms": None, "p99_ms": None}
     if subscriber.latencies and not backlog:
         ordered = sorted(subscriber.latencies)
-        found["p50_ms"] = percentile(ordered, 0.5) * 1000
-        found["p99_ms"] = percentile(ordered, 0.99) * 1000
+        found["p50_ms"] = common.percentile(ordered, 0.5) * 1000
+        found["p99_ms"] = common.percentile(ordered, 0.99) * 1000
     return found
 
 
 # --------------------------------------------------------------------------- ingest workers
 
 
-@dataclass
-class Worker:
-    """One ``parkleit ingest`` process."""
+class Worker(Service):
+    """One ``parkleit ingest`` process, with its metrics port."""
 
-    index: int
-    log: Path
-    metrics_port: int
-    process: subprocess.Popen[bytes]
-    peak_rss_kb: int = 0
-
-    @classmethod
-    def start(cls, index: int, env: dict[str, str], log: Path) -> Worker:
-        port = free_port()
+    def __init__(self, index: int, env: dict[str, str], log: Path) -> None:
+        self.index, self.metrics_port, self.peak_rss_kb = index, free_port(), 0
         env = {**env, "PARKLEIT_INGEST_CLIENT_ID": f"bench-ingest-{index + 1}",
-               "PARKLEIT_INGEST_METRICS_PORT": str(port)}
-        return cls(index, log, port, start_process(["parkleit", "ingest"], env, log))
-
-    def tail(self, lines: int = 20) -> str:
-        return log_tail(self.log, lines)
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise BenchError(f"ingest worker {self.index + 1} exited with code {code}:\n"
-                             + self.tail())
-
-    def wait_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log.read_text(errors="replace"):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"ingest worker {self.index + 1} did not log {text!r} within "
-                                 f"{timeout:.0f} s:\n" + self.tail())
-            time.sleep(0.05)
+               "PARKLEIT_INGEST_METRICS_PORT": str(self.metrics_port)}
+        super().__init__(f"ingest worker {index + 1}", ["parkleit", "ingest"], env, log)
 
     def metrics(self) -> dict[str, float]:
         """Its Prometheus metrics (label-less sums per name)."""
@@ -344,15 +284,8 @@ class Worker:
 
     def read_peak_rss(self) -> int:
         """VmHWM of the process in kB (the kernel's peak resident set size)."""
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-            match = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.MULTILINE)
-            if match:
-                self.peak_rss_kb = int(match[1])
+        self.peak_rss_kb = common.status_kb(self.process.pid, "VmHWM") or self.peak_rss_kb
         return self.peak_rss_kb
-
-    def stop(self, timeout: float = 30.0) -> None:
-        stop_process(self.process, f"ingest worker {self.index + 1}", timeout)
 
 
 def _metric(workers: list[Worker], name: str) -> float:
@@ -399,20 +332,11 @@ class Result:
     settings: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        def rounded(value: Any) -> Any:
-            if isinstance(value, float):
-                return round(value, 3)
-            if isinstance(value, list):
-                return [rounded(v) for v in value]
-            return value
-
-        return {k: rounded(v) for k, v in self.__dict__.items()}
+        return common.figures(self)
 
 
 def _counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM bay_events),"
-        " (SELECT count(*) FROM lot_occupancy WHERE source = 'counter')").fetchone()
+    row = conn.execute(queries("benchmarks")["ingest_rows_written"]).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -420,10 +344,7 @@ def _counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 def _wait_subscribed(workers: list[Worker], broker: PrivateBroker, city: City,
                      timeout: float) -> None:
     """Publish probes (unknown bay: dead letters) until every worker has received one."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe",
-                         protocol=mqtt.MQTTv5)
-    client.connect(LOOPBACK, broker.port)
-    client.loop_start()
+    client = common.connected(broker.url, "bench-probe")
     try:
         deadline = time.monotonic() + timeout
         probe = 0
@@ -455,36 +376,15 @@ def _latency(conn: psycopg.Connection[Any], notes: list[tuple[float, str]]) -> d
             if body.get("updated"):
                 rows.append((datetime.fromtimestamp(arrival, UTC), body["lot_id"],
                              datetime.fromisoformat(body["updated"])))
-    conn.execute("CREATE TEMP TABLE bench_notes (arrival timestamptz, lot_id text,"
-                 " updated timestamptz)")
-    with conn.cursor() as cur, cur.copy(
-            "COPY bench_notes (arrival, lot_id, updated) FROM STDIN") as copy:
+    conn.execute(queries("benchmarks")["notes_table"])
+    with conn.cursor() as cur, cur.copy(queries("benchmarks")["notes_copy"]) as copy:
         for row in rows:
             copy.write_row(row)
-    conn.execute(
-        "CREATE TEMP TABLE bench_tx AS"
-        " SELECT e.received, min(n.arrival) AS committed"
-        " FROM bench_notes n JOIN bays b ON b.lot_id = n.lot_id"
-        " JOIN bay_events e ON e.bay_id = b.bay_id AND e.time = n.updated"
-        " GROUP BY e.received")
-    conn.execute("ANALYZE bench_tx")
-    offset_row = conn.execute(
-        "SELECT coalesce(percentile_cont(0.5) WITHIN GROUP"
-        " (ORDER BY extract(epoch FROM committed - received)), 0) FROM bench_tx").fetchone()
+    conn.execute(queries("benchmarks")["commit_times"])
+    offset_row = conn.execute(queries("benchmarks")["commit_offset"]).fetchone()
     assert offset_row is not None
-    found = conn.execute(
-        "WITH lat AS ("
-        "  SELECT e.time AS published,"
-        "         coalesce(t.committed, e.received + make_interval(secs => %(offset)s))"
-        "           AS committed,"
-        "         t.committed IS NOT NULL AS exact"
-        "  FROM bay_events e LEFT JOIN bench_tx t USING (received))"
-        " SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
-        "          (ORDER BY extract(epoch FROM committed - published)),"
-        "        max(extract(epoch FROM committed - published)),"
-        "        avg(exact::int), min(published), max(committed),"
-        "        (SELECT min(received) FROM bay_events)"
-        " FROM lat", {"offset": float(offset_row[0])}).fetchone()
+    found = conn.execute(queries("benchmarks")["publish_to_commit"],
+                         {"offset": float(offset_row[0])}).fetchone()
     assert found is not None
     (p50, p99), worst, exact, first, last, first_received = found
     return {"p50_ms": float(p50) * 1000, "p99_ms": float(p99) * 1000,
@@ -494,68 +394,56 @@ def _latency(conn: psycopg.Connection[Any], notes: list[tuple[float, str]]) -> d
 
 def run(args: argparse.Namespace) -> Result:
     """One benchmark run; raises BenchError when the benchmark itself fails."""
-    admin_url = os.environ.get("PARKLEIT_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
     result = Result(messages=args.messages, bays=args.bays, workers=args.workers,
                     mode="backlog" if args.backlog else "live")
-    result.settings = {k: v for k, v in sorted(os.environ.items())
-                       if k.startswith("PARKLEIT_INGEST_")}
-    tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-"))
+    result.settings = common.passed_on(PASSED_ON)
     workers: list[Worker] = []
-    broker = PrivateBroker(tmp / "broker", backend="mosquitto")
-    try:
-        city_path = tmp / f"{CITY_ID}.toml"
-        city_path.write_text(city_toml(CITY_ID, args.bays), encoding="utf-8")
-        city = load_city(str(city_path))
+    with (common.workdir("parkleit-bench-", args.keep) as tmp,
+          common.private_broker(tmp / "broker") as broker):
         try:
-            broker.start()
-        except RuntimeError as exc:
-            raise BenchError(str(exc)) from None
-        logger.info("broker %s (%s, tuned config)", broker.url, broker.backend)
-        with database(admin_url) as db_url:
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                migrate(conn)
-                sync_registry(conn, city)
-            logger.info("city %s: %d lots, %d bays", city.id, len(city.lots),
-                        sum(1 for _ in city.bays()))
-
-            if not args.no_reference:
-                logger.info("reference: do-nothing subscriber, %d messages", args.messages)
-                ref = measure_reference(broker, city, city_path, bays=args.bays,
-                                        messages=args.messages, seed=args.seed + 1,
-                                        idle_timeout=args.idle_timeout,
-                                        backlog=args.backlog, rate=args.rate)
-                result.reference_rate = ref["rate"]
-                result.reference_publisher_rate = ref["publisher_rate"]
-                result.reference_p50_ms = ref["p50_ms"]
-                result.reference_p99_ms = ref["p99_ms"]
-                logger.info("reference: %.0f msg/s received (publisher %.0f msg/s)",
-                            ref["rate"], ref["publisher_rate"])
-
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
-                   or k.startswith("PARKLEIT_INGEST_")}
-            env.update({"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_MQTT_URL": broker.url,
-                        "PARKLEIT_CITY": str(city_path)})
-            try:
-                _ingest_phase(args, result, broker, city, city_path, db_url, env, tmp,
-                              workers)
-            finally:
-                for worker in workers:
-                    worker.stop()
-    finally:
-        for worker in workers:
-            if worker.process.poll() is None:
-                worker.process.kill()
-        broker.stop()
-        if args.keep:
-            logger.info("kept %s", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            city_path = tmp / f"{CITY_ID}.toml"
+            city_path.write_text(city_toml(CITY_ID, args.bays), encoding="utf-8")
+            city = load_city(str(city_path))
+            logger.info("broker %s (%s, tuned config)", broker.url, broker.backend)
+            with common.database(common.admin_url()) as db_url:
+                with psycopg.connect(db_url, autocommit=True) as conn:
+                    migrate(conn)
+                    sync_registry(conn, city)
+                logger.info("city %s: %d lots, %d bays", city.id, len(city.lots),
+                            sum(1 for _ in city.bays()))
+                if not args.no_reference:
+                    _reference_phase(args, result, broker, city, city_path)
+                env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
+                                  CITY=str(city_path))
+                try:
+                    _ingest_phase(args, result, broker, city, city_path, db_url, env, tmp,
+                                  workers)
+                finally:
+                    for worker in workers:
+                        worker.stop()
+        finally:
+            for worker in workers:
+                worker.kill()
     return result
+
+
+def _reference_phase(args: argparse.Namespace, result: Result, broker: PrivateBroker,
+                     city: City, city_path: Path) -> None:
+    logger.info("reference: do-nothing subscriber, %d messages", args.messages)
+    ref = measure_reference(broker, city, city_path, bays=args.bays, messages=args.messages,
+                            seed=args.seed + 1, idle_timeout=args.idle_timeout,
+                            backlog=args.backlog, rate=args.rate)
+    result.reference_rate = ref["rate"]
+    result.reference_publisher_rate = ref["publisher_rate"]
+    result.reference_p50_ms = ref["p50_ms"]
+    result.reference_p99_ms = ref["p99_ms"]
+    logger.info("reference: %.0f msg/s received (publisher %.0f msg/s)",
+                ref["rate"], ref["publisher_rate"])
 
 
 def _start_workers(args: argparse.Namespace, env: dict[str, str], tmp: Path,
                    workers: list[Worker], round_: int = 1) -> None:
-    workers[:] = [Worker.start(i, env, tmp / f"ingest-{i + 1}.{round_}.log")
+    workers[:] = [Worker(i, env, tmp / f"ingest-{i + 1}.{round_}.log")
                   for i in range(args.workers)]
     for worker in workers:
         worker.wait_log("connected to MQTT", 60)
@@ -651,12 +539,7 @@ def _measure_ingest(args: argparse.Namespace, result: Result, publisher: Publish
         result.unacknowledged = int(report.get("unacknowledged", 0))
         result.publisher_rate = published / max(report["elapsed_s"], 1e-9)
         result.redelivered = int(written) - published
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM bay_events),"
-            " (SELECT count(DISTINCT (bay_id, time)) FROM bay_events),"
-            " (SELECT count(*) FROM lot_occupancy WHERE source = 'counter'),"
-            " (SELECT count(DISTINCT (lot_id, time)) FROM lot_occupancy"
-            "  WHERE source = 'counter')").fetchone()
+        row = conn.execute(queries("benchmarks")["ingest_rows_distinct"]).fetchone()
         assert row is not None
         bay_rows, bay_distinct, counter_rows, counter_distinct = (int(v) for v in row)
         distinct = bay_distinct + counter_distinct
@@ -687,51 +570,36 @@ def _measure_ingest(args: argparse.Namespace, result: Result, publisher: Publish
 # --------------------------------------------------------------------------- output
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:,.{digits}f}"
-
-
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target and its reference."""
-
-    def met(ok: bool | None) -> str:
-        return "" if ok is None else ("yes" if ok else "NO")
-
     backlog = result.mode == "backlog"
     span = "first commit to last commit" if backlog else "first publish to last commit"
     ratio_ok = None if result.ratio is None else result.ratio >= TARGET_RATIO
     # (figure, measured, target, met, reference: the do-nothing subscriber's figure)
     lines = [
-        ("messages written / s", _fmt(result.rate), f"≥ {TARGET_RATE:,.0f}",
-         met(result.rate >= TARGET_RATE), f"{_fmt(result.reference_rate)} received / s"),
-        ("ratio to the reference", _fmt(result.ratio, 2), f"≥ {TARGET_RATIO:.2f}",
+        ("messages written / s", fmt(result.rate), f"≥ {TARGET_RATE:,.0f}",
+         met(result.rate >= TARGET_RATE), f"{fmt(result.reference_rate)} received / s"),
+        ("ratio to the reference", fmt(result.ratio, 2), f"≥ {TARGET_RATIO:.2f}",
          met(ratio_ok), ""),
         ("lost", f"{result.lost:,}", "0", met(result.lost == 0), ""),
         ("duplicated", f"{result.duplicated:,}", "0", met(result.duplicated == 0), ""),
         ("redelivered", f"{result.redelivered:,}", "", "", ""),
-        ("latency p50, publish → commit (ms)", _fmt(result.p50_ms), "", "",
-         f"{_fmt(result.reference_p50_ms)} publish → receive"),
-        ("latency p99, publish → commit (ms)", _fmt(result.p99_ms), "", "",
-         f"{_fmt(result.reference_p99_ms)} publish → receive"),
-        ("peak RSS per worker (MB)", _fmt(result.peak_rss_mb, 1), "", "", ""),
+        ("latency p50, publish → commit (ms)", fmt(result.p50_ms), "", "",
+         f"{fmt(result.reference_p50_ms)} publish → receive"),
+        ("latency p99, publish → commit (ms)", fmt(result.p99_ms), "", "",
+         f"{fmt(result.reference_p99_ms)} publish → receive"),
+        ("peak RSS per worker (MB)", fmt(result.peak_rss_mb, 1), "", "", ""),
     ]
     head = (f"parkleit ingest benchmark ({result.mode}): {result.published:,} messages "
             f"({result.bay_messages:,} bay, {result.counter_messages:,} counter) from "
             f"{result.bays:,} bays, {result.workers} ingest worker(s)")
-    width = max(len(line[0]) for line in lines)
-    out = [head, "",
-           f"{'figure':<{width}}  {'measured':>9}  {'target':<8}  {'met':<3}  "
-           "reference (do-nothing subscriber)",
-           f"{'-' * width}  {'-' * 9}  {'-' * 8}  ---  {'-' * 33}"]
-    out += [f"{label:<{width}}  {value:>9}  {target:<8}  {ok:<3}  {ref}".rstrip()
-            for label, value, target, ok, ref in lines]
+    out = [head, "", *common.figure_table(lines, measured=9, target=8,
+                                   reference="reference (do-nothing subscriber)", rule=33)]
     out += [
         "",
         f"{span}: {result.elapsed_s:.1f} s for {result.rows:,} rows; publisher "
         f"{result.publisher_rate:,.0f} msg/s (in the reference run "
-        f"{_fmt(result.reference_publisher_rate)} msg/s)",
+        f"{fmt(result.reference_publisher_rate)} msg/s)",
         f"superseded counter readings: {result.superseded:,}; dead letters: "
         f"{result.dead_letters:,} (probes); database errors: {result.db_errors:,}; queue "
         f"full: {result.queue_full:,}; unacknowledged to the publisher: "
@@ -742,16 +610,12 @@ def table(result: Result) -> str:
                    "the rest estimated from their transaction start; latency includes the "
                    "publisher's own queue (up to 5,000 unacknowledged messages), as the "
                    "reference's does")
-    if result.settings:
-        out.append("settings: " + " ".join(f"{k}={v}" for k, v in result.settings.items()))
-    return "\n".join(out)
+    return "\n".join(out + common.settings_line(result.settings))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest",
-                                     description="Ingest throughput next to a do-nothing "
-                                     "MQTT subscriber.")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = common.bench_parser("ingest", "Ingest throughput next to a do-nothing MQTT "
+                                 "subscriber.")
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--bays", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1)
@@ -766,19 +630,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "they drain a backlog with no publisher sharing the CPU (no latency)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the do-nothing subscriber (no ratio)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (logs, city, broker)")
+    common.add_keep(parser, "logs, city, broker")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.messages < 1 or args.bays < 1 or args.workers < 1 or args.rate < 0:
-        print("benchmarks.ingest: --messages, --bays and --workers must be >= 1, --rate >= 0",
-              file=sys.stderr)
-        return 2
-    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
-                    log=logger)
+        return common.refuse("ingest", "--messages, --bays and --workers must be >= 1, "
+                             "--rate >= 0")
+    return common.run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict,
+                           table=table, log=logger)
 
 
 if __name__ == "__main__":

@@ -34,36 +34,23 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 
-from benchmarks._common import (
-    DEFAULT_ADMIN_URL,
-    BenchError,
-    NotifyListener,
-    database,
-    percentile,
-    run_main,
-)
-from benchmarks._common import Service as _Process
+from benchmarks import _common as common
+from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
 from core.city import load_city
 from core.clock import Clock
 from core.db import migrate
 from core.registry import sync_registry
-from core.settings import Settings
 from parkleit.embedded import PrivateBroker
 from signage.ntcip import SourceMode
-from simulators._mqtt import mqtt_client
 from simulators.signs_ntcip import NtcipSignSimulator, SignModel
 
 __all__ = ["Result", "city_toml", "main", "run"]
@@ -74,6 +61,7 @@ CITY_ID = "benchsigns"
 LOT_ID = f"{CITY_ID}-lot"
 BAYS = 20
 TARGET_P95_MS = 1000.0
+PASSED_ON = ("PARKLEIT_INGEST_", "PARKLEIT_SIGNAGE_")  # variables passed on to the services
 _T = TypeVar("_T")
 
 
@@ -90,6 +78,26 @@ def city_toml(sign_addresses: list[str]) -> str:
             f'lines = [{{ lots = ["{LOT_ID}"], label = "Parkplatz", arrow = "straight" }}]\n'
             "display = { wiggle = 0 }\n")
     return "\n".join(parts)
+
+
+@dataclass
+class Result:
+    """Every figure of one run (milliseconds)."""
+
+    updates: int
+    signs: int
+    missed: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    max_ms: float | None = None
+    reference_p50_ms: float | None = None
+    reference_p95_ms: float | None = None
+    signage_p50_ms: float | None = None
+    signage_p95_ms: float | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return common.figures(self, 1)
 
 
 class SignWatch:
@@ -148,43 +156,6 @@ class SignWatch:
         self._loop.close()
 
 
-class Service(_Process):
-    """One ``parkleit`` subcommand as a process, its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        super().__init__(name, ["parkleit", *args], env, log)
-
-    def wait_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log.read_text(errors="replace"):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name} did not log {text!r} within {timeout:.0f} s:\n"
-                                 + self.tail())
-            time.sleep(0.05)
-
-
-@dataclass
-class Result:
-    """Every figure of one run (milliseconds)."""
-
-    updates: int
-    signs: int
-    missed: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    max_ms: float | None = None
-    reference_p50_ms: float | None = None
-    reference_p95_ms: float | None = None
-    signage_p50_ms: float | None = None
-    signage_p95_ms: float | None = None
-    settings: dict[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {key: round(value, 1) if isinstance(value, float) else value
-                for key, value in self.__dict__.items()}
-
-
 def _note_time(listener: NotifyListener, since: float, free: int, timeout: float) -> float | None:
     """When the first notification after ``since`` of the lot with ``free`` arrived."""
     deadline = time.monotonic() + timeout
@@ -203,63 +174,50 @@ def _quantiles(values: list[float]) -> tuple[float | None, float | None]:
     ordered = sorted(values)
     if not ordered:
         return None, None
-    return percentile(ordered, 0.5) * 1000, percentile(ordered, 0.95) * 1000
+    return common.percentile(ordered, 0.5) * 1000, common.percentile(ordered, 0.95) * 1000
 
 
 def run(args: argparse.Namespace) -> Result:
     """One benchmark run; raises BenchError when the benchmark itself fails."""
-    admin_url = os.environ.get("PARKLEIT_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL)
     result = Result(updates=0, signs=args.signs)
-    result.settings = {k: v for k, v in sorted(os.environ.items())
-                       if k.startswith(("PARKLEIT_INGEST_", "PARKLEIT_SIGNAGE_"))}
-    tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-signage-"))
-    broker = PrivateBroker(tmp / "broker", backend="mosquitto")
-    watch = SignWatch(args.signs)
+    result.settings = common.passed_on(PASSED_ON)
     services: list[Service] = []
-    try:
+    with (common.workdir("parkleit-bench-signage-", args.keep) as tmp,
+          common.private_broker(tmp / "broker") as broker,
+          contextlib.closing(SignWatch(args.signs)) as watch):
         try:
-            broker.start()
-        except RuntimeError as exc:
-            raise BenchError(str(exc)) from None
-        city_path = tmp / f"{CITY_ID}.toml"
-        city_path.write_text(city_toml(watch.start()), encoding="utf-8")
-        city = load_city(str(city_path))
-        with database(admin_url) as db_url:
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                migrate(conn)
-                sync_registry(conn, city)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
-                   or k.startswith(("PARKLEIT_INGEST_", "PARKLEIT_SIGNAGE_"))}
-            env |= {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_MQTT_URL": broker.url,
-                    "PARKLEIT_CITY": str(city_path), "PARKLEIT_INGEST_METRICS_PORT": "0",
-                    "PARKLEIT_SIGNAGE_METRICS_PORT": "0"}
-            services.append(Service("ingest", ["ingest"], env, tmp / "ingest.log"))
-            services.append(Service("signage", ["signage"], env, tmp / "signage.log"))
-            services[0].wait_log("connected to MQTT", 60)
-            services[1].wait_log("serving", 60)
-            listener = NotifyListener(db_url)
-            try:
-                _measure(args, result, broker, watch, listener, services)
-            finally:
-                listener.close()
-                for service in services:
-                    service.stop()
-    finally:
-        for service in services:
-            if service.process.poll() is None:
-                service.process.kill()
-        watch.close()
-        broker.stop()
-        if args.keep:
-            logger.info("kept %s", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            city_path = tmp / f"{CITY_ID}.toml"
+            city_path.write_text(city_toml(watch.start()), encoding="utf-8")
+            city = load_city(str(city_path))
+            with common.database(common.admin_url()) as db_url:
+                with psycopg.connect(db_url, autocommit=True) as conn:
+                    migrate(conn)
+                    sync_registry(conn, city)
+                env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
+                                  CITY=str(city_path), INGEST_METRICS_PORT="0",
+                                  SIGNAGE_METRICS_PORT="0")
+                services.append(Service("ingest", ["parkleit", "ingest"], env,
+                                        tmp / "ingest.log"))
+                services.append(Service("signage", ["parkleit", "signage"], env,
+                                        tmp / "signage.log"))
+                services[0].wait_log("connected to MQTT", 60)
+                services[1].wait_log("serving", 60)
+                listener = NotifyListener(db_url)
+                try:
+                    _measure(args, result, broker, watch, listener, services)
+                finally:
+                    listener.close()
+                    for service in services:
+                        service.stop()
+        finally:
+            for service in services:
+                service.kill()
     return result
 
 
 def _measure(args: argparse.Namespace, result: Result, broker: PrivateBroker, watch: SignWatch,
              listener: NotifyListener, services: list[Service]) -> None:
-    client = mqtt_client(Settings(MQTT_URL=broker.url), "bench-signage-publisher")
+    client = common.connected(broker.url, "bench-signage-publisher")
     occupied = [False] * BAYS
 
     def publish(bay: int) -> float:
@@ -314,64 +272,51 @@ def _measure(args: argparse.Namespace, result: Result, broker: PrivateBroker, wa
         client.loop_stop()
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.0f}"
-
-
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target and its reference."""
-    met = "" if result.p95_ms is None else ("yes" if result.p95_ms < TARGET_P95_MS else "NO")
+    p95_ok = None if result.p95_ms is None else result.p95_ms < TARGET_P95_MS
     lines = [
-        ("latency p50, publish → sign (ms)", _fmt(result.p50_ms), "", "",
-         f"{_fmt(result.reference_p50_ms)} publish → commit"),
-        ("latency p95, publish → sign (ms)", _fmt(result.p95_ms),
-         f"< {TARGET_P95_MS:,.0f}", met, f"{_fmt(result.reference_p95_ms)} publish → commit"),
-        ("latency max (ms)", _fmt(result.max_ms), "", "", ""),
-        ("signage share p50, commit → sign (ms)", _fmt(result.signage_p50_ms), "", "", ""),
-        ("signage share p95, commit → sign (ms)", _fmt(result.signage_p95_ms), "", "", ""),
-        ("updates missed", f"{result.missed:,}", "0", "yes" if not result.missed else "NO", ""),
+        ("latency p50, publish → sign (ms)", fmt(result.p50_ms), "", "",
+         f"{fmt(result.reference_p50_ms)} publish → commit"),
+        ("latency p95, publish → sign (ms)", fmt(result.p95_ms),
+         f"< {TARGET_P95_MS:,.0f}", met(p95_ok),
+         f"{fmt(result.reference_p95_ms)} publish → commit"),
+        ("latency max (ms)", fmt(result.max_ms), "", "", ""),
+        ("signage share p50, commit → sign (ms)", fmt(result.signage_p50_ms), "", "", ""),
+        ("signage share p95, commit → sign (ms)", fmt(result.signage_p95_ms), "", "", ""),
+        ("updates missed", f"{result.missed:,}", "0", met(not result.missed), ""),
     ]
-    width = max(len(line[0]) for line in lines)
     out = [f"parkleit signage benchmark: {result.updates:,} updates (bay message → new count) "
            f"on {result.signs} NTCIP sign(s), MQTT → ingest → signage → sign", "",
-           f"{'figure':<{width}}  {'measured':>8}  {'target':<7}  {'met':<3}  "
-           "reference (same messages, NOTIFY of ingest's commit)",
-           f"{'-' * width}  {'-' * 8}  {'-' * 7}  ---  {'-' * 40}"]
-    out += [f"{label:<{width}}  {value:>8}  {target:<7}  {ok:<3}  {ref}".rstrip()
-            for label, value, target, ok, ref in lines]
+           *common.figure_table(lines, measured=8, target=7, rule=40,
+                         reference="reference (same messages, NOTIFY of ingest's commit)")]
     out += ["", "publish → commit includes ingest's batch wait (PARKLEIT_INGEST_BATCH_WAIT_MS); "
             "commit → sign is the signage service (render, NTCIP write + validate + activate; "
             "the simulated sign takes 50 ms to validate a message, as a real one takes a while)"]
-    if result.settings:
-        out.append("settings: " + " ".join(f"{k}={v}" for k, v in result.settings.items()))
-    return "\n".join(out)
+    return "\n".join(out + common.settings_line(result.settings))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.signage",
-                                     description="Latency from a bay message to the new "
-                                     "content on simulated NTCIP signs, next to publish → "
-                                     "commit.")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = common.bench_parser("signage", "Latency from a bay message to the new content "
+                                 "on simulated NTCIP signs, next to publish → commit.")
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--signs", type=int, default=2, help="NTCIP signs showing the lot")
     parser.add_argument("--gap", type=float, default=0.05,
                         help="seconds between one update on every sign and the next message")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds an update may take before it counts as missed")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (logs, city, broker)")
+    common.add_keep(parser, "logs, city, broker")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.updates < 1 or args.signs < 1 or args.gap < 0 or args.timeout <= 0:
-        print("benchmarks.signage: --updates and --signs must be >= 1, --gap >= 0, "
-              "--timeout > 0", file=sys.stderr)
-        return 2
-    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
-                    log=logger, quiet=["simulators.signs_ntcip"])  # a line per change
+        return common.refuse("signage", "--updates and --signs must be >= 1, --gap >= 0, "
+                             "--timeout > 0")
+    return common.run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict,
+                           table=table, log=logger,
+                           quiet=["simulators.signs_ntcip"])  # a line per change
 
 
 if __name__ == "__main__":

@@ -50,12 +50,10 @@ import contextlib
 import csv
 import hashlib
 import logging
-import multiprocessing
 import multiprocessing.connection
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -64,7 +62,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -72,12 +70,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks._common import BenchError, log_tail, run_main, start_process, with_database
+from benchmarks import _common as common
+from benchmarks._common import ROOT, BenchError, fmt, met
 from core.city import City, load_city
 from core.clock import Clock
-from core.db import create_database, migrate
+from core.db import create_database, migrate, queries
+from core.mqtt import mqtt_client
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import BayReading, CounterReading, DecodeError, Decoder, HealthReading
@@ -90,7 +89,6 @@ __all__ = ["Result", "city_toml", "main", "run"]
 
 logger = logging.getLogger("benchmarks.soak")
 
-ROOT = Path(__file__).resolve().parent.parent
 CITY = ROOT / "cities" / "zeitz.toml"
 SEED = 7
 FAULTS = "all"
@@ -153,13 +151,13 @@ class Service:
 
     def start(self) -> None:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
-        self.process = start_process(["parkleit", *self.args], self.env, self.log)
+        self.process = common.start_process(["parkleit", *self.args], self.env, self.log)
         self.started_at = time.monotonic()
         self.generations += 1
         self.deliberate = False
 
     def tail(self, lines: int = 20) -> str:
-        return log_tail(self.log, lines)
+        return common.log_tail(self.log, lines)
 
     @property
     def alive(self) -> bool:
@@ -213,14 +211,9 @@ class Service:
 
     def rss_kb(self) -> int | None:
         """Resident set size now (VmRSS), None when it is not running."""
-        if not self.alive:
+        if not self.alive or self.pid is None:
             return None
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{self.pid}/status").read_text()
-            match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
-            if match:
-                return int(match[1])
-        return None
+        return common.status_kb(self.pid, "VmRSS")
 
 
 def _http_probe(url: str) -> Callable[[], bool]:
@@ -235,9 +228,7 @@ class StatusWatch:
         self.status: dict[str, str] = {}
         self._lock = threading.Lock()
         topic = f"parkleit/v1/{city_id}/services/+"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"soak-watch-{secrets.token_hex(3)}",
-                             protocol=mqtt.MQTTv5)
+        client = mqtt_client(Settings(MQTT_URL=broker.url), f"soak-watch-{secrets.token_hex(3)}")
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 2)
@@ -266,7 +257,8 @@ def _simulate(mqtt_url: str, city_path: str, start: datetime, speed: float, trut
     """Child process: ``run_city`` until ``stop``; its report (or the error) to ``out``."""
     logging.basicConfig(filename=log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def simulate() -> CityReport:
         halt = threading.Event()
 
         def relay() -> None:  # run_city waits on a threading.Event
@@ -274,67 +266,39 @@ def _simulate(mqtt_url: str, city_path: str, start: datetime, speed: float, trut
             halt.set()
 
         threading.Thread(target=relay, name="soak-stop", daemon=True).start()
-        report = run_city(Settings(MQTT_URL=mqtt_url, CITY=city_path), load_city(city_path),
-                          start=start, speed=speed, duration_s=0, seed=SEED,
-                          faults=FaultConfig.parse(FAULTS), truth_path=Path(truth),
-                          stop_event=halt)
-        out.send(report)
-    except BaseException as exc:  # the parent reports it
-        out.send(f"{type(exc).__name__}: {exc}")
-    finally:
-        out.close()
+        return run_city(Settings(MQTT_URL=mqtt_url, CITY=city_path), load_city(city_path),
+                        start=start, speed=speed, duration_s=0, seed=SEED,
+                        faults=FaultConfig.parse(FAULTS), truth_path=Path(truth),
+                        stop_event=halt)
+
+    common.report_through(out, simulate)
 
 
-class Simulator:
+class Simulator(common.Child):
     """The city simulator in a process of its own (it publishes; this one measures)."""
-
-    name = "city simulator"
 
     def __init__(self, broker: PrivateBroker, city_path: Path, start: datetime, speed: float,
                  tmp: Path) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._receive, send = context.Pipe(duplex=False)
+        self._stop = multiprocessing.get_context("spawn").Event()
         self.truth, self.log = tmp / "truth.csv", tmp / "simulator.log"
-        self.process = context.Process(
-            target=_simulate, name="soak-simulator", daemon=True,
-            args=(broker.url, str(city_path), start, speed, str(self.truth), str(self.log),
-                  self._stop, send))
-        self.process.start()
-        send.close()
+        super().__init__("city simulator", _simulate, broker.url, str(city_path), start,
+                         speed, str(self.truth), str(self.log), self._stop)
 
     @property
     def alive(self) -> bool:
         return self.process.is_alive()
 
     def rss_kb(self) -> int | None:
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-            match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
-            if match:
-                return int(match[1])
-        return None
+        return common.status_kb(self.process.pid, "VmRSS") if self.process.pid else None
 
     def stop(self, timeout: float = 150.0) -> CityReport:
         """Stop publishing; the report once every PUBACK is in (run_city waits for them)."""
         self._stop.set()
-        if not self._receive.poll(timeout):
+        if not self.reported(timeout):
             raise BenchError(f"the simulator did not report within {timeout:.0f} s")
-        try:
-            report = self._receive.recv()
-        except EOFError:
-            raise BenchError(f"the simulator died (exit {self.process.exitcode})") from None
-        self.process.join(10)
-        if isinstance(report, str):
-            raise BenchError(f"the simulator failed: {report}")
+        report = self.receive()
         assert isinstance(report, CityReport)
         return report
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-        self._receive.close()
 
 
 # --------------------------------------------------------------------------- sampling
@@ -460,14 +424,10 @@ def expected_of(city: City, messages: list[SimMessage]) -> _Expected:
 
 def _stored(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     # Counter rows with entries: the re-zero rows ingest adds itself have none.
-    return {
-        "bay": conn.execute("SELECT bay_id, time FROM bay_events").fetchall(),
-        "counter": conn.execute("SELECT lot_id, time FROM lot_occupancy WHERE source = "
-                                "'counter' AND entries IS NOT NULL").fetchall(),
-        "health": conn.execute("SELECT sensor_id, time FROM sensor_health").fetchall(),
-        "dead": conn.execute("SELECT topic, digest, occurrences, reason "
-                             "FROM dead_letters").fetchall(),
-    }
+    q = queries("benchmarks")
+    return {kind: conn.execute(q[f"soak_{name}"]).fetchall() for kind, name in (
+        ("bay", "bay_events"), ("counter", "counter_readings"), ("health", "sensor_health"),
+        ("dead", "dead_letters"))}
 
 
 def account(expected: _Expected, stored: dict[str, Any]) -> Accounting:
@@ -547,8 +507,7 @@ def truth_deviation(truth: Path, conn: psycopg.Connection[Any]) -> tuple[float, 
         return None
     last = max(row["time"] for row in rows)
     true = {row["lot_id"]: int(row["occupied"]) for row in rows if row["time"] == last}
-    shown = dict(conn.execute("SELECT lot_id, occupied FROM lot_state "
-                              "WHERE occupied IS NOT NULL").fetchall())
+    shown = dict(conn.execute(queries("benchmarks")["soak_lot_counts"]).fetchall())
     gaps = [abs(int(shown[lot]) - occupied) for lot, occupied in true.items() if lot in shown]
     return (sum(gaps) / len(gaps), max(gaps)) if gaps else None
 
@@ -617,16 +576,7 @@ class Result:
     settings: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        def rounded(value: Any) -> Any:
-            if isinstance(value, float):
-                return round(value, 3)
-            if isinstance(value, dict):
-                return {k: rounded(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [rounded(v) for v in value]
-            return value
-
-        return {k: rounded(v) for k, v in asdict(self).items()}
+        return common.figures(self)
 
 
 # --------------------------------------------------------------------------- the run
@@ -634,15 +584,12 @@ class Result:
 
 def _env(db_url: str, broker: PrivateBroker, city_path: Path,
          ports: dict[str, int]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARKLEIT_")
-           or k.startswith(PASSED_ON)}
-    env |= {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_MQTT_URL": broker.url,
-            "PARKLEIT_CITY": str(city_path), "PARKLEIT_INGEST_CLIENT_ID": INGEST_CLIENT_ID,
-            "PARKLEIT_INGEST_METRICS_PORT": str(ports["ingest"]),
-            "PARKLEIT_SIGNAGE_METRICS_PORT": str(ports["signage"]),
-            "PARKLEIT_API_HOST": LOOPBACK, "PARKLEIT_API_PORT": str(ports["api"]),
-            "PARKLEIT_FORECAST_THREADS": os.environ.get("PARKLEIT_FORECAST_THREADS", "1")}
-    return env
+    return common.service_env(
+        PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url, CITY=str(city_path),
+        INGEST_CLIENT_ID=INGEST_CLIENT_ID, INGEST_METRICS_PORT=str(ports["ingest"]),
+        SIGNAGE_METRICS_PORT=str(ports["signage"]), API_HOST=LOOPBACK,
+        API_PORT=str(ports["api"]),
+        FORECAST_THREADS=os.environ.get("PARKLEIT_FORECAST_THREADS", "1"))
 
 
 def _services(env: dict[str, str], tmp: Path, ports: dict[str, int], sign_port: int | None,
@@ -670,17 +617,15 @@ def _services(env: dict[str, str], tmp: Path, ports: dict[str, int], sign_port: 
 def _servers(tmp: Path) -> Iterator[tuple[PrivatePostgres, PrivateBroker, str]]:
     """PostgreSQL with a migrated database ``parkleit``, and Mosquitto; both on fixed ports."""
     postgres = PrivatePostgres(tmp / "postgres", port=free_port())
-    broker = PrivateBroker(tmp / "broker", port=free_port(), backend="mosquitto")
     try:
         try:
             admin = postgres.start()
-            broker.start()
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None
-        create_database(admin, "parkleit")
-        yield postgres, broker, with_database(admin, "parkleit")
+        with common.private_broker(tmp / "broker", port=free_port()) as broker:
+            create_database(admin, "parkleit")
+            yield postgres, broker, common.with_database(admin, "parkleit")
     finally:
-        broker.stop()
         with contextlib.suppress(RuntimeError):
             postgres.stop("fast")
 
@@ -689,7 +634,7 @@ def run(args: argparse.Namespace) -> Result:
     """One soak; raises BenchError when the soak itself fails."""
     began = time.monotonic()
     result = Result(minutes=args.minutes, speed=args.speed, cores=os.cpu_count() or 0)
-    result.settings = {k: v for k, v in sorted(os.environ.items()) if k.startswith(PASSED_ON)}
+    result.settings = common.passed_on(PASSED_ON)
     tmp = Path(tempfile.mkdtemp(prefix="parkleit-soak-"))
     tmp.chmod(0o755)  # the servers run as their own accounts when we are root
     duration = args.minutes * 60
@@ -736,10 +681,7 @@ def run(args: argparse.Namespace) -> Result:
             simulator.close()
         if watch is not None:
             watch.close()
-        if args.keep:
-            logger.info("kept %s", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        common.discard(tmp, args.keep)
     result.elapsed_s = time.monotonic() - began
     return result
 
@@ -824,9 +766,8 @@ def _soak(args: argparse.Namespace, result: Result, services: list[Service],
         result.drain_s = time.monotonic() - drained
         result.signs_failing_at_end = [
             f"{sign}: {error}" for sign, error in conn.execute(
-                "SELECT sign_id, last_error FROM sign_state WHERE consecutive_failures > 0")]
-        row = conn.execute("SELECT count(DISTINCT lot_id) FROM forecasts "
-                           "WHERE time = (SELECT max(time) FROM forecasts)").fetchone()
+                queries("benchmarks")["soak_signs_failing"])]
+        row = conn.execute(queries("benchmarks")["soak_forecast_lots"]).fetchone()
         result.forecast_lots = int(row[0]) if row else 0
         deviation = truth_deviation(simulator.truth, conn)
         if deviation is not None:
@@ -895,20 +836,30 @@ def _figures(service: Service | None, samples: list[Sample], warmup: float,
 # --------------------------------------------------------------------------- output
 
 
-def _fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
-    return "—" if value is None else f"{value:,.{digits}f}{suffix}"
-
-
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:+.0%}"
 
 
-def met(ok: bool) -> str:
-    return "yes" if ok else "NO"
-
-
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target."""
+    out = [f"parkleit soak: {result.minutes:g} min of Zeitz at speed {result.speed:g} "
+           f"(simulated {result.simulated_from} .. {result.simulated_to}), faults: "
+           f"{result.faults}; load average {result.load_min:.1f} .. {result.load_max:.1f} "
+           f"(mean {result.load_mean:.1f}) on {result.cores} cores", "",
+           *common.figure_table(_figures_met(result), measured=9, target=7),
+           "", *_notes(result), "", *_disruption_table(result), "", *_service_table(result),
+           "", "RSS in MB; warm = the first sample after the warm-up; a restarted service's "
+           "end is its last process, whose own growth (after its own warm-up) is shown as "
+           "well; 'answered' counts every sample, the disruptions included; 'took' is the "
+           "disruption itself (stop, time down, start until up), 'every service answering "
+           "again' counts from its start",
+           f"setup {result.setup_s:.0f} s (servers, history, training, services); whole run "
+           f"{result.elapsed_s:.0f} s"]
+    return "\n".join(out + common.settings_line(result.settings))
+
+
+def _figures_met(result: Result) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, target, met) of the soak."""
     a = result.accounting
     planned = len(result.disruptions)
     done = sum(1 for d in result.disruptions if not d.error and d.recovered_s is not None)
@@ -916,7 +867,7 @@ def table(result: Result) -> str:
     up = sum(1 for s in services if s.answering_at_end)
     unexpected = sum(len(s.unexpected_exits) for s in services)
     flat = [s for s in services if s.growth is not None]
-    lines = [
+    return [
         ("messages published and acknowledged", f"{result.published:,}", "", ""),
         ("  stored as readings", f"{a.as_readings:,}", "", ""),
         ("  stored as dead letters (malformed on purpose)", f"{a.as_dead_letters:,}",
@@ -941,23 +892,19 @@ def table(result: Result) -> str:
         ("signs failing at the end", f"{len(result.signs_failing_at_end)}", "0",
          met(not result.signs_failing_at_end)),
     ]
-    width = max(len(line[0]) for line in lines)
-    out = [f"parkleit soak: {result.minutes:g} min of Zeitz at speed {result.speed:g} "
-           f"(simulated {result.simulated_from} .. {result.simulated_to}), faults: "
-           f"{result.faults}; load average {result.load_min:.1f} .. {result.load_max:.1f} "
-           f"(mean {result.load_mean:.1f}) on {result.cores} cores", "",
-           f"{'figure':<{width}}  {'measured':>9}  {'target':<7}  met",
-           f"{'-' * width}  {'-' * 9}  {'-' * 7}  ---"]
-    out += [f"{label:<{width}}  {value:>9}  {target:<7}  {ok}".rstrip()
-            for label, value, target, ok in lines]
-    out += ["", f"readings: {a.bay_readings:,} bay, {a.counter_readings:,} counter, "
-            f"{a.health_readings:,} sensor health; messages by kind: "
-            + ", ".join(f"{k} {v:,}" for k, v in result.by_kind.items()),
-            "fault effects: " + (", ".join(f"{k} {v}" for k, v in result.fault_effects.items())
-                                 or "none"),
-            f"dead-letter occurrences above the copies published (redelivered after a "
-            f"restart): {a.dead_letter_repeats}; drained in {result.drain_s:.0f} s; "
-            f"lots in the newest forecast: {result.forecast_lots} (stale lots get none)"]
+
+
+def _notes(result: Result) -> list[str]:
+    """Readings, fault effects, the drain, the ground truth and examples of what went wrong."""
+    a = result.accounting
+    out = [f"readings: {a.bay_readings:,} bay, {a.counter_readings:,} counter, "
+           f"{a.health_readings:,} sensor health; messages by kind: "
+           + ", ".join(f"{k} {v:,}" for k, v in result.by_kind.items()),
+           "fault effects: " + (", ".join(f"{k} {v}" for k, v in result.fault_effects.items())
+                                or "none"),
+           f"dead-letter occurrences above the copies published (redelivered after a "
+           f"restart): {a.dead_letter_repeats}; drained in {result.drain_s:.0f} s; "
+           f"lots in the newest forecast: {result.forecast_lots} (stale lots get none)"]
     if result.truth_mean_abs is not None:
         out.append(f"lot_state against the ground truth at the end: mean |occupied - truth| "
                    f"{result.truth_mean_abs:.1f} spaces, worst {result.truth_worst_abs} "
@@ -967,43 +914,40 @@ def table(result: Result) -> str:
                             ("signs failing", result.signs_failing_at_end)):
         if examples:
             out.append(f"{label}: " + "; ".join(examples))
-    out += ["", f"{'disruption':<40}  {'at (s)':>6}  {'took (s)':>8}  {'exit':>4}  "
-            "every service answering again (s)", f"{'-' * 40}  {'-' * 6}  {'-' * 8}  ----  "
-            + "-" * 33]
+    return out
+
+
+def _disruption_table(result: Result) -> list[str]:
+    out = [f"{'disruption':<40}  {'at (s)':>6}  {'took (s)':>8}  {'exit':>4}  "
+           "every service answering again (s)", f"{'-' * 40}  {'-' * 6}  {'-' * 8}  ----  "
+           + "-" * 33]
     for d in result.disruptions:
         exit_code = "—" if d.exit_code is None else str(d.exit_code)
         out.append(f"{d.what:<40}  {d.at_s:>6.0f}  {d.took_s:>8.1f}  {exit_code:>4}  "
-                   f"{_fmt(d.recovered_s, 1)}{'  ' + d.error if d.error else ''}")
-    out += ["", f"{'service':<15}  {'procs':>5}  {'answered':>8}  {'RSS warm':>8}  "
-            f"{'RSS end':>7}  {'growth':>6}  {'RSS max':>7}  {'last process':>22}  "
-            "exit at end", f"{'-' * 15}  {'-' * 5}  {'-' * 8}  {'-' * 8}  {'-' * 7}  "
-            f"{'-' * 6}  {'-' * 7}  {'-' * 22}  -----------"]
+                   f"{fmt(d.recovered_s, 1)}{'  ' + d.error if d.error else ''}")
+    return out
+
+
+def _service_table(result: Result) -> list[str]:
+    out = [f"{'service':<15}  {'procs':>5}  {'answered':>8}  {'RSS warm':>8}  "
+           f"{'RSS end':>7}  {'growth':>6}  {'RSS max':>7}  {'last process':>22}  "
+           "exit at end", f"{'-' * 15}  {'-' * 5}  {'-' * 8}  {'-' * 8}  {'-' * 7}  "
+           f"{'-' * 6}  {'-' * 7}  {'-' * 22}  -----------"]
     for s in result.services:
-        last = (f"{_fmt(s.last_warm_mb, 1)} → {_fmt(s.rss_end_mb, 1)} "
+        last = (f"{fmt(s.last_warm_mb, 1)} → {fmt(s.rss_end_mb, 1)} "
                 f"{_pct(s.last_growth)} in {s.last_watched_s:.0f} s"
                 if s.last_growth is not None else "—")
         exit_code = "—" if s.exit_at_end is None else str(s.exit_at_end)
         out.append(f"{s.name:<15}  {s.processes:>5}  {s.answered_share:>8.0%}  "
-                   f"{_fmt(s.rss_warm_mb, 1):>8}  {_fmt(s.rss_end_mb, 1):>7}  "
-                   f"{_pct(s.growth):>6}  {_fmt(s.rss_max_mb, 1):>7}  {last:>22}  {exit_code}")
-    out += ["", "RSS in MB; warm = the first sample after the warm-up; a restarted service's end "
-            "is its last process, whose own growth (after its own warm-up) is shown as well; "
-            "'answered' counts every sample, the disruptions included; 'took' is the "
-            "disruption itself (stop, time down, start until up), 'every service answering "
-            "again' counts from its start",
-            f"setup {result.setup_s:.0f} s (servers, history, training, services); whole run "
-            f"{result.elapsed_s:.0f} s"]
-    if result.settings:
-        out.append("settings: " + " ".join(f"{k}={v}" for k, v in result.settings.items()))
-    return "\n".join(out)
+                   f"{fmt(s.rss_warm_mb, 1):>8}  {fmt(s.rss_end_mb, 1):>7}  "
+                   f"{_pct(s.growth):>6}  {fmt(s.rss_max_mb, 1):>7}  {last:>22}  {exit_code}")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak",
-                                     description="The whole stack under a city load with "
-                                     "faults while the broker, the database and each service "
-                                     "are restarted once.")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = common.bench_parser("soak", "The whole stack under a city load with faults while "
+                                 "the broker, the database and each service are restarted "
+                                 "once.")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the run")
     parser.add_argument("--speed", type=float, default=10.0,
                         help="simulated time per real time; the simulator starts "
@@ -1015,8 +959,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            if part.strip()],
                         help="which disruptions, in the plan's order (default all: "
                         + ", ".join(name for name, _ in PLAN) + ")")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (logs, truth.csv, servers)")
+    common.add_keep(parser, "logs, truth.csv, servers")
     return parser
 
 
@@ -1024,11 +967,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     unknown = set(args.restarts) - {name for name, _ in PLAN}
     if args.minutes <= 0 or args.speed < 1 or args.sample_s <= 0 or unknown:
-        print("benchmarks.soak: --minutes and --sample-s must be > 0, --speed >= 1, "
-              f"--restarts from {', '.join(name for name, _ in PLAN)}", file=sys.stderr)
-        return 2
-    return run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict, table=table,
-                    log=logger, what="soak")
+        return common.refuse("soak", "--minutes and --sample-s must be > 0, --speed >= 1, "
+                             f"--restarts from {', '.join(name for name, _ in PLAN)}")
+    return common.run_main(lambda: run(args), as_json=args.json, to_json=Result.as_dict,
+                           table=table, log=logger, what="soak")
 
 
 if __name__ == "__main__":

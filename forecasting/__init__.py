@@ -7,7 +7,7 @@ from forecasting._baselines import (
     SeasonalNaive,
 )
 from forecasting._data import DataError, Panel, load_csv, panel_from_frame
-from forecasting._evaluate import evaluate
+from forecasting._evaluate import baselines, evaluate, test_start
 from forecasting._model import GradientBoostingForecaster
 from forecasting._service import (
     Backtest,
@@ -39,6 +39,7 @@ __all__ = [
     "ProfileAnomaly",
     "SeasonalNaive",
     "backtest",
+    "baselines",
     "evaluate",
     "load_csv",
     "load_newest",
@@ -46,5 +47,6 @@ __all__ = [
     "panel_from_frame",
     "predict",
     "refresh_accuracy",
+    "test_start",
     "train",
 ]

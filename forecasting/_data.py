@@ -94,11 +94,52 @@ def load_csv(path: Path, *, timezone: str = "Europe/Berlin") -> Panel:
 
 
 def panel_from_frame(frame: pd.DataFrame, *, timezone: str = "Europe/Berlin") -> Panel:
-    """Clean string columns ``lot_id,time,free,capacity`` into a Panel (see the module doc)."""
+    """Clean string columns ``lot_id,time,free,capacity`` into a Panel: rows without a free
+    count or a positive capacity dropped, free clipped to [0, capacity], readings snapped to
+    the grid (the latest of several wins); ``Panel.cleaning`` counts what was done."""
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise DataError(f"unknown time zone {timezone!r}") from None
+    clean = _parsed(frame)
+    report = {"rows": len(clean)}
+    usable = np.isfinite(clean["free"]) & np.isfinite(clean["capacity"]) & (clean["capacity"] > 0)
+    report["dropped_missing_or_bad_capacity"] = int((~usable).sum())
+    clean = clean[usable]
+    if clean.empty:
+        raise DataError("no row has both free and a positive capacity")
+    report["clipped_negative"] = int((clean["free"] < 0).sum())
+    report["clipped_above_capacity"] = int((clean["free"] > clean["capacity"]).sum())
+    clean = clean.assign(free=clean["free"].clip(lower=0.0, upper=clean["capacity"]))
+
+    # Snap to the nearest grid point; of several readings for one point keep the latest.
+    clean = clean.assign(slot=clean["time"].dt.round(STEP)).sort_values(
+        ["lot_id", "slot", "time"], kind="stable")
+    duplicated = clean.duplicated(["lot_id", "slot"], keep="last")
+    report["merged_duplicates"] = int(duplicated.sum())
+    clean = clean[~duplicated]
+
+    lot_ids = tuple(sorted(clean["lot_id"].unique()))
+    # The latest capacity of a lot is the one its current free count refers to.
+    capacity = clean.groupby("lot_id")["capacity"].last().reindex(list(lot_ids))
+    start = clean["slot"].min()
+    steps = int((clean["slot"].max() - start) // STEP) + 1
+    free = np.full((len(lot_ids), steps), np.nan)
+    rows = pd.Categorical(clean["lot_id"], categories=list(lot_ids)).codes
+    columns = ((clean["slot"] - start) // STEP).to_numpy(dtype=np.int64)
+    # Rate against the lot's latest capacity, so a capacity change keeps the rate right.
+    lot_capacity = capacity.to_numpy(dtype=np.float64)[rows]
+    row_free, row_capacity = clean["free"].to_numpy(), clean["capacity"].to_numpy()
+    free[rows, columns] = np.where(row_capacity == lot_capacity, row_free,
+                                   row_free / row_capacity * lot_capacity)
+    logger.debug("cleaning: %s", report)
+    return Panel(lot_ids, capacity.to_numpy(dtype=np.float64), start.to_pydatetime(), free,
+                 timezone, report)
+
+
+def _parsed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of ``frame`` parsed (times in UTC, numbers as floats, NaN where empty);
+    DataError naming the line of the first value that cannot be."""
     frame = frame.rename(columns=lambda name: str(name).strip().lower())
     missing = [name for name in COLUMNS if name not in frame.columns]
     if missing:
@@ -138,37 +179,4 @@ def panel_from_frame(frame: pd.DataFrame, *, timezone: str = "Europe/Berlin") ->
     if (counts < 2).any():
         lot = counts.index[(counts < 2).argmax()]
         raise DataError(f"lot {lot!r} has {counts[lot]} row; need at least 2")
-
-    report = {"rows": len(clean)}
-    usable = np.isfinite(clean["free"]) & np.isfinite(clean["capacity"]) & (clean["capacity"] > 0)
-    report["dropped_missing_or_bad_capacity"] = int((~usable).sum())
-    clean = clean[usable]
-    if clean.empty:
-        raise DataError("no row has both free and a positive capacity")
-    report["clipped_negative"] = int((clean["free"] < 0).sum())
-    report["clipped_above_capacity"] = int((clean["free"] > clean["capacity"]).sum())
-    clean = clean.assign(free=clean["free"].clip(lower=0.0, upper=clean["capacity"]))
-
-    # Snap to the nearest grid point; of several readings for one point keep the latest.
-    clean = clean.assign(slot=clean["time"].dt.round(STEP)).sort_values(
-        ["lot_id", "slot", "time"], kind="stable")
-    duplicated = clean.duplicated(["lot_id", "slot"], keep="last")
-    report["merged_duplicates"] = int(duplicated.sum())
-    clean = clean[~duplicated]
-
-    lot_ids = tuple(sorted(clean["lot_id"].unique()))
-    # The latest capacity of a lot is the one its current free count refers to.
-    capacity = clean.groupby("lot_id")["capacity"].last().reindex(list(lot_ids))
-    start = clean["slot"].min()
-    steps = int((clean["slot"].max() - start) // STEP) + 1
-    free = np.full((len(lot_ids), steps), np.nan)
-    rows = pd.Categorical(clean["lot_id"], categories=list(lot_ids)).codes
-    columns = ((clean["slot"] - start) // STEP).to_numpy(dtype=np.int64)
-    # Rate against the lot's latest capacity, so a capacity change keeps the rate right.
-    lot_capacity = capacity.to_numpy(dtype=np.float64)[rows]
-    row_free, row_capacity = clean["free"].to_numpy(), clean["capacity"].to_numpy()
-    free[rows, columns] = np.where(row_capacity == lot_capacity, row_free,
-                                   row_free / row_capacity * lot_capacity)
-    logger.debug("cleaning: %s", report)
-    return Panel(lot_ids, capacity.to_numpy(dtype=np.float64), start.to_pydatetime(), free,
-                 timezone, report)
+    return clean

@@ -1,49 +1,13 @@
-"""Gradient-boosting forecaster: one model across lots on the free rate, with a 10-90 % interval.
-
-The model learns the residual of the profile + last anomaly forecast (``ProfileAnomaly``): the
-target of an example is the free rate ``horizon`` minutes after an origin minus that baseline's
-forecast. The features describe only what is known at the origin: the latest free rate and its
-recent changes, the deviation from the lot's profile (now, its change, its mean over the last
-2 h, 6 h and 3 days, at the target slot one and 1-7 days and 1-3 weeks earlier, and how it
-changed 4, 8 and 9 hours before the forecast window: the cars that came then leave now), the
-same deviation averaged over all lots and the ratio of all cars parked to the profile's (a busy
-day is busy everywhere), the profile at the origin and the target slot, a smoother profile by
-day type (Monday to Friday pooled, Saturday, Sunday) and the deviation from it, the baseline
-forecast and a multiplicative variant of it, the calendar of the target time (weekday, time of
-day, public and school holiday, an event at the lot from the city config), and the lot (log
-capacity; spread of its deviation, volatility, level and how much of a deviation is left after
-the horizon, with the forecast that decay gives). Every feature is a rate, a calendar value or
-missing, so one model serves all lots, including lots it has never seen: their profiles and
-statistics come from their own data before the first origin, as fit would have taken them (or
-the mean profile of the known lots while they have too little).
-
-Training examples are (lot, origin, horizon) triples drawn from the history, with an
-observation at the origin. The profile for an example is computed from every week of the
-history *except* the origin's week, so its features see the profile as out of sample as a
-forecast does; the decay of the deviation comes from a ``ProfileAnomaly`` fitted on the whole
-history (tuned out of sample on its last days).
-
-Per training horizon two ``HistGradientBoostingRegressor`` (absolute and squared error loss)
-learn the residual; their mean is the point forecast (another horizon uses the nearest one's
-models, with the horizon as a feature). Two more, over all horizons, give its 10 % and 90 %
-quantiles (quantile loss: the interval) and learn on the examples before the last
-``calibration_days``; on those held-out days one factor per horizon scales the interval about
-the median so that it covers 80 % of them (quantile models are over-confident out of sample).
-``prob_space`` reads the probability of at least one free space from a normal predictive
-distribution centred on the point forecast with the spread of the interval.
-"""
+"""The gradient-boosting forecaster: one model across lots on the free rate, with a 10-90 %
+interval and the probability of a free space; it learns the residual of the profile + last
+anomaly baseline from the features of ``forecasting._features``."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Self
-from zoneinfo import ZoneInfo
+from typing import Any, Self
 
-import holidays
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
@@ -53,16 +17,24 @@ from core.city import Event
 from forecasting._baselines import (
     Forecaster,
     ProfileAnomaly,
-    _per_group,
     horizon_steps,
     known_before_first,
-    last_observed,
 )
-from forecasting._data import SLOTS_PER_WEEK, STEP, STEP_MINUTES, Panel
+from forecasting._data import SLOTS_PER_WEEK, STEP_MINUTES, Panel
+from forecasting._features import (
+    DAY_SLOTS,
+    FEATURES,
+    Examples,
+    Grid,
+    LotStats,
+    feature_matrix,
+    lot_statistics,
+    panel_grid,
+    pooled_profile,
+)
 
 __all__ = ["FEATURES", "GradientBoostingForecaster"]
 
-_DAY_SLOTS = 24 * 60 // STEP_MINUTES
 _Z90 = 1.2815515655446004  # standard normal 90 % quantile
 _MIN_HORIZON_EXAMPLES = 1000  # fewer: the nearest horizon's model forecasts it
 _MIN_CALIBRATION_EXAMPLES = 50  # fewer: the interval scale over all horizons
@@ -70,42 +42,19 @@ _MIN_CALIBRATION_EXAMPLES = 50  # fewer: the interval scale over all horizons
 # random subset of this many examples and half the iterations at twice the learning rate
 # cut their share of the fit time (~18 of ~44 s on 40 lots x 90 days) to ~5 s.
 _QUANTILE_MAX_SAMPLES = 40_000
-_ECHO_HOURS = (4, 8, 9)
-_EVENT_LEAD = timedelta(hours=1)  # arrivals for an event begin before it does
-# Country of the holiday flags for a panel's time zone (no entry: no holiday flags).
-_COUNTRY = {"Europe/Berlin": "DE", "Europe/Busingen": "DE", "Europe/London": "GB",
-            "Europe/Vienna": "AT", "Europe/Zurich": "CH", "Europe/Amsterdam": "NL"}
-
-FEATURES = (
-    "rate_now", "change_15", "change_30", "change_60", "profile_origin", "profile_target",
-    "profile_change", "baseline", "ratio_forecast", "deviation_now", "deviation_change_30",
-    "deviation_change_60", "deviation_mean_2h", "deviation_mean_6h", "deviation_mean_3d",
-    "deviation_yesterday", "deviation_same_slot_7d", "deviation_last_week",
-    "deviation_same_slot_3w", "city_deviation", "city_change_30", "city_change_60", "weekday",
-    "tod_sin", "tod_cos", "horizon", "holiday", "school_holiday", "event", "log_capacity",
-    "lot_deviation_spread", "lot_volatility", "lot_level", "lot_decay", "lot_forecast",
-    "city_ratio", "pooled_target", "pooled_deviation", "pooled_forecast", "echo_4h", "echo_8h",
-    "echo_9h",
-)
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """What the features need of a panel, computed once per call."""
-
-    rate: NDArray[np.float64]
-    latest: NDArray[np.int64]
-    slots: NDArray[np.int64]
-    holiday: NDArray[np.float64]
-    school: NDArray[np.float64]
-    event: NDArray[np.float64]  # (n_lots, n_steps)
-    log_capacity: NDArray[np.float64]
-    capacity: NDArray[np.float64]
-    lot_stats: NDArray[np.float64]  # (n_lots, 3 + decay steps): see _lot_stats
 
 
 class GradientBoostingForecaster(Forecaster):
     """Histogram gradient boosting on the residual of the profile + last anomaly forecast.
+
+    A training example is a (lot, origin, horizon) triple with an observation at the origin;
+    its target is the free rate ``horizon`` later minus the forecast of ``ProfileAnomaly``
+    (fitted on the whole history; the example's profiles leave out its origin's week). Per
+    training horizon two regressors (absolute and squared error) give the point forecast as
+    their mean; another horizon uses the nearest one's. Two quantile regressors over all
+    horizons give the 10 % and 90 % quantiles, scaled about the median per horizon so that the
+    interval covers 80 % of the last ``calibration_days``. ``prob_space`` reads P(free >= 1)
+    from a normal distribution around the point forecast with the interval's spread.
 
     ``horizons`` (minutes) are the horizons of the training examples; other horizons are
     forecast too (the horizon is a feature) but less reliably. ``max_samples`` caps the number
@@ -157,31 +106,11 @@ class GradientBoostingForecaster(Forecaster):
         self.baseline_ = ProfileAnomaly().fit(history)
         rate = history.rate()
         self.decay_steps_ = np.array(steps_list, dtype=np.int64)
-        self.lot_stats_ = _lot_stats(rate, self.baseline_.profile_, history.week_slots(),
-                                     self.decay_steps_)
-        self.pooled_profile_ = _pooled_profile(rate, history.week_slots(),
-                                               self.baseline_.profile_)
-        grid = self._grid(history, history.n_steps, lot_stats=self.lot_stats_)
-        lots, positions, steps = self._examples(grid, steps_list)
-
-        features = np.empty((lots.size, len(FEATURES)))
-        baseline = np.empty(lots.size)
-        weeks = positions // SLOTS_PER_WEEK
-        for week in np.unique(weeks):
-            rows = np.nonzero(weeks == week)[0]
-            begin = int(week) * SLOTS_PER_WEEK
-            others = rate.copy()
-            others[:, begin:begin + SLOTS_PER_WEEK] = np.nan
-            profile = self.baseline_._profile(others, grid.slots[:history.n_steps])
-            pooled = _pooled_profile(others, grid.slots[:history.n_steps], profile)
-            features[rows], baseline[rows] = self._features(
-                grid, profile, pooled, lots[rows], positions[rows], steps[rows])
-        target = rate[lots, positions + steps] - baseline
-        finite = np.isfinite(target)
-        features, target, origins, steps = (features[finite], target[finite],
-                                            positions[finite], steps[finite])
-        if target.size == 0:
-            raise ValueError("the history has no training example with a baseline forecast")
+        self.lot_stats_ = lot_statistics(rate, self.baseline_.profile_, history.week_slots(),
+                                         self.decay_steps_)
+        self.pooled_profile_ = pooled_profile(rate, history.week_slots(),
+                                              self.baseline_.profile_)
+        features, target, origins, steps = self._training_set(history, steps_list)
         self.n_train_examples_ = int(target.size)
         # Per horizon: a shared model spends its splits on the long horizons' large residuals.
         trained = [int(step) for step in np.unique(steps)
@@ -192,7 +121,7 @@ class GradientBoostingForecaster(Forecaster):
             self.medians_ = {int(steps[0]): self._centre(features, target)}
         # The quantile models learn on all but the last calibration_days of origins; on those
         # the interval is widened (or narrowed) about the median until it covers 80 %.
-        held = origins >= history.n_steps - self.calibration_days * _DAY_SLOTS
+        held = origins >= history.n_steps - self.calibration_days * DAY_SLOTS
         if self.calibration_days == 0 or held.sum() < 100 or (~held).sum() < 100:
             held = np.zeros(target.size, dtype=bool)
         rows = np.nonzero(~held)[0]
@@ -202,22 +131,60 @@ class GradientBoostingForecaster(Forecaster):
         self.quantiles_ = {name: self._fitted("quantile", quantile, features[rows],
                                               target[rows])
                            for name, quantile in (("p10", 0.1), ("p90", 0.9))}
-        self.interval_scale_, self.interval_scales_ = 1.0, {}
-        if held.any():
-            middle, low, high = self._residuals(features[held], steps[held], interval=True)
-            error = target[held] - middle
-            # The smallest scale covering 80 %: per example the scale it needs, 80 % quantile;
-            # per horizon where it has enough held-out examples, else over all of them.
-            needed = np.maximum(np.where(error < 0, error / np.minimum(low - middle, -1e-9),
-                                         error / np.maximum(high - middle, 1e-9)), 0.0)
-            self.interval_scale_ = float(np.quantile(needed, 0.8))
-            self.interval_scales_ = {
-                int(step): float(np.quantile(needed[steps[held] == step], 0.8))
-                for step in np.unique(steps[held])
-                if (steps[held] == step).sum() >= _MIN_CALIBRATION_EXAMPLES}
+        self._calibrate(features[held], target[held], steps[held])
         return self
 
-    def _examples(self, grid: _Grid, steps_list: list[int]) -> tuple[
+    def _training_set(self, history: Panel, steps_list: list[int]) -> tuple[
+            NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+        """Features, target (the baseline's residual), origin and steps of the training
+        examples. An example's profiles come from every week of ``history`` but its origin's:
+        its features see them as out of sample as a forecast does."""
+        rate = history.rate()
+        grid = self._grid(history, history.n_steps, lot_stats=self.lot_stats_)
+        lots, positions, steps = self._examples(grid, steps_list)
+        features = np.empty((lots.size, len(FEATURES)))
+        baseline = np.empty(lots.size)
+        weeks = positions // SLOTS_PER_WEEK
+        for week in np.unique(weeks):
+            rows = np.nonzero(weeks == week)[0]
+            begin = int(week) * SLOTS_PER_WEEK
+            others = rate.copy()
+            others[:, begin:begin + SLOTS_PER_WEEK] = np.nan
+            profile = self.baseline_._profile(others, grid.slots[:history.n_steps])
+            pooled = pooled_profile(others, grid.slots[:history.n_steps], profile)
+            features[rows], baseline[rows] = self._features(
+                grid, profile, pooled, lots[rows], positions[rows], steps[rows])
+        target = rate[lots, positions + steps] - baseline
+        finite = np.isfinite(target)
+        if not finite.any():
+            raise ValueError("the history has no training example with a baseline forecast")
+        return features[finite], target[finite], positions[finite], steps[finite]
+
+    def _calibrate(self, features: NDArray[np.float64], target: NDArray[np.float64],
+                   steps: NDArray[np.int64]) -> None:
+        """Set the interval's scale about the median (``interval_scale_``, per horizon
+        ``interval_scales_``) on held-out examples: the smallest covering 80 % of them."""
+        self.interval_scale_, self.interval_scales_ = 1.0, {}
+        if not target.size:
+            return
+        middle, low, high = self._residuals(features, steps, interval=True)
+        error = target - middle
+        # Per example the scale it needs, 80 % quantile; per horizon where it has enough
+        # held-out examples, else over all of them.
+        needed = np.maximum(np.where(error < 0, error / np.minimum(low - middle, -1e-9),
+                                     error / np.maximum(high - middle, 1e-9)), 0.0)
+        self.interval_scale_ = float(np.quantile(needed, 0.8))
+        self.interval_scales_ = {
+            int(step): float(np.quantile(needed[steps == step], 0.8))
+            for step in np.unique(steps) if (steps == step).sum() >= _MIN_CALIBRATION_EXAMPLES}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models pickled before the lot statistics had names kept them as one array.
+        if isinstance(state.get("lot_stats_"), np.ndarray):
+            state = {**state, "lot_stats_": LotStats.from_array(state["lot_stats_"])}
+        super().__setstate__(state)
+
+    def _examples(self, grid: Grid, steps_list: list[int]) -> tuple[
             NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """(lot, origin, steps) of the training examples, at most ``max_samples`` of them."""
         n_steps = grid.rate.shape[1]
@@ -338,12 +305,13 @@ class GradientBoostingForecaster(Forecaster):
         profile = self.baseline_.profiles(panel, known)
         rows = self._fitted_rows(panel)
         pooled = self.pooled_profile_[np.maximum(rows, 0)]
-        stats = self.lot_stats_[np.maximum(rows, 0)]
+        stats = self.lot_stats_.take(np.maximum(rows, 0))
         new = rows < 0
         if new.any():
             rate, slots = panel.rate()[new, :known], panel.week_slots(known)
-            pooled[new] = _pooled_profile(rate, slots, profile[new])
-            stats[new] = _lot_stats(rate, profile[new], slots, self.decay_steps_)
+            pooled[new] = pooled_profile(rate, slots, profile[new])
+            stats = stats.replaced(new, lot_statistics(rate, profile[new], slots,
+                                                       self.decay_steps_))
         grid = self._grid(panel, max(panel.n_steps, stop + steps), stop=stop, lot_stats=stats)
         lots = np.repeat(np.arange(n_lots), positions.size)
         where = np.tile(positions, n_lots)
@@ -378,213 +346,18 @@ class GradientBoostingForecaster(Forecaster):
 
     # --- features ------------------------------------------------------------------------
 
-    def _grid(self, panel: Panel, n_steps: int, *, lot_stats: NDArray[np.float64],
-              stop: int | None = None) -> _Grid:
-        """Rates and calendar of ``panel`` over ``n_steps`` positions, with the statistics of
-        its lots (``_lot_stats``, a row per lot); data after ``stop`` (exclusive) are
-        ignored."""
-        rate = panel.rate()
-        if stop is not None:
-            rate = rate[:, :stop]
-        times = pd.date_range(panel.start, periods=n_steps, freq=STEP).tz_convert(
-            panel.timezone)
-        days = np.asarray(times.normalize().date)
-        country = self.country or _COUNTRY.get(panel.timezone)
-        years = range(times[0].year, times[-1].year + 1)
-        holiday, school = np.zeros(n_steps), np.zeros(n_steps)
-        if country is not None:
-            public = holidays.country_holidays(country, subdiv=self.subdiv, years=years)
-            holiday = _on_days(days, public)
-            if self.subdiv and "school" in holidays.country_holidays(
-                    country, subdiv=self.subdiv).supported_categories:
-                school = _on_days(days, holidays.country_holidays(
-                    country, subdiv=self.subdiv, years=years, categories=("school",)))
-        return _Grid(rate=rate, latest=last_observed(rate), slots=panel.week_slots(n_steps),
-                     holiday=holiday, school=school,
-                     event=self._event_flags(panel, times.to_pydatetime(), days),
-                     log_capacity=np.log1p(panel.capacity), capacity=panel.capacity,
-                     lot_stats=lot_stats)
+    # --- features ------------------------------------------------------------------------
 
-    def _event_flags(self, panel: Panel, times: Sequence[datetime],
-                     days: NDArray[np.object_]) -> NDArray[np.float64]:
-        """1 where an event is on at a lot (from an hour before it starts to its end)."""
-        flags = np.zeros((len(panel.lot_ids), len(times)))
-        row = {lot: index for index, lot in enumerate(panel.lot_ids)}
-        zone = ZoneInfo(panel.timezone)
-        stamps = np.array([moment.timestamp() for moment in times])
-        for event in self.events:
-            lots = np.array([row[lot] for lot in event.lots if lot in row], dtype=np.int64)
-            if not lots.size:
-                continue
-            for day in sorted(set(days)):
-                if not event.occurs_on(day):
-                    continue
-                start = datetime.combine(day, event.start, zone) - _EVENT_LEAD
-                end = datetime.combine(day, event.end, zone)  # the config: end after start
-                on = (stamps >= start.timestamp()) & (stamps < end.timestamp())
-                flags[np.ix_(lots, np.nonzero(on)[0])] = 1.0
-        return flags
+    def _grid(self, panel: Panel, n_steps: int, *, lot_stats: LotStats,
+              stop: int | None = None) -> Grid:
+        """``panel_grid`` with this model's holidays and events."""
+        return panel_grid(panel, n_steps, lot_stats=lot_stats, country=self.country,
+                          subdiv=self.subdiv, events=self.events, stop=stop)
 
-    def _features(self, grid: _Grid, profile: NDArray[np.float64],
+    def _features(self, grid: Grid, profile: NDArray[np.float64],
                   pooled: NDArray[np.float64], lots: NDArray[np.int64],
                   positions: NDArray[np.int64], steps: NDArray[np.int64]) -> tuple[
             NDArray[np.float64], NDArray[np.float64]]:
-        """Features of (lot, origin, steps) examples and the baseline forecast (a rate),
-        from ``grid.rate[:, :origin + 1]`` only."""
-        latest = grid.latest[lots, positions]
-        seen = latest >= 0
-        source = np.maximum(latest, 0)
-        now = np.where(seen, grid.rate[lots, source], np.nan)
-        targets = positions + steps
-        target_slot = grid.slots[targets]
-        profile_origin = profile[lots, grid.slots[positions]]
-        profile_target = profile[lots, target_slot]
-        deviation = now - profile[lots, grid.slots[source]]
-        decay = self.baseline_.decay_
-        lead = targets - source
-        factor = np.where(lead < decay.size, decay[np.minimum(lead, decay.size - 1)], 0.0)
-        adjusted = np.where(np.isfinite(deviation), profile_target + factor * deviation,
-                            profile_target)
-        baseline = np.clip(np.where(np.isfinite(adjusted), adjusted, now), 0.0, 1.0)
-        # Occupancy scaled by today's ratio to the profile: a busy day fills proportionally.
-        ratio = 1 - (1 - profile_target) * (1 - now) / np.maximum(1 - profile_origin, 0.05)
-
-        expected_rate = profile[:, grid.slots[:grid.rate.shape[1]]]
-        deviations = grid.rate - expected_rate
-        finite = np.isfinite(deviations)
-        zero = np.zeros((finite.shape[0], 1))
-        sums = np.concatenate([zero, np.cumsum(np.where(finite, deviations, 0.0), axis=1)],
-                              axis=1)
-        counts = np.concatenate([zero, np.cumsum(finite, axis=1)], axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no lot observed: NaN
-            city = np.nanmean(deviations, axis=0)
-
-        def latest_of(values: NDArray[np.float64], lag: int) -> NDArray[np.float64]:
-            """The latest value at or before ``lag`` steps before the origin."""
-            earlier = positions - lag
-            index = grid.latest[lots, np.maximum(earlier, 0)]
-            return np.where((earlier >= 0) & (index >= 0), values[lots, np.maximum(index, 0)],
-                            np.nan)
-
-        def mean_back(window: int) -> NDArray[np.float64]:
-            end = positions + 1
-            begin = np.maximum(end - window, 0)
-            n = counts[lots, end] - counts[lots, begin]
-            total = sums[lots, end] - sums[lots, begin]
-            return np.where(n > 0, total / np.maximum(n, 1), np.nan)
-
-        def at_target_before(period: int, times: int) -> NDArray[np.float64]:
-            """Mean deviation at the target slot 1..times periods earlier (not after now)."""
-            values = []
-            for k in range(1, times + 1):
-                earlier = targets - k * period
-                ok = (earlier >= 0) & (earlier <= positions)
-                values.append(np.where(ok, deviations[lots, np.clip(earlier, 0, None)], np.nan))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all missing: NaN
-                return np.asarray(np.nanmean(np.stack(values), axis=0), dtype=np.float64)
-
-        def city_change(lag: int) -> NDArray[np.float64]:
-            return np.where(positions >= lag, city[positions] - city[positions - lag], np.nan)
-
-        pooled_target = pooled[lots, target_slot]
-        pooled_deviation = now - pooled[lots, grid.slots[source]]
-        pooled_forecast = np.clip(pooled_target + factor * np.where(
-            np.isfinite(pooled_deviation), pooled_deviation, 0.0), 0.0, 1.0)
-        decay_steps = self.decay_steps_
-        nearest = np.abs(steps[:, None] - decay_steps[None, :]).argmin(axis=1)
-        lot_decay = grid.lot_stats[lots, 3 + nearest]
-        lot_forecast = np.clip(profile_target + lot_decay * np.where(
-            np.isfinite(deviation), deviation, 0.0), 0.0, 1.0)
-        occupied = 1 - grid.rate
-        expected = 1 - expected_rate
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no lot observed: NaN
-            both = np.isfinite(occupied) & np.isfinite(expected)
-            weight = grid.capacity[:, None] * both
-            city_ratio = ((np.where(both, occupied, 0.0) * weight).sum(axis=0)
-                          / (np.where(both, expected, 0.0) * weight).sum(axis=0))
-
-        def echo(lag: int) -> NDArray[np.float64]:
-            """How the deviation changed ``lag`` steps before the forecast window: the cars
-            that came then leave now (dwell times cluster, e.g. a working day)."""
-            begin, end = positions - lag, np.minimum(targets - lag, positions)
-            ok = begin >= 0
-            return np.where(ok, latest_of(deviations, lag) - np.where(
-                ok, deviations[lots, np.clip(end, 0, None)], np.nan), np.nan)
-
-        angle = 2 * np.pi * (target_slot % _DAY_SLOTS) / _DAY_SLOTS
-        columns = [
-            now, now - latest_of(grid.rate, 1), now - latest_of(grid.rate, 2),
-            now - latest_of(grid.rate, 4), profile_origin, profile_target,
-            profile_target - profile_origin, baseline, ratio, deviation,
-            deviation - latest_of(deviations, 2), deviation - latest_of(deviations, 4),
-            mean_back(8), mean_back(24), mean_back(3 * _DAY_SLOTS),
-            at_target_before(_DAY_SLOTS, 1), at_target_before(_DAY_SLOTS, 7),
-            at_target_before(SLOTS_PER_WEEK, 1), at_target_before(SLOTS_PER_WEEK, 3),
-            city[positions], city_change(2), city_change(4),
-            target_slot // _DAY_SLOTS, np.sin(angle), np.cos(angle),
-            steps * float(STEP_MINUTES), grid.holiday[targets], grid.school[targets],
-            grid.event[lots, targets], grid.log_capacity[lots],
-            grid.lot_stats[lots, 0], grid.lot_stats[lots, 1], grid.lot_stats[lots, 2],
-            lot_decay, lot_forecast, city_ratio[positions], pooled_target, pooled_deviation,
-            pooled_forecast, *(echo(hours * 4) for hours in _ECHO_HOURS),
-        ]
-        return (np.column_stack([np.asarray(c, dtype=np.float64) for c in columns]),
-                np.asarray(baseline, dtype=np.float64))
-
-
-def _pooled_profile(rate: NDArray[np.float64], slots: NDArray[np.int64],
-                    profile: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The free rate by day type (Monday to Friday, Saturday, Sunday) and 15-minute slot,
-    smoothed over the neighbouring slots, per week slot: five times the data of a weekday's
-    own slot. Where it has no value, ``profile``."""
-    day = slots // _DAY_SLOTS
-    kind = np.where(day < 5, 0, day - 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slot: NaN
-        by_kind = _per_group(rate, kind * _DAY_SLOTS + slots % _DAY_SLOTS, 3 * _DAY_SLOTS,
-                             np.nanmean)
-    days = by_kind.reshape(rate.shape[0], 3, _DAY_SLOTS)
-    padded = np.concatenate([days[:, :, -1:], days, days[:, :, :1]], axis=2)
-    smooth = (padded[:, :, :-2] + 2 * padded[:, :, 1:-1] + padded[:, :, 2:]) / 4
-    smooth = np.where(np.isfinite(smooth), smooth, days)
-    week = np.arange(SLOTS_PER_WEEK)
-    week_day = week // _DAY_SLOTS
-    result = smooth[:, np.where(week_day < 5, 0, week_day - 4), week % _DAY_SLOTS]
-    return np.asarray(np.where(np.isfinite(result), result, profile), dtype=np.float64)
-
-
-def _lot_stats(rate: NDArray[np.float64], profile: NDArray[np.float64],
-               slots: NDArray[np.int64], steps: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Per lot: the spread of its deviation from ``profile``, its mean step-to-step change,
-    its mean profile level and, for each of ``steps``, how much of a deviation is left that
-    many steps later (least squares, in [0, 1]); NaN for a lot without data."""
-    deviation = rate - profile[:, slots]
-    n_steps = rate.shape[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a lot without data: NaN
-        columns = [np.nanstd(deviation, axis=1),
-                   np.nanmean(np.abs(np.diff(rate, axis=1)), axis=1) if n_steps > 1
-                   else np.full(rate.shape[0], np.nan),
-                   np.nanmean(profile, axis=1)]
-        for step in steps:
-            now = deviation[:, :max(n_steps - step, 0)]
-            later = deviation[:, step:]
-            both = np.isfinite(now) & np.isfinite(later)
-            cross = np.where(both, now * later, 0.0).sum(axis=1)
-            square = np.where(both, now * now, 0.0).sum(axis=1)
-            columns.append(np.where(both.sum(axis=1) >= 50,
-                                    np.clip(cross / np.maximum(square, 1e-12), 0.0, 1.0),
-                                    np.nan))
-    return np.column_stack(columns)
-
-
-def _on_days(days: NDArray[np.object_], calendar: holidays.HolidayBase) -> NDArray[np.float64]:
-    """1.0 for each entry of ``days`` that is in ``calendar``."""
-    known: dict[date, float] = {}
-    for day in days:
-        if day not in known:
-            known[day] = float(day in calendar)
-    return np.array([known[day] for day in days], dtype=np.float64)
+        """Features of (lot, origin, steps) examples and the baseline forecast (a rate)."""
+        return feature_matrix(Examples(grid, profile, pooled, self.baseline_.decay_,
+                                       self.decay_steps_, lots, positions, steps))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from core.registry import sync_registry
 from core.runtime import on_stop_signals
 from core.settings import Settings
 from parkleit.embedded import ensure_services
+from parkleit.process import ParkleitProcess
 from signage import read_sign_states
 from simulators.history import backfill_history
 
@@ -80,7 +78,7 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
         children = _children(settings, cities, city_refs, env, live_from, speed)
         children.append(Child("api", ["api", "--host", API_HOST, "--port",
                                       str(settings.API_PORT)], env))
-        processes: dict[Child, subprocess.Popen[bytes]] = {}
+        processes: dict[Child, ParkleitProcess] = {}
         try:
             for child in children:
                 if stop.is_set():  # Ctrl-C while setting up
@@ -141,21 +139,20 @@ class Child:
     batch: bool = False
     then: Child | None = None
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self) -> ParkleitProcess:
         """``parkleit ARGS`` in a process group of its own: Ctrl-C at the terminal reaches
-        only the demo, which stops the children (and after them the private services)."""
+        only the demo, which stops the children (and after them the private services). Batch
+        work runs at a lower priority: the live parts come first on a busy machine."""
         # `forecast train` prints the new model's version, which its log line names already.
-        process = subprocess.Popen([sys.executable, "-m", "parkleit", *self.args],
-                                   env=self.env, process_group=0,
-                                   stdout=subprocess.DEVNULL if self.batch else None)
-        if self.batch:  # batch work: the live parts come first on a busy machine
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, process.pid, 10)
-        logger.info("started %s (pid %d)", self.name, process.pid)
+        process = ParkleitProcess(self.args, self.env, Path(os.devnull) if self.batch else None,
+                                  name=self.name, own_group=True,
+                                  nice=10 if self.batch else 0).start()
+        assert process.proc is not None
+        logger.info("started %s (pid %d)", self.name, process.proc.pid)
         return process
 
 
-def _supervise(processes: dict[Child, subprocess.Popen[bytes]], batches: list[Child],
+def _supervise(processes: dict[Child, ParkleitProcess], batches: list[Child],
                stop: threading.Event, api: _ApiWatch, database_url: str,
                cities: Cities) -> int:
     """Run ``batches`` one after the other and watch the children until ``stop``; report
@@ -163,7 +160,7 @@ def _supervise(processes: dict[Child, subprocess.Popen[bytes]], batches: list[Ch
     next_report = time.monotonic() + REPORT_EVERY_S
     batch: Child | None = None
     while not stop.wait(POLL_S):
-        if batch is not None and processes[batch].poll() is not None:
+        if batch is not None and processes[batch].returncode is not None:
             code = processes.pop(batch).returncode
             if code == 0:
                 logger.info("%s done", batch.name)
@@ -176,7 +173,7 @@ def _supervise(processes: dict[Child, subprocess.Popen[bytes]], batches: list[Ch
         if batch is None and batches:
             batch = batches.pop(0)
             processes[batch] = batch.start()
-        dead = [child for child, p in processes.items() if p.poll() is not None and
+        dead = [child for child, p in processes.items() if p.returncode is not None and
                 child is not batch]
         for child in [child for child in dead if child.optional]:
             logger.warning("%s stopped (exit %s); the demo goes on without it", child.name,
@@ -194,22 +191,15 @@ def _supervise(processes: dict[Child, subprocess.Popen[bytes]], batches: list[Ch
     return 0
 
 
-def _stop(processes: dict[Child, subprocess.Popen[bytes]]) -> None:
+def _stop(processes: dict[Child, ParkleitProcess]) -> None:
     """SIGTERM to every child still running, then wait for each (kill after the timeout)."""
     for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        process.ask_to_stop()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for child, process in processes.items():
-        name = child.name
-        try:
-            code = process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop in time; killing it", name)
-            process.kill()
-            code = process.wait()
+        code = process.wait_stopped(max(deadline - time.monotonic(), 0.1))
         logger.log(logging.INFO if code in (0, -signal.SIGTERM) else logging.WARNING,
-                   "%s stopped (exit %s)", name, code)
+                   "%s stopped (exit %s)", child.name, code)
 
 
 class _ApiWatch:

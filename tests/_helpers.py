@@ -9,9 +9,6 @@ import io
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -28,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.clock import Clock
 from core.settings import Settings
 from parkleit.embedded import free_port as free_port  # the tests' one way to find a port
+from parkleit.process import ParkleitProcess
 
 P = ParamSpec("P")
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,46 +65,14 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-class ServiceProcess:
-    """A ``parkleit`` subcommand run as a real process (so it can be killed with -9)."""
+class ServiceProcess(ParkleitProcess):
+    """A ``parkleit`` subcommand run as a real process (so it can be killed with -9), its
+    output in a log file."""
+
+    log: Path
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ServiceProcess:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "parkleit", *self.args], env=self.env, cwd=ROOT,
-                stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    def wait_log(self, text: str, timeout: float = 15) -> None:
-        """Wait until the process has logged ``text``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log.read_text(errors="replace"):
-                return
-            if self.proc is not None and self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} not logged; log:\n{self.log.read_text()[-3000:]}")
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM, then wait for the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        super().__init__(args, env, log)
 
 
 def answers_ok(url: str) -> bool:

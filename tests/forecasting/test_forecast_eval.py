@@ -3,8 +3,10 @@ data cleaning, evaluation."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
+import pickle
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -481,6 +483,22 @@ def test_an_unseen_lots_features_are_those_fit_would_give_on_the_same_data() -> 
         pd.testing.assert_frame_equal(ours.loc[new, lot_columns].reset_index(drop=True),
                                       theirs.loc[new, lot_columns].reset_index(drop=True),
                                       rtol=1e-9)
+
+
+def test_a_model_pickled_with_its_lot_statistics_as_one_array_forecasts_the_same() -> None:
+    # Stored models written before the statistics had names keep them as one array.
+    panel = synthetic_panel()
+    split = 4 * 7 * 96
+    model = GradientBoostingForecaster(max_iter=5).fit(panel.head(split))
+    old = copy.copy(model)
+    stats = model.lot_stats_
+    old.lot_stats_ = np.column_stack(  # type: ignore[assignment]
+        [stats.spread, stats.volatility, stats.level, stats.decay])
+    loaded = pickle.loads(pickle.dumps(old))
+    origins = np.arange(split, panel.n_steps - 8, 7)
+    for ours, theirs in zip(loaded.predict_all(panel, origins, 60),
+                            model.predict_all(panel, origins, 60), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_a_new_lot_without_a_profile_gets_the_mean_profile_of_the_known_lots() -> None:
