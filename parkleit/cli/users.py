@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from api._console import ROLES, ConsoleUserError, add_user, disable_user, list_users
+from api import CONSOLE_ROLES, ConsoleUserError, add_user, disable_user, list_users
 
 from ._common import Commands, UsageError, require_table, settings
 
@@ -25,7 +25,7 @@ def register(commands: Commands) -> None:
     add = users_commands.add_parser(
         "add", help="add a person; the password from the terminal, or stdin's first line")
     add.add_argument("name", help="user name (1-40 of a-z, 0-9, _ . -)")
-    add.add_argument("--role", required=True, choices=ROLES,
+    add.add_argument("--role", required=True, choices=CONSOLE_ROLES,
                      help="planner reads; operator also acts on lots; admin as operator")
     add.set_defaults(handler=_add)
     listing = users_commands.add_parser("list", help="every person, role and state")

@@ -38,8 +38,7 @@ from schemathesis.core.result import Ok
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.python.asgi import shutdown_lifespans
 
-from api import create_app
-from api._console import add_user
+from api import add_user, create_app
 from api._keys import add_key
 from core.city import City
 from core.registry import sync_registry

@@ -31,7 +31,7 @@ from _helpers import ROOT, ServiceProcess, answers_ok, service_env, utc_now, wai
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
 from psycopg import sql
 
-from api._console import add_user
+from api import add_user
 from api._keys import add_key
 from core.city import City
 from core.db import SERVICE_ROLES
