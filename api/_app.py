@@ -29,16 +29,18 @@ __all__ = ["create_app"]
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """What the app holds, in ``app.state``: opened in order, closed in reverse.
 
-    The API keys (a bad file stops the start) and the admin rate limit; the connection pool;
-    the city gauges' cache; the live stream's hub (LISTEN, and the lots' views it keeps
-    current), which needs the pool. ``settings``, ``cities`` and ``metrics`` are set by
-    ``create_app``: the middleware needs them before the lifespan runs.
+    The API keys (a bad file stops the start), the admin rate limit and the console's login
+    limit; the connection pool; the city gauges' cache; the live stream's hub (LISTEN, and the
+    lots' views it keeps current), which needs the pool. ``settings``, ``cities`` and
+    ``metrics`` are set by ``create_app``: the middleware needs them before the lifespan runs.
     """
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
         app.state.api_keys = KeyStore(settings.API_KEYS_FILE)
         app.state.key_buckets = TokenBuckets(settings.API_RATE_PER_KEY,
                                              settings.API_BURST_PER_KEY)
+        app.state.console_logins = TokenBuckets(settings.CONSOLE_LOGIN_RATE,
+                                                settings.CONSOLE_LOGIN_BURST)
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             settings.DATABASE_URL, min_size=1, max_size=10, open=False,
             kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api")

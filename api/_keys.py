@@ -20,7 +20,7 @@ import secrets
 import threading
 from pathlib import Path
 
-__all__ = ["KeyFileError", "KeyStore", "add_key", "hash_key"]
+__all__ = ["KeyFileError", "KeyStore", "add_key", "decoy_hash", "hash_key", "hash_matches"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,13 @@ def _scrypt(key: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 
 def hash_key(key: str) -> str:
-    """The stored form of ``key``: ``scrypt$n$r$p$salt$hash`` with a random salt."""
+    """The stored form of ``key`` (or of a console password): ``scrypt$n$r$p$salt$hash``
+    with a random salt."""
     salt = secrets.token_bytes(16)
     return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(_scrypt(key, salt, _N, _R, _P))}"
 
 
-def _matches(key: str, stored: str) -> bool:
+def hash_matches(key: str, stored: str) -> bool:
     """Whether ``key`` hashes to ``stored``, compared in constant time."""
     _, n, r, p, salt, digest = stored.split("$")
     return hmac.compare_digest(
@@ -57,9 +58,10 @@ def _matches(key: str, stored: str) -> bool:
 
 
 @functools.cache
-def _decoy() -> str:
-    """A hash no key matches: a key with an unknown name is checked against it, so an answer
-    takes as long whether the name exists or not (names are not told by timing)."""
+def decoy_hash() -> str:
+    """A hash no key matches: a key (or a console login) with an unknown name is checked
+    against it, so an answer takes as long whether the name exists or not (names are not
+    told by timing)."""
     return hash_key(secrets.token_urlsafe(32))
 
 
@@ -160,7 +162,7 @@ class KeyStore:
             name, dot, _ = key.rpartition(".")
             stored = self._hashes.get(name) if dot else None
         # An unknown name is hashed too (against the decoy): it answers no faster.
-        matched = _matches(key, _decoy() if stored is None else stored)
+        matched = hash_matches(key, decoy_hash() if stored is None else stored)
         if stored is None or not matched:
             return None
         with self._lock:

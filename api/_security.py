@@ -22,6 +22,8 @@ __all__ = ["ADMIN_PREFIX", "ERROR_HEADERS", "docs_policy", "install_security", "
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/v1/admin"
+CONSOLE_PREFIX = "/v1/console"
+_NO_CORS = (ADMIN_PREFIX, CONSOLE_PREFIX)
 _DOC_PAGES = ("/docs",)
 _EXPOSED = ["ETag", "Last-Modified", "Link", "Retry-After"]
 # Features no page uses. A future "where am I" button needs geolocation=(self).
@@ -137,7 +139,7 @@ class SecurityHeaders:
 
 
 class _Cors:
-    """Starlette's CORS for every route but the admin ones, which never answer it."""
+    """Starlette's CORS for every route but the admin and console ones, which never answer it."""
 
     def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
         self.app = app
@@ -145,8 +147,9 @@ class _Cors:
                                    allow_methods=["GET", "HEAD"], expose_headers=_EXPOSED)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"] == ADMIN_PREFIX
-                                        or scope["path"].startswith(f"{ADMIN_PREFIX}/")):
+        if scope["type"] == "http" and any(
+                scope["path"] == prefix or scope["path"].startswith(f"{prefix}/")
+                for prefix in _NO_CORS):
             await self.app(scope, receive, send)
             return
         await self.cors(scope, receive, send)
@@ -160,9 +163,10 @@ def install_security(app: FastAPI, settings: Settings) -> None:
 
     - CORS: the reads (GET/HEAD) answer the origins of ``API_CORS_ORIGINS`` (default ``*``: open
       data is there to be built on, and it carries no cookies or credentials). Routes under
-      ``/v1/admin`` never answer CORS at all, whatever the setting: no ``Access-Control-*`` header,
-      and a preflight gets the route's 405, so no web page elsewhere can make a browser send an
-      admin request.
+      ``/v1/admin`` and ``/v1/console`` never answer CORS at all, whatever the setting: no
+      ``Access-Control-*`` header, and a preflight gets the route's 405, so no web page elsewhere
+      can make a browser send an admin or console request (the console's cookie is
+      SameSite=Strict besides).
     - Web pages (``text/html``): scripts, styles, fonts and images from this site only (and
       ``data:`` images); map tiles from the host of ``API_TILE_URL`` only (none without tiles); no
       inline script or style, no eval; ``connect-src 'self'`` (the pages fetch ``/v1/...`` and the

@@ -2,10 +2,16 @@
 
 -- name: lock_lot_state
 -- The lot's row, locked: ingest locks it too, so a closure and a batch never cross.
-SELECT lot_id, free, occupied, capacity, updated, quality
+SELECT lot_id, free, occupied, capacity, updated, quality, status
 FROM lot_state
 WHERE lot_id = %(lot_id)s
 FOR UPDATE;
+
+-- name: closure_of
+-- The lot's operator closure, if there is one (what the audit records as before).
+SELECT reason, closed_by, since, until
+FROM lot_closures
+WHERE lot_id = %(lot_id)s;
 
 -- name: close_lot
 -- A lot closed by an operator, or its closure replaced.
@@ -44,6 +50,8 @@ DELETE FROM sign_overrides WHERE sign_id = %(sign_id)s;
 SELECT pg_notify(%(channel)s, %(payload)s);
 
 -- name: audit
--- One admin action in the audit log.
-INSERT INTO admin_audit (time, key_name, client, action, target, detail)
-VALUES (%(time)s, %(key_name)s, %(client)s, %(action)s, %(target)s, %(detail)s);
+-- One admin or console action in the audit log (by an API key or a person), before and after.
+INSERT INTO admin_audit (time, key_name, user_name, client, action, target, detail, before,
+                         after)
+VALUES (%(time)s, %(key_name)s, %(user_name)s, %(client)s, %(action)s, %(target)s, %(detail)s,
+        %(before)s, %(after)s);

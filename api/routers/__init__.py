@@ -5,6 +5,7 @@ from fastapi import APIRouter
 
 from api.routers import (
     admin,
+    console,
     dashboard,
     datex2,
     docs,
@@ -20,5 +21,5 @@ from api.routers import (
 __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
-    admin.router, datex2.router, docs.router, export.router, health.router, lots.router,
-    dashboard.router, pages.router, parkapi.router, signs.router, stream.router)
+    admin.router, console.router, datex2.router, docs.router, export.router, health.router,
+    lots.router, dashboard.router, pages.router, parkapi.router, signs.router, stream.router)

@@ -2,7 +2,8 @@
 
 Every route needs an API key (checked before the body is read: ``_KeyFirst``), takes a token
 of the key's rate-limit bucket and writes an ``admin_audit`` row, in the transaction of the
-change, with the key's name."""
+change, with the key's name. Closing and opening a lot is ``api._lotadmin``'s, shared with the
+operator console."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,20 +19,20 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import _lotadmin as lotadmin
 from api._http import PROBLEM_MEDIA_TYPE, Problem, bad_parameter, inline_schema, problem_responses
 from api._input import Moment, SafeText
 from api._keys import KeyFileError, KeyStore
+from api._lotadmin import AdminLot, CloseLot, Operator, Reason, audit, audit_row, future
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core import channels
-from core.city import ID_PATTERN, Cities, CityConfigError, OpeningHours, Sign, load_cities
+from core.city import ID_PATTERN, Cities, CityConfigError, Sign, load_cities
 from core.db import queries
 from core.registry import sync_registry
-from core.status import LotStatus, lot_status
 from signage import Arrow, LineContent, SignContent, content_json
 
 __all__ = ["router"]
@@ -46,14 +46,6 @@ def _problems() -> dict[int | str, dict[str, Any]]:
             401: {"description": "No API key", "content": content, "headers": {
                 "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}},
             403: {"description": "The API key is not valid", "content": content}}
-
-
-@dataclass(frozen=True, slots=True)
-class Operator:
-    """Who makes an admin request: the API key's name and the client's address."""
-
-    name: str
-    client: str | None
 
 
 def _too_many(wait: float, detail: str) -> HTTPException:
@@ -127,83 +119,9 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=_KeyFirst,
 OperatorDep = Annotated[Operator, Depends(_operator)]
 LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
 SignId = Annotated[str, Path(pattern=ID_PATTERN, description="The sign's id.")]
-# Why an operator acted: in the audit, on the closure or override, and to everyone who reads it.
-Reason = Annotated[str, SafeText(min_length=1, max_length=500)]
-
-
-async def _audit(conn: AsyncConnection[Any], operator: Operator, action: str, target: str,
-                 detail: dict[str, Any], now: datetime) -> None:
-    await conn.execute(queries("api", "admin")["audit"], {
-        "time": now, "key_name": operator.name, "client": operator.client, "action": action,
-        "target": target, "detail": Jsonb(detail)})
-    logger.info("admin: %s %s by key %s from %s", action, target, operator.name,
-                operator.client)
-
-
-def _future(until: datetime | None, now: datetime) -> datetime | None:
-    if until is not None and until <= now:
-        bad_parameter("until", "must lie in the future", "body")
-    return until
 
 
 # -- lots ----------------------------------------------------------------------------------
-
-
-class CloseLot(BaseModel):
-    """Why and until when a lot is closed."""
-
-    model_config = ConfigDict(extra="forbid")
-    reason: Reason
-    until: Moment | None = Field(None, description="End of the closure (RFC 3339 with "
-                                 "offset; default: until opened)")
-
-
-class Closure(BaseModel):
-    """An operator's closure of a lot."""
-
-    reason: str
-    closed_by: str
-    since: datetime
-    until: datetime | None
-
-
-class AdminLot(BaseModel):
-    """A lot's status after an admin change, and its closure if one is in force."""
-
-    lot_id: str
-    status: str
-    closure: Closure | None
-
-
-async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, now: datetime,
-                      *, closed: bool) -> str:
-    """Derive the lot's status as ingest would, store it and NOTIFY it (in the transaction).
-
-    Closing a lot writes ``lot_closures``; ingest derives ``closed`` for the lot while the row
-    is in force (``ingest.lot_status(closed=...)``), at every batch and every stale check. So
-    that no one waits for that, the route also sets ``lot_state`` and NOTIFYs the status as
-    ingest would, in one transaction that holds the lot's row lock (as ingest's batches do):
-    the live stream and the signs have it at commit; ingest's retained MQTT status follows at
-    its next stale check.
-    """
-    try:
-        city, lot = cities.lot(lot_id)
-    except KeyError:
-        raise HTTPException(404, f"no lot {lot_id!r}") from None
-    q = queries("api", "admin")
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
-        row = await cur.fetchone()
-    if row is None:
-        raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
-    status = lot_status(lot, OpeningHours(lot.opening_hours), row["free"], row["updated"], now,
-                        city.tz, closed=closed)
-    await conn.execute(q["set_lot_status"], {"lot_id": lot_id, "status": status})
-    announced = LotStatus(lot_id, row["free"], row["occupied"], row["capacity"], status,
-                          row["updated"], row["quality"])
-    await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
-                                     "payload": announced.notification(city.id)})
-    return status
 
 
 @router.post("/lots/{lot_id}/close", operation_id="closeLot", response_model=AdminLot,
@@ -211,16 +129,7 @@ async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, n
 async def close_lot(lot_id: LotId, body: CloseLot, operator: OperatorDep, conn: Conn, now: Now,
                     cities: CitiesDep) -> AdminLot:
     """Close ``lot_id`` for every consumer: API, stream, signs, DATEX II, MQTT."""
-    until = _future(body.until, now)
-    async with conn.transaction():
-        status = await _set_status(conn, cities, lot_id, now, closed=True)
-        await conn.execute(queries("api", "admin")["close_lot"], {
-            "lot_id": lot_id, "reason": body.reason, "key_name": operator.name, "since": now,
-            "until": until})
-        await _audit(conn, operator, "close_lot", lot_id,
-                     {"reason": body.reason, "until": until and until.isoformat()}, now)
-    return AdminLot(lot_id=lot_id, status=status, closure=Closure(
-        reason=body.reason, closed_by=operator.name, since=now, until=until))
+    return await lotadmin.close_lot(conn, cities, lot_id, body, operator, now)
 
 
 @router.post("/lots/{lot_id}/open", operation_id="openLot", response_model=AdminLot,
@@ -228,12 +137,7 @@ async def close_lot(lot_id: LotId, body: CloseLot, operator: OperatorDep, conn: 
 async def open_lot(lot_id: LotId, operator: OperatorDep, conn: Conn, now: Now,
                    cities: CitiesDep) -> AdminLot:
     """End the closure of ``lot_id`` (if any); its status is derived from its count again."""
-    async with conn.transaction():
-        status = await _set_status(conn, cities, lot_id, now, closed=False)
-        cursor = await conn.execute(queries("api", "admin")["open_lot"], {"lot_id": lot_id})
-        await _audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
-                     now)
-    return AdminLot(lot_id=lot_id, status=status, closure=None)
+    return await lotadmin.open_lot(conn, cities, lot_id, operator, now)
 
 
 # -- signs ---------------------------------------------------------------------------------
@@ -317,7 +221,7 @@ async def override_sign(sign_id: SignId, body: OverrideSign, operator: OperatorD
                         now: Now, cities: CitiesDep) -> SignOverride:
     """Set the override of ``sign_id``; the signage service pushes it at once."""
     content = _override_content(cities, sign_id, body)
-    until = _future(body.until, now)
+    until = future(body.until, now)
     document = content_json(content)
     async with conn.transaction():
         await _registered(conn, sign_id)
@@ -326,7 +230,7 @@ async def override_sign(sign_id: SignId, body: OverrideSign, operator: OperatorD
             "sign_id": sign_id, "content": Jsonb(document), "reason": body.reason,
             "key_name": operator.name, "since": now, "until": until})
         await conn.execute(q["notify"], {"channel": channels.SIGN_OVERRIDE, "payload": sign_id})
-        await _audit(conn, operator, "override_sign", sign_id,
+        await audit(conn, operator, "override_sign", sign_id,
                      {**document, "reason": body.reason, "until": until and until.isoformat()},
                      now)
     return SignOverride(sign_id=sign_id, lines=[ShownLine(**line) for line in document["lines"]],
@@ -343,7 +247,7 @@ async def clear_override(sign_id: SignId, operator: OperatorDep, conn: Conn, now
         q = queries("api", "admin")
         cursor = await conn.execute(q["clear_sign_override"], {"sign_id": sign_id})
         await conn.execute(q["notify"], {"channel": channels.SIGN_OVERRIDE, "payload": sign_id})
-        await _audit(conn, operator, "clear_sign_override", sign_id,
+        await audit(conn, operator, "clear_sign_override", sign_id,
                      {"was_set": cursor.rowcount > 0}, now)
     return SignOverride(sign_id=sign_id, lines=None)
 
@@ -403,9 +307,8 @@ async def reload_config(request: Request, operator: OperatorDep, settings: Setti
               for city in new]
     document = [entry.model_dump() for entry in detail]
     try:
-        await asyncio.to_thread(_sync, settings.DATABASE_URL, new, {
-            "time": now, "key_name": operator.name, "client": operator.client,
-            "action": "reload", "target": ",".join(after), "detail": Jsonb(document)})
+        await asyncio.to_thread(_sync, settings.DATABASE_URL, new, audit_row(
+            operator, "reload", ",".join(after), document, now))
     except CityConfigError as exc:  # an id of another city's, or (own role) not migrated yet
         raise _not_taken(exc) from None
     logger.info("admin: reload by key %s from %s: %s", operator.name, operator.client,

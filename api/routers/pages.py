@@ -47,6 +47,7 @@ _PAGES = {
     "map": _Page("map.html", "map-page.js", ("leaflet/leaflet.css",)),
     "kiosk": _Page("kiosk.html", "kiosk.js", ("leaflet/leaflet.css", "uplot/uPlot.min.css")),
     "dashboard": _Page("dashboard.html", "dashboard.js", ("uplot/uPlot.min.css",)),
+    "console": _Page("console.html", "console.js", ()),
 }
 
 
@@ -80,7 +81,7 @@ def _template(name: str) -> str:
             .replace("{{body}}\n", (STATIC / page.body).read_text(encoding="utf-8")))
 
 
-def _page(page: Literal["map", "kiosk", "dashboard"], request: Request, lang: str,
+def _page(page: Literal["map", "kiosk", "dashboard", "console"], request: Request, lang: str,
           cities: Cities, city: City, settings: Settings, now: datetime) -> HTMLResponse:
     """A page with its ``lang`` attribute and configuration filled in on the server, so the
     first paint is already in the right language and no extra request is needed."""
@@ -130,3 +131,9 @@ async def kiosk_page(request: Request, cities: CitiesDep, city: CityDep, setting
 async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
                          settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
     return _page("dashboard", request, lang, cities, city, settings, now)
+
+
+@router.get("/console", response_class=HTMLResponse, include_in_schema=False)
+async def console_page(request: Request, cities: CitiesDep, city: CityDep,
+                       settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
+    return _page("console", request, lang, cities, city, settings, now)

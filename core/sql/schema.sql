@@ -244,16 +244,46 @@ CREATE TABLE sign_overrides (
     until    timestamptz
 );
 
--- One row per admin action: who (the API key's name, never the key), from where, what.
+-- One row per admin or console action: who (an API key's name, never the key, or a person of
+-- the console: exactly one), from where, what, and what was there before and after.
 CREATE TABLE admin_audit (
-    time      timestamptz NOT NULL,
-    key_name  text NOT NULL,
-    client    text,
-    action    text NOT NULL,
-    target    text,
-    detail    jsonb NOT NULL DEFAULT '{}'
+    time       timestamptz NOT NULL,
+    key_name   text,
+    client     text,
+    action     text NOT NULL,
+    target     text,
+    detail     jsonb NOT NULL DEFAULT '{}',
+    user_name  text,
+    before     jsonb,
+    after      jsonb,
+    CONSTRAINT admin_audit_actor CHECK (num_nonnulls(key_name, user_name) = 1)
 );
 CREATE INDEX admin_audit_time_idx ON admin_audit (time DESC);
+
+-- Operator console ------------------------------------------------------------------------------
+
+-- A person who may use the console. ``password_hash`` is self-describing
+-- (``scrypt$n$r$p$salt$hash``, api._keys.hash_key); the password itself is stored nowhere.
+-- A disabled person's sessions stop working at once (the session check joins this row).
+CREATE TABLE console_users (
+    name           text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,39}$'),
+    role           text NOT NULL CHECK (role IN ('planner', 'operator', 'admin')),
+    password_hash  text NOT NULL,
+    disabled       boolean NOT NULL DEFAULT false,
+    created        timestamptz NOT NULL
+);
+
+-- A logged-in browser. ``token_hash`` is the SHA-256 of the cookie's token (a stolen table
+-- logs no one in); the CSRF token is the one every write must carry in X-CSRF-Token.
+CREATE TABLE console_sessions (
+    token_hash  bytea PRIMARY KEY,
+    user_name   text NOT NULL REFERENCES console_users (name) ON DELETE CASCADE,
+    csrf_token  text NOT NULL,
+    created     timestamptz NOT NULL,
+    last_seen   timestamptz NOT NULL,
+    expires     timestamptz NOT NULL
+);
+CREATE INDEX console_sessions_user_idx ON console_sessions (user_name);
 
 -- Rules written once -----------------------------------------------------------------------------
 -- Rules that depend on the time take the moment as a parameter (the services' clock,

@@ -20,6 +20,8 @@ say, it says instead:
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,7 +38,7 @@ from schemathesis.core.result import Ok
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.python.asgi import shutdown_lifespans
 
-from api import create_app
+from api import add_user, create_app
 from api._keys import add_key
 from core.city import City
 from core.registry import sync_registry
@@ -58,7 +60,7 @@ SEED = 20260617
 # schema-valid request to them may get their documented 422.
 CONSTRAINED = ("getLotHistory", "exportHistoryCsv", "dashboard_occupancy", "dashboard_heatmap",
                "dashboard_target", "dashboard_forecast", "dashboard_signs", "closeLot",
-               "overrideSign")
+               "overrideSign", "consoleCloseLot")
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,12 @@ def test_the_key_is_checked_before_the_body_is_read(client: TestClient, api: Api
             ("body", "body")], refused
     openapi = client.get("/openapi.json").json()
     for method, path, operation in _operations(openapi):
-        if "requestBody" in operation:
+        if "requestBody" in operation and path.startswith("/v1/admin/"):
             assert {"401", "403", "422"} <= set(operation["responses"]), f"{method} {path}"
             assert {"apiKey", "bearer"} <= {name for requirement in operation["security"]
                                             for name in requirement}, f"{method} {path}"
-    assert set(openapi["components"]["securitySchemes"]) == {"apiKey", "bearer"}
+    assert set(openapi["components"]["securitySchemes"]) == {"apiKey", "bearer",
+                                                              "consoleSession"}
 
 
 @pytest.mark.parametrize("text", [
@@ -211,7 +214,20 @@ def history(api: Api, conn: psycopg.Connection[tuple[Any, ...]]) -> Iterator[Non
     shutdown_lifespans()
 
 
-def _config(api: Api, headers: dict[str, str]) -> SchemathesisConfig:
+def _console_session(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[str, str]:
+    """The token and CSRF token of an admin's console session (made in the database: logging
+    in is tests/api/test_console.py's)."""
+    token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), utc_now()
+    add_user(conn, "fuzzer", "admin", "a password for the fuzzer", now)
+    conn.execute("INSERT INTO console_sessions (token_hash, user_name, csrf_token, created, "
+                 "last_seen, expires) VALUES (%s, 'fuzzer', %s, %s, %s, %s)",
+                 (hashlib.sha256(token.encode()).digest(), csrf, now, now,
+                  now + timedelta(days=1)))
+    return token, csrf
+
+
+def _config(api: Api, headers: dict[str, str], skip: list[str] | None = None,
+            session: tuple[str, str] | None = None) -> SchemathesisConfig:
     """What ``schemathesis.toml`` would say for this run."""
     lots = [lot.id for lot in api.city.lots]
     config = SchemathesisConfig.from_dict({
@@ -228,13 +244,18 @@ def _config(api: Api, headers: dict[str, str]) -> SchemathesisConfig:
             "query.signs": api.city.signs[0].id,
             "path.lot_id": {"dictionary": "lot", "probability": 0.5},
             "path.sign_id": {"dictionary": "sign", "probability": 0.5},
+            **({"header.X-CSRF-Token": session[1]} if session else {}),
         },
+        # The console's cookie as the scheme it is: the checks of authentication know it.
+        **({"auth": {"openapi": {"consoleSession": {"api_key": session[0]}}}} if session
+           else {}),
         "operations": [
             {"include-operation-id": list(CONSTRAINED), "checks": {
                 "positive_data_acceptance": {"expected-statuses": [
                     "2xx", "3xx", "401", "403", "404", "422", "429"]}}},
             {"include-operation-id": "streamChanges", "max-stream-events": 1,
              "request-timeout": 1},
+            *([{"include-operation-id": skip, "enabled": False}] if skip else []),
         ],
     })
     config.projects.override.checks.update(included_check_names=["all"])  # --checks all
@@ -273,17 +294,27 @@ def _run(schema: Any) -> Outcome:
 # Hypothesis warns when it prints a large example (a dashboard answer), as a note to itself.
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @pytest.mark.usefixtures("history")
-@pytest.mark.parametrize("with_key", [False, True], ids=["without key", "with admin key"])
-def test_every_operation_conforms_to_the_openapi(api: Api, with_key: bool) -> None:
-    headers = {"X-API-Key": api.key} if with_key else {}
-    schema = schemathesis.openapi.from_asgi("/openapi.json", api.app,
-                                            config=_config(api, headers))
+@pytest.mark.parametrize("who", ["anonymous", "key", "console"],
+                         ids=["without key", "with admin key", "with console session"])
+def test_every_operation_conforms_to_the_openapi(api: Api, who: str,
+                                                 conn: psycopg.Connection[Any]) -> None:
+    headers = {"X-API-Key": api.key} if who == "key" else {}
+    config = _config(api, headers)
+    if who == "console":  # a logout would end the session the run acts with
+        config = _config(api, headers, skip=["consoleLogout"], session=_console_session(conn))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api.app, config=config)
     operations = set()
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result.err()  # the schema of each operation is valid
         operations.add(f"{result.ok().method.upper()} {result.ok().path}")
     outcome = _run(schema)
     assert len(operations) >= 27
+    if who == "console":
+        operations.discard("POST /v1/console/logout")
+        # The session worked: the fuzzer's closures and openings are in the audit, by name.
+        acted = conn.execute("SELECT count(*) FROM admin_audit WHERE user_name = 'fuzzer'"
+                             ).fetchone()
+        assert acted is not None and acted[0] > 0
     assert operations <= outcome.operations, f"untested: {operations - outcome.operations}"
     assert not outcome.failures, f"seed {SEED}, {outcome.cases} cases, " \
         f"{len(outcome.failures)} failures:\n" + "\n".join(outcome.failures[:20])

@@ -236,6 +236,11 @@ _ALLOWED = {
     ("admin_audit", "key_name"): "the API key's name; keys are named after roles",
     ("admin_audit", "client"): "the operator's IP address: operational data with a retention "
                                "(docs/operations.md)",
+    ("admin_audit", "user_name"): "the console user who acted (staff, not drivers): the "
+                                  "audit's purpose (docs/operations.md, personal data)",
+    ("console_users", "name"): "a console user's login name (staff; docs/operations.md)",
+    ("console_sessions", "user_name"): "whose session it is (staff; ends with the session)",
+    ("console_sessions", "token_hash"): "the SHA-256 of a session token, no identity",
     ("dead_letters", "payload"): "a rejected sensor message as sent (sensors send no "
                                  "personal data; retention in docs/operations.md)",
     ("dead_letters", "digest"): "the SHA-256 of that message (one row per distinct one)",

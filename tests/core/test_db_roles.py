@@ -31,6 +31,7 @@ from _helpers import ROOT, ServiceProcess, answers_ok, service_env, utc_now, wai
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
 from psycopg import sql
 
+from api import add_user
 from api._keys import add_key
 from core.city import City
 from core.db import SERVICE_ROLES
@@ -44,7 +45,8 @@ from simulators.history import backfill_history
 WRITES: dict[str, dict[str, set[str]]] = {
     "api": {"lot_closures": {"INSERT", "UPDATE", "DELETE"},
             "sign_overrides": {"INSERT", "UPDATE", "DELETE"},
-            "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"}},
+            "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"},
+            "console_sessions": {"INSERT", "UPDATE", "DELETE"}},
     "ingest": {"bay_events": {"INSERT"}, "lot_occupancy": {"INSERT"},
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
                "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"}},
@@ -54,7 +56,7 @@ WRITES: dict[str, dict[str, set[str]]] = {
 }
 # What a service must not even read (beyond what the list above implies).
 NO_READS: dict[str, tuple[str, ...]] = {
-    "api": ("bay_events", "dead_letters", "admin_audit", "forecast_models.artefact"),
+    "api": ("bay_events", "dead_letters", "forecast_models.artefact"),
     "ingest": ("forecast_models.version", "forecasts", "admin_audit", "sign_log"),
     "signage": ("bay_events", "dead_letters", "admin_audit", "forecast_models.version"),
     "forecast": ("bay_events", "dead_letters", "admin_audit", "sign_overrides"),
@@ -267,6 +269,13 @@ def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
     url, key = site
     spec = httpx.get(f"{url}/openapi.json").json()
     lot_id, sign_id = city.lots[0].id, city.signs[0].id
+    # A person of the console (written by the schema's owner, as `parkleit users add` does),
+    # logged in through the API's role: its session's cookie goes with every request.
+    add_user(conn, "ada", "admin", "a console password", utc_now())
+    client = httpx.Client(base_url=url, timeout=30)
+    login = client.post("/v1/console/login", json={"username": "ada",
+                                                   "password": "a console password"})
+    assert login.status_code == 200, login.text
     answers: dict[str, int] = {}
     for path, operations in spec["paths"].items():
         if "get" not in operations or path == "/v1/stream":
@@ -276,8 +285,7 @@ def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
                                                    "?resolution=1d"],
                     "/v1/export.csv": ["?resolution=raw", "?resolution=1d"]}.get(path, [""])
         for query in variants:
-            answers[concrete + query] = httpx.get(f"{url}{concrete}{query}", timeout=30
-                                                  ).status_code
+            answers[concrete + query] = client.get(f"{concrete}{query}").status_code
     assert answers and all(status == 200 for status in answers.values()), answers
     with httpx.stream("GET", f"{url}/v1/stream", timeout=10) as stream:
         assert stream.status_code == 200
@@ -293,9 +301,18 @@ def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
     for method, path, body in steps:
         answer = httpx.request(method, f"{url}{path}", json=body, headers=admin, timeout=30)
         assert answer.status_code == 200, (path, answer.text)
+    csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+    for path, body in ((f"/v1/console/lots/{lot_id}/close", {"reason": "Markt"}),
+                       (f"/v1/console/lots/{lot_id}/open", None)):
+        answer = client.post(path, json=body, headers=csrf)
+        assert answer.status_code == 200, (path, answer.text)
+    assert client.get("/v1/console/audit").json()["total"] == 7
+    assert client.post("/v1/console/logout", headers=csrf).status_code == 204
+    client.close()
     audit = conn.execute("SELECT action, key_name FROM admin_audit ORDER BY time").fetchall()
     assert [action for action, _ in audit] == ["close_lot", "open_lot", "override_sign",
-                                               "clear_sign_override", "reload"]
+                                               "clear_sign_override", "reload", "close_lot",
+                                               "open_lot"]
 
 
 def _first_lines(lines: Iterator[str], count: int) -> list[str]:

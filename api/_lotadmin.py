@@ -1,0 +1,161 @@
+"""Closing and opening a lot, and the audit of it: one implementation for the API-key admin
+routes (``api/routers/admin.py``) and the operator console (``api/routers/console.py``).
+
+Closing a lot writes ``lot_closures``; ingest derives ``closed`` for the lot while the row is in
+force (``ingest.lot_status(closed=...)``), at every batch and every stale check. So that no
+one waits for that, the change also sets ``lot_state`` and NOTIFYs the status as ingest would,
+in one transaction that holds the lot's row lock (as ingest's batches do): the live stream and
+the signs have it at commit; ingest's retained MQTT status follows at its next stale check.
+Every change writes an ``admin_audit`` row in the same transaction: who (an API key's name or
+a person), what, and the lot's status and closure before and after.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import HTTPException
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field
+
+from api._http import bad_parameter
+from api._input import Moment, SafeText
+from core import channels
+from core.city import Cities, OpeningHours
+from core.db import queries
+from core.status import LotStatus, lot_status
+
+__all__ = ["AdminLot", "CloseLot", "Closure", "Operator", "Reason", "audit", "audit_row",
+           "close_lot", "future", "open_lot"]
+
+logger = logging.getLogger(__name__)
+
+# Why an operator acted: in the audit, on the closure or override, and to everyone who reads it.
+Reason = Annotated[str, SafeText(min_length=1, max_length=500)]
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """Who makes an admin request: an API key's name (``person`` False) or a console user's
+    name (``person`` True), and the client's address."""
+
+    name: str
+    client: str | None
+    person: bool = False
+
+
+def audit_row(operator: Operator, action: str, target: str, detail: Any, now: datetime,
+              before: dict[str, Any] | None = None,
+              after: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters of the ``audit`` query for one action."""
+    return {"time": now, "key_name": None if operator.person else operator.name,
+            "user_name": operator.name if operator.person else None,
+            "client": operator.client, "action": action, "target": target,
+            "detail": Jsonb(detail), "before": None if before is None else Jsonb(before),
+            "after": None if after is None else Jsonb(after)}
+
+
+async def audit(conn: AsyncConnection[Any], operator: Operator, action: str, target: str,
+                detail: dict[str, Any], now: datetime, before: dict[str, Any] | None = None,
+                after: dict[str, Any] | None = None) -> None:
+    """One action in the audit, in the caller's transaction."""
+    await conn.execute(queries("api", "admin")["audit"],
+                       audit_row(operator, action, target, detail, now, before, after))
+    logger.info("admin: %s %s by %s %s from %s", action, target,
+                "user" if operator.person else "key", operator.name, operator.client)
+
+
+def future(until: datetime | None, now: datetime) -> datetime | None:
+    """``until`` if it lies after ``now`` (or is None); else a 422 naming it."""
+    if until is not None and until <= now:
+        bad_parameter("until", "must lie in the future", "body")
+    return until
+
+
+class CloseLot(BaseModel):
+    """Why and until when a lot is closed."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+    until: Moment | None = Field(None, description="End of the closure (RFC 3339 with "
+                                 "offset; default: until opened)")
+
+
+class Closure(BaseModel):
+    """An operator's closure of a lot."""
+
+    reason: str
+    closed_by: str
+    since: datetime
+    until: datetime | None
+
+
+class AdminLot(BaseModel):
+    """A lot's status after an admin change, and its closure if one is in force."""
+
+    lot_id: str
+    status: str
+    closure: Closure | None
+
+
+async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, now: datetime,
+                      *, closed: bool) -> tuple[dict[str, Any], str]:
+    """Derive the lot's status as ingest would, store it and NOTIFY it (in the transaction):
+    (what was there before: status and closure, the new status)."""
+    try:
+        city, lot = cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    q = queries("api", "admin")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
+        row = await cur.fetchone()
+        if row is None:
+            raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+        await cur.execute(q["closure_of"], {"lot_id": lot_id})
+        closure = await cur.fetchone()
+    before = {"status": row["status"],
+              "closure": None if closure is None else Closure(**closure).model_dump(mode="json")}
+    status = lot_status(lot, OpeningHours(lot.opening_hours), row["free"], row["updated"], now,
+                        city.tz, closed=closed)
+    await conn.execute(q["set_lot_status"], {"lot_id": lot_id, "status": status})
+    announced = LotStatus(lot_id, row["free"], row["occupied"], row["capacity"], status,
+                          row["updated"], row["quality"])
+    await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
+                                     "payload": announced.notification(city.id)})
+    return before, status
+
+
+async def close_lot(conn: AsyncConnection[Any], cities: Cities, lot_id: str, body: CloseLot,
+                    operator: Operator, now: datetime) -> AdminLot:
+    """Close ``lot_id`` for every consumer (API, stream, signs, DATEX II, MQTT), audited."""
+    until = future(body.until, now)
+    async with conn.transaction():
+        before, status = await _set_status(conn, cities, lot_id, now, closed=True)
+        await conn.execute(queries("api", "admin")["close_lot"], {
+            "lot_id": lot_id, "reason": body.reason, "key_name": operator.name, "since": now,
+            "until": until})
+        closed = AdminLot(lot_id=lot_id, status=status, closure=Closure(
+            reason=body.reason, closed_by=operator.name, since=now, until=until))
+        await audit(conn, operator, "close_lot", lot_id,
+                    {"reason": body.reason, "until": until and until.isoformat()}, now,
+                    before, closed.model_dump(mode="json", exclude={"lot_id"}))
+    return closed
+
+
+async def open_lot(conn: AsyncConnection[Any], cities: Cities, lot_id: str, operator: Operator,
+                   now: datetime) -> AdminLot:
+    """End the closure of ``lot_id`` (if any), audited; its status is derived from its count
+    again."""
+    async with conn.transaction():
+        before, status = await _set_status(conn, cities, lot_id, now, closed=False)
+        cursor = await conn.execute(queries("api", "admin")["open_lot"], {"lot_id": lot_id})
+        opened = AdminLot(lot_id=lot_id, status=status, closure=None)
+        await audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
+                    now, before, opened.model_dump(mode="json", exclude={"lot_id"}))
+    return opened

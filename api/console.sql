@@ -1,0 +1,58 @@
+-- Named queries of the operator console (api/_console.py, api/routers/console.py); values are
+-- always parameters.
+
+-- name: add_user
+-- A person who may log in to the console (refused if the name is taken).
+INSERT INTO console_users (name, role, password_hash, created)
+VALUES (%(name)s, %(role)s, %(password_hash)s, %(created)s);
+
+-- name: list_users
+-- Every person of the console, by name (never their password hashes).
+SELECT name, role, disabled, created FROM console_users ORDER BY name;
+
+-- name: disable_user
+-- A person who may no longer log in; their sessions end with it.
+UPDATE console_users SET disabled = true WHERE name = %(name)s;
+
+-- name: end_sessions_of
+-- Every session of a person (they were disabled).
+DELETE FROM console_sessions WHERE user_name = %(name)s;
+
+-- name: login_user
+-- The person a login names, with what its password is checked against.
+SELECT name, role, password_hash, disabled FROM console_users WHERE name = %(name)s;
+
+-- name: add_session
+-- A session of a person who just logged in (its token only as its hash).
+INSERT INTO console_sessions (token_hash, user_name, csrf_token, created, last_seen, expires)
+VALUES (%(token_hash)s, %(name)s, %(csrf_token)s, %(now)s, %(now)s, %(expires)s);
+
+-- name: drop_old_sessions
+-- Sessions that have ended (idle too long or past their lifetime), removed at a login.
+DELETE FROM console_sessions
+WHERE expires <= %(now)s OR last_seen <= %(now)s - make_interval(secs => %(idle_s)s);
+
+-- name: touch_session
+-- The person and CSRF token of a live session (not idle too long, not expired, its person
+-- not disabled), its last request set to now; no row if the session is not live.
+UPDATE console_sessions AS s SET last_seen = %(now)s
+FROM console_users AS u
+WHERE s.token_hash = %(token_hash)s AND u.name = s.user_name AND NOT u.disabled
+  AND s.expires > %(now)s AND s.last_seen > %(now)s - make_interval(secs => %(idle_s)s)
+RETURNING u.name, u.role, s.csrf_token;
+
+-- name: end_session
+-- A session ended by its logout.
+DELETE FROM console_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: audit_count
+-- How many actions the audit holds.
+SELECT count(*) FROM admin_audit;
+
+-- name: audit_page
+-- A page of the audit, newest first: who (a key's or a person's name), what, before, after.
+SELECT time, CASE WHEN user_name IS NULL THEN 'key' ELSE 'user' END AS actor_kind,
+       coalesce(user_name, key_name) AS actor, client, action, target, detail, before, after
+FROM admin_audit
+ORDER BY time DESC, action, target
+LIMIT %(limit)s OFFSET %(offset)s;

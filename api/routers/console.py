@@ -1,0 +1,330 @@
+"""The operator console's JSON (``/v1/console/...``): people log in with a name and password
+and act through a session cookie (the API keys stay for machines).
+
+- Login sets ``parkleit_session`` (HttpOnly, SameSite=Strict, path ``/v1/console``, Secure when
+  the request came over HTTPS, also through a proxy of ``API_FORWARDED_ALLOW_IPS``) and answers
+  the CSRF token every write must carry in ``X-CSRF-Token``. Attempts take a token of the
+  address's and of the user name's bucket (429 when either is empty) and are logged, never
+  with the password. A wrong password, an unknown or a disabled user: the same 401, in the same
+  time (an unknown name is hashed against a decoy).
+- No session (or an ended one) 401; a role below the route's 403; a write without the session's
+  CSRF token 403. Roles: planner reads, operator also acts on lots, admin as operator.
+- Closing and opening a lot is the admin routes' code (``api._lotadmin``), audited with the
+  person's name; the audit is read here (paged JSON or CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    Security,
+)
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyCookie
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import _console as console
+from api import _lotadmin as lotadmin
+from api._http import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    inline_schema,
+    pagination_links,
+    problem_responses,
+)
+from api._input import SafeText
+from api._lotadmin import AdminLot, CloseLot, Operator
+from api._ratelimit import TokenBuckets, retry_after
+from api.deps import CitiesDep, Conn, Now, SettingsDep
+from core.city import ID_PATTERN
+from core.db import queries
+from core.settings import Settings
+
+__all__ = ["COOKIE", "router"]
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "parkleit_session"
+COOKIE_PATH = "/v1/console"
+CSV_MEDIA_TYPE = "text/csv"
+
+
+_PROBLEM = {PROBLEM_MEDIA_TYPE: {"schema": inline_schema(Problem)}}
+_NO_SESSION: dict[int | str, dict[str, Any]] = {401: {
+    "description": "No session: not logged in, or the session ended (idle, expired, logged "
+    "out, its user disabled)", "content": _PROBLEM}}
+_FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {
+    "description": "The user's role may not do this, or (a write) the X-CSRF-Token is not "
+    "the session's", "content": _PROBLEM}}
+
+_COOKIE = APIKeyCookie(name=COOKIE, scheme_name="consoleSession", auto_error=False,
+                       description="The console's session (POST /v1/console/login sets it)")
+_LOGIN = "/v1/console/login"
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _live_session(request: Request) -> console.ConsoleUser:
+    """The person of the request's live session, else 401."""
+    token = request.cookies.get(COOKIE)
+    settings: Settings = request.app.state.settings
+    user = None
+    if token:
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+        async with pool.connection() as conn:
+            user = await console.session_user(conn, token, settings.clock.now(),
+                                              settings.CONSOLE_IDLE_TIMEOUT_S)
+    if user is None:
+        raise HTTPException(401, "log in first: no session, or it has ended")
+    return user
+
+
+class _SessionFirst(APIRoute):
+    """A console route but login: the session is checked before FastAPI reads and parses the
+    body (it does that before any dependency), so a request without a live session gets its
+    401 whatever it sends, and no one without a session makes the API parse anything."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.path == _LOGIN:
+            return handler
+
+        async def session_first(request: Request) -> Response:
+            request.state.console_user = await _live_session(request)
+            return await handler(request)
+
+        return session_first
+
+
+router = APIRouter(prefix="/v1/console", tags=["console"], route_class=_SessionFirst,
+                   responses=problem_responses(422, 503))
+
+
+async def _session(request: Request,
+                   _token: Annotated[str | None, Security(_COOKIE)]) -> console.ConsoleUser:
+    """The person ``_SessionFirst`` found (the cookie parameter documents the scheme)."""
+    user: console.ConsoleUser = request.state.console_user
+    return user
+
+
+Session = Annotated[console.ConsoleUser, Depends(_session)]
+CsrfToken = Annotated[str | None, Header(alias="X-CSRF-Token", description=(
+    "The session's CSRF token (from login or GET /v1/console/me); every write needs it"))]
+
+
+def _reader(role: console.Role) -> Callable[..., Coroutine[Any, Any, console.ConsoleUser]]:
+    async def check(user: Session) -> console.ConsoleUser:
+        if not console.role_allows(user.role, role):
+            raise HTTPException(403, f"this needs the role {role}; {user.name} is {user.role}")
+        return user
+    return check
+
+
+def _writer(role: console.Role) -> Callable[..., Coroutine[Any, Any, console.ConsoleUser]]:
+    async def check(user: Session, csrf: CsrfToken = None) -> console.ConsoleUser:
+        if not csrf or not hmac.compare_digest(csrf.encode(), user.csrf_token.encode()):
+            raise HTTPException(403, "a write needs the session's token in X-CSRF-Token")
+        if not console.role_allows(user.role, role):
+            raise HTTPException(403, f"this needs the role {role}; {user.name} is {user.role}")
+        return user
+    return check
+
+
+Planner = Annotated[console.ConsoleUser, Depends(_reader("planner"))]
+OperatorWrite = Annotated[console.ConsoleUser, Depends(_writer("operator"))]
+AnyWrite = Annotated[console.ConsoleUser, Depends(_writer("planner"))]
+LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
+
+
+# -- login, logout, me ----------------------------------------------------------------------------
+
+
+class Login(BaseModel):
+    """A person's name and password."""
+
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, SafeText(min_length=1, max_length=40)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class Me(BaseModel):
+    """The person of a session, and the token its writes carry in X-CSRF-Token."""
+
+    user: str
+    role: console.Role
+    csrf_token: str
+
+
+@router.post("/login", operation_id="consoleLogin", response_model=Me,
+             summary="Log in to the console (sets the session cookie)",
+             responses={**problem_responses(429),
+                        401: {"description": "Wrong user name or password (or the user is "
+                              "disabled): one answer for all", "content": _PROBLEM}})
+async def login(request: Request, response: Response, body: Login, conn: Conn, now: Now,
+                settings: SettingsDep) -> Me:
+    """Start a session for ``username`` if ``password`` is theirs."""
+    client = _client(request)
+    buckets: TokenBuckets = request.app.state.console_logins  # api._app's lifespan
+    wait = max(buckets.take(f"address:{client}"), buckets.take(f"user:{body.username}"))
+    if wait:
+        logger.warning("console login for %r from %s refused: too many attempts",
+                       body.username, client)
+        raise HTTPException(429, "too many login attempts; wait and try again",
+                            headers={"Retry-After": retry_after(wait)})
+    session = await console.log_in(conn, body.username, body.password, now,
+                                   settings.CONSOLE_IDLE_TIMEOUT_S,
+                                   settings.CONSOLE_SESSION_MAX_S)
+    if session is None:
+        logger.warning("console login for %r from %s refused: wrong name or password",
+                       body.username, client)
+        raise HTTPException(401, "wrong user name or password")
+    user, token = session
+    logger.info("console login: %s (%s) from %s", user.name, user.role, client)
+    response.set_cookie(COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    response.headers["Cache-Control"] = "no-store"
+    return Me(user=user.name, role=user.role, csrf_token=user.csrf_token)
+
+
+@router.post("/logout", operation_id="consoleLogout", status_code=204,
+             summary="End the session", responses={**_NO_SESSION, **_FORBIDDEN})
+async def logout(request: Request, user: AnyWrite, conn: Conn) -> Response:
+    """End this session and remove its cookie."""
+    await console.end_session(conn, request.cookies[COOKIE])
+    logger.info("console logout: %s from %s", user.name, _client(request))
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+    return response
+
+
+@router.get("/me", operation_id="consoleMe", response_model=Me,
+            summary="The person of this session and its CSRF token",
+            responses={**_NO_SESSION, **_FORBIDDEN})
+async def me(response: Response, user: Planner) -> Me:
+    """Who is logged in (the page asks after a reload: the cookie is HttpOnly)."""
+    response.headers["Cache-Control"] = "no-store"
+    return Me(user=user.name, role=user.role, csrf_token=user.csrf_token)
+
+
+# -- lots ---------------------------------------------------------------------------------------
+
+
+def _operator(request: Request, user: console.ConsoleUser) -> Operator:
+    return Operator(user.name, _client(request), person=True)
+
+
+_WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {**_NO_SESSION, **_FORBIDDEN,
+                                                    **problem_responses(404)}
+
+
+@router.post("/lots/{lot_id}/close", operation_id="consoleCloseLot", response_model=AdminLot,
+             summary="Close a lot (operator): closed everywhere until opened or `until`",
+             responses=_WRITE_PROBLEMS)
+async def close_lot(request: Request, lot_id: LotId, body: CloseLot, user: OperatorWrite,
+                    conn: Conn, now: Now, cities: CitiesDep) -> AdminLot:
+    """Close ``lot_id`` for every consumer (API, stream, signs, DATEX II, MQTT), audited with
+    the person's name."""
+    return await lotadmin.close_lot(conn, cities, lot_id, body, _operator(request, user), now)
+
+
+@router.post("/lots/{lot_id}/open", operation_id="consoleOpenLot", response_model=AdminLot,
+             summary="End an operator's closure of a lot (operator)", responses=_WRITE_PROBLEMS)
+async def open_lot(request: Request, lot_id: LotId, user: OperatorWrite, conn: Conn, now: Now,
+                   cities: CitiesDep) -> AdminLot:
+    """End the closure of ``lot_id`` (if any), audited with the person's name."""
+    return await lotadmin.open_lot(conn, cities, lot_id, _operator(request, user), now)
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+class AuditEntry(BaseModel):
+    """One action of a person (console) or a machine (API key)."""
+
+    time: datetime
+    actor_kind: Literal["user", "key"]
+    actor: str
+    client: str | None
+    action: str
+    target: str | None
+    detail: Any
+    before: Any
+    after: Any
+
+
+class AuditPage(BaseModel):
+    """A page of the audit, newest first."""
+
+    total: int
+    offset: int
+    limit: int
+    entries: list[AuditEntry]
+
+
+_CSV_COLUMNS = tuple(AuditEntry.model_fields)
+
+
+def _csv(entries: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(_CSV_COLUMNS)
+    for entry in entries:
+        writer.writerow([
+            entry["time"].isoformat().replace("+00:00", "Z") if name == "time"
+            else "" if entry[name] is None
+            else json.dumps(entry[name], ensure_ascii=False, sort_keys=True)
+            if name in ("detail", "before", "after") else entry[name]
+            for name in _CSV_COLUMNS])
+    return out.getvalue()
+
+
+@router.get("/audit", operation_id="consoleAudit", response_model=AuditPage,
+            summary="The audit of every admin and console action, newest first (planner)",
+            responses={**_NO_SESSION, **_FORBIDDEN, 200: {
+                "description": "A page of the audit (JSON), or with `format=csv` RFC 4180 CSV "
+                "with a header row: " + ", ".join(_CSV_COLUMNS) + " (detail, before and after "
+                "as JSON text)",
+                "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}})
+async def audit(request: Request, _user: Planner, conn: Conn,
+                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                format: Annotated[Literal["json", "csv"], Query(
+                    description="json (default) or csv")] = "json") -> Any:
+    """A page of the audit (``Link`` header: first, prev, next)."""
+    q = queries("api", "console")
+    cursor = await conn.execute(q["audit_count"])
+    row = await cursor.fetchone()
+    total = int(row[0]) if row else 0
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q["audit_page"], {"offset": offset, "limit": limit})
+        entries = await cur.fetchall()
+    headers = {"Link": pagination_links(request, offset=offset, limit=limit, total=total),
+               "Cache-Control": "no-store"}
+    if format == "csv":
+        return Response(_csv(entries), media_type=CSV_MEDIA_TYPE, headers={
+            **headers, "Content-Disposition": 'attachment; filename="parkleit-audit.csv"'})
+    page = AuditPage(total=total, offset=offset, limit=limit,
+                     entries=[AuditEntry(**entry) for entry in entries])
+    return Response(page.model_dump_json(), media_type="application/json", headers=headers)

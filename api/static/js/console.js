@@ -1,0 +1,218 @@
+// The operator console: log in, the city's lots live (v1/lots, then the SSE stream) with a
+// close/open action per lot, and the audit. The session is an HttpOnly cookie the page never
+// sees; its CSRF token (from login or v1/console/me) goes with every write.
+
+import { config, t, translate, langButton, onLangChange, formatNumber, formatTime } from './i18n.js';
+import { LotFeed, hasCount } from './live.js';
+
+const $ = (id) => document.getElementById(id);
+let session = null;
+let feed = null;
+
+async function call(path, { method = 'GET', body } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && session) headers['X-CSRF-Token'] = session.csrf_token;
+  const response = await fetch(`v1/console/${path}`, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401 && path !== 'login' && path !== 'me') showLogin();
+  return response;
+}
+
+async function problemText(response) {
+  try {
+    const problem = await response.json();
+    return problem.detail || problem.title || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+function showLogin() {
+  session = null;
+  $('login').hidden = false;
+  for (const id of ['lots', 'audit', 'who', 'logout']) $(id).hidden = true;
+  $('username').focus();
+}
+
+function showConsole() {
+  $('login').hidden = true;
+  for (const id of ['lots', 'audit', 'who', 'logout']) $(id).hidden = false;
+  $('who').textContent = t('console.who', { user: session.user, role: t(`role.${session.role}`) });
+  const mayAct = session.role !== 'planner';
+  document.body.classList.toggle('read-only', !mayAct);
+  if (!feed) {
+    feed = new LotFeed();
+    feed.addEventListener('reset', (event) => renderLots(event.detail));
+    feed.addEventListener('lot', (event) => updateLot(event.detail.lot, event.detail.previous));
+    feed.addEventListener('state', (event) => {
+      $('connection').dataset.state = event.detail;
+      $('connection').textContent = t(`conn.${event.detail}`);
+    });
+    feed.start().catch(() => { $('connection').textContent = t('conn.failed'); });
+  } else {
+    renderLots([...feed.lots.values()]);
+  }
+  loadAudit();
+}
+
+function freeText(lot) {
+  return hasCount(lot) ? t('console.free.of', { free: formatNumber(lot.free),
+    capacity: formatNumber(lot.capacity) }) : '–';
+}
+
+function renderLots(lots) {
+  const rows = lots.map((lot) => {
+    const row = document.createElement('tr');
+    row.dataset.lot = lot.id;
+    const name = document.createElement('th');
+    name.scope = 'row';
+    name.textContent = lot.name;
+    const status = document.createElement('td');
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    status.append(badge);
+    const free = document.createElement('td');
+    free.className = 'free';
+    const action = document.createElement('td');
+    if (session && session.role !== 'planner') action.append(actionForm(lot));
+    row.append(name, status, free, action);
+    fillRow(row, lot);
+    return row;
+  });
+  $('lot-rows').replaceChildren(...rows);
+}
+
+function actionForm(lot) {
+  const form = document.createElement('form');
+  form.className = 'lot-action';
+  const id = `reason-${lot.id}`;
+  const label = document.createElement('label');
+  label.htmlFor = id;
+  label.className = 'visually-hidden';
+  const input = document.createElement('input');
+  input.id = id;
+  input.name = 'reason';
+  input.maxLength = 500;
+  const button = document.createElement('button');
+  button.type = 'submit';
+  form.append(label, input, button);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    act(lot.id, form).catch((error) => { $('action-error').textContent = String(error); });
+  });
+  return form;
+}
+
+function fillRow(row, lot) {
+  const closed = lot.status === 'closed';
+  const badge = row.querySelector('.badge');
+  badge.className = `badge status-${lot.status || 'unknown'}`;
+  badge.textContent = t(`status.${lot.status || 'unknown'}`);
+  row.querySelector('.free').textContent = freeText(lot);
+  const form = row.querySelector('form');
+  if (form) {
+    form.dataset.closed = closed ? 'true' : 'false';
+    form.querySelector('label').textContent = t('console.reason.label', { name: lot.name });
+    const input = form.querySelector('input');
+    input.placeholder = t('console.reason');
+    input.hidden = closed;
+    form.querySelector('button').textContent = t(closed ? 'console.open' : 'console.close');
+    form.querySelector('button').setAttribute('aria-label',
+      t(closed ? 'console.open.label' : 'console.close.label', { name: lot.name }));
+  }
+}
+
+function updateLot(lot, previous) {
+  const row = [...$('lot-rows').rows].find((candidate) => candidate.dataset.lot === lot.id);
+  if (!row) return;
+  fillRow(row, lot);
+  if (previous && previous.status !== lot.status) {
+    $('announce').textContent = t('announce.status', { name: lot.name, status: t(`status.${lot.status}`) });
+  }
+}
+
+async function act(lotId, form) {
+  $('action-error').textContent = '';
+  const closing = form.dataset.closed !== 'true';
+  const input = form.querySelector('input');
+  const reason = input.value.trim();
+  if (closing && !reason) {
+    $('action-error').textContent = t('console.reason.missing');
+    input.focus();
+    return;
+  }
+  const response = await call(`lots/${encodeURIComponent(lotId)}/${closing ? 'close' : 'open'}`,
+    { method: 'POST', body: closing ? { reason } : undefined });
+  if (!response.ok) {
+    if (response.status !== 401) $('action-error').textContent = await problemText(response);
+    return;
+  }
+  const result = await response.json();
+  input.value = '';
+  feed.apply({ id: result.lot_id, status: result.status });
+  loadAudit();
+}
+
+async function loadAudit() {
+  const response = await call('audit?limit=50');
+  if (!response.ok) return;
+  const page = await response.json();
+  $('audit-rows').replaceChildren(...page.entries.map((entry) => {
+    const row = document.createElement('tr');
+    const cells = [formatTime(entry.time, true), `${entry.actor} (${t(`actor.${entry.actor_kind}`)})`,
+      entry.action, entry.target ?? '', entry.detail?.reason ?? ''];
+    row.append(...cells.map((text) => {
+      const cell = document.createElement('td');
+      cell.textContent = text;
+      return cell;
+    }));
+    return row;
+  }));
+}
+
+$('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('login-error').textContent = '';
+  const username = $('username').value.trim();
+  const password = $('password').value;
+  if (!username || !password) {
+    $('login-error').textContent = t('console.login.missing');
+    return;
+  }
+  const response = await call('login', { method: 'POST', body: { username, password } });
+  $('password').value = '';
+  if (!response.ok) {
+    $('login-error').textContent = response.status === 401 ? t('console.login.wrong')
+      : await problemText(response);
+    $('password').focus();
+    return;
+  }
+  session = await response.json();
+  showConsole();
+  $('lots-h').focus();
+});
+
+$('logout').addEventListener('click', async () => {
+  await call('logout', { method: 'POST' });
+  showLogin();
+});
+
+for (const element of document.querySelectorAll('.city-name')) element.textContent = config.city.name;
+$('lots-h').tabIndex = -1;
+langButton($('lang'));
+translate();
+onLangChange(() => {
+  if (session) showConsole();
+});
+
+call('me').then(async (response) => {
+  if (response.ok) {
+    session = await response.json();
+    showConsole();
+  } else {
+    showLogin();
+  }
+}).catch(showLogin);

@@ -1,0 +1,413 @@
+"""The operator console against a real uvicorn server and PostgreSQL: people added by the real
+``parkleit users`` command, sessions, role boundaries, CSRF, idle and absolute expiry (by the
+app's injectable clock), a disabled person, login limits and logs, closing a lot as a person,
+the audit; and in Debian's Chromium: log in, close a lot with a reason, see it closed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from _browser import chromium
+from _helpers import ROOT, service_env, utc_now, wait_for
+from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, expect
+from test_api_stream_admin import counter, serve
+
+from api import create_app
+from core.city import City
+from core.registry import sync_registry
+from core.settings import Settings
+from ingest import Writer, prepare_connection
+
+PASSWORD = "correct horse battery"
+ARTIFACTS = ROOT / "test-artifacts" / "pages"
+LOGIN_BURST = 6
+
+
+def users(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``parkleit users ...`` as a process (stdin a pipe, not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "parkleit", "users", *args], input=stdin,
+                          env=service_env(settings), cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@dataclass
+class Console:
+    url: str
+    app: FastAPI
+    city: City
+    settings: Settings
+    conn: psycopg.Connection[Any]
+    clients: list[httpx.Client]
+
+    def add(self, name: str, role: str) -> None:
+        done = users(self.settings, "add", name, "--role", role, stdin=f"{PASSWORD}\n")
+        assert done.returncode == 0, done.stderr
+
+    def client(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=30)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def login(self, name: str, password: str = PASSWORD) -> tuple[httpx.Client, str]:
+        """A client holding ``name``'s session, and its CSRF token."""
+        client = self.client()
+        answer = client.post("/v1/console/login", json={"username": name, "password": password})
+        assert answer.status_code == 200, answer.text
+        return client, answer.json()["csrf_token"]
+
+    def advance(self, seconds: float) -> None:
+        """Move the app's clock on (the injectable clock: ``Settings.CLOCK_OFFSET_S``)."""
+        current: Settings = self.app.state.settings
+        self.app.state.settings = current.model_copy(
+            update={"CLOCK_OFFSET_S": current.CLOCK_OFFSET_S + seconds})
+
+    def lot(self, name: str) -> str:
+        return f"{self.city.id}-{name}"
+
+
+@pytest.fixture
+def make_console(settings: Settings, city: City,
+                 conn: psycopg.Connection[Any]) -> Iterator[Callable[..., Console]]:
+    sync_registry(conn, city)
+    prepare_connection(conn)
+    now = utc_now()
+    Writer(city).write(conn, [counter(city, "garage", 40, now)], now)
+    with ExitStack() as stack:
+
+        def start(**overrides: Any) -> Console:
+            configured = settings.model_copy(update={
+                "CONSOLE_LOGIN_BURST": LOGIN_BURST, "CONSOLE_LOGIN_RATE": 0.001, **overrides})
+            app = create_app(configured)
+            console = Console(stack.enter_context(serve(app)), app, city, configured, conn, [])
+            stack.callback(console.close)
+            return console
+
+        yield start
+
+
+@pytest.fixture
+def console(make_console: Callable[..., Console]) -> Console:
+    return make_console()
+
+
+PROBLEM = "application/problem+json"
+
+
+def _problem(answer: httpx.Response, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = answer.json()
+    assert body["status"] == status
+    return body
+
+
+# -- people and sessions ------------------------------------------------------------------------
+
+
+def test_users_command_adds_lists_and_disables_without_a_password_in_argv(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    console.add("paul", "planner")
+    listed = users(console.settings, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[:3] for line in listed.stdout.splitlines()] == [
+        ["olga", "operator", "active"], ["paul", "planner", "active"]]
+    stored = console.conn.execute(
+        "SELECT password_hash FROM console_users WHERE name = 'olga'").fetchone()
+    assert stored is not None and stored[0].startswith("scrypt$16384$8$1$")
+    assert PASSWORD not in stored[0]
+    # No way to give a password on the command line; bad input exits 2 with one line.
+    for args, stdin in ((["add", "x", "--role", "operator", "--password", "p"], ""),
+                        (["add", "olga", "--role", "operator"], f"{PASSWORD}\n"),
+                        (["add", "nina", "--role", "chief"], f"{PASSWORD}\n"),
+                        (["add", "nina", "--role", "planner"], "short\n"),
+                        (["disable", "nobody"], "")):
+        refused = users(console.settings, *args, stdin=stdin)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert refused.stderr.strip(), args
+    assert users(console.settings, "disable", "paul").returncode == 0
+    listed = users(console.settings, "list")
+    assert "paul\tplanner\tdisabled" in listed.stdout
+
+
+def test_login_sets_a_strict_httponly_cookie_that_is_secure_over_https(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    with console.client() as client:
+        answer = client.post("/v1/console/login",
+                             json={"username": "olga", "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["user"] == "olga" and body["role"] == "operator"
+        assert len(body["csrf_token"]) >= 32
+        cookie = answer.headers["set-cookie"]
+        attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+        assert {"httponly", "path"} <= attributes and "secure" not in attributes
+        assert "samesite=strict" in cookie.lower() and "path=/v1/console" in cookie.lower()
+        assert answer.headers["cache-control"] == "no-store"
+        token = client.cookies["parkleit_session"]
+        me = client.get("/v1/console/me")
+        assert me.status_code == 200 and me.json() == body
+        # The database holds the token's hash, never the token.
+        stored = console.conn.execute("SELECT t::text FROM console_sessions AS t").fetchall()
+        assert len(stored) == 1 and token not in stored[0][0]
+        # No CORS for the console, whatever API_CORS_ORIGINS says.
+        assert "access-control-allow-origin" not in client.get(
+            "/v1/console/me", headers={"Origin": "https://elsewhere.example"}).headers
+    # Through the proxy uvicorn trusts here (127.0.0.1): https, so the cookie is Secure.
+    forwarded = httpx.post(f"{console.url}/v1/console/login",
+                           json={"username": "olga", "password": PASSWORD},
+                           headers={"X-Forwarded-Proto": "https"}, timeout=30)
+    assert forwarded.status_code == 200
+    assert "secure" in {part.strip().lower() for part in
+                        forwarded.headers["set-cookie"].split(";")}
+
+
+def test_wrong_password_and_unknown_user_get_one_answer_in_similar_time_and_no_password_logs(
+        make_console: Callable[..., Console], caplog: pytest.LogCaptureFixture) -> None:
+    console = make_console(CONSOLE_LOGIN_BURST=20)
+    console.add("olga", "operator")
+    caplog.set_level(logging.INFO)
+    timings: dict[str, list[float]] = {"wrong": [], "unknown": []}
+    answers = {}
+    for attempt in range(7):
+        for case, name in (("wrong", "olga"), ("unknown", f"nobody{attempt}")):
+            began = time.perf_counter()
+            answer = httpx.post(f"{console.url}/v1/console/login", timeout=30,
+                                json={"username": name, "password": f"guess-{attempt}"})
+            timings[case].append(time.perf_counter() - began)
+            body = _problem(answer, 401)
+            assert "set-cookie" not in answer.headers
+            answers[case] = (body["detail"], body["title"])
+    assert answers["wrong"] == answers["unknown"] == ("wrong user name or password",
+                                                      "Unauthorized")
+    wrong, unknown = statistics.median(timings["wrong"]), statistics.median(timings["unknown"])
+    # Both pay scrypt (tens of ms); an unknown name answering without it would be far faster.
+    assert 0.5 < unknown / wrong < 2.0, timings
+    _, csrf = console.login("olga")
+    assert "console login for 'olga'" in caplog.text and "refused" in caplog.text
+    assert "console login: olga (operator)" in caplog.text
+    for secret in ("guess-", PASSWORD, csrf):
+        assert secret not in caplog.text, secret
+
+
+def test_login_attempts_are_limited_per_address_and_per_user_name(
+        make_console: Callable[..., Console]) -> None:
+    console = make_console()
+    console.add("olga", "operator")
+    for attempt in range(LOGIN_BURST):
+        _problem(httpx.post(f"{console.url}/v1/console/login", timeout=30, json={
+            "username": "olga" if attempt % 2 else f"x{attempt}", "password": "nope"}), 401)
+    # The address has spent its attempts: even the right password waits now.
+    limited = httpx.post(f"{console.url}/v1/console/login", timeout=30,
+                         json={"username": "olga", "password": PASSWORD})
+    _problem(limited, 429)
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_each_role_boundary(console: Console) -> None:
+    for name, role in (("paul", "planner"), ("olga", "operator"), ("ada", "admin")):
+        console.add(name, role)
+    lot = console.lot("garage")
+    close, open_ = f"/v1/console/lots/{lot}/close", f"/v1/console/lots/{lot}/open"
+    reason = {"reason": "Baustelle"}
+    # Nobody logged in: 401 everywhere (reads and writes).
+    with console.client() as anonymous:
+        for method, path in (("GET", "/v1/console/me"), ("GET", "/v1/console/audit"),
+                             ("POST", close), ("POST", open_), ("POST", "/v1/console/logout")):
+            _problem(anonymous.request(method, path, json=reason if path == close else None),
+                     401)
+        # Checked before the body is read: whatever it sends, no session is a 401.
+        for body in (b"{not json", b"\xff\xfe{}", b"[" * 3000):
+            _problem(anonymous.post(close, content=body,
+                                    headers={"Content-Type": "application/json"}), 401)
+        anonymous.cookies.set("parkleit_session", "forged-token", path="/v1/console")
+        _problem(anonymous.get("/v1/console/me"), 401)
+    # A planner reads, but may not act on a lot.
+    planner, planner_csrf = console.login("paul")
+    assert planner.get("/v1/console/audit").status_code == 200
+    refused = _problem(planner.post(close, json=reason, headers={"X-CSRF-Token": planner_csrf}),
+                       403)
+    assert "operator" in refused["detail"]
+    # An operator and an admin act; without or with a wrong CSRF token they do not.
+    for name in ("olga", "ada"):
+        client, csrf = console.login(name)
+        for headers in ({}, {"X-CSRF-Token": "x" * 43}, {"X-CSRF-Token": planner_csrf}):
+            denied = _problem(client.post(close, json=reason, headers=headers), 403)
+            assert "X-CSRF-Token" in denied["detail"]
+        closed = client.post(close, json=reason, headers={"X-CSRF-Token": csrf})
+        assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
+        opened = client.post(open_, headers={"X-CSRF-Token": csrf})
+        assert opened.status_code == 200 and opened.json()["status"] == "open", opened.text
+    actions = console.conn.execute(
+        "SELECT user_name, key_name, action FROM admin_audit ORDER BY time").fetchall()
+    assert actions == [("olga", None, "close_lot"), ("olga", None, "open_lot"),
+                       ("ada", None, "close_lot"), ("ada", None, "open_lot")]
+    # A logout needs the token too, and ends the session.
+    _problem(planner.post("/v1/console/logout"), 403)
+    assert planner.post("/v1/console/logout",
+                        headers={"X-CSRF-Token": planner_csrf}).status_code == 204
+    _problem(planner.get("/v1/console/me"), 401)
+
+
+def test_idle_and_absolute_expiry_by_the_clock(make_console: Callable[..., Console]) -> None:
+    console = make_console(CONSOLE_IDLE_TIMEOUT_S=600, CONSOLE_SESSION_MAX_S=1500)
+    console.add("olga", "operator")
+    idle, _ = console.login("olga")
+    busy, _ = console.login("olga")
+    console.advance(590)
+    assert idle.get("/v1/console/me").status_code == 200  # within the idle time: starts again
+    assert busy.get("/v1/console/me").status_code == 200
+    console.advance(590)
+    assert busy.get("/v1/console/me").status_code == 200
+    console.advance(20)  # 610 s since idle's last request
+    _problem(idle.get("/v1/console/me"), 401)
+    console.advance(290)  # busy: active all along, but 1490 s old
+    assert busy.get("/v1/console/me").status_code == 200
+    console.advance(20)  # 1510 s: past its lifetime
+    _problem(busy.get("/v1/console/me"), 401)
+
+
+def test_a_disabled_users_session_stops_at_once(console: Console) -> None:
+    console.add("olga", "operator")
+    client, csrf = console.login("olga")
+    assert client.get("/v1/console/me").status_code == 200
+    # The disabling bypasses the API (a direct UPDATE, as another tool might do it): the
+    # session check itself refuses a disabled person, not only the CLI's clean-up.
+    console.conn.execute("UPDATE console_users SET disabled = true WHERE name = 'olga'")
+    _problem(client.get("/v1/console/me"), 401)
+    _problem(client.post(f"/v1/console/lots/{console.lot('garage')}/close",
+                         json={"reason": "x"}, headers={"X-CSRF-Token": csrf}), 401)
+    _problem(httpx.post(f"{console.url}/v1/console/login", timeout=30,
+                        json={"username": "olga", "password": PASSWORD}), 401)
+    # And through the CLI: its sessions are gone from the table as well.
+    console.conn.execute("UPDATE console_users SET disabled = false WHERE name = 'olga'")
+    console.login("olga")
+    assert users(console.settings, "disable", "olga").returncode == 0
+    assert console.conn.execute("SELECT count(*) FROM console_sessions").fetchone() == (0,)
+
+
+def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    console.add("paul", "planner")
+    client, csrf = console.login("olga")
+    lot = console.lot("garage")
+    until = "2099-01-01T00:00:00Z"
+    closed = client.post(f"/v1/console/lots/{lot}/close", headers={"X-CSRF-Token": csrf},
+                         json={"reason": "Hochwasser", "until": until})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["closure"]["closed_by"] == "olga"
+    lots = {entry["id"]: entry for entry in httpx.get(f"{console.url}/v1/lots").json()["lots"]}
+    assert lots[lot]["status"] == "closed"
+    # Bad input: an end time in the past, no reason, an unknown lot.
+    for body, status in (({"reason": "x", "until": "2000-01-01T00:00:00Z"}, 422),
+                         ({"reason": ""}, 422), ({}, 422)):
+        _problem(client.post(f"/v1/console/lots/{lot}/close", json=body,
+                             headers={"X-CSRF-Token": csrf}), status)
+    _problem(client.post(f"/v1/console/lots/{console.city.id}-nowhere/close",
+                         json={"reason": "x"}, headers={"X-CSRF-Token": csrf}), 404)
+
+    planner, _ = console.login("paul")
+    page = planner.get("/v1/console/audit", params={"limit": 1})
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["total"] == 1 and len(body["entries"]) == 1
+    [entry] = body["entries"]
+    assert (entry["actor_kind"], entry["actor"], entry["action"], entry["target"]) == (
+        "user", "olga", "close_lot", lot)
+    assert entry["detail"]["reason"] == "Hochwasser"
+    assert entry["before"] == {"status": "open", "closure": None}
+    assert entry["after"]["status"] == "closed"
+    assert entry["after"]["closure"]["reason"] == "Hochwasser"
+    assert entry["after"]["closure"]["until"].startswith("2099-01-01T00:00:00")
+    exported = planner.get("/v1/console/audit", params={"format": "csv"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert len(rows) == 1 and rows[0]["actor"] == "olga" and rows[0]["action"] == "close_lot"
+    assert json.loads(rows[0]["before"]) == {"closure": None, "status": "open"}
+
+
+# -- the page in Chromium -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium(ROOT / "api" / "static" / "js") as launched:
+        yield launched
+
+
+def _page(browser: Browser) -> tuple[Page, list[str]]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    # A 401 before logging in is the console's contract; Chromium logs every 4xx it loads.
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error"
+           and "status of 401" not in message.text else None)
+    return tab, errors
+
+
+@pytest.mark.browser
+def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
+                                                   browser: Browser) -> None:
+    console.add("olga", "operator")
+    tab, errors = _page(browser)
+    try:
+        tab.goto(f"{console.url}/console")
+        expect(tab.get_by_label("Benutzername")).to_be_focused()
+        # Keyboard only: type, tab, type, Enter.
+        tab.keyboard.type("olga")
+        tab.keyboard.press("Tab")
+        tab.keyboard.type(PASSWORD)
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#who")).to_contain_text("olga")
+        lot = console.lot("garage")
+        row = tab.locator(f"tr[data-lot='{lot}']")
+        expect(row.locator(".badge")).to_have_text("frei")
+        expect(row.locator(".badge")).to_have_class("badge status-open")
+        name = console.city.lot(lot).name
+        tab.get_by_label(f"Grund für die Schließung von {name}").fill("Baustelle Ebene 2")
+        tab.get_by_role("button", name=f"{name} schließen").click()
+        expect(row.locator(".badge")).to_have_text("geschlossen")
+        expect(row.locator(".badge")).to_have_class("badge status-closed")
+        expect(tab.locator("#audit-rows")).to_contain_text("Baustelle Ebene 2")
+        wait_for(lambda: {entry["id"]: entry["status"] for entry in httpx.get(
+            f"{console.url}/v1/lots").json()["lots"]}[lot] == "closed", timeout=5)
+        # Opened by another person elsewhere: the page hears it from the live stream.
+        other, csrf = console.login("olga")
+        assert other.post(f"/v1/console/lots/{lot}/open",
+                          headers={"X-CSRF-Token": csrf}).status_code == 200
+        expect(row.locator(".badge")).to_have_text("frei")
+        expect(row.get_by_role("button", name=f"{name} schließen")).to_be_visible()
+        assert other.post(f"/v1/console/lots/{lot}/close", json={"reason": "Markt"},
+                          headers={"X-CSRF-Token": csrf}).status_code == 200
+        expect(row.locator(".badge")).to_have_text("geschlossen")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+        # Reloaded, the page keeps the session (the cookie) and asks who it is.
+        tab.reload()
+        expect(tab.locator("#who")).to_contain_text("olga")
+        expect(row.locator(".badge")).to_have_text("geschlossen")
+    finally:
+        tab.context.close()
+    assert not errors, errors
