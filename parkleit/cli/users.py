@@ -13,8 +13,6 @@ import sys
 
 import psycopg
 
-from api import CONSOLE_ROLES, ConsoleUserError, add_user, disable_user, list_users
-
 from ._common import Commands, UsageError, require_table, settings
 
 
@@ -25,8 +23,8 @@ def register(commands: Commands) -> None:
     add = users_commands.add_parser(
         "add", help="add a person; the password from the terminal, or stdin's first line")
     add.add_argument("name", help="user name (1-40 of a-z, 0-9, _ . -)")
-    add.add_argument("--role", required=True, choices=CONSOLE_ROLES,
-                     help="planner reads; operator also acts on lots; admin as operator")
+    add.add_argument("--role", required=True, metavar="ROLE",
+                     help="planner (reads), operator (also acts on lots) or admin (as operator)")
     add.set_defaults(handler=_add)
     listing = users_commands.add_parser("list", help="every person, role and state")
     listing.set_defaults(handler=_list)
@@ -52,6 +50,10 @@ def _connect() -> psycopg.Connection[tuple[object, ...]]:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from api import CONSOLE_ROLES, ConsoleUserError, add_user  # the API: only when it runs
+
+    if args.role not in CONSOLE_ROLES:
+        raise UsageError(f"--role must be one of {', '.join(CONSOLE_ROLES)}")
     password = _password()
     with _connect() as conn:
         try:
@@ -63,6 +65,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(_args: argparse.Namespace) -> int:
+    from api import list_users
+
     with _connect() as conn:
         users = list_users(conn)
     for user in users:
@@ -72,6 +76,8 @@ def _list(_args: argparse.Namespace) -> int:
 
 
 def _disable(args: argparse.Namespace) -> int:
+    from api import ConsoleUserError, disable_user
+
     with _connect() as conn:
         try:
             disable_user(conn, args.name)

@@ -120,7 +120,7 @@ def test_the_lot_list_fast_path_answers_as_the_route_does(
 
 
 def test_the_fast_path_leaves_bad_or_unknown_requests_to_the_route(
-        api_client: TestClient, city: City) -> None:
+        api_client: TestClient) -> None:
     for query, status in (("?limit=0", 422), ("?limit=²", 422), ("?format=xml", 422),
                           ("?city=nowhere", 422), ("?limit=1&limit=2", 200)):
         assert api_client.get(f"/v1/lots{query}").status_code == status, query
