@@ -52,6 +52,7 @@ from paho.mqtt.properties import Properties
 from core.city import City, load_city
 from core.db import create_database, migrate
 from core.settings import Settings
+from core.status import rfc3339
 from parkleit.embedded import PrivateBroker, PrivatePostgres, free_port
 from simulators.load import run_load
 
@@ -63,6 +64,7 @@ Key = tuple[str, datetime]
 
 NO_MATCHING_SUBSCRIBERS = 0x10
 COUNTER_EVERY = 7  # every 7th message is a garage counter reading
+COUNTER_SPACING_S = 2  # between one counter reading and the next (of any lot)
 SHUTDOWN_TIMEOUT_S = 5.0
 WRITTEN = "parkleit_ingest_messages_written_total"
 SUPERSEDED = "parkleit_ingest_counter_superseded_total"
@@ -116,22 +118,25 @@ class Publisher:
         bays = [bay.id for _, bay in city.bays() if bay.network == "native"]
         lots = [lot.id for lot in city.lots if lot.counting == "counter"]
         base = utc_now().replace(microsecond=0) - timedelta(hours=1)
+        # A vehicle every COUNTER_SPACING_S at a lot at most, as a lane can pass them: readings
+        # a restart delivers out of order are then no counter jump (ingest/_state.py).
+        counters_from = base - timedelta(hours=1)
         entries = dict.fromkeys(lots, 0)
         messages = []
         for i in range(count):
-            moment = base + timedelta(milliseconds=i)
-            ts = moment.isoformat().replace("+00:00", "Z")
             if i % COUNTER_EVERY == COUNTER_EVERY - 1:
                 # Pairs of readings per lot: with two workers in turn, each gets some of each.
                 lot = lots[(i // (2 * COUNTER_EVERY)) % len(lots)]
                 entries[lot] += 1
+                moment = counters_from + timedelta(seconds=COUNTER_SPACING_S * (i // COUNTER_EVERY))
                 body: dict[str, Any] = {"entries": entries[lot], "exits": entries[lot] // 2,
-                                        "ts": ts}
+                                        "ts": rfc3339(moment)}
                 messages.append((f"parkleit/v1/{city.id}/lots/{lot}/counter", json.dumps(body),
                                  (lot, moment), True))
             else:
+                moment = base + timedelta(milliseconds=i)
                 bay = bays[i % len(bays)]
-                body = {"occupied": i % 3 == 0, "seq": i, "ts": ts}
+                body = {"occupied": i % 3 == 0, "seq": i, "ts": rfc3339(moment)}
                 messages.append((f"parkleit/v1/{city.id}/bays/{bay}", json.dumps(body),
                                  (bay, moment), False))
         return messages
