@@ -29,8 +29,8 @@ What it does, all of it private to the run:
    against the database (the SQL alone: the buckets aggregated and written as JSON text, and
    their transfer; the route reads a range that long as two halves at once).
 
-5. the live stream: ``--streams`` clients of ``GET /v1/stream`` open (each reading every event)
-   while ``--events`` lot status NOTIFYs a second arrive on ``parkleit_lot_state`` as ingest
+5. the live stream: ``--streams`` clients of ``GET /v1/stream`` open (each reading every event,
+   in a process of their own: on this 2-core machine they take about a core themselves) while ``--events`` lot status NOTIFYs a second arrive on ``parkleit_lot_state`` as ingest
    sends them (one commit each, a Zeitz lot after the other), and ``/v1/lots`` timed at
    ``--rate`` again, next to its idle figure of 3b; with the app's CPU seconds per second.
    ``--only stream`` runs 3b for ``/v1/lots`` and this alone (no reference, no history).
@@ -51,6 +51,7 @@ import contextlib
 import importlib.util
 import logging
 import math
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -66,6 +67,7 @@ import httpx
 import psycopg
 
 from api import history_range, points_query
+from benchmarks import _common as common
 from benchmarks._common import (
     BenchError,
     add_keep,
@@ -541,23 +543,42 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
             result.history_max_ms = (history.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
 
 
+def _read_streams(url: str, streams: int, seconds: float,
+                  out: multiprocessing.connection.Connection) -> None:
+    """Child process: ``streams`` clients of ``url`` reading every event for ``seconds``; the
+    report is when each event arrived (whole seconds) and how many streams opened."""
+
+    async def read() -> dict[str, Any]:
+        per_second: dict[int, int] = {}
+        opened = [0]
+
+        async def one(http: httpx.AsyncClient) -> None:
+            async with http.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise BenchError(f"/v1/stream answered {response.status_code}")
+                opened[0] += 1
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        second = int(time.time())
+                        per_second[second] = per_second.get(second, 0) + 1
+
+        async with client(streams) as http:
+            tasks = [asyncio.create_task(one(http)) for _ in range(streams)]
+            await asyncio.sleep(seconds)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return {"opened": opened[0], "per_second": per_second}
+
+    common.report_through(out, lambda: asyncio.run(read()))
+
+
 async def _with_streams(args: argparse.Namespace, result: Result, city: City,
                         db_url: str, app: Server) -> None:
     """``/v1/lots`` at the fixed rate with ``--streams`` streams open and ``--events`` lot
-    status NOTIFYs a second."""
+    status NOTIFYs a second; the streams are read by a process of their own, which shares no
+    event loop or GIL with the timing."""
     result.streams, result.stream_events_per_s = args.streams, args.events
-    received = [0]
-    opened = asyncio.Event()
-
-    async def one_stream(http: httpx.AsyncClient) -> None:
-        async with http.stream("GET", app.base_url + "/v1/stream") as response:
-            if response.status_code != 200:
-                raise BenchError(f"/v1/stream answered {response.status_code}")
-            result.streams_open += 1
-            if result.streams_open == args.streams:
-                opened.set()
-            async for line in response.aiter_lines():
-                received[0] += line.startswith("event:")
 
     async def notify(stop: asyncio.Event) -> None:
         # As ingest sends them: a lot's status after each count, one commit each.
@@ -574,22 +595,36 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
                 sent += 1
                 await asyncio.sleep(max(0.0, began + sent / args.events - loop.time()))
 
+    async def all_open() -> bool:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(app.base_url + "/metrics")).text
+        return f"parkleit_api_stream_clients {float(args.streams)}" in text
+
     logger.info("stream: %d streams open, %.0f events/s; /v1/lots at %.0f/s for %.0f s",
                 args.streams, args.events, args.rate, args.rate_duration)
+    readers = common.Child("stream readers", _read_streams, app.base_url + "/v1/stream",
+                           args.streams, 20.0 + args.rate_duration)
     stop = asyncio.Event()
-    async with client(args.streams) as http, asyncio.TaskGroup() as group:
-        streams = [group.create_task(one_stream(http)) for _ in range(args.streams)]
-        await asyncio.wait_for(opened.wait(), 60)
-        notifier = group.create_task(notify(stop))
+    try:
+        deadline = time.monotonic() + 60
+        while not await all_open():
+            if time.monotonic() > deadline or readers.reported():
+                raise BenchError("the stream readers did not open their streams")
+            await asyncio.sleep(0.5)
+        notifier = asyncio.create_task(notify(stop))
         await asyncio.sleep(2.0)  # the events flowing
-        before = received[0]
+        window = int(time.time()) + 1
         fixed = await open_loop(app, "/v1/lots", rate=args.rate, duration=args.rate_duration,
                                 connections=args.connections)
-        result.stream_events_received = received[0] - before
+        until = int(time.time())
         stop.set()
         await notifier
-        for stream in streams:
-            stream.cancel()
+        report = readers.receive()
+    finally:
+        readers.close()
+    result.streams_open = report["opened"]
+    result.stream_events_received = sum(count for second, count in report["per_second"].items()
+                                        if window <= second < until)
     app.check_alive()
     _check(fixed, f"{app.name} /v1/lots with streams")
     result.stream_lots_errors = fixed.errors
