@@ -30,9 +30,10 @@ What it does, all of it private to the run:
    their transfer; the route reads a range that long as two halves at once).
 
 5. the live stream: ``--streams`` clients of ``GET /v1/stream`` open (each reading every event,
-   in a process of their own: on this 2-core machine they take about a core themselves) while ``--events`` lot status NOTIFYs a second arrive on ``parkleit_lot_state`` as ingest
-   sends them (one commit each, a Zeitz lot after the other), and ``/v1/lots`` timed at
-   ``--rate`` again, next to its idle figure of 3b; with the app's CPU seconds per second.
+   in a process of their own: on this 2-core machine they take about a core themselves) while
+   ``--events`` lot status NOTIFYs a second arrive on ``parkleit_lot_state`` as ingest sends
+   them (one commit each, a Zeitz lot after the other), and ``/v1/lots`` timed at ``--rate``
+   again, next to its idle figure of 3b; with the app's CPU seconds per second.
    ``--only stream`` runs 3b for ``/v1/lots`` and this alone (no reference, no history).
 
 The server CPU per request (from ``/proc``) of the app and the reference, and the share of a
