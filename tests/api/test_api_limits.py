@@ -204,8 +204,8 @@ def test_a_body_or_a_head_that_never_finishes_is_cut_off(server: Server) -> None
         problem = _refusal(_answer(sock, timeout=TIMEOUT_S + 5), 408)
         assert TIMEOUT_S <= time.perf_counter() - began < TIMEOUT_S + 2
         assert "body" in problem["detail"]
+    began = time.perf_counter()  # the head's time runs from the connection on
     with server.connect() as sock:
-        began = time.perf_counter()
         _send(sock, f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-A: ".encode())
         problem = _refusal(_answer(sock, timeout=TIMEOUT_S + 5), 408)
         assert TIMEOUT_S <= time.perf_counter() - began < TIMEOUT_S + 2
