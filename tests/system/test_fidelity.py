@@ -572,9 +572,11 @@ def test_ingest_stays_close_to_the_truth_and_every_fault_shows(
     assert result.mean <= MEAN_TOLERANCE, str(result)
     assert result.share[result.worst] <= WORST_TOLERANCE, str(result)
     assert ingest_vs_sensors.mean <= 0.02, str(ingest_vs_sensors)
-    # Counters reset to zero and restarted from other values: still within a few spaces.
-    assert all(result.spaces[lot.id] <= COUNTER_SPACES for lot in city.lots
-               if lot.counting == "counter"), str(result)
+    # Counters reset to zero and restarted from other values: still within a few spaces of the
+    # truth, or of what the counters told where they missed entries (counter_drift: how many
+    # depends on the traffic of the hours the clock puts the simulation in).
+    assert all(result.spaces[lot.id] <= max(COUNTER_SPACES, said.spaces[lot.id] + 1)
+               for lot in city.lots if lot.counting == "counter"), f"{result}; sensors: {said}"
     # Only the dark lot was ever unknown for long: from its stale limit into the blackout on.
     assert result.unknown[dark] >= (BLACKOUT.total_seconds() - LORA_STALE_S) / 60 - 1
     assert all(n <= 2 for lot, n in result.unknown.items() if lot != dark), str(result)
