@@ -12,7 +12,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -24,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from core.runtime import stop_event
 
 __all__ = [
     "BrokerBackend",
@@ -623,10 +624,7 @@ async def _serve_amqtt(port: int, host: str = LOOPBACK) -> None:
         "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
     }
     broker: Any = broker_module.Broker(config)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+    stopping = stop_event()
     await broker.start()
     logger.info("amqtt broker listening on %s:%d", host, port)
     await stopping.wait()

@@ -100,9 +100,6 @@ async def list_lots(
         alias="format", description="Overrides the Accept header.")] = None,
 ) -> Response:
     """One page of the lots (of every city or the one asked for), ordered by id."""
-    if format_ is None:
-        accept = request.headers.get("accept", "")
-        format_ = "geojson" if GEOJSON in accept else "csv" if CSV in accept else "json"
     return await _lots_page(request, pool, views, all_cities, cities, now, limit=limit,
                             offset=offset, format_=format_)
 
@@ -110,7 +107,11 @@ async def list_lots(
 async def _lots_page(request: Request, pool: AsyncConnectionPool[AsyncConnection[Any]],
                      views: LotViews, all_cities: registry.Cities,
                      cities: tuple[registry.City, ...], now: datetime, *, limit: int,
-                     offset: int, format_: str) -> Response:
+                     offset: int, format_: str | None) -> Response:
+    """The page; its format from ``Accept`` where ``format`` is not given."""
+    if format_ is None:
+        accept = request.headers.get("accept", "")
+        format_ = "geojson" if GEOJSON in accept else "csv" if CSV in accept else "json"
     current = await views.get(pool, all_cities, now)
     ids = sorted(lot.id for city in cities for lot in city.lots)
     page = ids[offset:offset + limit]
@@ -154,15 +155,11 @@ class LotsFastPath(HttpMiddleware):
         hub = getattr(app.state, "hub", None)
         if not cities or hub is None:
             return None
-        request = Request(scope)
-        format_ = plain.get("format")
-        if format_ is None:
-            accept = request.headers.get("accept", "")
-            format_ = "geojson" if GEOJSON in accept else "csv" if CSV in accept else "json"
         try:
-            response = await _lots_page(request, app.state.pool, hub.views, all_cities, cities,
-                                        app.state.settings.clock.now(), limit=int(limit),
-                                        offset=int(offset), format_=format_)
+            response = await _lots_page(
+                Request(scope), app.state.pool, hub.views, all_cities, cities,
+                app.state.settings.clock.now(), limit=int(limit), offset=int(offset),
+                format_=plain.get("format"))
         except (psycopg.Error, PoolTimeout):
             return None  # the route answers it (503 with Retry-After)
         scope["route"] = _LIST_ROUTE
