@@ -40,7 +40,6 @@ from parkleit.process import ParkleitProcess
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 R = TypeVar("R")

@@ -59,7 +59,7 @@ import pandas as pd
 from threadpoolctl import threadpool_info, threadpool_limits  # type: ignore[import-untyped]
 
 from benchmarks import _common as common
-from benchmarks._common import ROOT, BenchError, fmt
+from benchmarks._common import BenchError, fmt
 from core.city import City, load_city
 from forecasting import (
     DataError,
@@ -75,6 +75,7 @@ from forecasting import (
 )
 from forecasting.birmingham import TIMEZONE as BIRMINGHAM_TIMEZONE
 from forecasting.birmingham import convert
+from parkleit.process import ROOT
 from simulators.demand import CitySimulation
 from simulators.history import history_rows
 

@@ -72,7 +72,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from benchmarks import _common as common
-from benchmarks._common import ROOT, BenchError, fmt, met
+from benchmarks._common import BenchError, fmt, met
 from core.city import City, load_city
 from core.clock import Clock
 from core.db import create_database, migrate, queries
@@ -82,7 +82,7 @@ from core.settings import Settings
 from ingest import BayReading, CounterReading, DecodeError, Decoder, HealthReading
 from parkleit.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port, tcp_answers
 from parkleit.healthcheck import check_http
-from parkleit.process import ParkleitProcess
+from parkleit.process import ROOT, ParkleitProcess
 from simulators.city import CityFeed, CityReport, FaultConfig, SimMessage, run_city
 from simulators.history import backfill_history
 

@@ -25,6 +25,7 @@ from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from core.runtime import stop_event
+from parkleit.process import ROOT
 
 __all__ = [
     "BrokerBackend",
@@ -43,8 +44,7 @@ PostgresBackend = Literal["auto", "system", "embedded"]
 BrokerBackend = Literal["auto", "mosquitto", "amqtt"]
 
 LOOPBACK = "127.0.0.1"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-_TUNING_CONF = _REPO_ROOT / "deploy/mosquitto/tuning.conf"
+_TUNING_CONF = ROOT / "deploy/mosquitto/tuning.conf"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 60.0
 _STOP_MODES = ("smart", "fast", "immediate")
@@ -595,7 +595,7 @@ class PrivateBroker(_PrivateServer):
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         path = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(_REPO_ROOT) + (os.pathsep + path if path else "")
+        env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
         return env
 
     def _write_mosquitto_config(self) -> None:

@@ -25,10 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.clock import Clock
 from core.settings import Settings
 from parkleit.embedded import free_port as free_port  # the tests' one way to find a port
+from parkleit.process import ROOT as ROOT
 from parkleit.process import ParkleitProcess
 
 P = ParamSpec("P")
-ROOT = Path(__file__).resolve().parent.parent
 CLOCK_VARIABLE = "PARKLEIT_CLOCK_OFFSET_S"
 BIRMINGHAM = ROOT.parent / "shared" / "data" / "birmingham" / "dataset.csv"
 
