@@ -71,6 +71,7 @@ from api import history_range, points_query
 from benchmarks import _common as common
 from benchmarks._common import (
     BenchError,
+    Latency,
     add_keep,
     admin_url,
     bench_parser,
@@ -196,10 +197,6 @@ class Load:
     @property
     def rate(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def quantile_ms(self, q: float) -> float | None:
-        ordered = sorted(self.latencies)
-        return percentile(ordered, q) * 1000 if ordered else None
 
     @property
     def server_cpu_ms(self) -> float | None:
@@ -371,28 +368,19 @@ class Result:
     concurrency: int = 0
     rate: float = 0.0
     lots_rps: float = 0.0
-    lots_p50_ms: float | None = None
-    lots_p95_ms: float | None = None
-    lots_p99_ms: float | None = None
-    lots_max_ms: float | None = None
+    lots: Latency = field(default_factory=Latency)
     lots_achieved_rate: float = 0.0
     lots_errors: int = 0
     lots_bytes: int = 0
     lots_server_cpu_ms: float | None = None
     lots_client_core_share: float | None = None
     reference_rps: float = 0.0
-    reference_p50_ms: float | None = None
-    reference_p95_ms: float | None = None
-    reference_p99_ms: float | None = None
-    reference_max_ms: float | None = None
+    reference: Latency = field(default_factory=Latency)
     reference_server_cpu_ms: float | None = None
     reference_client_core_share: float | None = None
     ratio: float | None = None
     history_requests: int = 0
-    history_p50_ms: float | None = None
-    history_p95_ms: float | None = None
-    history_p99_ms: float | None = None
-    history_max_ms: float | None = None
+    history: Latency = field(default_factory=Latency)
     history_errors: int = 0
     history_buckets: int = 0
     history_bytes_gzip: int = 0
@@ -402,8 +390,7 @@ class Result:
     stream_events_per_s: float = 0.0
     streams_open: int = 0
     stream_events_received: int = 0
-    stream_lots_p50_ms: float | None = None
-    stream_lots_p99_ms: float | None = None
+    stream_lots: Latency = field(default_factory=Latency)
     stream_lots_errors: int = 0
     stream_server_cpu_per_s: float | None = None
     idle_server_cpu_per_s: float | None = None
@@ -504,14 +491,14 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
                                 connections=args.connections)
         _check(fixed, f"{server.name} {path}")
         server.check_alive()
-        logger.info("%s: p50 %.1f ms, p99 %.1f ms", name, fixed.quantile_ms(0.5) or 0,
-                    fixed.quantile_ms(0.99) or 0)
+        latency = Latency.of(fixed.latencies)
+        logger.info("%s: p50 %.1f ms, p99 %.1f ms", name, latency.p50_ms or 0,
+                    latency.p99_ms or 0)
         if name == "reference":
             result.reference_rps = most.rate
             result.reference_server_cpu_ms = most.server_cpu_ms
             result.reference_client_core_share = most.client_core_share
-            result.reference_p50_ms, result.reference_p95_ms, result.reference_p99_ms, \
-                result.reference_max_ms = (fixed.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+            result.reference = latency
         else:
             result.lots_rps = most.rate
             result.lots_server_cpu_ms = most.server_cpu_ms
@@ -519,8 +506,7 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
             result.lots_bytes = most.body_bytes // max(most.requests, 1)
             result.lots_errors = most.errors + fixed.errors
             result.lots_achieved_rate = fixed.rate
-            result.lots_p50_ms, result.lots_p95_ms, result.lots_p99_ms, \
-                result.lots_max_ms = (fixed.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+            result.lots = latency
             result.idle_server_cpu_per_s = fixed.server_cpu_s / fixed.elapsed_s
     if result.reference_rps:
         result.ratio = result.lots_rps / result.reference_rps
@@ -540,8 +526,7 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
         result.history_errors = history.errors
         result.history_bytes_gzip = history.body_bytes // max(history.requests, 1)
         result.history_server_cpu_ms = history.server_cpu_ms
-        result.history_p50_ms, result.history_p95_ms, result.history_p99_ms, \
-            result.history_max_ms = (history.quantile_ms(q) for q in (0.5, 0.95, 0.99, 1))
+        result.history = Latency.of(history.latencies)
 
 
 def _read_streams(url: str, streams: int, seconds: float,
@@ -647,8 +632,7 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
     app.check_alive()
     _check(fixed, f"{app.name} /v1/lots with streams")
     result.stream_lots_errors = fixed.errors
-    result.stream_lots_p50_ms, result.stream_lots_p99_ms = (fixed.quantile_ms(q)
-                                                            for q in (0.5, 0.99))
+    result.stream_lots = Latency.of(fixed.latencies)
     result.stream_server_cpu_per_s = fixed.server_cpu_s / fixed.elapsed_s
 
 
@@ -665,49 +649,49 @@ def table(result: Result) -> str:
     def ratio(value: float | None, reference: float | None) -> float | None:
         return None if value is None or not reference else value / reference
 
-    lots_ok = (None if result.lots_p99_ms is None else
-               result.lots_p99_ms < TARGET_LOTS_P99_MS
+    lots_ok = (None if result.lots.p99_ms is None else
+               result.lots.p99_ms < TARGET_LOTS_P99_MS
                and result.lots_achieved_rate >= 0.95 * TARGET_RATE)
-    history_ok = (None if result.history_p99_ms is None
-                  else result.history_p99_ms < TARGET_HISTORY_P99_MS)
+    history_ok = (None if result.history.p99_ms is None
+                  else result.history.p99_ms < TARGET_HISTORY_P99_MS)
     cpu = ratio(result.lots_server_cpu_ms, result.reference_server_cpu_ms)
-    p99 = ratio(result.lots_p99_ms, result.reference_p99_ms)
-    history = ratio(result.history_p50_ms, result.history_database_ms)
+    p99 = ratio(result.lots.p99_ms, result.reference.p99_ms)
+    history = ratio(result.history.p50_ms, result.history_database_ms)
     rate = f"{result.rate:,.0f}/s"
     # (figure, measured, target, met, reference: the constant-JSON endpoint's figure)
     lines = [
         ("GET /v1/lots: requests/s (closed loop)", _fmt(result.lots_rps, 0), "", "",
          f"{_fmt(result.reference_rps, 0)} requests/s"),
         ("ratio to the reference", _fmt(result.ratio, 3), "", "", ""),
-        (f"GET /v1/lots at {rate}: p50 (ms)", _fmt(result.lots_p50_ms), "", "",
-         _fmt(result.reference_p50_ms)),
-        (f"GET /v1/lots at {rate}: p95 (ms)", _fmt(result.lots_p95_ms), "", "",
-         _fmt(result.reference_p95_ms)),
-        (f"GET /v1/lots at {rate}: p99 (ms)", _fmt(result.lots_p99_ms),
-         f"< {TARGET_LOTS_P99_MS:.0f}", met(lots_ok), _fmt(result.reference_p99_ms)),
+        (f"GET /v1/lots at {rate}: p50 (ms)", _fmt(result.lots.p50_ms), "", "",
+         _fmt(result.reference.p50_ms)),
+        (f"GET /v1/lots at {rate}: p95 (ms)", _fmt(result.lots.p95_ms), "", "",
+         _fmt(result.reference.p95_ms)),
+        (f"GET /v1/lots at {rate}: p99 (ms)", _fmt(result.lots.p99_ms),
+         f"< {TARGET_LOTS_P99_MS:.0f}", met(lots_ok), _fmt(result.reference.p99_ms)),
         ("  its ratio to the reference's p99", _fmt(p99, 2), f"<= {TARGET_P99_RATIO}",
          met(None if p99 is None else p99 <= TARGET_P99_RATIO), ""),
         ("server CPU per request (ms)", _fmt(result.lots_server_cpu_ms, 2), "", "",
          _fmt(result.reference_server_cpu_ms, 2)),
         ("  its ratio to the reference's", _fmt(cpu, 2), f"<= {TARGET_CPU_RATIO}",
          met(None if cpu is None else cpu <= TARGET_CPU_RATIO), ""),
-        (f"history {result.days} d at 15m: p50 (ms)", _fmt(result.history_p50_ms), "", "",
+        (f"history {result.days} d at 15m: p50 (ms)", _fmt(result.history.p50_ms), "", "",
          f"{_fmt(result.history_database_ms)} its SQL in one piece"),
         ("  its ratio to the SQL alone", _fmt(history, 2), f"<= {TARGET_HISTORY_RATIO}",
          met(None if history is None else history <= TARGET_HISTORY_RATIO), ""),
-        (f"history {result.days} d at 15m: p95 (ms)", _fmt(result.history_p95_ms), "", "",
+        (f"history {result.days} d at 15m: p95 (ms)", _fmt(result.history.p95_ms), "", "",
          ""),
-        (f"history {result.days} d at 15m: p99 (ms)", _fmt(result.history_p99_ms),
+        (f"history {result.days} d at 15m: p99 (ms)", _fmt(result.history.p99_ms),
          f"< {TARGET_HISTORY_P99_MS:.0f}", met(history_ok), ""),
     ]
     if result.streams:
         streams = (f"{result.streams} streams, {result.stream_events_per_s:g} events/s")
-        stream_p99 = ratio(result.stream_lots_p99_ms, result.lots_p99_ms)
+        stream_p99 = ratio(result.stream_lots.p99_ms, result.lots.p99_ms)
         lines += [
-            (f"GET /v1/lots at {rate}, {streams}: p50 (ms)", _fmt(result.stream_lots_p50_ms),
-             "", "", f"{_fmt(result.lots_p50_ms)} idle"),
-            (f"GET /v1/lots at {rate}, {streams}: p99 (ms)", _fmt(result.stream_lots_p99_ms),
-             "", "", f"{_fmt(result.lots_p99_ms)} idle"),
+            (f"GET /v1/lots at {rate}, {streams}: p50 (ms)", _fmt(result.stream_lots.p50_ms),
+             "", "", f"{_fmt(result.lots.p50_ms)} idle"),
+            (f"GET /v1/lots at {rate}, {streams}: p99 (ms)", _fmt(result.stream_lots.p99_ms),
+             "", "", f"{_fmt(result.lots.p99_ms)} idle"),
             ("  its ratio to the idle p99", _fmt(stream_p99, 2), f"<= {TARGET_STREAM_P99_RATIO}",
              met(None if stream_p99 is None else stream_p99 <= TARGET_STREAM_P99_RATIO), ""),
             ("  API CPU seconds per second", _fmt(result.stream_server_cpu_per_s, 2), "", "",
@@ -723,12 +707,12 @@ def table(result: Result) -> str:
         f"{_fmt(result.lots_client_core_share, 2)} of a core against /v1/lots, "
         f"{_fmt(result.reference_client_core_share, 2)} against the reference",
         f"open loop: {result.lots_achieved_rate:,.0f} requests/s achieved, max "
-        f"{_fmt(result.lots_max_ms)} ms (reference {_fmt(result.reference_max_ms)} ms); "
+        f"{_fmt(result.lots.max_ms)} ms (reference {_fmt(result.reference.max_ms)} ms); "
         f"{result.lots_errors} errors; /v1/lots body {result.lots_bytes:,} bytes gzipped",
         f"history: {result.history_requests} requests one after the other, "
         f"{result.history_buckets:,} buckets, {result.history_bytes_gzip:,} bytes gzipped, "
         f"server CPU {_fmt(result.history_server_cpu_ms)} ms per request, max "
-        f"{_fmt(result.history_max_ms)} ms, {result.history_errors} errors",
+        f"{_fmt(result.history.max_ms)} ms, {result.history_errors} errors",
         f"streams: {result.streams_open} of {result.streams} open, "
         f"{result.stream_events_received:,} events received while /v1/lots was timed; "
         f"{result.stream_lots_errors} errors",
