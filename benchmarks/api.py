@@ -198,6 +198,14 @@ class Load:
     def rate(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    async def fetch(self, http: httpx.AsyncClient, url: str, since: float) -> None:
+        """GET ``url`` and count it, timed from ``since`` (the event loop's time)."""
+        status, size = await fetch(http, url)
+        self.latencies.append(asyncio.get_running_loop().time() - since)
+        self.requests += 1
+        self.body_bytes += size
+        self.errors += status != 200
+
     @property
     def server_cpu_ms(self) -> float | None:
         """Server CPU milliseconds per request."""
@@ -253,12 +261,7 @@ async def _clients(http: httpx.AsyncClient, url: str, concurrency: int, duration
 
     async def one_client() -> None:
         while loop.time() < until:
-            began = loop.time()
-            status, size = await fetch(http, url)
-            load.latencies.append(loop.time() - began)
-            load.requests += 1
-            load.body_bytes += size
-            load.errors += status != 200
+            await load.fetch(http, url, loop.time())
 
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
@@ -281,11 +284,7 @@ async def _schedule(http: httpx.AsyncClient, url: str, rate: float, duration: fl
 
     async def one(due: float) -> None:
         await asyncio.sleep(max(0.0, due - loop.time()))
-        status, size = await fetch(http, url)
-        load.latencies.append(loop.time() - due)
-        load.requests += 1
-        load.body_bytes += size
-        load.errors += status != 200
+        await load.fetch(http, url, due)
 
     start = loop.time() + 0.1
     async with asyncio.TaskGroup() as group:
@@ -305,12 +304,7 @@ async def sequential(server: Server, path: str, *, requests: int,
         async def body() -> None:
             loop = asyncio.get_running_loop()
             for _ in range(requests):
-                began = loop.time()
-                status, size = await fetch(http, url)
-                load.latencies.append(loop.time() - began)
-                load.requests += 1
-                load.body_bytes += size
-                load.errors += status != 200
+                await load.fetch(http, url, loop.time())
 
         return await _measured(server, load, body)
 
@@ -360,6 +354,16 @@ def _database_time(db_url: str, params: dict[str, Any], repeat: int) -> tuple[fl
 
 
 @dataclass
+class Phase:
+    """One route under load: the closed loop's rate and costs, the open loop's times."""
+
+    rps: float = 0.0
+    server_cpu_ms: float | None = None  # per request
+    client_core_share: float | None = None  # of the load generator
+    latency: Latency = field(default_factory=Latency)
+
+
+@dataclass
 class Result:
     """Every figure of one run (milliseconds, requests/s)."""
 
@@ -367,17 +371,11 @@ class Result:
     history_rows: int = 0
     concurrency: int = 0
     rate: float = 0.0
-    lots_rps: float = 0.0
-    lots: Latency = field(default_factory=Latency)
+    lots: Phase = field(default_factory=Phase)
     lots_achieved_rate: float = 0.0
     lots_errors: int = 0
     lots_bytes: int = 0
-    lots_server_cpu_ms: float | None = None
-    lots_client_core_share: float | None = None
-    reference_rps: float = 0.0
-    reference: Latency = field(default_factory=Latency)
-    reference_server_cpu_ms: float | None = None
-    reference_client_core_share: float | None = None
+    reference: Phase = field(default_factory=Phase)
     ratio: float | None = None
     history_requests: int = 0
     history: Latency = field(default_factory=Latency)
@@ -494,22 +492,17 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
         latency = Latency.of(fixed.latencies)
         logger.info("%s: p50 %.1f ms, p99 %.1f ms", name, latency.p50_ms or 0,
                     latency.p99_ms or 0)
+        phase = Phase(most.rate, most.server_cpu_ms, most.client_core_share, latency)
         if name == "reference":
-            result.reference_rps = most.rate
-            result.reference_server_cpu_ms = most.server_cpu_ms
-            result.reference_client_core_share = most.client_core_share
-            result.reference = latency
+            result.reference = phase
         else:
-            result.lots_rps = most.rate
-            result.lots_server_cpu_ms = most.server_cpu_ms
-            result.lots_client_core_share = most.client_core_share
+            result.lots = phase
             result.lots_bytes = most.body_bytes // max(most.requests, 1)
             result.lots_errors = most.errors + fixed.errors
             result.lots_achieved_rate = fixed.rate
-            result.lots = latency
             result.idle_server_cpu_per_s = fixed.server_cpu_s / fixed.elapsed_s
-    if result.reference_rps:
-        result.ratio = result.lots_rps / result.reference_rps
+    if result.reference.rps:
+        result.ratio = result.lots.rps / result.reference.rps
 
     if args.streams:
         await _with_streams(args, result, city, db_url, app)
@@ -649,30 +642,30 @@ def table(result: Result) -> str:
     def ratio(value: float | None, reference: float | None) -> float | None:
         return None if value is None or not reference else value / reference
 
-    lots_ok = (None if result.lots.p99_ms is None else
-               result.lots.p99_ms < TARGET_LOTS_P99_MS
+    lots_ok = (None if result.lots.latency.p99_ms is None else
+               result.lots.latency.p99_ms < TARGET_LOTS_P99_MS
                and result.lots_achieved_rate >= 0.95 * TARGET_RATE)
     history_ok = (None if result.history.p99_ms is None
                   else result.history.p99_ms < TARGET_HISTORY_P99_MS)
-    cpu = ratio(result.lots_server_cpu_ms, result.reference_server_cpu_ms)
-    p99 = ratio(result.lots.p99_ms, result.reference.p99_ms)
+    cpu = ratio(result.lots.server_cpu_ms, result.reference.server_cpu_ms)
+    p99 = ratio(result.lots.latency.p99_ms, result.reference.latency.p99_ms)
     history = ratio(result.history.p50_ms, result.history_database_ms)
     rate = f"{result.rate:,.0f}/s"
     # (figure, measured, target, met, reference: the constant-JSON endpoint's figure)
     lines = [
-        ("GET /v1/lots: requests/s (closed loop)", _fmt(result.lots_rps, 0), "", "",
-         f"{_fmt(result.reference_rps, 0)} requests/s"),
+        ("GET /v1/lots: requests/s (closed loop)", _fmt(result.lots.rps, 0), "", "",
+         f"{_fmt(result.reference.rps, 0)} requests/s"),
         ("ratio to the reference", _fmt(result.ratio, 3), "", "", ""),
-        (f"GET /v1/lots at {rate}: p50 (ms)", _fmt(result.lots.p50_ms), "", "",
-         _fmt(result.reference.p50_ms)),
-        (f"GET /v1/lots at {rate}: p95 (ms)", _fmt(result.lots.p95_ms), "", "",
-         _fmt(result.reference.p95_ms)),
-        (f"GET /v1/lots at {rate}: p99 (ms)", _fmt(result.lots.p99_ms),
-         f"< {TARGET_LOTS_P99_MS:.0f}", met(lots_ok), _fmt(result.reference.p99_ms)),
+        (f"GET /v1/lots at {rate}: p50 (ms)", _fmt(result.lots.latency.p50_ms), "", "",
+         _fmt(result.reference.latency.p50_ms)),
+        (f"GET /v1/lots at {rate}: p95 (ms)", _fmt(result.lots.latency.p95_ms), "", "",
+         _fmt(result.reference.latency.p95_ms)),
+        (f"GET /v1/lots at {rate}: p99 (ms)", _fmt(result.lots.latency.p99_ms),
+         f"< {TARGET_LOTS_P99_MS:.0f}", met(lots_ok), _fmt(result.reference.latency.p99_ms)),
         ("  its ratio to the reference's p99", _fmt(p99, 2), f"<= {TARGET_P99_RATIO}",
          met(None if p99 is None else p99 <= TARGET_P99_RATIO), ""),
-        ("server CPU per request (ms)", _fmt(result.lots_server_cpu_ms, 2), "", "",
-         _fmt(result.reference_server_cpu_ms, 2)),
+        ("server CPU per request (ms)", _fmt(result.lots.server_cpu_ms, 2), "", "",
+         _fmt(result.reference.server_cpu_ms, 2)),
         ("  its ratio to the reference's", _fmt(cpu, 2), f"<= {TARGET_CPU_RATIO}",
          met(None if cpu is None else cpu <= TARGET_CPU_RATIO), ""),
         (f"history {result.days} d at 15m: p50 (ms)", _fmt(result.history.p50_ms), "", "",
@@ -686,12 +679,12 @@ def table(result: Result) -> str:
     ]
     if result.streams:
         streams = (f"{result.streams} streams, {result.stream_events_per_s:g} events/s")
-        stream_p99 = ratio(result.stream_lots.p99_ms, result.lots.p99_ms)
+        stream_p99 = ratio(result.stream_lots.p99_ms, result.lots.latency.p99_ms)
         lines += [
             (f"GET /v1/lots at {rate}, {streams}: p50 (ms)", _fmt(result.stream_lots.p50_ms),
-             "", "", f"{_fmt(result.lots.p50_ms)} idle"),
+             "", "", f"{_fmt(result.lots.latency.p50_ms)} idle"),
             (f"GET /v1/lots at {rate}, {streams}: p99 (ms)", _fmt(result.stream_lots.p99_ms),
-             "", "", f"{_fmt(result.lots.p99_ms)} idle"),
+             "", "", f"{_fmt(result.lots.latency.p99_ms)} idle"),
             ("  its ratio to the idle p99", _fmt(stream_p99, 2), f"<= {TARGET_STREAM_P99_RATIO}",
              met(None if stream_p99 is None else stream_p99 <= TARGET_STREAM_P99_RATIO), ""),
             ("  API CPU seconds per second", _fmt(result.stream_server_cpu_per_s, 2), "", "",
@@ -704,10 +697,11 @@ def table(result: Result) -> str:
     out += [
         "",
         f"closed loop: {result.concurrency} clients; the load generator used "
-        f"{_fmt(result.lots_client_core_share, 2)} of a core against /v1/lots, "
-        f"{_fmt(result.reference_client_core_share, 2)} against the reference",
+        f"{_fmt(result.lots.client_core_share, 2)} of a core against /v1/lots, "
+        f"{_fmt(result.reference.client_core_share, 2)} against the reference",
         f"open loop: {result.lots_achieved_rate:,.0f} requests/s achieved, max "
-        f"{_fmt(result.lots.max_ms)} ms (reference {_fmt(result.reference.max_ms)} ms); "
+        f"{_fmt(result.lots.latency.max_ms)} ms "
+        f"(reference {_fmt(result.reference.latency.max_ms)} ms); "
         f"{result.lots_errors} errors; /v1/lots body {result.lots_bytes:,} bytes gzipped",
         f"history: {result.history_requests} requests one after the other, "
         f"{result.history_buckets:,} buckets, {result.history_bytes_gzip:,} bytes gzipped, "
