@@ -117,13 +117,15 @@ CREATE TABLE forecasts (
 
 -- Every push to a sign: what it was to show, whether it went through, and the sign's answer
 -- (driver-specific, e.g. message and CRC) or the reason it did not.
+-- ``term``: the leadership term of the signage instance that pushed (leader_terms).
 CREATE TABLE sign_log (
     time      timestamptz NOT NULL,
     sign_id   text NOT NULL,
     content   jsonb NOT NULL,
     ok        boolean NOT NULL,
     error     text,
-    ack       text
+    ack       text,
+    term      bigint
 );
 CREATE INDEX sign_log_sign_time_idx ON sign_log (sign_id, time DESC);
 
@@ -285,3 +287,14 @@ CREATE TABLE console_sessions (
     expires     timestamptz NOT NULL
 );
 CREATE INDEX console_sessions_user_idx ON console_sessions (user_name);
+
+-- Leadership among replicas (core/leader.py): the newest term of each service and city, and
+-- which instance holds it. The lock itself is an advisory lock of the leader's session.
+CREATE TABLE leader_terms (
+    service  text NOT NULL,
+    city     text NOT NULL,
+    term     bigint NOT NULL,
+    holder   text NOT NULL,
+    since    timestamptz NOT NULL,
+    PRIMARY KEY (service, city)
+);
