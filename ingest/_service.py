@@ -33,6 +33,7 @@ from core.runtime import Backoff, Lifecycle
 from core.settings import Settings
 from core.status import LotStatus
 
+from ._alarms import AlarmWebhook, evaluate_alarms
 from ._writer import BatchResult, Message, Writer, prepare_connection
 
 __all__ = ["SHARE_GROUP", "IngestService"]
@@ -83,6 +84,11 @@ class _Metrics:
                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.data_lag = Gauge("parkleit_ingest_data_lag_seconds",
                               "Age of the newest reading at its commit", registry=r)
+        self.alarms = Counter("parkleit_ingest_alarms", "Alarms raised or cleared",
+                              ["event"], registry=r)
+        self.webhook_failures = Counter("parkleit_ingest_alarm_webhook_failures",
+                                        "Alarm webhook POSTs that failed (not repeated)",
+                                        registry=r)
         self.connected = Gauge("parkleit_ingest_broker_connected", "1 while connected to MQTT",
                                registry=r)
 
@@ -105,6 +111,8 @@ class IngestService(Lifecycle):
         self._client: mqtt.Client | None = None
         self.client_id = settings.INGEST_CLIENT_ID or f"parkleit-ingest-{city.id}"
         self.service_topic = service_topic(city.id, self.client_id)
+        self.webhook = (AlarmWebhook(settings.ALARM_WEBHOOK_URL, settings.ALARM_WEBHOOK_TIMEOUT_S)
+                        if settings.ALARM_WEBHOOK_URL else None)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -134,6 +142,8 @@ class IngestService(Lifecycle):
         finally:
             self._disconnect()
             pool.close(timeout=2)
+            if self.webhook is not None:
+                self.webhook.close()
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
@@ -248,6 +258,7 @@ class IngestService(Lifecycle):
         self._publish(result.changed)
 
     def _refresh(self, pool: ConnectionPool) -> None:
+        """The stale check: every lot's status for now, then the alarms for now."""
         try:
             with pool.connection(timeout=5) as conn:
                 changed = self.writer.refresh(conn, self._clock.now())
@@ -255,6 +266,20 @@ class IngestService(Lifecycle):
             logger.warning("status refresh failed: %s", type(exc).__name__)
             return
         self._publish(changed)
+        self._evaluate_alarms(pool)
+
+    def _evaluate_alarms(self, pool: ConnectionPool) -> None:
+        try:
+            with pool.connection(timeout=5) as conn:
+                changes = evaluate_alarms(conn, self.city.id, self._clock.now())
+        except psycopg.Error as exc:  # PoolTimeout is one too
+            logger.warning("alarm evaluation failed: %s", type(exc).__name__)
+            return
+        for change in changes:
+            self.metrics.alarms.labels(change.event).inc()
+        if changes and self.webhook is not None and not self.webhook.send(self.city.id,
+                                                                          changes):
+            self.metrics.webhook_failures.inc()
 
     def _publish(self, statuses: list[LotStatus]) -> None:
         assert self._client is not None
