@@ -13,8 +13,9 @@ SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 
 # What is wrong, and the target it names: a bay sensor (sensor_silent, bay_stuck,
 # battery_low), a LoRaWAN gateway (gateway_silent), a lot (lot_no_data, forecast_error), a
-# garage counter ``{lot_id}/counter`` (counter_jump), a sign (sign_no_ack, sign_local_mode).
+# garage counter ``{lot_id}/counter`` (counter_jump), a sign (sign_no_ack, sign_local_mode),
+# a service by the name of its retained status topic (service_offline).
 AlarmKind = Literal["sensor_silent", "gateway_silent", "bay_stuck", "battery_low",
                     "lot_no_data", "counter_jump", "sign_no_ack", "sign_local_mode",
-                    "forecast_error"]
+                    "forecast_error", "service_offline"]
 ALARM_KINDS: tuple[AlarmKind, ...] = get_args(AlarmKind)

@@ -3,17 +3,20 @@ cause is gone, at every stale check (``INGEST_STALE_CHECK_S``).
 
 One named query (``alarm_conditions`` in ``ingest/alarms.sql``) finds every cause from what the
 parts record: sensor status (silent, stuck, battery low, a counter's jump), the gateways heard
-through the sensors, the lots' state, the signs' state (signage's acks and errors) and the
-published forecast error. Then, in the same transaction, the causes without an open alarm are
-raised and the open alarms without a cause cleared; an alarm that stays open keeps its row and
-its acknowledgement (acknowledged is not cleared). Workers side by side evaluate one at a time
-(an advisory lock per city), so each change happens once and is told once: to the log, the
-counters and, if configured, the webhook (``ALARM_WEBHOOK_URL``).
+through the sensors, the lots' state, the signs' state (signage's acks and errors), the
+published forecast error, and the services whose retained status topic says ``offline``
+(ingest follows those topics; the caller passes their names). Then, in the same transaction,
+the causes without an open alarm are raised and the open alarms without a cause cleared; an
+alarm that stays open keeps its row and its acknowledgement (acknowledged is not cleared).
+Workers side by side evaluate one at a time (an advisory lock per city), so each change
+happens once and is told once: to the log, the counters and, if configured, the webhook
+(``ALARM_WEBHOOK_URL``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -68,15 +71,18 @@ class AlarmChange:
 
 
 def evaluate_alarms(conn: psycopg.Connection[Any], city: str, now: datetime,
-                    thresholds: Thresholds = Thresholds()) -> list[AlarmChange]:
+                    thresholds: Thresholds = Thresholds(),
+                    offline_services: Collection[str] = ()) -> list[AlarmChange]:
     """Raise the city's new alarms and clear the ones whose cause is gone, at ``now``, in one
-    transaction; what changed (raised first)."""
+    transaction; what changed (raised first). ``offline_services``: the names of the city's
+    services whose status topic says offline."""
     q = queries("ingest", "alarms")
     params = {"city": city, "now": now, "gateway_silent_s": thresholds.gateway_silent_s,
               "gateway_window_s": thresholds.gateway_window_s,
               "sign_ack_s": thresholds.sign_ack_s, "sign_failures": thresholds.sign_failures,
               "forecast_horizon_min": thresholds.forecast_horizon_min,
-              "forecast_error_rate": thresholds.forecast_error_rate}
+              "forecast_error_rate": thresholds.forecast_error_rate,
+              "offline_services": sorted(offline_services)}
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(q["lock_city_alarms"], {"city": city})
         causes = cur.execute(q["alarm_conditions"], params).fetchall()

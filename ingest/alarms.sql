@@ -10,7 +10,8 @@ SELECT pg_advisory_xact_lock(hashtext('parkleit_alarms'), hashtext(%(city)s));
 -- Every cause of an alarm in the city at %(now)s: kind, severity, target (a bay sensor, a
 -- gateway, a lot, a garage counter or a sign), since when (when the cause began, if known and
 -- past, else now) and what the operator needs to see of it. Sensors and gateways only once
--- heard from (a never-heard lot is lot_no_data); signs only once served by signage.
+-- heard from (a never-heard lot is lot_no_data); signs only once served by signage; services
+-- whose retained status topic says offline (%(offline_services)s, what ingest heard).
 WITH sensors AS (
     SELECT s.*, l.stale_after_s, l.max_dwell_s, l.max_idle_s
     FROM sensor_status(%(now)s) AS s
@@ -89,6 +90,10 @@ WITH sensors AS (
     JOIN lots AS l USING (lot_id)
     WHERE l.city = %(city)s AND a.horizon_min = %(forecast_horizon_min)s
       AND a.mae_rate > %(forecast_error_rate)s
+    UNION ALL
+    SELECT 'service_offline', 'critical', service, NULL::timestamptz,
+           jsonb_build_object('status', 'offline')
+    FROM unnest(%(offline_services)s::text[]) AS service
 )
 SELECT kind, severity, target, least(coalesce(began, %(now)s), %(now)s) AS since, detail
 FROM causes

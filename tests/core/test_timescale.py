@@ -115,6 +115,7 @@ SAMPLE_PARAMS: dict[str, Any] = {
     # ingest.alarm_conditions (ingest/alarms.sql): the evaluator's thresholds
     "gateway_silent_s": 3600, "gateway_window_s": 7 * 86400, "sign_ack_s": 300,
     "sign_failures": 3, "forecast_horizon_min": 60, "forecast_error_rate": 0.15,
+    "offline_services": ["signage"],
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {

@@ -23,6 +23,7 @@ from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import Message, Writer, evaluate_alarms, prepare_connection
+from simulators._mqtt import mqtt_client
 
 MINUTE = timedelta(minutes=1)
 
@@ -125,7 +126,8 @@ def test_each_kind_is_raised_from_the_recorded_data_and_cleared_when_it_is_gone(
                  "mae_rate, points, computed_at) VALUES (%s, 60, 7, 30, 0.3, 500, %s)",
                  (f"{cid}-garage", t0 - MINUTE))
 
-    changes = evaluate_alarms(conn, cid, t0)
+    # What ingest heard on the retained service topics: signage says offline.
+    changes = evaluate_alarms(conn, cid, t0, offline_services=["signage"])
     assert {c.event for c in changes} == {"raised"}
     alarms = open_alarms(conn, city)
     expected = {
@@ -137,6 +139,7 @@ def test_each_kind_is_raised_from_the_recorded_data_and_cleared_when_it_is_gone(
         ("sign_no_ack", sign): "critical",
         ("sign_local_mode", sign): "warning",
         ("forecast_error", f"{cid}-garage"): "warning",
+        ("service_offline", "signage"): "critical",
     }
     for cause, severity in expected.items():
         assert alarms[cause][1] == severity, cause
@@ -254,3 +257,26 @@ def test_the_ingest_service_raises_alarms_and_tells_the_webhook(
         ("raised", "lot_no_data", "critical")}
     assert all(change["since"].endswith("Z") and change["cleared_at"] is None
                for change in changes)
+    # A service's retained status says offline (its last will): an alarm, told; online again:
+    # cleared, told.
+    topic = f"parkleit/v1/{city.id}/services/signage"
+    client = mqtt_client(settings, f"pub-{city.id}")
+    offline = ("SELECT count(*) FROM alarms WHERE kind = 'service_offline' AND target = "
+               "'signage' AND cleared_at IS NULL")
+    try:
+        client.publish(topic, "offline", qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: conn.execute(offline).fetchone() == (1,), timeout=20)
+        wait_for(lambda: len(received) == 2, timeout=10)
+        assert [(c["event"], c["kind"], c["target"]) for c in received[1]["body"]["changes"]
+                ] == [("raised", "service_offline", "signage")]
+        client.publish(topic, "online", qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: conn.execute(offline).fetchone() == (0,), timeout=20)
+        wait_for(lambda: len(received) == 3, timeout=10)
+        assert [(c["event"], c["kind"]) for c in received[2]["body"]["changes"]] == [
+            ("cleared", "service_offline")]
+    finally:
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()
+    # Nothing of the service topics went to the sensor data (no dead letters).
+    assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)

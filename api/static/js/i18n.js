@@ -219,6 +219,7 @@ const TEXTS = {
   'alarm.sign_no_ack': ['Anzeigetafel bestätigt nicht', 'Sign not acknowledging'],
   'alarm.sign_local_mode': ['Anzeigetafel im Ortsbetrieb', 'Sign in local mode'],
   'alarm.forecast_error': ['Prognosefehler hoch', 'Forecast error high'],
+  'alarm.service_offline': ['Dienst nicht erreichbar', 'Service offline'],
   'role.planner': ['Planung', 'planner'],
   'role.operator': ['Betrieb', 'operator'],
   'role.admin': ['Administration', 'admin'],
