@@ -40,7 +40,6 @@ class Thresholds:
     """Where a cause begins, besides the lots' own limits (stale_after_s, max_dwell_s, ...)."""
 
     gateway_silent_s: int = 3600  # nothing through a gateway for this long (4 × 900 s)
-    gateway_window_s: int = 7 * 86400  # gateways heard within this window are watched
     sign_ack_s: int = 300  # a sign that confirmed nothing for this long (5 keep-alives)
     sign_failures: int = 3  # a sign that never confirmed anything after this many pushes
     forecast_horizon_min: int = 60
@@ -78,7 +77,6 @@ def evaluate_alarms(conn: psycopg.Connection[Any], city: str, now: datetime,
     services whose status topic says offline."""
     q = queries("ingest", "alarms")
     params = {"city": city, "now": now, "gateway_silent_s": thresholds.gateway_silent_s,
-              "gateway_window_s": thresholds.gateway_window_s,
               "sign_ack_s": thresholds.sign_ack_s, "sign_failures": thresholds.sign_failures,
               "forecast_horizon_min": thresholds.forecast_horizon_min,
               "forecast_error_rate": thresholds.forecast_error_rate,

@@ -18,13 +18,12 @@ WITH sensors AS (
     JOIN lots AS l USING (lot_id)
     WHERE l.city = %(city)s
 ), gateways AS (
-    SELECT h.gateway_id, max(h.time) AS last_seen, count(DISTINCT h.sensor_id) AS sensors
-    FROM sensor_health AS h
-    JOIN bays AS b ON b.bay_id = h.sensor_id
-    JOIN lots AS l ON l.lot_id = b.lot_id
-    WHERE l.city = %(city)s AND h.gateway_id IS NOT NULL
-      AND h.time >= %(now)s::timestamptz - make_interval(secs => %(gateway_window_s)s)
-    GROUP BY h.gateway_id
+    -- Each gateway through which some sensor's newest radio reading came (no scan of the
+    -- history at every evaluation): when it was last heard, by how many sensors.
+    SELECT gateway_id, max(last_health) AS last_seen, count(*) AS sensors
+    FROM sensors
+    WHERE gateway_id IS NOT NULL
+    GROUP BY gateway_id
 ), causes (kind, severity, target, began, detail) AS (
     SELECT 'sensor_silent', 'warning', sensor_id,
            last_seen + make_interval(secs => 4 * stale_after_s),

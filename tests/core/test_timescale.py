@@ -113,7 +113,7 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "bays": Jsonb([{"bay_id": "B1", "lot_id": "L1"}]),
     "signs": Jsonb([]),
     # ingest.alarm_conditions (ingest/alarms.sql): the evaluator's thresholds
-    "gateway_silent_s": 3600, "gateway_window_s": 7 * 86400, "sign_ack_s": 300,
+    "gateway_silent_s": 3600, "sign_ack_s": 300,
     "sign_failures": 3, "forecast_horizon_min": 60, "forecast_error_rate": 0.15,
     "offline_services": ["signage"],
 }
