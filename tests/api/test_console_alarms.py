@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import test_console
-from _helpers import utc_now
+from _helpers import problem, utc_now
 from playwright.sync_api import Browser, expect
 from test_api_stream_admin import counter
-from test_console import ARTIFACTS, Console, _page, _problem
+from test_console import ARTIFACTS, Console, _page
 
 from api._statemetrics import CityGauges
 from core.alarms import ALARM_KINDS
@@ -54,33 +54,33 @@ def test_alarm_routes_role_boundaries_and_bad_input(console: Console) -> None:
     first = row[0]
     ack = f"/v1/console/alarms/{first}/ack"
     with console.client() as anonymous:
-        _problem(anonymous.get("/v1/console/alarms"), 401)
-        _problem(anonymous.post(ack, json={"comment": COMMENT}), 401)
-        _problem(anonymous.post(ack, content=b"{not json",
+        problem(anonymous.get("/v1/console/alarms"), 401)
+        problem(anonymous.post(ack, json={"comment": COMMENT}), 401)
+        problem(anonymous.post(ack, content=b"{not json",
                                 headers={"Content-Type": "application/json"}), 401)
     planner, planner_csrf = console.login("paul")
     alarms = _open(planner)
     assert sorted(alarm["target"] for alarm in alarms) == _lots_without_data(console)
     assert {(a["kind"], a["severity"], a["city"], a["cleared_at"], a["acknowledged_by"])
             for a in alarms} == {("lot_no_data", "critical", console.city.id, None, None)}
-    refused = _problem(planner.post(ack, json={"comment": COMMENT},
+    refused = problem(planner.post(ack, json={"comment": COMMENT},
                                     headers={"X-CSRF-Token": planner_csrf}), 403)
     assert "operator" in refused["detail"]
     operator, csrf = console.login("olga")
     for headers in ({}, {"X-CSRF-Token": "x" * 43}, {"X-CSRF-Token": planner_csrf}):
-        denied = _problem(operator.post(ack, json={"comment": COMMENT}, headers=headers), 403)
+        denied = problem(operator.post(ack, json={"comment": COMMENT}, headers=headers), 403)
         assert "X-CSRF-Token" in denied["detail"]
     token = {"X-CSRF-Token": csrf}
     for body in ({}, {"comment": ""}, {"comment": "a\x00b"}, {"comment": "x" * 501},
                  {"comment": COMMENT, "cleared": True}):
-        _problem(operator.post(ack, json=body, headers=token), 422)
-    _problem(operator.post("/v1/console/alarms/0/ack", json={"comment": COMMENT},
+        problem(operator.post(ack, json=body, headers=token), 422)
+    problem(operator.post("/v1/console/alarms/0/ack", json={"comment": COMMENT},
                            headers=token), 422)
-    _problem(operator.post("/v1/console/alarms/999999/ack", json={"comment": COMMENT},
+    problem(operator.post("/v1/console/alarms/999999/ack", json={"comment": COMMENT},
                            headers=token), 404)
     for params in ({"kind": "fire"}, {"severity": "info"}, {"state": "closed"},
                    {"limit": "0"}, {"city": "Not a city!"}):
-        _problem(planner.get("/v1/console/alarms", params=params), 422)
+        problem(planner.get("/v1/console/alarms", params=params), 422)
     # Nothing of the refused attempts reached the row or the audit.
     assert console.conn.execute("SELECT acknowledged_by FROM alarms WHERE id = %s",
                                 (first,)).fetchone() == (None,)

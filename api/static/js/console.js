@@ -303,7 +303,7 @@ $('login-form').addEventListener('submit', async (event) => {
   }
   session = await response.json();
   showConsole();
-  $('lots-h').focus();
+  $('alarms-h').focus(); // the console's work starts with the open alarms, on top
 });
 
 $('logout').addEventListener('click', async () => {
