@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     INGEST_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9101
     INGEST_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 30.0
     DEAD_LETTER_MAX_BYTES: Annotated[int, Field(ge=64)] = 4096
+    # alarms (ingest evaluates them at every stale check): a raised or cleared alarm is also
+    # POSTed as JSON to ALARM_WEBHOOK_URL (http or https; empty: off), waiting at most
+    # ALARM_WEBHOOK_TIMEOUT_S; a failed POST is logged and counted, not repeated.
+    ALARM_WEBHOOK_URL: str = ""
+    ALARM_WEBHOOK_TIMEOUT_S: Annotated[float, Field(gt=0, le=60)] = 3.0
     SHUTDOWN_TIMEOUT_S: Annotated[float, Field(gt=0)] = 20.0
     # Leadership among replicas (core/leader.py): the leader checks its lock's session every
     # LEADER_CHECK_S and stops acting when a check fails or is late; the database ends a
@@ -192,6 +197,15 @@ class Settings(BaseSettings):
                              info: ValidationInfo) -> SecretStr | None:
         if value is not None and not info.data.get("DB_ROLES"):
             raise ValueError("set only with PARKLEIT_DB_ROLES=true (db migrate sets it then)")
+        return value
+
+    @field_validator("ALARM_WEBHOOK_URL")
+    @classmethod
+    def _check_webhook(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("an http:// or https:// URL with a host (or empty: off)")
         return value
 
     @field_validator("API_FORWARDED_ALLOW_IPS")
