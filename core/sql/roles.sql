@@ -71,7 +71,7 @@ GRANT USAGE ON SEQUENCE alarms_id_seq TO {ingest};
 -- signage: its audit log (insert only) and the health of its signs; reads the lot state,
 -- the forecasts and the operators' overrides.
 GRANT INSERT ON sign_log TO {signage};
-GRANT SELECT, INSERT, UPDATE ON leader_terms TO {signage};
+GRANT SELECT, INSERT, UPDATE ON leader_terms TO {signage}, {forecast};
 GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
 GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 

@@ -54,7 +54,8 @@ WRITES: dict[str, dict[str, set[str]]] = {
     "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"},
                 "leader_terms": {"INSERT", "UPDATE"}},
     "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
-                 "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"}},
+                 "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"},
+                 "leader_terms": {"INSERT", "UPDATE"}},
 }
 # What a service must not even read (beyond what the list above implies).
 NO_READS: dict[str, tuple[str, ...]] = {
