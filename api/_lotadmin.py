@@ -8,6 +8,11 @@ in one transaction that holds the lot's row lock (as ingest's batches do): the l
 the signs have it at commit; ingest's retained MQTT status follows at its next stale check.
 Every change writes an ``admin_audit`` row in the same transaction: who (an API key's name or
 a person), what, and the lot's status and closure before and after.
+
+Correcting a counter lot's count (the console) works the same way: under the row lock it sets
+``lot_state``'s count (fresh now, ``corrected_at``, the flag ``manual_correction``) and
+NOTIFYs it. Ingest builds its counter state from that row at every batch, so the corrected
+count is its new baseline: the next reading's entries and exits count on from it.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from core.city import Cities, OpeningHours
 from core.db import queries
 from core.status import LotStatus, lot_status
 
-__all__ = ["AdminLot", "CloseLot", "Closure", "Operator", "Reason", "audit", "audit_row",
-           "close_lot", "future", "open_lot"]
+__all__ = ["AdminLot", "CloseLot", "Closure", "CorrectCount", "CorrectedLot", "Operator",
+           "Reason", "audit", "audit_row", "close_lot", "correct_count", "future", "open_lot"]
 
 logger = logging.getLogger(__name__)
+
+MANUAL_CORRECTION = "manual_correction"  # the flag (ingest keeps it for a day)
 
 # Why an operator acted: in the audit, on the closure or override, and to everyone who reads it.
 Reason = Annotated[str, SafeText(min_length=1, max_length=500)]
@@ -159,3 +166,71 @@ async def open_lot(conn: AsyncConnection[Any], cities: Cities, lot_id: str, oper
         await audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
                     now, before, opened.model_dump(mode="json", exclude={"lot_id"}))
     return opened
+
+
+class CorrectCount(BaseModel):
+    """The number of cars parked in a counter lot now, and why it is set by hand."""
+
+    model_config = ConfigDict(extra="forbid")
+    occupied: Annotated[int, Field(ge=0, le=1_000_000, description=(
+        "Cars parked now: 0 to the lot's capacity"))]
+    reason: Reason
+
+
+class CorrectedLot(BaseModel):
+    """A lot's figures after a count correction."""
+
+    lot_id: str
+    occupied: int
+    free: int
+    capacity: int
+    status: str
+    updated: datetime
+    flags: list[str]
+
+
+async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                        body: CorrectCount, operator: Operator,
+                        now: datetime) -> CorrectedLot:
+    """Set a counter lot's count as ingest's new baseline, announced at once and audited."""
+    try:
+        city, lot = cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    if lot.counting != "counter":
+        bad_parameter("occupied", f"lot {lot_id} counts its bays, each by its sensor; only a "
+                      "counter lot's count can be corrected", "body")
+    if body.occupied > lot.capacity:
+        bad_parameter("occupied", f"must lie between 0 and the capacity of {lot_id}, "
+                      f"{lot.capacity}", "body")
+    q = queries("api", "admin")
+    async with conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+            await cur.execute(q["closure_of"], {"lot_id": lot_id})
+            closure = await cur.fetchone()
+        closed = closure is not None and (closure["until"] is None or closure["until"] > now)
+        free = lot.capacity - body.occupied
+        status = lot_status(lot, OpeningHours(lot.opening_hours), free, now, now, city.tz,
+                            closed=closed)
+        # The stale flag goes with the old count; ingest re-derives every flag at its next pass.
+        flags = [flag for flag in row["flags"] if flag not in ("stale", MANUAL_CORRECTION)]
+        flags.append(MANUAL_CORRECTION)
+        await conn.execute(queries("api", "console")["correct_count"], {
+            "lot_id": lot_id, "occupied": body.occupied, "free": free, "now": now,
+            "status": status, "flags": flags})
+        announced = LotStatus(lot_id, free, body.occupied, lot.capacity, status, now,
+                              row["quality"])
+        await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
+                                         "payload": announced.notification(city.id)})
+        corrected = CorrectedLot(lot_id=lot_id, occupied=body.occupied, free=free,
+                                 capacity=lot.capacity, status=status, updated=now, flags=flags)
+        before = {"occupied": row["occupied"], "free": row["free"], "status": row["status"],
+                  "updated": row["updated"] and row["updated"].isoformat()}
+        await audit(conn, operator, "correct_count", lot_id,
+                    {"reason": body.reason, "occupied": body.occupied, "manual": True}, now,
+                    before, corrected.model_dump(mode="json", exclude={"lot_id"}))
+    return corrected

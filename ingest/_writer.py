@@ -230,6 +230,8 @@ class Writer:
         counter = CounterState(old["occupied"], old["counter_entries"], old["counter_exits"],
                                old["counter_time"], clamped="clamped" in old["flags"])
         rezeroed_on, drift, jumped_at = old["rezeroed_on"], old["drift"], old["counter_jump_at"]
+        # An operator's count correction (the console) is in ``old`` already: the baseline.
+        corrected_at = old["corrected_at"]
         quality_of: dict[str, Any] = {}
         if bay_count is not None:
             if bay_count["known"]:
@@ -251,13 +253,14 @@ class Writer:
             # counter jump before it no longer matters.
             drift, occupied, rezeroed_on = occupied or 0, 0, now.astimezone(
                 self.city.tz).date()
-            counter, jumped_at = replace(counter, occupied=0), None
+            counter, jumped_at, corrected_at = replace(counter, occupied=0), None, None
             work.occupancy_rows.append(self._occupancy_row(lot, now, 0, "counter"))
             logger.info("re-zeroed counter of %s (drift %d)", lot.id, drift)
         if lot.counting == "counter":
             free = None if occupied is None else lot.capacity - occupied
             quality_of = {"clamped": counter.clamped, "drift": drift,
-                          "jumped": jump_flagged(jumped_at, now)}
+                          "jumped": jump_flagged(jumped_at, now),
+                          "corrected": jump_flagged(corrected_at, now)}
         status = lot_status(lot, self._hours[lot.id], free, updated, now, self.city.tz,
                             closed=closed)
         quality, flags = lot_quality(
@@ -267,7 +270,8 @@ class Writer:
                "capacity": lot.capacity, "status": status, "updated": updated,
                "counter_entries": counter.entries, "counter_exits": counter.exits,
                "counter_time": counter.time, "quality": quality, "flags": ",".join(flags),
-               "rezeroed_on": rezeroed_on, "drift": drift, "counter_jump_at": jumped_at}
+               "rezeroed_on": rezeroed_on, "drift": drift, "counter_jump_at": jumped_at,
+               "corrected_at": corrected_at}
         same_quality = old["quality"] is not None and abs(old["quality"] - quality) < 1e-3
         if not same_quality or flags != old["flags"] or any(
                 new[key] != old[key] for key in new

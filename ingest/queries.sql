@@ -92,7 +92,7 @@ GROUP BY lot_id;
 -- name: lock_lot_states
 -- The lots' current state, locked until the batch commits.
 SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time,
-       quality, flags, rezeroed_on, drift, counter_jump_at
+       quality, flags, rezeroed_on, drift, counter_jump_at, corrected_at
 FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
@@ -112,14 +112,15 @@ SET free = u.free, occupied = u.occupied, capacity = u.capacity, status = u.stat
     updated = u.updated, counter_entries = u.counter_entries,
     counter_exits = u.counter_exits, counter_time = u.counter_time, quality = u.quality,
     flags = string_to_array(u.flags, ','), rezeroed_on = u.rezeroed_on, drift = u.drift,
-    counter_jump_at = u.counter_jump_at
+    counter_jump_at = u.counter_jump_at, corrected_at = u.corrected_at
 FROM unnest(%(lot_id)s::text[], %(free)s::integer[], %(occupied)s::integer[],
             %(capacity)s::integer[], %(status)s::text[], %(updated)s::timestamptz[],
             %(counter_entries)s::bigint[], %(counter_exits)s::bigint[],
             %(counter_time)s::timestamptz[], %(quality)s::real[], %(flags)s::text[],
-            %(rezeroed_on)s::date[], %(drift)s::integer[], %(counter_jump_at)s::timestamptz[])
+            %(rezeroed_on)s::date[], %(drift)s::integer[], %(counter_jump_at)s::timestamptz[],
+            %(corrected_at)s::timestamptz[])
      AS u (lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
-           counter_time, quality, flags, rezeroed_on, drift, counter_jump_at)
+           counter_time, quality, flags, rezeroed_on, drift, counter_jump_at, corrected_at)
 WHERE s.lot_id = u.lot_id;
 
 -- name: insert_lot_occupancy

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,17 +26,24 @@ from _browser import chromium
 from _helpers import ROOT, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
-from test_api_stream_admin import counter, serve
+from test_api_stream_admin import counter, iso, serve
 
 from api import create_app
 from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
-from ingest import Writer, prepare_connection
+from ingest import Message, Writer, prepare_connection
 
 PASSWORD = "correct horse battery"
 ARTIFACTS = ROOT / "test-artifacts" / "pages"
 LOGIN_BURST = 6
+
+
+def entries_exits(city: City, lot: str, entries: int, exits: int, moment: datetime) -> Message:
+    """A counter reading of cumulative entries and exits."""
+    return Message(f"parkleit/v1/{city.id}/lots/{city.id}-{lot}/counter",
+                   json.dumps({"entries": entries, "exits": exits, "ts": iso(moment)}).encode(),
+                   moment)
 
 
 def users(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -345,6 +353,161 @@ def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert len(rows) == 1 and rows[0]["actor"] == "olga" and rows[0]["action"] == "close_lot"
     assert json.loads(rows[0]["before"]) == {"closure": None, "status": "open"}
+
+
+# -- sign modes and count corrections ------------------------------------------------------------
+
+
+def test_sign_modes_and_counts_keep_the_role_boundaries(console: Console) -> None:
+    console.add("paul", "planner")
+    console.add("olga", "operator")
+    sign = f"{console.city.id}-vms-1"
+    mode = f"/v1/console/signs/{sign}/mode"
+    count = f"/v1/console/lots/{console.lot('garage')}/count"
+    full, corrected = {"mode": "full", "reason": "Test"}, {"occupied": 10, "reason": "gezählt"}
+    with console.client() as anonymous:
+        _problem(anonymous.get("/v1/console/signs"), 401)
+        _problem(anonymous.put(mode, json=full), 401)
+        _problem(anonymous.post(count, json=corrected), 401)
+    planner, planner_csrf = console.login("paul")
+    listed = planner.get("/v1/console/signs")
+    assert listed.status_code == 200, listed.text
+    assert [(entry["sign_id"], entry["mode"]) for entry in listed.json()] == [(sign, "auto")]
+    for method, path, body in (("PUT", mode, full), ("POST", count, corrected)):
+        refused = _problem(planner.request(method, path, json=body,
+                                           headers={"X-CSRF-Token": planner_csrf}), 403)
+        assert "operator" in refused["detail"]
+    operator, csrf = console.login("olga")
+    for method, path, body in (("PUT", mode, full), ("POST", count, corrected)):
+        denied = _problem(operator.request(method, path, json=body), 403)
+        assert "X-CSRF-Token" in denied["detail"]
+    assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
+    assert console.conn.execute("SELECT count(*) FROM admin_audit").fetchone() == (0,)
+    done = operator.put(mode, json=full, headers={"X-CSRF-Token": csrf})
+    assert done.status_code == 200 and done.json()["mode"] == "full", done.text
+
+
+def test_a_sign_text_that_does_not_fit_or_ends_in_the_past_is_refused(console: Console) -> None:
+    console.add("olga", "operator")
+    client, csrf = console.login("olga")
+    sign = f"{console.city.id}-vms-1"  # one line of 20 characters
+    path = f"/v1/console/signs/{sign}/mode"
+    for body, field, words in (
+            ({"mode": "text", "text": "Umleitung über B 2 Nord"}, "text", "20"),
+            ({"mode": "text", "text": "Grüße größer Straße"}, "text", "two"),  # 19 + 5
+            ({"mode": "text", "text": "Stau ☃"}, "text", "U+2603"),
+            ({"mode": "text", "text": "Tab\there"}, "text", "U+0009"),
+            ({"mode": "text", "text": "Zeile 1\nZeile 2"}, "text", "has 1"),
+            ({"mode": "text"}, "text", "needs the text"),
+            ({"mode": "full", "text": "besetzt"}, "text", "only with the mode text"),
+            ({"mode": "full", "until": "2000-01-01T00:00:00Z"}, "until", "future"),
+            ({"mode": "auto", "until": "2099-01-01T00:00:00Z"}, "until", "auto"),
+            ({"mode": "rainbow"}, "mode", ""), ({"mode": "full", "reason": ""}, "reason", "")):
+        problem = _problem(client.put(path, headers={"X-CSRF-Token": csrf},
+                                      json={"reason": "Test", **body}), 422)
+        [error] = problem["errors"]
+        assert (error["location"], error["name"]) == ("body", field), (body, problem)
+        assert words in error["detail"], (body, problem)
+    _problem(client.put(f"/v1/console/signs/{console.city.id}-nowhere/mode",
+                        headers={"X-CSRF-Token": csrf}, json={"mode": "full", "reason": "x"}),
+             404)
+    assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
+    # What fits exactly is taken: 20 cells, an umlaut counting two.
+    fits = client.put(path, headers={"X-CSRF-Token": csrf},
+                      json={"mode": "text", "text": "Messe: Parken Süd!", "reason": "Messe"})
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["asked"] == [{"label": "", "arrow": "none", "text": "Messe: Parken Süd!"}]
+
+
+def test_two_operators_on_one_sign_last_write_wins_both_audited(console: Console) -> None:
+    console.add("olga", "operator")
+    console.add("otto", "operator")
+    sign = f"{console.city.id}-vms-1"
+    path = f"/v1/console/signs/{sign}/mode"
+    (olga, olga_csrf), (otto, otto_csrf) = console.login("olga"), console.login("otto")
+    until = "2099-01-01T00:00:00Z"
+    first = olga.put(path, headers={"X-CSRF-Token": olga_csrf},
+                     json={"mode": "closed", "until": until, "reason": "Hochwasser"})
+    assert first.status_code == 200, first.text
+    assert first.json()["asked"] == [{"label": "Zentrum", "arrow": "left", "text": "geschlossen"}]
+    second = otto.put(path, headers={"X-CSRF-Token": otto_csrf},
+                      json={"mode": "test", "reason": "Wartung"})
+    assert second.status_code == 200, second.text
+    [listed] = olga.get("/v1/console/signs").json()
+    assert (listed["mode"], listed["set_by"], listed["until"], listed["reason"]) == (
+        "test", "otto", None, "Wartung")
+    assert listed["asked"] == [{"label": "TEST", "arrow": "left", "text": "8" * 15}]
+    assert listed["shown"] is None  # no signage service here: the sign has acknowledged nothing
+    # The signage service's table has the mode (it reads it on the notification).
+    assert console.conn.execute("SELECT mode, set_by FROM sign_overrides").fetchall() == [
+        ("test", "otto")]
+    entries = olga.get("/v1/console/audit").json()["entries"][::-1]
+    assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
+        ("olga", "sign_mode", sign), ("otto", "sign_mode", sign)]
+    assert entries[0]["before"] == {"mode": "auto"}
+    assert entries[0]["after"]["mode"] == "closed"
+    assert entries[1]["before"]["mode"] == "closed"  # what olga left
+    assert entries[1]["before"]["set_by"] == "olga"
+    assert entries[1]["after"]["mode"] == "test"
+    # auto clears it, audited too.
+    cleared = olga.put(path, headers={"X-CSRF-Token": olga_csrf},
+                       json={"mode": "auto", "reason": "fertig"})
+    assert cleared.status_code == 200 and cleared.json()["mode"] == "auto", cleared.text
+    assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
+    # A mode whose end has passed is auto again.
+    olga.put(path, headers={"X-CSRF-Token": olga_csrf},
+             json={"mode": "blank", "until": iso(utc_now() + timedelta(seconds=60)),
+                   "reason": "kurz"})
+    assert olga.get("/v1/console/signs").json()[0]["mode"] == "blank"
+    console.advance(61)
+    assert olga.get("/v1/console/signs").json()[0]["mode"] == "auto"
+
+
+def _lot_view(console: Console, lot: str) -> dict[str, Any]:
+    lots: list[dict[str, Any]] = httpx.get(f"{console.url}/v1/lots", timeout=10).json()["lots"]
+    return next(entry for entry in lots if entry["id"] == lot)
+
+
+def test_a_corrected_count_reaches_the_api_within_2_s_and_is_ingests_new_baseline(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    client, csrf = console.login("olga")
+    lot = console.lot("garage")  # a counter lot of 100; the fixture counted 40
+    writer, start = Writer(console.city), utc_now()
+    # The garage's counter reports entries and exits: the first reading keeps the count.
+    writer.write(console.conn, [entries_exits(console.city, "garage", 500, 460, start)], start)
+    assert _lot_view(console, lot)["free"] == 60
+    path = f"/v1/console/lots/{lot}/count"
+    for body in ({"occupied": 101, "reason": "x"}, {"occupied": -1, "reason": "x"},
+                 {"occupied": 5, "reason": ""}, {"occupied": 5}):
+        _problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
+    bays = _problem(client.post(f"/v1/console/lots/{console.lot('street')}/count",
+                                json={"occupied": 1, "reason": "x"},
+                                headers={"X-CSRF-Token": csrf}), 422)
+    assert "counts its bays" in bays["detail"]
+
+    sent = time.monotonic()
+    corrected = client.post(path, json={"occupied": 25, "reason": "nachgezählt"},
+                            headers={"X-CSRF-Token": csrf})
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["free"] == 75 and "manual_correction" in corrected.json()["flags"]
+    view = wait_for(lambda: (entry := _lot_view(console, lot))["free"] == 75 and entry,
+                    timeout=2, interval=0.05)
+    assert time.monotonic() - sent < 2.0
+    assert view["occupied"] == 25 and "manual_correction" in view["quality_flags"]
+    # Ingest counts on from it: 3 in, 1 out.
+    later = start + timedelta(seconds=30)
+    writer.write(console.conn, [entries_exits(console.city, "garage", 503, 461, later)],
+                 later)
+    state = console.conn.execute(
+        "SELECT occupied, free, flags, corrected_at IS NOT NULL FROM lot_state "
+        "WHERE lot_id = %s", (lot,)).fetchone()
+    assert state == (27, 73, ["manual_correction"], True)
+    wait_for(lambda: _lot_view(console, lot)["free"] == 73, timeout=2, interval=0.05)
+    [entry] = client.get("/v1/console/audit").json()["entries"]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("olga", "correct_count", lot)
+    assert entry["detail"] == {"reason": "nachgezählt", "occupied": 25, "manual": True}
+    assert entry["before"]["occupied"] == 40 and entry["after"]["occupied"] == 25
 
 
 # -- the page in Chromium -------------------------------------------------------------------------

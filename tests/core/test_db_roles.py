@@ -155,7 +155,9 @@ def test_the_api_cannot_write_sensor_data_nor_change_the_audit(roles: Roles) -> 
     for statement in (
             "INSERT INTO bay_events (time, bay_id, occupied, source) "
             "VALUES (now(), 'x', true, 'forged')",
-            "UPDATE lot_state SET free = 0",  # only its status, when an operator closes a lot
+            # Only status and count (an operator closes a lot, corrects a count); the
+            # counter's readings are ingest's.
+            "UPDATE lot_state SET counter_entries = 0", "UPDATE lot_state SET capacity = 0",
             "DELETE FROM admin_audit", "UPDATE admin_audit SET client = NULL",
             "DELETE FROM lots", "INSERT INTO signs (sign_id, city, name, driver, address, "
             "latitude, longitude) VALUES ('x', 'x', 'x', 'http', 'x', 0, 0)",

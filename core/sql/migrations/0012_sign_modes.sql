@@ -1,0 +1,10 @@
+-- The console's sign modes and count corrections.
+
+-- What an operator asked a sign to show: a mode (full, closed, blank, test, a fixed text)
+-- rendered into ``content`` when it was set. The admin API's free overrides are ``text``.
+ALTER TABLE sign_overrides ADD COLUMN mode text NOT NULL DEFAULT 'text'
+    CHECK (mode IN ('full', 'closed', 'blank', 'test', 'text'));
+
+-- When an operator last set a counter lot's count by hand (the console's count correction):
+-- the lot carries the flag ``manual_correction`` for a day or until its next re-zeroing.
+ALTER TABLE lot_state ADD COLUMN corrected_at timestamptz;
