@@ -26,6 +26,7 @@ from _browser import chromium
 from _helpers import ROOT, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
+from psycopg.types.json import Jsonb
 from test_api_stream_admin import counter, iso, serve
 
 from api import create_app
@@ -574,3 +575,72 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
     finally:
         tab.context.close()
     assert not errors, errors
+
+
+@pytest.mark.browser
+def test_the_console_page_puts_a_sign_into_full_and_corrects_a_count(
+        console: Console, browser: Browser) -> None:
+    console.add("olga", "operator")
+    sign, lot = f"{console.city.id}-vms-1", console.lot("garage")
+    sign_name, lot_name = console.city.signs[0].name, console.city.lot(lot).name
+    tab, errors = _page(browser)
+    try:
+        tab.goto(f"{console.url}/console")
+        tab.get_by_label("Benutzername").fill("olga")
+        tab.get_by_label("Passwort").fill(PASSWORD)
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#who")).to_contain_text("olga")
+        row = tab.locator(f"tr[data-sign='{sign}']")
+        asked, until, shown = (row.locator("td").nth(index) for index in range(3))
+        expect(asked.locator(".mode")).to_have_text("automatisch")
+        expect(shown).to_have_text("noch nichts bestätigt")
+
+        tab.get_by_label(f"Modus für {sign_name}").select_option("full")
+        tab.get_by_label(f"Ende für {sign_name} (leer: bis geändert)").fill("2099-01-01T12:00")
+        tab.get_by_label(f"Grund für den Modus von {sign_name}").fill("Stadtfest")
+        tab.get_by_role("button", name=f"Modus von {sign_name} übernehmen").click()
+        expect(asked.locator(".mode")).to_have_text("besetzt")
+        expect(asked).to_contain_text("Zentrum besetzt")
+        expect(until).to_contain_text("01.01.")
+        assert console.conn.execute("SELECT mode, reason, set_by FROM sign_overrides").fetchall(
+            ) == [("full", "Stadtfest", "olga")]
+        # The signage service confirms it (as it records an acknowledged push): the page shows
+        # what the sign shows beside what was asked.
+        now = utc_now()
+        console.conn.execute(
+            "INSERT INTO sign_state (sign_id, content, shown_since, last_ack, updated) "
+            "VALUES (%s, %s, %s, %s, %s)", (sign, Jsonb({"lines": [
+                {"label": "Zentrum", "arrow": "left", "text": "besetzt"}]}), now, now, now))
+        expect(shown).to_have_text("Zentrum besetzt", timeout=8000)
+        expect(tab.locator("#audit-rows")).to_contain_text("Stadtfest")
+
+        # A fixed text that does not fit: the problem is shown, nothing changes.
+        tab.get_by_label(f"Modus für {sign_name}").select_option("text")
+        tab.get_by_label(f"Text für {sign_name} (eine Zeile je Zeile der Tafel)").fill(
+            "Dieser Text ist zu lang für die Tafel")
+        tab.get_by_label(f"Grund für den Modus von {sign_name}").fill("Test")
+        tab.get_by_role("button", name=f"Modus von {sign_name} übernehmen").click()
+        expect(tab.locator("#sign-error")).to_contain_text("20 per line")
+        expect(asked.locator(".mode")).to_have_text("besetzt")
+
+        # The count of a counter lot, corrected by hand.
+        lot_row = tab.locator(f"tr[data-lot='{lot}']")
+        expect(lot_row.locator(".free")).to_have_text("60 von 100")
+        tab.get_by_label(f"Belegte Plätze in {lot_name} jetzt").fill("25")
+        tab.get_by_label(f"Grund für die Korrektur von {lot_name}").fill("nachgezählt")
+        tab.get_by_role("button", name=f"Zählung von {lot_name} korrigieren").click()
+        expect(lot_row.locator(".free")).to_have_text("75 von 100")
+        expect(tab.locator("#audit-rows")).to_contain_text("nachgezählt")
+        assert _lot_view(console, lot)["free"] == 75
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / "console-signs.png"), full_page=True)
+
+        # In English as well.
+        tab.locator("#lang").click()
+        expect(asked.locator(".mode")).to_have_text("full")
+        expect(tab.get_by_role("button", name=f"Apply the mode of {sign_name}")).to_be_visible()
+    finally:
+        tab.context.close()
+    # The one error Chromium logs is the refused text's 422 (the page showed its problem).
+    assert errors == ["Failed to load resource: the server responded with a status of 422 "
+                      "(Unprocessable Entity)"], errors
