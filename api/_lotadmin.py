@@ -13,6 +13,11 @@ Correcting a counter lot's count (the console) works the same way: under the row
 ``lot_state``'s count (fresh now, ``corrected_at``, the flag ``manual_correction``) and
 NOTIFYs it. Ingest builds its counter state from that row at every batch, so the corrected
 count is its new baseline: the next reading's entries and exits count on from it.
+
+A counter lot's capacity reduced for a while (``lot_capacity_limits``, the console) is read by
+ingest like a closure, at every batch and stale check, and by the API's lot views at once; the
+change NOTIFYs the lot's figures against the limit, so the signs and the stream have it at
+commit.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from core.city import Cities, OpeningHours
 from core.db import queries
 from core.status import LotStatus, lot_status
 
-__all__ = ["AdminLot", "CloseLot", "Closure", "CorrectCount", "CorrectedLot", "Operator",
-           "Reason", "audit", "audit_row", "close_lot", "correct_count", "future", "open_lot"]
+__all__ = ["AdminLot", "CapacityLimit", "CloseLot", "Closure", "CorrectCount", "CorrectedLot",
+           "LimitedLot", "Operator", "Reason", "audit", "audit_row", "close_lot",
+           "correct_count", "end_capacity", "future", "limit_capacity", "open_lot"]
 
 logger = logging.getLogger(__name__)
 
@@ -234,3 +240,90 @@ async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
                     {"reason": body.reason, "occupied": body.occupied, "manual": True}, now,
                     before, corrected.model_dump(mode="json", exclude={"lot_id"}))
     return corrected
+
+
+class CapacityLimit(BaseModel):
+    """A counter lot's capacity for a while (a level closed for works), why and until when."""
+
+    model_config = ConfigDict(extra="forbid")
+    capacity: Annotated[int, Field(ge=0, le=1_000_000, description=(
+        "The spaces in use until `until`: 0 to the lot's configured capacity"))]
+    until: Moment = Field(description="When the configured capacity is back (RFC 3339 with "
+                          "offset)")
+    reason: Reason
+
+
+class LimitedLot(BaseModel):
+    """A lot's capacity in force after a change, and its free spaces counted against it."""
+
+    lot_id: str
+    capacity: int
+    configured_capacity: int
+    free: int | None
+    status: str
+    until: datetime | None
+
+
+async def _capacity_change(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                           limit: CapacityLimit | None, operator: Operator,
+                           now: datetime) -> LimitedLot:
+    try:
+        city, lot = cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    until = None
+    if limit is not None:
+        until = future(limit.until, now)
+        if lot.counting != "counter":
+            bad_parameter("capacity", f"lot {lot_id} counts its bays; only a counter lot's "
+                          "capacity can be limited", "body")
+        if limit.capacity > lot.capacity:
+            bad_parameter("capacity", f"must lie between 0 and the configured capacity of "
+                          f"{lot_id}, {lot.capacity}", "body")
+    q, console = queries("api", "admin"), queries("api", "console")
+    async with conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+            await cur.execute(console["capacity_limit_of"], {"lot_id": lot_id, "now": now})
+            before = await cur.fetchone()
+        if limit is None:
+            await conn.execute(console["end_capacity_limit"], {"lot_id": lot_id})
+            capacity = lot.capacity
+        else:
+            await conn.execute(console["set_capacity_limit"], {
+                "lot_id": lot_id, "capacity": limit.capacity, "reason": limit.reason,
+                "set_by": operator.name, "since": now, "until": until})
+            capacity = limit.capacity
+        occupied = row["occupied"]
+        free = None if occupied is None else max(0, capacity - occupied)
+        judged = lot.model_copy(update={"capacity": capacity})
+        status = "closed" if row["status"] == "closed" else lot_status(
+            judged, OpeningHours(lot.opening_hours), free, row["updated"], now, city.tz)
+        announced = LotStatus(lot_id, free, occupied, capacity, status, row["updated"],
+                              row["quality"])
+        await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
+                                         "payload": announced.notification(city.id)})
+        result = LimitedLot(lot_id=lot_id, capacity=capacity, configured_capacity=lot.capacity,
+                            free=free, status=status, until=until)
+        await audit(conn, operator, "limit_capacity" if limit else "end_capacity_limit",
+                    lot_id, {"reason": limit.reason, "capacity": limit.capacity,
+                             "until": until and until.isoformat()} if limit else {},
+                    now, {"capacity": lot.capacity if before is None else before["capacity"],
+                          "free": row["free"]},
+                    result.model_dump(mode="json", exclude={"lot_id"}))
+    return result
+
+
+async def limit_capacity(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                         body: CapacityLimit, operator: Operator, now: datetime) -> LimitedLot:
+    """Reduce a counter lot's capacity until ``body.until``, for every consumer; audited."""
+    return await _capacity_change(conn, cities, lot_id, body, operator, now)
+
+
+async def end_capacity(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                       operator: Operator, now: datetime) -> LimitedLot:
+    """End a lot's capacity limit before its time (if any); audited."""
+    return await _capacity_change(conn, cities, lot_id, None, operator, now)

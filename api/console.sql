@@ -88,3 +88,21 @@ UPDATE lot_state
 SET occupied = %(occupied)s, free = %(free)s, updated = %(now)s, status = %(status)s,
     corrected_at = %(now)s, flags = %(flags)s
 WHERE lot_id = %(lot_id)s;
+
+-- name: capacity_limit_of
+-- A lot's capacity limit in force at ``now``, if any (what the audit records as before).
+SELECT capacity, reason, set_by, since, until
+FROM lot_capacity_limits
+WHERE lot_id = %(lot_id)s AND until > %(now)s;
+
+-- name: set_capacity_limit
+-- A counter lot's capacity reduced until ``until``, or its limit replaced.
+INSERT INTO lot_capacity_limits (lot_id, capacity, reason, set_by, since, until)
+VALUES (%(lot_id)s, %(capacity)s, %(reason)s, %(set_by)s, %(since)s, %(until)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    capacity = excluded.capacity, reason = excluded.reason, set_by = excluded.set_by,
+    since = excluded.since, until = excluded.until;
+
+-- name: end_capacity_limit
+-- A lot's capacity limit ended before its time.
+DELETE FROM lot_capacity_limits WHERE lot_id = %(lot_id)s;

@@ -91,8 +91,8 @@ GROUP BY lot_id;
 
 -- name: lock_lot_states
 -- The lots' current state, locked until the batch commits.
-SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time,
-       quality, flags, rezeroed_on, drift, counter_jump_at, corrected_at
+SELECT lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
+       counter_time, quality, flags, rezeroed_on, drift, counter_jump_at, corrected_at
 FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
@@ -104,6 +104,13 @@ FOR UPDATE;
 SELECT lot_id
 FROM lot_closures
 WHERE lot_id = ANY(%(lot_ids)s) AND (until IS NULL OR until > %(now)s);
+
+-- name: capacity_limits
+-- The capacities operators reduced for a while, in force at ``now``, of the given lots (read
+-- after lock_lot_states, as the closures are).
+SELECT lot_id, capacity
+FROM lot_capacity_limits
+WHERE lot_id = ANY(%(lot_ids)s) AND until > %(now)s;
 
 -- name: update_lot_states
 -- One statement per batch for all lots (arrays of equal length, one element per lot).

@@ -10,8 +10,9 @@ and act through a session cookie (the API keys stay for machines).
 - No session (or an ended one) 401; a role below the route's 403; a write without the session's
   CSRF token 403. Roles: planner reads, operator also acts on lots, admin as operator.
 - Closing and opening a lot is the admin routes' code (``api._lotadmin``), audited with the
-  person's name; so is correcting a counter lot's count. A sign's mode (``api._signmode``) is
-  an override with its mode. The audit is read here (paged JSON or CSV).
+  person's name; so are correcting a counter lot's count and limiting its capacity. A sign's
+  mode (``api._signmode``) is an override with its mode. The audit is read here (paged JSON or
+  CSV).
 """
 
 from __future__ import annotations
@@ -55,7 +56,15 @@ from api._http import (
     problem_responses,
 )
 from api._input import SafeText
-from api._lotadmin import AdminLot, CloseLot, CorrectCount, CorrectedLot, Operator
+from api._lotadmin import (
+    AdminLot,
+    CapacityLimit,
+    CloseLot,
+    CorrectCount,
+    CorrectedLot,
+    LimitedLot,
+    Operator,
+)
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core.city import ID_PATTERN
@@ -272,6 +281,29 @@ async def correct_count(request: Request, lot_id: LotId, body: CorrectCount,
     ``manual_correction``; everyone has it at once, audited with before and after."""
     return await lotadmin.correct_count(conn, cities, lot_id, body, _operator(request, user),
                                         now)
+
+
+@router.post("/lots/{lot_id}/capacity", operation_id="consoleLimitCapacity",
+             response_model=LimitedLot,
+             summary="Reduce a counter lot's capacity until a time (operator)",
+             responses=_WRITE_PROBLEMS)
+async def limit_capacity(request: Request, lot_id: LotId, body: CapacityLimit,
+                         user: OperatorWrite, conn: Conn, now: Now,
+                         cities: CitiesDep) -> LimitedLot:
+    """Count ``lot_id``'s free spaces against ``capacity`` until ``until`` (a level closed for
+    works): /v1/lots, DATEX II, the stream and the signs show it; audited."""
+    return await lotadmin.limit_capacity(conn, cities, lot_id, body, _operator(request, user),
+                                         now)
+
+
+@router.delete("/lots/{lot_id}/capacity", operation_id="consoleEndCapacityLimit",
+               response_model=LimitedLot,
+               summary="End a lot's capacity limit before its time (operator)",
+               responses=_WRITE_PROBLEMS)
+async def end_capacity(request: Request, lot_id: LotId, user: OperatorWrite, conn: Conn,
+                       now: Now, cities: CitiesDep) -> LimitedLot:
+    """Give ``lot_id`` its configured capacity again (if it was limited); audited."""
+    return await lotadmin.end_capacity(conn, cities, lot_id, _operator(request, user), now)
 
 
 # -- signs --------------------------------------------------------------------------------------

@@ -234,6 +234,18 @@ CREATE TABLE lot_closures (
     until      timestamptz
 );
 
+-- A counter lot's capacity reduced for a while by an operator (a level closed for works).
+-- While a row is in force (``until`` ahead) ingest counts the lot's free spaces and status
+-- against it, and the API shows it as the lot's capacity; the count itself is not cut.
+CREATE TABLE lot_capacity_limits (
+    lot_id    text PRIMARY KEY REFERENCES lots (lot_id) ON DELETE CASCADE,
+    capacity  integer NOT NULL CHECK (capacity >= 0),
+    reason    text NOT NULL,
+    set_by    text NOT NULL,
+    since     timestamptz NOT NULL,
+    until     timestamptz NOT NULL
+);
+
 -- What a sign shows instead of its rendered content while the row is in force. ``content``
 -- is {"lines": [{"label", "arrow", "text"}, ...]}, as in sign_log; the signage service reads
 -- it on each notification of channel parkleit_sign_override and every resync. ``mode`` is what

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import psycopg
@@ -509,6 +510,68 @@ def test_a_corrected_count_reaches_the_api_within_2_s_and_is_ingests_new_baselin
     assert (entry["actor"], entry["action"], entry["target"]) == ("olga", "correct_count", lot)
     assert entry["detail"] == {"reason": "nachgezählt", "occupied": 25, "manual": True}
     assert entry["before"]["occupied"] == 40 and entry["after"]["occupied"] == 25
+
+
+def _vacant_in_datex(console: Console, lot: str) -> str | None:
+    answer = httpx.get(f"{console.url}/v1/datex2/parking-status", timeout=10)
+    assert answer.status_code == 200, answer.text
+    for info in ElementTree.fromstring(answer.content).iter():
+        if info.tag.endswith("}parkingStatusInformation") and any(
+                ref.get("id") == lot for ref in info if ref.tag.endswith("}reference")):
+            vacant = next((e for e in info.iter() if e.tag.endswith("}numberOfVacantSpaces")),
+                          None)
+            return None if vacant is None else vacant.text
+    return None
+
+
+def test_a_temporary_capacity_reaches_the_api_and_datex_and_ingest_counts_against_it(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    console.add("paul", "planner")
+    client, csrf = console.login("olga")
+    lot = console.lot("garage")  # 100 spaces, 40 taken
+    path = f"/v1/console/lots/{lot}/capacity"
+    until = utc_now() + timedelta(hours=1)
+    works = {"capacity": 60, "until": iso(until), "reason": "Ebene 3 gesperrt"}
+    for body in ({**works, "capacity": 101}, {**works, "capacity": -1},
+                 {**works, "until": "2000-01-01T00:00:00Z"}, {"capacity": 60, "reason": "x"},
+                 {**works, "reason": ""}):
+        _problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
+    _problem(client.post(f"/v1/console/lots/{console.lot('street')}/capacity", json=works,
+                         headers={"X-CSRF-Token": csrf}), 422)
+    planner, planner_csrf = console.login("paul")
+    _problem(planner.post(path, json=works, headers={"X-CSRF-Token": planner_csrf}), 403)
+    _problem(client.post(path, json=works), 403)
+    assert _lot_view(console, lot)["capacity"] == 100
+
+    limited = client.post(path, json=works, headers={"X-CSRF-Token": csrf})
+    assert limited.status_code == 200, limited.text
+    assert (limited.json()["capacity"], limited.json()["free"]) == (60, 20)
+    view = wait_for(lambda: (entry := _lot_view(console, lot))["capacity"] == 60 and entry,
+                    timeout=2, interval=0.05)
+    assert view["free"] == 20
+    assert _vacant_in_datex(console, lot) == "20"
+    # Ingest counts free spaces against it; the count itself is not cut to it.
+    writer, now = Writer(console.city), utc_now()
+    writer.write(console.conn, [counter(console.city, "garage", 70, now)], now)
+    assert console.conn.execute(
+        "SELECT capacity, occupied, free, status FROM lot_state WHERE lot_id = %s", (lot,)
+    ).fetchone() == (60, 70, 0, "full")
+    wait_for(lambda: _lot_view(console, lot)["status"] == "full", timeout=2, interval=0.05)
+    [entry] = client.get("/v1/console/audit").json()["entries"]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("olga", "limit_capacity", lot)
+    assert entry["before"]["capacity"] == 100 and entry["after"]["capacity"] == 60
+    # Past its end, ingest counts against the configured capacity again.
+    writer.refresh(console.conn, until + timedelta(seconds=1))
+    assert console.conn.execute(
+        "SELECT capacity, free FROM lot_state WHERE lot_id = %s", (lot,)).fetchone() == (100, 30)
+    # Ended before its time: the configured capacity at once.
+    assert client.post(path, json={**works, "capacity": 80},
+                       headers={"X-CSRF-Token": csrf}).status_code == 200
+    wait_for(lambda: _lot_view(console, lot)["capacity"] == 80, timeout=2, interval=0.05)
+    ended = client.delete(path, headers={"X-CSRF-Token": csrf})
+    assert ended.status_code == 200 and ended.json()["capacity"] == 100, ended.text
+    wait_for(lambda: _lot_view(console, lot)["capacity"] == 100, timeout=2, interval=0.05)
 
 
 # -- the page in Chromium -------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from simulators.history import backfill_history
 # the documented list (docs/operations.md, "Database roles"); everything else it may not.
 WRITES: dict[str, dict[str, set[str]]] = {
     "api": {"lot_closures": {"INSERT", "UPDATE", "DELETE"},
+            "lot_capacity_limits": {"INSERT", "UPDATE", "DELETE"},
             "sign_overrides": {"INSERT", "UPDATE", "DELETE"},
             "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"},
             "console_sessions": {"INSERT", "UPDATE", "DELETE"}},
