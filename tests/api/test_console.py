@@ -641,7 +641,7 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
 
 
 @pytest.mark.browser
-def test_the_console_page_puts_a_sign_into_full_and_corrects_a_count(
+def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capacity(
         console: Console, browser: Browser) -> None:
     console.add("olga", "operator")
     sign, lot = f"{console.city.id}-vms-1", console.lot("garage")
@@ -695,6 +695,15 @@ def test_the_console_page_puts_a_sign_into_full_and_corrects_a_count(
         expect(lot_row.locator(".free")).to_have_text("75 von 100")
         expect(tab.locator("#audit-rows")).to_contain_text("nachgezählt")
         assert _lot_view(console, lot)["free"] == 75
+        # A level closed for works: 50 spaces until an end.
+        tab.get_by_label(f"Plätze in {lot_name} bis zum Ende").fill("50")
+        tab.get_by_label(f"Ende der Begrenzung von {lot_name}").fill("2099-01-01T12:00")
+        tab.get_by_label(f"Grund für die Begrenzung von {lot_name}").fill("Ebene 3 gesperrt")
+        tab.get_by_role("button", name=f"Kapazität von {lot_name} vorübergehend begrenzen"
+                        ).click()
+        expect(lot_row.locator(".free")).to_have_text("25 von 50")
+        expect(tab.locator("#audit-rows")).to_contain_text("Ebene 3 gesperrt")
+        assert _lot_view(console, lot)["capacity"] == 50
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(ARTIFACTS / "console-signs.png"), full_page=True)
 

@@ -87,7 +87,7 @@ function renderLots(lots) {
     const action = document.createElement('td');
     if (session && session.role !== 'planner') {
       action.append(actionForm(lot));
-      if (lot.counting === 'counter') action.append(countForm(lot));
+      if (lot.counting === 'counter') action.append(countForm(lot), capacityForm(lot));
     }
     row.append(name, status, free, action);
     fillRow(row, lot);
@@ -133,7 +133,6 @@ function countForm(lot) {
   occupied.type = 'number';
   occupied.name = 'occupied';
   occupied.min = '0';
-  occupied.max = String(lot.capacity);
   occupied.placeholder = t('console.count.placeholder');
   labelled(form, `count-${lot.id}`, t('console.count.occupied', { name: lot.name }), occupied);
   const reason = document.createElement('input');
@@ -153,6 +152,57 @@ function countForm(lot) {
     });
   });
   return form;
+}
+
+function capacityForm(lot) {
+  const form = document.createElement('form');
+  form.className = 'count-action capacity-action';
+  const capacity = document.createElement('input');
+  capacity.type = 'number';
+  capacity.name = 'capacity';
+  capacity.min = '0';
+  capacity.placeholder = t('console.capacity.placeholder');
+  labelled(form, `capacity-${lot.id}`, t('console.capacity.spaces', { name: lot.name }), capacity);
+  const until = document.createElement('input');
+  until.type = 'datetime-local';
+  until.name = 'until';
+  labelled(form, `capacity-until-${lot.id}`, t('console.capacity.until', { name: lot.name }), until);
+  const reason = document.createElement('input');
+  reason.name = 'reason';
+  reason.maxLength = 500;
+  reason.placeholder = t('console.reason');
+  labelled(form, `capacity-reason-${lot.id}`, t('console.capacity.reason', { name: lot.name }), reason);
+  const button = document.createElement('button');
+  button.type = 'submit';
+  button.textContent = t('console.capacity');
+  button.setAttribute('aria-label', t('console.capacity.label', { name: lot.name }));
+  form.append(button);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    limitCapacity(lot.id, form).catch((error) => { $('action-error').textContent = String(error); });
+  });
+  return form;
+}
+
+async function limitCapacity(lotId, form) {
+  $('action-error').textContent = '';
+  const { capacity, until, reason } = form.elements;
+  if (capacity.value === '' || !until.value || !reason.value.trim()) {
+    $('action-error').textContent = t('console.capacity.missing');
+    return;
+  }
+  const response = await call(`lots/${encodeURIComponent(lotId)}/capacity`, { method: 'POST',
+    body: { capacity: Number(capacity.value), until: new Date(until.value).toISOString(),
+      reason: reason.value.trim() } });
+  if (!response.ok) {
+    if (response.status !== 401) $('action-error').textContent = await problemText(response);
+    return;
+  }
+  const result = await response.json();
+  for (const input of [capacity, until, reason]) input.value = '';
+  feed.apply({ id: result.lot_id, capacity: result.capacity, free: result.free,
+    status: result.status });
+  loadAudit();
 }
 
 async function correctCount(lotId, occupiedInput, reasonInput) {

@@ -199,6 +199,16 @@ const TEXTS = {
   'console.count.missing': [
     'Bitte die Zahl der belegten Plätze und einen Grund angeben.',
     'Please give the number of spaces taken and a reason.'],
+  'console.capacity': ['Kapazität begrenzen', 'Limit capacity'],
+  'console.capacity.label': ['Kapazität von {name} vorübergehend begrenzen',
+    'Limit the capacity of {name} for a while'],
+  'console.capacity.spaces': ['Plätze in {name} bis zum Ende', 'Spaces in {name} until the end'],
+  'console.capacity.until': ['Ende der Begrenzung von {name}', 'End of the limit of {name}'],
+  'console.capacity.reason': ['Grund für die Begrenzung von {name}', 'Reason for limiting {name}'],
+  'console.capacity.placeholder': ['Plätze', 'spaces'],
+  'console.capacity.missing': [
+    'Bitte Plätze, Ende und einen Grund angeben.',
+    'Please give the spaces, the end and a reason.'],
   'console.signs': ['Anzeigetafeln', 'Signs'],
   'console.sign': ['Tafel', 'Sign'],
   'console.sign.asked': ['Modus (angefordert)', 'Mode (asked)'],
