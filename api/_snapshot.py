@@ -81,26 +81,32 @@ class LotViews:
         self._views: dict[str, Lot] = {}
         self._cities: Cities | None = None
         self._valid_until: datetime | None = None
-        self._dirty = True
+        self._changes = 1  # changes heard (invalidate), and the count the views were read after
+        self._read_after = 0
         self._lock = asyncio.Lock()
         self._encoded: dict[Hashable, Encoded] = {}
 
     def invalidate(self) -> None:
         """Something a view shows may have changed: read again before the next answer."""
-        self._dirty = True
+        self._changes += 1
 
-    def _current(self, cities: Cities, now: datetime) -> bool:
-        return (self.listening and not self._dirty and cities is self._cities
+    def _current(self, cities: Cities, now: datetime, changes: int) -> bool:
+        """Whether the views were read after the ``changes``-th change and are still valid."""
+        return (self.listening and self._read_after >= changes and cities is self._cities
                 and self._valid_until is not None and now < self._valid_until)
 
     async def get(self, pool: AsyncConnectionPool[AsyncConnection[Any]], cities: Cities,
                   now: datetime) -> Mapping[str, Lot]:
         """Every lot of ``cities`` as the API shows it at ``now``, keyed by id."""
-        if self._current(cities, now):
+        changes = self._changes
+        if self._current(cities, now, changes):
             return self._views
         async with self._lock:
-            if not self._current(cities, now):  # another request may have read it meanwhile
-                self._dirty = False  # before reading: a change heard meanwhile reads again
+            # A read that began after the changes this request knew of is new enough for it,
+            # even if more changes were heard meanwhile (the next request reads them): under a
+            # stream of changes, the requests that waited share one read, not one each.
+            if not self._current(cities, now, changes):
+                self._read_after = self._changes  # before reading: later changes read again
                 lots = [(city, lot) for city in cities for lot in city.lots]
                 async with pool.connection() as conn:
                     views = await read_lots(conn, lots, now)

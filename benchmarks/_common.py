@@ -113,6 +113,24 @@ def figures(result: Any, digits: int = 3) -> dict[str, Any]:
     return found
 
 
+@dataclasses.dataclass
+class Latency:
+    """The quantiles of one series of times, in milliseconds (None: no times)."""
+
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+
+    @classmethod
+    def of(cls, seconds: Iterable[float]) -> Latency:
+        """The quantiles of ``seconds``."""
+        ordered = sorted(seconds)
+        if not ordered:
+            return cls()
+        return cls(*(percentile(ordered, q) * 1000 for q in (0.5, 0.95, 0.99, 1.0)))
+
+
 def percentile(ordered: list[float], q: float) -> float:
     """The ``q`` quantile of sorted values, interpolated (as percentile_cont)."""
     position = q * (len(ordered) - 1)

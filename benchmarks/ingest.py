@@ -67,7 +67,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from benchmarks import _common as common
-from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
+from benchmarks._common import BenchError, Latency, NotifyListener, Service, fmt, met
 from core.city import City, load_city
 from core.db import migrate, queries
 from core.registry import sync_registry
@@ -248,14 +248,9 @@ def measure_reference(broker: PrivateBroker, city: City, city_path: Path, *, bay
         subscriber.close()
     assert subscriber.first is not None and subscriber.last is not None
     span = max(subscriber.last - subscriber.first, 1e-9)
-    found = {"messages": subscriber.count, "rate": subscriber.count / span, "elapsed_s": span,
-             "publisher_rate": report["published"] / max(report["elapsed_s"], 1e-9),
-             "p50_ms": None, "p99_ms": None}
-    if subscriber.latencies and not backlog:
-        ordered = sorted(subscriber.latencies)
-        found["p50_ms"] = common.percentile(ordered, 0.5) * 1000
-        found["p99_ms"] = common.percentile(ordered, 0.99) * 1000
-    return found
+    return {"messages": subscriber.count, "rate": subscriber.count / span, "elapsed_s": span,
+            "publisher_rate": report["published"] / max(report["elapsed_s"], 1e-9),
+            "latency": Latency.of([] if backlog else subscriber.latencies)}
 
 
 # --------------------------------------------------------------------------- ingest workers
@@ -310,11 +305,8 @@ class Result:
     duplicated: int = 0
     redelivered: int = 0
     superseded: int = 0
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    max_ms: float | None = None
-    reference_p50_ms: float | None = None
-    reference_p99_ms: float | None = None
+    latency: Latency = field(default_factory=Latency)  # publish → commit
+    reference: Latency = field(default_factory=Latency)  # publish → receive
     peak_rss_mb: float = 0.0
     elapsed_s: float = 0.0
     published: int = 0
@@ -387,8 +379,8 @@ def _latency(conn: psycopg.Connection[Any], notes: list[tuple[float, str]]) -> d
                          {"offset": float(offset_row[0])}).fetchone()
     assert found is not None
     (p50, p99), worst, exact, first, last, first_received = found
-    return {"p50_ms": float(p50) * 1000, "p99_ms": float(p99) * 1000,
-            "max_ms": float(worst) * 1000, "exact": float(exact or 0.0),
+    return {"latency": Latency(float(p50) * 1000, None, float(p99) * 1000, float(worst) * 1000),
+            "exact": float(exact or 0.0),
             "first_publish": first, "last_commit": last, "first_received": first_received}
 
 
@@ -435,8 +427,7 @@ def _reference_phase(args: argparse.Namespace, result: Result, broker: PrivateBr
                             backlog=args.backlog, rate=args.rate)
     result.reference_rate = ref["rate"]
     result.reference_publisher_rate = ref["publisher_rate"]
-    result.reference_p50_ms = ref["p50_ms"]
-    result.reference_p99_ms = ref["p99_ms"]
+    result.reference = ref["latency"]
     logger.info("reference: %.0f msg/s received (publisher %.0f msg/s)",
                 ref["rate"], ref["publisher_rate"])
 
@@ -559,8 +550,7 @@ def _measure_ingest(args: argparse.Namespace, result: Result, publisher: Publish
             span = (lat["last_commit"] - lat["first_received"]).total_seconds()
         else:
             span = (lat["last_commit"] - lat["first_publish"]).total_seconds()
-            result.p50_ms, result.p99_ms, result.max_ms = (
-                lat["p50_ms"], lat["p99_ms"], lat["max_ms"])
+            result.latency = lat["latency"]
         result.elapsed_s = span
         result.rate = distinct / max(span, 1e-9)
         if result.reference_rate:
@@ -584,10 +574,10 @@ def table(result: Result) -> str:
         ("lost", f"{result.lost:,}", "0", met(result.lost == 0), ""),
         ("duplicated", f"{result.duplicated:,}", "0", met(result.duplicated == 0), ""),
         ("redelivered", f"{result.redelivered:,}", "", "", ""),
-        ("latency p50, publish → commit (ms)", fmt(result.p50_ms), "", "",
-         f"{fmt(result.reference_p50_ms)} publish → receive"),
-        ("latency p99, publish → commit (ms)", fmt(result.p99_ms), "", "",
-         f"{fmt(result.reference_p99_ms)} publish → receive"),
+        ("latency p50, publish → commit (ms)", fmt(result.latency.p50_ms), "", "",
+         f"{fmt(result.reference.p50_ms)} publish → receive"),
+        ("latency p99, publish → commit (ms)", fmt(result.latency.p99_ms), "", "",
+         f"{fmt(result.reference.p99_ms)} publish → receive"),
         ("peak RSS per worker (MB)", fmt(result.peak_rss_mb, 1), "", "", ""),
     ]
     head = (f"parkleit ingest benchmark ({result.mode}): {result.published:,} messages "

@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from benchmarks import _common as common
-from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
+from benchmarks._common import BenchError, Latency, NotifyListener, Service, fmt, met
 from core.city import load_city
 from core.clock import Clock
 from core.db import migrate
@@ -87,13 +87,9 @@ class Result:
     updates: int
     signs: int
     missed: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    max_ms: float | None = None
-    reference_p50_ms: float | None = None
-    reference_p95_ms: float | None = None
-    signage_p50_ms: float | None = None
-    signage_p95_ms: float | None = None
+    latency: Latency = field(default_factory=Latency)  # publish → sign
+    reference: Latency = field(default_factory=Latency)  # publish → commit
+    signage: Latency = field(default_factory=Latency)  # commit → sign
     settings: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -168,13 +164,6 @@ def _note_time(listener: NotifyListener, since: float, free: int, timeout: float
         if time.monotonic() > deadline:
             return None
         time.sleep(0.005)
-
-
-def _quantiles(values: list[float]) -> tuple[float | None, float | None]:
-    ordered = sorted(values)
-    if not ordered:
-        return None, None
-    return common.percentile(ordered, 0.5) * 1000, common.percentile(ordered, 0.95) * 1000
 
 
 def run(args: argparse.Namespace) -> Result:
@@ -263,10 +252,8 @@ def _measure(args: argparse.Namespace, result: Result, broker: PrivateBroker, wa
                 step = -step
                 bay += step
             time.sleep(args.gap)
-        result.p50_ms, result.p95_ms = _quantiles(sign_s)
-        result.max_ms = max(sign_s) * 1000 if sign_s else None
-        result.reference_p50_ms, result.reference_p95_ms = _quantiles(commit_s)
-        result.signage_p50_ms, result.signage_p95_ms = _quantiles(share_s)
+        result.latency = Latency.of(sign_s)
+        result.reference, result.signage = Latency.of(commit_s), Latency.of(share_s)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -274,16 +261,16 @@ def _measure(args: argparse.Namespace, result: Result, broker: PrivateBroker, wa
 
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target and its reference."""
-    p95_ok = None if result.p95_ms is None else result.p95_ms < TARGET_P95_MS
+    p95_ok = None if result.latency.p95_ms is None else result.latency.p95_ms < TARGET_P95_MS
     lines = [
-        ("latency p50, publish → sign (ms)", fmt(result.p50_ms), "", "",
-         f"{fmt(result.reference_p50_ms)} publish → commit"),
-        ("latency p95, publish → sign (ms)", fmt(result.p95_ms),
+        ("latency p50, publish → sign (ms)", fmt(result.latency.p50_ms), "", "",
+         f"{fmt(result.reference.p50_ms)} publish → commit"),
+        ("latency p95, publish → sign (ms)", fmt(result.latency.p95_ms),
          f"< {TARGET_P95_MS:,.0f}", met(p95_ok),
-         f"{fmt(result.reference_p95_ms)} publish → commit"),
-        ("latency max (ms)", fmt(result.max_ms), "", "", ""),
-        ("signage share p50, commit → sign (ms)", fmt(result.signage_p50_ms), "", "", ""),
-        ("signage share p95, commit → sign (ms)", fmt(result.signage_p95_ms), "", "", ""),
+         f"{fmt(result.reference.p95_ms)} publish → commit"),
+        ("latency max (ms)", fmt(result.latency.max_ms), "", "", ""),
+        ("signage share p50, commit → sign (ms)", fmt(result.signage.p50_ms), "", "", ""),
+        ("signage share p95, commit → sign (ms)", fmt(result.signage.p95_ms), "", "", ""),
         ("updates missed", f"{result.missed:,}", "0", met(not result.missed), ""),
     ]
     out = [f"parkleit signage benchmark: {result.updates:,} updates (bay message → new count) "

@@ -224,8 +224,10 @@ def migrate(
     A database with a version already gets the migrations it has not seen, in order, each in
     its own transaction; so does a fresh one asked for an older version (``up_to``) or given
     other migrations than the shipped ones (``migrations_dir``, tests), from its first on.
-    The storage layer (``timescale.sql`` or ``plain.sql``) is re-applied each time; it is
-    idempotent. ``conn`` must be in autocommit mode.
+    The rules (``rules.sql``: the functions and views that decide what the data means) and the
+    storage layer (``timescale.sql`` or ``plain.sql``) are re-applied each time; both are
+    idempotent (the rules only at the newest version: an older schema may lack what they read).
+    ``conn`` must be in autocommit mode.
     """
     applied: list[str] = []
     if use_timescaledb is None:
@@ -260,6 +262,8 @@ def migrate(
             _stamp(conn, migration)
         applied.append(f"{migration.version:04d} {migration.name}")
         logger.info("applied migration %04d %s", migration.version, migration.name)
+    if migrations_dir is None and (up_to is None or up_to >= migrations[-1].version):
+        _run_script(conn, load_sql("core", "rules"))  # idempotent: the rules in force
     _run_script(conn, load_sql("core", "timescale" if use_timescaledb else "plain"))
     return applied
 

@@ -3,7 +3,8 @@
 A service is an object with ``run() -> int`` (work until stopped, drain, return the exit code)
 and ``stop()`` (ask for a graceful stop; safe from a signal handler and more than once).
 ``serve`` is the one place that owns signals: SIGTERM and SIGINT call ``stop``, the handlers
-found before are restored afterwards, and the exit code is the service's. Waiting between
+found before are restored afterwards, and the exit code is the service's (``Lifecycle``: 0, or
+2 after ``fatal``). Waiting between
 retries follows one rule, ``backoff``. docs/architecture.md describes the lifecycle.
 """
 
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import signal
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-__all__ = ["STOP_SIGNALS", "Backoff", "Service", "backoff", "on_stop_signals", "serve",
-           "stop_event"]
+__all__ = ["STOP_SIGNALS", "Backoff", "Lifecycle", "Service", "backoff", "on_stop_signals",
+           "serve", "stop_event"]
+
+logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -28,6 +32,21 @@ class Service(Protocol):
     def run(self) -> int: ...
 
     def stop(self) -> None: ...
+
+
+class Lifecycle:
+    """The exit code a service's ``run`` returns, and the one way to end on a fatal error."""
+
+    exit_code = 0
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def fatal(self, reason: str) -> None:
+        """Stop with exit code 2: something no retry mends (a refused login, a bad config)."""
+        logger.error("stopping: %s", reason)
+        self.exit_code = 2
+        self.stop()
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from core import channels
 from core.city import City
 from core.db import listen, open_pool, queries
 from core.mqtt import ServiceStatus
+from core.runtime import Lifecycle
 from core.settings import Settings
 from core.status import LotStatus
 from forecasting._baselines import Forecaster, Persistence, ProfileAnomaly
@@ -464,7 +465,7 @@ class _Listener:
             conn.close()
 
 
-class ForecastService:
+class ForecastService(Lifecycle):
     """Retrains nightly, predicts on a timer and after big changes; ``run()`` blocks until
     ``stop()`` (or SIGTERM via the CLI)."""
 
@@ -472,7 +473,6 @@ class ForecastService:
         self.settings = settings
         self.clock = settings.clock
         self.city = city
-        self.exit_code = 0
         self._stop = threading.Event()
         self._model: LoadedModel | None = None
         self._last_free: dict[str, float] = {}
@@ -485,11 +485,6 @@ class ForecastService:
         """Ask the service to finish; safe to call more than once, from any thread."""
         self._stop.set()
 
-    def _fatal(self, reason: str) -> None:
-        logger.error("stopping: %s", reason)
-        self.exit_code = 2
-        self.stop()
-
     def run(self) -> int:
         """Train if needed, then predict until stopped. Returns the exit code."""
         pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2, name="forecast")
@@ -499,7 +494,7 @@ class ForecastService:
             status = ServiceStatus(
                 self.settings, self.city.id, "forecast",
                 client_id=f"parkleit-forecast-{socket.gethostname()}-{os.getpid()}",
-                on_fatal=self._fatal).start()
+                on_fatal=self.fatal).start()
             self._loop(pool, listener)
         finally:
             listener.close()

@@ -29,7 +29,7 @@ from core.city import City
 from core.db import open_pool
 from core.mqtt import mqtt_client
 from core.registry import sync_registry
-from core.runtime import Backoff
+from core.runtime import Backoff, Lifecycle
 from core.settings import Settings
 from core.status import LotStatus
 
@@ -87,7 +87,7 @@ class _Metrics:
                                registry=r)
 
 
-class IngestService:
+class IngestService(Lifecycle):
     """One ingest worker; ``run()`` blocks until ``stop()`` (or SIGTERM via the CLI)."""
 
     def __init__(self, settings: Settings, city: City) -> None:
@@ -96,7 +96,6 @@ class IngestService:
         self.city = city
         self.writer = Writer(city, dead_letter_max_bytes=settings.DEAD_LETTER_MAX_BYTES)
         self.metrics = _Metrics()
-        self.exit_code = 0
         self._stop = threading.Event()
         self._drain_deadline = float("inf")
         self._queue: queue.Queue[_Inbound] = queue.Queue(
@@ -302,8 +301,7 @@ class IngestService:
         if reason.is_failure:
             logger.error("MQTT broker refused the connection: %s", reason)
             if str(reason) in _FATAL_CONNECT:
-                self.exit_code = 2
-                self.stop()
+                self.fatal(f"MQTT broker refused the connection: {reason}")
             return
         with self._lock:
             self._generation += 1

@@ -42,6 +42,7 @@ from core.city import City
 from core.db import queries
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
+from core.runtime import Lifecycle
 from core.settings import Settings
 from core.status import LotStatus
 from signage._audit import AuditLog, Health, content_from_json
@@ -100,7 +101,7 @@ class _Metrics:
                                "sign_log rows waiting to be written", registry=r)
 
 
-class SignageService:
+class SignageService(Lifecycle):
     """Keeps every sign of a city showing its lots; ``run()`` blocks until ``stop()``."""
 
     def __init__(self, settings: Settings, city: City, *, drivers: Drivers | None = None) -> None:
@@ -109,7 +110,6 @@ class SignageService:
         self.city = city
         self.drivers = drivers if drivers is not None else Drivers()
         self.metrics = _Metrics()
-        self.exit_code = 0
         self.observations: dict[str, Observation] = {}
         self.forecasts: dict[str, tuple[ForecastPoint, ...]] = {}
         self.overrides: dict[str, tuple[SignContent, datetime | None]] = {}
@@ -151,11 +151,6 @@ class SignageService:
         for task in self._tasks.values():
             task.wake.set()
 
-    def _fatal(self, reason: str) -> None:
-        logger.error("stopping: %s", reason)
-        self.exit_code = 2
-        self.stop()
-
     def run(self) -> int:
         """Serve the signs until stopped. Returns the exit code."""
         with psycopg.connect(self.settings.DATABASE_URL, autocommit=True,
@@ -182,7 +177,7 @@ class SignageService:
             status = ServiceStatus(
                 settings, self.city.id, "signage",
                 client_id=f"parkleit-signage-{socket.gethostname()}-{os.getpid()}",
-                on_fatal=self._fatal).start()
+                on_fatal=self.fatal).start()
             if settings.SIGNAGE_METRICS_PORT:
                 metrics_server, _ = start_http_server(settings.SIGNAGE_METRICS_PORT,
                                                       registry=self.metrics.registry)

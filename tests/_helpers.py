@@ -196,3 +196,16 @@ class Watcher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+PROBLEM = "application/problem+json"
+
+
+def problem(answer: Any, status: int) -> dict[str, Any]:
+    """The problem+json body of ``answer`` (an httpx or TestClient response), which must have
+    ``status``."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = answer.json()
+    assert body["status"] == status
+    return body

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 from _browser import chromium
-from _helpers import ROOT, service_env, utc_now, wait_for
+from _helpers import ROOT, problem, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
 from psycopg.types.json import Jsonb
@@ -119,15 +119,8 @@ def console(make_console: Callable[..., Console]) -> Console:
     return make_console()
 
 
-PROBLEM = "application/problem+json"
 
 
-def _problem(answer: httpx.Response, status: int) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = answer.json()
-    assert body["status"] == status
-    return body
 
 
 # -- people and sessions ------------------------------------------------------------------------
@@ -205,7 +198,7 @@ def test_wrong_password_and_unknown_user_get_one_answer_in_similar_time_and_no_p
             answer = httpx.post(f"{console.url}/v1/console/login", timeout=30,
                                 json={"username": name, "password": f"guess-{attempt}"})
             timings[case].append(time.perf_counter() - began)
-            body = _problem(answer, 401)
+            body = problem(answer, 401)
             assert "set-cookie" not in answer.headers
             answers[case] = (body["detail"], body["title"])
     assert answers["wrong"] == answers["unknown"] == ("wrong user name or password",
@@ -225,12 +218,12 @@ def test_login_attempts_are_limited_per_address_and_per_user_name(
     console = make_console()
     console.add("olga", "operator")
     for attempt in range(LOGIN_BURST):
-        _problem(httpx.post(f"{console.url}/v1/console/login", timeout=30, json={
+        problem(httpx.post(f"{console.url}/v1/console/login", timeout=30, json={
             "username": "olga" if attempt % 2 else f"x{attempt}", "password": "nope"}), 401)
     # The address has spent its attempts: even the right password waits now.
     limited = httpx.post(f"{console.url}/v1/console/login", timeout=30,
                          json={"username": "olga", "password": PASSWORD})
-    _problem(limited, 429)
+    problem(limited, 429)
     assert int(limited.headers["retry-after"]) >= 1
 
 
@@ -244,25 +237,25 @@ def test_each_role_boundary(console: Console) -> None:
     with console.client() as anonymous:
         for method, path in (("GET", "/v1/console/me"), ("GET", "/v1/console/audit"),
                              ("POST", close), ("POST", open_), ("POST", "/v1/console/logout")):
-            _problem(anonymous.request(method, path, json=reason if path == close else None),
+            problem(anonymous.request(method, path, json=reason if path == close else None),
                      401)
         # Checked before the body is read: whatever it sends, no session is a 401.
         for body in (b"{not json", b"\xff\xfe{}", b"[" * 3000):
-            _problem(anonymous.post(close, content=body,
+            problem(anonymous.post(close, content=body,
                                     headers={"Content-Type": "application/json"}), 401)
         anonymous.cookies.set("parkleit_session", "forged-token", path="/v1/console")
-        _problem(anonymous.get("/v1/console/me"), 401)
+        problem(anonymous.get("/v1/console/me"), 401)
     # A planner reads, but may not act on a lot.
     planner, planner_csrf = console.login("paul")
     assert planner.get("/v1/console/audit").status_code == 200
-    refused = _problem(planner.post(close, json=reason, headers={"X-CSRF-Token": planner_csrf}),
+    refused = problem(planner.post(close, json=reason, headers={"X-CSRF-Token": planner_csrf}),
                        403)
     assert "operator" in refused["detail"]
     # An operator and an admin act; without or with a wrong CSRF token they do not.
     for name in ("olga", "ada"):
         client, csrf = console.login(name)
         for headers in ({}, {"X-CSRF-Token": "x" * 43}, {"X-CSRF-Token": planner_csrf}):
-            denied = _problem(client.post(close, json=reason, headers=headers), 403)
+            denied = problem(client.post(close, json=reason, headers=headers), 403)
             assert "X-CSRF-Token" in denied["detail"]
         closed = client.post(close, json=reason, headers={"X-CSRF-Token": csrf})
         assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
@@ -273,10 +266,10 @@ def test_each_role_boundary(console: Console) -> None:
     assert actions == [("olga", None, "close_lot"), ("olga", None, "open_lot"),
                        ("ada", None, "close_lot"), ("ada", None, "open_lot")]
     # A logout needs the token too, and ends the session.
-    _problem(planner.post("/v1/console/logout"), 403)
+    problem(planner.post("/v1/console/logout"), 403)
     assert planner.post("/v1/console/logout",
                         headers={"X-CSRF-Token": planner_csrf}).status_code == 204
-    _problem(planner.get("/v1/console/me"), 401)
+    problem(planner.get("/v1/console/me"), 401)
 
 
 def test_idle_and_absolute_expiry_by_the_clock(make_console: Callable[..., Console]) -> None:
@@ -290,11 +283,11 @@ def test_idle_and_absolute_expiry_by_the_clock(make_console: Callable[..., Conso
     console.advance(590)
     assert busy.get("/v1/console/me").status_code == 200
     console.advance(20)  # 610 s since idle's last request
-    _problem(idle.get("/v1/console/me"), 401)
+    problem(idle.get("/v1/console/me"), 401)
     console.advance(290)  # busy: active all along, but 1490 s old
     assert busy.get("/v1/console/me").status_code == 200
     console.advance(20)  # 1510 s: past its lifetime
-    _problem(busy.get("/v1/console/me"), 401)
+    problem(busy.get("/v1/console/me"), 401)
 
 
 def test_a_disabled_users_session_stops_at_once(console: Console) -> None:
@@ -304,10 +297,10 @@ def test_a_disabled_users_session_stops_at_once(console: Console) -> None:
     # The disabling bypasses the API (a direct UPDATE, as another tool might do it): the
     # session check itself refuses a disabled person, not only the CLI's clean-up.
     console.conn.execute("UPDATE console_users SET disabled = true WHERE name = 'olga'")
-    _problem(client.get("/v1/console/me"), 401)
-    _problem(client.post(f"/v1/console/lots/{console.lot('garage')}/close",
+    problem(client.get("/v1/console/me"), 401)
+    problem(client.post(f"/v1/console/lots/{console.lot('garage')}/close",
                          json={"reason": "x"}, headers={"X-CSRF-Token": csrf}), 401)
-    _problem(httpx.post(f"{console.url}/v1/console/login", timeout=30,
+    problem(httpx.post(f"{console.url}/v1/console/login", timeout=30,
                         json={"username": "olga", "password": PASSWORD}), 401)
     # And through the CLI: its sessions are gone from the table as well.
     console.conn.execute("UPDATE console_users SET disabled = false WHERE name = 'olga'")
@@ -332,9 +325,9 @@ def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
     # Bad input: an end time in the past, no reason, an unknown lot.
     for body, status in (({"reason": "x", "until": "2000-01-01T00:00:00Z"}, 422),
                          ({"reason": ""}, 422), ({}, 422)):
-        _problem(client.post(f"/v1/console/lots/{lot}/close", json=body,
+        problem(client.post(f"/v1/console/lots/{lot}/close", json=body,
                              headers={"X-CSRF-Token": csrf}), status)
-    _problem(client.post(f"/v1/console/lots/{console.city.id}-nowhere/close",
+    problem(client.post(f"/v1/console/lots/{console.city.id}-nowhere/close",
                          json={"reason": "x"}, headers={"X-CSRF-Token": csrf}), 404)
 
     planner, _ = console.login("paul")
@@ -368,20 +361,20 @@ def test_sign_modes_and_counts_keep_the_role_boundaries(console: Console) -> Non
     count = f"/v1/console/lots/{console.lot('garage')}/count"
     full, corrected = {"mode": "full", "reason": "Test"}, {"occupied": 10, "reason": "gezählt"}
     with console.client() as anonymous:
-        _problem(anonymous.get("/v1/console/signs"), 401)
-        _problem(anonymous.put(mode, json=full), 401)
-        _problem(anonymous.post(count, json=corrected), 401)
+        problem(anonymous.get("/v1/console/signs"), 401)
+        problem(anonymous.put(mode, json=full), 401)
+        problem(anonymous.post(count, json=corrected), 401)
     planner, planner_csrf = console.login("paul")
     listed = planner.get("/v1/console/signs")
     assert listed.status_code == 200, listed.text
     assert [(entry["sign_id"], entry["mode"]) for entry in listed.json()] == [(sign, "auto")]
     for method, path, body in (("PUT", mode, full), ("POST", count, corrected)):
-        refused = _problem(planner.request(method, path, json=body,
-                                           headers={"X-CSRF-Token": planner_csrf}), 403)
+        refused = problem(planner.request(method, path, json=body,
+                                          headers={"X-CSRF-Token": planner_csrf}), 403)
         assert "operator" in refused["detail"]
     operator, csrf = console.login("olga")
     for method, path, body in (("PUT", mode, full), ("POST", count, corrected)):
-        denied = _problem(operator.request(method, path, json=body), 403)
+        denied = problem(operator.request(method, path, json=body), 403)
         assert "X-CSRF-Token" in denied["detail"]
     assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
     assert console.conn.execute("SELECT count(*) FROM admin_audit").fetchone() == (0,)
@@ -405,14 +398,14 @@ def test_a_sign_text_that_does_not_fit_or_ends_in_the_past_is_refused(console: C
             ({"mode": "full", "until": "2000-01-01T00:00:00Z"}, "until", "future"),
             ({"mode": "auto", "until": "2099-01-01T00:00:00Z"}, "until", "auto"),
             ({"mode": "rainbow"}, "mode", ""), ({"mode": "full", "reason": ""}, "reason", "")):
-        problem = _problem(client.put(path, headers={"X-CSRF-Token": csrf},
-                                      json={"reason": "Test", **body}), 422)
-        [error] = problem["errors"]
-        assert (error["location"], error["name"]) == ("body", field), (body, problem)
-        assert words in error["detail"], (body, problem)
-    _problem(client.put(f"/v1/console/signs/{console.city.id}-nowhere/mode",
-                        headers={"X-CSRF-Token": csrf}, json={"mode": "full", "reason": "x"}),
-             404)
+        refused = problem(client.put(path, headers={"X-CSRF-Token": csrf},
+                                     json={"reason": "Test", **body}), 422)
+        [error] = refused["errors"]
+        assert (error["location"], error["name"]) == ("body", field), (body, refused)
+        assert words in error["detail"], (body, refused)
+    problem(client.put(f"/v1/console/signs/{console.city.id}-nowhere/mode",
+                       headers={"X-CSRF-Token": csrf}, json={"mode": "full", "reason": "x"}),
+            404)
     assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
     # What fits exactly is taken: 20 cells, an umlaut counting two.
     fits = client.put(path, headers={"X-CSRF-Token": csrf},
@@ -482,10 +475,10 @@ def test_a_corrected_count_reaches_the_api_within_2_s_and_is_ingests_new_baselin
     path = f"/v1/console/lots/{lot}/count"
     for body in ({"occupied": 101, "reason": "x"}, {"occupied": -1, "reason": "x"},
                  {"occupied": 5, "reason": ""}, {"occupied": 5}):
-        _problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
-    bays = _problem(client.post(f"/v1/console/lots/{console.lot('street')}/count",
-                                json={"occupied": 1, "reason": "x"},
-                                headers={"X-CSRF-Token": csrf}), 422)
+        problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
+    bays = problem(client.post(f"/v1/console/lots/{console.lot('street')}/count",
+                               json={"occupied": 1, "reason": "x"},
+                               headers={"X-CSRF-Token": csrf}), 422)
     assert "counts its bays" in bays["detail"]
 
     sent = time.monotonic()
@@ -536,12 +529,12 @@ def test_a_temporary_capacity_reaches_the_api_and_datex_and_ingest_counts_agains
     for body in ({**works, "capacity": 101}, {**works, "capacity": -1},
                  {**works, "until": "2000-01-01T00:00:00Z"}, {"capacity": 60, "reason": "x"},
                  {**works, "reason": ""}):
-        _problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
-    _problem(client.post(f"/v1/console/lots/{console.lot('street')}/capacity", json=works,
-                         headers={"X-CSRF-Token": csrf}), 422)
+        problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
+    problem(client.post(f"/v1/console/lots/{console.lot('street')}/capacity", json=works,
+                        headers={"X-CSRF-Token": csrf}), 422)
     planner, planner_csrf = console.login("paul")
-    _problem(planner.post(path, json=works, headers={"X-CSRF-Token": planner_csrf}), 403)
-    _problem(client.post(path, json=works), 403)
+    problem(planner.post(path, json=works, headers={"X-CSRF-Token": planner_csrf}), 403)
+    problem(client.post(path, json=works), 403)
     assert _lot_view(console, lot)["capacity"] == 100
 
     limited = client.post(path, json=works, headers={"X-CSRF-Token": csrf})

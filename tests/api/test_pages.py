@@ -89,7 +89,7 @@ class Site:
         return httpx.get(f"{self.url}{path}", timeout=10).json()
 
 
-def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
+def seed_pages(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
     """History, live counts, forecasts, their error, sensor health and sign content."""
     city = site.city
     sync_registry(conn, city)
@@ -146,9 +146,9 @@ def _seed(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None:
 
 
 @contextmanager
-def _served(admin_url: str, template_db: str, mqtt_url: str, directory: Path,
-            cities: list[City], seed: Callable[[psycopg.Connection[Any], list[Site]], None],
-            **env: str) -> Iterator[list[Site]]:
+def serve_pages(admin_url: str, template_db: str, mqtt_url: str, directory: Path,
+                cities: list[City], seed: Callable[[psycopg.Connection[Any], list[Site]], None],
+                **env: str) -> Iterator[list[Site]]:
     """``parkleit api`` of ``cities`` (config files in ``directory``) on a database of its
     own, seeded by ``seed`` before it starts: a :class:`Site` per city."""
     name = f"parkleit_t_{secrets.token_hex(6)}"
@@ -192,9 +192,9 @@ def site(admin_url: str, template_db: str, mqtt_url: str,
     """``parkleit api`` on a database and city of this module's own, with data in it."""
     directory = tmp_path_factory.mktemp("pages")
     city = load_city(str(write_city(directory, f"p{secrets.token_hex(4)}")))
-    with _served(admin_url, template_db, mqtt_url, directory, [city],
-                 lambda conn, sites: _seed(conn, sites[0], utc_now()),
-                 PARKLEIT_API_STREAM_STALE_CHECK_S="1") as [site]:
+    with serve_pages(admin_url, template_db, mqtt_url, directory, [city],
+                     lambda conn, sites: seed_pages(conn, sites[0], utc_now()),
+                     PARKLEIT_API_STREAM_STALE_CHECK_S="1") as [site]:
         yield site
 
 
@@ -488,8 +488,8 @@ def two(admin_url: str, template_db: str, mqtt_url: str,
             site.ingest(site.counter("garage", occupied, now - timedelta(seconds=30)),
                         received=now)
 
-    with _served(admin_url, template_db, mqtt_url, directory, [first, second],
-                 seed) as [one, other]:
+    with serve_pages(admin_url, template_db, mqtt_url, directory, [first, second],
+                     seed) as [one, other]:
         yield one, other
 
 

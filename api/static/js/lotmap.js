@@ -107,8 +107,10 @@ export class LotMap {
     element.title = lotSentence(lot);
     element.dataset.lotId = lot.id;
     if (!this.interactive) {
+      // Nothing to press (the kiosk): a picture with the same sentence as its name, since an
+      // aria-label on an element without a role is prohibited (and read by no screen reader).
       element.removeAttribute('tabindex');
-      element.removeAttribute('role');
+      element.setAttribute('role', 'img');
     }
   }
 

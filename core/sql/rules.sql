@@ -1,0 +1,99 @@
+-- The rules written once: the functions and views that decide what the data means (a stuck
+-- bay, a silent sensor), each the one place its rule is written.
+--
+-- Applied after schema.sql and the migrations on every migrate (core.db.migrate), like the
+-- storage layer, so every statement is idempotent (CREATE OR REPLACE, which keeps grants). A
+-- rule changes here alone, in place; only a change CREATE OR REPLACE cannot make (a view's or
+-- a function's columns) also takes a migration that drops the old one first.
+--
+-- Rules that depend on the time take the moment as a parameter (the services' clock,
+-- core/clock.py), never the database's now(): a test or a replay runs at any instant, and the
+-- database's clock deciding "stuck" or "silent" would disagree with the one the data was
+-- stamped by.
+
+-- A bay whose sensor reported the same state for longer than the lot allows (max_dwell_s
+-- occupied, max_idle_s free) is stuck: its bay counts neither free nor occupied.
+CREATE OR REPLACE FUNCTION bay_stuck(occupied boolean, since timestamptz,
+                                     max_dwell_s integer, max_idle_s integer, at timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+SELECT coalesce(at - since > make_interval(
+           secs => CASE WHEN occupied THEN max_dwell_s ELSE max_idle_s END), false)
+$$;
+
+-- Per bay at the moment ``at``: whether it counts as occupied (its sensor says so and is not
+-- stuck: a stuck sensor's bay counts neither free nor occupied, a bay not heard from yet
+-- counts as free), whether its sensor is stuck, its newest reading, and whether that came
+-- within four staleness limits. ingest counts a lot's free bays with it, the API the bays of
+-- each kind.
+CREATE OR REPLACE FUNCTION bay_status(at timestamptz)
+RETURNS TABLE (bay_id text, lot_id text, kind text, occupied boolean, stuck boolean,
+               heard timestamptz, fresh boolean)
+LANGUAGE sql STABLE
+AS $$
+SELECT b.bay_id, b.lot_id, b.kind, coalesce(s.occupied AND NOT k.stuck, false), k.stuck, s.time,
+       coalesce(at - s.time <= make_interval(secs => 4 * l.stale_after_s), false)
+FROM bays AS b
+JOIN lots AS l ON l.lot_id = b.lot_id
+LEFT JOIN bay_state AS s ON s.bay_id = b.bay_id
+CROSS JOIN LATERAL (
+    SELECT bay_stuck(s.occupied, s.since, l.max_dwell_s, l.max_idle_s, at) AS stuck
+) AS k
+$$;
+
+-- Per sensor: its newest reading and health, with the lot's limits to judge them by. Bay
+-- sensors; and each counter-counted lot's counter as ``{lot_id}/counter`` (network
+-- ``counter``), with when it last jumped (a change no lot could have seen: ingest
+-- re-baselined the counter and kept the count; the rule is in ingest/_state.py).
+CREATE OR REPLACE VIEW sensor_state AS
+SELECT b.bay_id AS sensor_id, b.lot_id, b.network, b.dev_eui,
+       s.occupied, s.time AS last_reading, s.since AS state_since,
+       h.time AS last_health, h.rssi, h.snr, h.gateway_id, p.battery_v, p.battery_pct,
+       greatest(s.time, h.time) AS last_seen,
+       l.max_dwell_s, l.max_idle_s, l.stale_after_s, NULL::timestamptz AS counter_jump_at
+FROM bays AS b
+JOIN lots AS l USING (lot_id)
+LEFT JOIN bay_state AS s USING (bay_id)
+LEFT JOIN LATERAL (
+    SELECT sh.time, sh.rssi, sh.snr, sh.gateway_id
+    FROM sensor_health AS sh
+    WHERE sh.sensor_id = b.bay_id
+    ORDER BY sh.time DESC
+    LIMIT 1
+) AS h ON TRUE
+LEFT JOIN LATERAL (
+    SELECT sh.battery_v, sh.battery_pct
+    FROM sensor_health AS sh
+    WHERE sh.sensor_id = b.bay_id AND (sh.battery_v IS NOT NULL OR sh.battery_pct IS NOT NULL)
+    ORDER BY sh.time DESC
+    LIMIT 1
+) AS p ON TRUE
+UNION ALL
+SELECT l.lot_id || '/counter', l.lot_id, 'counter', NULL,
+       NULL, st.counter_time, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL,
+       st.counter_time,
+       l.max_dwell_s, l.max_idle_s, l.stale_after_s, st.counter_jump_at
+FROM lots AS l
+LEFT JOIN lot_state AS st USING (lot_id)
+WHERE l.counting = 'counter';
+
+-- Per sensor at the moment ``at``: its state and what looks wrong with it (stuck, silent for
+-- four staleness limits, battery low, and for a counter: a jump within the last 24 hours,
+-- ingest's COUNTER_JUMP_HOLD, not undone by a re-zeroing, which clears counter_jump_at).
+CREATE OR REPLACE FUNCTION sensor_status(at timestamptz)
+RETURNS TABLE (sensor_id text, lot_id text, network text, dev_eui text, occupied boolean,
+               last_reading timestamptz, state_since timestamptz, last_health timestamptz,
+               rssi real, snr real, gateway_id text, battery_v real, battery_pct real,
+               last_seen timestamptz, stuck boolean, silent boolean, battery_low boolean,
+               counter_jump boolean)
+LANGUAGE sql STABLE
+AS $$
+SELECT s.sensor_id, s.lot_id, s.network, s.dev_eui, s.occupied, s.last_reading, s.state_since,
+       s.last_health, s.rssi, s.snr, s.gateway_id, s.battery_v, s.battery_pct, s.last_seen,
+       bay_stuck(s.occupied, s.state_since, s.max_dwell_s, s.max_idle_s, at),
+       coalesce(at - s.last_seen > make_interval(secs => 4 * s.stale_after_s), true),
+       coalesce(s.battery_v < 2.8 OR s.battery_pct < 15, false),
+       coalesce(s.counter_jump_at > at - interval '24 hours', false)
+FROM sensor_state AS s
+$$;
