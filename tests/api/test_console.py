@@ -692,7 +692,7 @@ def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capa
         tab.get_by_label(f"Plätze in {lot_name} bis zum Ende").fill("50")
         tab.get_by_label(f"Ende der Begrenzung von {lot_name}").fill("2099-01-01T12:00")
         tab.get_by_label(f"Grund für die Begrenzung von {lot_name}").fill("Ebene 3 gesperrt")
-        tab.get_by_role("button", name=f"Kapazität von {lot_name} vorübergehend begrenzen"
+        tab.get_by_role("button", name=f"{lot_name}: Kapazität begrenzen (vorübergehend)"
                         ).click()
         expect(lot_row.locator(".free")).to_have_text("25 von 50")
         expect(tab.locator("#audit-rows")).to_contain_text("Ebene 3 gesperrt")

@@ -73,6 +73,8 @@ function showConsole() {
   loadAlarms();
   if (!alarmTimer) alarmTimer = setInterval(loadAlarms, ALARM_POLL_MS);
   loadAudit();
+  loadSigns(true);
+  if (!signTimer) signTimer = setInterval(() => loadSigns(false), SIGNS_REFRESH_MS);
 }
 
 // -- alarms -------------------------------------------------------------------------------------
@@ -174,8 +176,6 @@ async function acknowledge(alarm, input) {
   $('alarms-h').focus();
   await loadAlarms();
   loadAudit();
-  loadSigns(true);
-  if (!signTimer) signTimer = setInterval(() => loadSigns(false), SIGNS_REFRESH_MS);
 }
 
 function freeText(lot) {
