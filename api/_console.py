@@ -28,7 +28,8 @@ from api._keys import decoy_hash, hash_key, hash_matches
 from core.db import queries
 
 __all__ = ["MIN_PASSWORD", "ROLES", "ConsoleUser", "ConsoleUserError", "Role", "add_user",
-           "disable_user", "end_session", "list_users", "log_in", "role_allows", "session_user"]
+           "add_user_async", "disable_user", "disable_user_async", "end_session", "list_users",
+           "list_users_async", "log_in", "role_allows", "session_user"]
 
 Role = Literal["planner", "operator", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)  # each may do what the ones before it may
@@ -61,9 +62,8 @@ def _q() -> dict[str, str]:
 # -- people (the CLI) ---------------------------------------------------------------------------
 
 
-def add_user(conn: psycopg.Connection[Any], name: str, role: str, password: str,
-             now: datetime) -> None:
-    """Add a person; ConsoleUserError for a bad name, role or password or a taken name."""
+def _new_user(name: str, role: str, password: str, now: datetime) -> dict[str, Any]:
+    """The row of a new person; ConsoleUserError for a bad name, role or password."""
     if not USER_NAME.match(name):
         raise ConsoleUserError(f"user name {name!r}: 1-40 of a-z, 0-9, _ . and -, starting "
                                "alphanumeric")
@@ -71,11 +71,24 @@ def add_user(conn: psycopg.Connection[Any], name: str, role: str, password: str,
         raise ConsoleUserError(f"role {role!r}: one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
         raise ConsoleUserError(f"the password must have at least {MIN_PASSWORD} characters")
+    return {"name": name, "role": role, "password_hash": hash_key(password), "created": now}
+
+
+def _taken(name: str) -> ConsoleUserError:
+    return ConsoleUserError(f"there is a user {name!r} already")
+
+
+def _no_user(name: str) -> ConsoleUserError:
+    return ConsoleUserError(f"there is no user {name!r}")
+
+
+def add_user(conn: psycopg.Connection[Any], name: str, role: str, password: str,
+             now: datetime) -> None:
+    """Add a person; ConsoleUserError for a bad name, role or password or a taken name."""
     try:
-        conn.execute(_q()["add_user"], {"name": name, "role": role,
-                                        "password_hash": hash_key(password), "created": now})
+        conn.execute(_q()["add_user"], _new_user(name, role, password, now))
     except psycopg.errors.UniqueViolation:
-        raise ConsoleUserError(f"there is a user {name!r} already") from None
+        raise _taken(name) from None
 
 
 def list_users(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -88,8 +101,36 @@ def disable_user(conn: psycopg.Connection[Any], name: str) -> None:
     """Disable a person and end their sessions; ConsoleUserError if there is no such person."""
     with conn.transaction():
         if conn.execute(_q()["disable_user"], {"name": name}).rowcount == 0:
-            raise ConsoleUserError(f"there is no user {name!r}")
+            raise _no_user(name)
         conn.execute(_q()["end_sessions_of"], {"name": name})
+
+
+# -- people (the console's admins) ----------------------------------------------------------------
+
+
+async def add_user_async(conn: AsyncConnection[Any], name: str, role: str, password: str,
+                         now: datetime) -> None:
+    """``add_user`` on the API's connection (inside the caller's transaction)."""
+    row = await asyncio.to_thread(_new_user, name, role, password, now)  # scrypt: not here
+    try:
+        async with conn.transaction():
+            await conn.execute(_q()["add_user"], row)
+    except psycopg.errors.UniqueViolation:
+        raise _taken(name) from None
+
+
+async def disable_user_async(conn: AsyncConnection[Any], name: str) -> None:
+    """``disable_user`` on the API's connection (inside the caller's transaction)."""
+    if (await conn.execute(_q()["disable_user"], {"name": name})).rowcount == 0:
+        raise _no_user(name)
+    await conn.execute(_q()["end_sessions_of"], {"name": name})
+
+
+async def list_users_async(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    """``list_users`` on the API's connection."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_q()["list_users"])
+        return await cur.fetchall()
 
 
 # -- sessions (the API) -------------------------------------------------------------------------

@@ -170,6 +170,8 @@ def _writer(role: console.Role) -> Callable[..., Coroutine[Any, Any, console.Con
 Planner = Annotated[console.ConsoleUser, Depends(_reader("planner"))]
 OperatorWrite = Annotated[console.ConsoleUser, Depends(_writer("operator"))]
 AnyWrite = Annotated[console.ConsoleUser, Depends(_writer("planner"))]
+AdminRead = Annotated[console.ConsoleUser, Depends(_reader("admin"))]
+AdminWrite = Annotated[console.ConsoleUser, Depends(_writer("admin"))]
 LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
 SignId = Annotated[str, Path(pattern=ID_PATTERN, description="The sign's id.")]
 
@@ -466,6 +468,86 @@ def _csv(entries: list[dict[str, Any]]) -> str:
             if name in ("detail", "before", "after") else entry[name]
             for name in _CSV_COLUMNS])
     return out.getvalue()
+
+
+# -- people (admin) -----------------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    """A person of the console (never their password or its hash)."""
+
+    name: str
+    role: console.Role
+    disabled: bool
+    created: datetime
+
+
+class People(BaseModel):
+    """Every person of the console, by name."""
+
+    users: list[Person]
+
+
+class NewPerson(BaseModel):
+    """A person to add: name, role and a first password (at least 12 characters; it is
+    stored only as a scrypt hash and never logged or audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(pattern=console.USER_NAME.pattern, max_length=40)]
+    role: console.Role
+    password: Annotated[str, SafeText(min_length=console.MIN_PASSWORD, max_length=200)]
+
+
+UserName = Annotated[str, Path(pattern=console.USER_NAME.pattern, description="The person.")]
+
+
+@router.get("/users", operation_id="consoleUsers", response_model=People,
+            summary="Every person of the console (admin)",
+            responses={**_NO_SESSION, **_FORBIDDEN})
+async def users(response: Response, _user: AdminRead, conn: Conn) -> People:
+    """The console's people, their roles and whether they are disabled."""
+    response.headers["Cache-Control"] = "no-store"
+    return People(users=[Person(**row) for row in await console.list_users_async(conn)])
+
+
+@router.post("/users", operation_id="consoleAddUser", response_model=Person, status_code=201,
+             summary="Add a person (admin)", responses={
+                 **_WRITE_PROBLEMS, 409: {"description": "The name is taken",
+                                          "content": _PROBLEM}})
+async def add_person(request: Request, body: NewPerson, user: AdminWrite, conn: Conn,
+                     now: Now) -> Person:
+    """Add a person who may log in at once; audited (name and role, never the password)."""
+    async with conn.transaction():
+        try:
+            await console.add_user_async(conn, body.name, body.role, body.password, now)
+        except console.ConsoleUserError as exc:
+            raise HTTPException(409, str(exc)) from None
+        added = Person(name=body.name, role=body.role, disabled=False, created=now)
+        await lotadmin.audit(conn, _operator(request, user), "add_user", body.name,
+                             {"role": body.role}, now, None,
+                             added.model_dump(mode="json", exclude={"created"}))
+    return added
+
+
+@router.post("/users/{name}/disable", operation_id="consoleDisableUser", response_model=Person,
+             summary="Disable a person (admin): their sessions end at once",
+             responses={**_WRITE_PROBLEMS, 404: {"description": "No such person",
+                                                 "content": _PROBLEM}})
+async def disable_person(request: Request, name: UserName, user: AdminWrite, conn: Conn,
+                         now: Now) -> Person:
+    """Disable ``name`` (not oneself: the last admin could lock everyone out); audited."""
+    if name == user.name:
+        raise HTTPException(422, "you cannot disable yourself")
+    async with conn.transaction():
+        before = {row["name"]: row for row in await console.list_users_async(conn)}.get(name)
+        if before is None:
+            raise HTTPException(404, f"there is no user {name!r}")
+        await console.disable_user_async(conn, name)
+        after = Person(**{**before, "disabled": True})
+        await lotadmin.audit(conn, _operator(request, user), "disable_user", name, {}, now,
+                             Person(**before).model_dump(mode="json", exclude={"created"}),
+                             after.model_dump(mode="json", exclude={"created"}))
+    return after
 
 
 @router.get("/audit", operation_id="consoleAudit", response_model=AuditPage,

@@ -51,6 +51,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lot_closures, lot_capacity_limits, sign_
     TO {api};
 GRANT SELECT, INSERT ON admin_audit TO {api};
 GRANT SELECT ON console_users TO {api};
+-- An admin of the console adds and disables people (never deletes them: the audit names them).
+GRANT INSERT (name, role, password_hash, created), UPDATE (disabled) ON console_users TO {api};
 GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {api};
 -- The alarms: read, and acknowledged by a person (never raised or cleared by the API).
 GRANT SELECT ON alarms TO {api};

@@ -309,6 +309,50 @@ def test_a_disabled_users_session_stops_at_once(console: Console) -> None:
     assert console.conn.execute("SELECT count(*) FROM console_sessions").fetchone() == (0,)
 
 
+def test_an_admin_adds_and_disables_people_in_the_console(console: Console) -> None:
+    for name, role in (("ada", "admin"), ("olga", "operator")):
+        console.add(name, role)
+    admin, csrf = console.login("ada")
+    operator, operator_csrf = console.login("olga")
+    new = {"name": "nina", "role": "planner", "password": "ein-langes-Passwort"}
+    # Only an admin, and only with the session's token.
+    problem(operator.get("/v1/console/users"), 403)
+    problem(operator.post("/v1/console/users", json=new,
+                          headers={"X-CSRF-Token": operator_csrf}), 403)
+    problem(admin.post("/v1/console/users", json=new), 403)
+    with console.client() as anonymous:
+        problem(anonymous.get("/v1/console/users"), 401)
+    # Bad input: a short password, a bad name or role, a field too many.
+    for bad in ({**new, "password": "kurz"}, {**new, "name": "Nina!"},
+                {**new, "role": "chief"}, {**new, "extra": 1}):
+        problem(admin.post("/v1/console/users", json=bad, headers={"X-CSRF-Token": csrf}), 422)
+    added = admin.post("/v1/console/users", json=new, headers={"X-CSRF-Token": csrf})
+    assert added.status_code == 201, added.text
+    assert added.json()["name"] == "nina" and added.json()["disabled"] is False
+    problem(admin.post("/v1/console/users", json=new, headers={"X-CSRF-Token": csrf}), 409)
+    listed = {user["name"]: user for user in admin.get("/v1/console/users").json()["users"]}
+    assert set(listed) == {"ada", "nina", "olga"} and listed["nina"]["role"] == "planner"
+    assert all("password" not in str(user) for user in listed.values())
+    # The new person logs in at once; disabled, their session ends at once.
+    nina, _ = console.login("nina", "ein-langes-Passwort")
+    assert nina.get("/v1/console/me").json()["role"] == "planner"
+    problem(admin.post("/v1/console/users/ada/disable", headers={"X-CSRF-Token": csrf}), 422)
+    problem(admin.post("/v1/console/users/nobody/disable", headers={"X-CSRF-Token": csrf}), 404)
+    disabled = admin.post("/v1/console/users/nina/disable", headers={"X-CSRF-Token": csrf})
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    problem(nina.get("/v1/console/me"), 401)
+    # Both in the audit, by the admin, with before and after, and never the password.
+    rows = console.conn.execute(
+        "SELECT user_name, action, target, before, after, detail::text FROM admin_audit"
+        " ORDER BY time").fetchall()
+    assert [(user, action, target) for user, action, target, *_ in rows] == [
+        ("ada", "add_user", "nina"), ("ada", "disable_user", "nina")]
+    assert rows[0][3] is None and rows[0][4] == {"name": "nina", "role": "planner",
+                                                 "disabled": False}
+    assert rows[1][3]["disabled"] is False and rows[1][4]["disabled"] is True
+    assert "ein-langes-Passwort" not in str(rows)
+
+
 def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
         console: Console) -> None:
     console.add("olga", "operator")
@@ -634,6 +678,44 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
 
 
 @pytest.mark.browser
+def test_the_console_page_lets_an_admin_add_and_disable_a_person(console: Console,
+                                                                  browser: Browser) -> None:
+    console.add("ada", "admin")
+    console.add("olga", "operator")
+    tab, errors = _page(browser)
+    try:
+        tab.goto(f"{console.url}/console")
+        tab.get_by_label("Benutzername").fill("olga")
+        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#who")).to_contain_text("olga")
+        expect(tab.locator("#people")).to_be_hidden()  # an operator manages no one
+        tab.get_by_role("button", name="Abmelden").click()
+        tab.get_by_label("Benutzername").fill("ada")
+        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#people")).to_be_visible()
+        tab.get_by_label("Name", exact=True).fill("nina")
+        tab.get_by_label("Rolle", exact=True).select_option("planner")
+        tab.get_by_label("Erstes Passwort (mind. 12 Zeichen)").fill("ein-langes-Passwort")
+        tab.get_by_role("button", name="Person hinzufügen").click()
+        row = tab.locator("tr[data-person='nina']")
+        expect(row).to_contain_text("Planung")
+        expect(row).to_contain_text("aktiv")
+        console.login("nina", "ein-langes-Passwort")
+        row.get_by_role("button", name="nina sperren").click()
+        expect(row).to_contain_text("gesperrt")
+        expect(tab.locator("#audit-rows")).to_contain_text("disable_user")
+        # No button to lock oneself out.
+        expect(tab.locator("tr[data-person='ada'] button")).to_have_count(0)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / "console-people.png"), full_page=True)
+    finally:
+        tab.context.close()
+    assert not errors, errors
+
+
+@pytest.mark.browser
 def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capacity(
         console: Console, browser: Browser) -> None:
     console.add("olga", "operator")
@@ -643,7 +725,7 @@ def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capa
     try:
         tab.goto(f"{console.url}/console")
         tab.get_by_label("Benutzername").fill("olga")
-        tab.get_by_label("Passwort").fill(PASSWORD)
+        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
         tab.keyboard.press("Enter")
         expect(tab.locator("#who")).to_contain_text("olga")
         row = tab.locator(f"tr[data-sign='{sign}']")

@@ -221,7 +221,7 @@ def test_the_console_shows_an_alarm_and_acknowledges_it(console: Console,
     try:
         tab.goto(f"{console.url}/console")
         tab.get_by_label("Benutzername").fill("olga")
-        tab.get_by_label("Passwort").fill("correct horse battery")
+        tab.get_by_label("Passwort", exact=True).fill("correct horse battery")
         tab.keyboard.press("Enter")
         expect(tab.locator("#who")).to_contain_text("olga")
         row = tab.locator("#alarm-rows tr").filter(has_text=name)

@@ -42,7 +42,9 @@ async function problemText(response) {
 function showLogin() {
   session = null;
   $('login').hidden = false;
-  for (const id of ['alarms', 'lots', 'signs', 'audit', 'who', 'logout']) $(id).hidden = true;
+  for (const id of ['alarms', 'lots', 'signs', 'audit', 'people', 'who', 'logout']) {
+    $(id).hidden = true;
+  }
   clearInterval(alarmTimer);
   alarmTimer = null;
   clearInterval(signTimer);
@@ -53,6 +55,7 @@ function showLogin() {
 function showConsole() {
   $('login').hidden = true;
   for (const id of ['alarms', 'lots', 'signs', 'audit', 'who', 'logout']) $(id).hidden = false;
+  $('people').hidden = session.role !== 'admin';
   $('who').textContent = t('console.who', { user: session.user, role: t(`role.${session.role}`) });
   const mayAct = session.role !== 'planner';
   document.body.classList.toggle('read-only', !mayAct);
@@ -73,6 +76,7 @@ function showConsole() {
   loadAlarms();
   if (!alarmTimer) alarmTimer = setInterval(loadAlarms, ALARM_POLL_MS);
   loadAudit();
+  if (session.role === 'admin') loadPeople();
   loadSigns(true);
   if (!signTimer) signTimer = setInterval(() => loadSigns(false), SIGNS_REFRESH_MS);
 }
@@ -528,6 +532,59 @@ async function loadAudit() {
     return row;
   }));
 }
+
+// -- people (admin) -------------------------------------------------------------------------------
+
+async function loadPeople() {
+  const response = await call('users');
+  if (!response.ok) return;
+  const { users } = await response.json();
+  $('people-rows').replaceChildren(...users.map((person) => {
+    const row = document.createElement('tr');
+    row.dataset.person = person.name;
+    const action = document.createElement('td');
+    if (!person.disabled && person.name !== session.user) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = t('console.person.disable');
+      button.setAttribute('aria-label', t('console.person.disable.label', { name: person.name }));
+      button.addEventListener('click', () => disablePerson(person.name));
+      action.append(button);
+    }
+    row.append(cell(person.name), cell(t(`role.${person.role}`)),
+      cell(t(person.disabled ? 'console.person.disabled' : 'console.person.active')), action);
+    return row;
+  }));
+}
+
+async function disablePerson(name) {
+  $('people-error').textContent = '';
+  const response = await call(`users/${encodeURIComponent(name)}/disable`, { method: 'POST' });
+  if (!response.ok && response.status !== 401) {
+    $('people-error').textContent = await problemText(response);
+    return;
+  }
+  $('announce').textContent = t('console.person.disabled.done', { name });
+  loadPeople();
+  loadAudit();
+}
+
+$('person-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('people-error').textContent = '';
+  const body = { name: $('person-name').value.trim(), role: $('person-role').value,
+    password: $('person-password').value };
+  const response = await call('users', { method: 'POST', body });
+  $('person-password').value = '';
+  if (!response.ok) {
+    if (response.status !== 401) $('people-error').textContent = await problemText(response);
+    return;
+  }
+  $('person-name').value = '';
+  $('announce').textContent = t('console.person.added', { name: body.name });
+  loadPeople();
+  loadAudit();
+});
 
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
