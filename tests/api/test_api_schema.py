@@ -60,7 +60,7 @@ SEED = 20260617
 # schema-valid request to them may get their documented 422.
 CONSTRAINED = ("getLotHistory", "exportHistoryCsv", "dashboard_occupancy", "dashboard_heatmap",
                "dashboard_target", "dashboard_forecast", "dashboard_signs", "closeLot",
-               "overrideSign", "consoleCloseLot")
+               "overrideSign", "consoleCloseLot", "consoleMonthlyReport")
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def _config(api: Api, headers: dict[str, str], skip: list[str] | None = None,
         "seed": SEED,
         "headers": headers,
         "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
-        "dictionaries": {"lot": {"values": lots},
+        "dictionaries": {"city": {"values": [api.city.id]}, "lot": {"values": lots},
                          "sign": {"values": [sign.id for sign in api.city.signs]}},
         "parameters": {
             # Filters name ids that exist; half of the fuzzed path ids do (the rest get 404).
@@ -242,6 +242,7 @@ def _config(api: Api, headers: dict[str, str], skip: list[str] | None = None,
             "query.lot": lots[0],
             "query.lots": ",".join(lots),
             "query.signs": api.city.signs[0].id,
+            "path.city": {"dictionary": "city", "probability": 0.5},
             "path.lot_id": {"dictionary": "lot", "probability": 0.5},
             "path.sign_id": {"dictionary": "sign", "probability": 0.5},
             **({"header.X-CSRF-Token": session[1]} if session else {}),
