@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.datastructures import State
 
+from core.alarms import ALARM_KINDS, SEVERITIES
 from core.city import City
 from core.db import queries
 
@@ -64,7 +65,9 @@ class CityGauges:
     confirmed nothing for minutes. They are read from the database when scraped (at most once per
     ``CITY_CACHE_S`` per process), so they are the same whichever API replica answers: scrape them
     once, through the load balancer, not per replica. The forecaster has no metrics port of its own;
-    these gauges and its retained ``services/forecast`` topic are its health.
+    these gauges and its retained ``services/forecast`` topic are its health. The open alarms
+    (ingest's evaluator) are counted by kind and severity, every kind and severity present (0
+    when none), so a rule can tell "none" from "not scraped".
     """
 
     def __init__(self, ttl_s: float = CITY_CACHE_S) -> None:
@@ -93,6 +96,7 @@ async def _rows(conn: AsyncConnection[Any], name: str, city: City,
 
 
 _LOT, _HORIZON, _SIGN = ("city", "lot"), ("city", "lot", "horizon_min"), ("city", "sign")
+_ALARM = ("city", "kind", "severity")
 
 def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
     """Every gauge of ``_read`` by its key there. Every gauge carries the city; lot, sign and
@@ -124,6 +128,11 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
         "ack": Gauge("parkleit_sign_ack_age_seconds",
                      "Seconds since the sign last confirmed its content (+Inf: never)", _SIGN,
                      registry=registry),
+        "alarms": Gauge("parkleit_alarms_open",
+                        "Open alarms (raised, not cleared; acknowledged or not)", _ALARM,
+                        registry=registry),
+        "unacked": Gauge("parkleit_alarms_unacknowledged",
+                         "Open alarms nobody has acknowledged yet", _ALARM, registry=registry),
     }
 
 
@@ -150,4 +159,12 @@ async def _read(conn: AsyncConnection[Any], cities: Iterable[City], now: datetim
                 gauge["mae_ratio"].labels(*labels).set(row["mae_rate"])
         for row in await _rows(conn, "sign_acks", city, now):
             gauge["ack"].labels(city.id, row["sign_id"]).set(_age(row["ack_age_s"]))
+        for kind in ALARM_KINDS:
+            for severity in SEVERITIES:
+                gauge["alarms"].labels(city.id, kind, severity).set(0)
+                gauge["unacked"].labels(city.id, kind, severity).set(0)
+        for row in await _rows(conn, "open_alarms", city, now):
+            labels = (city.id, row["kind"], row["severity"])
+            gauge["alarms"].labels(*labels).set(row["open"])
+            gauge["unacked"].labels(*labels).set(row["unacknowledged"])
     return generate_latest(registry)

@@ -56,3 +56,33 @@ SELECT time, CASE WHEN user_name IS NULL THEN 'key' ELSE 'user' END AS actor_kin
 FROM admin_audit
 ORDER BY time DESC, action, target
 LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: alarms
+-- The alarms, filtered (a NULL filter: any), the open ones only unless %(all)s: open before
+-- cleared, critical before warning, the newest first.
+SELECT id, city, kind, severity, target, since, cleared_at, detail, acknowledged_by,
+       acknowledged_at, ack_comment
+FROM alarms
+WHERE (%(all)s OR cleared_at IS NULL)
+  AND (%(city)s::text IS NULL OR city = %(city)s)
+  AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+  AND (%(severity)s::text IS NULL OR severity = %(severity)s)
+ORDER BY cleared_at IS NOT NULL, severity <> 'critical', since DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: lock_alarm
+-- An alarm, locked until its acknowledgement commits (ingest's clearing waits for it).
+SELECT id, city, kind, severity, target, since, cleared_at, detail, acknowledged_by,
+       acknowledged_at, ack_comment
+FROM alarms
+WHERE id = %(id)s
+FOR UPDATE;
+
+-- name: ack_alarm
+-- An alarm acknowledged by a person with a comment (a second acknowledgement replaces the
+-- first; both are in the audit). It stays open until its cause is gone.
+UPDATE alarms
+SET acknowledged_by = %(user)s, acknowledged_at = %(now)s, ack_comment = %(comment)s
+WHERE id = %(id)s
+RETURNING id, city, kind, severity, target, since, cleared_at, detail, acknowledged_by,
+          acknowledged_at, ack_comment;

@@ -40,3 +40,12 @@ FROM signs AS s
 LEFT JOIN sign_state AS st USING (sign_id)
 WHERE s.city = %(city)s
 ORDER BY s.sign_id;
+
+-- name: open_alarms
+-- The city's open alarms by kind and severity, and how many of them nobody acknowledged.
+SELECT kind, severity, count(*) AS open,
+       count(*) FILTER (WHERE acknowledged_at IS NULL) AS unacknowledged
+FROM alarms
+WHERE city = %(city)s AND cleared_at IS NULL
+GROUP BY kind, severity
+ORDER BY kind, severity;

@@ -15,6 +15,7 @@ __all__ = [
     "SIGN_OVERRIDE",
     "lot_status_topic",
     "service_topic",
+    "service_topics",
     "sign_topics",
 ]
 
@@ -41,6 +42,11 @@ def lot_status_topic(city_id: str, lot_id: str) -> str:
 def service_topic(city_id: str, name: str) -> str:
     """The retained ``online``/``offline`` topic of a service of a city."""
     return f"parkleit/v1/{city_id}/services/{name}"
+
+
+def service_topics(city_id: str) -> str:
+    """The MQTT filter of every service topic of a city (``service_topic``)."""
+    return service_topic(city_id, "+")
 
 
 def sign_topics(address: str) -> tuple[str, str]:

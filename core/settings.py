@@ -17,6 +17,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -87,7 +88,18 @@ class Settings(BaseSettings):
     INGEST_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9101
     INGEST_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 30.0
     DEAD_LETTER_MAX_BYTES: Annotated[int, Field(ge=64)] = 4096
+    # alarms (ingest evaluates them at every stale check): a raised or cleared alarm is also
+    # POSTed as JSON to ALARM_WEBHOOK_URL (http or https; empty: off), waiting at most
+    # ALARM_WEBHOOK_TIMEOUT_S; a failed POST is logged and counted, not repeated.
+    ALARM_WEBHOOK_URL: str = ""
+    ALARM_WEBHOOK_TIMEOUT_S: Annotated[float, Field(gt=0, le=60)] = 3.0
     SHUTDOWN_TIMEOUT_S: Annotated[float, Field(gt=0)] = 20.0
+    # Leadership among replicas (core/leader.py): the leader checks its lock's session every
+    # LEADER_CHECK_S and stops acting when a check fails or is late; the database ends a
+    # session idle for LEADER_LEASE_S, so a frozen or cut-off leader's lock is free after it
+    # (a standby takes over within about LEASE + CHECK). LEASE must be at least 3 × CHECK.
+    LEADER_CHECK_S: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    LEADER_LEASE_S: Annotated[float, Field(ge=1, le=600)] = 5.0
     # forecasting
     FORECAST_HORIZONS: Annotated[tuple[int, ...], NoDecode] = (15, 30, 60, 120)
     FORECAST_INTERVAL_S: Annotated[float, Field(gt=0)] = 300.0
@@ -187,6 +199,15 @@ class Settings(BaseSettings):
             raise ValueError("set only with PARKLEIT_DB_ROLES=true (db migrate sets it then)")
         return value
 
+    @field_validator("ALARM_WEBHOOK_URL")
+    @classmethod
+    def _check_webhook(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("an http:// or https:// URL with a host (or empty: off)")
+        return value
+
     @field_validator("API_FORWARDED_ALLOW_IPS")
     @classmethod
     def _check_proxies(cls, value: str) -> str:
@@ -250,6 +271,13 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> Settings:
+        if self.LEADER_LEASE_S < 3 * self.LEADER_CHECK_S:
+            raise ValueError("PARKLEIT_LEADER_LEASE_S must be at least 3 × PARKLEIT_LEADER_CHECK_S"
+                             " (a leader must see that it lost its lock before another takes it)")
+        return self
 
     @property
     def city_refs(self) -> tuple[str, ...]:

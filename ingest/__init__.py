@@ -1,5 +1,6 @@
 """Ingest: MQTT sensor messages into the database, exactly once, with lot status out."""
 
+from ._alarms import AlarmChange, AlarmWebhook, Thresholds, evaluate_alarms
 from ._decode import (
     BayReading,
     CounterReading,
@@ -14,6 +15,8 @@ from ._writer import BatchResult, Message, Writer, prepare_connection
 
 __all__ = [
     "SHARE_GROUP",
+    "AlarmChange",
+    "AlarmWebhook",
     "BatchResult",
     "BayReading",
     "CounterReading",
@@ -24,8 +27,10 @@ __all__ = [
     "IngestService",
     "Message",
     "Reading",
+    "Thresholds",
     "Writer",
     "apply_counter",
     "counter_delta",
+    "evaluate_alarms",
     "prepare_connection",
 ]

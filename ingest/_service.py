@@ -6,6 +6,10 @@ status. In-flight messages are bounded by the MQTT v5 Receive Maximum we announc
 nothing is acked before it is committed; should a broker ignore that, the queue bound is
 the second rule: when the queue is full the network thread waits (counted as
 ``queue_full``), which stops reading from the socket, and the broker holds the rest.
+
+Besides the sensors, every worker follows its city's retained service status topics (not
+shared, QoS 0: each worker holds them all, nothing to acknowledge): the services that say
+``offline`` are alarms at the next evaluation (``ingest/_alarms.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.channels import lot_status_topic, service_topic
+from core.channels import lot_status_topic, service_topic, service_topics
 from core.city import City
 from core.db import open_pool
 from core.mqtt import mqtt_client
@@ -33,6 +37,7 @@ from core.runtime import Backoff, Lifecycle
 from core.settings import Settings
 from core.status import LotStatus
 
+from ._alarms import AlarmWebhook, evaluate_alarms
 from ._writer import BatchResult, Message, Writer, prepare_connection
 
 __all__ = ["SHARE_GROUP", "IngestService"]
@@ -83,6 +88,11 @@ class _Metrics:
                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.data_lag = Gauge("parkleit_ingest_data_lag_seconds",
                               "Age of the newest reading at its commit", registry=r)
+        self.alarms = Counter("parkleit_ingest_alarms", "Alarms raised or cleared",
+                              ["event"], registry=r)
+        self.webhook_failures = Counter("parkleit_ingest_alarm_webhook_failures",
+                                        "Alarm webhook POSTs that failed (not repeated)",
+                                        registry=r)
         self.connected = Gauge("parkleit_ingest_broker_connected", "1 while connected to MQTT",
                                registry=r)
 
@@ -105,6 +115,10 @@ class IngestService(Lifecycle):
         self._client: mqtt.Client | None = None
         self.client_id = settings.INGEST_CLIENT_ID or f"parkleit-ingest-{city.id}"
         self.service_topic = service_topic(city.id, self.client_id)
+        self._service_prefix = service_topic(city.id, "")
+        self._services: dict[str, str] = {}  # name -> its retained status; under _lock
+        self.webhook = (AlarmWebhook(settings.ALARM_WEBHOOK_URL, settings.ALARM_WEBHOOK_TIMEOUT_S)
+                        if settings.ALARM_WEBHOOK_URL else None)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -134,6 +148,8 @@ class IngestService(Lifecycle):
         finally:
             self._disconnect()
             pool.close(timeout=2)
+            if self.webhook is not None:
+                self.webhook.close()
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
@@ -248,6 +264,7 @@ class IngestService(Lifecycle):
         self._publish(result.changed)
 
     def _refresh(self, pool: ConnectionPool) -> None:
+        """The stale check: every lot's status for now, then the alarms for now."""
         try:
             with pool.connection(timeout=5) as conn:
                 changed = self.writer.refresh(conn, self._clock.now())
@@ -255,12 +272,38 @@ class IngestService(Lifecycle):
             logger.warning("status refresh failed: %s", type(exc).__name__)
             return
         self._publish(changed)
+        self._evaluate_alarms(pool)
+
+    def _evaluate_alarms(self, pool: ConnectionPool) -> None:
+        with self._lock:
+            offline = [name for name, status in self._services.items() if status == "offline"]
+        try:
+            with pool.connection(timeout=5) as conn:
+                changes = evaluate_alarms(conn, self.city.id, self._clock.now(),
+                                          offline_services=offline)
+        except psycopg.Error as exc:  # PoolTimeout is one too
+            logger.warning("alarm evaluation failed: %s", type(exc).__name__)
+            return
+        for change in changes:
+            self.metrics.alarms.labels(change.event).inc()
+        if changes and self.webhook is not None and not self.webhook.send(self.city.id,
+                                                                          changes):
+            self.metrics.webhook_failures.inc()
 
     def _publish(self, statuses: list[LotStatus]) -> None:
         assert self._client is not None
         for status in statuses:
             self._client.publish(lot_status_topic(self.city.id, status.lot_id),
                                  status.to_json(), qos=1, retain=True)
+
+    def _service_status(self, name: str, payload: bytes) -> None:
+        """A service's retained status (an empty payload: its topic was cleared)."""
+        status = payload.decode("utf-8", "replace").strip()[:20]
+        with self._lock:
+            if status:
+                self._services[name] = status
+            else:
+                self._services.pop(name, None)
 
     # -- MQTT -------------------------------------------------------------------------------
 
@@ -307,6 +350,7 @@ class IngestService(Lifecycle):
             self._generation += 1
         share = SHARE_GROUP if self.settings.mqtt.v5 else ""
         filters = [(share + f, 1) for f in self.writer.decoder.subscriptions()]
+        filters.append((service_topics(self.city.id), 0))
         client.subscribe(filters)
         client.publish(self.service_topic, "online", qos=1, retain=True)
         self.metrics.connected.set(1)
@@ -322,9 +366,12 @@ class IngestService(Lifecycle):
                     msg: mqtt.MQTTMessage) -> None:
         if self._stop.is_set():
             return  # not acked: the broker redelivers it to whoever takes over
-        self.metrics.received.inc()
         # MQTT forbids invalid UTF-8 and NUL in topics, but a broken client may send them.
         topic = bytes(msg._topic).decode("utf-8", "replace").replace("\x00", "\ufffd")
+        if topic.startswith(self._service_prefix):  # QoS 0: nothing to acknowledge
+            self._service_status(topic.removeprefix(self._service_prefix), bytes(msg.payload))
+            return
+        self.metrics.received.inc()
         item = _Inbound(Message(topic, bytes(msg.payload), self._clock.now()),
                         msg.mid, msg.qos, self._generation)
         try:

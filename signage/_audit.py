@@ -108,10 +108,12 @@ class AuditLog:
             await asyncio.gather(writer, return_exceptions=True)
 
     async def audit(self, at: datetime, sign_id: str, content: dict[str, Any], *,
-                    ack: str | None = None, error: str | None = None) -> None:
-        """Queue one ``sign_log`` row (ok without ``error``); waits while the queue is full."""
+                    ack: str | None = None, error: str | None = None,
+                    term: int | None = None) -> None:
+        """Queue one ``sign_log`` row (ok without ``error``; ``term``: the leadership term it
+        was pushed in); waits while the queue is full."""
         await self._rows.put({"time": at, "sign_id": sign_id, "content": Jsonb(content),
-                              "ok": error is None, "error": error, "ack": ack})
+                              "ok": error is None, "error": error, "ack": ack, "term": term})
         self.metrics.log_queue.set(self._rows.qsize())
         self._write_pending.set()
 

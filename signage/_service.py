@@ -40,6 +40,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core.city import City
 from core.db import queries
+from core.leader import Leadership
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
 from core.runtime import Lifecycle
@@ -97,6 +98,9 @@ class _Metrics:
                                    "Lot status notifications heard", registry=r)
         self.db_errors = Counter("parkleit_signage_database_errors",
                                  "Failed reads and writes of the database", registry=r)
+        self.leader = Gauge("parkleit_leader",
+                            "1 while this instance leads its service for the city, 0 standing by",
+                            ["service", "city"], registry=r)
         self.log_queue = Gauge("parkleit_signage_log_queue_depth",
                                "sign_log rows waiting to be written", registry=r)
 
@@ -126,6 +130,8 @@ class SignageService(Lifecycle):
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event = asyncio.Event()
+        self.leadership = Leadership(settings, "signage", city.id,
+                                     f"{socket.gethostname()}-{os.getpid()}", self._led)
         self.log = AuditLog(city.id, self.metrics)
         self.audit, self.record_health = self.log.audit, self.log.record_health
 
@@ -145,6 +151,14 @@ class SignageService(Lifecycle):
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed already
                 loop.call_soon_threadsafe(self._wake_all)
+
+    def _led(self, leading: bool) -> None:
+        """Leadership taken or lost: a new leader pushes every sign at once (it cannot know
+        what they show); a former one stops at its next push (``SignTask`` asks first)."""
+        self.metrics.leader.labels("signage", self.city.id).set(int(leading))
+        if leading:
+            for task in self._tasks.values():
+                task.push_now()
 
     def _wake_all(self) -> None:
         self._stop_event.set()
@@ -187,7 +201,9 @@ class SignageService(Lifecycle):
             self._tasks = {sign.id: SignTask(self, sign, health.get(sign.id, Health()))
                            for sign in self.city.signs}
             writer = asyncio.create_task(self.log.run(pool), name="signage-writer")
-            background = [asyncio.create_task(feed.run(pool), name="signage-listen"),
+            background = [asyncio.create_task(self.leadership.run(self._stop_event),
+                                              name="signage-leadership"),
+                          asyncio.create_task(feed.run(pool), name="signage-listen"),
                           asyncio.create_task(self._resync_loop(pool), name="signage-resync")]
             workers = [asyncio.create_task(task.run(), name=f"sign-{sign_id}")
                        for sign_id, task in self._tasks.items()]

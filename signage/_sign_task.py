@@ -42,6 +42,11 @@ class SignTask:
         self._retry_at = 0.0
         self._keepalive_at = 0.0
 
+    def push_now(self) -> None:
+        """Push at once whatever the sign is thought to show (a new leader)."""
+        self._acked, self._keepalive_at, self._retry_at = None, 0.0, 0.0
+        self.wake.set()
+
     def lot_changed(self) -> None:
         if self.heard_at is None:
             self.heard_at = time.monotonic()
@@ -62,8 +67,8 @@ class SignTask:
             due = content != self._acked or now >= self._keepalive_at
             if not due:
                 self.heard_at = None  # the change did not change this sign
-            elif now >= self._retry_at:
-                await self._push(content)
+            elif now >= self._retry_at and service.leadership.leading():
+                await self._push(content, service.leadership.term)
                 continue
             wake_at = min(now + settings.SIGNAGE_TICK_S,
                           self._retry_at if due else self._keepalive_at)
@@ -71,7 +76,7 @@ class SignTask:
                 async with asyncio.timeout(max(0.0, wake_at - now)):
                     await self.wake.wait()
 
-    async def _push(self, content: SignContent) -> None:
+    async def _push(self, content: SignContent, term: int | None) -> None:
         started, heard, self.heard_at = time.monotonic(), self.heard_at, None
         try:
             driver = self.service.drivers.driver_for(self.sign)
@@ -82,14 +87,14 @@ class SignTask:
             logger.exception("sign %s: the driver failed", self.sign.id)
             reason = f"driver error: {type(exc).__name__}: {exc}"
         else:
-            await self._succeeded(content, ack.detail, started, heard)
+            await self._succeeded(content, ack.detail, started, heard, term)
             return
         if heard is not None:
             self.heard_at = heard  # still not on the sign: the reaction time runs on
-        await self._failed(content, reason, started)
+        await self._failed(content, reason, started, term)
 
     async def _succeeded(self, content: SignContent, detail: str, started: float,
-                         heard: float | None) -> None:
+                         heard: float | None, term: int | None) -> None:
         service, sign_id, metrics = self.service, self.sign.id, self.service.metrics
         done, at = time.monotonic(), service.clock.now()
         metrics.push_seconds.observe(done - started)
@@ -103,14 +108,15 @@ class SignTask:
             metrics.changes.labels(sign_id).inc()
             logger.info("sign %s shows %s", sign_id,
                         " | ".join(f"{line.label} {line.text}".strip() for line in content.lines))
-            await service.audit(at, sign_id, document, ack=detail or None)
+            await service.audit(at, sign_id, document, ack=detail or None, term=term)
         self._acked, self._log_next_ok = content, False
         self._failures, self._retry_at = 0, 0.0
         self._keepalive_at = done + service.settings.SIGNAGE_KEEPALIVE_S
         self.health.last_ack, self.health.consecutive_failures = at, 0
         service.record_health(sign_id, self.health, at)
 
-    async def _failed(self, content: SignContent, reason: str, started: float) -> None:
+    async def _failed(self, content: SignContent, reason: str, started: float,
+                      term: int | None) -> None:
         service, sign_id, settings = self.service, self.sign.id, self.service.settings
         at = service.clock.now()
         reason = reason.replace("\x00", "?")[:ERROR_MAX_CHARS] or "unknown error"
@@ -126,5 +132,5 @@ class SignTask:
                        self._failures, delay, reason)
         self.health.last_error, self.health.last_error_at = reason, at
         self.health.consecutive_failures += 1
-        await service.audit(at, sign_id, content_json(content), error=reason)
+        await service.audit(at, sign_id, content_json(content), error=reason, term=term)
         service.record_health(sign_id, self.health, at)

@@ -21,8 +21,8 @@ ORDER BY f.lot_id, f.target_time;
 
 -- name: insert_sign_log
 -- One push to a sign in the audit log.
-INSERT INTO sign_log (time, sign_id, content, ok, error, ack)
-VALUES (%(time)s, %(sign_id)s, %(content)s, %(ok)s, %(error)s, %(ack)s);
+INSERT INTO sign_log (time, sign_id, content, ok, error, ack, term)
+VALUES (%(time)s, %(sign_id)s, %(content)s, %(ok)s, %(error)s, %(ack)s, %(term)s);
 
 -- name: upsert_sign_state
 -- A sign's health after a push, inserted or replaced.

@@ -60,6 +60,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "PARKLEIT_INGEST_CLIENT_ID": settings.INGEST_CLIENT_ID,
         "PARKLEIT_INGEST_METRICS_PORT": str(settings.INGEST_METRICS_PORT),
         "PARKLEIT_INGEST_STALE_CHECK_S": "1",
+        # A new signage leader acts two checks after it took the lock: half a second here.
+        "PARKLEIT_LEADER_CHECK_S": "0.25",
+        "PARKLEIT_LEADER_LEASE_S": "2",
     })
     env.update(extra)
     return env
@@ -196,3 +199,16 @@ class Watcher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+PROBLEM = "application/problem+json"
+
+
+def problem(answer: Any, status: int) -> dict[str, Any]:
+    """The problem+json body of ``answer`` (an httpx or TestClient response), which must have
+    ``status``."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = answer.json()
+    assert body["status"] == status
+    return body

@@ -11,6 +11,9 @@ and act through a session cookie (the API keys stay for machines).
   CSRF token 403. Roles: planner reads, operator also acts on lots, admin as operator.
 - Closing and opening a lot is the admin routes' code (``api._lotadmin``), audited with the
   person's name; the audit is read here (paged JSON or CSV).
+- Alarms are raised and cleared by ingest's evaluator (``ingest/alarms.sql``); here they are
+  read (planner) and acknowledged with a comment (operator), audited like a lot's closing. An
+  acknowledged alarm stays open until its cause is gone.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from api._input import SafeText
 from api._lotadmin import AdminLot, CloseLot, Operator
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
+from core.alarms import ALARM_KINDS, AlarmKind, Severity
 from core.city import ID_PATTERN
 from core.db import queries
 from core.settings import Settings
@@ -257,6 +261,94 @@ async def open_lot(request: Request, lot_id: LotId, user: OperatorWrite, conn: C
                    cities: CitiesDep) -> AdminLot:
     """End the closure of ``lot_id`` (if any), audited with the person's name."""
     return await lotadmin.open_lot(conn, cities, lot_id, _operator(request, user), now)
+
+
+# -- alarms -------------------------------------------------------------------------------------
+
+
+class Alarm(BaseModel):
+    """An alarm: what is wrong where, since when, whether its cause is gone (cleared) and
+    whether a person has acknowledged it (acknowledged is not cleared)."""
+
+    id: int
+    city: str
+    kind: str = Field(description="What is wrong: " + ", ".join(ALARM_KINDS))
+    severity: Severity
+    target: str = Field(description="The sensor, gateway, lot, garage counter "
+                        "(`{lot_id}/counter`) or sign it concerns")
+    since: datetime = Field(description="When the cause began (when known), else when it was "
+                            "raised")
+    cleared_at: datetime | None = Field(description="When its cause was gone (null: open)")
+    detail: dict[str, Any] = Field(description="What the evaluator saw (last reading, "
+                                   "battery, last ack, ...)")
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    ack_comment: str | None
+
+
+class AlarmList(BaseModel):
+    """Alarms, open before cleared, critical before warning, the newest first."""
+
+    alarms: list[Alarm]
+
+
+class AckAlarm(BaseModel):
+    """A person's acknowledgement of an alarm."""
+
+    model_config = ConfigDict(extra="forbid")
+    comment: Annotated[str, SafeText(min_length=1, max_length=500)]
+
+
+AlarmId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The alarm's id.")]
+_ACK_FIELDS = ("acknowledged_by", "acknowledged_at", "ack_comment", "cleared_at")
+
+
+@router.get("/alarms", operation_id="consoleAlarms", response_model=AlarmList,
+            summary="The alarms, open ones by default, filterable (planner)",
+            responses={**_NO_SESSION, **_FORBIDDEN})
+async def alarms(response: Response, _user: Planner, conn: Conn,
+                 city: Annotated[str | None, Query(pattern=ID_PATTERN,
+                                                   description="Only this city's")] = None,
+                 kind: Annotated[AlarmKind | None, Query(description="Only this kind")] = None,
+                 severity: Annotated[Severity | None, Query(
+                     description="Only this severity")] = None,
+                 state: Annotated[Literal["open", "all"], Query(
+                     description="open (default): not cleared; all: cleared ones too")] = "open",
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> AlarmList:
+    """The alarms ingest raised (and cleared), with their acknowledgements."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(queries("api", "console")["alarms"], {
+            "all": state == "all", "city": city, "kind": kind, "severity": severity,
+            "limit": limit})
+        rows = await cur.fetchall()
+    response.headers["Cache-Control"] = "no-store"
+    return AlarmList(alarms=[Alarm(**row) for row in rows])
+
+
+@router.post("/alarms/{alarm_id}/ack", operation_id="consoleAckAlarm", response_model=Alarm,
+             summary="Acknowledge an alarm with a comment (operator); it stays open until its "
+             "cause is gone", responses=_WRITE_PROBLEMS)
+async def ack_alarm(request: Request, alarm_id: AlarmId, body: AckAlarm, user: OperatorWrite,
+                    conn: Conn, now: Now) -> Alarm:
+    """Acknowledge ``alarm_id`` (again: the newer acknowledgement replaces the older),
+    audited with the person's name, before and after."""
+    q = queries("api", "console")
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q["lock_alarm"], {"id": alarm_id})
+        before = await cur.fetchone()
+        if before is None:
+            raise HTTPException(404, f"no alarm {alarm_id}")
+        await cur.execute(q["ack_alarm"], {"id": alarm_id, "user": user.name, "now": now,
+                                           "comment": body.comment})
+        after = await cur.fetchone()
+        assert after is not None  # the row is locked
+        acked = Alarm(**after)
+        await lotadmin.audit(
+            conn, _operator(request, user), "ack_alarm", acked.target,
+            {"alarm_id": acked.id, "kind": acked.kind, "comment": body.comment}, now,
+            Alarm(**before).model_dump(mode="json", include=set(_ACK_FIELDS)),
+            acked.model_dump(mode="json", include=set(_ACK_FIELDS)))
+    return acked
 
 
 # -- audit --------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ async def metrics(request: Request) -> Response:
 async def city_metrics(request: Request, pool: PoolDep, cities: CitiesDep,
                        now: Now) -> Response:
     """Age of each lot's newest reading, newest forecast and model, published forecast
-    error, each sign's last confirmation; read from the database, cached 10 s."""
+    error, each sign's last confirmation, the open alarms by kind and severity; read from the
+    database, cached 10 s."""
     gauges: CityGauges = request.app.state.city_gauges
     body = await gauges.render(pool, cities, now)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

@@ -121,3 +121,19 @@ SELECT 1;
 -- name: timescaledb_installed
 -- A row if the TimescaleDB extension is installed in this database.
 SELECT 1 FROM pg_extension WHERE extname = 'timescaledb';
+
+-- name: try_lead
+-- Take the lock of a service's leadership for a city if no session holds it.
+SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: new_term
+-- The next leadership term of a service for a city, taken by its new leader.
+INSERT INTO leader_terms (service, city, term, holder, since)
+VALUES (%(service)s, %(city)s, 1, %(holder)s, %(since)s)
+ON CONFLICT (service, city) DO UPDATE SET
+    term = leader_terms.term + 1, holder = excluded.holder, since = excluded.since
+RETURNING term;
+
+-- name: leader_check
+-- The leader's check that its session, and so its lock, is still there.
+SELECT 1;

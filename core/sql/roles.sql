@@ -30,7 +30,7 @@ GRANT SELECT ON lots, bays, signs TO {api}, {ingest}, {signage}, {forecast};
 GRANT EXECUTE ON FUNCTION bay_stuck(boolean, timestamptz, integer, integer, timestamptz)
     TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest};
-GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api};
+GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast};
 
 -- api: reads what it serves (live state, history from the aggregates, forecasts and their
@@ -49,6 +49,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lot_closures, sign_overrides TO {api};
 GRANT SELECT, INSERT ON admin_audit TO {api};
 GRANT SELECT ON console_users TO {api};
 GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {api};
+-- The alarms: read, and acknowledged by a person (never raised or cleared by the API).
+GRANT SELECT ON alarms TO {api};
+GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
 -- closures. Never deletes anything.
@@ -57,10 +60,18 @@ GRANT SELECT, INSERT, UPDATE ON bay_state, dead_letters TO {ingest};
 GRANT SELECT, UPDATE ON lot_state TO {ingest};
 GRANT SELECT ON lot_closures TO {ingest};
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ingest};
+-- The alarms' evaluator (ingest/alarms.sql) raises and clears them from what the other parts
+-- record: sensor health, the signs' state, the published forecast error. It never touches a
+-- person's acknowledgement.
+GRANT SELECT ON sensor_state, sign_state, forecast_accuracy TO {ingest};
+GRANT SELECT, INSERT ON alarms TO {ingest};
+GRANT UPDATE (cleared_at) ON alarms TO {ingest};
+GRANT USAGE ON SEQUENCE alarms_id_seq TO {ingest};
 
 -- signage: its audit log (insert only) and the health of its signs; reads the lot state,
 -- the forecasts and the operators' overrides.
 GRANT INSERT ON sign_log TO {signage};
+GRANT SELECT, INSERT, UPDATE ON leader_terms TO {signage};
 GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
 GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 

@@ -117,13 +117,15 @@ CREATE TABLE forecasts (
 
 -- Every push to a sign: what it was to show, whether it went through, and the sign's answer
 -- (driver-specific, e.g. message and CRC) or the reason it did not.
+-- ``term``: the leadership term of the signage instance that pushed (leader_terms).
 CREATE TABLE sign_log (
     time      timestamptz NOT NULL,
     sign_id   text NOT NULL,
     content   jsonb NOT NULL,
     ok        boolean NOT NULL,
     error     text,
-    ack       text
+    ack       text,
+    term      bigint
 );
 CREATE INDEX sign_log_sign_time_idx ON sign_log (sign_id, time DESC);
 
@@ -285,3 +287,38 @@ CREATE TABLE console_sessions (
     expires     timestamptz NOT NULL
 );
 CREATE INDEX console_sessions_user_idx ON console_sessions (user_name);
+
+-- Alarms of the operator console: raised by ingest's evaluator (ingest/alarms.sql) when a
+-- cause appears, cleared when it is gone; acknowledged by a person (acknowledged is not
+-- cleared). One row per occurrence: a cause that comes back is a new alarm.
+CREATE TABLE alarms (
+    id               bigserial PRIMARY KEY,
+    city             text NOT NULL,
+    kind             text NOT NULL CHECK (kind ~ '^[a-z][a-z_]{0,39}$'),
+    severity         text NOT NULL CHECK (severity IN ('warning', 'critical')),
+    target           text NOT NULL,
+    since            timestamptz NOT NULL,
+    cleared_at       timestamptz,
+    detail           jsonb NOT NULL DEFAULT '{}',
+    acknowledged_by  text,
+    acknowledged_at  timestamptz,
+    ack_comment      text,
+    CONSTRAINT alarms_cleared_after_since CHECK (cleared_at >= since),
+    CONSTRAINT alarms_ack_complete
+        CHECK (num_nonnulls(acknowledged_by, acknowledged_at, ack_comment) IN (0, 3))
+);
+-- At most one open alarm per cause (what, where); ingest raises with ON CONFLICT DO NOTHING,
+-- so workers side by side raise it once.
+CREATE UNIQUE INDEX alarms_open_idx ON alarms (city, kind, target) WHERE cleared_at IS NULL;
+CREATE INDEX alarms_city_since_idx ON alarms (city, since DESC);
+
+-- Leadership among replicas (core/leader.py): the newest term of each service and city, and
+-- which instance holds it. The lock itself is an advisory lock of the leader's session.
+CREATE TABLE leader_terms (
+    service  text NOT NULL,
+    city     text NOT NULL,
+    term     bigint NOT NULL,
+    holder   text NOT NULL,
+    since    timestamptz NOT NULL,
+    PRIMARY KEY (service, city)
+);

@@ -1,8 +1,9 @@
 """Accessibility of every page in Debian's Chromium: axe-core (npm, a development dependency of
 api/static, injected by the test and never served) finds no WCAG 2.1 A/AA violation on the map,
-the dashboard, each view of the kiosk and the console (its login form and the logged-in view),
-in German and in English; and the console can be used with the keyboard alone, its focus
-always visible. Screenshots go to ``test-artifacts/pages/`` (git-ignored), like the page tests'.
+the dashboard, each view of the kiosk and the console (its login form and the logged-in view
+with open alarms, one acknowledged), in German and in English; and the console can be used
+with the keyboard alone (acknowledging an alarm, closing and opening a lot), its focus always
+visible. Screenshots go to ``test-artifacts/pages/`` (git-ignored), like the page tests'.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from _browser import NODE_MODULES, chromium
 from _citytoml import write_city
@@ -21,6 +23,7 @@ from test_pages import Site, seed_pages, serve_pages
 
 from core.city import load_city
 from core.settings import Settings
+from ingest import evaluate_alarms
 
 pytestmark = pytest.mark.browser
 
@@ -167,8 +170,23 @@ def test_kiosk_each_view(context: BrowserContext, site: Site, lang: str) -> None
         page.clock.fast_forward(KIOSK_ROTATE_S * 1000)
 
 
+def raise_alarms(site: Site) -> int:
+    """The alarms of the seeded data (a stale lot, a counter jump, a low battery, a silent
+    gateway, ...), raised as ingest's evaluator does; one of them acknowledged. How many are
+    open."""
+    with psycopg.connect(site.db_url, autocommit=True) as conn:
+        evaluate_alarms(conn, site.city.id, utc_now())
+        conn.execute("UPDATE alarms SET acknowledged_by = 'olga', acknowledged_at = since, "
+                     "ack_comment = 'Techniker informiert' WHERE id = (SELECT min(id) FROM "
+                     "alarms WHERE kind = 'battery_low')")
+        row = conn.execute("SELECT count(*) FROM alarms WHERE cleared_at IS NULL").fetchone()
+    assert row is not None and row[0] >= 3
+    return int(row[0])
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_console_login_and_logged_in(context: BrowserContext, site: Site, lang: str) -> None:
+    alarms = raise_alarms(site)
     page = context.new_page()
     page.goto(f"{site.url}/console?lang={lang}")
     expect(page.locator("#username")).to_be_focused()
@@ -183,12 +201,15 @@ def test_console_login_and_logged_in(context: BrowserContext, site: Site, lang: 
     page.press("#password", "Enter")
     expect(page.locator("#who")).to_contain_text("olga")
     expect(page.locator("#lot-rows tr")).to_have_count(len(site.city.lots))
+    expect(page.locator("#alarm-rows tr")).to_have_count(alarms)
+    expect(page.locator("#alarm-rows .ack form")).to_have_count(alarms - 1)
     assert_accessible(page, f"a11y-console-{lang}")
 
 
 def test_console_by_keyboard_alone(context: BrowserContext, site: Site) -> None:
-    """Log in, close a lot with a reason and open it again with Tab, Enter and Space only;
-    every element that takes the focus shows it."""
+    """Log in, acknowledge an alarm with a comment, close a lot with a reason and open it
+    again with Tab, Enter and Space only; every element that takes the focus shows it."""
+    raise_alarms(site)
     page = context.new_page()
     page.goto(f"{site.url}/console")
     expect(page.locator("#username")).to_be_focused()
@@ -198,14 +219,31 @@ def test_console_by_keyboard_alone(context: BrowserContext, site: Site) -> None:
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     expect(page.locator("#who")).to_contain_text("olga")
-    expect(page.locator("#lots-h")).to_be_focused()  # the page moves the focus to its work
+    expect(page.locator("#alarms-h")).to_be_focused()  # the page moves the focus to its work
+
+    # The first alarm not yet acknowledged: its comment, then its button.
+    first = page.locator("#alarm-rows tr").filter(has=page.locator("form")).first
+    comment = str(first.locator("input").get_attribute("id"))
+    for _ in range(10):
+        if press(page, "Tab") == comment:
+            break
+    else:
+        raise AssertionError(f"Tab never reached #{comment}")
+    page.keyboard.type("Techniker unterwegs")
+    press(page, "Tab")
+    expect(first.get_by_role("button")).to_be_focused()
+    page.keyboard.press("Enter")
+    acked = page.locator(f"#alarm-rows tr[data-alarm='{comment.removeprefix('comment-')}']")
+    expect(acked).to_contain_text("quittiert von olga")
+    expect(acked).to_contain_text("Techniker unterwegs")
+    expect(page.locator("#alarms-h")).to_be_focused()  # back on top of the alarms
 
     lot = site.lot("garage")
     name = site.city.lot(lot).name
     row = page.locator(f"tr[data-lot='{lot}']")
     expect(row.locator(".badge")).to_have_text("frei")
     reason = f"reason-{lot}"
-    for _ in range(20):
+    for _ in range(60):  # past the other alarms' forms
         if press(page, "Tab") == reason:
             break
     else:

@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 from _citytoml import city_toml
-from _helpers import ServiceProcess, service_env, utc_now, wait_for
+from _helpers import PROBLEM, ServiceProcess, service_env, utc_now, wait_for
 from _payloads import counter_topic, dumps, iso, native_bay
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
@@ -35,7 +35,6 @@ from parkleit.embedded import free_port
 from simulators.history import backfill_history
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -110,7 +109,7 @@ def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+def assertproblem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     body: dict[str, Any] = response.json()
@@ -271,9 +270,9 @@ def test_history_at_every_resolution_matches_the_raw_rows(
     ({"from": "0001-01-01T00:00:00+01:00"}, "from"),
     ({"to": "9999-12-31T23:59:59-01:00"}, "to"),
 ])
-def test_bad_history_input_is_a_422_problem(
+def test_bad_history_input_is_a_422problem(
         api_client: TestClient, seeded: Seeded, query: dict[str, str], name: str) -> None:
-    body = assert_problem(api_client.get(f"/v1/lots/{seeded.garage}/history", params=query),
+    body = assertproblem(api_client.get(f"/v1/lots/{seeded.garage}/history", params=query),
                           422)
     assert [error["name"] for error in body["errors"]] == [name]
     assert name in body["detail"]
@@ -300,7 +299,7 @@ def test_history_of_400_days_at_15m_is_the_buckets_as_the_model_says(
 
     too_long = api_client.get(f"/v1/lots/{seeded.garage}/history", params={
         **query, "from": (to - timedelta(days=401)).isoformat()})
-    assert assert_problem(too_long, 422)["errors"][0]["name"] == "from"
+    assert assertproblem(too_long, 422)["errors"][0]["name"] == "from"
     empty = api_client.get(f"/v1/lots/{seeded.garage}/history", params={
         "from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"})
     assert empty.status_code == 200 and empty.json()["points"] == []
@@ -414,7 +413,7 @@ def test_csv_export_parses_back_and_matches_history(
     assert changed.status_code == 200 and changed.headers["etag"] != etag
 
     unknown = api_client.get("/v1/export.csv", params={"lot": "atlantis"})
-    assert assert_problem(unknown, 422)["errors"][0]["name"] == "lot"
+    assert assertproblem(unknown, 422)["errors"][0]["name"] == "lot"
 
 
 def test_etag_304_cache_control_gzip_and_cors(
@@ -462,22 +461,22 @@ def test_etag_304_cache_control_gzip_and_cors(
 
 @pytest.mark.usefixtures("seeded")
 def test_problem_details(api_client: TestClient, settings: Settings, conn: Conn) -> None:
-    body = assert_problem(api_client.get("/v1/lots/atlantis"), 404)
+    body = assertproblem(api_client.get("/v1/lots/atlantis"), 404)
     assert "atlantis" in body["detail"]
     for path in ("/v1/lots/atlantis/history", "/v1/lots/atlantis/forecast", "/v2/nothing"):
-        assert_problem(api_client.get(path), 404)
-    body = assert_problem(api_client.get("/v1/lots", params={"limit": "0"}), 422)
+        assertproblem(api_client.get(path), 404)
+    body = assertproblem(api_client.get("/v1/lots", params={"limit": "0"}), 422)
     assert body["errors"] == [{"location": "query", "name": "limit",
                                "detail": "Input should be greater than or equal to 1"}]
-    assert_problem(api_client.get("/v1/lots", params={"format": "kml"}), 422)
-    assert_problem(api_client.get("/v1/lots", params={"offset": "-1"}), 422)
-    assert_problem(api_client.post("/v1/lots"), 405)
+    assertproblem(api_client.get("/v1/lots", params={"format": "kml"}), 422)
+    assertproblem(api_client.get("/v1/lots", params={"offset": "-1"}), 422)
+    assertproblem(api_client.post("/v1/lots"), 405)
 
     # An unexpected failure: a 500 problem that tells nothing of the internals.
     conn.execute("ALTER TABLE lot_state RENAME TO lot_state_gone")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         failed = client.get("/v1/lots")
-    body = assert_problem(failed, 500)
+    body = assertproblem(failed, 500)
     assert "lot_state" not in failed.text and "Traceback" not in failed.text
 
 
@@ -507,7 +506,7 @@ def test_database_gone_is_a_503_problem_then_recovers(
     conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                  " WHERE datname = current_database() AND pid <> pg_backend_pid()")
     gone = api_client.get(path)
-    assert_problem(gone, 503)
+    assertproblem(gone, 503)
     assert gone.headers["retry-after"] == "5" and "terminat" not in gone.text
     wait_for(lambda: api_client.get("/healthz").status_code == 200, timeout=10)
 

@@ -11,10 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
-from _helpers import utc_now
+from _helpers import problem, utc_now
 from fastapi.testclient import TestClient
 
 from api import create_app
@@ -23,7 +22,6 @@ from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
 
-PROBLEM = "application/problem+json"
 # Python's datetime ends at years 1 and 9999: either, moved to UTC or by a window, overflowed.
 EXTREMES = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"]
 TIMED_ROUTES = ["/v1/dashboard/occupancy", "/v1/dashboard/heatmap", "/v1/dashboard/target",
@@ -34,12 +32,6 @@ TIMED_ROUTES = ["/v1/dashboard/occupancy", "/v1/dashboard/heatmap", "/v1/dashboa
 BAD_TEXT = ["a\x00b", "\ud800", "line\nbreak", "tab\there", "\x1b[31mred", "\u202eevil", "\x85"]
 
 
-def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 @pytest.fixture
@@ -63,7 +55,7 @@ def test_a_time_out_of_range_is_a_422_naming_it_on_every_route(
     api, _ = client
     path = route.format(lot=city.lots[0].id)
     for moment in EXTREMES:
-        body = _problem(api.get(path, params={name: moment}), 422)
+        body = problem(api.get(path, params={name: moment}), 422)
         assert [error["name"] for error in body["errors"]] == [name], body
         assert "1970" in body["detail"]
     # The edges of the range are times like any other.
@@ -81,11 +73,11 @@ def test_an_admin_until_out_of_range_is_a_422_and_nothing_is_written(
     for moment in EXTREMES:
         closed = api.post(f"/v1/admin/lots/{lot}/close", headers=headers,
                           json={"reason": "Bau", "until": moment})
-        assert _problem(closed, 422)["errors"][0]["name"] == "until"
+        assert problem(closed, 422)["errors"][0]["name"] == "until"
         override = api.post(f"/v1/admin/signs/{sign}/override", headers=headers,
                             json={"lines": [{"text": "Umleitung"}], "reason": "Fest",
                                   "until": moment})
-        assert _problem(override, 422)["errors"][0]["name"] == "until"
+        assert problem(override, 422)["errors"][0]["name"] == "until"
     assert conn.execute("SELECT count(*) FROM admin_audit").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM lot_closures").fetchone() == (0,)
     # A time in range still works, and reads back.
@@ -117,15 +109,15 @@ def test_control_characters_in_admin_text_are_a_422_naming_the_field(
         for path, body, field in _admin_bodies(city, text):
             # As a client writes it: JSON escapes, which a lone surrogate needs.
             answer = api.post(path, content=json.dumps(body), headers=headers)
-            problem = _problem(answer, 422)
-            assert [error["name"] for error in problem["errors"]] == [field], (text, problem)
-            assert "control characters" in problem["detail"] or (
-                text == "\ud800" and "unicode" in problem["detail"])
+            found = problem(answer, 422)
+            assert [error["name"] for error in found["errors"]] == [field], (text, found)
+            assert "control characters" in found["detail"] or (
+                text == "\ud800" and "unicode" in found["detail"])
     assert conn.execute("SELECT count(*) FROM admin_audit").fetchone() == (0,)
     # Text beyond the bounds too; and text as people write it passes.
     too_long = api.post(f"/v1/admin/lots/{city.lots[0].id}/close", headers=headers,
                         json={"reason": "x" * 501})
-    assert _problem(too_long, 422)["errors"][0]["name"] == "reason"
+    assert problem(too_long, 422)["errors"][0]["name"] == "reason"
     for path, body, _ in _admin_bodies(city, "Ä ö 🅿 Straße"):
         answer = api.post(path, json=body, headers=headers)
         # The override's width check may refuse a label; never a 500.
@@ -157,7 +149,7 @@ def test_ids_are_checked_by_the_registry_pattern(client: tuple[TestClient, str],
                                                   name: str) -> None:
     api, key = client
     method = "POST" if "/admin/" in path else "GET"
-    body = _problem(api.request(method, path, headers={"X-API-Key": key}), 422)
+    body = problem(api.request(method, path, headers={"X-API-Key": key}), 422)
     assert body["errors"][0]["name"].split(".")[0] == name
 
 

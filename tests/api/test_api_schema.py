@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 import schemathesis
-from _helpers import utc_now
+from _helpers import PROBLEM, problem, utc_now
 from fastapi.testclient import TestClient
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.result import Ok
@@ -45,7 +45,6 @@ from core.registry import sync_registry
 from core.settings import Settings
 from simulators.history import backfill_history
 
-PROBLEM = "application/problem+json"
 # Examples per operation and phase. The coverage phase adds its own cases (boundaries, missing
 # and wrong-typed parameters, unsupported methods) whatever this is. 25 fuzzed ones on top keep
 # each run at about 1,400 requests and 30-45 s on a loaded two-core machine, and find the
@@ -87,12 +86,6 @@ def client(api: Api, conn: psycopg.Connection[tuple[Any, ...]]) -> Iterator[Test
         yield client
 
 
-def _problem(answer: Any, status: int) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = answer.json()
-    assert body["status"] == status
-    return body
 
 
 def _operations(openapi: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -132,10 +125,10 @@ def test_the_key_is_checked_before_the_body_is_read(client: TestClient, api: Api
     json_type = {"Content-Type": "application/json"}
     for body in (b"{not json", b"\xff\xfe{}", b"[" * 3000):  # 3000: nested too deep
         # Whatever the body: no key 401, a wrong key 403; the body is not parsed.
-        _problem(client.post(url, content=body, headers=json_type), 401)
-        _problem(client.post(url, content=body, headers={**json_type, "X-API-Key": "x.y"}), 403)
+        problem(client.post(url, content=body, headers=json_type), 401)
+        problem(client.post(url, content=body, headers={**json_type, "X-API-Key": "x.y"}), 403)
         # With the key, a body that is no JSON is invalid input like any other: 422 naming it.
-        refused = _problem(client.post(url, content=body, headers={
+        refused = problem(client.post(url, content=body, headers={
             **json_type, "X-API-Key": api.key}), 422)
         assert [(error["location"], error["name"]) for error in refused["errors"]] == [
             ("body", "body")], refused
@@ -159,7 +152,7 @@ def test_times_are_rfc3339_text_with_an_offset_only(client: TestClient, api: Api
                  "/v1/dashboard/heatmap", "/v1/dashboard/target", "/v1/dashboard/forecast",
                  "/v1/dashboard/signs"):
         for name in ("from", "to"):
-            refused = _problem(client.get(path, params={name: text}), 422)
+            refused = problem(client.get(path, params={name: text}), 422)
             assert [(error["location"], error["name"]) for error in refused["errors"]] == [
                 ("query", name)], (path, refused)
 
@@ -170,10 +163,10 @@ def test_a_time_in_a_body_is_rfc3339_text_too(client: TestClient, api: Api) -> N
     later = utc_now() + timedelta(hours=1)
     for until in (later.timestamp(), int(later.timestamp()), str(int(later.timestamp())),
                   later.date().isoformat()):
-        refused = _problem(client.post(f"/v1/admin/lots/{lot}/close", headers=key, json={
+        refused = problem(client.post(f"/v1/admin/lots/{lot}/close", headers=key, json={
             "reason": "Baustelle", "until": until}), 422)
         assert [error["name"] for error in refused["errors"]] == ["until"], refused
-        refused = _problem(client.post(f"/v1/admin/signs/{sign}/override", headers=key, json={
+        refused = problem(client.post(f"/v1/admin/signs/{sign}/override", headers=key, json={
             "lines": [{"text": "frei"}], "reason": "Test", "until": until}), 422)
         assert [error["name"] for error in refused["errors"]] == ["until"], refused
     closed = client.post(f"/v1/admin/lots/{lot}/close", headers=key, json={
@@ -191,7 +184,7 @@ def test_a_405_names_every_method_of_the_path(client: TestClient, api: Api) -> N
     for path, operations in openapi["paths"].items():
         url = path.replace("{lot_id}", api.city.lots[0].id).replace("{sign_id}", sign)
         answer = client.request("PUT", url)
-        _problem(answer, 405)
+        problem(answer, 405)
         documented = {method.upper() for method in operations}
         if "GET" in documented:
             documented.add("HEAD")

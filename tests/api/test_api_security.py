@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 from _browser import LEAFLET, chromium, policy_page
-from _helpers import api_server, free_port, wait_for
+from _helpers import PROBLEM, api_server, free_port, wait_for
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -31,7 +31,6 @@ from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
 
-PROBLEM = "application/problem+json"
 PAGES = ("/", "/kiosk", "/dashboard")
 
 

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 from _browser import chromium
-from _helpers import ROOT, service_env, utc_now, wait_for
+from _helpers import ROOT, problem, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
 from test_api_stream_admin import counter, serve
@@ -109,15 +109,8 @@ def console(make_console: Callable[..., Console]) -> Console:
     return make_console()
 
 
-PROBLEM = "application/problem+json"
 
 
-def _problem(answer: httpx.Response, status: int) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = answer.json()
-    assert body["status"] == status
-    return body
 
 
 # -- people and sessions ------------------------------------------------------------------------
@@ -195,7 +188,7 @@ def test_wrong_password_and_unknown_user_get_one_answer_in_similar_time_and_no_p
             answer = httpx.post(f"{console.url}/v1/console/login", timeout=30,
                                 json={"username": name, "password": f"guess-{attempt}"})
             timings[case].append(time.perf_counter() - began)
-            body = _problem(answer, 401)
+            body = problem(answer, 401)
             assert "set-cookie" not in answer.headers
             answers[case] = (body["detail"], body["title"])
     assert answers["wrong"] == answers["unknown"] == ("wrong user name or password",
@@ -215,12 +208,12 @@ def test_login_attempts_are_limited_per_address_and_per_user_name(
     console = make_console()
     console.add("olga", "operator")
     for attempt in range(LOGIN_BURST):
-        _problem(httpx.post(f"{console.url}/v1/console/login", timeout=30, json={
+        problem(httpx.post(f"{console.url}/v1/console/login", timeout=30, json={
             "username": "olga" if attempt % 2 else f"x{attempt}", "password": "nope"}), 401)
     # The address has spent its attempts: even the right password waits now.
     limited = httpx.post(f"{console.url}/v1/console/login", timeout=30,
                          json={"username": "olga", "password": PASSWORD})
-    _problem(limited, 429)
+    problem(limited, 429)
     assert int(limited.headers["retry-after"]) >= 1
 
 
@@ -234,25 +227,25 @@ def test_each_role_boundary(console: Console) -> None:
     with console.client() as anonymous:
         for method, path in (("GET", "/v1/console/me"), ("GET", "/v1/console/audit"),
                              ("POST", close), ("POST", open_), ("POST", "/v1/console/logout")):
-            _problem(anonymous.request(method, path, json=reason if path == close else None),
+            problem(anonymous.request(method, path, json=reason if path == close else None),
                      401)
         # Checked before the body is read: whatever it sends, no session is a 401.
         for body in (b"{not json", b"\xff\xfe{}", b"[" * 3000):
-            _problem(anonymous.post(close, content=body,
+            problem(anonymous.post(close, content=body,
                                     headers={"Content-Type": "application/json"}), 401)
         anonymous.cookies.set("parkleit_session", "forged-token", path="/v1/console")
-        _problem(anonymous.get("/v1/console/me"), 401)
+        problem(anonymous.get("/v1/console/me"), 401)
     # A planner reads, but may not act on a lot.
     planner, planner_csrf = console.login("paul")
     assert planner.get("/v1/console/audit").status_code == 200
-    refused = _problem(planner.post(close, json=reason, headers={"X-CSRF-Token": planner_csrf}),
+    refused = problem(planner.post(close, json=reason, headers={"X-CSRF-Token": planner_csrf}),
                        403)
     assert "operator" in refused["detail"]
     # An operator and an admin act; without or with a wrong CSRF token they do not.
     for name in ("olga", "ada"):
         client, csrf = console.login(name)
         for headers in ({}, {"X-CSRF-Token": "x" * 43}, {"X-CSRF-Token": planner_csrf}):
-            denied = _problem(client.post(close, json=reason, headers=headers), 403)
+            denied = problem(client.post(close, json=reason, headers=headers), 403)
             assert "X-CSRF-Token" in denied["detail"]
         closed = client.post(close, json=reason, headers={"X-CSRF-Token": csrf})
         assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
@@ -263,10 +256,10 @@ def test_each_role_boundary(console: Console) -> None:
     assert actions == [("olga", None, "close_lot"), ("olga", None, "open_lot"),
                        ("ada", None, "close_lot"), ("ada", None, "open_lot")]
     # A logout needs the token too, and ends the session.
-    _problem(planner.post("/v1/console/logout"), 403)
+    problem(planner.post("/v1/console/logout"), 403)
     assert planner.post("/v1/console/logout",
                         headers={"X-CSRF-Token": planner_csrf}).status_code == 204
-    _problem(planner.get("/v1/console/me"), 401)
+    problem(planner.get("/v1/console/me"), 401)
 
 
 def test_idle_and_absolute_expiry_by_the_clock(make_console: Callable[..., Console]) -> None:
@@ -280,11 +273,11 @@ def test_idle_and_absolute_expiry_by_the_clock(make_console: Callable[..., Conso
     console.advance(590)
     assert busy.get("/v1/console/me").status_code == 200
     console.advance(20)  # 610 s since idle's last request
-    _problem(idle.get("/v1/console/me"), 401)
+    problem(idle.get("/v1/console/me"), 401)
     console.advance(290)  # busy: active all along, but 1490 s old
     assert busy.get("/v1/console/me").status_code == 200
     console.advance(20)  # 1510 s: past its lifetime
-    _problem(busy.get("/v1/console/me"), 401)
+    problem(busy.get("/v1/console/me"), 401)
 
 
 def test_a_disabled_users_session_stops_at_once(console: Console) -> None:
@@ -294,10 +287,10 @@ def test_a_disabled_users_session_stops_at_once(console: Console) -> None:
     # The disabling bypasses the API (a direct UPDATE, as another tool might do it): the
     # session check itself refuses a disabled person, not only the CLI's clean-up.
     console.conn.execute("UPDATE console_users SET disabled = true WHERE name = 'olga'")
-    _problem(client.get("/v1/console/me"), 401)
-    _problem(client.post(f"/v1/console/lots/{console.lot('garage')}/close",
+    problem(client.get("/v1/console/me"), 401)
+    problem(client.post(f"/v1/console/lots/{console.lot('garage')}/close",
                          json={"reason": "x"}, headers={"X-CSRF-Token": csrf}), 401)
-    _problem(httpx.post(f"{console.url}/v1/console/login", timeout=30,
+    problem(httpx.post(f"{console.url}/v1/console/login", timeout=30,
                         json={"username": "olga", "password": PASSWORD}), 401)
     # And through the CLI: its sessions are gone from the table as well.
     console.conn.execute("UPDATE console_users SET disabled = false WHERE name = 'olga'")
@@ -322,9 +315,9 @@ def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
     # Bad input: an end time in the past, no reason, an unknown lot.
     for body, status in (({"reason": "x", "until": "2000-01-01T00:00:00Z"}, 422),
                          ({"reason": ""}, 422), ({}, 422)):
-        _problem(client.post(f"/v1/console/lots/{lot}/close", json=body,
+        problem(client.post(f"/v1/console/lots/{lot}/close", json=body,
                              headers={"X-CSRF-Token": csrf}), status)
-    _problem(client.post(f"/v1/console/lots/{console.city.id}-nowhere/close",
+    problem(client.post(f"/v1/console/lots/{console.city.id}-nowhere/close",
                          json={"reason": "x"}, headers={"X-CSRF-Token": csrf}), 404)
 
     planner, _ = console.login("paul")

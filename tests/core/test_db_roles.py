@@ -46,11 +46,13 @@ WRITES: dict[str, dict[str, set[str]]] = {
     "api": {"lot_closures": {"INSERT", "UPDATE", "DELETE"},
             "sign_overrides": {"INSERT", "UPDATE", "DELETE"},
             "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"},
-            "console_sessions": {"INSERT", "UPDATE", "DELETE"}},
+            "console_sessions": {"INSERT", "UPDATE", "DELETE"}, "alarms": {"UPDATE"}},
     "ingest": {"bay_events": {"INSERT"}, "lot_occupancy": {"INSERT"},
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
-               "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"}},
-    "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"}},
+               "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"},
+               "alarms": {"INSERT", "UPDATE"}},
+    "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"},
+                "leader_terms": {"INSERT", "UPDATE"}},
     "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
                  "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"}},
 }
@@ -218,8 +220,8 @@ def _count(conn: psycopg.Connection[Any], query: str) -> int:
 def site(roles: Roles, settings: Settings, spawn: Callable[..., ServiceProcess],
          tmp_path: Path) -> Iterator[tuple[str, str]]:
     """``parkleit ingest`` and ``parkleit api`` with their roles; the API's URL and key."""
-    ingest = spawn(["ingest"], service_env(settings, PARKLEIT_DATABASE_URL=roles.urls["ingest"]),
-                   name="ingest")
+    ingest = spawn(["ingest"], service_env(settings, PARKLEIT_DATABASE_URL=roles.urls["ingest"],
+                                           PARKLEIT_INGEST_STALE_CHECK_S="1"), name="ingest")
     ingest.wait_log("connected to MQTT", timeout=30)
     keys = tmp_path / "api-keys"
     key = add_key(keys, "ops")
@@ -262,6 +264,10 @@ def test_ingest_writes_with_its_role(site: tuple[str, str], settings: Settings, 
     lots = httpx.get(f"{site[0]}/v1/lots").json()
     garage = next(lot for lot in lots["lots"] if lot["id"] == f"{city.id}-garage")
     assert garage["free"] == 60
+    # The alarms' evaluator, at each stale check, with the same role: the lot no reading came
+    # from has its alarm, the others none.
+    alarms = "SELECT target FROM alarms WHERE kind = 'lot_no_data' AND cleared_at IS NULL"
+    wait_for(lambda: conn.execute(alarms).fetchall() == [(f"{city.id}-small",)])
 
 
 def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
@@ -302,17 +308,21 @@ def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
         answer = httpx.request(method, f"{url}{path}", json=body, headers=admin, timeout=30)
         assert answer.status_code == 200, (path, answer.text)
     csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+    # An alarm ingest raised with its role (no lot has been heard from here).
+    alarm = wait_for(lambda: conn.execute(
+        "SELECT id FROM alarms WHERE target = %s AND cleared_at IS NULL", (lot_id,)).fetchone())
     for path, body in ((f"/v1/console/lots/{lot_id}/close", {"reason": "Markt"}),
-                       (f"/v1/console/lots/{lot_id}/open", None)):
+                       (f"/v1/console/lots/{lot_id}/open", None),
+                       (f"/v1/console/alarms/{alarm[0]}/ack", {"comment": "Techniker"})):
         answer = client.post(path, json=body, headers=csrf)
         assert answer.status_code == 200, (path, answer.text)
-    assert client.get("/v1/console/audit").json()["total"] == 7
+    assert client.get("/v1/console/audit").json()["total"] == 8
     assert client.post("/v1/console/logout", headers=csrf).status_code == 204
     client.close()
     audit = conn.execute("SELECT action, key_name FROM admin_audit ORDER BY time").fetchall()
     assert [action for action, _ in audit] == ["close_lot", "open_lot", "override_sign",
                                                "clear_sign_override", "reload", "close_lot",
-                                               "open_lot"]
+                                               "open_lot", "ack_alarm"]
 
 
 def _first_lines(lines: Iterator[str], count: int) -> list[str]:

@@ -112,6 +112,10 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "lots": Jsonb([{"lot_id": "L1", "city": "testcity", "name": "Markt", "capacity": 3}]),
     "bays": Jsonb([{"bay_id": "B1", "lot_id": "L1"}]),
     "signs": Jsonb([]),
+    # ingest.alarm_conditions (ingest/alarms.sql): the evaluator's thresholds
+    "gateway_silent_s": 3600, "sign_ack_s": 300,
+    "sign_failures": 3, "forecast_horizon_min": 60, "forecast_error_rate": 0.15,
+    "offline_services": ["signage"],
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {
@@ -143,9 +147,10 @@ def read_queries(package: str) -> list[str]:
     ]
 
 
-def run_read_query(conn: Conn, package: str, name: str) -> list[tuple[Any, ...]]:
+def run_read_query(conn: Conn, package: str, name: str,
+                   file: str = "queries") -> list[tuple[Any, ...]]:
     """Run one named read query with SAMPLE_PARAMS, in a transaction that is rolled back."""
-    text = queries(package)[name]
+    text = queries(package, file)[name]
     wanted = set(_PLACEHOLDER.findall(text))
     unknown = sorted(wanted - SAMPLE_PARAMS.keys())
     assert not unknown, f"add sample values for {unknown} ({package}.{name}) to SAMPLE_PARAMS"
@@ -375,7 +380,7 @@ def plain_pg(admin_url: str) -> Iterator[Conn]:
 
 
 def test_migrate_builds_the_timescale_layer(tsdb: Conn, first_migration: list[str]) -> None:
-    assert first_migration == ["extension timescaledb", "schema.sql at 0010 console"]
+    assert first_migration == ["extension timescaledb", "schema.sql at 0014 leadership"]
     found = catalog(tsdb)
     assert found["extension"] == [("timescaledb",)]
 
@@ -418,7 +423,7 @@ def test_migrations_on_timescaledb_give_the_schema_file(
     try:
         with connect_when_ready(server) as conn:
             assert migrate(conn, up_to=1) == ["extension timescaledb", "0001 baseline"]
-            assert migrate(conn)[-1] == "0010 console"
+            assert migrate(conn)[-1] == "0014 leadership"
             migrated = schema_catalog(conn), catalog(conn)
     finally:
         stop_server(server)
@@ -500,7 +505,9 @@ def test_each_service_role_reads_its_data_on_timescaledb(tsdb: Conn) -> None:
             tsdb.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(prefix + service)))
             for name in read_queries(package):
                 run_read_query(tsdb, package, name)
-            if service != "ingest":
+            if service == "ingest":  # the alarms' evaluator reads sensor_health and more
+                run_read_query(tsdb, "ingest", "alarm_conditions", "alarms")
+            else:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege), tsdb.transaction():
                     tsdb.execute("INSERT INTO bay_events (time, bay_id, occupied, source)"
                                  " VALUES (now(), 'B1', true, 'forged')")

@@ -992,6 +992,10 @@ def test_only_ingest_reads_sensor_topics_and_public_reads_status_only(peers: Log
                    topic("services/parkleit-ingest-1")):
         assert public.publish(forged, "x") == NOT_AUTHORIZED, forged
     assert sensor.publish(topic(f"services/{BAY}"), "offline") == NOT_AUTHORIZED
+    # Ingest follows every service's status: an offline one is an alarm (ingest/_alarms.py).
+    ingest.subscribe(topic("services/+"))
+    assert signage.publish(topic("services/signage"), "sentinel of signage") == 0
+    assert topic("services/signage") in ingest.until("sentinel of signage")
 
 
 def test_two_cities_share_the_broker_without_mixing(peers: Login) -> None:

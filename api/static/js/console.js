@@ -1,5 +1,6 @@
-// The operator console: log in, the city's lots live (v1/lots, then the SSE stream) with a
-// close/open action per lot, and the audit. The session is an HttpOnly cookie the page never
+// The operator console: log in, the open alarms (v1/console/alarms, read again every few
+// seconds) with an acknowledgement per alarm, the city's lots live (v1/lots, then the SSE
+// stream) with a close/open action per lot, and the audit. The session is an HttpOnly cookie the page never
 // sees; its CSRF token (from login or v1/console/me) goes with every write.
 
 import { config, t, translate, langButton, onLangChange, formatNumber, formatTime } from './i18n.js';
@@ -8,6 +9,9 @@ import { LotFeed, hasCount } from './live.js';
 const $ = (id) => document.getElementById(id);
 let session = null;
 let feed = null;
+const ALARM_POLL_MS = 5000;
+let alarmTimer = null;
+let alarmSignature = '';
 
 async function call(path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
@@ -33,13 +37,15 @@ async function problemText(response) {
 function showLogin() {
   session = null;
   $('login').hidden = false;
-  for (const id of ['lots', 'audit', 'who', 'logout']) $(id).hidden = true;
+  for (const id of ['alarms', 'lots', 'audit', 'who', 'logout']) $(id).hidden = true;
+  clearInterval(alarmTimer);
+  alarmTimer = null;
   $('username').focus();
 }
 
 function showConsole() {
   $('login').hidden = true;
-  for (const id of ['lots', 'audit', 'who', 'logout']) $(id).hidden = false;
+  for (const id of ['alarms', 'lots', 'audit', 'who', 'logout']) $(id).hidden = false;
   $('who').textContent = t('console.who', { user: session.user, role: t(`role.${session.role}`) });
   const mayAct = session.role !== 'planner';
   document.body.classList.toggle('read-only', !mayAct);
@@ -55,6 +61,111 @@ function showConsole() {
   } else {
     renderLots([...feed.lots.values()]);
   }
+  alarmSignature = '';
+  $('alarm-rows').replaceChildren();
+  loadAlarms();
+  if (!alarmTimer) alarmTimer = setInterval(loadAlarms, ALARM_POLL_MS);
+  loadAudit();
+}
+
+// -- alarms -------------------------------------------------------------------------------------
+
+function cell(text) {
+  const element = document.createElement('td');
+  element.textContent = text;
+  return element;
+}
+
+function targetName(target) {
+  const lot = feed && feed.lots.get(target);
+  return lot ? `${lot.name} (${target})` : target;
+}
+
+function rowSignature(alarm) {
+  return `${alarm.id}/${alarm.acknowledged_at ?? ''}`;
+}
+
+async function loadAlarms() {
+  const response = await call('alarms');
+  if (!response.ok) return;
+  const { alarms } = await response.json();
+  $('alarms-none').hidden = alarms.length > 0;
+  $('alarm-table').hidden = alarms.length === 0;
+  const signature = alarms.map(rowSignature).join(',');
+  if (signature === alarmSignature) return;
+  alarmSignature = signature;
+  // Rows that did not change are kept (a comment being typed stays).
+  const kept = new Map([...$('alarm-rows').rows].map((row) => [row.dataset.signature, row]));
+  $('alarm-rows').replaceChildren(...alarms.map((alarm) => kept.get(rowSignature(alarm))
+    || alarmRow(alarm)));
+}
+
+function alarmRow(alarm) {
+  const row = document.createElement('tr');
+  row.dataset.alarm = alarm.id;
+  row.dataset.signature = rowSignature(alarm);
+  const severity = document.createElement('td');
+  const badge = document.createElement('span');
+  badge.className = `badge severity-${alarm.severity}`;
+  badge.textContent = t(`severity.${alarm.severity}`);
+  severity.append(badge);
+  const kind = t(`alarm.${alarm.kind}`);
+  const target = targetName(alarm.target);
+  const acknowledgement = document.createElement('td');
+  acknowledgement.className = 'ack';
+  if (alarm.acknowledged_by) {
+    acknowledgement.textContent = t('console.alarm.acked', { user: alarm.acknowledged_by,
+      time: formatTime(alarm.acknowledged_at, true), comment: alarm.ack_comment });
+  } else if (session && session.role !== 'planner') {
+    acknowledgement.append(ackForm(alarm, kind, target));
+  } else {
+    acknowledgement.textContent = '–';
+  }
+  row.append(severity, cell(kind), cell(target), cell(formatTime(alarm.since, true)),
+    acknowledgement);
+  return row;
+}
+
+function ackForm(alarm, kind, target) {
+  const form = document.createElement('form');
+  form.className = 'alarm-action';
+  const id = `comment-${alarm.id}`;
+  const label = document.createElement('label');
+  label.htmlFor = id;
+  label.className = 'visually-hidden';
+  label.textContent = t('console.alarm.comment.label', { kind, target });
+  const input = document.createElement('input');
+  input.id = id;
+  input.name = 'comment';
+  input.maxLength = 500;
+  input.placeholder = t('console.alarm.comment');
+  const button = document.createElement('button');
+  button.type = 'submit';
+  button.textContent = t('console.alarm.ackButton');
+  button.setAttribute('aria-label', t('console.alarm.ackButton.label', { kind, target }));
+  form.append(label, input, button);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    acknowledge(alarm, input).catch((error) => { $('alarm-error').textContent = String(error); });
+  });
+  return form;
+}
+
+async function acknowledge(alarm, input) {
+  $('alarm-error').textContent = '';
+  const comment = input.value.trim();
+  if (!comment) {
+    $('alarm-error').textContent = t('console.alarm.comment.missing');
+    input.focus();
+    return;
+  }
+  const response = await call(`alarms/${alarm.id}/ack`, { method: 'POST', body: { comment } });
+  if (!response.ok) {
+    if (response.status !== 401) $('alarm-error').textContent = await problemText(response);
+    return;
+  }
+  $('alarms-h').focus();
+  await loadAlarms();
   loadAudit();
 }
 
@@ -163,7 +274,7 @@ async function loadAudit() {
   $('audit-rows').replaceChildren(...page.entries.map((entry) => {
     const row = document.createElement('tr');
     const cells = [formatTime(entry.time, true), `${entry.actor} (${t(`actor.${entry.actor_kind}`)})`,
-      entry.action, entry.target ?? '', entry.detail?.reason ?? ''];
+      entry.action, entry.target ?? '', entry.detail?.reason ?? entry.detail?.comment ?? ''];
     row.append(...cells.map((text) => {
       const cell = document.createElement('td');
       cell.textContent = text;
@@ -192,7 +303,7 @@ $('login-form').addEventListener('submit', async (event) => {
   }
   session = await response.json();
   showConsole();
-  $('lots-h').focus();
+  $('alarms-h').focus(); // the console's work starts with the open alarms, on top
 });
 
 $('logout').addEventListener('click', async () => {
@@ -202,6 +313,7 @@ $('logout').addEventListener('click', async () => {
 
 for (const element of document.querySelectorAll('.city-name')) element.textContent = config.city.name;
 $('lots-h').tabIndex = -1;
+$('alarms-h').tabIndex = -1;
 langButton($('lang'));
 translate();
 onLangChange(() => {
