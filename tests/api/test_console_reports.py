@@ -17,9 +17,10 @@ import httpx
 import psycopg
 import pytest
 from _browser import chromium
+from _helpers import problem
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
-from test_console import ARTIFACTS, PASSWORD, Console, _problem, make_console  # noqa: F401
+from test_console import ARTIFACTS, PASSWORD, Console, make_console  # noqa: F401
 
 from core.city import City
 from core.clock import Clock
@@ -229,17 +230,17 @@ def test_role_boundary_and_bad_input(reports: Console) -> None:
     city = reports.city.id
     with reports.client() as anonymous:
         for params in ({}, {"format": "csv"}):
-            _problem(anonymous.get(f"/v1/console/reports/{city}/2026-10", params=params), 401)
+            problem(anonymous.get(f"/v1/console/reports/{city}/2026-10", params=params), 401)
     client = _login_planner(reports)
     for month in ("2026-13", "2026-1", "26-10", "2026-00", "0000-01", "2026-10-01", "oct"):
-        _problem(client.get(f"/v1/console/reports/{city}/{month}"), 422)
+        problem(client.get(f"/v1/console/reports/{city}/{month}"), 422)
     # Not begun yet (the clock says 10 April 2027): May 2027 and far ahead.
     for month in ("2027-05", "9999-12"):
-        body = _problem(client.get(f"/v1/console/reports/{city}/{month}"), 422)
+        body = problem(client.get(f"/v1/console/reports/{city}/{month}"), 422)
         assert "has not begun" in body["errors"][0]["detail"], body
-    body = _problem(client.get("/v1/console/reports/nowhere/2026-10"), 404)
+    body = problem(client.get("/v1/console/reports/nowhere/2026-10"), 404)
     assert "nowhere" in body["detail"]
-    _problem(client.get(f"/v1/console/reports/{city}/2026-10", params={"format": "pdf"}), 422)
+    problem(client.get(f"/v1/console/reports/{city}/2026-10", params={"format": "pdf"}), 422)
     # In the OpenAPI, with its JSON model.
     operation = httpx.get(f"{reports.url}/openapi.json").json()["paths"][
         "/v1/console/reports/{city}/{month}"]["get"]
@@ -255,8 +256,8 @@ def test_the_console_form_leads_to_the_report_page(reports: Console) -> None:
     page = httpx.get(f"{reports.url}/console/reports/{reports.city.id}/2026-10")
     assert page.status_code == 200 and 'href="../../../static/css/pages.css"' in page.text
     assert '"month": "2026-10"' in page.text
-    _problem(httpx.get(f"{reports.url}/console/reports/nowhere/2026-10"), 404)
-    _problem(httpx.get(f"{reports.url}/console/reports/{reports.city.id}/2026-13"), 422)
+    problem(httpx.get(f"{reports.url}/console/reports/nowhere/2026-10"), 404)
+    problem(httpx.get(f"{reports.url}/console/reports/{reports.city.id}/2026-13"), 422)
 
 
 # -- the printable page in Chromium ------------------------------------------------------------
