@@ -34,75 +34,13 @@ LEFT JOIN lot_state AS s ON s.lot_id = p.lot_id
 ORDER BY p.lot_id;
 
 -- name: bay_quality
--- Per lot counted by bays: its bays, how many were silent at some time in the period (nothing
--- heard, neither a reading nor radio health, for four staleness limits: sensor_status's rule)
--- and how many were stuck at some time in it (one state held longer than the lot allows:
--- bay_stuck). A bay's span before its first message of the period starts at its last message
--- before (or at ``from`` if it had none): a bay never heard is silent.
-WITH bay AS (
-    SELECT b.bay_id, b.lot_id, l.stale_after_s, l.max_dwell_s, l.max_idle_s
-    FROM bays AS b
-    JOIN lots AS l ON l.lot_id = b.lot_id
-    WHERE b.lot_id = ANY(%(lot_ids)s)
-), heard AS (
-    SELECT e.bay_id, e.time
-    FROM bay_events AS e JOIN bay ON bay.bay_id = e.bay_id
-    WHERE e.time >= %(from)s AND e.time < %(until)s
-    UNION ALL
-    SELECT h.sensor_id, h.time
-    FROM sensor_health AS h JOIN bay ON bay.bay_id = h.sensor_id
-    WHERE h.time >= %(from)s AND h.time < %(until)s
-    UNION ALL
-    SELECT bay.bay_id, coalesce(greatest(
-        (SELECT max(e.time) FROM bay_events AS e
-         WHERE e.bay_id = bay.bay_id AND e.time < %(from)s),
-        (SELECT max(h.time) FROM sensor_health AS h
-         WHERE h.sensor_id = bay.bay_id AND h.time < %(from)s)), %(from)s::timestamptz)
-    FROM bay
-), gaps AS (
-    SELECT bay_id, time,
-           lead(time, 1, %(until)s::timestamptz) OVER (PARTITION BY bay_id ORDER BY time) AS next
-    FROM heard
-), readings AS (
-    SELECT e.bay_id, e.time, e.occupied
-    FROM bay_events AS e JOIN bay ON bay.bay_id = e.bay_id
-    WHERE e.time >= %(from)s AND e.time < %(until)s
-    UNION ALL
-    SELECT bay.bay_id, p.time, p.occupied
-    FROM bay
-    CROSS JOIN LATERAL (
-        SELECT e.time, e.occupied FROM bay_events AS e
-        WHERE e.bay_id = bay.bay_id AND e.time < %(from)s
-        ORDER BY e.time DESC
-        LIMIT 1
-    ) AS p
-), changes AS (
-    SELECT bay_id, time, occupied,
-           occupied IS DISTINCT FROM lag(occupied) OVER (PARTITION BY bay_id ORDER BY time)
-               AS changed
-    FROM readings
-), runs AS (
-    SELECT bay_id, occupied, time AS since,
-           lead(time, 1, %(until)s::timestamptz) OVER (PARTITION BY bay_id ORDER BY time)
-               AS until
-    FROM changes
-    WHERE changed
-)
-SELECT bay.lot_id, count(*) AS bays,
-       count(*) FILTER (WHERE EXISTS (
-           SELECT 1 FROM gaps AS g
-           WHERE g.bay_id = bay.bay_id
-             AND greatest(%(from)s::timestamptz,
-                          g.time + make_interval(secs => 4 * bay.stale_after_s))
-                 < least(g.next, %(until)s::timestamptz))) AS silent,
-       count(*) FILTER (WHERE EXISTS (
-           SELECT 1 FROM runs AS r
-           WHERE r.bay_id = bay.bay_id AND r.until > %(from)s
-             AND bay_stuck(r.occupied, r.since, bay.max_dwell_s, bay.max_idle_s, r.until)))
-           AS stuck
-FROM bay
-GROUP BY bay.lot_id
-ORDER BY bay.lot_id;
+-- Per lot counted by bays: its bays, and how many were silent and how many stuck at some time
+-- in the period (the rule bay_faults, core/sql/rules.sql).
+SELECT lot_id, count(*) AS bays, count(*) FILTER (WHERE silent) AS silent,
+       count(*) FILTER (WHERE stuck) AS stuck
+FROM bay_faults(%(lot_ids)s, %(from)s, %(until)s)
+GROUP BY lot_id
+ORDER BY lot_id;
 
 -- name: sign_availability
 -- Per sign: for how many seconds of the period its latest push had gone through (the sign
