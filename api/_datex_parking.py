@@ -91,9 +91,10 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
             occupancy = child(info, "prk:occupancy")
             child(occupancy, "prk:numberOfVacantSpaces", str(current.free))
             child(occupancy, "prk:numberOfOccupiedSpaces", str(current.occupied))
-            if lot.capacity:
-                child(occupancy, "prk:occupancy",
-                      _number(100 * current.occupied / lot.capacity))
+            # The capacity in force (an operator's temporary limit), as the API shows it.
+            capacity = lot.capacity if view is None else view.capacity
+            if capacity:
+                child(occupancy, "prk:occupancy", _number(100 * current.occupied / capacity))
         place_status = _PLACE_STATUS[current.status]
         if place_status is not None:
             child(info, "prk:status", place_status)

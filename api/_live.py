@@ -39,6 +39,18 @@ async def read_lots(conn: AsyncConnection[Any],
     return [lot_view(city, lot, live.get(lot.id) or {}, now, bays) for city, lot in lots]
 
 
+def limited(lot: registry.Lot, limit: int | None, free: int | None,
+            occupied: int | None) -> tuple[registry.Lot, int | None]:
+    """``lot`` with an operator's reduced capacity in force (``limit``), and its free spaces
+    counted against it (ingest does the same at its next pass; the lower of the two counts
+    until then)."""
+    if limit is None or limit >= lot.capacity or lot.counting != "counter":
+        return lot, free
+    if free is not None and occupied is not None:
+        free = max(0, min(free, limit - occupied))
+    return lot.model_copy(update={"capacity": limit}), free
+
+
 def lot_view(city: registry.City, lot: registry.Lot, row: Mapping[str, Any], now: datetime,
              bays: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> Lot:
     """``lot`` as the API shows it at ``now``, from its ``lot_state`` row as ``live_lots``
@@ -46,8 +58,9 @@ def lot_view(city: registry.City, lot: registry.Lot, row: Mapping[str, Any], now
     bays (``special_bays``, keyed by lot and kind)."""
     bays = bays or {}
     updated: datetime | None = row.get("updated")
+    lot, free = limited(lot, row.get("capacity_limit"), row.get("free"), row.get("occupied"))
     # The status and numbers every open-data format publishes: none for a stale or closed lot.
-    published = publish(lot, LotReading(row.get("free"), updated, bool(row.get("closed"))),
+    published = publish(lot, LotReading(free, updated, bool(row.get("closed"))),
                         now, city.tz)
     stale = updated is None or now - updated > timedelta(seconds=lot.stale_after_s)
     quality, flags = (0.0, ["stale"]) if stale else (row.get("quality"),

@@ -8,6 +8,16 @@ in one transaction that holds the lot's row lock (as ingest's batches do): the l
 the signs have it at commit; ingest's retained MQTT status follows at its next stale check.
 Every change writes an ``admin_audit`` row in the same transaction: who (an API key's name or
 a person), what, and the lot's status and closure before and after.
+
+Correcting a counter lot's count (the console) works the same way: under the row lock it sets
+``lot_state``'s count (fresh now, ``corrected_at``, the flag ``manual_correction``) and
+NOTIFYs it. Ingest builds its counter state from that row at every batch, so the corrected
+count is its new baseline: the next reading's entries and exits count on from it.
+
+A counter lot's capacity reduced for a while (``lot_capacity_limits``, the console) is read by
+ingest like a closure, at every batch and stale check, and by the API's lot views at once; the
+change NOTIFYs the lot's figures against the limit, so the signs and the stream have it at
+commit.
 """
 
 from __future__ import annotations
@@ -30,10 +40,13 @@ from core.city import Cities, OpeningHours
 from core.db import queries
 from core.status import LotStatus, lot_status
 
-__all__ = ["AdminLot", "CloseLot", "Closure", "Operator", "Reason", "audit", "audit_row",
-           "close_lot", "future", "open_lot"]
+__all__ = ["AdminLot", "CapacityLimit", "CloseLot", "Closure", "CorrectCount", "CorrectedLot",
+           "LimitedLot", "Operator", "Reason", "audit", "audit_row", "close_lot",
+           "correct_count", "end_capacity", "future", "limit_capacity", "open_lot"]
 
 logger = logging.getLogger(__name__)
+
+MANUAL_CORRECTION = "manual_correction"  # the flag (ingest keeps it for a day)
 
 # Why an operator acted: in the audit, on the closure or override, and to everyone who reads it.
 Reason = Annotated[str, SafeText(min_length=1, max_length=500)]
@@ -159,3 +172,158 @@ async def open_lot(conn: AsyncConnection[Any], cities: Cities, lot_id: str, oper
         await audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
                     now, before, opened.model_dump(mode="json", exclude={"lot_id"}))
     return opened
+
+
+class CorrectCount(BaseModel):
+    """The number of cars parked in a counter lot now, and why it is set by hand."""
+
+    model_config = ConfigDict(extra="forbid")
+    occupied: Annotated[int, Field(ge=0, le=1_000_000, description=(
+        "Cars parked now: 0 to the lot's capacity"))]
+    reason: Reason
+
+
+class CorrectedLot(BaseModel):
+    """A lot's figures after a count correction."""
+
+    lot_id: str
+    occupied: int
+    free: int
+    capacity: int
+    status: str
+    updated: datetime
+    flags: list[str]
+
+
+async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                        body: CorrectCount, operator: Operator,
+                        now: datetime) -> CorrectedLot:
+    """Set a counter lot's count as ingest's new baseline, announced at once and audited."""
+    try:
+        city, lot = cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    if lot.counting != "counter":
+        bad_parameter("occupied", f"lot {lot_id} counts its bays, each by its sensor; only a "
+                      "counter lot's count can be corrected", "body")
+    if body.occupied > lot.capacity:
+        bad_parameter("occupied", f"must lie between 0 and the capacity of {lot_id}, "
+                      f"{lot.capacity}", "body")
+    q = queries("api", "admin")
+    async with conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+            await cur.execute(q["closure_of"], {"lot_id": lot_id})
+            closure = await cur.fetchone()
+        closed = closure is not None and (closure["until"] is None or closure["until"] > now)
+        free = lot.capacity - body.occupied
+        status = lot_status(lot, OpeningHours(lot.opening_hours), free, now, now, city.tz,
+                            closed=closed)
+        # The stale flag goes with the old count; ingest re-derives every flag at its next pass.
+        flags = [flag for flag in row["flags"] if flag not in ("stale", MANUAL_CORRECTION)]
+        flags.append(MANUAL_CORRECTION)
+        await conn.execute(queries("api", "console")["correct_count"], {
+            "lot_id": lot_id, "occupied": body.occupied, "free": free, "now": now,
+            "status": status, "flags": flags})
+        announced = LotStatus(lot_id, free, body.occupied, lot.capacity, status, now,
+                              row["quality"])
+        await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
+                                         "payload": announced.notification(city.id)})
+        corrected = CorrectedLot(lot_id=lot_id, occupied=body.occupied, free=free,
+                                 capacity=lot.capacity, status=status, updated=now, flags=flags)
+        before = {"occupied": row["occupied"], "free": row["free"], "status": row["status"],
+                  "updated": row["updated"] and row["updated"].isoformat()}
+        await audit(conn, operator, "correct_count", lot_id,
+                    {"reason": body.reason, "occupied": body.occupied, "manual": True}, now,
+                    before, corrected.model_dump(mode="json", exclude={"lot_id"}))
+    return corrected
+
+
+class CapacityLimit(BaseModel):
+    """A counter lot's capacity for a while (a level closed for works), why and until when."""
+
+    model_config = ConfigDict(extra="forbid")
+    capacity: Annotated[int, Field(ge=0, le=1_000_000, description=(
+        "The spaces in use until `until`: 0 to the lot's configured capacity"))]
+    until: Moment = Field(description="When the configured capacity is back (RFC 3339 with "
+                          "offset)")
+    reason: Reason
+
+
+class LimitedLot(BaseModel):
+    """A lot's capacity in force after a change, and its free spaces counted against it."""
+
+    lot_id: str
+    capacity: int
+    configured_capacity: int
+    free: int | None
+    status: str
+    until: datetime | None
+
+
+async def _capacity_change(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                           limit: CapacityLimit | None, operator: Operator,
+                           now: datetime) -> LimitedLot:
+    try:
+        city, lot = cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    until = None
+    if limit is not None:
+        until = future(limit.until, now)
+        if lot.counting != "counter":
+            bad_parameter("capacity", f"lot {lot_id} counts its bays; only a counter lot's "
+                          "capacity can be limited", "body")
+        if limit.capacity > lot.capacity:
+            bad_parameter("capacity", f"must lie between 0 and the configured capacity of "
+                          f"{lot_id}, {lot.capacity}", "body")
+    q, console = queries("api", "admin"), queries("api", "console")
+    async with conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+            await cur.execute(console["capacity_limit_of"], {"lot_id": lot_id, "now": now})
+            before = await cur.fetchone()
+        if limit is None:
+            await conn.execute(console["end_capacity_limit"], {"lot_id": lot_id})
+            capacity = lot.capacity
+        else:
+            await conn.execute(console["set_capacity_limit"], {
+                "lot_id": lot_id, "capacity": limit.capacity, "reason": limit.reason,
+                "set_by": operator.name, "since": now, "until": until})
+            capacity = limit.capacity
+        occupied = row["occupied"]
+        free = None if occupied is None else max(0, capacity - occupied)
+        judged = lot.model_copy(update={"capacity": capacity})
+        status = "closed" if row["status"] == "closed" else lot_status(
+            judged, OpeningHours(lot.opening_hours), free, row["updated"], now, city.tz)
+        announced = LotStatus(lot_id, free, occupied, capacity, status, row["updated"],
+                              row["quality"])
+        await conn.execute(q["notify"], {"channel": channels.LOT_STATE,
+                                         "payload": announced.notification(city.id)})
+        result = LimitedLot(lot_id=lot_id, capacity=capacity, configured_capacity=lot.capacity,
+                            free=free, status=status, until=until)
+        await audit(conn, operator, "limit_capacity" if limit else "end_capacity_limit",
+                    lot_id, {"reason": limit.reason, "capacity": limit.capacity,
+                             "until": until and until.isoformat()} if limit else {},
+                    now, {"capacity": lot.capacity if before is None else before["capacity"],
+                          "free": row["free"]},
+                    result.model_dump(mode="json", exclude={"lot_id"}))
+    return result
+
+
+async def limit_capacity(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                         body: CapacityLimit, operator: Operator, now: datetime) -> LimitedLot:
+    """Reduce a counter lot's capacity until ``body.until``, for every consumer; audited."""
+    return await _capacity_change(conn, cities, lot_id, body, operator, now)
+
+
+async def end_capacity(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
+                       operator: Operator, now: datetime) -> LimitedLot:
+    """End a lot's capacity limit before its time (if any); audited."""
+    return await _capacity_change(conn, cities, lot_id, None, operator, now)

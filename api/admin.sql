@@ -2,7 +2,7 @@
 
 -- name: lock_lot_state
 -- The lot's row, locked: ingest locks it too, so a closure and a batch never cross.
-SELECT lot_id, free, occupied, capacity, updated, quality, status
+SELECT lot_id, free, occupied, capacity, updated, quality, status, flags
 FROM lot_state
 WHERE lot_id = %(lot_id)s
 FOR UPDATE;
@@ -34,12 +34,12 @@ UPDATE lot_state SET status = %(status)s WHERE lot_id = %(lot_id)s;
 SELECT 1 FROM signs WHERE sign_id = %(sign_id)s;
 
 -- name: set_sign_override
--- What a sign shows instead of its rendered content, set or replaced.
-INSERT INTO sign_overrides (sign_id, content, reason, set_by, since, until)
-VALUES (%(sign_id)s, %(content)s, %(reason)s, %(key_name)s, %(since)s, %(until)s)
+-- What a sign shows instead of its rendered content (an operator's mode), set or replaced.
+INSERT INTO sign_overrides (sign_id, content, reason, set_by, since, until, mode)
+VALUES (%(sign_id)s, %(content)s, %(reason)s, %(key_name)s, %(since)s, %(until)s, %(mode)s)
 ON CONFLICT (sign_id) DO UPDATE SET
     content = excluded.content, reason = excluded.reason, set_by = excluded.set_by,
-    since = excluded.since, until = excluded.until;
+    since = excluded.since, until = excluded.until, mode = excluded.mode;
 
 -- name: clear_sign_override
 -- A sign's operator override lifted.

@@ -86,3 +86,53 @@ SET acknowledged_by = %(user)s, acknowledged_at = %(now)s, ack_comment = %(comme
 WHERE id = %(id)s
 RETURNING id, city, kind, severity, target, since, cleared_at, detail, acknowledged_by,
           acknowledged_at, ack_comment;
+
+-- name: lock_sign_mode
+-- Changes of one sign's mode take turns (a transaction-level advisory lock), so that each
+-- audits as before what the one ahead of it left: the last write wins, none is lost.
+SELECT pg_advisory_xact_lock(hashtext('parkleit_sign_mode'), hashtext(%(sign_id)s));
+
+-- name: sign_mode_of
+-- A sign's operator mode in force at ``now`` (no row: auto).
+SELECT mode, content, reason, set_by, since, until
+FROM sign_overrides
+WHERE sign_id = %(sign_id)s AND (until IS NULL OR until > %(now)s);
+
+-- name: sign_modes
+-- Every sign of the given cities: the mode asked (in force at ``now``) and what the sign last
+-- acknowledged showing (signage's sign_state), side by side.
+SELECT g.sign_id, g.city, g.name, o.mode, o.content AS asked, o.reason, o.set_by, o.since,
+       o.until, s.content AS shown, s.shown_since, s.last_ack, s.last_error,
+       coalesce(s.consecutive_failures, 0) AS consecutive_failures
+FROM signs AS g
+LEFT JOIN sign_overrides AS o
+       ON o.sign_id = g.sign_id AND (o.until IS NULL OR o.until > %(now)s)
+LEFT JOIN sign_state AS s ON s.sign_id = g.sign_id
+WHERE g.city = ANY(%(cities)s)
+ORDER BY g.city, g.sign_id;
+
+-- name: correct_count
+-- A counter lot's count set by an operator: the new baseline ingest counts on from (its
+-- counter's readings stay), fresh now, flagged as a manual correction.
+UPDATE lot_state
+SET occupied = %(occupied)s, free = %(free)s, updated = %(now)s, status = %(status)s,
+    corrected_at = %(now)s, flags = %(flags)s
+WHERE lot_id = %(lot_id)s;
+
+-- name: capacity_limit_of
+-- A lot's capacity limit in force at ``now``, if any (what the audit records as before).
+SELECT capacity, reason, set_by, since, until
+FROM lot_capacity_limits
+WHERE lot_id = %(lot_id)s AND until > %(now)s;
+
+-- name: set_capacity_limit
+-- A counter lot's capacity reduced until ``until``, or its limit replaced.
+INSERT INTO lot_capacity_limits (lot_id, capacity, reason, set_by, since, until)
+VALUES (%(lot_id)s, %(capacity)s, %(reason)s, %(set_by)s, %(since)s, %(until)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    capacity = excluded.capacity, reason = excluded.reason, set_by = excluded.set_by,
+    since = excluded.since, until = excluded.until;
+
+-- name: end_capacity_limit
+-- A lot's capacity limit ended before its time.
+DELETE FROM lot_capacity_limits WHERE lot_id = %(lot_id)s;

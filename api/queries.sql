@@ -2,10 +2,10 @@
 
 -- name: live_lots
 -- The current state of the given lots (closed: as ingest last derived it, which knows of
--- operators' closures) and, per lot, the newest live 30-minute forecast whose target still
--- lies ahead (a newer run always has the later target, so it is the newest run).
+-- operators' closures), an operator's capacity limit in force, and, per lot, the newest live
+-- 30-minute forecast whose target still lies ahead (a newer run always has the later target, so it is the newest run).
 SELECT p.lot_id, s.free, s.occupied, s.updated, s.quality, s.flags,
-       s.status = 'closed' AS closed,
+       s.status = 'closed' AS closed, c.capacity AS capacity_limit,
        f.time AS forecast_origin, f.target_time AS forecast_target,
        round(f.free::numeric, 2)::float8 AS forecast_free,
        round(f.free_p10::numeric, 2)::float8 AS forecast_free_p10,
@@ -13,6 +13,7 @@ SELECT p.lot_id, s.free, s.occupied, s.updated, s.quality, s.flags,
        round(f.p_space::numeric, 3)::float8 AS forecast_p_space, f.model AS forecast_model
 FROM unnest(%(lot_ids)s::text[]) AS p (lot_id)
 LEFT JOIN lot_state AS s ON s.lot_id = p.lot_id
+LEFT JOIN lot_capacity_limits AS c ON c.lot_id = p.lot_id AND c.until > %(now)s
 LEFT JOIN LATERAL (
     SELECT x.time, x.target_time, x.free, x.free_p10, x.free_p90, x.p_space, x.model
     FROM forecasts AS x

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -82,6 +83,28 @@ class Leadership:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), retry.next())
         self._step_down("stopping")
+
+    def start_thread(self, stop: threading.Event) -> threading.Thread:
+        """``run`` in a thread of its own, until ``stop`` is set (for a threaded service)."""
+
+        async def run() -> None:
+            stopping = asyncio.Event()
+
+            async def watch() -> None:
+                while not stop.is_set():
+                    await asyncio.sleep(0.1)
+                stopping.set()
+
+            watcher = asyncio.create_task(watch())
+            try:
+                await self.run(stopping)
+            finally:
+                watcher.cancel()
+
+        thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True,
+                                  name=f"{self.service}-leadership")
+        thread.start()
+        return thread
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         q = queries("core")

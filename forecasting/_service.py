@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from core import channels
 from core.city import City
 from core.db import listen, open_pool, queries
+from core.leader import Leadership
 from core.mqtt import ServiceStatus
 from core.runtime import Lifecycle
 from core.settings import Settings
@@ -480,6 +481,8 @@ class ForecastService(Lifecycle):
         self._trainer: threading.Thread | None = None
         self._trained = threading.Event()
         self._backtesting = threading.Event()  # the trainer thread is in its backtest
+        self.leadership = Leadership(settings, "forecast", city.id,
+                                     f"{socket.gethostname()}-{os.getpid()}")
 
     def stop(self) -> None:
         """Ask the service to finish; safe to call more than once, from any thread."""
@@ -490,6 +493,7 @@ class ForecastService(Lifecycle):
         pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2, name="forecast")
         listener = _Listener(self.settings.DATABASE_URL, self._stop)
         status: ServiceStatus | None = None
+        leadership = self.leadership.start_thread(self._stop)
         try:
             status = ServiceStatus(
                 self.settings, self.city.id, "forecast",
@@ -497,6 +501,8 @@ class ForecastService(Lifecycle):
                 on_fatal=self.fatal).start()
             self._loop(pool, listener)
         finally:
+            self._stop.set()
+            leadership.join(10)
             listener.close()
             self._join_trainer()
             if status is not None:
@@ -508,17 +514,20 @@ class ForecastService(Lifecycle):
     def _loop(self, pool: ConnectionPool, listener: _Listener) -> None:
         settings = self.settings
         listener.connect()  # before the first forecast, so no change after it goes unheard
-        with pool.connection() as conn:
-            newest = newest_model(conn, self.city)
-        started = self.clock.now()
-        if newest is None or started - newest.created_at > RETRAIN_AFTER:
-            self._start_training(pool, None)
-        else:  # the stored model, backtested where the published error lacks live forecasts
-            self._start_training(pool, None, backtest_at=started)
-        next_nightly = self._next_nightly(started)
+        next_nightly = self._next_nightly(self.clock.now())
         next_predict = time.monotonic()
         last_predict = -math.inf
+        leading = False
         while not self._stop.is_set():
+            # Only the leader among replicas trains and writes forecasts; a standby listens.
+            if not self.leadership.leading():
+                leading = False
+                for payload in listener.wait(0.5):
+                    self._on_change(payload)
+                continue
+            if not leading:  # (again) the leader: start as a fresh service would
+                leading, next_predict = True, time.monotonic()
+                self._start(pool)
             moment = self.clock.now()
             if moment >= next_nightly:
                 self._start_training(pool, next_nightly)
@@ -538,6 +547,17 @@ class ForecastService(Lifecycle):
             # Short waits keep SIGTERM and a finished training noticed promptly.
             for payload in listener.wait(min(max(wake - now, 0.01), 0.5)):
                 self._on_change(payload)
+
+    def _start(self, pool: ConnectionPool) -> None:
+        """Train if the stored model is missing or old, else backtest it where the published
+        error lacks live forecasts."""
+        with pool.connection() as conn:
+            newest = newest_model(conn, self.city)
+        started = self.clock.now()
+        if newest is None or started - newest.created_at > RETRAIN_AFTER:
+            self._start_training(pool, None)
+        else:
+            self._start_training(pool, None, backtest_at=started)
 
     def _next_nightly(self, after: datetime) -> datetime:
         """The first retrain time (local FORECAST_RETRAIN_HOUR:00) after ``after``."""

@@ -138,13 +138,15 @@ def _clamp(occupied: int, capacity: int) -> int:
 
 def lot_quality(lot: Lot, *, stale: bool, fresh_bays: int = 0, stuck_bays: int = 0,
                 clamped: bool = False, drift: int | None = None,
-                jumped: bool = False) -> tuple[float, list[str]]:
+                jumped: bool = False, corrected: bool = False) -> tuple[float, list[str]]:
     """A 0..1 score of how far the lot's count can be trusted, and the reasons.
 
     Bay-counted: the share of bays whose sensor was heard recently and is not stuck. Counter-
     counted: 1, less for a reading that had to be clamped, for a counter jump (``jumped``:
     within ``COUNTER_JUMP_HOLD``, the count carried over a re-baselining may miss the cars of
-    that interval) and for the drift the counter had accumulated by its last re-zeroing.
+    that interval) and for the drift the counter had accumulated by its last re-zeroing. A
+    count an operator set by hand (``corrected``: within ``COUNTER_JUMP_HOLD`` of it, until the
+    next re-zeroing) is flagged ``manual_correction`` and costs nothing: it was counted.
     Stale data scores 0.
     """
     if stale:
@@ -168,6 +170,8 @@ def lot_quality(lot: Lot, *, stale: bool, fresh_bays: int = 0, stuck_bays: int =
         if drift:
             flags.append(f"drift:{drift}")
             score -= min(0.7, abs(drift) / max(lot.capacity, 1))
+        if corrected:
+            flags.append("manual_correction")
     return round(min(1.0, max(0.0, score)), 3), flags
 
 

@@ -199,6 +199,8 @@ class Writer:
                 q["lock_lot_states"], {"lot_ids": lot_ids})}
             closed = {row["lot_id"] for row in cur.execute(
                 q["operator_closures"], {"lot_ids": lot_ids, "now": now})}
+            limits = {row["lot_id"]: row["capacity"] for row in cur.execute(
+                q["capacity_limits"], {"lot_ids": lot_ids, "now": now})}
             counts = {row["lot_id"]: row for row in cur.execute(
                 q["bay_lot_counts"], {"lot_ids": bay_lots, "now": now})} if bay_lots else {}
         for lot_id in lot_ids:
@@ -206,7 +208,8 @@ class Writer:
             if old is None:
                 continue  # registry not synced for this lot yet; its readings stay in history
             self._update_lot(self._lots[lot_id], old, counts.get(lot_id),
-                             counters.get(lot_id, []), lot_id in closed, now, work)
+                             counters.get(lot_id, []), lot_id in closed, now, work,
+                             limits.get(lot_id))
         # One statement each for all lots: arrays of columns, not a statement per row.
         with conn.cursor() as cur:
             if work.updates:
@@ -224,12 +227,19 @@ class Writer:
 
     def _update_lot(self, lot: Lot, old: dict[str, Any], bay_count: dict[str, Any] | None,
                     readings: list[tuple[CounterReading, Message]], closed: bool,
-                    now: datetime, work: _LotWork) -> None:
-        """One lot's new state from its bay count or counter readings, into ``work``."""
+                    now: datetime, work: _LotWork, limit: int | None = None) -> None:
+        """One lot's new state from its bay count or counter readings, into ``work``.
+
+        ``limit``: an operator's reduced capacity of a counter lot in force. Free spaces and
+        status are judged against it; the count is not cut to it (the cars are still there,
+        and are counted out as they leave).
+        """
         occupied, updated, free = old["occupied"], old["updated"], old["free"]
         counter = CounterState(old["occupied"], old["counter_entries"], old["counter_exits"],
                                old["counter_time"], clamped="clamped" in old["flags"])
         rezeroed_on, drift, jumped_at = old["rezeroed_on"], old["drift"], old["counter_jump_at"]
+        # An operator's count correction (the console) is in ``old`` already: the baseline.
+        corrected_at = old["corrected_at"]
         quality_of: dict[str, Any] = {}
         if bay_count is not None:
             if bay_count["known"]:
@@ -251,27 +261,31 @@ class Writer:
             # counter jump before it no longer matters.
             drift, occupied, rezeroed_on = occupied or 0, 0, now.astimezone(
                 self.city.tz).date()
-            counter, jumped_at = replace(counter, occupied=0), None
+            counter, jumped_at, corrected_at = replace(counter, occupied=0), None, None
             work.occupancy_rows.append(self._occupancy_row(lot, now, 0, "counter"))
             logger.info("re-zeroed counter of %s (drift %d)", lot.id, drift)
+        judged = lot  # the lot with the capacity its free spaces are counted against
         if lot.counting == "counter":
-            free = None if occupied is None else lot.capacity - occupied
+            if limit is not None and limit < lot.capacity:
+                judged = lot.model_copy(update={"capacity": limit})
+            free = None if occupied is None else max(0, judged.capacity - occupied)
             quality_of = {"clamped": counter.clamped, "drift": drift,
-                          "jumped": jump_flagged(jumped_at, now)}
-        status = lot_status(lot, self._hours[lot.id], free, updated, now, self.city.tz,
+                          "jumped": jump_flagged(jumped_at, now),
+                          "corrected": jump_flagged(corrected_at, now)}
+        status = lot_status(judged, self._hours[lot.id], free, updated, now, self.city.tz,
                             closed=closed)
         quality, flags = lot_quality(
             lot, stale=updated is None or status == "unknown", **quality_of)
-        announced = LotStatus(lot.id, free, occupied, lot.capacity, status, updated, quality)
+        announced = LotStatus(lot.id, free, occupied, judged.capacity, status, updated, quality)
         new = {"lot_id": lot.id, "free": free, "occupied": occupied,
-               "capacity": lot.capacity, "status": status, "updated": updated,
+               "capacity": judged.capacity, "status": status, "updated": updated,
                "counter_entries": counter.entries, "counter_exits": counter.exits,
                "counter_time": counter.time, "quality": quality, "flags": ",".join(flags),
-               "rezeroed_on": rezeroed_on, "drift": drift, "counter_jump_at": jumped_at}
+               "rezeroed_on": rezeroed_on, "drift": drift, "counter_jump_at": jumped_at,
+               "corrected_at": corrected_at}
         same_quality = old["quality"] is not None and abs(old["quality"] - quality) < 1e-3
         if not same_quality or flags != old["flags"] or any(
-                new[key] != old[key] for key in new
-                if key not in ("capacity", "flags", "quality")):
+                new[key] != old[key] for key in new if key not in ("flags", "quality")):
             work.updates.append(new)
         if self._should_announce(announced):
             work.changed.append(announced)
@@ -335,8 +349,8 @@ class Writer:
 
     def _should_announce(self, status: LotStatus) -> bool:
         old = self._announced.get(status.lot_id)
-        if old is None or (old.free, old.occupied, old.status) != (
-                status.free, status.occupied, status.status):
+        if old is None or (old.free, old.occupied, old.capacity, old.status) != (
+                status.free, status.occupied, status.capacity, status.status):
             return True
         return (status.updated is not None and old.updated is not None
                 and status.updated - old.updated >= REANNOUNCE_AFTER)

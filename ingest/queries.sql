@@ -91,8 +91,8 @@ GROUP BY lot_id;
 
 -- name: lock_lot_states
 -- The lots' current state, locked until the batch commits.
-SELECT lot_id, free, occupied, status, updated, counter_entries, counter_exits, counter_time,
-       quality, flags, rezeroed_on, drift, counter_jump_at
+SELECT lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
+       counter_time, quality, flags, rezeroed_on, drift, counter_jump_at, corrected_at
 FROM lot_state
 WHERE lot_id = ANY(%(lot_ids)s)
 ORDER BY lot_id
@@ -105,6 +105,13 @@ SELECT lot_id
 FROM lot_closures
 WHERE lot_id = ANY(%(lot_ids)s) AND (until IS NULL OR until > %(now)s);
 
+-- name: capacity_limits
+-- The capacities operators reduced for a while, in force at ``now``, of the given lots (read
+-- after lock_lot_states, as the closures are).
+SELECT lot_id, capacity
+FROM lot_capacity_limits
+WHERE lot_id = ANY(%(lot_ids)s) AND until > %(now)s;
+
 -- name: update_lot_states
 -- One statement per batch for all lots (arrays of equal length, one element per lot).
 UPDATE lot_state AS s
@@ -112,14 +119,15 @@ SET free = u.free, occupied = u.occupied, capacity = u.capacity, status = u.stat
     updated = u.updated, counter_entries = u.counter_entries,
     counter_exits = u.counter_exits, counter_time = u.counter_time, quality = u.quality,
     flags = string_to_array(u.flags, ','), rezeroed_on = u.rezeroed_on, drift = u.drift,
-    counter_jump_at = u.counter_jump_at
+    counter_jump_at = u.counter_jump_at, corrected_at = u.corrected_at
 FROM unnest(%(lot_id)s::text[], %(free)s::integer[], %(occupied)s::integer[],
             %(capacity)s::integer[], %(status)s::text[], %(updated)s::timestamptz[],
             %(counter_entries)s::bigint[], %(counter_exits)s::bigint[],
             %(counter_time)s::timestamptz[], %(quality)s::real[], %(flags)s::text[],
-            %(rezeroed_on)s::date[], %(drift)s::integer[], %(counter_jump_at)s::timestamptz[])
+            %(rezeroed_on)s::date[], %(drift)s::integer[], %(counter_jump_at)s::timestamptz[],
+            %(corrected_at)s::timestamptz[])
      AS u (lot_id, free, occupied, capacity, status, updated, counter_entries, counter_exits,
-           counter_time, quality, flags, rezeroed_on, drift, counter_jump_at)
+           counter_time, quality, flags, rezeroed_on, drift, counter_jump_at, corrected_at)
 WHERE s.lot_id = u.lot_id;
 
 -- name: insert_lot_occupancy

@@ -3,10 +3,12 @@
 from signage._audit import content_from_json, content_json, read_sign_states
 from signage._content import Ack, Arrow, LineContent, SignContent, SignDriver, SignError
 from signage._datex import SignHealth, SignReport, vms_publication, vms_table_publication
+from signage._modes import SIGN_CHARACTERS, SignMode, SignTextError, mode_content
 from signage._render import ForecastPoint, Level, LineState, Observation, SignState, render
 from signage._service import SignageService, timing_problem
 
 __all__ = [
+    "SIGN_CHARACTERS",
     "Ack",
     "Arrow",
     "ForecastPoint",
@@ -18,11 +20,14 @@ __all__ = [
     "SignDriver",
     "SignError",
     "SignHealth",
+    "SignMode",
     "SignReport",
     "SignState",
+    "SignTextError",
     "SignageService",
     "content_from_json",
     "content_json",
+    "mode_content",
     "read_sign_states",
     "render",
     "timing_problem",

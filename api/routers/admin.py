@@ -228,7 +228,7 @@ async def override_sign(sign_id: SignId, body: OverrideSign, operator: OperatorD
         q = queries("api", "admin")
         await conn.execute(q["set_sign_override"], {
             "sign_id": sign_id, "content": Jsonb(document), "reason": body.reason,
-            "key_name": operator.name, "since": now, "until": until})
+            "key_name": operator.name, "since": now, "until": until, "mode": "text"})
         await conn.execute(q["notify"], {"channel": channels.SIGN_OVERRIDE, "payload": sign_id})
         await audit(conn, operator, "override_sign", sign_id,
                      {**document, "reason": body.reason, "until": until and until.isoformat()},

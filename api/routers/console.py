@@ -10,7 +10,9 @@ and act through a session cookie (the API keys stay for machines).
 - No session (or an ended one) 401; a role below the route's 403; a write without the session's
   CSRF token 403. Roles: planner reads, operator also acts on lots, admin as operator.
 - Closing and opening a lot is the admin routes' code (``api._lotadmin``), audited with the
-  person's name; the audit is read here (paged JSON or CSV).
+  person's name; so are correcting a counter lot's count and limiting its capacity. A sign's
+  mode (``api._signmode``) is an override with its mode. The audit is read here (paged JSON or
+  CSV).
 - Alarms are raised and cleared by ingest's evaluator (``ingest/alarms.sql``); here they are
   read (planner) and acknowledged with a comment (operator), audited like a lot's closing. An
   acknowledged alarm stays open until its cause is gone.
@@ -29,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
+    Body,
     Depends,
     Header,
     HTTPException,
@@ -48,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api import _console as console
 from api import _lotadmin as lotadmin
 from api import _reports as reports
+from api import _signmode as signmode
 from api._http import (
     PROBLEM_MEDIA_TYPE,
     Problem,
@@ -57,7 +61,15 @@ from api._http import (
     problem_responses,
 )
 from api._input import SafeText
-from api._lotadmin import AdminLot, CloseLot, Operator
+from api._lotadmin import (
+    AdminLot,
+    CapacityLimit,
+    CloseLot,
+    CorrectCount,
+    CorrectedLot,
+    LimitedLot,
+    Operator,
+)
 from api._ratelimit import TokenBuckets, retry_after
 from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core.alarms import ALARM_KINDS, AlarmKind, Severity
@@ -161,6 +173,7 @@ Planner = Annotated[console.ConsoleUser, Depends(_reader("planner"))]
 OperatorWrite = Annotated[console.ConsoleUser, Depends(_writer("operator"))]
 AnyWrite = Annotated[console.ConsoleUser, Depends(_writer("planner"))]
 LotId = Annotated[str, Path(pattern=ID_PATTERN, description="The lot's id.")]
+SignId = Annotated[str, Path(pattern=ID_PATTERN, description="The sign's id.")]
 
 
 # -- login, logout, me ----------------------------------------------------------------------------
@@ -349,6 +362,69 @@ async def ack_alarm(request: Request, alarm_id: AlarmId, body: AckAlarm, user: O
             Alarm(**before).model_dump(mode="json", include=set(_ACK_FIELDS)),
             acked.model_dump(mode="json", include=set(_ACK_FIELDS)))
     return acked
+
+
+@router.post("/lots/{lot_id}/count", operation_id="consoleCorrectCount",
+             response_model=CorrectedLot,
+             summary="Set a counter lot's count now (operator): ingest counts on from it",
+             responses=_WRITE_PROBLEMS)
+async def correct_count(request: Request, lot_id: LotId, body: CorrectCount,
+                        user: OperatorWrite, conn: Conn, now: Now,
+                        cities: CitiesDep) -> CorrectedLot:
+    """Set the number of cars parked in ``lot_id`` now (0 to its capacity), flagged
+    ``manual_correction``; everyone has it at once, audited with before and after."""
+    return await lotadmin.correct_count(conn, cities, lot_id, body, _operator(request, user),
+                                        now)
+
+
+@router.post("/lots/{lot_id}/capacity", operation_id="consoleLimitCapacity",
+             response_model=LimitedLot,
+             summary="Reduce a counter lot's capacity until a time (operator)",
+             responses=_WRITE_PROBLEMS)
+async def limit_capacity(request: Request, lot_id: LotId, body: CapacityLimit,
+                         user: OperatorWrite, conn: Conn, now: Now,
+                         cities: CitiesDep) -> LimitedLot:
+    """Count ``lot_id``'s free spaces against ``capacity`` until ``until`` (a level closed for
+    works): /v1/lots, DATEX II, the stream and the signs show it; audited."""
+    return await lotadmin.limit_capacity(conn, cities, lot_id, body, _operator(request, user),
+                                         now)
+
+
+@router.delete("/lots/{lot_id}/capacity", operation_id="consoleEndCapacityLimit",
+               response_model=LimitedLot,
+               summary="End a lot's capacity limit before its time (operator)",
+               responses=_WRITE_PROBLEMS)
+async def end_capacity(request: Request, lot_id: LotId, user: OperatorWrite, conn: Conn,
+                       now: Now, cities: CitiesDep) -> LimitedLot:
+    """Give ``lot_id`` its configured capacity again (if it was limited); audited."""
+    return await lotadmin.end_capacity(conn, cities, lot_id, _operator(request, user), now)
+
+
+# -- signs --------------------------------------------------------------------------------------
+
+
+@router.get("/signs", operation_id="consoleSigns", response_model=list[signmode.SignModeView],
+            summary="Every sign: its mode as asked and what it really shows (planner)",
+            responses={**_NO_SESSION, **_FORBIDDEN})
+async def signs(response: Response, _user: Planner, conn: Conn, now: Now,
+                cities: CitiesDep) -> list[signmode.SignModeView]:
+    """Per sign the mode in force (``auto`` without one), its end, and the content the sign
+    last acknowledged (signage's ``sign_state``) beside it."""
+    response.headers["Cache-Control"] = "no-store"
+    return await signmode.list_sign_modes(conn, cities, now)
+
+
+@router.put("/signs/{sign_id}/mode", operation_id="consoleSetSignMode",
+            response_model=signmode.SignModeView,
+            summary="Put a sign into a mode (operator); auto clears it",
+            responses=_WRITE_PROBLEMS)
+async def set_sign_mode(request: Request, sign_id: SignId,
+                        body: Annotated[signmode.SetSignMode, Body()], user: OperatorWrite,
+                        conn: Conn, now: Now, cities: CitiesDep) -> signmode.SignModeView:
+    """Show ``mode`` on ``sign_id`` until changed or ``until`` (then auto by itself); the
+    signage service pushes it at once. A text that does not fit the sign is a 422."""
+    return await signmode.set_sign_mode(conn, cities, sign_id, body,
+                                        _operator(request, user), now)
 
 
 # -- audit --------------------------------------------------------------------------------------

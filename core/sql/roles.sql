@@ -38,17 +38,20 @@ GRANT EXECUTE ON FUNCTION bay_faults(text[], timestamptz, timestamptz) TO {api};
 
 -- api: reads what it serves (live state, history from the aggregates, forecasts and their
 -- error, sensor health for the dashboard, signs and their log); writes only what the admin
--- routes change: closures, sign overrides, a lot's status (set at once on closing), the
--- audit (insert, and read for the console's audit page: no service can change it), the
--- console's sessions; reads the console's people (db migrate's owner, the CLI, writes
--- them). Of the models only
--- their age (/metrics/city), not the artefacts. Nothing of ingest's raw data or dead letters.
+-- routes change: closures, capacity limits, sign overrides, a lot's status (set at once on
+-- closing) and count (an operator's correction), the audit (insert, and read for the
+-- console's audit page: no service can change it), the console's sessions; reads the
+-- console's people (db migrate's owner, the CLI, writes them). Of the models only their age
+-- (/metrics/city), not the artefacts. Nothing of ingest's raw data or dead letters.
 GRANT SELECT ON lot_state, bay_state, lot_occupancy, lot_occupancy_15m, lot_occupancy_1h,
     forecasts, forecast_accuracy, sensor_health, sensor_state, sign_log, sign_state,
     schema_migrations TO {api};
 GRANT SELECT (city, created_at) ON forecast_models TO {api};
-GRANT UPDATE (status) ON lot_state TO {api};
-GRANT SELECT, INSERT, UPDATE, DELETE ON lot_closures, sign_overrides TO {api};
+-- A count an operator corrects (the console) is set at once, as ingest's new baseline; the
+-- counter's readings stay ingest's.
+GRANT UPDATE (status, free, occupied, updated, flags, corrected_at) ON lot_state TO {api};
+GRANT SELECT, INSERT, UPDATE, DELETE ON lot_closures, lot_capacity_limits, sign_overrides
+    TO {api};
 GRANT SELECT, INSERT ON admin_audit TO {api};
 GRANT SELECT ON console_users TO {api};
 GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {api};
@@ -57,11 +60,11 @@ GRANT SELECT ON alarms TO {api};
 GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
--- closures. Never deletes anything.
+-- closures and capacity limits. Never deletes anything.
 GRANT SELECT, INSERT ON bay_events, lot_occupancy, sensor_health TO {ingest};
 GRANT SELECT, INSERT, UPDATE ON bay_state, dead_letters TO {ingest};
 GRANT SELECT, UPDATE ON lot_state TO {ingest};
-GRANT SELECT ON lot_closures TO {ingest};
+GRANT SELECT ON lot_closures, lot_capacity_limits TO {ingest};
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ingest};
 -- The alarms' evaluator (ingest/alarms.sql) raises and clears them from what the other parts
 -- record: sensor health, the signs' state, the published forecast error. It never touches a
@@ -74,7 +77,7 @@ GRANT USAGE ON SEQUENCE alarms_id_seq TO {ingest};
 -- signage: its audit log (insert only) and the health of its signs; reads the lot state,
 -- the forecasts and the operators' overrides.
 GRANT INSERT ON sign_log TO {signage};
-GRANT SELECT, INSERT, UPDATE ON leader_terms TO {signage};
+GRANT SELECT, INSERT, UPDATE ON leader_terms TO {signage}, {forecast};
 GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
 GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 

@@ -140,7 +140,8 @@ CREATE TABLE bay_state (
 );
 
 -- A lot's current figures and status as ingest last derived them, its quality score with the
--- reasons (flags), its counter's readings, when the counter was last re-zeroed and last jumped.
+-- reasons (flags), its counter's readings, when the counter was last re-zeroed and last jumped,
+-- and when an operator last set its count by hand (the console's count correction).
 CREATE TABLE lot_state (
     lot_id          text PRIMARY KEY REFERENCES lots (lot_id) ON DELETE CASCADE,
     free            integer,
@@ -156,7 +157,8 @@ CREATE TABLE lot_state (
     flags           text[] NOT NULL DEFAULT '{}',
     rezeroed_on     date,
     drift           integer,
-    counter_jump_at timestamptz
+    counter_jump_at timestamptz,
+    corrected_at    timestamptz
 );
 
 -- Everything ingest could not use, with the reason. One row per distinct (topic, payload).
@@ -235,16 +237,31 @@ CREATE TABLE lot_closures (
     until      timestamptz
 );
 
+-- A counter lot's capacity reduced for a while by an operator (a level closed for works).
+-- While a row is in force (``until`` ahead) ingest counts the lot's free spaces and status
+-- against it, and the API shows it as the lot's capacity; the count itself is not cut.
+CREATE TABLE lot_capacity_limits (
+    lot_id    text PRIMARY KEY REFERENCES lots (lot_id) ON DELETE CASCADE,
+    capacity  integer NOT NULL CHECK (capacity >= 0),
+    reason    text NOT NULL,
+    set_by    text NOT NULL,
+    since     timestamptz NOT NULL,
+    until     timestamptz NOT NULL
+);
+
 -- What a sign shows instead of its rendered content while the row is in force. ``content``
 -- is {"lines": [{"label", "arrow", "text"}, ...]}, as in sign_log; the signage service reads
--- it on each notification of channel parkleit_sign_override and every resync.
+-- it on each notification of channel parkleit_sign_override and every resync. ``mode`` is what
+-- was asked (the console's modes; the admin API's free overrides are ``text``).
 CREATE TABLE sign_overrides (
     sign_id  text PRIMARY KEY REFERENCES signs (sign_id) ON DELETE CASCADE,
     content  jsonb NOT NULL,
     reason   text NOT NULL,
     set_by   text NOT NULL,
     since    timestamptz NOT NULL,
-    until    timestamptz
+    until    timestamptz,
+    mode     text NOT NULL DEFAULT 'text'
+             CHECK (mode IN ('full', 'closed', 'blank', 'test', 'text'))
 );
 
 -- One row per admin or console action: who (an API key's name, never the key, or a person of

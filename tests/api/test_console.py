@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import psycopg
@@ -25,17 +27,25 @@ from _browser import chromium
 from _helpers import ROOT, problem, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
-from test_api_stream_admin import counter, serve
+from psycopg.types.json import Jsonb
+from test_api_stream_admin import counter, iso, serve
 
 from api import create_app
 from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
-from ingest import Writer, prepare_connection
+from ingest import Message, Writer, prepare_connection
 
 PASSWORD = "correct horse battery"
 ARTIFACTS = ROOT / "test-artifacts" / "pages"
 LOGIN_BURST = 6
+
+
+def entries_exits(city: City, lot: str, entries: int, exits: int, moment: datetime) -> Message:
+    """A counter reading of cumulative entries and exits."""
+    return Message(f"parkleit/v1/{city.id}/lots/{city.id}-{lot}/counter",
+                   json.dumps({"entries": entries, "exits": exits, "ts": iso(moment)}).encode(),
+                   moment)
 
 
 def users(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -340,6 +350,223 @@ def test_closing_a_lot_reaches_the_api_and_the_audit_with_before_and_after(
     assert json.loads(rows[0]["before"]) == {"closure": None, "status": "open"}
 
 
+# -- sign modes and count corrections ------------------------------------------------------------
+
+
+def test_sign_modes_and_counts_keep_the_role_boundaries(console: Console) -> None:
+    console.add("paul", "planner")
+    console.add("olga", "operator")
+    sign = f"{console.city.id}-vms-1"
+    mode = f"/v1/console/signs/{sign}/mode"
+    count = f"/v1/console/lots/{console.lot('garage')}/count"
+    full, corrected = {"mode": "full", "reason": "Test"}, {"occupied": 10, "reason": "gezählt"}
+    with console.client() as anonymous:
+        problem(anonymous.get("/v1/console/signs"), 401)
+        problem(anonymous.put(mode, json=full), 401)
+        problem(anonymous.post(count, json=corrected), 401)
+    planner, planner_csrf = console.login("paul")
+    listed = planner.get("/v1/console/signs")
+    assert listed.status_code == 200, listed.text
+    assert [(entry["sign_id"], entry["mode"]) for entry in listed.json()] == [(sign, "auto")]
+    for method, path, body in (("PUT", mode, full), ("POST", count, corrected)):
+        refused = problem(planner.request(method, path, json=body,
+                                          headers={"X-CSRF-Token": planner_csrf}), 403)
+        assert "operator" in refused["detail"]
+    operator, csrf = console.login("olga")
+    for method, path, body in (("PUT", mode, full), ("POST", count, corrected)):
+        denied = problem(operator.request(method, path, json=body), 403)
+        assert "X-CSRF-Token" in denied["detail"]
+    assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
+    assert console.conn.execute("SELECT count(*) FROM admin_audit").fetchone() == (0,)
+    done = operator.put(mode, json=full, headers={"X-CSRF-Token": csrf})
+    assert done.status_code == 200 and done.json()["mode"] == "full", done.text
+
+
+def test_a_sign_text_that_does_not_fit_or_ends_in_the_past_is_refused(console: Console) -> None:
+    console.add("olga", "operator")
+    client, csrf = console.login("olga")
+    sign = f"{console.city.id}-vms-1"  # one line of 20 characters
+    path = f"/v1/console/signs/{sign}/mode"
+    for body, field, words in (
+            ({"mode": "text", "text": "Umleitung über B 2 Nord"}, "text", "20"),
+            ({"mode": "text", "text": "Grüße größer Straße"}, "text", "two"),  # 19 + 5
+            ({"mode": "text", "text": "Stau ☃"}, "text", "U+2603"),
+            ({"mode": "text", "text": "Tab\there"}, "text", "U+0009"),
+            ({"mode": "text", "text": "Zeile 1\nZeile 2"}, "text", "has 1"),
+            ({"mode": "text"}, "text", "needs the text"),
+            ({"mode": "full", "text": "besetzt"}, "text", "only with the mode text"),
+            ({"mode": "full", "until": "2000-01-01T00:00:00Z"}, "until", "future"),
+            ({"mode": "auto", "until": "2099-01-01T00:00:00Z"}, "until", "auto"),
+            ({"mode": "rainbow"}, "mode", ""), ({"mode": "full", "reason": ""}, "reason", "")):
+        refused = problem(client.put(path, headers={"X-CSRF-Token": csrf},
+                                     json={"reason": "Test", **body}), 422)
+        [error] = refused["errors"]
+        assert (error["location"], error["name"]) == ("body", field), (body, refused)
+        assert words in error["detail"], (body, refused)
+    problem(client.put(f"/v1/console/signs/{console.city.id}-nowhere/mode",
+                       headers={"X-CSRF-Token": csrf}, json={"mode": "full", "reason": "x"}),
+            404)
+    assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
+    # What fits exactly is taken: 20 cells, an umlaut counting two.
+    fits = client.put(path, headers={"X-CSRF-Token": csrf},
+                      json={"mode": "text", "text": "Messe: Parken Süd!", "reason": "Messe"})
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["asked"] == [{"label": "", "arrow": "none", "text": "Messe: Parken Süd!"}]
+
+
+def test_two_operators_on_one_sign_last_write_wins_both_audited(console: Console) -> None:
+    console.add("olga", "operator")
+    console.add("otto", "operator")
+    sign = f"{console.city.id}-vms-1"
+    path = f"/v1/console/signs/{sign}/mode"
+    (olga, olga_csrf), (otto, otto_csrf) = console.login("olga"), console.login("otto")
+    until = "2099-01-01T00:00:00Z"
+    first = olga.put(path, headers={"X-CSRF-Token": olga_csrf},
+                     json={"mode": "closed", "until": until, "reason": "Hochwasser"})
+    assert first.status_code == 200, first.text
+    assert first.json()["asked"] == [{"label": "Zentrum", "arrow": "left", "text": "geschlossen"}]
+    second = otto.put(path, headers={"X-CSRF-Token": otto_csrf},
+                      json={"mode": "test", "reason": "Wartung"})
+    assert second.status_code == 200, second.text
+    [listed] = olga.get("/v1/console/signs").json()
+    assert (listed["mode"], listed["set_by"], listed["until"], listed["reason"]) == (
+        "test", "otto", None, "Wartung")
+    assert listed["asked"] == [{"label": "TEST", "arrow": "left", "text": "8" * 15}]
+    assert listed["shown"] is None  # no signage service here: the sign has acknowledged nothing
+    # The signage service's table has the mode (it reads it on the notification).
+    assert console.conn.execute("SELECT mode, set_by FROM sign_overrides").fetchall() == [
+        ("test", "otto")]
+    entries = olga.get("/v1/console/audit").json()["entries"][::-1]
+    assert [(e["actor"], e["action"], e["target"]) for e in entries] == [
+        ("olga", "sign_mode", sign), ("otto", "sign_mode", sign)]
+    assert entries[0]["before"] == {"mode": "auto"}
+    assert entries[0]["after"]["mode"] == "closed"
+    assert entries[1]["before"]["mode"] == "closed"  # what olga left
+    assert entries[1]["before"]["set_by"] == "olga"
+    assert entries[1]["after"]["mode"] == "test"
+    # auto clears it, audited too.
+    cleared = olga.put(path, headers={"X-CSRF-Token": olga_csrf},
+                       json={"mode": "auto", "reason": "fertig"})
+    assert cleared.status_code == 200 and cleared.json()["mode"] == "auto", cleared.text
+    assert console.conn.execute("SELECT count(*) FROM sign_overrides").fetchone() == (0,)
+    # A mode whose end has passed is auto again.
+    olga.put(path, headers={"X-CSRF-Token": olga_csrf},
+             json={"mode": "blank", "until": iso(utc_now() + timedelta(seconds=60)),
+                   "reason": "kurz"})
+    assert olga.get("/v1/console/signs").json()[0]["mode"] == "blank"
+    console.advance(61)
+    assert olga.get("/v1/console/signs").json()[0]["mode"] == "auto"
+
+
+def _lot_view(console: Console, lot: str) -> dict[str, Any]:
+    lots: list[dict[str, Any]] = httpx.get(f"{console.url}/v1/lots", timeout=10).json()["lots"]
+    return next(entry for entry in lots if entry["id"] == lot)
+
+
+def test_a_corrected_count_reaches_the_api_within_2_s_and_is_ingests_new_baseline(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    client, csrf = console.login("olga")
+    lot = console.lot("garage")  # a counter lot of 100; the fixture counted 40
+    writer, start = Writer(console.city), utc_now()
+    # The garage's counter reports entries and exits: the first reading keeps the count.
+    writer.write(console.conn, [entries_exits(console.city, "garage", 500, 460, start)], start)
+    assert _lot_view(console, lot)["free"] == 60
+    path = f"/v1/console/lots/{lot}/count"
+    for body in ({"occupied": 101, "reason": "x"}, {"occupied": -1, "reason": "x"},
+                 {"occupied": 5, "reason": ""}, {"occupied": 5}):
+        problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
+    bays = problem(client.post(f"/v1/console/lots/{console.lot('street')}/count",
+                               json={"occupied": 1, "reason": "x"},
+                               headers={"X-CSRF-Token": csrf}), 422)
+    assert "counts its bays" in bays["detail"]
+
+    sent = time.monotonic()
+    corrected = client.post(path, json={"occupied": 25, "reason": "nachgezählt"},
+                            headers={"X-CSRF-Token": csrf})
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["free"] == 75 and "manual_correction" in corrected.json()["flags"]
+    view = wait_for(lambda: (entry := _lot_view(console, lot))["free"] == 75 and entry,
+                    timeout=2, interval=0.05)
+    assert time.monotonic() - sent < 2.0
+    assert view["occupied"] == 25 and "manual_correction" in view["quality_flags"]
+    # Ingest counts on from it: 3 in, 1 out.
+    later = start + timedelta(seconds=30)
+    writer.write(console.conn, [entries_exits(console.city, "garage", 503, 461, later)],
+                 later)
+    state = console.conn.execute(
+        "SELECT occupied, free, flags, corrected_at IS NOT NULL FROM lot_state "
+        "WHERE lot_id = %s", (lot,)).fetchone()
+    assert state == (27, 73, ["manual_correction"], True)
+    wait_for(lambda: _lot_view(console, lot)["free"] == 73, timeout=2, interval=0.05)
+    [entry] = client.get("/v1/console/audit").json()["entries"]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("olga", "correct_count", lot)
+    assert entry["detail"] == {"reason": "nachgezählt", "occupied": 25, "manual": True}
+    assert entry["before"]["occupied"] == 40 and entry["after"]["occupied"] == 25
+
+
+def _vacant_in_datex(console: Console, lot: str) -> str | None:
+    answer = httpx.get(f"{console.url}/v1/datex2/parking-status", timeout=10)
+    assert answer.status_code == 200, answer.text
+    for info in ElementTree.fromstring(answer.content).iter():
+        if info.tag.endswith("}parkingStatusInformation") and any(
+                ref.get("id") == lot for ref in info if ref.tag.endswith("}reference")):
+            vacant = next((e for e in info.iter() if e.tag.endswith("}numberOfVacantSpaces")),
+                          None)
+            return None if vacant is None else vacant.text
+    return None
+
+
+def test_a_temporary_capacity_reaches_the_api_and_datex_and_ingest_counts_against_it(
+        console: Console) -> None:
+    console.add("olga", "operator")
+    console.add("paul", "planner")
+    client, csrf = console.login("olga")
+    lot = console.lot("garage")  # 100 spaces, 40 taken
+    path = f"/v1/console/lots/{lot}/capacity"
+    until = utc_now() + timedelta(hours=1)
+    works = {"capacity": 60, "until": iso(until), "reason": "Ebene 3 gesperrt"}
+    for body in ({**works, "capacity": 101}, {**works, "capacity": -1},
+                 {**works, "until": "2000-01-01T00:00:00Z"}, {"capacity": 60, "reason": "x"},
+                 {**works, "reason": ""}):
+        problem(client.post(path, json=body, headers={"X-CSRF-Token": csrf}), 422)
+    problem(client.post(f"/v1/console/lots/{console.lot('street')}/capacity", json=works,
+                        headers={"X-CSRF-Token": csrf}), 422)
+    planner, planner_csrf = console.login("paul")
+    problem(planner.post(path, json=works, headers={"X-CSRF-Token": planner_csrf}), 403)
+    problem(client.post(path, json=works), 403)
+    assert _lot_view(console, lot)["capacity"] == 100
+
+    limited = client.post(path, json=works, headers={"X-CSRF-Token": csrf})
+    assert limited.status_code == 200, limited.text
+    assert (limited.json()["capacity"], limited.json()["free"]) == (60, 20)
+    view = wait_for(lambda: (entry := _lot_view(console, lot))["capacity"] == 60 and entry,
+                    timeout=2, interval=0.05)
+    assert view["free"] == 20
+    assert _vacant_in_datex(console, lot) == "20"
+    # Ingest counts free spaces against it; the count itself is not cut to it.
+    writer, now = Writer(console.city), utc_now()
+    writer.write(console.conn, [counter(console.city, "garage", 70, now)], now)
+    assert console.conn.execute(
+        "SELECT capacity, occupied, free, status FROM lot_state WHERE lot_id = %s", (lot,)
+    ).fetchone() == (60, 70, 0, "full")
+    wait_for(lambda: _lot_view(console, lot)["status"] == "full", timeout=2, interval=0.05)
+    [entry] = client.get("/v1/console/audit").json()["entries"]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("olga", "limit_capacity", lot)
+    assert entry["before"]["capacity"] == 100 and entry["after"]["capacity"] == 60
+    # Past its end, ingest counts against the configured capacity again.
+    writer.refresh(console.conn, until + timedelta(seconds=1))
+    assert console.conn.execute(
+        "SELECT capacity, free FROM lot_state WHERE lot_id = %s", (lot,)).fetchone() == (100, 30)
+    # Ended before its time: the configured capacity at once.
+    assert client.post(path, json={**works, "capacity": 80},
+                       headers={"X-CSRF-Token": csrf}).status_code == 200
+    wait_for(lambda: _lot_view(console, lot)["capacity"] == 80, timeout=2, interval=0.05)
+    ended = client.delete(path, headers={"X-CSRF-Token": csrf})
+    assert ended.status_code == 200 and ended.json()["capacity"] == 100, ended.text
+    wait_for(lambda: _lot_view(console, lot)["capacity"] == 100, timeout=2, interval=0.05)
+
+
 # -- the page in Chromium -------------------------------------------------------------------------
 
 
@@ -404,3 +631,81 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
     finally:
         tab.context.close()
     assert not errors, errors
+
+
+@pytest.mark.browser
+def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capacity(
+        console: Console, browser: Browser) -> None:
+    console.add("olga", "operator")
+    sign, lot = f"{console.city.id}-vms-1", console.lot("garage")
+    sign_name, lot_name = console.city.signs[0].name, console.city.lot(lot).name
+    tab, errors = _page(browser)
+    try:
+        tab.goto(f"{console.url}/console")
+        tab.get_by_label("Benutzername").fill("olga")
+        tab.get_by_label("Passwort").fill(PASSWORD)
+        tab.keyboard.press("Enter")
+        expect(tab.locator("#who")).to_contain_text("olga")
+        row = tab.locator(f"tr[data-sign='{sign}']")
+        asked, until, shown = (row.locator("td").nth(index) for index in range(3))
+        expect(asked.locator(".mode")).to_have_text("automatisch")
+        expect(shown).to_have_text("noch nichts bestätigt")
+
+        tab.get_by_label(f"Modus für {sign_name}").select_option("full")
+        tab.get_by_label(f"Ende für {sign_name} (leer: bis geändert)").fill("2099-01-01T12:00")
+        tab.get_by_label(f"Grund für den Modus von {sign_name}").fill("Stadtfest")
+        tab.get_by_role("button", name=f"Modus von {sign_name} übernehmen").click()
+        expect(asked.locator(".mode")).to_have_text("besetzt")
+        expect(asked).to_contain_text("Zentrum besetzt")
+        expect(until).to_contain_text("01.01.")
+        assert console.conn.execute("SELECT mode, reason, set_by FROM sign_overrides").fetchall(
+            ) == [("full", "Stadtfest", "olga")]
+        # The signage service confirms it (as it records an acknowledged push): the page shows
+        # what the sign shows beside what was asked.
+        now = utc_now()
+        console.conn.execute(
+            "INSERT INTO sign_state (sign_id, content, shown_since, last_ack, updated) "
+            "VALUES (%s, %s, %s, %s, %s)", (sign, Jsonb({"lines": [
+                {"label": "Zentrum", "arrow": "left", "text": "besetzt"}]}), now, now, now))
+        expect(shown).to_have_text("Zentrum besetzt", timeout=8000)
+        expect(tab.locator("#audit-rows")).to_contain_text("Stadtfest")
+
+        # A fixed text that does not fit: the problem is shown, nothing changes.
+        tab.get_by_label(f"Modus für {sign_name}").select_option("text")
+        tab.get_by_label(f"Text für {sign_name} (eine Zeile je Zeile der Tafel)").fill(
+            "Dieser Text ist zu lang für die Tafel")
+        tab.get_by_label(f"Grund für den Modus von {sign_name}").fill("Test")
+        tab.get_by_role("button", name=f"Modus von {sign_name} übernehmen").click()
+        expect(tab.locator("#sign-error")).to_contain_text("20 per line")
+        expect(asked.locator(".mode")).to_have_text("besetzt")
+
+        # The count of a counter lot, corrected by hand.
+        lot_row = tab.locator(f"tr[data-lot='{lot}']")
+        expect(lot_row.locator(".free")).to_have_text("60 von 100")
+        tab.get_by_label(f"Belegte Plätze in {lot_name} jetzt").fill("25")
+        tab.get_by_label(f"Grund für die Korrektur von {lot_name}").fill("nachgezählt")
+        tab.get_by_role("button", name=f"Zählung von {lot_name} korrigieren").click()
+        expect(lot_row.locator(".free")).to_have_text("75 von 100")
+        expect(tab.locator("#audit-rows")).to_contain_text("nachgezählt")
+        assert _lot_view(console, lot)["free"] == 75
+        # A level closed for works: 50 spaces until an end.
+        tab.get_by_label(f"Plätze in {lot_name} bis zum Ende").fill("50")
+        tab.get_by_label(f"Ende der Begrenzung von {lot_name}").fill("2099-01-01T12:00")
+        tab.get_by_label(f"Grund für die Begrenzung von {lot_name}").fill("Ebene 3 gesperrt")
+        tab.get_by_role("button", name=f"{lot_name}: Kapazität begrenzen (vorübergehend)"
+                        ).click()
+        expect(lot_row.locator(".free")).to_have_text("25 von 50")
+        expect(tab.locator("#audit-rows")).to_contain_text("Ebene 3 gesperrt")
+        assert _lot_view(console, lot)["capacity"] == 50
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / "console-signs.png"), full_page=True)
+
+        # In English as well.
+        tab.locator("#lang").click()
+        expect(asked.locator(".mode")).to_have_text("full")
+        expect(tab.get_by_role("button", name=f"Apply the mode of {sign_name}")).to_be_visible()
+    finally:
+        tab.context.close()
+    # The one error Chromium logs is the refused text's 422 (the page showed its problem).
+    assert errors == ["Failed to load resource: the server responded with a status of 422 "
+                      "(Unprocessable Entity)"], errors

@@ -137,7 +137,7 @@ def seed_pages(conn: psycopg.Connection[Any], site: Site, now: datetime) -> None
             cur.execute(signage["insert_sign_log"], {
                 "time": now - timedelta(minutes=minutes), "sign_id": sign,
                 "content": Jsonb(content), "ok": ok, "error": None if ok else "timed out",
-                "ack": "200" if ok else None, "term": None})
+                "ack": "200" if ok else None, "term": 1})
         cur.execute(signage["upsert_sign_state"], {
             "sign_id": sign, "content": Jsonb(content), "shown_since": now - timedelta(minutes=50),
             "last_ack": now - timedelta(minutes=5), "last_error": "timed out",

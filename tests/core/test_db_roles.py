@@ -44,6 +44,7 @@ from simulators.history import backfill_history
 # the documented list (docs/operations.md, "Database roles"); everything else it may not.
 WRITES: dict[str, dict[str, set[str]]] = {
     "api": {"lot_closures": {"INSERT", "UPDATE", "DELETE"},
+            "lot_capacity_limits": {"INSERT", "UPDATE", "DELETE"},
             "sign_overrides": {"INSERT", "UPDATE", "DELETE"},
             "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"},
             "console_sessions": {"INSERT", "UPDATE", "DELETE"}, "alarms": {"UPDATE"}},
@@ -54,7 +55,8 @@ WRITES: dict[str, dict[str, set[str]]] = {
     "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"},
                 "leader_terms": {"INSERT", "UPDATE"}},
     "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
-                 "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"}},
+                 "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"},
+                 "leader_terms": {"INSERT", "UPDATE"}},
 }
 # What a service must not even read (beyond what the list above implies).
 NO_READS: dict[str, tuple[str, ...]] = {
@@ -157,7 +159,9 @@ def test_the_api_cannot_write_sensor_data_nor_change_the_audit(roles: Roles) -> 
     for statement in (
             "INSERT INTO bay_events (time, bay_id, occupied, source) "
             "VALUES (now(), 'x', true, 'forged')",
-            "UPDATE lot_state SET free = 0",  # only its status, when an operator closes a lot
+            # Only status and count (an operator closes a lot, corrects a count); the
+            # counter's readings are ingest's.
+            "UPDATE lot_state SET counter_entries = 0", "UPDATE lot_state SET capacity = 0",
             "DELETE FROM admin_audit", "UPDATE admin_audit SET client = NULL",
             "DELETE FROM lots", "INSERT INTO signs (sign_id, city, name, driver, address, "
             "latitude, longitude) VALUES ('x', 'x', 'x', 'http', 'x', 0, 0)",

@@ -458,3 +458,32 @@ def test_sensor_status_holds_a_counter_jump_as_long_as_ingest(
         [(shown,)] = rows(conn, "SELECT counter_jump FROM sensor_status(%s)"
                                 " WHERE sensor_id = %s", at, f"{garage}/counter")
         assert shown == jump_flagged(at - ago, at) == (ago < COUNTER_JUMP_HOLD)
+
+
+def test_an_operators_count_correction_is_flagged_for_a_day_or_until_re_zeroing(
+        conn: psycopg.Connection[Any], tmp_path: Path, city_path: Path) -> None:
+    drifting = empty_at_four(conn, tmp_path, city_path)
+    writer, garage = Writer(drifting), f"{drifting.id}-garage"
+    noon = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # 12:00 in Zeitz
+    writer.write(conn, [counter_msg(drifting, "garage", noon, entries=500, exits=460)], noon)
+    # The console sets the count (as api._lotadmin.correct_count does) at 12:05.
+    corrected = noon + timedelta(minutes=5)
+    conn.execute("UPDATE lot_state SET occupied = 25, free = 75, updated = %s, "
+                 "corrected_at = %s WHERE lot_id = %s", (corrected, corrected, garage))
+    later = noon + timedelta(minutes=10)
+    writer.write(conn, [counter_msg(drifting, "garage", later, entries=503, exits=461)], later)
+    assert quality(conn, drifting, "garage") == (73, 27, 1.0, ["manual_correction"])
+    # A day later the flag is gone by itself.
+    day = corrected + COUNTER_JUMP_HOLD + timedelta(minutes=1)
+    writer.write(conn, [counter_msg(drifting, "garage", day, entries=504, exits=461)], day)
+    assert quality(conn, drifting, "garage") == (72, 28, 1.0, [])
+    # Corrected again: the next re-zeroing (04:00) ends the flag, as the count is known then.
+    conn.execute("UPDATE lot_state SET corrected_at = %s WHERE lot_id = %s", (day, garage))
+    writer.refresh(conn, day + timedelta(minutes=1))
+    assert quality(conn, drifting, "garage")[3] == ["manual_correction"]
+    night = datetime(2026, 11, 26, 3, 1, tzinfo=UTC)  # 04:01 in Zeitz
+    writer.refresh(conn, night)
+    assert quality(conn, drifting, "garage")[:2] == (100, 0)
+    assert "manual_correction" not in quality(conn, drifting, "garage")[3]
+    assert rows(conn, "SELECT corrected_at FROM lot_state WHERE lot_id = %s", garage) == [
+        (None,)]

@@ -1,6 +1,8 @@
 // The operator console: log in, the open alarms (v1/console/alarms, read again every few
 // seconds) with an acknowledgement per alarm, the city's lots live (v1/lots, then the SSE
-// stream) with a close/open action per lot, and the audit. The session is an HttpOnly cookie the page never
+// stream) with a close/open action per lot and a count correction per counter lot, the signs
+// (the mode asked beside what each sign acknowledged, polled) with a mode to set, and the
+// audit. The session is an HttpOnly cookie the page never
 // sees; its CSRF token (from login or v1/console/me) goes with every write.
 
 import { config, t, translate, langButton, onLangChange, formatNumber, formatTime } from './i18n.js';
@@ -12,6 +14,9 @@ let feed = null;
 const ALARM_POLL_MS = 5000;
 let alarmTimer = null;
 let alarmSignature = '';
+let signTimer = null;
+const MODES = ['auto', 'full', 'closed', 'blank', 'test', 'text'];
+const SIGNS_REFRESH_MS = 3000;
 
 async function call(path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
@@ -37,15 +42,17 @@ async function problemText(response) {
 function showLogin() {
   session = null;
   $('login').hidden = false;
-  for (const id of ['alarms', 'lots', 'audit', 'who', 'logout']) $(id).hidden = true;
+  for (const id of ['alarms', 'lots', 'signs', 'audit', 'who', 'logout']) $(id).hidden = true;
   clearInterval(alarmTimer);
   alarmTimer = null;
+  clearInterval(signTimer);
+  signTimer = null;
   $('username').focus();
 }
 
 function showConsole() {
   $('login').hidden = true;
-  for (const id of ['alarms', 'lots', 'audit', 'who', 'logout']) $(id).hidden = false;
+  for (const id of ['alarms', 'lots', 'signs', 'audit', 'who', 'logout']) $(id).hidden = false;
   $('who').textContent = t('console.who', { user: session.user, role: t(`role.${session.role}`) });
   const mayAct = session.role !== 'planner';
   document.body.classList.toggle('read-only', !mayAct);
@@ -66,6 +73,8 @@ function showConsole() {
   loadAlarms();
   if (!alarmTimer) alarmTimer = setInterval(loadAlarms, ALARM_POLL_MS);
   loadAudit();
+  loadSigns(true);
+  if (!signTimer) signTimer = setInterval(() => loadSigns(false), SIGNS_REFRESH_MS);
 }
 
 // -- alarms -------------------------------------------------------------------------------------
@@ -188,7 +197,10 @@ function renderLots(lots) {
     const free = document.createElement('td');
     free.className = 'free';
     const action = document.createElement('td');
-    if (session && session.role !== 'planner') action.append(actionForm(lot));
+    if (session && session.role !== 'planner') {
+      action.append(actionForm(lot));
+      if (lot.counting === 'counter') action.append(countForm(lot), capacityForm(lot));
+    }
     row.append(name, status, free, action);
     fillRow(row, lot);
     return row;
@@ -217,13 +229,246 @@ function actionForm(lot) {
   return form;
 }
 
+function labelled(form, id, text, field) {
+  const label = document.createElement('label');
+  label.htmlFor = id;
+  label.className = 'visually-hidden';
+  label.textContent = text;
+  field.id = id;
+  form.append(label, field);
+}
+
+function countForm(lot) {
+  const form = document.createElement('form');
+  form.className = 'count-action';
+  const occupied = document.createElement('input');
+  occupied.type = 'number';
+  occupied.name = 'occupied';
+  occupied.min = '0';
+  occupied.placeholder = t('console.count.placeholder');
+  labelled(form, `count-${lot.id}`, t('console.count.occupied', { name: lot.name }), occupied);
+  const reason = document.createElement('input');
+  reason.name = 'reason';
+  reason.maxLength = 500;
+  reason.placeholder = t('console.reason');
+  labelled(form, `count-reason-${lot.id}`, t('console.count.reason', { name: lot.name }), reason);
+  const button = document.createElement('button');
+  button.type = 'submit';
+  button.textContent = t('console.count');
+  button.setAttribute('aria-label', t('console.count.label', { name: lot.name }));
+  form.append(button);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    correctCount(lot.id, occupied, reason).catch((error) => {
+      $('action-error').textContent = String(error);
+    });
+  });
+  return form;
+}
+
+function capacityForm(lot) {
+  const form = document.createElement('form');
+  form.className = 'count-action capacity-action';
+  const capacity = document.createElement('input');
+  capacity.type = 'number';
+  capacity.name = 'capacity';
+  capacity.min = '0';
+  capacity.placeholder = t('console.capacity.placeholder');
+  labelled(form, `capacity-${lot.id}`, t('console.capacity.spaces', { name: lot.name }), capacity);
+  const until = document.createElement('input');
+  until.type = 'datetime-local';
+  until.name = 'until';
+  labelled(form, `capacity-until-${lot.id}`, t('console.capacity.until', { name: lot.name }), until);
+  const reason = document.createElement('input');
+  reason.name = 'reason';
+  reason.maxLength = 500;
+  reason.placeholder = t('console.reason');
+  labelled(form, `capacity-reason-${lot.id}`, t('console.capacity.reason', { name: lot.name }), reason);
+  const button = document.createElement('button');
+  button.type = 'submit';
+  button.textContent = t('console.capacity');
+  button.setAttribute('aria-label', t('console.capacity.label', { name: lot.name }));
+  form.append(button);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    limitCapacity(lot.id, form).catch((error) => { $('action-error').textContent = String(error); });
+  });
+  return form;
+}
+
+async function limitCapacity(lotId, form) {
+  $('action-error').textContent = '';
+  const { capacity, until, reason } = form.elements;
+  if (capacity.value === '' || !until.value || !reason.value.trim()) {
+    $('action-error').textContent = t('console.capacity.missing');
+    return;
+  }
+  const response = await call(`lots/${encodeURIComponent(lotId)}/capacity`, { method: 'POST',
+    body: { capacity: Number(capacity.value), until: new Date(until.value).toISOString(),
+      reason: reason.value.trim() } });
+  if (!response.ok) {
+    if (response.status !== 401) $('action-error').textContent = await problemText(response);
+    return;
+  }
+  const result = await response.json();
+  for (const input of [capacity, until, reason]) input.value = '';
+  feed.apply({ id: result.lot_id, capacity: result.capacity, free: result.free,
+    status: result.status });
+  loadAudit();
+}
+
+async function correctCount(lotId, occupiedInput, reasonInput) {
+  $('action-error').textContent = '';
+  const reason = reasonInput.value.trim();
+  if (occupiedInput.value === '' || !reason) {
+    $('action-error').textContent = t('console.count.missing');
+    (occupiedInput.value === '' ? occupiedInput : reasonInput).focus();
+    return;
+  }
+  const response = await call(`lots/${encodeURIComponent(lotId)}/count`,
+    { method: 'POST', body: { occupied: Number(occupiedInput.value), reason } });
+  if (!response.ok) {
+    if (response.status !== 401) $('action-error').textContent = await problemText(response);
+    return;
+  }
+  const result = await response.json();
+  occupiedInput.value = '';
+  reasonInput.value = '';
+  feed.apply({ id: result.lot_id, free: result.free, occupied: result.occupied,
+    status: result.status, updated: result.updated });
+  loadAudit();
+}
+
+// -- signs ---------------------------------------------------------------------------------
+
+function linesList(lines, empty) {
+  const list = document.createElement('ul');
+  list.className = 'sign-lines';
+  for (const line of lines ?? []) {
+    const item = document.createElement('li');
+    item.textContent = `${line.label} ${line.text}`.trim() || '□';
+    list.append(item);
+  }
+  if (!lines) {
+    const item = document.createElement('li');
+    item.textContent = empty;
+    list.append(item);
+  }
+  return list;
+}
+
+function signForm(sign) {
+  const form = document.createElement('form');
+  form.className = 'sign-action';
+  const mode = document.createElement('select');
+  mode.name = 'mode';
+  for (const value of MODES) {
+    const option = document.createElement('option');
+    option.value = value;
+    option.textContent = t(`mode.${value}`);
+    mode.append(option);
+  }
+  mode.value = sign.mode;
+  labelled(form, `mode-${sign.sign_id}`, t('console.sign.mode', { name: sign.name }), mode);
+  const text = document.createElement('textarea');
+  text.name = 'text';
+  text.rows = 2;
+  text.maxLength = 1000;
+  labelled(form, `text-${sign.sign_id}`, t('console.sign.text', { name: sign.name }), text);
+  const until = document.createElement('input');
+  until.type = 'datetime-local';
+  until.name = 'until';
+  labelled(form, `until-${sign.sign_id}`, t('console.sign.end', { name: sign.name }), until);
+  const reason = document.createElement('input');
+  reason.name = 'reason';
+  reason.maxLength = 500;
+  reason.placeholder = t('console.reason');
+  labelled(form, `sign-reason-${sign.sign_id}`, t('console.sign.reason', { name: sign.name }), reason);
+  for (const label of form.querySelectorAll('label')) label.classList.remove('visually-hidden');
+  const button = document.createElement('button');
+  button.type = 'submit';
+  button.textContent = t('console.sign.apply');
+  button.setAttribute('aria-label', t('console.sign.apply.label', { name: sign.name }));
+  form.append(button);
+  const showText = () => { text.hidden = mode.value !== 'text'; text.previousSibling.hidden = text.hidden; };
+  mode.addEventListener('change', showText);
+  showText();
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    applyMode(sign.sign_id, form).catch((error) => { $('sign-error').textContent = String(error); });
+  });
+  return form;
+}
+
+function fillSignRow(row, sign) {
+  const [asked, until, shown] = row.querySelectorAll('td');
+  const word = document.createElement('strong');
+  word.className = 'mode';
+  word.textContent = t(`mode.${sign.mode}`);
+  asked.replaceChildren(word, ...(sign.asked ? [linesList(sign.asked)] : []));
+  until.textContent = sign.until ? formatTime(sign.until, true) : '–';
+  shown.replaceChildren(linesList(sign.shown, t('console.sign.none')));
+  row.dataset.mode = sign.mode;
+}
+
+async function loadSigns(rebuild) {
+  const response = await call('signs');
+  if (!response.ok) return;
+  const signs = await response.json();
+  const rows = $('sign-rows');
+  if (rebuild || rows.rows.length !== signs.length) {
+    rows.replaceChildren(...signs.map((sign) => {
+      const row = document.createElement('tr');
+      row.dataset.sign = sign.sign_id;
+      const name = document.createElement('th');
+      name.scope = 'row';
+      name.textContent = sign.name;
+      const action = document.createElement('td');
+      if (session && session.role !== 'planner') action.append(signForm(sign));
+      row.append(name, document.createElement('td'), document.createElement('td'),
+        document.createElement('td'), action);
+      return row;
+    }));
+  }
+  for (const sign of signs) {
+    const row = [...rows.rows].find((candidate) => candidate.dataset.sign === sign.sign_id);
+    if (row) fillSignRow(row, sign);
+  }
+}
+
+async function applyMode(signId, form) {
+  $('sign-error').textContent = '';
+  const reason = form.elements.reason.value.trim();
+  if (!reason) {
+    $('sign-error').textContent = t('console.sign.missing');
+    form.elements.reason.focus();
+    return;
+  }
+  const body = { mode: form.elements.mode.value, reason };
+  if (body.mode === 'text') body.text = form.elements.text.value;
+  if (form.elements.until.value && body.mode !== 'auto') {
+    body.until = new Date(form.elements.until.value).toISOString();
+  }
+  const response = await call(`signs/${encodeURIComponent(signId)}/mode`, { method: 'PUT', body });
+  if (!response.ok) {
+    if (response.status !== 401) $('sign-error').textContent = await problemText(response);
+    return;
+  }
+  const sign = await response.json();
+  form.elements.reason.value = '';
+  const row = [...$('sign-rows').rows].find((candidate) => candidate.dataset.sign === signId);
+  if (row) fillSignRow(row, sign);
+  $('announce').textContent = t('console.sign.mode', { name: sign.name }) + ': ' + t(`mode.${sign.mode}`);
+  loadAudit();
+}
+
 function fillRow(row, lot) {
   const closed = lot.status === 'closed';
   const badge = row.querySelector('.badge');
   badge.className = `badge status-${lot.status || 'unknown'}`;
   badge.textContent = t(`status.${lot.status || 'unknown'}`);
   row.querySelector('.free').textContent = freeText(lot);
-  const form = row.querySelector('form');
+  const form = row.querySelector('form.lot-action');
   if (form) {
     form.dataset.closed = closed ? 'true' : 'false';
     form.querySelector('label').textContent = t('console.reason.label', { name: lot.name });
