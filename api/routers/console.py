@@ -50,10 +50,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import _console as console
 from api import _lotadmin as lotadmin
+from api import _reports as reports
 from api import _signmode as signmode
 from api._http import (
     PROBLEM_MEDIA_TYPE,
     Problem,
+    bad_parameter,
     inline_schema,
     pagination_links,
     problem_responses,
@@ -578,3 +580,39 @@ async def audit(request: Request, _user: Planner, conn: Conn,
     page = AuditPage(total=total, offset=offset, limit=limit,
                      entries=[AuditEntry(**entry) for entry in entries])
     return Response(page.model_dump_json(), media_type="application/json", headers=headers)
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+ReportCity = Annotated[str, Path(pattern=ID_PATTERN, description="The city's id.")]
+ReportMonth = Annotated[str, Path(pattern=reports.MONTH_PATTERN, description=(
+    "The month, YYYY-MM, in the city's time zone; the month under way is reported up to now"))]
+
+
+@router.get("/reports/{city}/{month}", operation_id="consoleMonthlyReport",
+            response_model=reports.MonthlyReport,
+            summary="A city's monthly report: occupancy, data quality, signs, forecast error "
+            "(planner)",
+            responses={**_NO_SESSION, **_FORBIDDEN, **problem_responses(404), 200: {
+                "description": "The report (JSON), or with `format=csv` one RFC 4180 CSV, a "
+                "row per figure: " + ", ".join(reports.CSV_COLUMNS),
+                "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}})
+async def monthly_report(city: ReportCity, month: ReportMonth, _user: Planner, conn: Conn,
+                         now: Now, cities: CitiesDep,
+                         format: Annotated[Literal["json", "csv"], Query(
+                             description="json (default) or csv")] = "json") -> Any:
+    """The monthly report of ``city`` for ``month`` (422 for a month not begun yet)."""
+    known = cities.get(city)
+    if known is None:
+        raise HTTPException(404, f"no city {city!r} here")
+    try:
+        period = reports.period_of(month, known.tz, now)
+    except reports.MonthNotBegun as exc:
+        bad_parameter("month", str(exc), location="path")
+    report = await reports.monthly_report(conn, known, period, now)
+    headers = {"Cache-Control": "no-store"}
+    if format == "csv":
+        return Response(reports.report_csv(report), media_type=CSV_MEDIA_TYPE, headers={
+            **headers, "Content-Disposition":
+            f'attachment; filename="parkleit-report-{city}-{month}.csv"'})
+    return Response(report.model_dump_json(), media_type="application/json", headers=headers)

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from api._reports import MONTH_PATTERN
 from api.deps import CitiesDep, CityDep, Now, SettingsDep
 from api.routers.dashboard import TARGET
-from core.city import Cities, City
+from core.city import ID_PATTERN, Cities, City
 from core.settings import Settings
 
 __all__ = ["router"]
@@ -48,6 +50,7 @@ _PAGES = {
     "kiosk": _Page("kiosk.html", "kiosk.js", ("leaflet/leaflet.css", "uplot/uPlot.min.css")),
     "dashboard": _Page("dashboard.html", "dashboard.js", ("uplot/uPlot.min.css",)),
     "console": _Page("console.html", "console.js", ()),
+    "report": _Page("report.html", "report.js", ()),
 }
 
 
@@ -81,8 +84,9 @@ def _template(name: str) -> str:
             .replace("{{body}}\n", (STATIC / page.body).read_text(encoding="utf-8")))
 
 
-def _page(page: Literal["map", "kiosk", "dashboard", "console"], request: Request, lang: str,
-          cities: Cities, city: City, settings: Settings, now: datetime) -> HTMLResponse:
+def _page(page: Literal["map", "kiosk", "dashboard", "console", "report"], request: Request,
+          lang: str, cities: Cities, city: City, settings: Settings, now: datetime,
+          root: str = "", month: str | None = None) -> HTMLResponse:
     """A page with its ``lang`` attribute and configuration filled in on the server, so the
     first paint is already in the right language and no extra request is needed."""
     language = "en" if lang == "en" else "de"
@@ -96,9 +100,14 @@ def _page(page: Literal["map", "kiosk", "dashboard", "console"], request: Reques
         "rotate_s": _rotate_seconds(request.query_params.get("rotate")),
         "now": now.isoformat().replace("+00:00", "Z"),
     }
+    if month:
+        config["month"] = month
     # "<" escaped: the JSON sits in a <script> element, where "</script>" would end it.
     payload = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
     html = _template(page).replace("{{lang}}", language).replace("{{config}}", payload)
+    if root:  # a page below the site's root: its static files are up there (no <base>: the
+        # policy's base-uri is 'none')
+        html = html.replace('="static/', f'="{root}static/')
     return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
 
@@ -137,3 +146,29 @@ async def dashboard_page(request: Request, cities: CitiesDep, city: CityDep,
 async def console_page(request: Request, cities: CitiesDep, city: CityDep,
                        settings: SettingsDep, now: Now, lang: Lang = "de") -> HTMLResponse:
     return _page("console", request, lang, cities, city, settings, now)
+
+
+# -- the console's monthly report (printable: the browser's "print to PDF" is its PDF) --------
+
+ReportMonth = Annotated[str, PathParam(pattern=MONTH_PATTERN, description="YYYY-MM")]
+
+
+@router.get("/console/reports", include_in_schema=False)
+async def report_form(city: CityDep, month: Annotated[str, Query(pattern=MONTH_PATTERN)]
+                      ) -> RedirectResponse:
+    """The console's report form (a plain GET form) to the report's own address."""
+    return RedirectResponse(f"reports/{city.id}/{month}", status_code=303)
+
+
+@router.get("/console/reports/{city_id}/{month}", response_class=HTMLResponse,
+            include_in_schema=False)
+async def report_page(request: Request, cities: CitiesDep, settings: SettingsDep, now: Now,
+                      city_id: Annotated[str, PathParam(pattern=ID_PATTERN)],
+                      month: ReportMonth, lang: Lang = "de") -> HTMLResponse:
+    """A city's monthly report to read and print (A4); its figures come from
+    ``/v1/console/reports/{city}/{month}`` with the console's session."""
+    city = cities.get(city_id)
+    if city is None:
+        raise HTTPException(404, f"no city {city_id!r} here")
+    return _page("report", request, lang, cities, city, settings, now, root="../../../",
+                 month=month)

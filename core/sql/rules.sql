@@ -97,3 +97,78 @@ SELECT s.sensor_id, s.lot_id, s.network, s.dev_eui, s.occupied, s.last_reading, 
        coalesce(s.counter_jump_at > at - interval '24 hours', false)
 FROM sensor_state AS s
 $$;
+
+-- Per bay of the lots ``lot_ids`` over [period_start, period_end): whether it was silent at
+-- some time in it (nothing heard, neither a reading nor radio health, for four staleness
+-- limits: sensor_status's rule) and whether it was stuck at some time in it (one state held
+-- longer than the lot allows: bay_stuck). A bay's span before its first message of the period
+-- starts at its last message before it, or at period_start if it had none (so a bay never
+-- heard is silent); a state held since before the period counts from its last reading before
+-- it. The console's monthly report counts them. SECURITY DEFINER: the API's role gets these
+-- two answers per bay, not the raw readings (bay_events), which it may not read.
+CREATE OR REPLACE FUNCTION bay_faults(lot_ids text[], period_start timestamptz,
+                                      period_end timestamptz)
+RETURNS TABLE (bay_id text, lot_id text, silent boolean, stuck boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+WITH bay AS (
+    SELECT b.bay_id, b.lot_id, l.stale_after_s, l.max_dwell_s, l.max_idle_s
+    FROM bays AS b
+    JOIN lots AS l ON l.lot_id = b.lot_id
+    WHERE b.lot_id = ANY(lot_ids)
+), heard AS (
+    SELECT e.bay_id, e.time
+    FROM bay_events AS e JOIN bay ON bay.bay_id = e.bay_id
+    WHERE e.time >= period_start AND e.time < period_end
+    UNION ALL
+    SELECT h.sensor_id, h.time
+    FROM sensor_health AS h JOIN bay ON bay.bay_id = h.sensor_id
+    WHERE h.time >= period_start AND h.time < period_end
+    UNION ALL
+    SELECT bay.bay_id, coalesce(greatest(
+        (SELECT max(e.time) FROM bay_events AS e
+         WHERE e.bay_id = bay.bay_id AND e.time < period_start),
+        (SELECT max(h.time) FROM sensor_health AS h
+         WHERE h.sensor_id = bay.bay_id AND h.time < period_start)), period_start)
+    FROM bay
+), gaps AS (
+    SELECT heard.bay_id, heard.time,
+           lead(heard.time, 1, period_end) OVER (PARTITION BY heard.bay_id ORDER BY heard.time)
+               AS next
+    FROM heard
+), readings AS (
+    SELECT e.bay_id, e.time, e.occupied
+    FROM bay_events AS e JOIN bay ON bay.bay_id = e.bay_id
+    WHERE e.time >= period_start AND e.time < period_end
+    UNION ALL
+    SELECT bay.bay_id, p.time, p.occupied
+    FROM bay
+    CROSS JOIN LATERAL (
+        SELECT e.time, e.occupied FROM bay_events AS e
+        WHERE e.bay_id = bay.bay_id AND e.time < period_start
+        ORDER BY e.time DESC
+        LIMIT 1
+    ) AS p
+), changes AS (
+    SELECT r.bay_id, r.time, r.occupied,
+           r.occupied IS DISTINCT FROM lag(r.occupied) OVER (PARTITION BY r.bay_id ORDER BY r.time)
+               AS changed
+    FROM readings AS r
+), runs AS (
+    SELECT c.bay_id, c.occupied, c.time AS since,
+           lead(c.time, 1, period_end) OVER (PARTITION BY c.bay_id ORDER BY c.time) AS until
+    FROM changes AS c
+    WHERE c.changed
+)
+SELECT bay.bay_id, bay.lot_id,
+       EXISTS (
+           SELECT 1 FROM gaps AS g
+           WHERE g.bay_id = bay.bay_id
+             AND greatest(period_start, g.time + make_interval(secs => 4 * bay.stale_after_s))
+                 < least(g.next, period_end)),
+       EXISTS (
+           SELECT 1 FROM runs AS r
+           WHERE r.bay_id = bay.bay_id AND r.until > period_start
+             AND bay_stuck(r.occupied, r.since, bay.max_dwell_s, bay.max_idle_s, r.until))
+FROM bay
+$$;

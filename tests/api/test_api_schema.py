@@ -62,7 +62,8 @@ SEED = 20260617
 CONSTRAINED = ("getLotHistory", "exportHistoryCsv", "dashboard_occupancy", "dashboard_heatmap",
                "dashboard_target", "dashboard_forecast", "dashboard_signs", "closeLot",
                "overrideSign", "consoleCloseLot", "consoleSetSignMode", "consoleCorrectCount",
-               "consoleLimitCapacity", "consoleAddUser", "consoleDisableUser")
+               "consoleLimitCapacity", "consoleAddUser", "consoleDisableUser",
+               "consoleMonthlyReport")
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def _config(api: Api, headers: dict[str, str], skip: list[str] | None = None,
         "seed": SEED,
         "headers": headers,
         "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
-        "dictionaries": {"lot": {"values": lots},
+        "dictionaries": {"city": {"values": [api.city.id]}, "lot": {"values": lots},
                          "sign": {"values": [sign.id for sign in api.city.signs]}},
         "parameters": {
             # Filters name ids that exist; half of the fuzzed path ids do (the rest get 404).
@@ -239,6 +240,7 @@ def _config(api: Api, headers: dict[str, str], skip: list[str] | None = None,
             "query.lot": lots[0],
             "query.lots": ",".join(lots),
             "query.signs": api.city.signs[0].id,
+            "path.city": {"dictionary": "city", "probability": 0.5},
             "path.lot_id": {"dictionary": "lot", "probability": 0.5},
             "path.sign_id": {"dictionary": "sign", "probability": 0.5},
             **({"header.X-CSRF-Token": session[1]} if session else {}),

@@ -105,6 +105,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     # signage and forecasting (test_each_service_role_reads_its_data_on_timescaledb)
     "since": datetime(2024, 3, 29, 0, 0, tzinfo=UTC),
     "until": datetime(2024, 4, 1, 8, 30, tzinfo=UTC),
+    # api/reports.sql: the share of capacity a lot counts as "above" from
+    "above": 0.85,
     "version": "v1",
     # core.lock_registry: an advisory lock's key (released when the transaction rolls back)
     "key": 1,
@@ -505,6 +507,9 @@ def test_each_service_role_reads_its_data_on_timescaledb(tsdb: Conn) -> None:
             tsdb.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(prefix + service)))
             for name in read_queries(package):
                 run_read_query(tsdb, package, name)
+            if service == "api":  # the console's monthly report (bay_faults as its owner)
+                for name in queries("api", "reports"):
+                    run_read_query(tsdb, "api", name, "reports")
             if service == "ingest":  # the alarms' evaluator reads sensor_health and more
                 run_read_query(tsdb, "ingest", "alarm_conditions", "alarms")
             else:
@@ -516,3 +521,16 @@ def test_each_service_role_reads_its_data_on_timescaledb(tsdb: Conn) -> None:
         tsdb.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(prefix + "api")))
         seen = run_read_query(tsdb, "api", "occupancy_15m")
     assert seen and seen == run_read_query(tsdb, "api", "occupancy_15m")
+
+
+@pytest.mark.usefixtures("registry")
+def test_the_monthly_report_reads_the_aggregate_as_on_plain_postgresql(
+    tsdb: Conn, occupancy: list[Occupancy], plain_pg: Conn
+) -> None:
+    """The console report's occupancy (api/reports.sql) from the continuous aggregate is what
+    the plain view gives, and bay_faults runs on the hypertables."""
+    insert_rows(plain_pg, occupancy)
+    assert run_read_query(tsdb, "api", "occupancy", "reports") == run_read_query(
+        plain_pg, "api", "occupancy", "reports")
+    # Registry bays B1-B3 of L1 were never heard: silent all along, not stuck.
+    assert run_read_query(tsdb, "api", "bay_quality", "reports") == [("L1", 3, 3, 0)]
