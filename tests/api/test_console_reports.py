@@ -286,7 +286,7 @@ def test_the_printable_report_page(reports: Console, browser: Browser) -> None:
             "Bitte zuerst in der Leitstelle anmelden.")
         tab.goto(f"{reports.url}/console")
         tab.get_by_label("Benutzername").fill("paul")
-        tab.get_by_label("Passwort").fill(PASSWORD)
+        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
         tab.keyboard.press("Enter")
         expect(tab.locator("#who")).to_contain_text("paul")
         # The console's report form, as a person uses it.
