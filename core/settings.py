@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     INGEST_BATCH_SIZE: Annotated[int, Field(ge=1, le=50_000)] = 5000
     INGEST_BATCH_WAIT_MS: Annotated[int, Field(ge=1, le=10_000)] = 50
     INGEST_RECEIVE_MAXIMUM: Annotated[int, Field(ge=1, le=65_535)] = 5000
+    # Scale-down: on stop, leave the shared subscription (unsubscribe, drain, acknowledge after
+    # commit, end the MQTT session) instead of keeping the session for a restart; ``parkleit
+    # ingest --leave`` sets it.
+    INGEST_LEAVE_ON_STOP: bool = False
     INGEST_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9101
     INGEST_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 30.0
     DEAD_LETTER_MAX_BYTES: Annotated[int, Field(ge=64)] = 4096

@@ -161,6 +161,8 @@ class IngestService(Lifecycle):
         while True:
             if self._stop.is_set() and not draining:
                 draining = True
+                if settings.INGEST_LEAVE_ON_STOP:
+                    self._leave()
                 logger.info("stopping: draining %d queued messages", self._queue.qsize())
             if draining and (self._queue.empty() or self._past_drain_deadline()):
                 return
@@ -336,8 +338,22 @@ class IngestService(Lifecycle):
             return
         if client.is_connected():
             client.publish(self.service_topic, "offline", qos=1, retain=True).wait_for_publish(2)
-            client.disconnect()
+            props = None
+            if self.settings.INGEST_LEAVE_ON_STOP and self.settings.mqtt.v5:
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = 0  # the broker drops the session: nothing parks
+            client.disconnect(properties=props)
         client.loop_stop()
+
+    def _leave(self) -> None:
+        """Unsubscribe from the shared subscription: the broker sends this worker's share to
+        the others from now on; what it holds is drained and acknowledged after commit."""
+        client = self._client
+        if client is None or not client.is_connected():
+            return
+        share = SHARE_GROUP if self.settings.mqtt.v5 else ""
+        client.unsubscribe([share + f for f in self.writer.decoder.subscriptions()])
+        logger.info("leaving the shared subscription: unsubscribed, draining what is held")
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
                     reason: Any, _props: Any) -> None:

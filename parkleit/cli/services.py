@@ -32,6 +32,10 @@ def register(commands: Commands) -> None:
     ingest.add_argument("--client-id", help="MQTT client id of this worker (stable across "
                         "restarts, unique per worker; default PARKLEIT_INGEST_CLIENT_ID)")
     ingest.add_argument("--metrics-port", type=int, help="Prometheus port (0 = off)")
+    ingest.add_argument("--leave", action="store_true",
+                        help="on SIGTERM, leave the shared subscription for good (scale-down): "
+                        "unsubscribe, drain, acknowledge, end the session (also "
+                        "PARKLEIT_INGEST_LEAVE_ON_STOP)")
 
     signage = command(commands, "signage", _signage,
                       help="keep every sign of the city showing its lots: push on each change, "
@@ -68,6 +72,8 @@ def _ingest(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"INGEST_CLIENT_ID": args.client_id})
     if args.metrics_port is not None:
         config = config.model_copy(update={"INGEST_METRICS_PORT": args.metrics_port})
+    if args.leave:
+        config = config.model_copy(update={"INGEST_LEAVE_ON_STOP": True})
     lot_city = city(args, config)
     require_database(config.DATABASE_URL)
     require_broker(config)

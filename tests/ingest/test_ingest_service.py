@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI
 from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
+from _payloads import bay_topic, dumps, native_bay
 
 from core.city import City
 from core.settings import Settings
@@ -159,3 +161,41 @@ def test_stale_lot_is_published_as_unknown(
     wait_for(lambda: watcher.last(topic)["status"] == "unknown", timeout=15)
     # A count nobody can vouch for is not published (core.status.public_numbers).
     assert watcher.last(topic)["free"] is None
+
+
+@pytest.mark.parametrize("leave", [True, False], ids=["leave", "restart"])
+def test_a_worker_that_leaves_parks_nothing_on_its_session(
+        spawn: Callable[..., ServiceProcess], settings: Settings, city: City, db_url: str,
+        leave: bool) -> None:
+    """Scale-down: ``parkleit ingest --leave`` unsubscribes, drains and ends its session, so
+    the other worker gets every message after it. A plain stop keeps the session (a restart
+    picks up its share): the broker holds that worker's share until it is back."""
+    def worker(name: str, *args: str) -> ServiceProcess:
+        process = spawn(["ingest", "--client-id", f"{city.id}-{name}", *args],
+                        service_env(settings, PARKLEIT_INGEST_METRICS_PORT="0"), name=name)
+        process.wait_log("connected to MQTT")
+        return process
+
+    worker("a")
+    leaving = worker("b", *(["--leave"] if leave else []))
+    assert leaving.terminate() == 0
+    assert ("leaving the shared subscription" in leaving.log.read_text()) is leave
+    client = mqtt_client(settings, f"pub-{city.id}")
+    start, sent = utc_now(), 40
+    try:
+        for index in range(sent):
+            moment = start.replace(microsecond=0) - timedelta(seconds=sent - index)
+            client.publish(bay_topic(city.id), dumps(native_bay(moment, index % 2 == 0)),
+                           qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    query = f"SELECT count(*) FROM bay_events WHERE bay_id = '{city.id}-st-001'"
+    if leave:
+        wait_for(lambda: count(db_url, query) == sent, timeout=10)
+        return
+    # Without leaving, part of the messages wait for "b" on the broker (none is lost)...
+    time.sleep(3)
+    assert 0 < count(db_url, query) < sent
+    worker("b")  # ...and the restarted worker writes them.
+    wait_for(lambda: count(db_url, query) == sent, timeout=10)
