@@ -15,7 +15,7 @@ from api._http import RATE_LIMITED, install_http
 from api._hub import Hub
 from api._keys import KeyStore
 from api._limits import RequestLimits
-from api._ratelimit import RateLimit, TokenBuckets
+from api._ratelimit import RateLimit, buckets
 from api._statemetrics import CityGauges
 from api.routers import ROUTERS
 from api.routers.lots import LotsFastPath
@@ -30,17 +30,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """What the app holds, in ``app.state``: opened in order, closed in reverse.
 
     The API keys (a bad file stops the start), the admin rate limit and the console's login
-    limit; the connection pool; the city gauges' cache; the live stream's hub (LISTEN, and the
-    lots' views it keeps current), which needs the pool. ``settings``, ``cities`` and
-    ``metrics`` are set by ``create_app``: the middleware needs them before the lifespan runs.
+    limit (their Redis connections, and the per-address limit's, are closed here); the
+    connection pool; the city gauges' cache; the live stream's hub (LISTEN, and the lots'
+    views it keeps current), which needs the pool. ``settings``, ``cities`` and ``metrics`` are
+    set by ``create_app``: the middleware needs them before the lifespan runs.
     """
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
         app.state.api_keys = KeyStore(settings.API_KEYS_FILE)
-        app.state.key_buckets = TokenBuckets(settings.API_RATE_PER_KEY,
-                                             settings.API_BURST_PER_KEY)
-        app.state.console_logins = TokenBuckets(settings.CONSOLE_LOGIN_RATE,
-                                                settings.CONSOLE_LOGIN_BURST)
+        shared = settings.API_RATE_LIMIT_URL
+        app.state.key_buckets = buckets(shared, "key", settings.API_RATE_PER_KEY,
+                                        settings.API_BURST_PER_KEY)
+        app.state.console_logins = buckets(shared, "login", settings.CONSOLE_LOGIN_RATE,
+                                           settings.CONSOLE_LOGIN_BURST)
+        for limit in (app.state.ip_buckets, app.state.key_buckets, app.state.console_logins):
+            stack.push_async_callback(limit.close)
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             settings.DATABASE_URL, min_size=1, max_size=10, open=False,
             kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api")
@@ -73,8 +77,9 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
     # Innermost: the lot list from the snapshot, inside every check and header.
     app.add_middleware(LotsFastPath)
     # Then the rate limit: a 429 still gets CORS headers and is counted in the metrics.
-    app.add_middleware(RateLimit, buckets=TokenBuckets(settings.API_RATE_PER_IP,
-                                                       settings.API_BURST_PER_IP))
+    app.state.ip_buckets = buckets(settings.API_RATE_LIMIT_URL, "ip", settings.API_RATE_PER_IP,
+                                   settings.API_BURST_PER_IP)
+    app.add_middleware(RateLimit, buckets=app.state.ip_buckets)
     # Outside the rate limit, inside the metrics and headers: an oversized or slow request is
     # refused (and counted) before a route, a key check or a body parser runs.
     app.add_middleware(RequestLimits, max_head_bytes=settings.API_MAX_HEADER_BYTES,

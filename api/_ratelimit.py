@@ -1,18 +1,33 @@
-"""Rate limits: token buckets per client IP (every request) and per API key (admin writes)."""
+"""Rate limits: token buckets per client IP (every request) and per API key (admin writes).
+
+The buckets live in the process (``TokenBuckets``), or, with ``PARKLEIT_API_RATE_LIMIT_URL``
+set, in Redis (``SharedTokenBuckets``), shared by every API process: behind N processes a
+client gets the configured rate, not N times it. Why Redis and not PostgreSQL: every request
+takes a token, thousands a second, and a token is a read-modify-write of one small key with a
+time to live - one round trip to Redis (an atomic script), where PostgreSQL would write a row
+(and WAL) per request on the database the city's data lives in.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
+import redis.asyncio as aioredis
 from fastapi import Request
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api._http import HttpMiddleware, problem
 
-__all__ = ["RateLimit", "TokenBuckets", "client_address", "retry_after"]
+__all__ = ["RateLimit", "SharedTokenBuckets", "TokenBuckets", "buckets", "client_address",
+           "retry_after"]
+
+logger = logging.getLogger(__name__)
 
 MAX_BUCKETS = 100_000
 
@@ -35,8 +50,15 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, name: str, now: float | None = None) -> float:
+    async def take(self, name: str) -> float:
         """Take a token of bucket ``name``: 0.0 if there was one, else seconds until one is."""
+        return self.take_now(name)
+
+    async def close(self) -> None:
+        """Nothing to close (the buckets are in memory)."""
+
+    def take_now(self, name: str, now: float | None = None) -> float:
+        """``take`` at ``now`` (monotonic seconds)."""
         if self.rate <= 0:
             return 0.0
         now = time.monotonic() if now is None else now
@@ -48,6 +70,64 @@ class TokenBuckets:
             while len(self._buckets) > self.max_buckets:
                 self._buckets.popitem(last=False)
         return wait
+
+
+# One bucket's token taken atomically, at the Redis server's clock (the same for every API
+# process): KEYS[1] the bucket, ARGV rate and burst; returns the wait in seconds (0: taken).
+_TAKE = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(held[1]) or burst, tonumber(held[2]) or now
+tokens = math.min(burst, tokens + (now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class SharedTokenBuckets(TokenBuckets):
+    """``TokenBuckets`` kept in Redis, shared by every API process. Should Redis be away, the
+    process's own buckets count meanwhile (a limit per process rather than none), and a warning
+    is logged once per outage."""
+
+    def __init__(self, url: str, prefix: str, rate: float, burst: int) -> None:
+        super().__init__(rate, burst)
+        self.prefix = prefix
+        self._redis: Any = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._script = self._redis.register_script(_TAKE)
+        self._away = False
+
+    async def take(self, name: str) -> float:
+        if self.rate <= 0:
+            return 0.0
+        try:
+            wait = float(await self._script(keys=[f"{self.prefix}{name}"],
+                                            args=[self.rate, self.burst]))
+        except (RedisError, OSError) as exc:
+            if not self._away:
+                logger.warning("rate limits: Redis unavailable (%s); counting in this process "
+                               "until it is back", type(exc).__name__)
+                self._away = True
+            return self.take_now(name)
+        if self._away:
+            logger.info("rate limits: Redis is back; counting across the processes again")
+            self._away = False
+        return wait
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def buckets(url: str, kind: str, rate: float, burst: int) -> TokenBuckets:
+    """The buckets of ``kind`` (``ip``, ``key``, ``login``): shared in Redis at ``url``, or in
+    the process without one."""
+    if not url:
+        return TokenBuckets(rate, burst)
+    return SharedTokenBuckets(url, f"parkleit:rate:{kind}:", rate, burst)
 
 
 def client_address(scope: Scope) -> str:
@@ -69,7 +149,7 @@ class RateLimit(HttpMiddleware):
         self.buckets = buckets
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        wait = self.buckets.take(client_address(scope))
+        wait = await self.buckets.take(client_address(scope))
         if not wait:
             await self.app(scope, receive, send)
             return

@@ -145,9 +145,11 @@ class Settings(BaseSettings):
     # audit count clients, not the proxy. Empty: none; a client's headers are never believed
     # (loopback neither: any local process could name itself anyone).
     API_FORWARDED_ALLOW_IPS: str = ""
-    # Token buckets per process (behind N processes a client gets N times these): every
-    # request takes one token of its client IP's bucket, an admin request one of its key's
-    # too. Rate in requests per second (0 = no limit), burst = bucket size.
+    # Token buckets: every request takes one token of its client IP's bucket, an admin request
+    # one of its key's too. Rate in requests per second (0 = no limit), burst = bucket size.
+    # In each process, unless RATE_LIMIT_URL names a Redis (redis://host:6379/0) that every
+    # API process shares: then a client gets these rates across all of them, not N times.
+    API_RATE_LIMIT_URL: str = ""
     API_RATE_PER_IP: Annotated[float, Field(ge=0)] = 20.0
     API_BURST_PER_IP: Annotated[int, Field(ge=1)] = 100
     API_RATE_PER_KEY: Annotated[float, Field(ge=0)] = 2.0

@@ -68,7 +68,7 @@ async def _authenticate(request: Request) -> Operator:
     name = store.cached(key)
     if name is None:
         # Hashing costs time: a client trying keys spends its address's key tokens first.
-        wait = buckets.take(f"unverified:{client}")
+        wait = await buckets.take(f"unverified:{client}")
         if wait:
             raise _too_many(wait, "too many key checks from this address")
         try:
@@ -79,7 +79,7 @@ async def _authenticate(request: Request) -> Operator:
         if name is None:
             logger.warning("admin request with an invalid API key from %s", client)
             raise HTTPException(403, "the API key is not valid")
-    wait = buckets.take(name)
+    wait = await buckets.take(name)
     if wait:
         raise _too_many(wait, f"too many admin requests with key {name!r}")
     return Operator(name, client)

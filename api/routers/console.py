@@ -207,7 +207,8 @@ async def login(request: Request, response: Response, body: Login, conn: Conn, n
     """Start a session for ``username`` if ``password`` is theirs."""
     client = _client(request)
     buckets: TokenBuckets = request.app.state.console_logins  # api._app's lifespan
-    wait = max(buckets.take(f"address:{client}"), buckets.take(f"user:{body.username}"))
+    wait = max(await buckets.take(f"address:{client}"),
+               await buckets.take(f"user:{body.username}"))
     if wait:
         logger.warning("console login for %r from %s refused: too many attempts",
                        body.username, client)

@@ -1,0 +1,77 @@
+"""Two ``parkleit api`` processes: the rate limits hold across both when they share a Redis
+(``PARKLEIT_API_RATE_LIMIT_URL``), and each counts on its own while Redis is away."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from _helpers import ApiServer, api_server
+
+from core.settings import Settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+LIMITS = {"PARKLEIT_API_RATE_PER_IP": "0.2", "PARKLEIT_API_BURST_PER_IP": "6"}
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[str]:
+    """The machine's Redis, with this test's rate-limit keys cleared before and after."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.fail(f"no Redis at {REDIS_URL} (.ci/run starts one)")
+
+    def clear() -> None:
+        for key in client.scan_iter("parkleit:rate:*"):
+            client.delete(key)
+
+    clear()
+    yield REDIS_URL
+    clear()
+    client.close()
+
+
+@contextlib.contextmanager
+def _two(settings: Settings, tmp_path: Path, **extra: str) -> Iterator[tuple[ApiServer, ...]]:
+    with api_server(settings, tmp_path / f"a-{secrets.token_hex(2)}.log", **LIMITS,
+                    **extra) as first, \
+            api_server(settings, tmp_path / f"b-{secrets.token_hex(2)}.log", **LIMITS,
+                       **extra) as second:
+        yield first, second
+
+
+def _granted(servers: tuple[ApiServer, ...], requests: int) -> int:
+    """Requests to ``/v1/lots``, alternating between the servers; how many were answered
+    (not 429)."""
+    granted = 0
+    for index in range(requests):
+        answer = httpx.get(f"{servers[index % len(servers)].url}/v1/lots", timeout=10)
+        assert answer.status_code in (200, 429), answer.text
+        granted += answer.status_code == 200
+    return granted
+
+
+def test_the_address_limit_holds_across_two_processes_sharing_redis(
+        settings: Settings, tmp_path: Path, shared_redis: str) -> None:
+    with _two(settings, tmp_path, PARKLEIT_API_RATE_LIMIT_URL=shared_redis) as servers:
+        # The health checks of the start took tokens too: a fresh bucket for the count.
+        client = redis.Redis.from_url(shared_redis)
+        client.delete(*client.keys("parkleit:rate:ip:*"))
+        client.close()
+        # A burst of 6 in all (the rate refills one token in 5 s), not 6 per process.
+        assert _granted(servers, 16) in (6, 7)
+
+
+def test_without_redis_each_process_counts_alone(settings: Settings, tmp_path: Path) -> None:
+    # Nothing listens there: each process falls back to its own buckets, and says so.
+    with _two(settings, tmp_path, PARKLEIT_API_RATE_LIMIT_URL="redis://127.0.0.1:9/0") as servers:
+        granted = _granted(servers, 24)
+        assert 8 <= granted <= 14  # about a burst per process, less what the start took
+        assert all("Redis unavailable" in server.process.log.read_text() for server in servers)
