@@ -650,10 +650,18 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
         expect(row.locator(".badge")).to_have_text("frei")
         expect(row.locator(".badge")).to_have_class("badge status-open")
         name = console.city.lot(lot).name
+        # The drivers' map, open in another tab: it hears the closing within 2 s.
+        driver_map = tab.context.new_page()
+        driver_map.goto(f"{console.url}/")
+        on_map = driver_map.locator(f'#lot-list li[data-lot-id="{lot}"]')
+        expect(on_map).to_have_attribute("data-status", "open")
+        driver_map.wait_for_selector('#connection[data-state="live"]')
         tab.get_by_label(f"Grund für die Schließung von {name}").fill("Baustelle Ebene 2")
         tab.get_by_role("button", name=f"{name} schließen").click()
         expect(row.locator(".badge")).to_have_text("geschlossen")
         expect(row.locator(".badge")).to_have_class("badge status-closed")
+        expect(on_map).to_have_attribute("data-status", "closed", timeout=2000)
+        driver_map.close()
         expect(tab.locator("#audit-rows")).to_contain_text("Baustelle Ebene 2")
         wait_for(lambda: {entry["id"]: entry["status"] for entry in httpx.get(
             f"{console.url}/v1/lots").json()["lots"]}[lot] == "closed", timeout=5)

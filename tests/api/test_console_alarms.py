@@ -15,13 +15,14 @@ import httpx
 import pytest
 import test_console
 from _helpers import problem, utc_now
+from _payloads import dumps, ttn_topic, ttn_uplink
 from playwright.sync_api import Browser, expect
 from test_api_stream_admin import counter
 from test_console import ARTIFACTS, Console, _page
 
 from api._statemetrics import CityGauges
 from core.alarms import ALARM_KINDS
-from ingest import Writer, evaluate_alarms
+from ingest import Message, Writer, evaluate_alarms
 
 COMMENT = "Techniker ist informiert"
 # The console's fixtures: a real server with the test's database and city, Chromium.
@@ -256,6 +257,41 @@ def test_the_console_shows_an_alarm_and_acknowledges_it(console: Console,
         _evaluate(console, later)
         expect(tab.locator("#alarm-rows tr").filter(has_text=name)).to_have_count(0,
                                                                                    timeout=15000)
+    finally:
+        tab.context.close()
+    assert not errors, errors
+
+
+@pytest.mark.browser
+def test_a_silent_gateway_appears_on_the_console_and_clears_when_it_is_heard_again(
+        console: Console, browser: Browser) -> None:
+    console.add("olga", "operator")
+    city, now = console.city, utc_now()
+
+    def uplink(moment: datetime) -> None:  # through the gateways of the TTN test message
+        Writer(city).write(console.conn, [Message(ttn_topic(city.id), dumps(ttn_uplink(
+            city.id, moment)), moment)], moment)
+
+    uplink(now - timedelta(hours=2))  # then nothing through it: silent for an hour and more
+    _evaluate(console, now)
+    tab, errors = _page(browser)
+    try:
+        tab.goto(f"{console.url}/console")
+        tab.get_by_label("Benutzername").fill("olga")
+        tab.get_by_label("Passwort", exact=True).fill("correct horse battery")
+        tab.keyboard.press("Enter")
+        row = tab.locator("#alarm-rows tr").filter(has_text="zeitz-rathaus")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("Gateway meldet sich nicht")
+        expect(row.locator(".badge")).to_have_text("kritisch")
+        # The gateway is heard again: the next evaluation clears it, the page drops it.
+        later = now + timedelta(minutes=1)
+        uplink(later)
+        _evaluate(console, later)
+        expect(row).to_have_count(0, timeout=15000)
+        assert console.conn.execute(
+            "SELECT cleared_at FROM alarms WHERE kind = 'gateway_silent'"
+            " AND target = 'zeitz-rathaus'").fetchone() == (later,)
     finally:
         tab.context.close()
     assert not errors, errors
