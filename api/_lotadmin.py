@@ -116,6 +116,15 @@ class AdminLot(BaseModel):
     closure: Closure | None
 
 
+async def _locked_state(cur: Any, lot_id: str) -> dict[str, Any]:
+    """The lot's state row, locked until the transaction ends; 404 if the registry lacks it."""
+    await cur.execute(queries("api", "admin")["lock_lot_state"], {"lot_id": lot_id})
+    row: dict[str, Any] | None = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+    return row
+
+
 async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, now: datetime,
                       *, closed: bool) -> tuple[dict[str, Any], str]:
     """Derive the lot's status as ingest would, store it and NOTIFY it (in the transaction):
@@ -126,10 +135,7 @@ async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, n
         raise HTTPException(404, f"no lot {lot_id!r}") from None
     q = queries("api", "admin")
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
-        row = await cur.fetchone()
-        if row is None:
-            raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+        row = await _locked_state(cur, lot_id)
         await cur.execute(q["closure_of"], {"lot_id": lot_id})
         closure = await cur.fetchone()
     before = {"status": row["status"],
@@ -212,10 +218,7 @@ async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
     q = queries("api", "admin")
     async with conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
-            row = await cur.fetchone()
-            if row is None:
-                raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+            row = await _locked_state(cur, lot_id)
             await cur.execute(q["closure_of"], {"lot_id": lot_id})
             closure = await cur.fetchone()
         closed = closure is not None and (closure["until"] is None or closure["until"] > now)
@@ -283,10 +286,7 @@ async def _capacity_change(conn: AsyncConnection[Any], cities: Cities, lot_id: s
     q, console = queries("api", "admin"), queries("api", "console")
     async with conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q["lock_lot_state"], {"lot_id": lot_id})
-            row = await cur.fetchone()
-            if row is None:
-                raise HTTPException(404, f"lot {lot_id!r} is not in the registry yet")
+            row = await _locked_state(cur, lot_id)
             await cur.execute(console["capacity_limit_of"], {"lot_id": lot_id, "now": now})
             before = await cur.fetchone()
         if limit is None:

@@ -631,6 +631,14 @@ def _page(browser: Browser) -> tuple[Page, list[str]]:
     return tab, errors
 
 
+def log_in_on_page(tab: Page, name: str, password: str = PASSWORD) -> None:
+    """Log ``name`` in with the console page's form (German) and wait for the console."""
+    tab.get_by_label("Benutzername").fill(name)
+    tab.get_by_label("Passwort", exact=True).fill(password)
+    tab.keyboard.press("Enter")
+    expect(tab.locator("#who")).to_contain_text(name)
+
+
 @pytest.mark.browser
 def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
                                                    browser: Browser) -> None:
@@ -693,15 +701,10 @@ def test_the_console_page_lets_an_admin_add_and_disable_a_person(console: Consol
     tab, errors = _page(browser)
     try:
         tab.goto(f"{console.url}/console")
-        tab.get_by_label("Benutzername").fill("olga")
-        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
-        tab.keyboard.press("Enter")
-        expect(tab.locator("#who")).to_contain_text("olga")
+        log_in_on_page(tab, "olga")
         expect(tab.locator("#people")).to_be_hidden()  # an operator manages no one
         tab.get_by_role("button", name="Abmelden").click()
-        tab.get_by_label("Benutzername").fill("ada")
-        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
-        tab.keyboard.press("Enter")
+        log_in_on_page(tab, "ada")
         expect(tab.locator("#people")).to_be_visible()
         tab.get_by_label("Name", exact=True).fill("nina")
         tab.get_by_label("Rolle", exact=True).select_option("planner")
@@ -732,10 +735,7 @@ def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capa
     tab, errors = _page(browser)
     try:
         tab.goto(f"{console.url}/console")
-        tab.get_by_label("Benutzername").fill("olga")
-        tab.get_by_label("Passwort", exact=True).fill(PASSWORD)
-        tab.keyboard.press("Enter")
-        expect(tab.locator("#who")).to_contain_text("olga")
+        log_in_on_page(tab, "olga")
         row = tab.locator(f"tr[data-sign='{sign}']")
         asked, until, shown = (row.locator("td").nth(index) for index in range(3))
         expect(asked.locator(".mode")).to_have_text("automatisch")

@@ -18,7 +18,7 @@ from _helpers import problem, utc_now
 from _payloads import dumps, ttn_topic, ttn_uplink
 from playwright.sync_api import Browser, expect
 from test_api_stream_admin import counter
-from test_console import ARTIFACTS, Console, _page
+from test_console import ARTIFACTS, Console, _page, log_in_on_page
 
 from api._statemetrics import CityGauges
 from core.alarms import ALARM_KINDS
@@ -221,10 +221,7 @@ def test_the_console_shows_an_alarm_and_acknowledges_it(console: Console,
     tab, errors = _page(browser)
     try:
         tab.goto(f"{console.url}/console")
-        tab.get_by_label("Benutzername").fill("olga")
-        tab.get_by_label("Passwort", exact=True).fill("correct horse battery")
-        tab.keyboard.press("Enter")
-        expect(tab.locator("#who")).to_contain_text("olga")
+        log_in_on_page(tab, "olga")
         row = tab.locator("#alarm-rows tr").filter(has_text=name)
         expect(row).to_have_count(1)
         expect(row.locator(".badge")).to_have_text("kritisch")
@@ -277,9 +274,7 @@ def test_a_silent_gateway_appears_on_the_console_and_clears_when_it_is_heard_aga
     tab, errors = _page(browser)
     try:
         tab.goto(f"{console.url}/console")
-        tab.get_by_label("Benutzername").fill("olga")
-        tab.get_by_label("Passwort", exact=True).fill("correct horse battery")
-        tab.keyboard.press("Enter")
+        log_in_on_page(tab, "olga")
         row = tab.locator("#alarm-rows tr").filter(has_text="zeitz-rathaus")
         expect(row).to_have_count(1)
         expect(row).to_contain_text("Gateway meldet sich nicht")

@@ -7,6 +7,7 @@
 
 import { config, t, translate, langButton, onLangChange, formatNumber, formatTime } from './i18n.js';
 import { LotFeed, hasCount } from './live.js';
+import { problemText } from './problem.js';
 
 const $ = (id) => document.getElementById(id);
 let session = null;
@@ -28,15 +29,6 @@ async function call(path, { method = 'GET', body } = {}) {
   });
   if (response.status === 401 && path !== 'login' && path !== 'me') showLogin();
   return response;
-}
-
-async function problemText(response) {
-  try {
-    const problem = await response.json();
-    return problem.detail || problem.title || `HTTP ${response.status}`;
-  } catch {
-    return `HTTP ${response.status}`;
-  }
 }
 
 function showLogin() {

@@ -3,6 +3,7 @@
 // read and to print (A4; the browser's "print to PDF" makes its PDF).
 
 import { config, t, translate, langButton, onLangChange, formatNumber, formatPercent } from './i18n.js';
+import { problemText } from './problem.js';
 
 const $ = (id) => document.getElementById(id);
 // The page is /console/reports/{city}/{month}: the site's root is three levels up (relative, so
@@ -76,15 +77,6 @@ function render() {
     cell(names.get(error.lot_id) ?? error.lot_id, false, true), cell(number(error.horizon_min), true),
     cell(number(error.mae, 2), true), cell(share(error.mae_rate), true), cell(number(error.points), true),
   ], 5);
-}
-
-async function problemText(response) {
-  try {
-    const problem = await response.json();
-    return problem.detail || problem.title || `HTTP ${response.status}`;
-  } catch {
-    return `HTTP ${response.status}`;
-  }
 }
 
 async function load() {
