@@ -11,7 +11,12 @@ at once, ingest's lot state, status topic and signs at its next pass). The publi
 ``closed`` for both; "reserved" is the console's word. A sign line whose lots are all closed
 and that has an ``alternative`` routes to it by signage's rule 5 (``signage/_render.py``); the
 event lists those lines. Entering or deleting an event that is on now changes the lots' status
-at once (as closing a lot does, ``api._lotadmin``). Every change is audited, before and after.
+at once (as closing a lot does, ``api._lotadmin``); entering or deleting any NOTIFYs the API's
+views, which then read again at each event's start and end (``api._snapshot``): at the start
+/v1/lots, DATEX II and ParkAPI close the lots at the moment, the live stream, MQTT and the signs
+at ingest's next stale check (``INGEST_STALE_CHECK_S``); at the end everything opens at that
+check (until then the API still reads the ``closed`` ingest derived). Every change is audited,
+before and after.
 
 The config's events are listed too (their next occurrence), read-only.
 """
@@ -30,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api._http import bad_parameter
 from api._input import Moment, SafeText
 from api._lotadmin import Operator, _set_status, audit
+from core import channels
 from core.city import ID_PATTERN, Cities, City, Event
 from core.db import queries
 
@@ -169,6 +175,13 @@ def _check(body: NewEvent, cities: Cities, now: datetime) -> None:
                       "either closed or reserved", "body")
 
 
+async def _views_changed(conn: AsyncConnection[Any], city: str) -> None:
+    """Tell every API process (at commit) to read its lots' views again: they learn the
+    event's start and end, when its lots close and open."""
+    await conn.execute(queries("api", "admin")["notify"],
+                       {"channel": channels.LOTS_CHANGED, "payload": city})
+
+
 def _audited(view: EventView) -> dict[str, Any]:
     return view.model_dump(mode="json", exclude={"routed", "on", "source", "kind", "weekly"})
 
@@ -189,8 +202,9 @@ async def create_event(conn: AsyncConnection[Any], cities: Cities, body: NewEven
         assert row is not None  # RETURNING of an INSERT
         view = _view(row, cities, now)
         if view.on:
-            for lot_id in closing:
+            for lot_id in sorted(closing):  # in ingest's order of locking lot_state's rows
                 await _set_status(conn, cities, lot_id, now, closed=True)
+        await _views_changed(conn, view.city)
         await audit(conn, operator, "create_event", f"event/{view.id}",
                     {"name": view.name, "city": view.city}, now, None, _audited(view))
     return view
@@ -209,12 +223,13 @@ async def delete_event(conn: AsyncConnection[Any], cities: Cities, event_id: int
                 raise HTTPException(404, f"no event {event_id}")
             view = _view(row, cities, now)
             if view.on:
-                for lot_id in _unique([*view.closed_lots, *view.reserved_lots]):
+                for lot_id in sorted({*view.closed_lots, *view.reserved_lots}):
                     await cur.execute(q["closed_otherwise"],
                                       {"lot_id": lot_id, "now": now, "id": event_id})
                     still = await cur.fetchone()
                     await _set_status(conn, cities, lot_id, now,
                                       closed=bool(still and still["closed"]))
+        await _views_changed(conn, view.city)
         await audit(conn, operator, "delete_event", f"event/{view.id}",
                     {"name": view.name, "city": view.city}, now, _audited(view), None)
     return view

@@ -44,3 +44,10 @@ SELECT EXISTS (
     WHERE %(lot_id)s = ANY(closed_lots || reserved_lots)
       AND starts <= %(now)s AND ends > %(now)s
 ) AS closed;
+
+-- name: next_event_change
+-- The first start or end of a console event after ``now``: a lot's closure by an event
+-- begins or ends then (the lots' snapshot reads again at that moment).
+SELECT min(moment) AS moment
+FROM events, LATERAL (VALUES (starts), (ends)) AS b (moment)
+WHERE moment > %(now)s;

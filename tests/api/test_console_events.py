@@ -18,7 +18,7 @@ import httpx
 import pytest
 from _browser import chromium
 from _citytoml import write_city
-from _helpers import problem
+from _helpers import problem, wait_for
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
 from test_api_stream_admin import counter, iso
@@ -241,6 +241,28 @@ def test_an_event_on_now_closes_its_lots_at_once_and_deleting_it_opens_them(
     assert deleted.status_code == 200, deleted.text
     assert stored(garage) == "open" and _status(console, garage) == "open"
     assert stored(small) == "closed" and _status(console, small) == "closed"
+
+
+def test_the_lots_snapshot_reads_again_the_moment_an_event_begins(console: Console) -> None:
+    console.add("paul", "planner")
+    client, csrf = console.login("paul")
+    garage = console.lot("garage")
+    views = console.app.state.hub.views
+    wait_for(lambda: views.listening, timeout=10)
+    views.max_age = timedelta(minutes=10)  # only the event's start may make it read again
+    assert _status(console, garage) == "open"
+    before = views.reads
+    begins = _app_now(console) + timedelta(seconds=3)
+    created = client.post(EVENTS, json=_event(console, begins, begins + timedelta(hours=1),
+                                               closed_lots=[garage]),
+                          headers={"X-CSRF-Token": csrf})
+    assert created.status_code == 201 and not created.json()["on"], created.text
+    # The entry NOTIFYs the views: read again, they know when the event begins.
+    wait_for(lambda: _status(console, garage) == "open" and views.reads > before, timeout=5)
+    reads = views.reads
+    assert _status(console, garage) == "open" and views.reads == reads  # from memory
+    wait_for(lambda: _status(console, garage) == "closed", timeout=10)
+    assert _app_now(console) >= begins
 
 
 @pytest.fixture(scope="module")
