@@ -167,12 +167,21 @@ async def close_lot(conn: AsyncConnection[Any], cities: Cities, lot_id: str, bod
     return closed
 
 
+async def _event_closes(conn: AsyncConnection[Any], lot_id: str, now: datetime) -> bool:
+    """Whether a console event in force closes or reserves the lot (``api._events``)."""
+    cursor = await conn.execute(queries("api", "events")["event_closes"],
+                                {"lot_id": lot_id, "now": now})
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def open_lot(conn: AsyncConnection[Any], cities: Cities, lot_id: str, operator: Operator,
                    now: datetime) -> AdminLot:
     """End the closure of ``lot_id`` (if any), audited; its status is derived from its count
-    again."""
+    again (closed still while an event of the console closes it)."""
     async with conn.transaction():
-        before, status = await _set_status(conn, cities, lot_id, now, closed=False)
+        before, status = await _set_status(conn, cities, lot_id, now,
+                                           closed=await _event_closes(conn, lot_id, now))
         cursor = await conn.execute(queries("api", "admin")["open_lot"], {"lot_id": lot_id})
         opened = AdminLot(lot_id=lot_id, status=status, closure=None)
         await audit(conn, operator, "open_lot", lot_id, {"was_closed": cursor.rowcount > 0},
@@ -222,6 +231,7 @@ async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
             await cur.execute(q["closure_of"], {"lot_id": lot_id})
             closure = await cur.fetchone()
         closed = closure is not None and (closure["until"] is None or closure["until"] > now)
+        closed = closed or await _event_closes(conn, lot_id, now)
         free = lot.capacity - body.occupied
         status = lot_status(lot, OpeningHours(lot.opening_hours), free, now, now, city.tz,
                             closed=closed)

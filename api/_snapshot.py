@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from api._live import read_lots
 from api._models import Lot
 from core.city import Cities
+from core.db import queries
 
 __all__ = ["Encoded", "LotViews"]
 
@@ -66,7 +67,8 @@ class LotViews:
       reads the database again, so no answer is older than the database by more than the NOTIFY's
       way to this process;
     - time alone changes a view (a count turns stale, a forecast's target passes, opening hours
-      begin or end): the snapshot knows the first moment that happens and is read again then, and in
+      begin or end, a console event that closes lots begins or ends): the snapshot knows the
+      first moment that happens and is read again then, and in
       any case after ``max_age_s``;
     - while the LISTEN connection is down nothing tells it of changes: every request reads again.
 
@@ -110,12 +112,16 @@ class LotViews:
                 lots = [(city, lot) for city in cities for lot in city.lots]
                 async with pool.connection() as conn:
                     views = await read_lots(conn, lots, now)
+                    cursor = await conn.execute(queries("api", "events")["next_event_change"],
+                                                {"now": now})
+                    change = await cursor.fetchone()
                 self.reads += 1
                 by_id = {view.id: view for view in views}
                 if by_id != self._views or cities is not self._cities:
                     self._views, self._encoded = by_id, {}
                 self._cities = cities
-                self._valid_until = _valid_until(cities, views, now, self.max_age)
+                self._valid_until = _valid_until(cities, views, now, self.max_age,
+                                                 change[0] if change else None)
             return self._views
 
     def encoded(self, key: Hashable, make: Callable[[], Encoded]) -> Encoded:
@@ -126,10 +132,13 @@ class LotViews:
         return answer
 
 
-def _valid_until(cities: Cities, views: list[Lot], now: datetime,
-                 max_age: timedelta) -> datetime:
-    """The first moment a view read at ``now`` changes without a write to the database."""
+def _valid_until(cities: Cities, views: list[Lot], now: datetime, max_age: timedelta,
+                 event_change: datetime | None = None) -> datetime:
+    """The first moment a view read at ``now`` changes without a write to the database
+    (``event_change``: the next start or end of a console event, which closes lots)."""
     moments = [now + max_age]
+    if event_change is not None:
+        moments.append(event_change)
     for view in views:
         if view.updated is not None and not view.stale:
             moments.append(view.updated + timedelta(seconds=view.stale_after_s))

@@ -2,10 +2,15 @@
 
 -- name: live_lots
 -- The current state of the given lots (closed: as ingest last derived it, which knows of
--- operators' closures), an operator's capacity limit in force, and, per lot, the newest live
+-- operators' closures, or closed or reserved by a console event at ``now``, which ingest
+-- learns at its next pass), an operator's capacity limit in force, and, per lot, the newest live
 -- 30-minute forecast whose target still lies ahead (a newer run always has the later target, so it is the newest run).
 SELECT p.lot_id, s.free, s.occupied, s.updated, s.quality, s.flags,
-       s.status = 'closed' AS closed, c.capacity AS capacity_limit,
+       s.status = 'closed' OR EXISTS (
+           SELECT FROM events AS e
+           WHERE p.lot_id = ANY(e.closed_lots || e.reserved_lots)
+             AND e.starts <= %(now)s AND e.ends > %(now)s) AS closed,
+       c.capacity AS capacity_limit,
        f.time AS forecast_origin, f.target_time AS forecast_target,
        round(f.free::numeric, 2)::float8 AS forecast_free,
        round(f.free_p10::numeric, 2)::float8 AS forecast_free_p10,

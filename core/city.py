@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,7 @@ __all__ = [
     "Cities",
     "City",
     "CityConfigError",
+    "DatedEvent",
     "Event",
     "Lot",
     "OpeningHours",
@@ -277,6 +279,29 @@ class Event(_Model):
         if self.date is not None:
             return self.date == day
         return self.weekly is not None and _DAYS[day.weekday()] in self.weekly.split(",")
+
+    def windows(self, days: Iterable[dt.date], zone: ZoneInfo) -> Iterator[
+            tuple[datetime, datetime]]:
+        """Its (start, end) on each of the (local) calendar days ``days`` it takes place."""
+        for day in days:
+            if self.occurs_on(day):
+                yield datetime.combine(day, self.start, zone), datetime.combine(day, self.end, zone)
+
+
+class DatedEvent(_Model):
+    """An event of one time window, entered in the console (table ``events``): extra demand
+    on ``lots`` from ``starts`` to ``ends``, taken by the forecaster as the config's events."""
+
+    name: Annotated[str, Field(min_length=1)]
+    lots: tuple[Identifier, ...]
+    starts: AwareDatetime
+    ends: AwareDatetime
+
+    def windows(self, days: Iterable[dt.date], zone: ZoneInfo) -> Iterator[
+            tuple[datetime, datetime]]:
+        """Its one (start, end), whatever the days (it may span several)."""
+        del days, zone  # a fixed window of its own
+        yield self.starts, self.ends
 
 
 class LoRaWAN(_Model):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from core.city import Event
+from core.city import DatedEvent, Event
 from forecasting._baselines import _per_group, last_observed
 from forecasting._data import SLOTS_PER_WEEK, STEP, STEP_MINUTES, Panel
 
@@ -308,7 +308,8 @@ def feature_matrix(examples: Examples) -> tuple[NDArray[np.float64], NDArray[np.
 # --- what the features read of a panel -------------------------------------------------------
 
 def panel_grid(panel: Panel, n_steps: int, *, lot_stats: LotStats, country: str | None,
-         subdiv: str | None, events: Sequence[Event], stop: int | None = None) -> Grid:
+         subdiv: str | None, events: Sequence[Event | DatedEvent],
+         stop: int | None = None) -> Grid:
     """Rates and calendar of ``panel`` over ``n_steps`` positions, with the statistics of its
     lots; data after ``stop`` (exclusive) are ignored. ``country`` (default: from the panel's
     time zone) and ``subdiv`` choose the public and school holidays."""
@@ -334,23 +335,21 @@ def panel_grid(panel: Panel, n_steps: int, *, lot_stats: LotStats, country: str 
                 lot_stats=lot_stats)
 
 
-def _event_flags(panel: Panel, events: Sequence[Event], times: Sequence[datetime],
+def _event_flags(panel: Panel, events: Sequence[Event | DatedEvent], times: Sequence[datetime],
                  days: NDArray[np.object_]) -> NDArray[np.float64]:
-    """1 where an event is on at a lot (from an hour before it starts to its end)."""
+    """1 where an event is on at a lot (from an hour before it starts to its end): the city
+    config's events on each day they take place, the console's in their window."""
     flags = np.zeros((len(panel.lot_ids), len(times)))
     row = {lot: index for index, lot in enumerate(panel.lot_ids)}
     zone = ZoneInfo(panel.timezone)
     stamps = np.array([moment.timestamp() for moment in times])
+    calendar_days = sorted(set(days))
     for event in events:
         lots = np.array([row[lot] for lot in event.lots if lot in row], dtype=np.int64)
         if not lots.size:
             continue
-        for day in sorted(set(days)):
-            if not event.occurs_on(day):
-                continue
-            start = datetime.combine(day, event.start, zone) - _EVENT_LEAD
-            end = datetime.combine(day, event.end, zone)  # the config: end after start
-            on = (stamps >= start.timestamp()) & (stamps < end.timestamp())
+        for start, end in event.windows(calendar_days, zone):  # end after start
+            on = (stamps >= (start - _EVENT_LEAD).timestamp()) & (stamps < end.timestamp())
             flags[np.ix_(lots, np.nonzero(on)[0])] = 1.0
     return flags
 

@@ -13,7 +13,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from core.city import Event
+from core.city import DatedEvent, Event
 from forecasting._baselines import (
     Forecaster,
     ProfileAnomaly,
@@ -63,7 +63,8 @@ class GradientBoostingForecaster(Forecaster):
     ``country``/``subdiv`` choose the public and school holidays (``holidays`` package); by
     default the country follows the panel's time zone (Europe/Berlin: DE) and school holidays,
     which German states set, need ``subdiv`` (e.g. ``"ST"``). ``events`` are the city
-    config's events; the flag is set for a lot from an hour before an event to its end.
+    config's events and the console's (``DatedEvent``, see ``forecasting.event_calendar``);
+    the flag is set for a lot from an hour before an event to its end.
     ``calibration_days`` (0: none) is the held-out tail of the history on which the interval is
     calibrated.
     """
@@ -74,7 +75,7 @@ class GradientBoostingForecaster(Forecaster):
                  horizons: tuple[int, ...] = (15, 30, 60, 120),
                  max_samples: int = 100_000, max_age: int = 0, calibration_days: int = 14,
                  country: str | None = None, subdiv: str | None = None,
-                 events: Sequence[Event] = (), random_state: int = 0) -> None:
+                 events: Sequence[Event | DatedEvent] = (), random_state: int = 0) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes

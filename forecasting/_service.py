@@ -8,6 +8,7 @@ per lot and horizon at the origin (the latest quarter hour with data, never in t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -33,7 +34,7 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from core import channels
-from core.city import City
+from core.city import City, DatedEvent, Event
 from core.db import listen, open_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus
@@ -53,6 +54,7 @@ __all__ = [
     "ModelInfo",
     "Prediction",
     "backtest",
+    "event_calendar",
     "load_newest",
     "load_panel",
     "newest_model",
@@ -151,13 +153,31 @@ def load_panel(conn: psycopg.Connection[Any], city: City, *, since: datetime,
     return panel_from_frame(frame, timezone=city.city.timezone)
 
 
-def _fit(panel: Panel, city: City, days: float, horizons: Sequence[int]) -> tuple[
-        Forecaster, str, str | None]:
+def event_calendar(conn: psycopg.Connection[Any], city: City) -> tuple[
+        Event | DatedEvent, ...]:
+    """The city's events, both kinds the same way: its config's and those planners entered in
+    the console (table ``events``, each with the lots whose demand it raises)."""
+    rows = conn.execute(queries("forecasting")["console_events"], {"city": city.id}).fetchall()
+    return (*city.events, *(DatedEvent(name=name, lots=tuple(lots), starts=starts, ends=ends)
+                            for name, lots, starts, ends in rows))
+
+
+def _with_events(model: Forecaster, events: Sequence[Event | DatedEvent]) -> Forecaster:
+    """``model`` knowing ``events`` (a copy): events entered after it was trained count too."""
+    if not isinstance(model, GradientBoostingForecaster):
+        return model
+    current = copy.copy(model)
+    current.events = tuple(events)
+    return current
+
+
+def _fit(panel: Panel, city: City, days: float, horizons: Sequence[int],
+         events: Sequence[Event | DatedEvent]) -> tuple[Forecaster, str, str | None]:
     """The gradient-boosting model, or the best baseline the history allows and why."""
     if days >= GBR_MIN_DAYS:
         try:
             model = GradientBoostingForecaster(
-                horizons=tuple(horizons), subdiv=city.city.state, events=city.events,
+                horizons=tuple(horizons), subdiv=city.city.state, events=tuple(events),
             ).fit(panel)
             return model, "gbr", None
         except ValueError as exc:
@@ -182,7 +202,8 @@ def train(conn: psycopg.Connection[Any], city: City, *, days: int = 91,
     history_days = (panel.n_steps - 1) * _STEP / timedelta(days=1)
     began = time.monotonic()
     with _threads(threads):
-        model, kind, reason = _fit(panel, city, history_days, horizons)
+        model, kind, reason = _fit(panel, city, history_days, horizons,
+                                   event_calendar(conn, city))
     metrics: dict[str, Any] = {"fit_seconds": round(time.monotonic() - began, 2),
                                "history_days": round(history_days, 2),
                                "observed_share": round(float(np.isfinite(panel.free).mean()), 4),
@@ -295,9 +316,10 @@ def predict(conn: psycopg.Connection[Any], city: City, *,
     origin = np.array([panel.n_steps - 1])
     origin_time = panel.time_at(panel.n_steps - 1)
     wanted = np.array([[lot_id in fresh] for lot_id in panel.lot_ids], dtype=bool)
+    current = _with_events(loaded.model, event_calendar(conn, city))
     with _threads(threads):
         rows = [row for horizon in horizons for row in _forecast_rows(
-            loaded.model, loaded.info.version, panel, origin, horizon, wanted)]
+            current, loaded.info.version, panel, origin, horizon, wanted)]
     with conn.transaction(), conn.cursor() as cur:
         if rows:
             cur.executemany(q["upsert_forecast"], rows)

@@ -16,6 +16,14 @@ JOIN lots AS l ON l.lot_id = o.lot_id AND l.city = %(city)s
 WHERE o.time > %(since)s AND o.time <= %(until)s
 ORDER BY o.lot_id, slot, o.time DESC;
 
+-- name: console_events
+-- The events planners entered in the console for a city (name, the lots whose demand it
+-- raises, its window), those with such lots; the forecaster takes them as the config's.
+SELECT name, lots, starts, ends
+FROM events
+WHERE city = %(city)s AND cardinality(lots) > 0
+ORDER BY starts, id;
+
 -- name: fresh_lots
 -- Lots whose newest reading up to ``now`` is within their staleness limit (stale is not free:
 -- such lots get no forecast).

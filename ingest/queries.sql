@@ -99,11 +99,16 @@ ORDER BY lot_id
 FOR UPDATE;
 
 -- name: operator_closures
--- The lots among the given ones that an operator closed, at ``now``. A statement of its own
--- after lock_lot_states: it sees a closure committed while ingest waited for the lock.
+-- The lots among the given ones that an operator closed, or that an event of the console
+-- closes or reserves, at ``now``. A statement of its own after lock_lot_states: it sees a
+-- closure committed while ingest waited for the lock.
 SELECT lot_id
 FROM lot_closures
-WHERE lot_id = ANY(%(lot_ids)s) AND (until IS NULL OR until > %(now)s);
+WHERE lot_id = ANY(%(lot_ids)s) AND (until IS NULL OR until > %(now)s)
+UNION
+SELECT e.lot_id
+FROM events, unnest(closed_lots || reserved_lots) AS e (lot_id)
+WHERE e.lot_id = ANY(%(lot_ids)s) AND starts <= %(now)s AND ends > %(now)s;
 
 -- name: capacity_limits
 -- The capacities operators reduced for a while, in force at ``now``, of the given lots (read

@@ -8,7 +8,8 @@ and act through a session cookie (the API keys stay for machines).
   with the password. A wrong password, an unknown or a disabled user: the same 401, in the same
   time (an unknown name is hashed against a decoy).
 - No session (or an ended one) 401; a role below the route's 403; a write without the session's
-  CSRF token 403. Roles: planner reads, operator also acts on lots, admin as operator.
+  CSRF token 403. Roles: planner reads (and enters events), operator also acts on lots, admin
+  as operator.
 - Closing and opening a lot is the admin routes' code (``api._lotadmin``), audited with the
   person's name; so are correcting a counter lot's count and limiting its capacity. A sign's
   mode (``api._signmode``) is an override with its mode. The audit is read here (paged JSON or
@@ -16,6 +17,8 @@ and act through a session cookie (the API keys stay for machines).
 - Alarms are raised and cleared by ingest's evaluator (``ingest/alarms.sql``); here they are
   read (planner) and acknowledged with a comment (operator), audited like a lot's closing. An
   acknowledged alarm stays open until its cause is gone.
+- Events (``api._events``): planners enter, list and delete them; their closed and reserved
+  lots are closed while they are on; the forecaster takes them as the config's events.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import _console as console
+from api import _events as events
 from api import _lotadmin as lotadmin
 from api import _reports as reports
 from api import _signmode as signmode
@@ -617,3 +621,46 @@ async def monthly_report(city: ReportCity, month: ReportMonth, _user: Planner, c
             **headers, "Content-Disposition":
             f'attachment; filename="parkleit-report-{city}-{month}.csv"'})
     return Response(report.model_dump_json(), media_type="application/json", headers=headers)
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+EventId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The console event's id.")]
+
+
+@router.get("/events", operation_id="consoleEvents", response_model=events.EventList,
+            summary="Events on now and upcoming: the console's and the city config's "
+            "(read-only) (planner)", responses={**_NO_SESSION, **_FORBIDDEN})
+async def list_events(response: Response, _user: Planner, conn: Conn, now: Now,
+                      cities: CitiesDep,
+                      city: Annotated[str | None, Query(pattern=ID_PATTERN,
+                                                        description="Only this city's")] = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> events.EventList:
+    """The console's events not over yet and each config event's next occurrence, soonest
+    first, with the sign lines that route to their alternative while it is on."""
+    response.headers["Cache-Control"] = "no-store"
+    return await events.list_events(conn, cities, now, city, limit)
+
+
+@router.post("/events", operation_id="consoleCreateEvent", response_model=events.EventView,
+             status_code=201,
+             summary="Enter an event (planner): its window, lots with its demand, lots closed "
+             "or reserved while it is on", responses=_WRITE_PROBLEMS)
+async def create_event(request: Request, body: events.NewEvent, user: AnyWrite, conn: Conn,
+                       now: Now, cities: CitiesDep) -> events.EventView:
+    """Store the event (the forecaster takes it as the config's events); its closed and
+    reserved lots are closed to the public from its start to its end; audited. An end not
+    after the start, or in the past, is a 422."""
+    return await events.create_event(conn, cities, body, _operator(request, user), now)
+
+
+@router.delete("/events/{event_id}", operation_id="consoleDeleteEvent",
+               response_model=events.EventView,
+               summary="Delete a console event (planner); its lots open if it was on",
+               responses=_WRITE_PROBLEMS)
+async def delete_event(request: Request, event_id: EventId, user: AnyWrite, conn: Conn,
+                       now: Now, cities: CitiesDep) -> events.EventView:
+    """Remove ``event_id`` (the config's events are changed in the config), audited with what
+    it was."""
+    return await events.delete_event(conn, cities, event_id, _operator(request, user), now)

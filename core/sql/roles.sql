@@ -60,13 +60,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {api};
 -- The alarms: read, and acknowledged by a person (never raised or cleared by the API).
 GRANT SELECT ON alarms TO {api};
 GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
+-- The events planners enter in the console (migration 0015): entered, listed, deleted.
+GRANT SELECT, INSERT, DELETE ON events TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
--- closures and capacity limits. Never deletes anything.
+-- closures and capacity limits, and the events' closures and reservations. Never deletes anything.
 GRANT SELECT, INSERT ON bay_events, lot_occupancy, sensor_health TO {ingest};
 GRANT SELECT, INSERT, UPDATE ON bay_state, dead_letters TO {ingest};
 GRANT SELECT, UPDATE ON lot_state TO {ingest};
-GRANT SELECT ON lot_closures, lot_capacity_limits TO {ingest};
+GRANT SELECT ON lot_closures, lot_capacity_limits, events TO {ingest};
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ingest};
 -- The alarms' evaluator (ingest/alarms.sql) raises and clears them from what the other parts
 -- record: sensor health, the signs' state, the published forecast error. It never touches a
@@ -85,6 +87,8 @@ GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 
 -- forecast: its models, forecasts and published error; reads the occupancy it learns from.
 GRANT SELECT ON lot_occupancy TO {forecast};
+-- The console's events, which the forecaster takes as it takes the city config's.
+GRANT SELECT ON events TO {forecast};
 GRANT SELECT, INSERT ON forecast_models TO {forecast};
 -- A model's metrics take what its backtest found (out of sample or not).
 GRANT UPDATE (metrics) ON forecast_models TO {forecast};

@@ -14,7 +14,8 @@ say, it says instead:
   ids are real ones, so the queries and the admin writes run too;
 - the operations whose parameters constrain each other (``from`` before ``to``, at most so many
   days, ``until`` in the future, as many override lines as the sign has, a sign text that fits
-  the sign, a count or capacity within the lot's capacity): a schema-valid request may get
+  the sign, a count or capacity within the lot's capacity, an event's end after its start and
+  ahead, its lots in its city): a schema-valid request may get
   their documented 422 problem;
 - the live stream never ends: it is read for one event, or one second.
 """
@@ -63,7 +64,7 @@ CONSTRAINED = ("getLotHistory", "exportHistoryCsv", "dashboard_occupancy", "dash
                "dashboard_target", "dashboard_forecast", "dashboard_signs", "closeLot",
                "overrideSign", "consoleCloseLot", "consoleSetSignMode", "consoleCorrectCount",
                "consoleLimitCapacity", "consoleAddUser", "consoleDisableUser",
-               "consoleMonthlyReport")
+               "consoleMonthlyReport", "consoleCreateEvent")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -48,7 +49,7 @@ WRITES: dict[str, dict[str, set[str]]] = {
             "sign_overrides": {"INSERT", "UPDATE", "DELETE"},
             "admin_audit": {"INSERT"}, "lot_state": {"UPDATE"},
             "console_sessions": {"INSERT", "UPDATE", "DELETE"}, "alarms": {"UPDATE"},
-            "console_users": {"INSERT", "UPDATE"}},
+            "console_users": {"INSERT", "UPDATE"}, "events": {"INSERT", "DELETE"}},
     "ingest": {"bay_events": {"INSERT"}, "lot_occupancy": {"INSERT"},
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
                "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"},
@@ -323,13 +324,23 @@ def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
                        (f"/v1/console/alarms/{alarm[0]}/ack", {"comment": "Techniker"})):
         answer = client.post(path, json=body, headers=csrf)
         assert answer.status_code == 200, (path, answer.text)
-    assert client.get("/v1/console/audit").json()["total"] == 8
+    # An event on now (its lot closes at once), and its deletion.
+    now = utc_now()
+    event = client.post("/v1/console/events", headers=csrf, json={
+        "name": "Konzert", "city": city.id, "starts": now.isoformat(),
+        "ends": (now + timedelta(hours=1)).isoformat(), "lots": [lot_id],
+        "closed_lots": [lot_id]})
+    assert event.status_code == 201 and event.json()["on"], event.text
+    deleted = client.delete(f"/v1/console/events/{event.json()['id']}", headers=csrf)
+    assert deleted.status_code == 200, deleted.text
+    assert client.get("/v1/console/audit").json()["total"] == 10
     assert client.post("/v1/console/logout", headers=csrf).status_code == 204
     client.close()
     audit = conn.execute("SELECT action, key_name FROM admin_audit ORDER BY time").fetchall()
     assert [action for action, _ in audit] == ["close_lot", "open_lot", "override_sign",
                                                "clear_sign_override", "reload", "close_lot",
-                                               "open_lot", "ack_alarm"]
+                                               "open_lot", "ack_alarm", "create_event",
+                                               "delete_event"]
 
 
 def _first_lines(lines: Iterator[str], count: int) -> list[str]:

@@ -382,7 +382,7 @@ def plain_pg(admin_url: str) -> Iterator[Conn]:
 
 
 def test_migrate_builds_the_timescale_layer(tsdb: Conn, first_migration: list[str]) -> None:
-    assert first_migration == ["extension timescaledb", "schema.sql at 0014 leadership"]
+    assert first_migration == ["extension timescaledb", "schema.sql at 0014 events"]
     found = catalog(tsdb)
     assert found["extension"] == [("timescaledb",)]
 
@@ -425,7 +425,7 @@ def test_migrations_on_timescaledb_give_the_schema_file(
     try:
         with connect_when_ready(server) as conn:
             assert migrate(conn, up_to=1) == ["extension timescaledb", "0001 baseline"]
-            assert migrate(conn)[-1] == "0014 leadership"
+            assert migrate(conn)[-1] == "0014 events"
             migrated = schema_catalog(conn), catalog(conn)
     finally:
         stop_server(server)

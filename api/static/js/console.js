@@ -2,6 +2,7 @@
 // seconds) with an acknowledgement per alarm, the city's lots live (v1/lots, then the SSE
 // stream) with a close/open action per lot and a count correction per counter lot, the signs
 // (the mode asked beside what each sign acknowledged, polled) with a mode to set, and the
+// events (the console's and the config's; planners enter and delete the console's), the
 // audit. The session is an HttpOnly cookie the page never
 // sees; its CSRF token (from login or v1/console/me) goes with every write.
 
@@ -34,7 +35,7 @@ async function call(path, { method = 'GET', body } = {}) {
 function showLogin() {
   session = null;
   $('login').hidden = false;
-  for (const id of ['alarms', 'lots', 'signs', 'audit', 'people', 'who', 'logout']) {
+  for (const id of ['alarms', 'lots', 'signs', 'events', 'audit', 'people', 'who', 'logout']) {
     $(id).hidden = true;
   }
   clearInterval(alarmTimer);
@@ -46,7 +47,9 @@ function showLogin() {
 
 function showConsole() {
   $('login').hidden = true;
-  for (const id of ['alarms', 'lots', 'signs', 'audit', 'who', 'logout']) $(id).hidden = false;
+  for (const id of ['alarms', 'lots', 'signs', 'events', 'audit', 'who', 'logout']) {
+    $(id).hidden = false;
+  }
   $('people').hidden = session.role !== 'admin';
   $('who').textContent = t('console.who', { user: session.user, role: t(`role.${session.role}`) });
   const mayAct = session.role !== 'planner';
@@ -68,6 +71,7 @@ function showConsole() {
   loadAlarms();
   if (!alarmTimer) alarmTimer = setInterval(loadAlarms, ALARM_POLL_MS);
   loadAudit();
+  loadEvents();
   if (session.role === 'admin') loadPeople();
   loadSigns(true);
   if (!signTimer) signTimer = setInterval(() => loadSigns(false), SIGNS_REFRESH_MS);
@@ -202,6 +206,7 @@ function renderLots(lots) {
     return row;
   });
   $('lot-rows').replaceChildren(...rows);
+  eventLotChoices(lots);
 }
 
 function actionForm(lot) {
@@ -508,6 +513,146 @@ async function act(lotId, form) {
   loadAudit();
 }
 
+// -- events -------------------------------------------------------------------------------
+
+const EVENT_ROLES = ['none', 'demand', 'closed', 'reserved'];
+const EVENT_FIELDS = { demand: 'lots', closed: 'closed_lots', reserved: 'reserved_lots' };
+
+function eventLotChoices(lots) {
+  // One choice per lot of this page's city: unchanged, more demand, closed or reserved.
+  const own = lots.filter((lot) => !lot.city || lot.city === config.city.id);
+  const box = $('event-lots');
+  const signature = own.map((lot) => lot.id).join(',');
+  if (box.dataset.signature !== signature) {
+    box.dataset.signature = signature;
+    box.replaceChildren(...own.map((lot) => {
+      const row = document.createElement('div');
+      row.className = 'event-lot';
+      const select = document.createElement('select');
+      select.name = 'lot-role';
+      select.dataset.lot = lot.id;
+      for (const role of EVENT_ROLES) {
+        const option = document.createElement('option');
+        option.value = role;
+        select.append(option);
+      }
+      labelled(row, `event-lot-${lot.id}`, '', select);
+      row.querySelector('label').classList.remove('visually-hidden');
+      row.querySelector('label').dataset.name = lot.name;
+      return row;
+    }));
+  }
+  // The words again (the language may have changed), the choices kept.
+  for (const row of box.children) {
+    const label = row.querySelector('label');
+    label.textContent = label.dataset.name;
+    const select = row.querySelector('select');
+    for (const option of select.options) option.textContent = t(`console.event.role.${option.value}`);
+  }
+}
+
+function lotName(id) {
+  const lot = feed && feed.lots.get(id);
+  return lot ? lot.name : id;
+}
+
+function eventRow(event) {
+  const row = document.createElement('tr');
+  row.dataset.event = event.id ?? `config:${event.name}`;
+  const name = document.createElement('th');
+  name.scope = 'row';
+  name.textContent = event.name;
+  const when = cell(`${formatTime(event.starts, true)} – ${formatTime(event.ends, true)}`
+    + (event.on ? ` (${t('console.event.on')})` : ''));
+  const effect = document.createElement('td');
+  const list = document.createElement('ul');
+  list.className = 'event-effect';
+  for (const [role, field] of Object.entries(EVENT_FIELDS)) {
+    if (!event[field].length) continue;
+    const item = document.createElement('li');
+    item.textContent = `${t(`console.event.role.${role}`)}: ${event[field].map(lotName).join(', ')}`;
+    list.append(item);
+  }
+  for (const line of event.routed) {
+    const item = document.createElement('li');
+    item.textContent = t('console.event.routed', { sign: line.sign_name, line: line.line,
+      lot: lotName(line.alternative) });
+    list.append(item);
+  }
+  effect.append(list);
+  const source = cell(t(`console.event.source.${event.source}`));
+  const action = document.createElement('td');
+  if (event.source === 'console') {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = t('console.event.delete');
+    button.setAttribute('aria-label', t('console.event.delete.label', { name: event.name }));
+    button.addEventListener('click', () => {
+      deleteEvent(event).catch((error) => { $('event-error').textContent = String(error); });
+    });
+    action.append(button);
+  }
+  row.append(name, when, effect, source, action);
+  return row;
+}
+
+async function loadEvents() {
+  const response = await call(`events?city=${encodeURIComponent(config.city.id)}`);
+  if (!response.ok) return;
+  const { events } = await response.json();
+  $('events-none').hidden = events.length > 0;
+  $('event-table').hidden = events.length === 0;
+  $('event-rows').replaceChildren(...events.map(eventRow));
+}
+
+async function addEvent() {
+  $('event-error').textContent = '';
+  const form = $('event-form');
+  const name = form.elements.name.value.trim();
+  const { starts, ends } = form.elements;
+  if (!name || !starts.value || !ends.value) {
+    $('event-error').textContent = t('console.event.missing');
+    (!name ? form.elements.name : !starts.value ? starts : ends).focus();
+    return;
+  }
+  const body = { name, city: config.city.id, starts: new Date(starts.value).toISOString(),
+    ends: new Date(ends.value).toISOString(), lots: [], closed_lots: [], reserved_lots: [] };
+  const choices = [...form.querySelectorAll('select[name=lot-role]')];
+  for (const select of choices) {
+    if (EVENT_FIELDS[select.value]) body[EVENT_FIELDS[select.value]].push(select.dataset.lot);
+  }
+  const response = await call('events', { method: 'POST', body });
+  if (!response.ok) {
+    if (response.status !== 401) $('event-error').textContent = await problemText(response);
+    return;
+  }
+  form.elements.name.value = '';
+  starts.value = '';
+  ends.value = '';
+  for (const select of choices) select.value = 'none';
+  $('announce').textContent = t('console.event.added', { name });
+  await loadEvents();
+  loadAudit();
+}
+
+async function deleteEvent(event) {
+  $('event-error').textContent = '';
+  const response = await call(`events/${event.id}`, { method: 'DELETE' });
+  if (!response.ok) {
+    if (response.status !== 401) $('event-error').textContent = await problemText(response);
+    return;
+  }
+  $('announce').textContent = t('console.event.deleted', { name: event.name });
+  $('events-h').focus();
+  await loadEvents();
+  loadAudit();
+}
+
+$('event-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  addEvent().catch((error) => { $('event-error').textContent = String(error); });
+});
+
 async function loadAudit() {
   const response = await call('audit?limit=50');
   if (!response.ok) return;
@@ -515,7 +660,7 @@ async function loadAudit() {
   $('audit-rows').replaceChildren(...page.entries.map((entry) => {
     const row = document.createElement('tr');
     const cells = [formatTime(entry.time, true), `${entry.actor} (${t(`actor.${entry.actor_kind}`)})`,
-      entry.action, entry.target ?? '', entry.detail?.reason ?? entry.detail?.comment ?? ''];
+      entry.action, entry.target ?? '', entry.detail?.reason ?? entry.detail?.comment ?? entry.detail?.name ?? ''];
     row.append(...cells.map((text) => {
       const cell = document.createElement('td');
       cell.textContent = text;
@@ -608,6 +753,7 @@ $('logout').addEventListener('click', async () => {
 for (const element of document.querySelectorAll('.city-name')) element.textContent = config.city.name;
 $('lots-h').tabIndex = -1;
 $('alarms-h').tabIndex = -1;
+$('events-h').tabIndex = -1;
 langButton($('lang'));
 translate();
 onLangChange(() => {
