@@ -60,7 +60,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {api};
 -- The alarms: read, and acknowledged by a person (never raised or cleared by the API).
 GRANT SELECT ON alarms TO {api};
 GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
--- The events planners enter in the console (migration 0015): entered, listed, deleted.
+-- The events planners enter in the console (migration 0014): entered, listed, deleted.
 GRANT SELECT, INSERT, DELETE ON events TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
