@@ -22,7 +22,7 @@ from _helpers import problem, wait_for
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
 from test_api_stream_admin import counter, iso
-from test_console import ARTIFACTS, Console, make_console  # noqa: F401
+from test_console import ARTIFACTS, Console, log_in_on_page, make_console  # noqa: F401
 
 from ingest import Writer
 
@@ -288,10 +288,7 @@ def test_the_console_page_enters_and_deletes_an_event(console: Console,
            and "status of 401" not in message.text else None)
     try:
         tab.goto(f"{console.url}/console")
-        tab.get_by_label("Benutzername").fill("paul")
-        tab.get_by_label("Passwort").fill("correct horse battery")
-        tab.keyboard.press("Enter")
-        expect(tab.locator("#who")).to_contain_text("paul")
+        log_in_on_page(tab, "paul")
         events = tab.locator("#event-rows")
         # The config's event is listed, read-only (no delete button).
         expect(events).to_contain_text("Wochenmarkt")
