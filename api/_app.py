@@ -19,6 +19,7 @@ from api._ratelimit import RateLimit, buckets
 from api._statemetrics import CityGauges
 from api.routers import ROUTERS
 from api.routers.lots import LotsFastPath
+from api.routers.stream import StreamSend
 from core.city import Cities, City, load_cities
 from core.settings import Settings, get_settings
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
                        max_body_bytes=settings.API_MAX_BODY_BYTES,
                        body_timeout_s=settings.API_BODY_TIMEOUT_S)
     install_http(app)
+    app.add_middleware(StreamSend)  # outermost: the stream's frames skip the others
     for router in ROUTERS:
         app.include_router(router)
     return app

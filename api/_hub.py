@@ -10,7 +10,11 @@
 - The hub holds the current state of every lot and sign of every city. A subscriber gets it
   first, taken in the same step as it is subscribed (no gap, nothing twice), then each change.
 - Fan-out: each event is encoded once, as the bytes of its SSE frame, and shared by every
-  subscriber that wants it (a set lookup per subscriber). Publishing never waits: a subscriber
+  subscriber that wants it (a set lookup per subscriber); the streams with news are woken a
+  few at a time (``WAKE_SLICE``), so requests are served between them, and need no timer of
+  their own (the keep-alive comment: ``drop_laggards`` wakes the quiet ones). Their frames go
+  to the server without the middleware (``api.routers.stream.StreamSend``). Publishing never
+  waits: a subscriber
   keeps the newest pending event per lot or sign (``pending``, in order of first arrival), so
   a burst - a resync or a commit of thousands of NOTIFYs - is coalesced into the newest state
   of each, and a fast client misses only states that were already superseded. A client whose
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -52,6 +57,8 @@ from core.status import COUNTED, LotStatus
 __all__ = ["Event", "Hub", "Subscriber", "TooManyStreams"]
 
 logger = logging.getLogger(__name__)
+
+WAKE_SLICE = 4  # streams woken in one turn of the event loop
 
 # The LISTEN channels: what the stream sends, and what may change a lot's view (LotViews).
 _CHANNELS = (channels.LOT_STATE, channels.SIGN_CONTENT, channels.CONFIG, channels.LOTS_CHANGED,
@@ -88,6 +95,8 @@ class Subscriber:
     pending: dict[tuple[str, str], tuple[float, Event]] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    sent_at: float = field(default_factory=time.monotonic)  # its last write (``sent``)
+    heartbeat_due: bool = False  # set by the hub's ``beat``: a comment keeps it open
 
     def wants(self, event: Event) -> bool:
         """Whether the client asked for ``event``."""
@@ -96,11 +105,11 @@ class Subscriber:
             self.cities is None or event.city in self.cities)
 
     def offer(self, event: Event, now: float) -> None:
-        """Hold ``event`` for the client, in place of an older one about the same lot or sign."""
+        """Hold ``event`` for the client, in place of an older one about the same lot or sign
+        (the hub wakes its stream: ``Hub._wake_streams``)."""
         key = (event.kind, event.key)
         held = self.pending.get(key)
         self.pending[key] = (now if held is None else held[0], event)  # keeps its place
-        self.wake.set()
 
     def lag(self, now: float) -> float:
         """Seconds the oldest pending event has waited (0 if none)."""
@@ -114,6 +123,11 @@ class Subscriber:
         self.pending.clear()
         self.wake.clear()
         return frames
+
+    def sent(self) -> None:
+        """Its stream wrote (frames or a comment): the next heartbeat is a while off."""
+        self.sent_at, self.heartbeat_due = time.monotonic(), False
+        self.wake.clear()
 
     def close(self) -> None:
         """End the client's stream once it has taken what is pending."""
@@ -137,6 +151,9 @@ class Hub:
         self.ending = False  # set by end_streams: the process is shutting down
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
+        self._to_wake: dict[Subscriber, None] = {}  # streams with news, in order
+        self._wake_needed = asyncio.Event()
+        self._waker: asyncio.Task[None] | None = None
 
     @property
     def cities(self) -> Cities:
@@ -185,6 +202,21 @@ class Hub:
         for subscriber in list(self.subscribers):
             if subscriber.wants(event) and not self._dropped_if_behind(subscriber, now):
                 subscriber.offer(event, now)
+                self._to_wake[subscriber] = None
+        self._wake_needed.set()
+
+    async def _wake_streams(self) -> None:
+        """Wake the streams with news, ``WAKE_SLICE`` at a time, letting the event loop take
+        other work (a request, a read) between slices: woken all at once, hundreds of streams
+        would hold every request behind them for as long as they all take to write."""
+        while True:
+            await self._wake_needed.wait()
+            self._wake_needed.clear()
+            while self._to_wake:
+                for subscriber in list(itertools.islice(self._to_wake, WAKE_SLICE)):
+                    del self._to_wake[subscriber]
+                    subscriber.wake.set()
+                await asyncio.sleep(0)
 
     def _dropped_if_behind(self, subscriber: Subscriber, now: float) -> bool:
         """Drop ``subscriber`` if it has not taken an event for ``API_STREAM_MAX_LAG_S``."""
@@ -201,10 +233,15 @@ class Hub:
         return True
 
     def drop_laggards(self) -> None:
-        """Drop every subscriber that has not taken an event for ``API_STREAM_MAX_LAG_S``."""
+        """Drop every subscriber that has not taken an event for ``API_STREAM_MAX_LAG_S``;
+        wake those whose stream wrote nothing for ``API_STREAM_HEARTBEAT_S`` for a comment (one
+        timer for all streams: this runs every ``API_STREAM_STALE_CHECK_S``)."""
         now = time.monotonic()
+        quiet = now - self.settings.API_STREAM_HEARTBEAT_S
         for subscriber in list(self.subscribers):
-            self._dropped_if_behind(subscriber, now)
+            if not self._dropped_if_behind(subscriber, now) and subscriber.sent_at <= quiet:
+                subscriber.heartbeat_due = True
+                subscriber.wake.set()
 
     def _event(self, kind: str, key: str, city: str, data: dict[str, Any]) -> Event:
         # Microseconds since the epoch, strictly increasing: ids grow across restarts too.
@@ -331,6 +368,8 @@ class Hub:
         """Start listening (a task of the running loop)."""
         self._task = asyncio.create_task(self._run(), name="api-stream-listen")
         self._task.add_done_callback(self._ended)
+        self._waker = asyncio.create_task(self._wake_streams(), name="api-stream-wake")
+        self._waker.add_done_callback(self._ended)
 
     @property
     def alive(self) -> bool:
@@ -351,12 +390,13 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop listening and end every stream; idempotent."""
-        task, self._task = self._task, None
+        tasks, self._task, self._waker = [self._task, self._waker], None, None
         self.connected = self.views.listening = False
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.end_streams()
 
     async def _run(self) -> None:

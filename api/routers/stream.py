@@ -10,14 +10,14 @@ import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.sse import format_sse_event
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api._http import bad_parameter, problem_responses
 from api._hub import Hub, Subscriber, TooManyStreams
 from api._ratelimit import client_address, retry_after
 from api.deps import CitiesDep, SelectedCities, SettingsDep
 
-__all__ = ["router"]
+__all__ = ["RAW_SEND", "StreamSend", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,26 @@ _KEEP_ALIVE = format_sse_event(comment="keep-alive")
 
 
 router = APIRouter(tags=["live"], responses=problem_responses(422, 503))
+
+
+# The server's own ``send`` of a stream request, put in its scope by ``StreamSend``.
+RAW_SEND = "parkleit.stream_send"
+
+
+class StreamSend:
+    """ASGI middleware, outermost: keeps the server's ``send`` of a ``/v1/stream`` request in
+    its scope. The stream's head and opening line go through every middleware (security
+    headers, CORS, metrics; gzip leaves text/event-stream alone), its event frames straight to
+    the server: thousands of frames a second through ten wrappers that pass them on unchanged
+    were most of the fan-out's cost per client and event."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/stream":
+            scope[RAW_SEND] = send
+        await self.app(scope, receive, send)
 
 
 def _hub(request: Request) -> Hub:
@@ -66,14 +86,14 @@ def _filters(
 
 class _EventStream(Response):
     """The stream of one subscriber: what it has pending, as the hub encoded it, in one write
-    per wake-up; a comment after ``heartbeat_s`` without one. No task per event and one timer
-    at a time; a task of its own waits for the client to go, which ends the stream at once
-    (a normal event: one line at debug)."""
+    per wake-up; a comment when the hub finds it quiet for ``API_STREAM_HEARTBEAT_S``. No task
+    per event and no timer of its own; a task of its own waits for the client to go, which
+    ends the stream at once (a normal event: one line at debug)."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, hub: Hub, subscriber: Subscriber, heartbeat_s: float) -> None:
-        self.hub, self.subscriber, self.heartbeat_s = hub, subscriber, heartbeat_s
+    def __init__(self, hub: Hub, subscriber: Subscriber) -> None:
+        self.hub, self.subscriber = hub, subscriber
         self.status_code, self.background = 200, None
         # As FastAPI streams events: no caching, no buffering by nginx.
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -85,7 +105,7 @@ class _EventStream(Response):
                         "headers": self.raw_headers})
             async with anyio.create_task_group() as group:
                 group.start_soon(self._client_gone, receive, group.cancel_scope)
-                await self._events(send)
+                await self._events(send, scope.get(RAW_SEND, send))
                 group.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (OSError, anyio.BrokenResourceError, asyncio.CancelledError) as exc:
@@ -96,19 +116,21 @@ class _EventStream(Response):
         finally:
             self.hub.unsubscribe(subscriber)
 
-    async def _events(self, send: Send) -> None:
+    async def _events(self, send: Send, frames_send: Send) -> None:
         subscriber = self.subscriber
+        # Through the middleware: the head goes out with the first body (gzip holds it).
         await send({"type": "http.response.body", "body": _OPENING, "more_body": True})
+        send = frames_send
         while True:
-            if not (subscriber.pending or subscriber.closed):
-                with anyio.move_on_after(self.heartbeat_s):
-                    await subscriber.wake.wait()
+            if not (subscriber.pending or subscriber.closed or subscriber.heartbeat_due):
+                await subscriber.wake.wait()  # no timer of its own: the hub wakes it to beat
             if subscriber.pending:
                 frames = subscriber.take()
             elif subscriber.closed:
                 return
             else:
                 frames = _KEEP_ALIVE
+            subscriber.sent()
             await send({"type": "http.response.body", "body": frames, "more_body": True})
 
     async def _client_gone(self, receive: Receive, stream: anyio.CancelScope) -> None:
@@ -156,4 +178,4 @@ async def stream(
         raise HTTPException(429, f"too many streams from this address; at most "
                             f"{settings.API_STREAM_MAX_PER_IP} at once", headers={
                                 "Retry-After": retry_after(RETRY_MS / 1000)}) from None
-    return _EventStream(hub, subscriber, settings.API_STREAM_HEARTBEAT_S)
+    return _EventStream(hub, subscriber)
