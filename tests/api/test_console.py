@@ -620,8 +620,14 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-def _page(browser: Browser) -> tuple[Page, list[str]]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
+def _page(browser: Browser, *, script: str | None = None,
+          **options: Any) -> tuple[Page, list[str]]:
+    """A tab in a fresh German context (``options`` for the context, ``script`` a file run in
+    every page first), and the JavaScript errors it logs."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 860},
+                                     "locale": "de-DE", **options})
+    if script is not None:
+        context.add_init_script(path=script)  # by the debugging protocol: the page's policy
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))

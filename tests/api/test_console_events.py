@@ -22,7 +22,7 @@ from _helpers import problem, wait_for
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
 from test_api_stream_admin import counter, iso
-from test_console import ARTIFACTS, Console, log_in_on_page, make_console  # noqa: F401
+from test_console import ARTIFACTS, Console, _page, log_in_on_page, make_console  # noqa: F401
 
 from ingest import Writer
 
@@ -278,14 +278,8 @@ def test_the_console_page_enters_and_deletes_an_event(console: Console,
     garage = console.lot("garage")
     berlin = ZoneInfo("Europe/Berlin")
     now = _app_now(console).astimezone(berlin)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="de-DE",
-                                  timezone_id="Europe/Berlin")
-    context.add_init_script(path=AXE)  # by the debugging protocol: the page's policy holds
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error"
-           and "status of 401" not in message.text else None)
+    tab, errors = _page(browser, script=str(AXE), viewport={"width": 1280, "height": 900},
+                        timezone_id="Europe/Berlin")
     try:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "paul")
@@ -328,5 +322,5 @@ def test_the_console_page_enters_and_deletes_an_event(console: Console,
         expect(tab.locator("#audit-rows")).to_contain_text("delete_event")
         assert console.conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
     finally:
-        context.close()
+        tab.context.close()
     assert not errors, errors

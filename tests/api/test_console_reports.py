@@ -20,7 +20,7 @@ from _browser import chromium
 from _helpers import problem
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
-from test_console import ARTIFACTS, PASSWORD, Console, make_console  # noqa: F401
+from test_console import ARTIFACTS, PASSWORD, Console, _page, make_console  # noqa: F401
 
 from core.city import City
 from core.clock import Clock
@@ -273,13 +273,7 @@ def browser() -> Iterator[Browser]:
 def test_the_printable_report_page(reports: Console, browser: Browser) -> None:
     seed_october(reports.conn, reports.city)
     reports.add("paul", "planner")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="de-DE")
-    context.add_init_script(path=AXE)  # by the debugging protocol: the page's policy holds
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error"
-           and "status of 401" not in message.text else None)
+    tab, errors = _page(browser, script=str(AXE), viewport={"width": 1280, "height": 900})
     try:
         tab.goto(f"{reports.url}/console/reports/{reports.city.id}/2026-10")
         expect(tab.locator("#report-status")).to_have_text(
@@ -320,5 +314,5 @@ def test_the_printable_report_page(reports: Console, browser: Browser) -> None:
         assert [(round(float(width)), round(float(height))) for width, height in boxes] == [
             (595, 842)], boxes
     finally:
-        context.close()
+        tab.context.close()
     assert not errors, errors
