@@ -139,14 +139,28 @@ class ForecastError(BaseModel):
     backtest_points: int = Field(description="Of the points, backtest forecasts")
 
 
+class AlarmFigures(BaseModel):
+    """The alarms of one kind and severity whose cause began in the period."""
+
+    kind: str
+    severity: str
+    raised: int
+    acknowledged: int
+    mean_minutes_to_ack: float | None = Field(description="From the cause to a person's "
+                                              "acknowledgement, of those acknowledged")
+    max_minutes_to_ack: float | None
+    open_at_end: int = Field(description="Not cleared by the period's end")
+
+
 class MonthlyReport(BaseModel):
-    """A city's monthly report (the console's Reports). Alarms are not part of it."""
+    """A city's monthly report (the console's Reports)."""
 
     period: ReportPeriod
     occupancy: list[LotOccupancy]
     data_quality: list[LotQuality]
     signs: list[SignAvailability]
     forecast_error: list[ForecastError]
+    alarms: list[AlarmFigures]
 
 
 # -- building it --------------------------------------------------------------------------------
@@ -168,7 +182,7 @@ async def monthly_report(conn: AsyncConnection[Any], city: City, period: Period,
     """The report of ``city`` over ``period``."""
     lots = {lot.id: lot for lot in city.lots}
     params = {"lot_ids": list(lots), "sign_ids": [sign.id for sign in city.signs],
-              "from": period.start, "until": period.until, "above": ABOVE}
+              "from": period.start, "until": period.until, "above": ABOVE, "city": city.id}
     seconds = (period.until - period.start).total_seconds()
     expected = math.ceil(seconds / BUCKET.total_seconds())
     complete = period.until == period.end
@@ -212,13 +226,16 @@ async def monthly_report(conn: AsyncConnection[Any], city: City, period: Period,
             timezone=city.city.timezone, start=period.start, end=period.end,
             until=period.until, complete=complete,
             hours=(period.end - period.start).total_seconds() / 3600, generated=now),
-        occupancy=occupancy, data_quality=quality, signs=signs, forecast_error=errors)
+        occupancy=occupancy, data_quality=quality, signs=signs, forecast_error=errors,
+        alarms=[AlarmFigures(**{**row, "mean_minutes_to_ack": _round(row["mean_minutes_to_ack"], 1),
+                                "max_minutes_to_ack": _round(row["max_minutes_to_ack"], 1)})
+                for row in await _rows(conn, "alarms", params)])
 
 
 # -- as CSV ---------------------------------------------------------------------------------------
 
 _SUBJECTS = {"occupancy": "lot_id", "data_quality": "lot_id", "signs": "sign_id",
-             "forecast_error": "lot_id"}
+             "forecast_error": "lot_id", "alarms": "kind"}
 
 
 def _text(value: Any) -> str:
@@ -234,8 +251,9 @@ def _text(value: Any) -> str:
 
 def report_csv(report: MonthlyReport) -> str:
     """The report as one CSV (RFC 4180, header row ``CSV_COLUMNS``): a row per figure, its
-    section (``period``, ``occupancy``, ``data_quality``, ``signs``, ``forecast_error``), the
-    lot or sign it is of (the city for the period) and the horizon of a forecast error."""
+    section (``period``, ``occupancy``, ``data_quality``, ``signs``, ``forecast_error``,
+    ``alarms``), the lot, sign or alarm kind it is of (the city for the period) and the horizon
+    of a forecast error."""
     data = report.model_dump(mode="json")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

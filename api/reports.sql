@@ -95,3 +95,16 @@ WHERE f.lot_id = ANY(%(lot_ids)s) AND f.target_time >= %(from)s AND f.target_tim
   AND f.time >= %(from)s::timestamptz - INTERVAL '1 day' AND f.time < %(until)s
 GROUP BY f.lot_id, f.horizon_min
 ORDER BY f.lot_id, f.horizon_min;
+
+-- name: alarms
+-- Per kind and severity: the alarms whose cause began in the period, how many a person
+-- acknowledged and how long after the cause that was (minutes), and how many were still open
+-- at the period's end.
+SELECT kind, severity, count(*) AS raised, count(acknowledged_at) AS acknowledged,
+       (avg(extract(epoch FROM acknowledged_at - since)) / 60)::float8 AS mean_minutes_to_ack,
+       (max(extract(epoch FROM acknowledged_at - since)) / 60)::float8 AS max_minutes_to_ack,
+       count(*) FILTER (WHERE cleared_at IS NULL OR cleared_at >= %(until)s) AS open_at_end
+FROM alarms
+WHERE city = %(city)s AND since >= %(from)s AND since < %(until)s
+GROUP BY kind, severity
+ORDER BY kind, severity;

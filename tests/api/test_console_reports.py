@@ -199,7 +199,8 @@ def test_the_csv_is_one_row_per_figure_and_matches_the_json(reports: Console) ->
         for name, value in report["period"].items():
             yield ("period", reports.city.id, "", name), value
         for section, key in (("occupancy", "lot_id"), ("data_quality", "lot_id"),
-                             ("signs", "sign_id"), ("forecast_error", "lot_id")):
+                             ("signs", "sign_id"), ("forecast_error", "lot_id"),
+                             ("alarms", "kind")):
             for item in report[section]:
                 horizon = str(item.get("horizon_min", ""))
                 for name, value in item.items():
@@ -224,6 +225,35 @@ def test_the_csv_is_one_row_per_figure_and_matches_the_json(reports: Console) ->
             assert text == value, key
     assert figures[("occupancy", reports.lot("garage"), "", "share_above_85")] == "0.25"
     assert figures[("forecast_error", reports.lot("garage"), "30", "mae")] == "3.0"
+
+
+def test_alarms_and_their_time_to_acknowledge(reports: Console) -> None:
+    seed_october(reports.conn, reports.city)
+    city, lot = reports.city.id, reports.lot("small")
+    start = datetime(2026, 10, 10, 8, tzinfo=UTC)
+    # (kind, severity, since, acknowledged after minutes or None, cleared after hours or None)
+    for kind, severity, since, ack, cleared in (
+            ("lot_no_data", "critical", start, 10, 2),
+            ("lot_no_data", "critical", start + timedelta(days=1), 30, None),
+            ("lot_no_data", "critical", start + timedelta(days=2), None, 1),
+            ("battery_low", "warning", start, None, None),
+            # Before the month (Berlin) and after it: not counted.
+            ("lot_no_data", "critical", datetime(2026, 9, 30, 21, 59, tzinfo=UTC), 5, 1),
+            ("lot_no_data", "critical", datetime(2026, 10, 31, 23, 0, tzinfo=UTC), 5, 1)):
+        acked = None if ack is None else since + timedelta(minutes=ack)
+        reports.conn.execute(
+            "INSERT INTO alarms (city, kind, severity, target, since, cleared_at,"
+            " acknowledged_by, acknowledged_at, ack_comment) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (city, kind, severity, f"{lot}-{since:%d%H}", since,
+             None if cleared is None else since + timedelta(hours=cleared),
+             None if acked is None else "olga", acked, None if acked is None else "ok"))
+    report = _login_planner(reports).get(f"/v1/console/reports/{city}/2026-10").json()
+    assert report["alarms"] == [
+        {"kind": "battery_low", "severity": "warning", "raised": 1, "acknowledged": 0,
+         "mean_minutes_to_ack": None, "max_minutes_to_ack": None, "open_at_end": 1},
+        {"kind": "lot_no_data", "severity": "critical", "raised": 3, "acknowledged": 2,
+         "mean_minutes_to_ack": 20.0, "max_minutes_to_ack": 30.0, "open_at_end": 1}]
 
 
 def test_role_boundary_and_bad_input(reports: Console) -> None:

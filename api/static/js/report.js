@@ -77,6 +77,13 @@ function render() {
     cell(names.get(error.lot_id) ?? error.lot_id, false, true), cell(number(error.horizon_min), true),
     cell(number(error.mae, 2), true), cell(share(error.mae_rate), true), cell(number(error.points), true),
   ], 5);
+  fill('alarm-rows', report.alarms, (alarm) => [
+    cell(`${t(`alarm.${alarm.kind}`)} (${t(`severity.${alarm.severity}`)})`, false, true),
+    cell(number(alarm.raised), true), cell(number(alarm.acknowledged), true),
+    cell(alarm.mean_minutes_to_ack === null ? '–' : t('report.minutes', {
+      mean: number(alarm.mean_minutes_to_ack, 1), max: number(alarm.max_minutes_to_ack, 1) }), true),
+    cell(number(alarm.open_at_end), true),
+  ], 5);
 }
 
 async function load() {
