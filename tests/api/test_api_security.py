@@ -238,6 +238,7 @@ _ALLOWED = {
     ("admin_audit", "user_name"): "the console user who acted (staff, not drivers): the "
                                   "audit's purpose (docs/operations.md, personal data)",
     ("console_users", "name"): "a console user's login name (staff; docs/operations.md)",
+    ("events", "name"): "an event's name (Weihnachtsmarkt, a concert), not a person's",
     ("console_sessions", "user_name"): "whose session it is (staff; ends with the session)",
     ("console_sessions", "token_hash"): "the SHA-256 of a session token, no identity",
     ("dead_letters", "payload"): "a rejected sensor message as sent (sensors send no "
