@@ -5,37 +5,62 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from _helpers import ApiServer, api_server
+from _helpers import ApiServer, api_server, wait_for
 
 from core.settings import Settings
+from parkleit.embedded import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMITS = {"PARKLEIT_API_RATE_PER_IP": "0.2", "PARKLEIT_API_BURST_PER_IP": "6"}
 
 
 @pytest.fixture
-def shared_redis() -> Iterator[str]:
-    """The machine's Redis, with this test's rate-limit keys cleared before and after."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+def shared_redis(tmp_path: Path) -> Iterator[str]:
+    """The machine's Redis (its rate-limit keys cleared before and after), or where none
+    answers a private one of Debian's ``redis-server`` on a free port."""
+    with contextlib.ExitStack() as stack:
+        url = REDIS_URL
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            client.ping()
+        except redis.exceptions.ConnectionError:
+            server = shutil.which("redis-server")
+            if server is None:
+                pytest.fail(f"no Redis at {REDIS_URL} and no redis-server to start one "
+                            "(apt-get install redis-server)")
+            port = free_port()
+            process = subprocess.Popen([server, "--port", str(port), "--save", "",
+                                        "--appendonly", "no", "--dir", str(tmp_path)],
+                                       stdout=subprocess.DEVNULL)
+            stack.callback(process.wait, 10)
+            stack.callback(process.terminate)
+            url = f"redis://127.0.0.1:{port}/0"
+            client = redis.Redis.from_url(url, socket_connect_timeout=2)
+            wait_for(lambda: _answers(client), timeout=10)
+        stack.callback(client.close)
+
+        def clear() -> None:
+            for key in client.scan_iter("parkleit:rate:*"):
+                client.delete(key)
+
+        clear()
+        stack.callback(clear)
+        yield url
+
+
+def _answers(client: redis.Redis) -> bool:
     try:
-        client.ping()
+        return bool(client.ping())
     except redis.exceptions.ConnectionError:
-        pytest.fail(f"no Redis at {REDIS_URL} (.ci/run starts one)")
-
-    def clear() -> None:
-        for key in client.scan_iter("parkleit:rate:*"):
-            client.delete(key)
-
-    clear()
-    yield REDIS_URL
-    clear()
-    client.close()
+        return False
 
 
 @contextlib.contextmanager
