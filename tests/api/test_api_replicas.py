@@ -1,5 +1,6 @@
 """Two ``parkleit api`` processes: the rate limits hold across both when they share a Redis
-(``PARKLEIT_API_RATE_LIMIT_URL``), and each counts on its own while Redis is away."""
+(``PARKLEIT_API_RATE_LIMIT_URL``), and each counts on its own while Redis is away; an admin
+reload on one reaches the other."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import redis
+from _citytoml import city_toml
 from _helpers import ApiServer, api_server, wait_for
 
+from api._keys import add_key
+from core.city import City
+from core.registry import sync_registry
 from core.settings import Settings
 from parkleit.embedded import free_port
 
@@ -65,10 +72,9 @@ def _answers(client: redis.Redis) -> bool:
 
 @contextlib.contextmanager
 def _two(settings: Settings, tmp_path: Path, **extra: str) -> Iterator[tuple[ApiServer, ...]]:
-    with api_server(settings, tmp_path / f"a-{secrets.token_hex(2)}.log", **LIMITS,
-                    **extra) as first, \
-            api_server(settings, tmp_path / f"b-{secrets.token_hex(2)}.log", **LIMITS,
-                       **extra) as second:
+    env = {**LIMITS, **extra}
+    with api_server(settings, tmp_path / f"a-{secrets.token_hex(2)}.log", **env) as first, \
+            api_server(settings, tmp_path / f"b-{secrets.token_hex(2)}.log", **env) as second:
         yield first, second
 
 
@@ -100,3 +106,33 @@ def test_without_redis_each_process_counts_alone(settings: Settings, tmp_path: P
         granted = _granted(servers, 24)
         assert 8 <= granted <= 14  # about a burst per process, less what the start took
         assert all("Redis unavailable" in server.process.log.read_text() for server in servers)
+
+
+def test_an_admin_reload_on_one_process_reaches_the_other(
+        settings: Settings, tmp_path: Path, city: City, city_path: Path,
+        conn: psycopg.Connection[Any]) -> None:
+    """The reload's NOTIFY: every API process reads the city configs again, not only the one
+    that was asked."""
+    sync_registry(conn, city)
+    keys = tmp_path / "api-keys"
+    key = add_key(keys, "ops")
+    with _two(settings, tmp_path, PARKLEIT_API_KEYS_FILE=str(keys),
+              PARKLEIT_API_RATE_PER_IP="0") as (asked, other):
+        new = f"{city.id}-new"
+        city_path.write_text(city_toml(city.id) + f"""
+[[lots]]
+id = "{new}"
+name = "Neuer Parkplatz"
+kind = "surface"
+counting = "counter"
+capacity = 30
+latitude = 51.054
+longitude = 12.144
+""", encoding="utf-8")
+        assert httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).status_code == 404
+        reloaded = httpx.post(f"{asked.url}/v1/admin/reload", timeout=10,
+                              headers={"Authorization": f"Bearer {key}"})
+        assert reloaded.status_code == 200, reloaded.text
+        wait_for(lambda: httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).status_code == 200,
+                 timeout=10)
+        assert httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).json()["capacity"] == 30
