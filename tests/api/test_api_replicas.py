@@ -1,10 +1,11 @@
 """Two ``parkleit api`` processes: the rate limits hold across both when they share a Redis
 (``PARKLEIT_API_RATE_LIMIT_URL``), and each counts on its own while Redis is away; an admin
-reload on one reaches the other."""
+reload on one reaches the other; a stream client of a killed one resumes on the other."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import shutil
 import subprocess
@@ -17,12 +18,14 @@ import psycopg
 import pytest
 import redis
 from _citytoml import city_toml
-from _helpers import ApiServer, api_server, wait_for
+from _helpers import ApiServer, api_server, utc_now, wait_for
+from test_api_stream_admin import counter
 
 from api._keys import add_key
 from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
+from ingest import Writer, prepare_connection
 from parkleit.embedded import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -136,3 +139,47 @@ longitude = 12.144
         wait_for(lambda: httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).status_code == 200,
                  timeout=10)
         assert httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).json()["capacity"] == 30
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, str]]:
+    """The SSE events of a streamed response (comments skipped)."""
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if line:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        elif "event" in fields:
+            yield fields
+            fields = {}
+
+
+def test_a_stream_client_of_a_killed_process_resumes_on_the_other_and_misses_no_change(
+        settings: Settings, tmp_path: Path, city: City, conn: psycopg.Connection[Any]) -> None:
+    """A client's EventSource reconnects to another process with ``Last-Event-ID``: it gets
+    the current state first (so what changed while it was away is there) and every change
+    after."""
+    sync_registry(conn, city)
+    prepare_connection(conn)
+    writer, garage = Writer(city), f"{city.id}-garage"
+
+    def count(occupied: int) -> None:
+        now = utc_now()
+        writer.write(conn, [counter(city, "garage", occupied, now)], now)
+
+    count(10)
+    with _two(settings, tmp_path, PARKLEIT_API_RATE_PER_IP="0") as (first, second), \
+            httpx.Client(timeout=httpx.Timeout(5, read=10)) as client:
+        with client.stream("GET", f"{first.url}/v1/stream?lots={garage}") as response:
+            seen = next(_events(response))
+        assert json.loads(seen["data"])["occupied"] == 10
+        first.process.kill()  # the client's process is gone ...
+        count(20)  # ... while the garage changes twice
+        count(30)
+        with client.stream("GET", f"{second.url}/v1/stream?lots={garage}",
+                           headers={"Last-Event-ID": seen["id"]}) as response:
+            events = _events(response)
+            assert json.loads(next(events)["data"])["occupied"] == 30  # the state now
+            count(40)  # and each change after
+            assert json.loads(next(events)["data"])["occupied"] == 40
