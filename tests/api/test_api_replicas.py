@@ -17,9 +17,8 @@ import httpx
 import psycopg
 import pytest
 import redis
-from _citytoml import city_toml
 from _helpers import ApiServer, api_server, utc_now, wait_for
-from test_api_stream_admin import counter
+from test_api_stream_admin import counter, with_a_new_lot
 
 from api._keys import add_key
 from core.city import City
@@ -121,17 +120,7 @@ def test_an_admin_reload_on_one_process_reaches_the_other(
     key = add_key(keys, "ops")
     with _two(settings, tmp_path, PARKLEIT_API_KEYS_FILE=str(keys),
               PARKLEIT_API_RATE_PER_IP="0") as (asked, other):
-        new = f"{city.id}-new"
-        city_path.write_text(city_toml(city.id) + f"""
-[[lots]]
-id = "{new}"
-name = "Neuer Parkplatz"
-kind = "surface"
-counting = "counter"
-capacity = 30
-latitude = 51.054
-longitude = 12.144
-""", encoding="utf-8")
+        new = with_a_new_lot(city_path, city.id)
         assert httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).status_code == 404
         reloaded = httpx.post(f"{asked.url}/v1/admin/reload", timeout=10,
                               headers={"Authorization": f"Bearer {key}"})

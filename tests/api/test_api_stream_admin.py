@@ -483,11 +483,11 @@ def test_a_sign_override_is_shown_streamed_and_cleared(live: Live, settings: Set
     assert service.exit_code == 0
 
 
-def test_reload_takes_a_changed_config_and_refuses_a_broken_one(
-        live: Live, city_path: Path) -> None:
-    city_path.write_text(city_toml(live.city.id) + f"""
+def with_a_new_lot(city_path: Path, city_id: str) -> str:
+    """Write the test city's config with one more lot (a counter lot of 30); its id."""
+    city_path.write_text(city_toml(city_id) + f"""
 [[lots]]
-id = "{live.city.id}-new"
+id = "{city_id}-new"
 name = "Neuer Parkplatz"
 kind = "surface"
 counting = "counter"
@@ -495,6 +495,12 @@ capacity = 30
 latitude = 51.054
 longitude = 12.144
 """, encoding="utf-8")
+    return f"{city_id}-new"
+
+
+def test_reload_takes_a_changed_config_and_refuses_a_broken_one(
+        live: Live, city_path: Path) -> None:
+    with_a_new_lot(city_path, live.city.id)
     reloaded = live.admin("POST", "/reload")
     assert reloaded.status_code == 200, reloaded.text
     assert reloaded.json() == {"cities": [{"city": live.city.id, "lots": 5, "signs": 1}]}
