@@ -504,11 +504,17 @@ class ForecastService(Lifecycle):
         self._trained = threading.Event()
         self._backtesting = threading.Event()  # the trainer thread is in its backtest
         self.leadership = Leadership(settings, "forecast", city.id,
-                                     f"{socket.gethostname()}-{os.getpid()}")
+                                     f"{socket.gethostname()}-{os.getpid()}", self._led)
+        self._status: ServiceStatus | None = None  # MQTT: online, and this instance's role
 
     def stop(self) -> None:
         """Ask the service to finish; safe to call more than once, from any thread."""
         self._stop.set()
+
+    def _led(self, leading: bool) -> None:
+        """Leadership taken or lost (the leadership's thread): say so on MQTT."""
+        if self._status is not None:
+            self._status.set_role(leading, self.leadership.term)
 
     def run(self) -> int:
         """Train if needed, then predict until stopped. Returns the exit code."""
@@ -517,10 +523,11 @@ class ForecastService(Lifecycle):
         status: ServiceStatus | None = None
         leadership = self.leadership.start_thread(self._stop)
         try:
-            status = ServiceStatus(
+            status = self._status = ServiceStatus(
                 self.settings, self.city.id, "forecast",
                 client_id=f"parkleit-forecast-{socket.gethostname()}-{os.getpid()}",
                 on_fatal=self.fatal).start()
+            status.set_role(self.leadership.leading(), self.leadership.term)
             self._loop(pool, listener)
         finally:
             self._stop.set()

@@ -127,6 +127,7 @@ class SignageService(Lifecycle):
         self._forecast_lots = sorted({lot_id for sign in city.signs if sign.display.show_forecast
                                       for line in sign.lines for lot_id in line.lots})
         self._tasks: dict[str, SignTask] = {}
+        self._status: ServiceStatus | None = None  # MQTT: online, and this instance's role
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event = asyncio.Event()
@@ -156,6 +157,8 @@ class SignageService(Lifecycle):
         """Leadership taken or lost: a new leader pushes every sign at once (it cannot know
         what they show); a former one stops at its next push (``SignTask`` asks first)."""
         self.metrics.leader.labels("signage", self.city.id).set(int(leading))
+        if self._status is not None:
+            self._status.set_role(leading, self.leadership.term)
         if leading:
             for task in self._tasks.values():
                 task.push_now()
@@ -188,10 +191,11 @@ class SignageService(Lifecycle):
         status: ServiceStatus | None = None
         metrics_server = None
         try:
-            status = ServiceStatus(
+            status = self._status = ServiceStatus(
                 settings, self.city.id, "signage",
                 client_id=f"parkleit-signage-{socket.gethostname()}-{os.getpid()}",
                 on_fatal=self.fatal).start()
+            status.set_role(self.leadership.leading(), self.leadership.term)
             if settings.SIGNAGE_METRICS_PORT:
                 metrics_server, _ = start_http_server(settings.SIGNAGE_METRICS_PORT,
                                                       registry=self.metrics.registry)

@@ -4,16 +4,19 @@ keep their content, and no two instances ever push in the same interval (``core.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from _helpers import ServiceProcess, service_env, wait_for
+from paho.mqtt.enums import CallbackAPIVersion
 from psycopg.rows import dict_row
-from test_signage_service import FAST, Rig, _rig
+from test_signage_service import FAST, Rig, _rig, retained
 
 from signage.ntcip import SourceMode
 
@@ -30,6 +33,23 @@ def pushes(rig: Rig) -> list[dict[str, Any]]:
     """Every push of the test's signs, in order of time: when, which sign, which term."""
     with psycopg.connect(rig.db_url, row_factory=dict_row) as conn:
         return conn.execute("SELECT time, sign_id, term FROM sign_log ORDER BY time").fetchall()
+
+
+def roles(rig: Rig) -> dict[str, dict[str, Any]]:
+    """Each signage instance's retained role (``services/signage/{client id}``)."""
+    found: dict[str, dict[str, Any]] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda _c, _u, msg: found.update(
+        {msg.topic: json.loads(msg.payload)} if msg.payload else {})
+    client.connect(rig.settings.mqtt.host, rig.settings.mqtt.port)
+    client.subscribe(f"parkleit/v1/{rig.cid}/services/signage/+", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(1.0)  # the retained ones arrive at once
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return found
 
 
 def two_signage(spawn: Callable[..., ServiceProcess],
@@ -60,6 +80,10 @@ def test_one_leads_the_other_takes_over_when_it_is_killed(
     assert {row["term"] for row in before} == {before[0]["term"]}
     assert "leading signage" not in standby.log.read_text()
 
+    # Each instance says its role on MQTT; the service's own topic says it runs.
+    assert sorted(role["role"] for role in roles(rig).values()) == ["leader", "standby"]
+    assert retained(rig.settings, f"parkleit/v1/{rig.cid}/services/signage") == "online"
+
     leader.kill()
     killed = time.monotonic()
     taken = wait_for(lambda: "leading signage" in standby.log.read_text(), timeout=TAKEOVER_S)
@@ -75,6 +99,11 @@ def test_one_leads_the_other_takes_over_when_it_is_killed(
     rig.publish_counter(30)  # and the new leader follows the lots
     wait_for(lambda: rig.bank.texts("a")[:1] == ["70"], timeout=5, interval=0.05)
     assert_one_term_at_a_time(pushes(rig))
+    # The killed leader's last will said offline; the one left answered it with online, and
+    # says it leads now (the dead one's role expires by itself).
+    assert retained(rig.settings, f"parkleit/v1/{rig.cid}/services/signage") == "online"
+    assert "leader" in [role["role"] for role in roles(rig).values()
+                        if role["term"] is not None and role["term"] > before[0]["term"]]
 
 
 def test_a_leader_whose_session_is_cut_stops_before_the_other_starts(
