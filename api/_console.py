@@ -29,7 +29,7 @@ from core.db import queries
 
 __all__ = ["MIN_PASSWORD", "ROLES", "ConsoleUser", "ConsoleUserError", "Role", "add_user",
            "add_user_async", "disable_user", "disable_user_async", "end_session", "list_users",
-           "list_users_async", "log_in", "role_allows", "session_user"]
+           "list_users_async", "log_in", "person", "role_allows", "session_user"]
 
 Role = Literal["planner", "operator", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)  # each may do what the ones before it may
@@ -124,6 +124,13 @@ async def disable_user_async(conn: AsyncConnection[Any], name: str) -> None:
     if (await conn.execute(_q()["disable_user"], {"name": name})).rowcount == 0:
         raise _no_user(name)
     await conn.execute(_q()["end_sessions_of"], {"name": name})
+
+
+async def person(conn: AsyncConnection[Any], name: str) -> dict[str, Any] | None:
+    """The person ``name`` (locked until the caller's transaction ends), or None."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_q()["person"], {"name": name})
+        return await cur.fetchone()
 
 
 async def list_users_async(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:

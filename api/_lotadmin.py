@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api._http import bad_parameter
 from api._input import Moment, SafeText
 from core import channels
-from core.city import Cities, OpeningHours
+from core.city import Cities, City, Lot, OpeningHours
 from core.db import queries
 from core.status import LotStatus, lot_status
 
@@ -116,6 +116,14 @@ class AdminLot(BaseModel):
     closure: Closure | None
 
 
+def _known_lot(cities: Cities, lot_id: str) -> tuple[City, Lot]:
+    """The city and lot of ``lot_id``; 404 if no city config has it."""
+    try:
+        return cities.lot(lot_id)
+    except KeyError:
+        raise HTTPException(404, f"no lot {lot_id!r}") from None
+
+
 async def _locked_state(cur: Any, lot_id: str) -> dict[str, Any]:
     """The lot's state row, locked until the transaction ends; 404 if the registry lacks it."""
     await cur.execute(queries("api", "admin")["lock_lot_state"], {"lot_id": lot_id})
@@ -129,10 +137,7 @@ async def _set_status(conn: AsyncConnection[Any], cities: Cities, lot_id: str, n
                       *, closed: bool) -> tuple[dict[str, Any], str]:
     """Derive the lot's status as ingest would, store it and NOTIFY it (in the transaction):
     (what was there before: status and closure, the new status)."""
-    try:
-        city, lot = cities.lot(lot_id)
-    except KeyError:
-        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    city, lot = _known_lot(cities, lot_id)
     q = queries("api", "admin")
     async with conn.cursor(row_factory=dict_row) as cur:
         row = await _locked_state(cur, lot_id)
@@ -214,10 +219,7 @@ async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
                         body: CorrectCount, operator: Operator,
                         now: datetime) -> CorrectedLot:
     """Set a counter lot's count as ingest's new baseline, announced at once and audited."""
-    try:
-        city, lot = cities.lot(lot_id)
-    except KeyError:
-        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    city, lot = _known_lot(cities, lot_id)
     if lot.counting != "counter":
         bad_parameter("occupied", f"lot {lot_id} counts its bays, each by its sensor; only a "
                       "counter lot's count can be corrected", "body")
@@ -280,10 +282,7 @@ class LimitedLot(BaseModel):
 async def _capacity_change(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
                            limit: CapacityLimit | None, operator: Operator,
                            now: datetime) -> LimitedLot:
-    try:
-        city, lot = cities.lot(lot_id)
-    except KeyError:
-        raise HTTPException(404, f"no lot {lot_id!r}") from None
+    city, lot = _known_lot(cities, lot_id)
     until = None
     if limit is not None:
         until = future(limit.until, now)

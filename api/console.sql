@@ -10,6 +10,10 @@ VALUES (%(name)s, %(role)s, %(password_hash)s, %(created)s);
 -- Every person of the console, by name (never their password hashes).
 SELECT name, role, disabled, created FROM console_users ORDER BY name;
 
+-- name: person
+-- One person of the console (never the password hash), locked until the transaction ends.
+SELECT name, role, disabled, created FROM console_users WHERE name = %(name)s FOR UPDATE;
+
 -- name: disable_user
 -- A person who may no longer log in; their sessions end with it.
 UPDATE console_users SET disabled = true WHERE name = %(name)s;

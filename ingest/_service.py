@@ -345,14 +345,18 @@ class IngestService(Lifecycle):
             client.disconnect(properties=props)
         client.loop_stop()
 
+    def _shared_filters(self) -> list[tuple[str, int]]:
+        """The sensor topics, in the shared subscription where MQTT 5 has one (QoS 1)."""
+        share = SHARE_GROUP if self.settings.mqtt.v5 else ""
+        return [(share + f, 1) for f in self.writer.decoder.subscriptions()]
+
     def _leave(self) -> None:
         """Unsubscribe from the shared subscription: the broker sends this worker's share to
         the others from now on; what it holds is drained and acknowledged after commit."""
         client = self._client
         if client is None or not client.is_connected():
             return
-        share = SHARE_GROUP if self.settings.mqtt.v5 else ""
-        client.unsubscribe([share + f for f in self.writer.decoder.subscriptions()])
+        client.unsubscribe([topic for topic, _ in self._shared_filters()])
         logger.info("leaving the shared subscription: unsubscribed, draining what is held")
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
@@ -364,9 +368,7 @@ class IngestService(Lifecycle):
             return
         with self._lock:
             self._generation += 1
-        share = SHARE_GROUP if self.settings.mqtt.v5 else ""
-        filters = [(share + f, 1) for f in self.writer.decoder.subscriptions()]
-        filters.append((service_topics(self.city.id), 0))
+        filters = [*self._shared_filters(), (service_topics(self.city.id), 0)]
         client.subscribe(filters)
         client.publish(self.service_topic, "online", qos=1, retain=True)
         self.metrics.connected.set(1)

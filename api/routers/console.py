@@ -546,7 +546,7 @@ async def disable_person(request: Request, name: UserName, user: AdminWrite, con
     if name == user.name:
         raise HTTPException(422, "you cannot disable yourself")
     async with conn.transaction():
-        before = {row["name"]: row for row in await console.list_users_async(conn)}.get(name)
+        before = await console.person(conn, name)
         if before is None:
             raise HTTPException(404, f"there is no user {name!r}")
         await console.disable_user_async(conn, name)
