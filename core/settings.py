@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # offline, and no visitor's browser is sent to a third party).
     API_TILE_URL: str = ""
     API_TILE_ATTRIBUTION: str = ""
+    # The AFIR publications (DATEX II energy infrastructure) carry the charging points the city
+    # operates itself (``operator = "city"``); true: every operator's in the config.
+    API_AFIR_ALL_OPERATORS: bool = False
     # admin writes: ``name:scrypt$...`` lines (``parkleit api add-key``); none: no admin.
     API_KEYS_FILE: Path | None = None
     # Browser origins that may read the API (GET/HEAD; comma list of ``https://host[:port]``).

@@ -28,7 +28,8 @@ from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.channels import lot_status_topic, service_topic, service_topics
+from core.channels import charger_state_topic, lot_status_topic, service_topic, service_topics
+from core.charging import EvseState
 from core.city import City
 from core.db import open_pool
 from core.mqtt import mqtt_client
@@ -242,6 +243,7 @@ class IngestService(Lifecycle):
             total.superseded += result.superseded
             total.counter_jumps += result.counter_jumps
             total.changed.extend(result.changed)
+            total.evses_changed.extend(result.evses_changed)
         return total
 
     def _after_commit(self, batch: list[_Inbound], result: BatchResult) -> None:
@@ -264,6 +266,7 @@ class IngestService(Lifecycle):
         if result.newest is not None:
             m.data_lag.set(max(0.0, (now - result.newest).total_seconds()))
         self._publish(result.changed)
+        self._publish_evses(result.evses_changed)
 
     def _refresh(self, pool: ConnectionPool) -> None:
         """The stale check: every lot's status for now, then the alarms for now."""
@@ -297,6 +300,12 @@ class IngestService(Lifecycle):
         for status in statuses:
             self._client.publish(lot_status_topic(self.city.id, status.lot_id),
                                  status.to_json(), qos=1, retain=True)
+
+    def _publish_evses(self, states: list[EvseState]) -> None:
+        assert self._client is not None
+        for state in states:
+            self._client.publish(charger_state_topic(self.city.id, state.evse_id),
+                                 state.to_json(), qos=1, retain=True)
 
     def _service_status(self, name: str, payload: bytes) -> None:
         """A service's retained status (an empty payload: its topic was cleared)."""

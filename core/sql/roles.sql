@@ -23,7 +23,8 @@ GRANT USAGE ON SCHEMA public TO {api}, {ingest}, {signage}, {forecast};
 -- The registry (lots, bays, signs) is written by db migrate only. Every service reads it:
 -- a service whose role may not write it checks that it matches its city config instead of
 -- syncing it (core.registry.sync_registry), and stops naming the difference if not.
-GRANT SELECT ON lots, bays, signs TO {api}, {ingest}, {signage}, {forecast};
+GRANT SELECT ON lots, bays, signs, charging_stations, charging_points
+    TO {api}, {ingest}, {signage}, {forecast};
 
 -- The rules written once in SQL (migrations 0006, 0009): EXECUTE is PUBLIC's by default, granted
 -- here as well so that an installation revoking it from PUBLIC keeps working.
@@ -62,6 +63,8 @@ GRANT SELECT ON alarms TO {api};
 GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
 -- The events planners enter in the console (migration 0014): entered, listed, deleted.
 GRANT SELECT, INSERT, DELETE ON events TO {api};
+-- The chargers' status (migration 0015): the current state and its history, read only.
+GRANT SELECT ON evse_state, evse_status TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
 -- closures and capacity limits, and the events' closures and reservations. Never deletes anything.
@@ -70,6 +73,9 @@ GRANT SELECT, INSERT, UPDATE ON bay_state, dead_letters TO {ingest};
 GRANT SELECT, UPDATE ON lot_state TO {ingest};
 GRANT SELECT ON lot_closures, lot_capacity_limits, events TO {ingest};
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ingest};
+-- Charging points' status from MQTT (core.charging.store_readings): history and current state.
+GRANT SELECT, INSERT ON evse_status TO {ingest};
+GRANT SELECT, INSERT, UPDATE ON evse_state TO {ingest};
 -- The alarms' evaluator (ingest/alarms.sql) raises and clears them from what the other parts
 -- record: sensor health, the signs' state, the published forecast error. It never touches a
 -- person's acknowledgement.
