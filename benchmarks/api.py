@@ -56,7 +56,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,10 +75,10 @@ from benchmarks._common import (
     admin_url,
     bench_parser,
     database,
-    discard,
     figure_table,
     figures,
     fmt,
+    killed_at_end,
     met,
     passed_on,
     percentile,
@@ -87,6 +86,8 @@ from benchmarks._common import (
     run_main,
     service_env,
     settings_line,
+    stop_all,
+    workdir,
 )
 from benchmarks._common import Service as _Process
 from core import channels
@@ -413,9 +414,8 @@ def run(args: argparse.Namespace) -> Result:
     result = Result(days=args.days, concurrency=args.concurrency, rate=args.rate,
                     server=_uvicorn_implementation(), load_average_start=list(os.getloadavg()))
     result.settings = passed_on(("PARKLEIT_API_",))
-    tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-api-"))
-    servers: list[Server] = []
-    try:
+    with (workdir("parkleit-bench-api-", args.keep) as tmp,
+          killed_at_end(list[Server]()) as servers):
         city = load_city(CITY)
         with database(admin_url()) as db_url:
             now = Clock().now()
@@ -437,16 +437,11 @@ def run(args: argparse.Namespace) -> Result:
             try:
                 asyncio.run(_measure(args, result, city, now, db_url, *servers))
             finally:
-                for server in servers:
-                    server.stop()
+                stop_all(servers)
             if args.history_requests and args.only != "stream":
                 seconds, result.history_buckets = _database_time(
                     db_url, _history_params(city, now, args.days), 5)
                 result.history_database_ms = seconds * 1000
-    finally:
-        for server in servers:
-            server.kill()
-        discard(tmp, args.keep)
     result.load_average = list(os.getloadavg())
     return result
 
