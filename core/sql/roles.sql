@@ -45,8 +45,8 @@ GRANT EXECUTE ON FUNCTION bay_faults(text[], timestamptz, timestamptz) TO {api};
 -- console's people (db migrate's owner, the CLI, writes them). Of the models only their age
 -- (/metrics/city), not the artefacts. Nothing of ingest's raw data or dead letters.
 GRANT SELECT ON lot_state, bay_state, lot_occupancy, lot_occupancy_15m, lot_occupancy_1h,
-    forecasts, forecast_accuracy, sensor_health, sensor_state, sign_log, sign_state,
-    schema_migrations TO {api};
+    forecasts, forecast_accuracy, forecast_scores, sensor_health, sensor_state, sign_log,
+    sign_state, schema_migrations TO {api};
 GRANT SELECT (city, created_at) ON forecast_models TO {api};
 -- A count an operator corrects (the console) is set at once, as ingest's new baseline; the
 -- counter's readings stay ingest's.
@@ -92,7 +92,7 @@ GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
 GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 
 -- forecast: its models, forecasts and published error; reads the occupancy it learns from.
-GRANT SELECT ON lot_occupancy TO {forecast};
+GRANT SELECT ON lot_occupancy, forecast_scores TO {forecast};
 -- The console's events, which the forecaster takes as it takes the city config's.
 GRANT SELECT ON events TO {forecast};
 GRANT SELECT, INSERT ON forecast_models TO {forecast};
