@@ -53,7 +53,7 @@ WRITES: dict[str, dict[str, set[str]]] = {
     "ingest": {"bay_events": {"INSERT"}, "lot_occupancy": {"INSERT"},
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
                "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"},
-               "alarms": {"INSERT", "UPDATE"}},
+               "alarms": {"INSERT", "UPDATE"}, "leader_terms": {"INSERT", "UPDATE"}},
     "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"},
                 "leader_terms": {"INSERT", "UPDATE"}},
     "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
