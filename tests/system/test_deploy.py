@@ -522,14 +522,23 @@ def test_make_passwords_writes_files_only_their_owner_reads(
     uid = os.geteuid() if user is None else user.pw_uid
     made = _run_as(user, ["sh", str(MAKE_PASSWORDS), "-e", str(root / "env"), "-o",
                           str(root / "passwords"), "-m", str(root / "monitor-login"),
-                          "-u", str(uid)], _without_docker())
+                          "-u", str(uid), "-x", str(root / "users.csv")], _without_docker())
     assert made.returncode == 0, made.stderr
-    for name in ("passwords", "monitor-login"):
+    for name in ("passwords", "monitor-login", "users.csv"):
         status = (root / name).stat()
         assert status.st_mode & 0o777 == 0o600, (name, oct(status.st_mode))
         assert status.st_uid == uid, name
     login = (root / "monitor-login").read_text(encoding="utf-8").splitlines()
     assert login == ["-u monitor", f"-P {_secrets()['MQTT_MONITOR_PASSWORD']}"]
+    # The same users for EMQX (deploy/emqx), as its bootstrap file: plain, EMQX hashes them.
+    header, *rows = (root / "users.csv").read_text(encoding="utf-8").splitlines()
+    assert header == "user_id,password,is_superuser"
+    users = {user: password for user, password, superuser in (row.split(",") for row in rows)
+             if superuser == "false"}
+    assert len(users) == len(rows)
+    hashed = (root / "passwords").read_text(encoding="utf-8").splitlines()
+    assert set(users) == {line.split(":")[0] for line in hashed}
+    assert users["ingest"] == _secrets()["MQTT_INGEST_PASSWORD"]
 
     # A broker of another uid: without root or docker the file cannot become the broker's,
     # and a file anyone may read is no way out; nothing is written.
