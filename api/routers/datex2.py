@@ -19,7 +19,7 @@ from api._datex_energy import (
 from api._datex_parking import parking_status_publication, parking_table_publication
 from api._http import problem_responses
 from api._snapshot import Encoded
-from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities, SettingsDep, Views
+from api.deps import CitiesDep, Conn, Now, PoolDep, ReadConn, SelectedCities, SettingsDep, Views
 from core.city import City, Sign
 from core.db import queries
 from signage import SignReport, content_from_json, vms_publication, vms_table_publication
@@ -70,7 +70,7 @@ async def vms_table(cities: SelectedCities, now: Now) -> Response:
 
 @router.get("/vms-status", summary="DATEX II VMS status", operation_id="datex2_vms_status",
             response_class=Response, responses={**_READ, **_NO_SIGNS})
-async def vms_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
+async def vms_status(conn: ReadConn, cities: SelectedCities, now: Now) -> Response:
     """VmsPublication: what every sign last confirmed showing, and whether it works."""
     _require_signs(cities)
     rows: dict[str, Mapping[str, Any]] = {}

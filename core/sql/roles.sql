@@ -83,6 +83,8 @@ GRANT SELECT ON sensor_state, sign_state, forecast_accuracy TO {ingest};
 GRANT SELECT, INSERT ON alarms TO {ingest};
 GRANT UPDATE (cleared_at) ON alarms TO {ingest};
 GRANT USAGE ON SEQUENCE alarms_id_seq TO {ingest};
+-- Its workers' leadership of the alarms' evaluation (core/leader.py).
+GRANT SELECT, INSERT, UPDATE ON leader_terms TO {ingest};
 
 -- signage: its audit log (insert only) and the health of its signs; reads the lot state,
 -- the forecasts and the operators' overrides.

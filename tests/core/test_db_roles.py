@@ -54,7 +54,7 @@ WRITES: dict[str, dict[str, set[str]]] = {
                "sensor_health": {"INSERT"}, "bay_state": {"INSERT", "UPDATE"},
                "dead_letters": {"INSERT", "UPDATE"}, "lot_state": {"UPDATE"},
                "alarms": {"INSERT", "UPDATE"}, "evse_status": {"INSERT"},
-               "evse_state": {"INSERT", "UPDATE"}},
+               "evse_state": {"INSERT", "UPDATE"}, "leader_terms": {"INSERT", "UPDATE"}},
     "signage": {"sign_log": {"INSERT"}, "sign_state": {"INSERT", "UPDATE"},
                 "leader_terms": {"INSERT", "UPDATE"}},
     "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
