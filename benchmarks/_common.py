@@ -27,15 +27,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import sql
 
 from core import channels
-from core.db import listen
+from core.db import create_database, listen
 from core.mqtt import mqtt_client
 from core.settings import Settings
-from parkleit.embedded import PrivateBroker
+from parkleit.embedded import PrivateBroker, PrivatePostgres, free_port
 from parkleit.process import ParkleitProcess
 
 logger = logging.getLogger(__name__)
@@ -235,6 +236,23 @@ def stop_all(processes: Iterable[ParkleitProcess]) -> None:
 
 
 @contextlib.contextmanager
+def private_postgres(directory: Path) -> Iterator[tuple[PrivatePostgres, str]]:
+    """A PostgreSQL of the run's own (so that it can be stopped) with a database parkleit,
+    and that database's URL; stopped after it."""
+    postgres = PrivatePostgres(directory, port=free_port())
+    try:
+        try:
+            admin = postgres.start()
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
+        create_database(admin, "parkleit")
+        yield postgres, with_database(admin, "parkleit")
+    finally:
+        with contextlib.suppress(RuntimeError):
+            postgres.stop("fast")
+
+
+@contextlib.contextmanager
 def private_broker(directory: Path, port: int | None = None) -> Iterator[PrivateBroker]:
     """A Mosquitto of the run's own (the project's tuned config), stopped after it."""
     broker = PrivateBroker(directory, port=port, backend="mosquitto")
@@ -402,3 +420,18 @@ class Service(ParkleitProcess):
             super().wait_log(text, timeout)
         except AssertionError as exc:
             raise BenchError(str(exc)) from None
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, str]]:
+    """The events of a streamed ``text/event-stream`` answer, each as its fields (comments
+    and blocks without an ``event`` field, such as a lone ``retry``, skipped)."""
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if line:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        elif "event" in fields:
+            yield fields
+            fields = {}

@@ -45,7 +45,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,7 +60,7 @@ from benchmarks._common import BenchError, NotifyListener, Service, fmt, met
 from benchmarks.soak import city_toml
 from core.city import City, load_city
 from core.clock import Clock
-from core.db import create_database, migrate
+from core.db import migrate
 from core.registry import sync_registry
 from core.status import rfc3339
 from parkleit.embedded import LOOPBACK, PrivateBroker, PrivatePostgres, free_port
@@ -234,7 +233,7 @@ class StreamClient:
                     httpx.Client(timeout=httpx.Timeout(5, read=10)) as client, client.stream(
                         "GET", f"{url}/v1/stream?lots={GARAGE}", headers=headers) as response:
                 first = True
-                for event in _events(response):
+                for event in common.sse_events(response):
                     if self._stop.is_set():
                         return
                     if event.get("event") != "lot":
@@ -252,19 +251,6 @@ class StreamClient:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(15)
-
-
-def _events(response: httpx.Response) -> Iterator[dict[str, str]]:
-    fields: dict[str, str] = {}
-    for line in response.iter_lines():
-        if line.startswith(":"):
-            continue
-        if line:
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        elif fields:
-            yield fields
-            fields = {}
 
 
 class AckSampler:
@@ -355,7 +341,7 @@ def run(args: argparse.Namespace) -> Result:
         city_path.write_text(city_toml(), encoding="utf-8")
         city = load_city(str(city_path))
         result.signs = len(city.signs)
-        postgres, db_url = stack.enter_context(_postgres(tmp))
+        postgres, db_url = stack.enter_context(common.private_postgres(tmp / "postgres"))
         with psycopg.connect(db_url, autocommit=True) as conn:
             migrate(conn)
             sync_registry(conn, city)
@@ -405,22 +391,6 @@ def run(args: argparse.Namespace) -> Result:
             broker, city, db_url, args.messages, 3, restart_the_broker)
     result.elapsed_s = time.monotonic() - began
     return result
-
-
-@contextlib.contextmanager
-def _postgres(tmp: Path) -> Iterator[tuple[PrivatePostgres, str]]:
-    """A PostgreSQL of the run's own (so that it can be stopped) with a database parkleit."""
-    postgres = PrivatePostgres(tmp / "postgres", port=free_port())
-    try:
-        try:
-            admin = postgres.start()
-        except RuntimeError as exc:
-            raise BenchError(str(exc)) from None
-        create_database(admin, "parkleit")
-        yield postgres, common.with_database(admin, "parkleit")
-    finally:
-        with contextlib.suppress(RuntimeError):
-            postgres.stop("fast")
 
 
 def _wait_http(url: str, timeout: float) -> None:

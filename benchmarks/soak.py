@@ -75,7 +75,7 @@ from benchmarks import _common as common
 from benchmarks._common import BenchError, fmt, met
 from core.city import City, load_city
 from core.clock import Clock
-from core.db import create_database, migrate, queries
+from core.db import migrate, queries
 from core.mqtt import mqtt_client
 from core.registry import sync_registry
 from core.settings import Settings
@@ -613,19 +613,10 @@ def _services(env: dict[str, str], tmp: Path, ports: dict[str, int], sign_port: 
 
 @contextlib.contextmanager
 def _servers(tmp: Path) -> Iterator[tuple[PrivatePostgres, PrivateBroker, str]]:
-    """PostgreSQL with a migrated database ``parkleit``, and Mosquitto; both on fixed ports."""
-    postgres = PrivatePostgres(tmp / "postgres", port=free_port())
-    try:
-        try:
-            admin = postgres.start()
-        except RuntimeError as exc:
-            raise BenchError(str(exc)) from None
-        with common.private_broker(tmp / "broker", port=free_port()) as broker:
-            create_database(admin, "parkleit")
-            yield postgres, broker, common.with_database(admin, "parkleit")
-    finally:
-        with contextlib.suppress(RuntimeError):
-            postgres.stop("fast")
+    """PostgreSQL with a database ``parkleit``, and Mosquitto; both on fixed ports."""
+    with common.private_postgres(tmp / "postgres") as (postgres, url), \
+            common.private_broker(tmp / "broker", port=free_port()) as broker:
+        yield postgres, broker, url
 
 
 def run(args: argparse.Namespace) -> Result:

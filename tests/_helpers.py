@@ -20,6 +20,7 @@ from typing import Any, ParamSpec
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+import xmlschema
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.clock import Clock
@@ -212,3 +213,16 @@ def problem(answer: Any, status: int) -> dict[str, Any]:
     body: dict[str, Any] = answer.json()
     assert body["status"] == status
     return body
+
+
+DATEX2_SCHEMAS = ROOT.parent / "shared" / "schemas" / "datex2-v3.7"
+DATEX2_ENTRY = "DATEXII_3_D2Payload.xsd"  # d2:payload; imports every namespace
+
+
+def datex2_schema(directory: Path = DATEX2_SCHEMAS) -> xmlschema.XMLSchema:
+    """The official DATEX II v3.7 schemas (beside the project in ../shared, as CI has them);
+    a test fails saying so where they are missing."""
+    if not (directory / DATEX2_ENTRY).is_file():
+        pytest.fail(f"DATEX II v3.7 schemas not found: {directory / DATEX2_ENTRY} is missing "
+                    "(the tests need ../shared beside the project, as CI has it)", pytrace=False)
+    return xmlschema.XMLSchema(directory / DATEX2_ENTRY)

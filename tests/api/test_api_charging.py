@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import xmlschema
 from _citytoml import evse_id, write_city
-from _helpers import ROOT, utc_now
+from _helpers import datex2_schema, utc_now
 from fastapi.testclient import TestClient
 
 from api import create_app
@@ -31,8 +31,6 @@ from core.datex2 import NAMESPACES
 from core.registry import sync_registry
 from core.settings import Settings
 
-SCHEMAS = ROOT.parent / "shared" / "schemas" / "datex2-v3.7"
-ENTRY = "DATEXII_3_D2Payload.xsd"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 XSI_TYPE = f"{{{NAMESPACES['xsi']}}}type"
 XML = "application/xml; charset=utf-8"
@@ -40,10 +38,7 @@ XML = "application/xml; charset=utf-8"
 
 @pytest.fixture(scope="module")
 def schema() -> xmlschema.XMLSchema:
-    if not (SCHEMAS / ENTRY).is_file():
-        pytest.fail(f"DATEX II v3.7 schemas not found: {SCHEMAS / ENTRY} is missing (the "
-                    "tests need ../shared beside the project, as CI has it)", pytrace=False)
-    return xmlschema.XMLSchema(SCHEMAS / ENTRY)
+    return datex2_schema()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import xmlschema
-from _helpers import ROOT, utc_now
+from _helpers import datex2_schema, utc_now
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
@@ -31,8 +31,6 @@ from core.registry import sync_registry
 from core.settings import Settings
 from core.status import LotReading
 
-SCHEMAS = ROOT.parent / "shared" / "schemas" / "datex2-v3.7"
-ENTRY = "DATEXII_3_D2Payload.xsd"
 NOW = datetime(2024, 7, 3, 10, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Zeitz: all lots open
 NIGHT = datetime(2024, 7, 3, 22, 0, tzinfo=UTC)  # Thursday 00:00 in Zeitz
 XSI_TYPE = f"{{{NAMESPACES['xsi']}}}type"
@@ -41,10 +39,7 @@ XML = "application/xml; charset=utf-8"
 
 @pytest.fixture(scope="module")
 def schema() -> xmlschema.XMLSchema:
-    if not (SCHEMAS / ENTRY).is_file():
-        pytest.fail(f"DATEX II v3.7 schemas not found: {SCHEMAS / ENTRY} is missing (the "
-                    "tests need ../shared beside the project, as CI has it)", pytrace=False)
-    return xmlschema.XMLSchema(SCHEMAS / ENTRY)
+    return datex2_schema()
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
-import xmlschema
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml
-from _helpers import ROOT, utc_now, wait_for
+from _helpers import datex2_schema, utc_now, wait_for
 from fastapi.testclient import TestClient
 from test_api_stream_admin import FAST, Stream, counter, serve
 
@@ -26,8 +25,6 @@ from core.datex2 import NAMESPACES
 from core.registry import sync_registry
 from core.settings import Settings
 from ingest import Writer, prepare_connection
-
-SCHEMA = ROOT.parent / "shared" / "schemas" / "datex2-v3.7" / "DATEXII_3_D2Payload.xsd"
 
 
 @pytest.fixture
@@ -120,7 +117,7 @@ def _tables(document: bytes) -> list[str]:
 
 def test_datex2_publishes_a_table_per_city_and_stays_valid(two: TestClient,
                                                            cities: Cities) -> None:
-    schema = xmlschema.XMLSchema(SCHEMA)
+    schema = datex2_schema()
     first, second = cities
     table = two.get("/v1/datex2/parking-table").content
     schema.validate(table)

@@ -21,6 +21,7 @@ from _helpers import ApiServer, api_server, utc_now, wait_for
 from test_api_stream_admin import counter, with_a_new_lot
 
 from api._keys import add_key
+from benchmarks._common import sse_events
 from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
@@ -130,20 +131,6 @@ def test_an_admin_reload_on_one_process_reaches_the_other(
         assert httpx.get(f"{other.url}/v1/lots/{new}", timeout=10).json()["capacity"] == 30
 
 
-def _events(response: httpx.Response) -> Iterator[dict[str, str]]:
-    """The SSE events of a streamed response (comments skipped)."""
-    fields: dict[str, str] = {}
-    for line in response.iter_lines():
-        if line.startswith(":"):
-            continue
-        if line:
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        elif "event" in fields:
-            yield fields
-            fields = {}
-
-
 def test_a_stream_client_of_a_killed_process_resumes_on_the_other_and_misses_no_change(
         settings: Settings, tmp_path: Path, city: City, conn: psycopg.Connection[Any]) -> None:
     """A client's EventSource reconnects to another process with ``Last-Event-ID``: it gets
@@ -161,14 +148,14 @@ def test_a_stream_client_of_a_killed_process_resumes_on_the_other_and_misses_no_
     with _two(settings, tmp_path, PARKLEIT_API_RATE_PER_IP="0") as (first, second), \
             httpx.Client(timeout=httpx.Timeout(5, read=10)) as client:
         with client.stream("GET", f"{first.url}/v1/stream?lots={garage}") as response:
-            seen = next(_events(response))
+            seen = next(sse_events(response))
         assert json.loads(seen["data"])["occupied"] == 10
         first.process.kill()  # the client's process is gone ...
         count(20)  # ... while the garage changes twice
         count(30)
         with client.stream("GET", f"{second.url}/v1/stream?lots={garage}",
                            headers={"Last-Event-ID": seen["id"]}) as response:
-            events = _events(response)
+            events = sse_events(response)
             assert json.loads(next(events)["data"])["occupied"] == 30  # the state now
             count(40)  # and each change after
             assert json.loads(next(events)["data"])["occupied"] == 40

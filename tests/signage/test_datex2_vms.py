@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import xmlschema
-from _helpers import ROOT
+from _helpers import datex2_schema
 
 from core.city import City, load_city
 from core.datex2 import NAMESPACES, utc_time
@@ -25,22 +25,13 @@ from signage import (
     vms_table_publication,
 )
 
-SCHEMAS = ROOT.parent / "shared" / "schemas" / "datex2-v3.7"
-ENTRY = "DATEXII_3_D2Payload.xsd"  # d2:payload; imports every namespace, vms included
 NOW = datetime(2024, 7, 3, 10, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Zeitz: all lots open
 ACKED = NOW - timedelta(seconds=40)
 
 
-def _load_schema(directory: Path) -> xmlschema.XMLSchema:
-    if not (directory / ENTRY).is_file():
-        pytest.fail(f"DATEX II v3.7 schemas not found: {directory / ENTRY} is missing (the "
-                    "tests need ../shared beside the project, as CI has it)", pytrace=False)
-    return xmlschema.XMLSchema(directory / ENTRY)
-
-
 @pytest.fixture(scope="module")
 def schema() -> xmlschema.XMLSchema:
-    return _load_schema(SCHEMAS)
+    return datex2_schema()
 
 
 @pytest.fixture(scope="module")
@@ -283,4 +274,4 @@ def test_the_schema_rejects_a_broken_publication(schema: xmlschema.XMLSchema,
 
 def test_missing_schemas_fail_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(pytest.fail.Exception, match=r"DATEX II v3\.7 schemas not found"):
-        _load_schema(tmp_path)
+        datex2_schema(tmp_path)
