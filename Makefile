@@ -68,6 +68,7 @@ bench: setup
 	$(PY) -m benchmarks.forecast
 	$(PY) -m benchmarks.signage
 	$(PY) -m benchmarks.api
+	$(PY) -m benchmarks.ocpp
 	$(PY) -m benchmarks.soak
 
 # The broker's password file for docker compose, from .env (deploy/mosquitto/make-passwords.sh).
