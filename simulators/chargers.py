@@ -168,7 +168,8 @@ class SimulatedStation:
             for point in self.points:
                 point.reported = None  # after a (re)boot every point reports again
                 await self._report(client, point)
-            next_heartbeat = 0.0
+            loop = asyncio.get_running_loop()
+            next_heartbeat = loop.time() + interval
             while not stop.is_set() and not reader.done():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), TICK_S)
@@ -177,9 +178,9 @@ class SimulatedStation:
                     raise _Offline(self.rng.uniform(300, 1800))
                 for point in self.points:
                     await self._step(client, point)
-                if self.sim_s >= next_heartbeat:
+                if loop.time() >= next_heartbeat:  # protocol time: real seconds
                     await self._call(client, "Heartbeat")
-                    next_heartbeat = self.sim_s + interval
+                    next_heartbeat = loop.time() + interval
             error = reader.exception() if reader.done() and not reader.cancelled() else None
             if error is not None:
                 raise error  # the link broke: reconnect
@@ -202,7 +203,7 @@ class SimulatedStation:
             answer = await self._call(client, "BootNotification", call201.BootNotification(
                 charging_station={"model": "Sim-AC22", "vendor_name": "parkleit"},
                 reason="PowerUp"))
-        # Heartbeats at the central system's interval, in simulated seconds.
+        # Heartbeats at the central system's interval (real seconds, whatever the speed).
         return float(getattr(answer, "interval", 300) or 300)
 
     async def _step(self, client: Any, point: _Point) -> None:

@@ -279,3 +279,26 @@ def test_the_mapping_covers_every_ocpp_status() -> None:
     assert set(OCPP201_STATUS) == {status.value for status in ConnectorStatusEnumType}
     assert OCPP16_STATUS["SuspendedEV"] is EvseStatus.CHARGING
     assert OCPP201_STATUS["Faulted"] is EvseStatus.OUTOFORDER
+
+
+@synchronous
+async def test_simulated_stations_come_back_after_going_offline(
+        ocpp_settings: Settings, ocpp_city: City, db_url: str) -> None:
+    """At this speed a station goes offline at its first look (a fault): it reconnects, boots
+    again and reports every point again, and nothing it sends is refused."""
+    from simulators.chargers import run_chargers
+
+    passwords = {station.id: PASSWORD for station in ocpp_city.chargers}
+    async with central(ocpp_settings, ocpp_city) as (_, url):
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_chargers(
+            ocpp_city, stop, url=url, passwords=passwords, clock=ocpp_settings.clock,
+            speed=1e6, faults=True))
+        await asyncio.sleep(4)
+        stop.set()
+        report = await asyncio.wait_for(running, 15)
+    assert report.faults["offline"] >= 2 and report.connects >= 4
+    assert report.calls["BootNotification"] == report.connects
+    assert report.refused == report.failed_connects == 0
+    assert rows(db_url, "SELECT count(*) FROM evse_state WHERE source = 'ocpp'") == [(3,)]
+    assert rows(db_url, "SELECT count(*) FROM dead_letters") == [(0,)]
