@@ -16,6 +16,7 @@ from test_ocpp import ocpp_city_toml
 
 from charging import Credentials, hash_password
 from core.channels import service_topic
+from core.city import load_cities
 from core.settings import Settings
 
 
@@ -101,3 +102,29 @@ def test_simulated_chargers_talk_to_the_central_system(
     finally:
         watcher.close()
     assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+
+
+def test_the_demo_runs_the_central_system_and_each_citys_stations(
+        settings: Settings, tmp_path: Path) -> None:
+    """The example cities' OCPP stations (``make demo``): one central system, a simulator per
+    city, fresh passwords the central system accepts, files only the owner reads."""
+    from parkleit.demo import charging_children
+    from simulators.chargers import read_passwords
+
+    refs = ("zeitz", "naumburg")
+    cities = load_cities(refs)
+    children = charging_children(settings, cities, refs, {}, tmp_path)
+    assert [(child.name, child.args, child.optional) for child in children] == [
+        ("ocpp", ["ocpp"], True),
+        *((f"charger simulator {ref}",
+           ["simulate", "chargers", "--city", ref, "--speed", "10.0"], True) for ref in refs)]
+    env = children[0].env
+    assert all(child.env == env for child in children)
+    credentials = Path(env["PARKLEIT_OCPP_CREDENTIALS_FILE"])
+    passwords = read_passwords(Path(env["PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE"]))
+    assert set(passwords) == {station.id for city in cities for station in city.chargers
+                              if station.protocol == "ocpp"}
+    store = Credentials(credentials)
+    assert all(store.verify(station, password) for station, password in passwords.items())
+    for path in (credentials, tmp_path / "ocpp-passwords"):
+        assert path.stat().st_mode & 0o777 == 0o600
