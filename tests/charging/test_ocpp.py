@@ -8,6 +8,9 @@ import base64
 import contextlib
 import json
 import secrets
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from charging import OCPP16_STATUS, OCPP201_STATUS, OcppService, hash_password
@@ -302,3 +305,95 @@ async def test_simulated_stations_come_back_after_going_offline(
     assert report.refused == report.failed_connects == 0
     assert rows(db_url, "SELECT count(*) FROM evse_state WHERE source = 'ocpp'") == [(3,)]
     assert rows(db_url, "SELECT count(*) FROM dead_letters") == [(0,)]
+
+
+@synchronous
+async def test_meter_values_and_transactions_are_accepted_for_points_the_station_has(
+        ocpp_settings: Settings, ocpp_city: City, db_url: str) -> None:
+    sample = [{"timestamp": utc_now().isoformat(), "sampled_value": [
+        {"value": 11000.0, "measurand": "Power.Active.Import"}]}]
+    async with central(ocpp_settings, ocpp_city) as (_, url), \
+            station(url, f"{ocpp_city.id}-ocpp-1", "2.0.1") as client:
+        assert await client.call(call201.MeterValues(evse_id=2, meter_value=sample)) is not None
+        assert await client.call(call201.TransactionEvent(
+            event_type="Started", timestamp=utc_now().isoformat(), trigger_reason="CablePluggedIn",
+            seq_no=0, transaction_info={"transaction_id": "tx-1"},
+            evse={"id": 1, "connector_id": 1})) is not None
+        with pytest.raises(PropertyConstraintViolationError):
+            await client.call(call201.MeterValues(evse_id=5, meter_value=sample),
+                              suppress=False)
+        with pytest.raises(PropertyConstraintViolationError):
+            await client.call(call201.TransactionEvent(
+                event_type="Started", timestamp=utc_now().isoformat(),
+                trigger_reason="CablePluggedIn", seq_no=1,
+                transaction_info={"transaction_id": "tx-2"}, evse={"id": 4}), suppress=False)
+    assert rows(db_url, "SELECT count(*) FROM dead_letters") == [(2,)]
+    assert rows(db_url, "SELECT count(*) FROM evse_status") == [(0,)]  # no status was sent
+
+
+@synchronous
+async def test_a_station_that_connects_again_replaces_its_older_link(
+        ocpp_settings: Settings, ocpp_city: City) -> None:
+    station_id = f"{ocpp_city.id}-ocpp-2"
+    async with central(ocpp_settings, ocpp_city) as (service, url), \
+            connect(f"{url}/{station_id}", additional_headers=basic(station_id, PASSWORD),
+                    subprotocols=[OCPP16]) as old:
+        await waited(lambda: station_id in service.links, 5)
+        async with station(url, station_id, "2.0.1") as new:
+            await asyncio.wait_for(old.wait_closed(), 5)
+            assert old.close_code == 1000
+            assert await boot(new, "2.0.1") is not None
+            assert service.links[station_id].subprotocol == OCPP201
+
+
+@synchronous
+async def test_a_changed_credentials_file_is_read_again(ocpp_settings: Settings,
+                                                        ocpp_city: City) -> None:
+    station_id = f"{ocpp_city.id}-ocpp-1"
+    path = ocpp_settings.OCPP_CREDENTIALS_FILE
+    assert path is not None
+    async with central(ocpp_settings, ocpp_city) as (_, url):
+        async with station(url, station_id, "1.6") as client:
+            assert await boot(client, "1.6") is not None
+        path.write_text(f"{station_id}:{hash_password('a-new-password-of-32-chars', n=1024)}\n")
+        with pytest.raises(InvalidStatus) as refused:
+            async with station(url, station_id, "1.6"):
+                pass
+        assert refused.value.response.status_code == 401
+        async with station(url, station_id, "1.6", password="a-new-password-of-32-chars") as c:
+            assert await boot(c, "1.6") is not None
+        path.write_text("garbage\n")  # unreadable: every station refused until it is fixed
+        with pytest.raises(InvalidStatus):
+            async with station(url, station_id, "1.6", password="a-new-password-of-32-chars"):
+                pass
+
+
+@synchronous
+async def test_over_tls_security_profile_2(ocpp_settings: Settings, ocpp_city: City,
+                                           tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    settings = ocpp_settings.model_copy(update={"OCPP_TLS_CERT_FILE": cert,
+                                                "OCPP_TLS_KEY_FILE": key})
+    trust = ssl.create_default_context(cafile=str(cert))
+    station_id = f"{ocpp_city.id}-ocpp-1"
+    async with central(settings, ocpp_city) as (_, url):
+        secure = url.replace("ws://", "wss://")
+        async with connect(f"{secure}/{station_id}", ssl=trust, subprotocols=[OCPP201],
+                           additional_headers=basic(station_id, PASSWORD)) as link:
+            client = ChargePoint201(station_id, link)
+            reader = asyncio.create_task(client.start())
+            assert (await boot(client, "2.0.1")).status == "Accepted"
+            reader.cancel()
+        with pytest.raises(InvalidStatus) as refused:  # TLS does not replace the password
+            async with connect(f"{secure}/{station_id}", ssl=trust, subprotocols=[OCPP201]):
+                pass
+        assert refused.value.response.status_code == 401
+        with pytest.raises((OSError, InvalidHandshake)):  # no plain ws on the TLS port
+            async with connect(f"{url}/{station_id}", subprotocols=[OCPP201],
+                               additional_headers=basic(station_id, PASSWORD), open_timeout=5):
+                pass
