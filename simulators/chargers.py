@@ -24,6 +24,7 @@ import base64
 import contextlib
 import logging
 import random
+import ssl
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,9 +111,9 @@ class SimulatedStation:
 
     def __init__(self, station: ChargingStation, version: str, url: str, password: str | None,
                  *, rng: random.Random, clock: Clock, speed: float, faults: bool,
-                 report: ChargerReport) -> None:
+                 report: ChargerReport, tls: ssl.SSLContext | None = None) -> None:
         self.station, self.version, self.url = station, version, url.rstrip("/")
-        self.password = password
+        self.password, self.tls = password, tls
         self.rng, self.clock, self.speed, self.faults = rng, clock, speed, faults
         self.report = report
         self.points = [_Point(evse.number) for evse in station.evses]
@@ -133,7 +134,7 @@ class SimulatedStation:
             pause = 0.0
             try:
                 async with connect(f"{self.url}/{self.station.id}",
-                                   subprotocols=[Subprotocol(self.subprotocol)],
+                                   subprotocols=[Subprotocol(self.subprotocol)], ssl=self.tls,
                                    additional_headers=headers, open_timeout=10) as link:
                     self.report.connects += 1
                     backoff.reset()
@@ -292,10 +293,13 @@ def version_of(index: int) -> str:
 
 async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
                        passwords: dict[str, str], clock: Clock, speed: float = 1.0,
-                       faults: bool = True, seed: int = 1) -> ChargerReport:
+                       faults: bool = True, seed: int = 1,
+                       ca_file: Path | None = None) -> ChargerReport:
     """Run every OCPP station of ``city`` against the central system at ``url`` until
-    ``stop``; what they did."""
+    ``stop`` (over wss, trusting the system's CAs or only ``ca_file``); what they did."""
     report = ChargerReport()
+    tls = ssl.create_default_context(cafile=str(ca_file)) if (
+        ca_file is not None and url.startswith("wss:")) else None
     stations = [station for station in city.chargers if station.protocol == "ocpp"]
     missing = [station.id for station in stations if station.id not in passwords]
     if missing:
@@ -303,7 +307,7 @@ async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
                        ", ".join(missing))
     simulated = [SimulatedStation(station, version_of(index), url, passwords.get(station.id),
                                   rng=random.Random(f"{seed}-{station.id}"), clock=clock,
-                                  speed=speed, faults=faults, report=report)
+                                  speed=speed, faults=faults, report=report, tls=tls)
                  for index, station in enumerate(stations)]
     logger.info("%d OCPP stations of %s (%d on 1.6, %d on 2.0.1) connect to %s",
                 len(simulated), city.id, sum(s.version == "1.6" for s in simulated),

@@ -101,6 +101,8 @@ def register(commands: Commands) -> None:
     chargers.add_argument("--faults", choices=("on", "off"), default="on",
                           help="stations going offline, faulted connectors, stuck in "
                           "charging (default on)")
+    chargers.add_argument("--ca-file", type=Path, help="over wss, trust only this CA "
+                          "certificate (PEM; a self-signed central system's own certificate)")
     chargers.add_argument("--seed", type=int, default=1)
 
 
@@ -210,6 +212,8 @@ def _chargers(args: argparse.Namespace) -> int:
         raise UsageError(f"--ocpp-url {url}: not a ws:// or wss:// URL with a host")
     if not args.speed > 0:
         raise UsageError("--speed must be > 0")
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise UsageError(f"--ca-file {args.ca_file}: no such file")
     path = args.passwords or config.SIMULATE_OCPP_PASSWORDS_FILE
     try:
         passwords = read_passwords(path) if path is not None else {}
@@ -221,7 +225,8 @@ def _chargers(args: argparse.Namespace) -> int:
     async def run() -> None:
         report = await run_chargers(sim_city, stop_event(), url=url, passwords=passwords,
                                     clock=config.clock, speed=args.speed,
-                                    faults=args.faults == "on", seed=args.seed)
+                                    faults=args.faults == "on", seed=args.seed,
+                                    ca_file=args.ca_file)
         logger.info("stopped: %d connects (%d failed), calls %s, %d refused, faults %s",
                     report.connects, report.failed_connects, dict(report.calls),
                     report.refused, dict(report.faults) or "none")

@@ -397,3 +397,15 @@ async def test_over_tls_security_profile_2(ocpp_settings: Settings, ocpp_city: C
             async with connect(f"{url}/{station_id}", subprotocols=[OCPP201],
                                additional_headers=basic(station_id, PASSWORD), open_timeout=5):
                 pass
+        # The simulated stations over wss, trusting that certificate.
+        from simulators.chargers import run_chargers
+
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_chargers(
+            ocpp_city, stop, url=secure, clock=ocpp_settings.clock, faults=False,
+            passwords={station.id: PASSWORD for station in ocpp_city.chargers}, ca_file=cert))
+        await waited(lambda: rows(
+            ocpp_settings.DATABASE_URL, "SELECT count(*) FROM evse_state") == [(3,)], 10)
+        stop.set()
+        report = await asyncio.wait_for(running, 15)
+        assert report.connects == 2 and report.failed_connects == report.refused == 0
