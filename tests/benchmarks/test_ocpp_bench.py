@@ -26,16 +26,19 @@ def test_every_status_is_answered_stored_and_timed(result: dict[str, Any]) -> No
     assert result["statuses_answered"] == result["statuses_sent"]
     assert result["statuses_stored"] == result["statuses_answered"]
     assert result["statuses_refused"] == 0
-    for series in ("latency", "answer"):
+    assert 0 < result["visible_statuses"] <= result["statuses_answered"]
+    assert result["api_reads"] > 0
+    for series in ("latency", "answer", "visible", "api_read"):
         for quantile in ("p50_ms", "p99_ms"):
             assert positive(result[series][quantile]), (series, quantile)
     assert positive(result["rss_idle_kb"]) and positive(result["statuses_per_s"])
 
 
 def test_table_names_the_target_and_the_reference(result: dict[str, Any]) -> None:
-    text = table(Result(**{**result, "latency": Latency(**result["latency"]),
-                           "answer": Latency(**result["answer"])}))
+    text = table(Result(**{**result, **{series: Latency(**result[series]) for series in (
+        "latency", "answer", "visible", "api_read")}}))
     assert "< 1,000" in text and "memory per connection" in text
+    assert "status → /v1/charging/locations" in text
     assert "reference (same statuses)" in text
 
 
