@@ -375,9 +375,11 @@ def _visibility(result: Result, sent: _Sent, seen: _Seen) -> None:
         for sent_at, status, answered in statuses:
             if answered is None:
                 continue
-            reported = math.floor(sent_at * 1000) / 1000  # the millisecond the station sent
+            # The millisecond the station wrote (a float's rounding may make it one less):
+            # the point's other statuses lie an interval away.
+            reported = math.floor(sent_at * 1000) / 1000 - 0.002
             sight = next((arrived for arrived, shown, updated in changes
-                          if shown == status and updated >= reported - 1e-6), None)
+                          if shown == status and updated >= reported), None)
             if sight is not None:
                 latencies.append(sight - sent_at)
     result.visible_statuses, result.visible = len(latencies), Latency.of(latencies)
