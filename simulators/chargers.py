@@ -85,6 +85,7 @@ class ChargerReport:
     refused: int = 0  # calls answered with a CallError
     connects: int = 0
     failed_connects: int = 0
+    links_lost: int = 0  # closed by the central system or the network
     faults: Counter[str] = field(default_factory=Counter)
 
 
@@ -150,7 +151,12 @@ class SimulatedStation:
                 logger.warning("%s refused by the central system: HTTP %d", self.station.id,
                                refused.response.status_code)
                 pause = backoff.next()
-            except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
+            except ConnectionClosed as closed:
+                self.report.links_lost += 1
+                logger.info("%s: link to %s lost (%s); connecting again", self.station.id,
+                            self.url, closed.rcvd or "no close frame")
+                pause = backoff.next()
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
                 self.report.failed_connects += 1
                 logger.info("%s: no link to %s (%s)", self.station.id, self.url,
                             type(exc).__name__)

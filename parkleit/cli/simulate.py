@@ -227,9 +227,9 @@ def _chargers(args: argparse.Namespace) -> int:
                                     clock=config.clock, speed=args.speed,
                                     faults=args.faults == "on", seed=args.seed,
                                     ca_file=args.ca_file)
-        logger.info("stopped: %d connects (%d failed), calls %s, %d refused, faults %s",
-                    report.connects, report.failed_connects, dict(report.calls),
-                    report.refused, dict(report.faults) or "none")
+        logger.info("stopped: %d connects (%d failed, %d links lost), calls %s, %d refused, "
+                    "faults %s", report.connects, report.failed_connects, report.links_lost,
+                    dict(report.calls), report.refused, dict(report.faults) or "none")
 
     asyncio.run(run())
     return 0

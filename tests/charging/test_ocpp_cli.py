@@ -69,7 +69,8 @@ def test_simulated_chargers_talk_to_the_central_system(
         settings: Settings, tmp_path: Path, conn: psycopg.Connection[Any],
         spawn: Callable[..., ServiceProcess]) -> None:
     """Both processes for real: every OCPP station boots (one on 1.6, one on 2.0.1) and
-    reports each point; both stop with 0 on SIGTERM."""
+    reports each point; both stop with 0 on SIGTERM, the central system while its stations
+    are connected."""
     city_path = tmp_path / "ocpp-city.toml"
     city_id = f"{Path(settings.CITY).stem}"
     city_path.write_text(ocpp_city_toml(city_id), encoding="utf-8")
@@ -93,8 +94,11 @@ def test_simulated_chargers_talk_to_the_central_system(
         chargers.wait_log("2 OCPP stations")
         wait_for(lambda: conn.execute(
             "SELECT count(*) FROM evse_state WHERE source = 'ocpp'").fetchone() == (3,))
-        assert chargers.terminate() == 0
+        # The central system drains with the stations connected: they are told it goes away
+        # (1001) and try again; both end with 0.
         assert central.terminate() == 0
+        chargers.wait_log("lost (1001 (going away)); connecting again")
+        assert chargers.terminate() == 0
         log = central.log.read_text()
         assert f"{stations[0]} connected (ocpp2.0.1" in log
         assert f"{stations[1]} connected (ocpp1.6" in log
