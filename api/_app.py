@@ -16,6 +16,7 @@ from api._hub import Hub
 from api._keys import KeyStore
 from api._limits import RequestLimits
 from api._ratelimit import RateLimit, buckets
+from api._snapshot import SeesOwnWrites
 from api._statemetrics import CityGauges
 from api.routers import ROUTERS
 from api.routers.lots import LotsFastPath
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, cities: Cities | City | None = 
     app.state.cities = cities
     # Innermost: the lot list from the snapshot, inside every check and header.
     app.add_middleware(LotsFastPath)
+    app.add_middleware(SeesOwnWrites)
     # Then the rate limit: a 429 still gets CORS headers and is counted in the metrics.
     app.state.ip_buckets = buckets(settings.API_RATE_LIMIT_URL, "ip", settings.API_RATE_PER_IP,
                                    settings.API_BURST_PER_IP)

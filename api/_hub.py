@@ -147,7 +147,7 @@ class Hub:
         self.streams_per_address: Counter[str] = Counter()  # open streams, dropped ones too
         self.dropped = 0
         self.connected = False
-        self.views = LotViews()  # the lots' views of the open-data routes
+        self.views = LotViews(settings.clock.now)  # the lots' views of the open-data routes
         self.ending = False  # set by end_streams: the process is shutting down
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
@@ -397,6 +397,7 @@ class Hub:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.views.close()
         self.end_streams()
 
     async def _run(self) -> None:
@@ -410,7 +411,7 @@ class Hub:
                     self.connected = True
                     retry.reset()
                     self.views.listening = True
-                    self.views.invalidate()  # changes while away were not heard
+                    self.views.invalidate(wait=True)  # changes while away were not heard
                     logger.info("live stream: listening for changes")
                     while True:
                         reload = False
