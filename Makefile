@@ -70,6 +70,7 @@ bench: setup
 	$(PY) -m benchmarks.api
 	$(PY) -m benchmarks.ocpp
 	$(PY) -m benchmarks.soak
+	$(PY) -m benchmarks.failover
 
 # The broker's password file for docker compose, from .env (deploy/mosquitto/make-passwords.sh).
 mqtt-passwords:

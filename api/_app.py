@@ -33,7 +33,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     The API keys (a bad file stops the start), the admin rate limit and the console's login
     limit (their Redis connections, and the per-address limit's, are closed here); the
-    connection pool; the city gauges' cache; the live stream's hub (LISTEN, and the lots'
+    connection pool (and the read pool, where ``DATABASE_READ_URL`` names another database);
+    the city gauges' cache; the live stream's hub (LISTEN, and the lots'
     views it keeps current), which needs the pool. ``settings``, ``cities`` and ``metrics`` are
     set by ``create_app``: the middleware needs them before the lifespan runs.
     """
@@ -52,7 +53,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api")
         await pool.open(wait=True, timeout=10)
         stack.push_async_callback(pool.close)
-        app.state.pool = pool
+        app.state.pool = app.state.read_pool = pool
+        if settings.read_database_url != settings.DATABASE_URL:
+            # The read-only queries' own pool (a streaming replica): what the primary's
+            # NOTIFY invalidates (the lots' views, the stream) stays on the primary, so a
+            # replica's lag never caches a state older than the notification.
+            read_pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+                settings.read_database_url, min_size=1, max_size=10, open=False,
+                kwargs={"autocommit": True, "connect_timeout": 5}, name="parkleit-api-read")
+            await read_pool.open(wait=True, timeout=10)
+            stack.push_async_callback(read_pool.close)
+            app.state.read_pool = read_pool
         app.state.city_gauges = CityGauges()
         hub = Hub(settings, app.state, pool)
         app.state.hub = hub

@@ -7,8 +7,12 @@
   what they show (``core.channels``). After each (re)connect - after LISTEN, so nothing
   committed in between is missed - the hub reads ``lot_state`` and ``sign_state`` and
   publishes what differs from what it holds.
-- The hub holds the current state of every lot and sign of every city. A subscriber gets it
-  first, taken in the same step as it is subscribed (no gap, nothing twice), then each change.
+- Charging points: ``parkleit_evse_state`` (whoever stores their readings, core.charging) is an
+  ``evse`` event per changed point (``core.charging.EvseState.as_dict``), read from
+  ``evse_state`` on each resync like the lots.
+- The hub holds the current state of every lot, sign and charging point of every city. A
+  subscriber gets it first, taken in the same step as it is subscribed (no gap, nothing
+  twice), then each change.
 - Fan-out: each event is encoded once, as the bytes of its SSE frame, and shared by every
   subscriber that wants it (a set lookup per subscriber); the streams with news are woken a
   few at a time (``WAKE_SLICE``), so requests are served between them, and need no timer of
@@ -48,7 +52,8 @@ from starlette.datastructures import State
 
 from api._snapshot import LotViews
 from core import channels
-from core.city import Cities, CityConfigError, Lot, load_cities
+from core.charging import EvseState, EvseStatus
+from core.city import Cities, City, CityConfigError, Lot, load_cities
 from core.db import alisten, queries
 from core.runtime import Backoff
 from core.settings import Settings
@@ -62,12 +67,12 @@ WAKE_SLICE = 4  # streams woken in one turn of the event loop
 
 # The LISTEN channels: what the stream sends, and what may change a lot's view (LotViews).
 _CHANNELS = (channels.LOT_STATE, channels.SIGN_CONTENT, channels.CONFIG, channels.LOTS_CHANGED,
-             channels.FORECASTS)
+             channels.FORECASTS, channels.EVSE_STATE)
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event of the stream: ``kind`` lot or sign, the id it is about, its JSON data, the
+    """One event of the stream: ``kind`` lot, sign or evse, the id it is about, its JSON data, the
     city it is in, and its SSE frame as sent (encoded once for every client)."""
 
     kind: str
@@ -92,6 +97,7 @@ class Subscriber:
     signs: frozenset[str] | None
     cities: frozenset[str] | None = None
     address: str = ""
+    evses: frozenset[str] | None = None
     pending: dict[tuple[str, str], tuple[float, Event]] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
@@ -100,7 +106,7 @@ class Subscriber:
 
     def wants(self, event: Event) -> bool:
         """Whether the client asked for ``event``."""
-        wanted = self.lots if event.kind == "lot" else self.signs
+        wanted = {"lot": self.lots, "sign": self.signs}.get(event.kind, self.evses)
         return (wanted is None or event.key in wanted) and (
             self.cities is None or event.city in self.cities)
 
@@ -143,6 +149,7 @@ class Hub:
         self.settings, self.state, self.pool = settings, state, pool
         self.lots: dict[str, tuple[LotStatus, Event]] = {}
         self.signs: dict[str, tuple[Any, Event]] = {}  # content, event
+        self.evses: dict[str, tuple[EvseState, Event]] = {}
         self.subscribers: set[Subscriber] = set()
         self.streams_per_address: Counter[str] = Counter()  # open streams, dropped ones too
         self.dropped = 0
@@ -171,15 +178,17 @@ class Hub:
     # -- subscribers ------------------------------------------------------------------------
 
     def subscribe(self, lots: frozenset[str] | None, signs: frozenset[str] | None,
-                  cities: frozenset[str] | None = None, address: str = "") -> Subscriber:
-        """A new subscriber, the current state it asked for pending (lots first);
-        TooManyStreams if ``address`` has ``API_STREAM_MAX_PER_IP`` streams open already."""
+                  cities: frozenset[str] | None = None, address: str = "", *,
+                  evses: frozenset[str] | None = None) -> Subscriber:
+        """A new subscriber, the current state it asked for pending (lots first, then signs
+        and charging points); TooManyStreams if ``address`` has ``API_STREAM_MAX_PER_IP``
+        streams open already."""
         if self.streams_per_address[address] >= self.settings.API_STREAM_MAX_PER_IP:
             raise TooManyStreams(address)
         self.check_staleness()
-        subscriber = Subscriber(lots, signs, cities, address)
+        subscriber = Subscriber(lots, signs, cities, address, evses)
         now = time.monotonic()
-        for events in (self.lots, self.signs):
+        for events in (self.lots, self.signs, self.evses):
             for _, (_, event) in sorted(events.items()):
                 if subscriber.wants(event):
                     subscriber.offer(event, now)
@@ -298,6 +307,18 @@ class Hub:
         self.signs[sign_id] = content, event
         self._publish(event)
 
+    def evse_changed(self, state: EvseState) -> None:
+        """Take a charging point's state; publish it if it is news."""
+        city = next((city for city in self.cities if _has_evse(city, state.evse_id)), None)
+        if city is None:
+            return
+        held = self.evses.get(state.evse_id)
+        if held is not None and (held[0] == state or state.updated < held[0].updated):
+            return  # the same, or older than what we hold
+        event = self._event("evse", state.evse_id, city.id, state.as_dict())
+        self.evses[state.evse_id] = state, event
+        self._publish(event)
+
     def check_staleness(self) -> None:
         """Publish every lot whose count has gone stale since it was published."""
         now = self.settings.clock.now()
@@ -321,14 +342,18 @@ class Hub:
             elif channel == channels.SIGN_CONTENT:
                 self.sign_changed(str(message["sign_id"]), message["content"],
                                   message.get("shown_since"))
+            elif channel == channels.EVSE_STATE:
+                self.evse_changed(EvseState.from_notification(payload)[1])
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("unreadable %s notification: %s", channel, exc)
         return False
 
     async def resync(self) -> None:
-        """Read every lot's and sign's current state; publish what differs."""
+        """Read every lot's, sign's and charging point's current state; publish what
+        differs."""
         cities = self.cities
         signs: list[dict[str, Any]] = []
+        evse_ids = [evse.evse_id for city in cities for _, evse in city.evses()]
         async with self.pool.connection(timeout=5) as conn, \
                 conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(queries("api", "stream")["lot_states"],
@@ -337,6 +362,8 @@ class Hub:
             for city in cities:
                 await cur.execute(queries("signage")["sign_health"], {"city": city.id})
                 signs += await cur.fetchall()
+            await cur.execute(queries("api")["evse_states"], {"evse_ids": evse_ids})
+            evses = await cur.fetchall()
         for lot_id in [lot_id for lot_id in self.lots if self._lot(lot_id) is None]:
             del self.lots[lot_id]  # gone from the config
         for sign_id in list(self.signs):
@@ -344,8 +371,13 @@ class Hub:
                 cities.sign(sign_id)
             except KeyError:
                 del self.signs[sign_id]
+        for evse_id in [evse_id for evse_id in self.evses if evse_id not in evse_ids]:
+            del self.evses[evse_id]  # gone from the config
         for row in lots:
             self.lot_changed(LotStatus(**row))
+        for row in evses:
+            self.evse_changed(EvseState(row["evse_id"], EvseStatus(row["status"]), row["since"],
+                                        row["updated"], row["source"]))
         for row in signs:
             if row["content"] is not None:
                 shown = row["shown_since"]
@@ -434,3 +466,11 @@ class Hub:
                 await asyncio.sleep(min(left, check_s))
                 self.check_staleness()
                 self.drop_laggards()
+
+
+def _has_evse(city: City, evse_id: str) -> bool:
+    try:
+        city.evse(evse_id)
+    except KeyError:
+        return False
+    return True

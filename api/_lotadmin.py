@@ -124,6 +124,18 @@ def _known_lot(cities: Cities, lot_id: str) -> tuple[City, Lot]:
         raise HTTPException(404, f"no lot {lot_id!r}") from None
 
 
+def _counter_lot_figure(lot_id: str, lot: Lot, name: str, value: int, what: str) -> None:
+    """422 on the body's ``name`` unless ``lot`` counts with a counter (a lot that counts its
+    bays has no figure an operator could set) and ``value`` is within its configured capacity
+    (the model refuses a negative one)."""
+    if lot.counting != "counter":
+        bad_parameter(name, f"lot {lot_id} counts its bays, each by its sensor; only a counter "
+                      f"lot's {what}", "body")
+    if value > lot.capacity:
+        bad_parameter(name, f"must lie between 0 and the configured capacity of {lot_id}, "
+                      f"{lot.capacity}", "body")
+
+
 async def _locked_state(cur: Any, lot_id: str) -> dict[str, Any]:
     """The lot's state row, locked until the transaction ends; 404 if the registry lacks it."""
     await cur.execute(queries("api", "admin")["lock_lot_state"], {"lot_id": lot_id})
@@ -220,12 +232,7 @@ async def correct_count(conn: AsyncConnection[Any], cities: Cities, lot_id: str,
                         now: datetime) -> CorrectedLot:
     """Set a counter lot's count as ingest's new baseline, announced at once and audited."""
     city, lot = _known_lot(cities, lot_id)
-    if lot.counting != "counter":
-        bad_parameter("occupied", f"lot {lot_id} counts its bays, each by its sensor; only a "
-                      "counter lot's count can be corrected", "body")
-    if body.occupied > lot.capacity:
-        bad_parameter("occupied", f"must lie between 0 and the capacity of {lot_id}, "
-                      f"{lot.capacity}", "body")
+    _counter_lot_figure(lot_id, lot, "occupied", body.occupied, "count can be corrected")
     q = queries("api", "admin")
     async with conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:
@@ -286,12 +293,7 @@ async def _capacity_change(conn: AsyncConnection[Any], cities: Cities, lot_id: s
     until = None
     if limit is not None:
         until = future(limit.until, now)
-        if lot.counting != "counter":
-            bad_parameter("capacity", f"lot {lot_id} counts its bays; only a counter lot's "
-                          "capacity can be limited", "body")
-        if limit.capacity > lot.capacity:
-            bad_parameter("capacity", f"must lie between 0 and the configured capacity of "
-                          f"{lot_id}, {lot.capacity}", "body")
+        _counter_lot_figure(lot_id, lot, "capacity", limit.capacity, "capacity can be limited")
     q, console = queries("api", "admin"), queries("api", "console")
     async with conn.transaction():
         async with conn.cursor(row_factory=dict_row) as cur:

@@ -15,8 +15,8 @@ from api._snapshot import LotViews
 from core.city import ID_PATTERN, Cities, City
 from core.settings import Settings
 
-__all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "SelectedCities", "SettingsDep",
-           "Views"]
+__all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "ReadConn", "ReadPoolDep",
+           "SelectedCities", "SettingsDep", "Views"]
 
 
 # The dependencies are coroutines though they wait for nothing: FastAPI runs a plain function
@@ -31,6 +31,18 @@ async def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
 async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
     """One pooled autocommit connection for the request."""
     async with (await _pool(request)).connection() as conn:
+        yield conn
+
+
+async def _read_pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    """The pool of read-only queries: on ``DATABASE_READ_URL`` (a replica) where set."""
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.read_pool
+    return pool
+
+
+async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    """One pooled autocommit connection of the read pool, for a request that only reads."""
+    async with (await _read_pool(request)).connection() as conn:
         yield conn
 
 
@@ -82,6 +94,9 @@ async def _views(request: Request) -> LotViews:
 
 PoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_pool)]
 Conn = Annotated[AsyncConnection[Any], Depends(_connection)]
+# Read-only queries that may lag the primary by a replica's delay (history, export, ...).
+ReadPoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_read_pool)]
+ReadConn = Annotated[AsyncConnection[Any], Depends(_read_connection)]
 # The cities a list covers (``?city=``: one; none: all) and the one city of a city-wide view.
 SelectedCities = Annotated[tuple[City, ...], Depends(_selected)]
 CityDep = Annotated[City, Depends(_one)]

@@ -77,24 +77,15 @@ ORDER BY s.sign_id;
 -- name: forecast_error
 -- Per lot and horizon: the mean absolute error of the forecasts (live and backtest, the latter
 -- counted apart) whose target time lies in the period, scored by the published error's rule
--- (forecasting's refresh_accuracy): against the latest reading at or before the target time,
--- at most 15 minutes earlier; targets without one are not scored. (The bound on ``f.time``
--- lets TimescaleDB skip old chunks; it assumes horizons of at most a day.)
-SELECT f.lot_id, f.horizon_min, avg(abs(f.free - o.free))::float8 AS mae,
-       avg(abs(f.free - o.free) / nullif(o.capacity, 0))::float8 AS mae_rate,
-       count(*) AS points, count(*) FILTER (WHERE f.kind = 'backtest') AS backtest_points
-FROM forecasts AS f
-CROSS JOIN LATERAL (
-    SELECT r.free, r.capacity FROM lot_occupancy AS r
-    WHERE r.lot_id = f.lot_id AND r.time <= f.target_time
-      AND r.time >= f.target_time - INTERVAL '15 minutes'
-    ORDER BY r.time DESC
-    LIMIT 1
-) AS o
-WHERE f.lot_id = ANY(%(lot_ids)s) AND f.target_time >= %(from)s AND f.target_time < %(until)s
-  AND f.time >= %(from)s::timestamptz - INTERVAL '1 day' AND f.time < %(until)s
-GROUP BY f.lot_id, f.horizon_min
-ORDER BY f.lot_id, f.horizon_min;
+-- (the view forecast_scores, as forecasting's refresh_accuracy). (The bound on ``time`` lets
+-- TimescaleDB skip old chunks; it assumes horizons of at most a day.)
+SELECT lot_id, horizon_min, avg(error)::float8 AS mae, avg(error_rate)::float8 AS mae_rate,
+       count(*) AS points, count(*) FILTER (WHERE kind = 'backtest') AS backtest_points
+FROM forecast_scores
+WHERE lot_id = ANY(%(lot_ids)s) AND target_time >= %(from)s AND target_time < %(until)s
+  AND time >= %(from)s::timestamptz - INTERVAL '1 day' AND time < %(until)s
+GROUP BY lot_id, horizon_min
+ORDER BY lot_id, horizon_min;
 
 -- name: alarms
 -- Per kind and severity: the alarms whose cause began in the period, how many a person

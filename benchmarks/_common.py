@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 R = TypeVar("R")
+P = TypeVar("P", bound=ParkleitProcess)
 
 
 class BenchError(Exception):
@@ -214,6 +215,23 @@ def discard(tmp: Path, keep: bool) -> None:
         logger.info("kept %s", tmp)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def killed_at_end(processes: list[P]) -> Iterator[list[P]]:
+    """``processes``, the run's services as it starts them, each killed when the block ends
+    however it ends (the run stops them first, while what they use still stands)."""
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def stop_all(processes: Iterable[ParkleitProcess]) -> None:
+    """Stop each of ``processes`` (SIGTERM, a drain, SIGKILL after its deadline)."""
+    for process in processes:
+        process.stop()
 
 
 @contextlib.contextmanager

@@ -56,7 +56,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,10 +75,10 @@ from benchmarks._common import (
     admin_url,
     bench_parser,
     database,
-    discard,
     figure_table,
     figures,
     fmt,
+    killed_at_end,
     met,
     passed_on,
     percentile,
@@ -87,6 +86,8 @@ from benchmarks._common import (
     run_main,
     service_env,
     settings_line,
+    stop_all,
+    workdir,
 )
 from benchmarks._common import Service as _Process
 from core import channels
@@ -413,9 +414,8 @@ def run(args: argparse.Namespace) -> Result:
     result = Result(days=args.days, concurrency=args.concurrency, rate=args.rate,
                     server=_uvicorn_implementation(), load_average_start=list(os.getloadavg()))
     result.settings = passed_on(("PARKLEIT_API_",))
-    tmp = Path(tempfile.mkdtemp(prefix="parkleit-bench-api-"))
-    servers: list[Server] = []
-    try:
+    with (workdir("parkleit-bench-api-", args.keep) as tmp,
+          killed_at_end(list[Server]()) as servers):
         city = load_city(CITY)
         with database(admin_url()) as db_url:
             now = Clock().now()
@@ -437,16 +437,11 @@ def run(args: argparse.Namespace) -> Result:
             try:
                 asyncio.run(_measure(args, result, city, now, db_url, *servers))
             finally:
-                for server in servers:
-                    server.stop()
+                stop_all(servers)
             if args.history_requests and args.only != "stream":
                 seconds, result.history_buckets = _database_time(
                     db_url, _history_params(city, now, args.days), 5)
                 result.history_database_ms = seconds * 1000
-    finally:
-        for server in servers:
-            server.kill()
-        discard(tmp, args.keep)
     result.load_average = list(os.getloadavg())
     return result
 
@@ -638,21 +633,31 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def table(result: Result) -> str:
     """The human-readable report: each figure next to its target and its reference."""
+    head = (f"parkleit API benchmark: Zeitz, {result.history_rows:,} history rows "
+            f"({result.days} days); {result.server}")
+    rows = _figure_rows(result) + _stream_rows(result)
+    return "\n".join([head, "", *figure_table(rows, measured=9, target=6,
+                                               reference="reference (constant JSON)", rule=25),
+                      "", *_notes(result), *settings_line(result.settings)])
 
-    def ratio(value: float | None, reference: float | None) -> float | None:
-        return None if value is None or not reference else value / reference
 
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or not reference else value / reference
+
+
+def _figure_rows(result: Result) -> list[tuple[str, str, str, str, str]]:
+    """The table's rows of /v1/lots and the history: (figure, measured, target, met,
+    reference: the constant-JSON endpoint's figure)."""
     lots_ok = (None if result.lots.latency.p99_ms is None else
                result.lots.latency.p99_ms < TARGET_LOTS_P99_MS
                and result.lots_achieved_rate >= 0.95 * TARGET_RATE)
     history_ok = (None if result.history.p99_ms is None
                   else result.history.p99_ms < TARGET_HISTORY_P99_MS)
-    cpu = ratio(result.lots.server_cpu_ms, result.reference.server_cpu_ms)
-    p99 = ratio(result.lots.latency.p99_ms, result.reference.latency.p99_ms)
-    history = ratio(result.history.p50_ms, result.history_database_ms)
+    cpu = _ratio(result.lots.server_cpu_ms, result.reference.server_cpu_ms)
+    p99 = _ratio(result.lots.latency.p99_ms, result.reference.latency.p99_ms)
+    history = _ratio(result.history.p50_ms, result.history_database_ms)
     rate = f"{result.rate:,.0f}/s"
-    # (figure, measured, target, met, reference: the constant-JSON endpoint's figure)
-    lines = [
+    return [
         ("GET /v1/lots: requests/s (closed loop)", _fmt(result.lots.rps, 0), "", "",
          f"{_fmt(result.reference.rps, 0)} requests/s"),
         ("ratio to the reference", _fmt(result.ratio, 3), "", "", ""),
@@ -677,25 +682,31 @@ def table(result: Result) -> str:
         (f"history {result.days} d at 15m: p99 (ms)", _fmt(result.history.p99_ms),
          f"< {TARGET_HISTORY_P99_MS:.0f}", met(history_ok), ""),
     ]
-    if result.streams:
-        streams = (f"{result.streams} streams, {result.stream_events_per_s:g} events/s")
-        stream_p99 = ratio(result.stream_lots.p99_ms, result.lots.latency.p99_ms)
-        lines += [
-            (f"GET /v1/lots at {rate}, {streams}: p50 (ms)", _fmt(result.stream_lots.p50_ms),
-             "", "", f"{_fmt(result.lots.latency.p50_ms)} idle"),
-            (f"GET /v1/lots at {rate}, {streams}: p99 (ms)", _fmt(result.stream_lots.p99_ms),
-             "", "", f"{_fmt(result.lots.latency.p99_ms)} idle"),
-            ("  its ratio to the idle p99", _fmt(stream_p99, 2), f"<= {TARGET_STREAM_P99_RATIO}",
-             met(None if stream_p99 is None else stream_p99 <= TARGET_STREAM_P99_RATIO), ""),
-            ("  API CPU seconds per second", _fmt(result.stream_server_cpu_per_s, 2), "", "",
-             f"{_fmt(result.idle_server_cpu_per_s, 2)} idle"),
-        ]
-    head = (f"parkleit API benchmark: Zeitz, {result.history_rows:,} history rows "
-            f"({result.days} days); {result.server}")
-    out = [head, "", *figure_table(lines, measured=9, target=6,
-                                   reference="reference (constant JSON)", rule=25)]
-    out += [
-        "",
+
+
+def _stream_rows(result: Result) -> list[tuple[str, str, str, str, str]]:
+    """The table's rows of /v1/lots timed again while the live streams are open (none
+    without streams)."""
+    if not result.streams:
+        return []
+    rate = f"{result.rate:,.0f}/s"
+    streams = (f"{result.streams} streams, {result.stream_events_per_s:g} events/s")
+    stream_p99 = _ratio(result.stream_lots.p99_ms, result.lots.latency.p99_ms)
+    return [
+        (f"GET /v1/lots at {rate}, {streams}: p50 (ms)", _fmt(result.stream_lots.p50_ms),
+         "", "", f"{_fmt(result.lots.latency.p50_ms)} idle"),
+        (f"GET /v1/lots at {rate}, {streams}: p99 (ms)", _fmt(result.stream_lots.p99_ms),
+         "", "", f"{_fmt(result.lots.latency.p99_ms)} idle"),
+        ("  its ratio to the idle p99", _fmt(stream_p99, 2), f"<= {TARGET_STREAM_P99_RATIO}",
+         met(None if stream_p99 is None else stream_p99 <= TARGET_STREAM_P99_RATIO), ""),
+        ("  API CPU seconds per second", _fmt(result.stream_server_cpu_per_s, 2), "", "",
+         f"{_fmt(result.idle_server_cpu_per_s, 2)} idle"),
+    ]
+
+
+def _notes(result: Result) -> list[str]:
+    """The lines under the table: the loads, sizes, errors and load averages behind it."""
+    return [
         f"closed loop: {result.concurrency} clients; the load generator used "
         f"{_fmt(result.lots.client_core_share, 2)} of a core against /v1/lots, "
         f"{_fmt(result.reference.client_core_share, 2)} against the reference",
@@ -714,7 +725,6 @@ def table(result: Result) -> str:
         + " ".join(f"{v:.2f}" for v in result.load_average_start) + "; at the end: "
         + " ".join(f"{v:.2f}" for v in result.load_average),
     ]
-    return "\n".join(out + settings_line(result.settings))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -389,33 +389,27 @@ def run(args: argparse.Namespace) -> Result:
     result = Result(messages=args.messages, bays=args.bays, workers=args.workers,
                     mode="backlog" if args.backlog else "live")
     result.settings = common.passed_on(PASSED_ON)
-    workers: list[Worker] = []
     with (common.workdir("parkleit-bench-", args.keep) as tmp,
-          common.private_broker(tmp / "broker") as broker):
-        try:
-            city_path = tmp / f"{CITY_ID}.toml"
-            city_path.write_text(city_toml(CITY_ID, args.bays), encoding="utf-8")
-            city = load_city(str(city_path))
-            logger.info("broker %s (%s, tuned config)", broker.url, broker.backend)
-            with common.database(common.admin_url()) as db_url:
-                with psycopg.connect(db_url, autocommit=True) as conn:
-                    migrate(conn)
-                    sync_registry(conn, city)
-                logger.info("city %s: %d lots, %d bays", city.id, len(city.lots),
-                            sum(1 for _ in city.bays()))
-                if not args.no_reference:
-                    _reference_phase(args, result, broker, city, city_path)
-                env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
-                                  CITY=str(city_path))
-                try:
-                    _ingest_phase(args, result, broker, city, city_path, db_url, env, tmp,
-                                  workers)
-                finally:
-                    for worker in workers:
-                        worker.stop()
-        finally:
-            for worker in workers:
-                worker.kill()
+          common.private_broker(tmp / "broker") as broker,
+          common.killed_at_end(list[Worker]()) as workers):
+        city_path = tmp / f"{CITY_ID}.toml"
+        city_path.write_text(city_toml(CITY_ID, args.bays), encoding="utf-8")
+        city = load_city(str(city_path))
+        logger.info("broker %s (%s, tuned config)", broker.url, broker.backend)
+        with common.database(common.admin_url()) as db_url:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                migrate(conn)
+                sync_registry(conn, city)
+            logger.info("city %s: %d lots, %d bays", city.id, len(city.lots),
+                        sum(1 for _ in city.bays()))
+            if not args.no_reference:
+                _reference_phase(args, result, broker, city, city_path)
+            env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
+                                     CITY=str(city_path))
+            try:
+                _ingest_phase(args, result, broker, city, city_path, db_url, env, tmp, workers)
+            finally:
+                common.stop_all(workers)
     return result
 
 

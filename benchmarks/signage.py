@@ -170,37 +170,31 @@ def run(args: argparse.Namespace) -> Result:
     """One benchmark run; raises BenchError when the benchmark itself fails."""
     result = Result(updates=0, signs=args.signs)
     result.settings = common.passed_on(PASSED_ON)
-    services: list[Service] = []
     with (common.workdir("parkleit-bench-signage-", args.keep) as tmp,
           common.private_broker(tmp / "broker") as broker,
-          contextlib.closing(SignWatch(args.signs)) as watch):
-        try:
-            city_path = tmp / f"{CITY_ID}.toml"
-            city_path.write_text(city_toml(watch.start()), encoding="utf-8")
-            city = load_city(str(city_path))
-            with common.database(common.admin_url()) as db_url:
-                with psycopg.connect(db_url, autocommit=True) as conn:
-                    migrate(conn)
-                    sync_registry(conn, city)
-                env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
-                                  CITY=str(city_path), INGEST_METRICS_PORT="0",
-                                  SIGNAGE_METRICS_PORT="0")
-                services.append(Service("ingest", ["parkleit", "ingest"], env,
-                                        tmp / "ingest.log"))
-                services.append(Service("signage", ["parkleit", "signage"], env,
-                                        tmp / "signage.log"))
-                services[0].wait_log("connected to MQTT", 60)
-                services[1].wait_log("serving", 60)
-                listener = NotifyListener(db_url)
-                try:
-                    _measure(args, result, broker, watch, listener, services)
-                finally:
-                    listener.close()
-                    for service in services:
-                        service.stop()
-        finally:
-            for service in services:
-                service.kill()
+          contextlib.closing(SignWatch(args.signs)) as watch,
+          common.killed_at_end(list[Service]()) as services):
+        city_path = tmp / f"{CITY_ID}.toml"
+        city_path.write_text(city_toml(watch.start()), encoding="utf-8")
+        city = load_city(str(city_path))
+        with common.database(common.admin_url()) as db_url:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                migrate(conn)
+                sync_registry(conn, city)
+            env = common.service_env(PASSED_ON, DATABASE_URL=db_url, MQTT_URL=broker.url,
+                                     CITY=str(city_path), INGEST_METRICS_PORT="0",
+                                     SIGNAGE_METRICS_PORT="0")
+            services.append(Service("ingest", ["parkleit", "ingest"], env, tmp / "ingest.log"))
+            services.append(Service("signage", ["parkleit", "signage"], env,
+                                    tmp / "signage.log"))
+            services[0].wait_log("connected to MQTT", 60)
+            services[1].wait_log("serving", 60)
+            listener = NotifyListener(db_url)
+            try:
+                _measure(args, result, broker, watch, listener, services)
+            finally:
+                listener.close()
+                common.stop_all(services)
     return result
 
 

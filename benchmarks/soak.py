@@ -709,24 +709,10 @@ def _soak(args: argparse.Namespace, result: Result, services: list[Service],
     try:
         for index, disruption in enumerate(plan):
             _sleep_until(t0 + warmup + spacing * (index + 0.5), simulator)
-            began = time.monotonic()
-            disruption.at_s = began - t0
+            disruption.at_s = time.monotonic() - t0
             logger.info("disruption %d of %d at %.0f s: %s", index + 1, len(plan),
                         disruption.at_s, disruption.what)
-            try:
-                _disrupt(disruption, by_name, postgres, broker)
-            except (BenchError, RuntimeError, subprocess.SubprocessError) as exc:
-                disruption.error = str(exc).splitlines()[0]
-                logger.error("%s failed: %s", disruption.name, exc)
-            while time.monotonic() - began < disruption.took_s + RECOVERY_TIMEOUT_S:
-                if all(service.answers() for service in services):
-                    disruption.recovered_s = time.monotonic() - began
-                    break
-                time.sleep(0.25)
-            logger.info("%s: took %.1f s, exit %s, every service answering again after %s s",
-                        disruption.name, disruption.took_s, disruption.exit_code,
-                        "—" if disruption.recovered_s is None
-                        else f"{disruption.recovered_s:.1f}")
+            _disrupt_and_recover(disruption, by_name, postgres, broker)
             result.disruptions.append(disruption)
         _sleep_until(t0 + duration, simulator)
         monitor.sample()  # the last sample: the end of the run
@@ -740,6 +726,37 @@ def _soak(args: argparse.Namespace, result: Result, services: list[Service],
     result.load_min, result.load_max = min(loads), max(loads)
     result.load_mean = sum(loads) / len(loads)
 
+    _account_at_end(result, simulator, city, db_url, start)
+    for service in services:
+        figures = next(f for f in result.services if f.name == service.name)
+        figures.alive_at_end, figures.answering_at_end = service.alive, service.answers()
+        figures.unexpected_exits = list(service.unexpected)
+
+
+def _disrupt_and_recover(disruption: Disruption, services: dict[str, Service],
+                         postgres: PrivatePostgres, broker: PrivateBroker) -> None:
+    """Carry out ``disruption`` and time until every service answers again (at most its own
+    time and RECOVERY_TIMEOUT_S); a disruption that fails is noted in it, not raised."""
+    began = time.monotonic()
+    try:
+        _disrupt(disruption, services, postgres, broker)
+    except (BenchError, RuntimeError, subprocess.SubprocessError) as exc:
+        disruption.error = str(exc).splitlines()[0]
+        logger.error("%s failed: %s", disruption.name, exc)
+    while time.monotonic() - began < disruption.took_s + RECOVERY_TIMEOUT_S:
+        if all(service.answers() for service in services.values()):
+            disruption.recovered_s = time.monotonic() - began
+            break
+        time.sleep(0.25)
+    logger.info("%s: took %.1f s, exit %s, every service answering again after %s s",
+                disruption.name, disruption.took_s, disruption.exit_code,
+                "—" if disruption.recovered_s is None else f"{disruption.recovered_s:.1f}")
+
+
+def _account_at_end(result: Result, simulator: Simulator, city: City, db_url: str,
+                    start: datetime) -> None:
+    """Stop the simulator and account for every message it published (waiting for ingest to
+    drain), the signs failing, the forecast lots and the deviation from the ground truth."""
     logger.info("stopping the simulator; waiting for its PUBACKs")
     report = simulator.stop()
     result.published, result.by_kind = report.published, report.by_kind
@@ -770,10 +787,6 @@ def _soak(args: argparse.Namespace, result: Result, services: list[Service],
         deviation = truth_deviation(simulator.truth, conn)
         if deviation is not None:
             result.truth_mean_abs, result.truth_worst_abs = deviation
-    for service in services:
-        figures = next(f for f in result.services if f.name == service.name)
-        figures.alive_at_end, figures.answering_at_end = service.alive, service.answers()
-        figures.unexpected_exits = list(service.unexpected)
 
 
 def _sleep_until(moment: float, simulator: Simulator) -> None:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 __all__ = [
     "CONFIG",
+    "EVSE_STATE",
     "FORECASTS",
     "LOTS_CHANGED",
     "LOT_STATE",
     "SIGN_CONTENT",
     "SIGN_OVERRIDE",
+    "charger_state_topic",
+    "charger_status_topic",
+    "charger_status_topics",
     "lot_status_topic",
     "service_topic",
     "service_topics",
@@ -30,6 +34,9 @@ FORECASTS = "parkleit_forecasts"
 SIGN_CONTENT = "parkleit_sign_content"
 # An operator set or cleared a sign's override; the payload is the sign id: the admin API.
 SIGN_OVERRIDE = "parkleit_sign_override"
+# A charging point's state changed (core.charging.EvseState.notification): whoever stores
+# EVSE readings (core.charging.store_readings).
+EVSE_STATE = "parkleit_evse_state"
 # The city configs were changed by an admin reload; the payload is the city id: the admin API.
 CONFIG = "parkleit_config"
 
@@ -37,6 +44,23 @@ CONFIG = "parkleit_config"
 def lot_status_topic(city_id: str, lot_id: str) -> str:
     """The retained MQTT status topic of a lot (``core.status.LotStatus.to_json``)."""
     return f"parkleit/v1/{city_id}/lots/{lot_id}/status"
+
+
+def charger_status_topic(city_id: str, evse_id: str) -> str:
+    """The MQTT topic a gateway publishes a charging point's status on (ingest reads it).
+
+    EVSE ids contain ``*``: a legal character in a topic level (only + and # are wildcards)."""
+    return f"parkleit/v1/{city_id}/chargers/{evse_id}/status"
+
+
+def charger_status_topics(city_id: str) -> str:
+    """The MQTT filter of every charging point's status topic of a city."""
+    return charger_status_topic(city_id, "+")
+
+
+def charger_state_topic(city_id: str, evse_id: str) -> str:
+    """The retained MQTT topic of a charging point's state (``core.charging.EvseState``)."""
+    return f"parkleit/v1/{city_id}/chargers/{evse_id}/state"
 
 
 def service_topic(city_id: str, name: str) -> str:

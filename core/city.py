@@ -23,13 +23,17 @@ from pydantic import (
 )
 
 __all__ = [
+    "EVSE_ID_PATTERN",
     "ID_PATTERN",
     "Bay",
+    "ChargingStation",
     "Cities",
     "City",
     "CityConfigError",
+    "Connector",
     "DatedEvent",
     "Event",
+    "Evse",
     "Lot",
     "OpeningHours",
     "Sign",
@@ -44,6 +48,9 @@ CITIES_DIR = Path(__file__).resolve().parent.parent / "cities"
 # What an id of a city, lot, bay, sign or charger may look like (the API checks ids with it).
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+# An eMI3 EVSE id (country, operator, ``E`` and the point's own part; ``*`` separators
+# optional), as the OCPI EVSE ``evse_id`` and the BNetzA register write it.
+EVSE_ID_PATTERN = r"^[A-Z]{2}\*?[A-Z0-9]{3}\*?E[A-Z0-9][A-Z0-9*]{0,30}$"
 
 
 class CityConfigError(Exception):
@@ -304,6 +311,66 @@ class DatedEvent(_Model):
         yield self.starts, self.ends
 
 
+# OCPI 2.2.1 ConnectorType (mod_locations, 8.4.7).
+ConnectorStandard = Literal[
+    "CHADEMO", "CHAOJI", "DOMESTIC_A", "DOMESTIC_B", "DOMESTIC_C", "DOMESTIC_D", "DOMESTIC_E",
+    "DOMESTIC_F", "DOMESTIC_G", "DOMESTIC_H", "DOMESTIC_I", "DOMESTIC_J", "DOMESTIC_K",
+    "DOMESTIC_L", "DOMESTIC_M", "DOMESTIC_N", "DOMESTIC_O", "GBT_AC", "GBT_DC",
+    "IEC_60309_2_single_16", "IEC_60309_2_three_16", "IEC_60309_2_three_32",
+    "IEC_60309_2_three_64", "IEC_62196_T1", "IEC_62196_T1_COMBO", "IEC_62196_T2",
+    "IEC_62196_T2_COMBO", "IEC_62196_T3A", "IEC_62196_T3C", "NEMA_5_20", "NEMA_6_30",
+    "NEMA_6_50", "NEMA_10_30", "NEMA_10_50", "NEMA_14_30", "NEMA_14_50", "PANTOGRAPH_BOTTOM_UP",
+    "PANTOGRAPH_TOP_DOWN", "TESLA_R", "TESLA_S",
+]
+
+
+class Connector(_Model):
+    """One connector (plug or socket) of a charging point, in OCPI 2.2.1's terms."""
+
+    standard: ConnectorStandard
+    format: Literal["SOCKET", "CABLE"]
+    power_type: Literal["AC_1_PHASE", "AC_3_PHASE", "DC"]
+    max_power_kw: Annotated[float, Field(gt=0, le=1000)]
+
+
+class Evse(_Model):
+    """A charging point (EVSE) of a station: its eMI3 id, its number at the station (OCPP 1.6
+    connectorId / 2.0.1 evseId), the bays of the site lot it serves and its connectors."""
+
+    evse_id: Annotated[str, Field(pattern=EVSE_ID_PATTERN)]
+    number: Annotated[int, Field(ge=1, le=1000)]
+    bays: tuple[Identifier, ...] = ()
+    tariff: Annotated[str, Field(min_length=1)] | None = None
+    connectors: Annotated[tuple[Connector, ...], Field(min_length=1)]
+
+
+class ChargingStation(_Model):
+    """A charging station (one OCPP charge point) on a site, the lot it stands on; operated by
+    the city (``operator = "city"``) or another operator; its live status comes over OCPP,
+    OCPI or MQTT (``protocol``)."""
+
+    id: Identifier
+    lot: Identifier
+    name: Annotated[str, Field(min_length=1)]
+    operator: Annotated[str, Field(min_length=1)]
+    protocol: Literal["ocpp", "ocpi", "mqtt"]
+    bnetza_id: Annotated[str, Field(min_length=1)] | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    evses: Annotated[tuple[Evse, ...], Field(min_length=1)]
+
+    @property
+    def city_operated(self) -> bool:
+        """Whether the city runs the station itself (its points are in the AFIR publication)."""
+        return self.operator == "city"
+
+    @model_validator(mode="after")
+    def _position_complete(self) -> ChargingStation:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude, or neither (the lot's)")
+        return self
+
+
 class LoRaWAN(_Model):
     """Network-server applications whose uplinks ingest subscribes to."""
 
@@ -338,6 +405,7 @@ class City(_Model):
     lots: Annotated[tuple[Lot, ...], Field(min_length=1)]
     signs: tuple[Sign, ...] = ()
     events: tuple[Event, ...] = ()
+    chargers: tuple[ChargingStation, ...] = ()
 
     @property
     def id(self) -> str:
@@ -360,6 +428,34 @@ class City(_Model):
             for bay in lot.all_bays():
                 yield lot, bay
 
+    def station(self, charge_point_id: str) -> ChargingStation:
+        """The charging station with this charge point id; KeyError if there is none."""
+        for station in self.chargers:
+            if station.id == charge_point_id:
+                return station
+        raise KeyError(charge_point_id)
+
+    def evse(self, evse_id: str) -> tuple[ChargingStation, Evse]:
+        """The charging point with this EVSE id and its station; KeyError if there is none."""
+        for station in self.chargers:
+            for evse in station.evses:
+                if evse.evse_id == evse_id:
+                    return station, evse
+        raise KeyError(evse_id)
+
+    def evses(self) -> Iterator[tuple[ChargingStation, Evse]]:
+        """Every charging point with its station."""
+        for station in self.chargers:
+            for evse in station.evses:
+                yield station, evse
+
+    def station_position(self, station: ChargingStation) -> tuple[float, float]:
+        """A station's latitude and longitude: its own, else its lot's."""
+        if station.latitude is not None and station.longitude is not None:
+            return station.latitude, station.longitude
+        lot = self.lot(station.lot)
+        return lot.latitude, lot.longitude
+
 
 class Cities:
     """The cities of one installation, in order; lots and signs found by id across them
@@ -370,6 +466,8 @@ class Cities:
         self._by_id = {city.id: city for city in self.all}
         self._lots = {lot.id: (city, lot) for city in self.all for lot in city.lots}
         self._signs = {sign.id: (city, sign) for city in self.all for sign in city.signs}
+        self._stations = {station.id: (city, station)
+                          for city in self.all for station in city.chargers}
 
     def __iter__(self) -> Iterator[City]:
         return iter(self.all)
@@ -388,6 +486,10 @@ class Cities:
     def sign(self, sign_id: str) -> tuple[City, Sign]:
         """The sign with this id and its city; KeyError if there is none."""
         return self._signs[sign_id]
+
+    def station(self, charge_point_id: str) -> tuple[City, ChargingStation]:
+        """The charging station with this charge point id and its city; KeyError if none."""
+        return self._stations[charge_point_id]
 
 
 def resolve_city_path(name_or_path: str) -> Path:
@@ -434,8 +536,9 @@ def load_city(name_or_path: str) -> City:
 
 def load_cities(refs: Iterable[str]) -> Cities:
     """Load the configs of an installation's cities, in order; CityConfigError if one cannot
-    be used or two share an id (of a city, lot, bay, sign, device or LoRaWAN application):
-    lots and signs are addressed by id alone, across cities."""
+    be used or two share an id (of a city, lot, bay, sign, device, LoRaWAN application,
+    charging station or EVSE): lots, signs and chargers are addressed by id alone, across
+    cities."""
     refs = tuple(refs)
     cities = tuple(load_city(ref) for ref in refs)
     if not cities:
@@ -467,6 +570,10 @@ def _identities(city: City) -> Iterator[tuple[str, str]]:
         yield "sign address", sign.address
     for app in (*city.lorawan.ttn_applications, *city.lorawan.chirpstack_applications):
         yield "LoRaWAN application", app
+    for station in city.chargers:
+        yield "charging station", station.id
+        for evse in station.evses:
+            yield "EVSE", evse.evse_id
 
 
 def _key_path(loc: tuple[int | str, ...], raw: object) -> str:
@@ -551,4 +658,40 @@ def _cross_check(city: City) -> str | None:
         for lot_id in event.lots:
             if lot_id not in lot_ids:
                 return f"events[{index}] ({event.name!r}): unknown lot {lot_id!r}"
+    return _check_chargers(city, bay_owner)
+
+
+def _check_chargers(city: City, bay_owner: dict[str, str]) -> str | None:
+    """Charging stations: unique ids, a known site lot, unique EVSE ids and numbers, and
+    every bay a point serves is a bay of the site lot, served by no other point."""
+    lot_ids = {lot.id for lot in city.lots}
+    station_ids: set[str] = set()
+    evse_ids: set[str] = set()
+    served: dict[str, str] = {}
+    for index, station in enumerate(city.chargers):
+        where = f"chargers[{index}] (id {station.id!r})"
+        if station.id in station_ids:
+            return f"chargers[{index}].id: duplicate charging station id {station.id!r}"
+        station_ids.add(station.id)
+        if station.lot not in lot_ids:
+            return f"{where}.lot: unknown lot {station.lot!r}"
+        numbers: set[int] = set()
+        for evse_index, evse in enumerate(station.evses):
+            point = f"{where}.evses[{evse_index}] ({evse.evse_id})"
+            if evse.evse_id in evse_ids:
+                return f"{point}: duplicate EVSE id {evse.evse_id!r}"
+            evse_ids.add(evse.evse_id)
+            if evse.number in numbers:
+                return f"{point}: number {evse.number} is twice at this station"
+            numbers.add(evse.number)
+            for bay_id in evse.bays:
+                owner = bay_owner.get(bay_id)
+                if owner is None:
+                    return f"{point}: unknown bay {bay_id!r}"
+                if owner != station.lot:
+                    return (f"{point}: bay {bay_id!r} is in lot {owner!r}, not in the "
+                            f"station's lot {station.lot!r}")
+                if bay_id in served:
+                    return f"{point}: bay {bay_id!r} is served by {served[bay_id]!r} already"
+                served[bay_id] = evse.evse_id
     return None

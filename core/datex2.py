@@ -38,6 +38,8 @@ NAMESPACES = {
     "fac": "http://datex2.eu/schema/3/facilities",
     "prk": "http://datex2.eu/schema/3/parking",
     "vms": "http://datex2.eu/schema/3/vms",
+    "afac": "http://datex2.eu/schema/3/afirFacilities",
+    "aegi": "http://datex2.eu/schema/3/afirEnergyInfrastructure",
     "xsi": "http://www.w3.org/2001/XMLSchema-instance",
 }
 _XSI_TYPE = f"{{{NAMESPACES['xsi']}}}type"

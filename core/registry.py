@@ -1,5 +1,5 @@
-"""Writes the city registry (lots, bays, signs) from the config into the database, or checks
-it against the config where the database role may only read it."""
+"""Writes the city registry (lots, bays, signs, charging stations and points) from the config
+into the database, or checks it against the config where the database role may only read it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ REGISTRY_LOCK = 0x7061726B6C656974
 
 
 class RegistryConflict(CityConfigError):
-    """The config gives a lot, bay or sign an id another city in the database has."""
+    """The config gives a lot, bay, sign, charging station or EVSE an id another city in the
+    database has."""
 
 
 class RegistryMismatch(CityConfigError):
@@ -39,8 +40,9 @@ def sync_registry(conn: psycopg.Connection[tuple[object, ...]], city: City) -> N
     only ``db migrate`` writes it) checks instead that it matches the config, and raises
     RegistryMismatch naming the first difference if not.
 
-    Ids are unique across the cities of an installation: a lot, bay (or its device) or sign
-    another city already has raises RegistryConflict and nothing is written.
+    Ids are unique across the cities of an installation: a lot, bay (or its device), sign,
+    charging station or EVSE another city already has raises RegistryConflict and nothing is
+    written.
 
     Every ingest worker syncs as it starts, while the others may already be writing: the
     upserts lock every bay in config order, a batch locks its bays (foreign keys) in message
@@ -93,12 +95,36 @@ def _rows(city: City) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[
     return lot_rows, bay_rows, sign_rows
 
 
+def _charger_rows(city: City) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of ``city``'s charging stations and points, as upsert_station and
+    upsert_point write them (the jsonb and array columns as plain values)."""
+    station_rows = []
+    for station in city.chargers:
+        latitude, longitude = city.station_position(station)
+        station_rows.append({
+            "charge_point_id": station.id, "city": city.id, "lot_id": station.lot,
+            "name": station.name, "operator": station.operator, "protocol": station.protocol,
+            "bnetza_id": station.bnetza_id, "latitude": latitude, "longitude": longitude,
+        })
+    point_rows = [
+        {"evse_id": evse.evse_id, "charge_point_id": station.id, "number": evse.number,
+         "bays": list(evse.bays),
+         "connectors": [connector.model_dump() for connector in evse.connectors],
+         "tariff": evse.tariff}
+        for station, evse in city.evses()
+    ]
+    return station_rows, point_rows
+
+
 def _check(cur: psycopg.Cursor[tuple[object, ...]], city: City) -> None:
     """Raise RegistryMismatch unless the registry holds ``city`` exactly as its config says."""
     lot_rows, bay_rows, sign_rows = _rows(city)
+    station_rows, point_rows = _charger_rows(city)
     differing = cur.execute(queries("core")["registry_differences"], {
         "city": city.id, "lots": Jsonb(lot_rows, dumps=_dumps),
         "bays": Jsonb(bay_rows, dumps=_dumps), "signs": Jsonb(sign_rows, dumps=_dumps),
+        "stations": Jsonb(station_rows, dumps=_dumps),
+        "points": Jsonb(point_rows, dumps=_dumps),
     }).fetchall()
     if differing:
         kind, ident = differing[0]
@@ -121,12 +147,15 @@ def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
             _check(cur, city)
             return
         lot_rows, bay_rows, sign_rows = _rows(city)
+        station_rows, point_rows = _charger_rows(city)
         keep = {
             "city": city.id,
             "sign_ids": [row["sign_id"] for row in sign_rows],
             "bay_ids": [row["bay_id"] for row in bay_rows],
             "lot_ids": [row["lot_id"] for row in lot_rows],
             "dev_euis": [row["dev_eui"] for row in bay_rows if row["dev_eui"]],
+            "charge_point_ids": [row["charge_point_id"] for row in station_rows],
+            "evse_ids": [row["evse_id"] for row in point_rows],
         }
         # One sync at a time: another city's sync still running would otherwise pass unseen
         # by this check, and the upserts below would take its new lots over once it commits.
@@ -137,7 +166,8 @@ def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
             raise RegistryConflict(
                 f"{kind} {ident!r} of city {city.id!r} is already city {owner!r}'s: ids are "
                 "unique across the cities of an installation")
-        for query in ("delete_gone_signs", "delete_gone_bays", "delete_gone_lots"):
+        for query in ("delete_gone_points", "delete_gone_stations", "delete_gone_signs",
+                      "delete_gone_bays", "delete_gone_lots"):
             cur.execute(q[query], keep)
         lot_params = [{**row, "attributes": Jsonb(row["attributes"])} for row in lot_rows]
         cur.executemany(q["upsert_lot"], lot_params)
@@ -147,3 +177,8 @@ def _sync(conn: psycopg.Connection[tuple[object, ...]], city: City) -> None:
         if sign_rows:
             cur.executemany(q["upsert_sign"], [{**row, "lines": Jsonb(row["lines"])}
                                                for row in sign_rows])
+        if station_rows:
+            cur.executemany(q["upsert_station"], station_rows)
+        if point_rows:
+            cur.executemany(q["upsert_point"], [
+                {**row, "connectors": Jsonb(row["connectors"])} for row in point_rows])

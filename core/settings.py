@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     )
 
     DATABASE_URL: str = "postgresql://postgres@127.0.0.1:5432/parkleit"
+    # The API's read pool (its read-only queries: history, export, forecasts, signs, the
+    # dashboard), e.g. a streaming replica; empty: DATABASE_URL. Writes, LISTEN and the lots'
+    # live views stay on DATABASE_URL, the primary (docs/operations.md, "The read replica").
+    DATABASE_READ_URL: str | None = None
     # ``db migrate``: also create the services' own database roles (DB_ROLE_PREFIX + api,
     # ingest, signage, forecast) and grant each what core/sql/roles.sql lists. A role gets LOGIN
     # and its password where DB_<SERVICE>_PASSWORD is set; without one a new role is NOLOGIN
@@ -150,6 +154,9 @@ class Settings(BaseSettings):
     # offline, and no visitor's browser is sent to a third party).
     API_TILE_URL: str = ""
     API_TILE_ATTRIBUTION: str = ""
+    # The AFIR publications (DATEX II energy infrastructure) carry the charging points the city
+    # operates itself (``operator = "city"``); true: every operator's in the config.
+    API_AFIR_ALL_OPERATORS: bool = False
     # admin writes: ``name:scrypt$...`` lines (``parkleit api add-key``); none: no admin.
     API_KEYS_FILE: Path | None = None
     # Browser origins that may read the API (GET/HEAD; comma list of ``https://host[:port]``).
@@ -201,9 +208,11 @@ class Settings(BaseSettings):
     API_HOST: str = "127.0.0.1"
     API_PORT: Annotated[int, Field(ge=1, le=65_535)] = 8000
 
-    @field_validator("DATABASE_URL")
+    @field_validator("DATABASE_URL", "DATABASE_READ_URL")
     @classmethod
-    def _check_database_url(cls, value: str) -> str:
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in _DB_SCHEMES:
             raise ValueError(f"scheme must be postgresql://, got {parts.scheme or 'none'!r}")
@@ -313,6 +322,11 @@ class Settings(BaseSettings):
     def city_refs(self) -> tuple[str, ...]:
         """The config names or paths of every city of the installation (CITIES or CITY)."""
         return tuple(dict.fromkeys(self.CITIES)) or (self.CITY,)
+
+    @property
+    def read_database_url(self) -> str:
+        """Where the API's read-only queries go: DATABASE_READ_URL, else DATABASE_URL."""
+        return self.DATABASE_READ_URL or self.DATABASE_URL
 
     @property
     def clock(self) -> Clock:

@@ -107,13 +107,21 @@ class Examples:
     def profile_origin(self) -> NDArray[np.float64]:
         return self.profile[self.lots, self.grid.slots[self.positions]]
 
+    def at_target(self, profile: NDArray[np.float64]) -> NDArray[np.float64]:
+        """A week-slot profile (``profile`` or ``pooled``) at each example's target."""
+        return np.asarray(profile[self.lots, self.target_slot], dtype=np.float64)
+
+    def deviation_from(self, profile: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The latest rate at or before the origin minus ``profile`` at its time."""
+        return self.now - profile[self.lots, self.grid.slots[self.source]]
+
     @cached_property
     def profile_target(self) -> NDArray[np.float64]:
-        return np.asarray(self.profile[self.lots, self.target_slot], dtype=np.float64)
+        return self.at_target(self.profile)
 
     @cached_property
     def deviation(self) -> NDArray[np.float64]:
-        return self.now - self.profile[self.lots, self.grid.slots[self.source]]
+        return self.deviation_from(self.profile)
 
     @cached_property
     def factor(self) -> NDArray[np.float64]:
@@ -137,11 +145,11 @@ class Examples:
 
     @cached_property
     def pooled_target(self) -> NDArray[np.float64]:
-        return np.asarray(self.pooled[self.lots, self.target_slot], dtype=np.float64)
+        return self.at_target(self.pooled)
 
     @cached_property
     def pooled_deviation(self) -> NDArray[np.float64]:
-        return self.now - self.pooled[self.lots, self.grid.slots[self.source]]
+        return self.deviation_from(self.pooled)
 
     @cached_property
     def lot_decay(self) -> NDArray[np.float64]:

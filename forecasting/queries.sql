@@ -114,30 +114,20 @@ WHERE version = %(version)s;
 -- name: refresh_accuracy
 -- The published forecast error: per lot of the city and horizon, the mean absolute error of
 -- the forecasts (live and backtest, the latter counted apart) whose target time lies in the
--- last ``window_days`` days up to ``now``,
--- against the latest reading at or before the target time (at most 15 minutes earlier;
--- targets without one are not scored). Lots and horizons with nothing left to score lose
--- their row, so no figure outlives its window. (The bound on ``f.time`` lets TimescaleDB skip
--- old chunks; it assumes horizons of at most a day.)
+-- last ``window_days`` days up to ``now``, scored by the view forecast_scores (against the
+-- latest reading at or before the target time, at most 15 minutes earlier; targets without
+-- one are not scored). Lots and horizons with nothing left to score lose their row, so no
+-- figure outlives its window. (The bound on ``s.time`` lets TimescaleDB skip old chunks; it
+-- assumes horizons of at most a day.)
 WITH scored AS (
-    SELECT f.lot_id, f.horizon_min,
-           avg(abs(f.free - o.free)) AS mae,
-           avg(abs(f.free - o.free) / nullif(o.capacity, 0)) AS mae_rate,
-           count(*) AS points,
-           count(*) FILTER (WHERE f.kind = 'backtest') AS backtest_points
-    FROM forecasts AS f
-    JOIN lots AS l ON l.lot_id = f.lot_id AND l.city = %(city)s
-    CROSS JOIN LATERAL (
-        SELECT r.free, r.capacity FROM lot_occupancy AS r
-        WHERE r.lot_id = f.lot_id AND r.time <= f.target_time
-          AND r.time >= f.target_time - INTERVAL '15 minutes'
-        ORDER BY r.time DESC
-        LIMIT 1
-    ) AS o
-    WHERE f.time > %(now)s - make_interval(days => %(window_days)s + 1)
-      AND f.target_time > %(now)s - make_interval(days => %(window_days)s)
-      AND f.target_time <= %(now)s
-    GROUP BY f.lot_id, f.horizon_min
+    SELECT s.lot_id, s.horizon_min, avg(s.error) AS mae, avg(s.error_rate) AS mae_rate,
+           count(*) AS points, count(*) FILTER (WHERE s.kind = 'backtest') AS backtest_points
+    FROM forecast_scores AS s
+    JOIN lots AS l ON l.lot_id = s.lot_id AND l.city = %(city)s
+    WHERE s.time > %(now)s - make_interval(days => %(window_days)s + 1)
+      AND s.target_time > %(now)s - make_interval(days => %(window_days)s)
+      AND s.target_time <= %(now)s
+    GROUP BY s.lot_id, s.horizon_min
 ), gone AS (
     DELETE FROM forecast_accuracy AS a
     USING lots AS l

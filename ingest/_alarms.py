@@ -8,9 +8,11 @@ published forecast error, and the services whose retained status topic says ``of
 (ingest follows those topics; the caller passes their names). Then, in the same transaction,
 the causes without an open alarm are raised and the open alarms without a cause cleared; an
 alarm that stays open keeps its row and its acknowledgement (acknowledged is not cleared).
-Workers side by side evaluate one at a time (an advisory lock per city), so each change
-happens once and is told once: to the log, the counters and, if configured, the webhook
-(``ALARM_WEBHOOK_URL``).
+Of a city's ingest workers only the leader evaluates (``IngestService``, through
+``core.leader.Leadership``); evaluations that still meet (a handover, a manual run) take turns
+under an advisory lock per city, and an open alarm is unique per cause, so each change happens
+once and is told once, after its commit, by the one that made it: to the log, the counters and,
+if configured, the webhook (``ALARM_WEBHOOK_URL``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.charging import EvseReading, EvseStatus
 from core.city import City
 
 __all__ = [
@@ -147,10 +148,12 @@ class Decoder:
         self._bays = {bay.id for _, bay in city.bays()}
         self._lots = {lot.id: lot for lot in city.lots}
         self._devices = {bay.dev_eui: bay.id for _, bay in city.bays() if bay.dev_eui}
+        self._evses = {evse.evse_id for _, evse in city.evses()}
 
     def subscriptions(self) -> list[str]:
         """Topic filters (without the shared-subscription prefix) this decoder understands."""
-        filters = [f"{self.prefix}bays/+", f"{self.prefix}lots/+/counter"]
+        filters = [f"{self.prefix}bays/+", f"{self.prefix}lots/+/counter",
+                   f"{self.prefix}chargers/+/status"]
         filters += [f"v3/{app}/devices/+/up" for app in self.city.lorawan.ttn_applications]
         for app in self.city.lorawan.chirpstack_applications:
             filters += [f"application/{app}/device/+/event/up",
@@ -187,6 +190,28 @@ class Decoder:
         if battery_v is not None:
             readings.append(HealthReading(bay_id, moment, battery_v=battery_v))
         return readings
+
+    def charger_status(self, topic: str, payload: bytes,
+                       received: datetime) -> EvseReading | None:
+        """The reading of a charging point's status topic (``{"status": "<OCPI EVSE status>",
+        "ts": RFC 3339}`` of a known point); None if ``topic`` is not one (``decode`` is for
+        the sensors' topics); DecodeError with the reason if it cannot be used."""
+        if not topic.startswith(self.prefix):
+            return None
+        rest = topic[len(self.prefix):].split("/")
+        if len(rest) != 3 or rest[0] != "chargers" or rest[2] != "status":
+            return None
+        evse_id = rest[1]
+        if evse_id not in self._evses:
+            raise DecodeError(f"unknown EVSE {evse_id[:64]!r}")
+        body = _json_object(payload)
+        text = _field(body, "status", str)
+        try:
+            status = EvseStatus(text)
+        except ValueError:
+            raise DecodeError(f"field 'status' is not an OCPI EVSE status: "
+                              f"{_clean_text(text)[:32]!r}") from None
+        return EvseReading(evse_id, status, self._time(body, "ts", received), "mqtt")
 
     def _counter(self, lot_id: str, payload: bytes, received: datetime) -> CounterReading:
         lot = self._lots.get(lot_id)

@@ -10,12 +10,20 @@ the second rule: when the queue is full the network thread waits (counted as
 Besides the sensors, every worker follows its city's retained service status topics (not
 shared, QoS 0: each worker holds them all, nothing to acknowledge): the services that say
 ``offline`` are alarms at the next evaluation (``ingest/_alarms.py``).
+
+Every worker refreshes the lots' status at its stale check (row-locked transactions: a lot's
+closure or reduced capacity ends once, whichever worker sees it first), but only the leader
+among the city's workers (``core.leader.Leadership``, service ``alarms``) evaluates the alarms:
+one evaluation per interval from one view of the services' status topics, not N evaluations
+from N views that could undo each other.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -28,9 +36,11 @@ from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.channels import lot_status_topic, service_topic, service_topics
+from core.channels import charger_state_topic, lot_status_topic, service_topic, service_topics
+from core.charging import EvseState
 from core.city import City
 from core.db import open_pool
+from core.leader import Leadership
 from core.mqtt import mqtt_client
 from core.registry import sync_registry
 from core.runtime import Backoff, Lifecycle
@@ -95,6 +105,9 @@ class _Metrics:
                                         registry=r)
         self.connected = Gauge("parkleit_ingest_broker_connected", "1 while connected to MQTT",
                                registry=r)
+        self.leader = Gauge("parkleit_leader",
+                            "1 while this instance leads its service for the city, 0 standing by",
+                            ["service", "city"], registry=r)
 
 
 class IngestService(Lifecycle):
@@ -119,6 +132,10 @@ class IngestService(Lifecycle):
         self._services: dict[str, str] = {}  # name -> its retained status; under _lock
         self.webhook = (AlarmWebhook(settings.ALARM_WEBHOOK_URL, settings.ALARM_WEBHOOK_TIMEOUT_S)
                         if settings.ALARM_WEBHOOK_URL else None)
+        # The alarms' evaluator runs in one worker of the city at a time.
+        self.leadership = Leadership(settings, "alarms", city.id,
+                                     f"{socket.gethostname()}-{os.getpid()}", self._led)
+        self.metrics.leader.labels("alarms", city.id).set(0)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -128,6 +145,10 @@ class IngestService(Lifecycle):
             self._drain_deadline = time.monotonic() + self.settings.SHUTDOWN_TIMEOUT_S
             self._stop.set()
 
+    def _led(self, leading: bool) -> None:
+        """Leadership of the alarms' evaluation taken or lost (the leadership's thread)."""
+        self.metrics.leader.labels("alarms", self.city.id).set(int(leading))
+
     def _past_drain_deadline(self) -> bool:
         return self._stop.is_set() and time.monotonic() > self._drain_deadline
 
@@ -136,6 +157,7 @@ class IngestService(Lifecycle):
         pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2,
                          name="ingest", configure=prepare_connection)
         metrics_server = None
+        leadership = self.leadership.start_thread(self._stop)
         try:
             with pool.connection() as conn:
                 sync_registry(conn, self.city)
@@ -146,7 +168,9 @@ class IngestService(Lifecycle):
             self._loop(pool)
             return self.exit_code
         finally:
+            self._stop.set()
             self._disconnect()
+            leadership.join(10)
             pool.close(timeout=2)
             if self.webhook is not None:
                 self.webhook.close()
@@ -242,6 +266,7 @@ class IngestService(Lifecycle):
             total.superseded += result.superseded
             total.counter_jumps += result.counter_jumps
             total.changed.extend(result.changed)
+            total.evses_changed.extend(result.evses_changed)
         return total
 
     def _after_commit(self, batch: list[_Inbound], result: BatchResult) -> None:
@@ -264,6 +289,7 @@ class IngestService(Lifecycle):
         if result.newest is not None:
             m.data_lag.set(max(0.0, (now - result.newest).total_seconds()))
         self._publish(result.changed)
+        self._publish_evses(result.evses_changed)
 
     def _refresh(self, pool: ConnectionPool) -> None:
         """The stale check: every lot's status for now, then the alarms for now."""
@@ -277,6 +303,8 @@ class IngestService(Lifecycle):
         self._evaluate_alarms(pool)
 
     def _evaluate_alarms(self, pool: ConnectionPool) -> None:
+        if not self.leadership.leading():
+            return  # another worker evaluates (or none yet: it will within the lease)
         with self._lock:
             offline = [name for name, status in self._services.items() if status == "offline"]
         try:
@@ -297,6 +325,12 @@ class IngestService(Lifecycle):
         for status in statuses:
             self._client.publish(lot_status_topic(self.city.id, status.lot_id),
                                  status.to_json(), qos=1, retain=True)
+
+    def _publish_evses(self, states: list[EvseState]) -> None:
+        assert self._client is not None
+        for state in states:
+            self._client.publish(charger_state_topic(self.city.id, state.evse_id),
+                                 state.to_json(), qos=1, retain=True)
 
     def _service_status(self, name: str, payload: bytes) -> None:
         """A service's retained status (an empty payload: its topic was cleared)."""

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from core import channels
+from core.charging import EvseReading, EvseState, store_readings
 from core.city import City, Lot, OpeningHours
 from core.db import queries
 from core.status import LotStatus, lot_status
@@ -59,6 +60,8 @@ class BatchResult:
     newest: datetime | None = None
     changed: list[LotStatus] = field(default_factory=list)
     dead_reasons: dict[str, int] = field(default_factory=dict)
+    # Charging points whose status changed: published on their retained topic after commit.
+    evses_changed: list[EvseState] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -102,10 +105,18 @@ class Writer:
         result = BatchResult(messages=len(messages))
         bays: list[BayReading] = []
         health: list[HealthReading] = []
+        evses: list[EvseReading] = []
         counters: dict[str, list[tuple[CounterReading, Message]]] = defaultdict(list)
         dead: list[dict[str, Any]] = []
         for message in messages:
             try:
+                evse = self.decoder.charger_status(message.topic, message.payload,
+                                                   message.received)
+                if evse is not None:
+                    evses.append(evse)
+                    if result.newest is None or evse.ts > result.newest:
+                        result.newest = evse.ts
+                    continue
                 readings = self.decoder.decode(message.topic, message.payload, message.received)
             except DecodeError as exc:
                 dead.append(self._dead_letter(message, str(exc)))
@@ -140,6 +151,8 @@ class Writer:
                                         h.snr, h.gateway_id, h.frame_count))
                 cur.execute(q["insert_sensor_health"])
                 result.health_rows = max(cur.rowcount, 0)
+            if evses:
+                result.evses_changed = store_readings(conn, self.city.id, evses)
             bay_lots = sorted({self._lot_of_bay[b.bay_id] for b in bays})
             work = self._update_lots(conn, bay_lots, counters, now)
             result.changed, result.superseded = work.changed, len(work.late)

@@ -3,7 +3,8 @@
 -- Times are the service's clock (%(now)s), never the database's.
 
 -- name: lock_city_alarms
--- One evaluation of a city's alarms at a time (ingest workers side by side), until commit.
+-- One evaluation of a city's alarms at a time, until commit (the leader's and another's
+-- during a handover, or a manual run).
 SELECT pg_advisory_xact_lock(hashtext('parkleit_alarms'), hashtext(%(city)s));
 
 -- name: alarm_conditions

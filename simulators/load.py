@@ -53,51 +53,67 @@ class _Counter:
             self.exits += 1
 
 
+class _Messages:
+    """The generator's messages: about COUNTER_SHARE of them a counter lot's cumulative counts,
+    the rest a bay's state (changed three times in ten), each stamped later than its sensor's
+    previous one; counted by kind."""
+
+    def __init__(self, city: City, bays: int, rng: random.Random) -> None:
+        native = [bay.id for _, bay in city.bays() if bay.network == "native"]
+        if bays > len(native):
+            raise LoadError(f"city {city.id} has only {len(native)} native bays, not {bays}")
+        self.bays = native[:bays] if bays else native
+        self.counters = [_Counter(lot, rng) for lot in city.lots if lot.counting == "counter"]
+        if not self.bays and not self.counters:
+            raise LoadError(f"city {city.id} has no native bays and no counter lots")
+        self.rng, self.prefix = rng, f"parkleit/v1/{city.id}"
+        self.occupied = {bay: rng.random() < 0.5 for bay in self.bays}
+        self.seq = dict.fromkeys(self.bays, 0)
+        self.last: dict[str, datetime] = {}
+        self.bay_messages = self.counter_messages = 0
+
+    def next(self, now: datetime) -> tuple[str, dict[str, object]]:
+        """The topic and body of the next message, measured at ``now`` at the earliest."""
+        rng = self.rng
+        if self.counters and (not self.bays or rng.random() < COUNTER_SHARE):
+            counter = rng.choice(self.counters)
+            counter.step(rng)
+            key = counter.lot.id
+            topic = f"{self.prefix}/lots/{key}/counter"
+            body: dict[str, object] = {"entries": counter.entries, "exits": counter.exits}
+            self.counter_messages += 1
+        else:
+            key = rng.choice(self.bays)
+            if rng.random() < 0.3:
+                self.occupied[key] = not self.occupied[key]
+            self.seq[key] += 1
+            topic = f"{self.prefix}/bays/{key}"
+            body = {"occupied": self.occupied[key], "seq": self.seq[key]}
+            if self.seq[key] % 20 == 1:
+                body["battery_v"] = round(3.6 - rng.random() * 0.4, 3)
+            self.bay_messages += 1
+        # Strictly increasing per sensor, so every message is a distinct reading.
+        moment = max(now, self.last.get(key, now - timedelta(seconds=1))
+                     + timedelta(microseconds=1))
+        self.last[key] = moment
+        body["ts"] = moment.isoformat().replace("+00:00", "Z")
+        return topic, body
+
+
 def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration: float,
              seed: int = 1, max_messages: int | None = None) -> LoadReport:
     """Publish until ``duration`` seconds (or ``max_messages``) have passed; 0 = unlimited."""
     rng = random.Random(seed)
-    native = [bay.id for _, bay in city.bays() if bay.network == "native"]
-    if bays > len(native):
-        raise LoadError(f"city {city.id} has only {len(native)} native bays, not {bays}")
-    chosen = native[:bays] if bays else native
-    counters = [_Counter(lot, rng) for lot in city.lots if lot.counting == "counter"]
-    if not chosen and not counters:
-        raise LoadError(f"city {city.id} has no native bays and no counter lots")
-    prefix = f"parkleit/v1/{city.id}"
-    occupied = {bay: rng.random() < 0.5 for bay in chosen}
-    seq = dict.fromkeys(chosen, 0)
-    last: dict[str, datetime] = {}
+    messages = _Messages(city, bays, rng)
     client = mqtt_client(settings, f"parkleit-load-{rng.randrange(1 << 30):x}")
     acks = PubAcks()
     client.on_publish = acks.on_publish
-    published = bay_messages = counter_messages = 0
+    published = 0
     start = time.monotonic()
     try:
         while (not duration or time.monotonic() - start < duration) and (
                 max_messages is None or published < max_messages):
-            now = settings.clock.now()
-            if counters and (not chosen or rng.random() < COUNTER_SHARE):
-                counter = rng.choice(counters)
-                counter.step(rng)
-                key = counter.lot.id
-                topic = f"{prefix}/lots/{key}/counter"
-                body: dict[str, object] = {"entries": counter.entries, "exits": counter.exits}
-                counter_messages += 1
-            else:
-                key = rng.choice(chosen)
-                if rng.random() < 0.3:
-                    occupied[key] = not occupied[key]
-                seq[key] += 1
-                topic = f"{prefix}/bays/{key}"
-                body = {"occupied": occupied[key], "seq": seq[key]}
-                if seq[key] % 20 == 1:
-                    body["battery_v"] = round(3.6 - rng.random() * 0.4, 3)
-                bay_messages += 1
-            # Strictly increasing per sensor, so every message is a distinct reading.
-            moment = max(now, last.get(key, now - timedelta(seconds=1)) + timedelta(microseconds=1))
-            last[key] = moment
-            body["ts"] = moment.isoformat().replace("+00:00", "Z")
+            topic, body = messages.next(settings.clock.now())
             client.publish(topic, json.dumps(body), qos=1)
             published += 1
             if published - acks.acked > MAX_OUTSTANDING:
@@ -115,5 +131,5 @@ def run_load(settings: Settings, city: City, *, rate: float, bays: int, duration
     unacknowledged = published - acks.acked + acks.refused
     if acks.refused:
         logger.warning("the broker refused %d messages", acks.refused)
-    return LoadReport(published, bay_messages, counter_messages, time.monotonic() - start,
-                      unacknowledged)
+    return LoadReport(published, messages.bay_messages, messages.counter_messages,
+                      time.monotonic() - start, unacknowledged)

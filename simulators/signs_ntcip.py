@@ -95,26 +95,12 @@ def render_multi(
     graphics: Mapping[int, str] = DEFAULT_GRAPHICS,
 ) -> tuple[tuple[str, ...], ...]:
     """The pages of lines ``multi`` shows on this sign; MultiError (code, offset) if it can't."""
-    pages: list[tuple[str, ...]] = []
-    lines: list[str] = []
-    segments = {2: "", 3: "", 4: ""}  # left, centre, right of the line being built
-    justification = 2
-
-    def cell(char: str, position: int) -> None:
-        if sum(map(len, segments.values())) >= chars_per_line:
-            raise MultiError(MultiSyntaxError.TEXT_TOO_BIG, position)
-        segments[justification] += char
-
-    def end_line() -> None:
-        left, centre, right = segments[2], segments[3], segments[4]
-        lines.append(left + centre.center(chars_per_line - len(left) - len(right)) + right)
-        segments.update({2: "", 3: "", 4: ""})
-
+    layout = _Layout(lines_per_page, chars_per_line, max_pages, graphics)
     position = 0
     while position < len(multi):
         char = multi[position]
         if multi.startswith(("[[", "]]"), position):
-            cell(char, position)
+            layout.cell(char, position)
             position += 2
             continue
         if char == "]":
@@ -122,44 +108,83 @@ def render_multi(
         if char != "[":
             if not " " <= char <= "~":
                 raise MultiError(MultiSyntaxError.CHARACTER_NOT_DEFINED, position)
-            cell(char, position)
+            layout.cell(char, position)
             position += 1
             continue
-        end = multi.find("]", position)
-        if end < 0:
-            raise MultiError(MultiSyntaxError.UNSUPPORTED_TAG, position)
-        body = multi[position + 1: end].lower()
-        name = next((tag for tag in _TAGS if body.startswith(tag)), None)
-        if name is None:
-            raise MultiError(MultiSyntaxError.UNSUPPORTED_TAG, position)
-        value = body[len(name):]
-        if not re.fullmatch(_TAGS[name], value):
-            raise MultiError(MultiSyntaxError.UNSUPPORTED_TAG_VALUE, position)
+        name, value, end = _tag(multi, position)
+        layout.tag(name, value, position)
+        position = end + 1
+    if multi:
+        layout.end_page()
+    return tuple(layout.pages)
+
+
+def _tag(multi: str, position: int) -> tuple[str, str, int]:
+    """The supported tag opening at ``position``: its name, what follows the name, and the
+    offset of its closing bracket."""
+    end = multi.find("]", position)
+    if end < 0:
+        raise MultiError(MultiSyntaxError.UNSUPPORTED_TAG, position)
+    body = multi[position + 1: end].lower()
+    name = next((tag for tag in _TAGS if body.startswith(tag)), None)
+    if name is None:
+        raise MultiError(MultiSyntaxError.UNSUPPORTED_TAG, position)
+    value = body[len(name):]
+    if not re.fullmatch(_TAGS[name], value):
+        raise MultiError(MultiSyntaxError.UNSUPPORTED_TAG_VALUE, position)
+    return name, value, end
+
+
+class _Layout:
+    """The pages of a MULTI string as it is read: the finished pages and lines, and the left,
+    centre and right parts (justification 2, 3, 4) of the line being built."""
+
+    def __init__(self, lines_per_page: int, chars_per_line: int, max_pages: int,
+                 graphics: Mapping[int, str]) -> None:
+        self.lines_per_page, self.chars_per_line = lines_per_page, chars_per_line
+        self.max_pages, self.graphics = max_pages, graphics
+        self.pages: list[tuple[str, ...]] = []
+        self.lines: list[str] = []
+        self.segments = {2: "", 3: "", 4: ""}
+        self.justification = 2
+
+    def cell(self, char: str, position: int) -> None:
+        if sum(map(len, self.segments.values())) >= self.chars_per_line:
+            raise MultiError(MultiSyntaxError.TEXT_TOO_BIG, position)
+        self.segments[self.justification] += char
+
+    def end_line(self) -> None:
+        left, centre, right = self.segments[2], self.segments[3], self.segments[4]
+        self.lines.append(
+            left + centre.center(self.chars_per_line - len(left) - len(right)) + right)
+        self.segments = {2: "", 3: "", 4: ""}
+
+    def end_page(self) -> None:
+        self.end_line()
+        self.pages.append(tuple(self.lines))
+        self.lines = []
+
+    def tag(self, name: str, value: str, position: int) -> None:
+        """What the tag ``name`` (with ``value``) at ``position`` does to the layout (the
+        other supported tags change nothing the simulated sign shows)."""
         if name == "nl":
-            end_line()
-            if len(lines) >= lines_per_page:
+            self.end_line()
+            if len(self.lines) >= self.lines_per_page:
                 raise MultiError(MultiSyntaxError.TEXT_TOO_BIG, position)
         elif name == "np":
-            end_line()
-            pages.append(tuple(lines))
-            lines = []
-            if len(pages) >= max_pages:
+            self.end_page()
+            if len(self.pages) >= self.max_pages:
                 raise MultiError(MultiSyntaxError.TOO_MANY_PAGES, position)
         elif name == "jl":
             wanted = 2 if value in ("", "5") else int(value)  # full justification: as left
-            if any(segments[later] for later in range(wanted + 1, 5)):
+            if any(self.segments[later] for later in range(wanted + 1, 5)):
                 raise MultiError(MultiSyntaxError.TAG_CONFLICT, position)
-            justification = wanted
+            self.justification = wanted
         elif name == "g":
             number = int(value.split(",")[0])
-            if number not in graphics:
+            if number not in self.graphics:
                 raise MultiError(MultiSyntaxError.GRAPHIC_NOT_DEFINED, position)
-            cell(graphics[number], position)
-        position = end + 1
-    if multi:
-        end_line()
-        pages.append(tuple(lines))
-    return tuple(pages)
+            self.cell(self.graphics[number], position)
 
 
 class Refused(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,6 +45,16 @@ def chromium(package: Path) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def browser_fixture(package: Path) -> Callable[[], Iterator[Browser]]:
+    """A test module's ``browser`` fixture (``browser = browser_fixture(AXE)``): one
+    :func:`chromium` for the module's tests, for the pages that need ``package``."""
+    @pytest.fixture(scope="module")
+    def browser() -> Iterator[Browser]:
+        with chromium(package) as launched:
+            yield launched
+    return browser
 
 
 def policy_page(browser: Browser) -> tuple[Page, list[str]]:

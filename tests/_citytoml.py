@@ -11,8 +11,9 @@ TTN_EUI = "70b3d57ed0000001"
 CHIRPSTACK_EUI = "70b3d57ed0000002"
 
 
-def city_toml(city_id: str, *, extra_bays: int = 0) -> str:
-    """TOML of a city with two counter lots, two bay lots and two LoRaWAN bays."""
+def city_toml(city_id: str, *, extra_bays: int = 0, chargers: bool = False) -> str:
+    """TOML of a city with two counter lots, two bay lots and two LoRaWAN bays; with
+    ``chargers``, also its charging stations (``chargers_toml``)."""
     return city_head(city_id, "Teststadt") + f"""
 
 [[lots]]
@@ -67,14 +68,73 @@ address = "http://127.0.0.1:1/sign"
 latitude = 51.06
 longitude = 12.14
 lines = [{{ lots = ["{city_id}-garage"], label = "Zentrum", arrow = "left" }}]
-"""
+""" + (chargers_toml(city_id) if chargers else "")
 
 
-def write_city(directory: Path, city_id: str, *, extra_bays: int = 0) -> Path:
+def write_city(directory: Path, city_id: str, *, extra_bays: int = 0,
+               chargers: bool = False) -> Path:
     """Write the test city to ``directory/{city_id}.toml`` and return its path."""
     path = directory / f"{city_id}.toml"
-    path.write_text(city_toml(city_id, extra_bays=extra_bays), encoding="utf-8")
+    path.write_text(city_toml(city_id, extra_bays=extra_bays, chargers=chargers),
+                    encoding="utf-8")
     return path
+
+
+def evse_id(city_id: str, station: int, number: int) -> str:
+    """The EVSE id of point ``number`` of test station ``station`` of a test city: unique
+    per city id (``DE*TST*E{CITY ID}{station}*{number}``)."""
+    own = "".join(char for char in city_id.upper() if char.isalnum())
+    return f"DE*TST*E{own}{station}*{number}"
+
+
+def chargers_toml(city_id: str) -> str:
+    """The test city's charging stations: ``{city_id}-cp-1`` on the street (run by the city,
+    status over MQTT; point 1 serves bay ``{city_id}-st-001``, point 2 has no bay) and
+    ``{city_id}-cp-2`` in the garage (another operator's, over OCPI, a DC point with two
+    connectors and its own position)."""
+    connectors = {
+        "ac22": 'standard = "IEC_62196_T2"\nformat = "SOCKET"\npower_type = "AC_3_PHASE"\n'
+                "max_power_kw = 22.0",
+        "ac11": 'standard = "IEC_62196_T2"\nformat = "SOCKET"\npower_type = "AC_3_PHASE"\n'
+                "max_power_kw = 11.0",
+        "ccs": 'standard = "IEC_62196_T2_COMBO"\nformat = "CABLE"\npower_type = "DC"\n'
+               "max_power_kw = 150.0",
+        "chademo": 'standard = "CHADEMO"\nformat = "CABLE"\npower_type = "DC"\n'
+                   "max_power_kw = 50.0",
+    }
+    plug = "\n[[chargers.evses.connectors]]\n{}\n".format
+    return f"""
+[[chargers]]
+id = "{city_id}-cp-1"
+lot = "{city_id}-street"
+name = "Ladesäule Teststraße"
+operator = "city"
+protocol = "mqtt"
+bnetza_id = "12345"
+
+[[chargers.evses]]
+evse_id = "{evse_id(city_id, 1, 1)}"
+number = 1
+bays = ["{city_id}-st-001"]
+tariff = "0,49 EUR/kWh"
+{plug(connectors["ac22"])}
+[[chargers.evses]]
+evse_id = "{evse_id(city_id, 1, 2)}"
+number = 2
+{plug(connectors["ac11"])}
+[[chargers]]
+id = "{city_id}-cp-2"
+lot = "{city_id}-garage"
+name = "Schnelllader Parkhaus"
+operator = "Stadtwerke Test"
+protocol = "ocpi"
+latitude = 51.0501
+longitude = 12.1401
+
+[[chargers.evses]]
+evse_id = "{evse_id(city_id, 2, 1)}"
+number = 1
+{plug(connectors["ccs"])}{plug(connectors["chademo"])}"""
 
 
 def city_head(city_id: str, name: str) -> str:

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 
 from api.routers import (
     admin,
+    charging,
     console,
     dashboard,
     datex2,
@@ -21,5 +22,6 @@ from api.routers import (
 __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
-    admin.router, console.router, datex2.router, docs.router, export.router, health.router,
-    lots.router, dashboard.router, pages.router, parkapi.router, signs.router, stream.router)
+    admin.router, charging.router, console.router, datex2.router, docs.router, export.router,
+    health.router, lots.router, dashboard.router, pages.router, parkapi.router, signs.router,
+    stream.router)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from api._http import bad_parameter, problem_responses
 from api._input import Moment
-from api.deps import CityDep, Conn, Now, SettingsDep
+from api.deps import CityDep, Now, ReadConn, SettingsDep
 from core.city import ID_PATTERN, City
 from core.db import queries
 
@@ -51,7 +51,7 @@ def _known_lot(city: City, lot_id: str | None) -> str | None:
     return lot_id
 
 
-async def _rows(conn: Conn, query: str, params: dict[str, Any],
+async def _rows(conn: ReadConn, query: str, params: dict[str, Any],
                 package: str = "api", file: str = "pages") -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(queries(package, file)[query], params)
@@ -80,7 +80,7 @@ class Occupancy(BaseModel):
 @router.get("/v1/dashboard/occupancy", response_model=Occupancy, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_occupancy")
-async def occupancy(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
+async def occupancy(conn: ReadConn, city: CityDep, now: Now, start: From = None, end: To = None,
                     resolution: Literal["15m", "1h", "1d"] = "1h") -> Occupancy:
     """Mean occupied spaces of every lot and of the whole city per period, aligned in time."""
     start, end = _window(start, end, now)
@@ -115,7 +115,7 @@ class Heatmap(BaseModel):
 @router.get("/v1/dashboard/heatmap", response_model=Heatmap, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_heatmap")
-async def heatmap(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
+async def heatmap(conn: ReadConn, city: CityDep, now: Now, start: From = None, end: To = None,
                   lot_id: LotId = None) -> Heatmap:
     """Mean occupancy by hour of the week (local time), of one lot or the city."""
     start, end = _window(start, end, now, timedelta(days=28))
@@ -148,7 +148,8 @@ class Target(BaseModel):
 @router.get("/v1/dashboard/target", response_model=Target, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_target")
-async def target(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None) -> Target:
+async def target(conn: ReadConn, city: CityDep, now: Now, start: From = None,
+                 end: To = None) -> Target:
     """Share of the time (15-minute periods) each lot and the city were above 85 % occupied."""
     start, end = _window(start, end, now)
     rows = await _rows(conn, "share_above", {"city": city.id, "from": start, "to": end,
@@ -196,8 +197,8 @@ class ForecastVsActual(BaseModel):
 @router.get("/v1/dashboard/forecast", response_model=ForecastVsActual, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_forecast")
-async def forecast(conn: Conn, city: CityDep, now: Now, settings: SettingsDep, start: From = None,
-                   end: To = None, lot_id: LotId = None,
+async def forecast(conn: ReadConn, city: CityDep, now: Now, settings: SettingsDep,
+                   start: From = None, end: To = None, lot_id: LotId = None,
                    horizon: Annotated[int, Query(ge=1, le=1440)] = 30) -> ForecastVsActual:
     """Free spaces forecast ``horizon`` minutes ahead against those counted, per 15 minutes."""
     if horizon not in settings.FORECAST_HORIZONS:
@@ -266,7 +267,7 @@ class SensorHealth(BaseModel):
 @router.get("/v1/dashboard/sensors", response_model=SensorHealth, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_sensors")
-async def sensors(conn: Conn, city: CityDep, now: Now,
+async def sensors(conn: ReadConn, city: CityDep, now: Now,
                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> SensorHealth:
     """Sensor health: per lot, sensors silent, stuck, low on battery or (garage counters)
     jumped; gateways heard."""
@@ -314,7 +315,7 @@ class Signs(BaseModel):
 @router.get("/v1/dashboard/signs", response_model=Signs, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_signs")
-async def signs(conn: Conn, city: CityDep, now: Now, start: From = None, end: To = None,
+async def signs(conn: ReadConn, city: CityDep, now: Now, start: From = None, end: To = None,
                 limit: Annotated[int, Query(ge=0, le=5000)] = 100) -> Signs:
     """Every sign's confirmed content and health, and the newest entries of the sign log."""
     start, end = _window(start, end, now)
@@ -356,7 +357,7 @@ class Today(BaseModel):
 @router.get("/v1/dashboard/today", response_model=Today, tags=["dashboard"],
             responses=problem_responses(404, 422, 503),
             operation_id="dashboard_today")
-async def today(conn: Conn, city: CityDep, now: Now) -> Today:
+async def today(conn: ReadConn, city: CityDep, now: Now) -> Today:
     """Today for the city: occupancy so far, a typical day like it, and each lot's forecast."""
     tz = city.tz
     day = now.astimezone(tz).date()

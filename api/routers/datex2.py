@@ -1,4 +1,5 @@
-"""DATEX II v3.7 XML: the lots' parking table and status, the signs' VMS table and status."""
+"""DATEX II v3.7 XML: the lots' parking table and status, the signs' VMS table and status, the
+charging points' AFIR energy infrastructure table and status."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from psycopg.rows import dict_row
 
+from api._charging import evse_states
+from api._datex_energy import (
+    energy_status_publication,
+    energy_table_publication,
+    published_stations,
+)
 from api._datex_parking import parking_status_publication, parking_table_publication
 from api._http import problem_responses
 from api._snapshot import Encoded
-from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities, Views
+from api.deps import CitiesDep, Conn, Now, PoolDep, ReadConn, SelectedCities, SettingsDep, Views
 from core.city import City, Sign
 from core.db import queries
 from signage import SignReport, content_from_json, vms_publication, vms_table_publication
@@ -63,7 +70,7 @@ async def vms_table(cities: SelectedCities, now: Now) -> Response:
 
 @router.get("/vms-status", summary="DATEX II VMS status", operation_id="datex2_vms_status",
             response_class=Response, responses={**_READ, **_NO_SIGNS})
-async def vms_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
+async def vms_status(conn: ReadConn, cities: SelectedCities, now: Now) -> Response:
     """VmsPublication: what every sign last confirmed showing, and whether it works."""
     _require_signs(cities)
     rows: dict[str, Mapping[str, Any]] = {}
@@ -74,6 +81,43 @@ async def vms_status(conn: Conn, cities: SelectedCities, now: Now) -> Response:
     reports = {sign.id: _sign_report(sign, rows.get(sign.id), now)
                for city in cities for sign in city.signs}
     return _xml(vms_publication(cities, reports, now))
+
+
+_NO_CHARGERS: dict[int | str, dict[str, Any]] = {
+    404: {**problem_responses(404)[404],
+          "description": "No city asked for has charging points it publishes."}}
+
+
+@router.get("/energy-infrastructure-table", summary="DATEX II AFIR energy infrastructure table",
+            operation_id="datex2_energy_infrastructure_table", response_class=Response,
+            responses={**_DOCUMENT, **_NO_CHARGERS})
+async def energy_infrastructure_table(cities: SelectedCities, settings: SettingsDep,
+                                      now: Now) -> Response:
+    """EnergyInfrastructureTablePublication (AFIR): the sites, stations, charging points,
+    connectors and power of the charging points the city operates (a table per city)."""
+    every = settings.API_AFIR_ALL_OPERATORS
+    _require_chargers(cities, every)
+    return _xml(energy_table_publication(cities, now, all_operators=every))
+
+
+@router.get("/energy-infrastructure-status",
+            summary="DATEX II AFIR energy infrastructure status",
+            operation_id="datex2_energy_infrastructure_status", response_class=Response,
+            responses={**_READ, **_NO_CHARGERS})
+async def energy_infrastructure_status(conn: Conn, cities: SelectedCities,
+                                       settings: SettingsDep, now: Now) -> Response:
+    """EnergyInfrastructureStatusPublication (AFIR): each published charging point's status
+    now and when it was last reported (unknown before its first report)."""
+    every = settings.API_AFIR_ALL_OPERATORS
+    _require_chargers(cities, every)
+    states = await evse_states(conn, cities)
+    return _xml(energy_status_publication(cities, states, now, all_operators=every))
+
+
+def _require_chargers(cities: tuple[City, ...], all_operators: bool) -> None:
+    if not any(published_stations(city, all_operators=all_operators) for city in cities):
+        raise HTTPException(404, f"no published charging points in "
+                                 f"{', '.join(city.id for city in cities)}")
 
 
 def _require_signs(cities: tuple[City, ...]) -> None:

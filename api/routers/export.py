@@ -19,7 +19,7 @@ from pydantic import Field
 from api._history import Resolution, To, from_query, history_range, newest_data, query_name
 from api._http import bad_parameter, cache, etag_matches, problem_responses
 from api._input import Moment
-from api.deps import Now, PoolDep, SelectedCities
+from api.deps import Now, ReadPoolDep, SelectedCities
 from core.city import ID_PATTERN
 from core.db import queries
 
@@ -53,7 +53,7 @@ class CsvResponse(StreamingResponse):
     "selection (buckets, newest bucket, readings), so a repeated request with If-None-Match "
     "answers 304 while nothing was added.")
 async def export_csv(
-    request: Request, pool: PoolDep, cities: SelectedCities, now: Now,
+    request: Request, pool: ReadPoolDep, cities: SelectedCities, now: Now,
     from_: Annotated[Moment | None, from_query("7 days")] = None, to: To = None,
     resolution: Annotated[Resolution, Query()] = "1h",
     lot: Annotated[list[Annotated[str, Field(pattern=ID_PATTERN)]] | None, Query(

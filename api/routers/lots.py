@@ -48,7 +48,7 @@ from api._models import (
     Point,
 )
 from api._snapshot import Encoded, LotViews
-from api.deps import CitiesDep, Conn, Now, PoolDep, SelectedCities, Views
+from api.deps import CitiesDep, Now, PoolDep, ReadConn, ReadPoolDep, SelectedCities, Views
 from core import city as registry
 from core.city import ID_PATTERN
 from core.db import queries
@@ -210,7 +210,7 @@ async def get_lot(request: Request, lot_id: LotId, pool: PoolDep, views: Views,
     "down to its bucket; 1d buckets are the city's local days). Defaults: the last 24 hours, "
     "15-minute buckets. At most 400 days at 15m and 1h, 3660 days at 1d.")
 async def lot_history(
-    lot_id: LotId, pool: PoolDep, cities: CitiesDep, now: Now,
+    lot_id: LotId, pool: ReadPoolDep, cities: CitiesDep, now: Now,
     from_: Annotated[Moment | None, from_query("24 h")] = None, to: To = None,
     resolution: Annotated[Literal["15m", "1h", "1d"], Query()] = "15m",
 ) -> Response:
@@ -264,7 +264,7 @@ def _with_points(history: History, points: str) -> bytes:
             description="The newest forecast run's horizons that still lie ahead: free spaces "
             "with the 10-90 % interval, the probability of a free space and the model; and "
             "per horizon the rolling mean absolute error of past forecasts.")
-async def lot_forecast(lot_id: LotId, conn: Conn, cities: CitiesDep, now: Now) -> Response:
+async def lot_forecast(lot_id: LotId, conn: ReadConn, cities: CitiesDep, now: Now) -> Response:
     """The newest forecast run of a lot and the published forecast error."""
     _, lot = _lot(cities, lot_id)
     async with conn.cursor(row_factory=dict_row) as cur:

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 
 from api._http import cache, problem_responses
 from api._models import ShownLine, Sign, SignLine, SignList
-from api.deps import Conn, Now, SelectedCities
+from api.deps import Now, ReadConn, SelectedCities
 from core.city import City
 from core.city import Sign as SignConfig
 from core.db import queries
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/signs", tags=["signs"], responses=problem_respons
             summary="Every sign with what it shows",
             description="Each sign's configured lines and what it last confirmed showing "
             "(acknowledged by the sign). Signs are few per city, so the list is not paged.")
-async def list_signs(conn: Conn, cities: SelectedCities, now: Now) -> Response:
+async def list_signs(conn: ReadConn, cities: SelectedCities, now: Now) -> Response:
     """Every sign (of every city or the one asked for), ordered by id."""
     health: dict[str, dict[str, Any]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:

@@ -1,4 +1,5 @@
-"""Live: ``GET /v1/stream``, Server-Sent Events of lot status and sign content changes."""
+"""Live: ``GET /v1/stream``, Server-Sent Events of lot status, sign content and charging
+point state changes."""
 
 from __future__ import annotations
 
@@ -151,7 +152,10 @@ _STREAM_CONTENT: dict[str, Any] = {"text/event-stream": {"itemSchema": {
     "/v1/stream", operation_id="streamChanges", response_class=_EventStream,
     summary="Live lot status and sign content (Server-Sent Events)",
     description="First one `lot` event per lot with its current status (the payload of the MQTT "
-    "status topic, with `lot_id`) and one `sign` event per sign with what it confirmed showing; "
+    "status topic, with `lot_id`), one `sign` event per sign with what it confirmed showing "
+    "and one `evse` event per charging point that reported (the payload of its retained MQTT "
+    "state topic: `evse_id`, OCPI `status`, `since`, `updated`, `source`; not with `lots` or "
+    "`signs`); "
     "then each change as it is committed, and `unknown` for a lot whose count goes stale. "
     "Every event has an `id`; a reconnecting client (`Last-Event-ID`) gets the current state "
     "again, which supersedes whatever it missed. A comment line keeps the connection open "
@@ -173,7 +177,11 @@ async def stream(
     if last_event_id:
         logger.debug("stream client back after event %s", last_event_id[:40])
     try:
-        subscriber = hub.subscribe(*filters, address=client_address(request.scope))
+        lots, signs, cities = filters
+        subscriber = hub.subscribe(
+            lots, signs, cities, address=client_address(request.scope),
+            # Asking for some lots or signs asks for no charging points.
+            evses=None if lots is None and signs is None else frozenset())
     except TooManyStreams:
         raise HTTPException(429, f"too many streams from this address; at most "
                             f"{settings.API_STREAM_MAX_PER_IP} at once", headers={

@@ -11,6 +11,15 @@ CREATE INDEX IF NOT EXISTS lot_occupancy_time_brin ON lot_occupancy USING brin (
 CREATE INDEX IF NOT EXISTS sensor_health_time_brin ON sensor_health USING brin (time);
 CREATE INDEX IF NOT EXISTS forecasts_time_brin ON forecasts USING brin (time);
 CREATE INDEX IF NOT EXISTS sign_log_time_brin ON sign_log USING brin (time);
+-- evse_status came with migration 0015: a database migrated only up to an older version
+-- (tests) has none yet.
+DO $$
+BEGIN
+    IF to_regclass('evse_status') IS NOT NULL THEN
+        CREATE INDEX IF NOT EXISTS evse_status_time_brin ON evse_status USING brin (time);
+    END IF;
+END
+$$;
 
 -- Stand-ins for the continuous aggregates: ordinary views, always current. The means are
 -- float8 sums (exact for integers) over counts: the same reals as avg(), without numeric

@@ -23,7 +23,8 @@ GRANT USAGE ON SCHEMA public TO {api}, {ingest}, {signage}, {forecast};
 -- The registry (lots, bays, signs) is written by db migrate only. Every service reads it:
 -- a service whose role may not write it checks that it matches its city config instead of
 -- syncing it (core.registry.sync_registry), and stops naming the difference if not.
-GRANT SELECT ON lots, bays, signs TO {api}, {ingest}, {signage}, {forecast};
+GRANT SELECT ON lots, bays, signs, charging_stations, charging_points
+    TO {api}, {ingest}, {signage}, {forecast};
 
 -- The rules written once in SQL (migrations 0006, 0009): EXECUTE is PUBLIC's by default, granted
 -- here as well so that an installation revoking it from PUBLIC keeps working.
@@ -44,8 +45,8 @@ GRANT EXECUTE ON FUNCTION bay_faults(text[], timestamptz, timestamptz) TO {api};
 -- console's people (db migrate's owner, the CLI, writes them). Of the models only their age
 -- (/metrics/city), not the artefacts. Nothing of ingest's raw data or dead letters.
 GRANT SELECT ON lot_state, bay_state, lot_occupancy, lot_occupancy_15m, lot_occupancy_1h,
-    forecasts, forecast_accuracy, sensor_health, sensor_state, sign_log, sign_state,
-    schema_migrations TO {api};
+    forecasts, forecast_accuracy, forecast_scores, sensor_health, sensor_state, sign_log,
+    sign_state, schema_migrations TO {api};
 GRANT SELECT (city, created_at) ON forecast_models TO {api};
 -- A count an operator corrects (the console) is set at once, as ingest's new baseline; the
 -- counter's readings stay ingest's.
@@ -62,6 +63,8 @@ GRANT SELECT ON alarms TO {api};
 GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
 -- The events planners enter in the console (migration 0014): entered, listed, deleted.
 GRANT SELECT, INSERT, DELETE ON events TO {api};
+-- The chargers' status (migration 0015): the current state and its history, read only.
+GRANT SELECT ON evse_state, evse_status TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
 -- closures and capacity limits, and the events' closures and reservations. Never deletes anything.
@@ -70,6 +73,9 @@ GRANT SELECT, INSERT, UPDATE ON bay_state, dead_letters TO {ingest};
 GRANT SELECT, UPDATE ON lot_state TO {ingest};
 GRANT SELECT ON lot_closures, lot_capacity_limits, events TO {ingest};
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ingest};
+-- Charging points' status from MQTT (core.charging.store_readings): history and current state.
+GRANT SELECT, INSERT ON evse_status TO {ingest};
+GRANT SELECT, INSERT, UPDATE ON evse_state TO {ingest};
 -- The alarms' evaluator (ingest/alarms.sql) raises and clears them from what the other parts
 -- record: sensor health, the signs' state, the published forecast error. It never touches a
 -- person's acknowledgement.
@@ -77,6 +83,8 @@ GRANT SELECT ON sensor_state, sign_state, forecast_accuracy TO {ingest};
 GRANT SELECT, INSERT ON alarms TO {ingest};
 GRANT UPDATE (cleared_at) ON alarms TO {ingest};
 GRANT USAGE ON SEQUENCE alarms_id_seq TO {ingest};
+-- Its workers' leadership of the alarms' evaluation (core/leader.py).
+GRANT SELECT, INSERT, UPDATE ON leader_terms TO {ingest};
 
 -- signage: its audit log (insert only) and the health of its signs; reads the lot state,
 -- the forecasts and the operators' overrides.
@@ -86,7 +94,7 @@ GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
 GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
 
 -- forecast: its models, forecasts and published error; reads the occupancy it learns from.
-GRANT SELECT ON lot_occupancy TO {forecast};
+GRANT SELECT ON lot_occupancy, forecast_scores TO {forecast};
 -- The console's events, which the forecaster takes as it takes the city config's.
 GRANT SELECT ON events TO {forecast};
 GRANT SELECT, INSERT ON forecast_models TO {forecast};

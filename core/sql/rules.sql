@@ -172,3 +172,20 @@ SELECT bay.bay_id, bay.lot_id,
              AND bay_stuck(r.occupied, r.since, bay.max_dwell_s, bay.max_idle_s, r.until))
 FROM bay
 $$;
+
+-- Each forecast with its error: against the latest reading at or before its target time, at
+-- most 15 minutes earlier (a forecast without one has no row: it is not scored). ``error`` is
+-- in spaces, ``error_rate`` a share of the capacity then (NULL at capacity 0). The published
+-- error (forecasting's refresh_accuracy) and the console's monthly report average it, each
+-- over its own window (bound ``time`` too: it lets TimescaleDB skip old chunks).
+CREATE OR REPLACE VIEW forecast_scores AS
+SELECT f.lot_id, f.horizon_min, f.kind, f.time, f.target_time,
+       abs(f.free - o.free) AS error, abs(f.free - o.free) / nullif(o.capacity, 0) AS error_rate
+FROM forecasts AS f
+CROSS JOIN LATERAL (
+    SELECT r.free, r.capacity FROM lot_occupancy AS r
+    WHERE r.lot_id = f.lot_id AND r.time <= f.target_time
+      AND r.time >= f.target_time - INTERVAL '15 minutes'
+    ORDER BY r.time DESC
+    LIMIT 1
+) AS o;

@@ -6,7 +6,7 @@
 # in the repository (.gitignore has all four files).
 #
 #   deploy/mosquitto/make-passwords.sh [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE]
-#                                      [-m MONITOR_FILE] [-u BROKER_UID]
+#                                      [-m MONITOR_FILE] [-u BROKER_UID] [-x EMQX_USERS_FILE]
 #
 # Defaults: .env, deploy/mosquitto/devices, deploy/mosquitto/passwords and
 # deploy/mosquitto/monitor-login in the repository, uid 1883 (the broker's user in the
@@ -16,6 +16,9 @@
 # As root the script gives it to that uid; otherwise through docker (root in a throw-away
 # container); without either only if BROKER_UID is your own uid (a broker running as you).
 # It never writes a password file others may read.
+# -x also writes the same users for the clustered broker (deploy/emqx, docker-compose.emqx.yml)
+# as EMQX's bootstrap file: user_id,password,is_superuser, in plain text (EMQX hashes them when
+# it imports them), 0600 and given to BROKER_UID like the password file (EMQX's image: -u 1000).
 # The devices file (optional) has one "USERNAME PASSWORD" line per device; the username is the
 # topic level the device owns: bay id, lot id (garage counter), app@tenant (TTN bridge),
 # ChirpStack application id or sign id. Lines starting with # are comments. One file for every
@@ -34,17 +37,19 @@ devices_file="$here/devices"
 output="$here/passwords"
 monitor_file="$here/monitor-login"
 broker_uid=1883
+emqx_output=
 mosquitto_image="eclipse-mosquitto:2.0.22"
 
-while getopts e:d:o:m:u: option; do
+while getopts e:d:o:m:u:x: option; do
     case "$option" in
         e) env_file=$OPTARG ;;
         d) devices_file=$OPTARG ;;
         o) output=$OPTARG ;;
         m) monitor_file=$OPTARG ;;
         u) broker_uid=$OPTARG ;;
+        x) emqx_output=$OPTARG ;;
         *) echo "usage: $0 [-e ENV_FILE] [-d DEVICES_FILE] [-o PASSWORD_FILE]" \
-                "[-m MONITOR_FILE] [-u BROKER_UID]" >&2
+                "[-m MONITOR_FILE] [-u BROKER_UID] [-x EMQX_USERS_FILE]" >&2
            exit 2 ;;
     esac
 done
@@ -141,6 +146,22 @@ if [ -f "$devices_file" ]; then
         printf '%s:%s\n' "$user" "$password" >> "$plain"
         devices=$((devices + 1))
     done < "$devices_file"
+fi
+
+if [ -n "$emqx_output" ]; then
+    if grep -q '[,"]' "$plain"; then
+        fail "a password holds , or \" which EMQX's users file (CSV) cannot carry"
+    fi
+    { echo "user_id,password,is_superuser"; sed 's/^\([^:]*\):\(.*\)$/\1,\2,false/' "$plain"; } \
+        > "$work/emqx-users"
+    chmod 600 "$work/emqx-users"
+    case "$give" in
+        chown) chown "$broker_uid:$broker_uid" "$work/emqx-users" ;;
+        docker) docker run --rm -v "$work:/work" "$mosquitto_image" \
+                    chown "$broker_uid:$broker_uid" /work/emqx-users ;;
+    esac
+    mv "$work/emqx-users" "$emqx_output.tmp"
+    mv "$emqx_output.tmp" "$emqx_output"
 fi
 
 if command -v mosquitto_passwd >/dev/null 2>&1; then

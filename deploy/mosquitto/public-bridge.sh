@@ -28,6 +28,7 @@ remote_clientid parkleit-public-bridge
 bridge_protocol_version mqttv311
 # Subscribe on the parkleit broker, publish here; retained status comes along.
 topic parkleit/v1/+/lots/+/status in 1
+topic parkleit/v1/+/chargers/+/state in 1
 topic parkleit/v1/+/services/+ in 1
 cleansession true
 restart_timeout 2 30

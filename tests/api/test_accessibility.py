@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from _browser import NODE_MODULES, chromium
+from _browser import NODE_MODULES, browser_fixture
 from _citytoml import write_city
 from _helpers import ROOT, utc_now
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -49,10 +49,7 @@ def site(admin_url: str, template_db: str, mqtt_url: str,
         yield site
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium(AXE) as launched:
-        yield launched
+browser = browser_fixture(AXE)
 
 
 @pytest.fixture

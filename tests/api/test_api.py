@@ -516,7 +516,9 @@ def test_openapi_names_every_operation(api_client: TestClient) -> None:
     operations = {operation["operationId"] for path in schema["paths"].values()
                   for operation in path.values()}
     assert {"listLots", "getLot", "getLotHistory", "getLotForecast", "listSigns",
-            "exportHistoryCsv", "getHealth", "getMetrics"} <= operations
+            "exportHistoryCsv", "getHealth", "getMetrics", "listChargingLocations",
+            "datex2_energy_infrastructure_table", "datex2_energy_infrastructure_status"
+            } <= operations
     lots = schema["paths"]["/v1/lots"]["get"]["responses"]
     assert "application/geo+json" in lots["200"]["content"]
     assert PROBLEM in lots["422"]["content"]

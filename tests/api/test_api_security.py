@@ -239,6 +239,7 @@ _ALLOWED = {
                                   "audit's purpose (docs/operations.md, personal data)",
     ("console_users", "name"): "a console user's login name (staff; docs/operations.md)",
     ("events", "name"): "an event's name (Weihnachtsmarkt, a concert), not a person's",
+    ("charging_stations", "name"): "the charging station's name",
     ("console_sessions", "user_name"): "whose session it is (staff; ends with the session)",
     ("console_sessions", "token_hash"): "the SHA-256 of a session token, no identity",
     ("dead_letters", "payload"): "a rejected sensor message as sent (sensors send no "

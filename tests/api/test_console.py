@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 import httpx
 import psycopg
 import pytest
-from _browser import chromium
+from _browser import browser_fixture
 from _helpers import ROOT, problem, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
@@ -614,10 +614,7 @@ def test_a_temporary_capacity_reaches_the_api_and_datex_and_ingest_counts_agains
 # -- the page in Chromium -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium(ROOT / "api" / "static" / "js") as launched:
-        yield launched
+browser = browser_fixture(ROOT / "api" / "static" / "js")
 
 
 def _page(browser: Browser, *, script: str | None = None,
@@ -637,6 +634,18 @@ def _page(browser: Browser, *, script: str | None = None,
     return tab, errors
 
 
+@contextmanager
+def error_free_tab(browser: Browser, **options: Any) -> Iterator[Page]:
+    """``_page``'s tab for the block, its context closed after it; the block fails if the
+    page logged a JavaScript error."""
+    tab, errors = _page(browser, **options)
+    try:
+        yield tab
+    finally:
+        tab.context.close()
+    assert not errors, errors
+
+
 def log_in_on_page(tab: Page, name: str, password: str = PASSWORD) -> None:
     """Log ``name`` in with the console page's form (German) and wait for the console."""
     tab.get_by_label("Benutzername").fill(name)
@@ -649,8 +658,7 @@ def log_in_on_page(tab: Page, name: str, password: str = PASSWORD) -> None:
 def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
                                                    browser: Browser) -> None:
     console.add("olga", "operator")
-    tab, errors = _page(browser)
-    try:
+    with error_free_tab(browser) as tab:
         tab.goto(f"{console.url}/console")
         expect(tab.get_by_label("Benutzername")).to_be_focused()
         # Keyboard only: type, tab, type, Enter.
@@ -694,9 +702,6 @@ def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
         tab.reload()
         expect(tab.locator("#who")).to_contain_text("olga")
         expect(row.locator(".badge")).to_have_text("geschlossen")
-    finally:
-        tab.context.close()
-    assert not errors, errors
 
 
 @pytest.mark.browser
@@ -704,8 +709,7 @@ def test_the_console_page_lets_an_admin_add_and_disable_a_person(console: Consol
                                                                   browser: Browser) -> None:
     console.add("ada", "admin")
     console.add("olga", "operator")
-    tab, errors = _page(browser)
-    try:
+    with error_free_tab(browser) as tab:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "olga")
         expect(tab.locator("#people")).to_be_hidden()  # an operator manages no one
@@ -727,9 +731,6 @@ def test_the_console_page_lets_an_admin_add_and_disable_a_person(console: Consol
         expect(tab.locator("tr[data-person='ada'] button")).to_have_count(0)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(ARTIFACTS / "console-people.png"), full_page=True)
-    finally:
-        tab.context.close()
-    assert not errors, errors
 
 
 @pytest.mark.browser

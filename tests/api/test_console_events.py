@@ -8,7 +8,7 @@ WCAG 2.1 AA violation, German and English)."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from _browser import chromium
+from _browser import browser_fixture
 from _citytoml import write_city
 from _helpers import problem, wait_for
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
 from test_api_stream_admin import counter, iso
-from test_console import ARTIFACTS, Console, _page, log_in_on_page, make_console  # noqa: F401
+from test_console import ARTIFACTS, Console, error_free_tab, log_in_on_page, make_console  # noqa: F401
 
 from ingest import Writer
 
@@ -265,10 +265,7 @@ def test_the_lots_snapshot_reads_again_the_moment_an_event_begins(console: Conso
     assert _app_now(console) >= begins
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium(AXE) as launched:
-        yield launched
+browser = browser_fixture(AXE)
 
 
 @pytest.mark.browser
@@ -278,9 +275,8 @@ def test_the_console_page_enters_and_deletes_an_event(console: Console,
     garage = console.lot("garage")
     berlin = ZoneInfo("Europe/Berlin")
     now = _app_now(console).astimezone(berlin)
-    tab, errors = _page(browser, script=str(AXE), viewport={"width": 1280, "height": 900},
-                        timezone_id="Europe/Berlin")
-    try:
+    with error_free_tab(browser, script=str(AXE), viewport={"width": 1280, "height": 900},
+                              timezone_id="Europe/Berlin") as tab:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "paul")
         events = tab.locator("#event-rows")
@@ -321,6 +317,3 @@ def test_the_console_page_enters_and_deletes_an_event(console: Console,
         expect(events.locator("tr", has_text="Stadtfest")).to_have_count(0)
         expect(tab.locator("#audit-rows")).to_contain_text("delete_event")
         assert console.conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
-    finally:
-        tab.context.close()
-    assert not errors, errors

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _browser import chromium
+from _browser import browser_fixture
 from _helpers import problem
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
-from test_console import ARTIFACTS, PASSWORD, Console, _page, make_console  # noqa: F401
+from test_console import ARTIFACTS, PASSWORD, Console, error_free_tab, make_console  # noqa: F401
 
 from core.city import City
 from core.clock import Clock
@@ -293,18 +293,14 @@ def test_the_console_form_leads_to_the_report_page(reports: Console) -> None:
 # -- the printable page in Chromium ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium(AXE) as launched:
-        yield launched
+browser = browser_fixture(AXE)
 
 
 @pytest.mark.browser
 def test_the_printable_report_page(reports: Console, browser: Browser) -> None:
     seed_october(reports.conn, reports.city)
     reports.add("paul", "planner")
-    tab, errors = _page(browser, script=str(AXE), viewport={"width": 1280, "height": 900})
-    try:
+    with error_free_tab(browser, script=str(AXE), viewport={"width": 1280, "height": 900}) as tab:
         tab.goto(f"{reports.url}/console/reports/{reports.city.id}/2026-10")
         expect(tab.locator("#report-status")).to_have_text(
             "Bitte zuerst in der Leitstelle anmelden.")
@@ -343,6 +339,3 @@ def test_the_printable_report_page(reports: Console, browser: Browser) -> None:
         boxes = re.findall(rb"/MediaBox \[0 0 ([0-9.]+) ([0-9.]+)\]", pdf)
         assert [(round(float(width)), round(float(height))) for width, height in boxes] == [
             (595, 842)], boxes
-    finally:
-        tab.context.close()
-    assert not errors, errors

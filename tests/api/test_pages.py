@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from _browser import LEAFLET, chromium
+from _browser import LEAFLET, browser_fixture
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml, write_city
 from _helpers import ROOT, ServiceProcess, free_port, service_env, utc_now, wait_for
 from _payloads import dumps, ttn_topic, ttn_uplink
@@ -198,10 +198,7 @@ def site(admin_url: str, template_db: str, mqtt_url: str,
         yield site
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium(LEAFLET) as launched:
-        yield launched
+browser = browser_fixture(LEAFLET)
 
 
 @pytest.fixture

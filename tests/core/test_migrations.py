@@ -21,7 +21,8 @@ from core.db import SERVICE_ROLES, apply_roles, migrate, split_statements
 MIGRATIONS = ["0001 baseline", "0002 data_quality", "0003 forecast_models", "0004 sign_state",
               "0005 operator_overrides", "0006 clock", "0007 counter_plausibility",
               "0008 forecast_backtest", "0009 bay_status", "0010 console",
-              "0011 alarms", "0012 sign_modes", "0013 leadership", "0014 events"]
+              "0011 alarms", "0012 sign_modes", "0013 leadership", "0014 events",
+              "0015 chargers"]
 
 @contextmanager
 def new_database(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
@@ -54,7 +55,7 @@ def both_ways(admin_url: str) -> Iterator[tuple[psycopg.Connection[Any],
         stack.callback(_drop_roles, admin_url, prefix)
         fresh = stack.enter_context(new_database(admin_url))
         migrated = stack.enter_context(new_database(admin_url))
-        assert migrate(fresh, use_timescaledb=False) == ["schema.sql at 0014 events"]
+        assert migrate(fresh, use_timescaledb=False) == ["schema.sql at 0015 chargers"]
         assert migrate(migrated, up_to=1, use_timescaledb=False) == MIGRATIONS[:1]
         assert migrate(migrated, use_timescaledb=False) == MIGRATIONS[1:]
         for conn in (fresh, migrated):

@@ -57,7 +57,8 @@ if _missing:
     )
 
 # What timescale.sql must build.
-HYPERTABLES = {"bay_events", "lot_occupancy", "sensor_health", "forecasts", "sign_log"}
+HYPERTABLES = {"bay_events", "lot_occupancy", "sensor_health", "forecasts", "sign_log",
+               "evse_status"}
 SEGMENT_BY = {"bay_events": "bay_id", "lot_occupancy": "lot_id", "sensor_health": "sensor_id"}
 CAGG_WIDTHS = {"lot_occupancy_15m": timedelta(minutes=15), "lot_occupancy_1h": timedelta(hours=1)}
 # (job, table) -> (config key, value), as timescaledb_information.jobs shows them.
@@ -92,6 +93,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "bay_ids": ["B1"],
     "sign_ids": ["S1"],
     "dev_euis": ["70b3d57ed0000001"],
+    "charge_point_ids": ["CP1"],
+    "evse_ids": ["DE*TST*E1*1"],
     "lot_id": "L1",
     "city": "testcity",
     "payloads": ['{"lot_id": "L1", "free": 1}'],
@@ -114,6 +117,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "lots": Jsonb([{"lot_id": "L1", "city": "testcity", "name": "Markt", "capacity": 3}]),
     "bays": Jsonb([{"bay_id": "B1", "lot_id": "L1"}]),
     "signs": Jsonb([]),
+    "stations": Jsonb([]),
+    "points": Jsonb([]),
     # ingest.alarm_conditions (ingest/alarms.sql): the evaluator's thresholds
     "gateway_silent_s": 3600, "sign_ack_s": 300,
     "sign_failures": 3, "forecast_horizon_min": 60, "forecast_error_rate": 0.15,
@@ -382,7 +387,7 @@ def plain_pg(admin_url: str) -> Iterator[Conn]:
 
 
 def test_migrate_builds_the_timescale_layer(tsdb: Conn, first_migration: list[str]) -> None:
-    assert first_migration == ["extension timescaledb", "schema.sql at 0014 events"]
+    assert first_migration == ["extension timescaledb", "schema.sql at 0015 chargers"]
     found = catalog(tsdb)
     assert found["extension"] == [("timescaledb",)]
 
@@ -425,7 +430,7 @@ def test_migrations_on_timescaledb_give_the_schema_file(
     try:
         with connect_when_ready(server) as conn:
             assert migrate(conn, up_to=1) == ["extension timescaledb", "0001 baseline"]
-            assert migrate(conn)[-1] == "0014 events"
+            assert migrate(conn)[-1] == "0015 chargers"
             migrated = schema_catalog(conn), catalog(conn)
     finally:
         stop_server(server)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -280,3 +281,41 @@ def test_the_ingest_service_raises_alarms_and_tells_the_webhook(
         client.loop_stop()
     # Nothing of the service topics went to the sensor data (no dead letters).
     assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+
+
+def test_of_two_ingest_workers_only_the_leader_evaluates_and_the_other_takes_over(
+        spawn: Callable[..., ServiceProcess], settings: Settings, city: City,
+        conn: psycopg.Connection[Any]) -> None:
+    """Two workers of one city: exactly one raises each alarm, once; killed (-9), the other
+    takes the evaluation over and raises the next one, once."""
+    workers = [spawn(["ingest", "--client-id", f"ingest-{city.id}-{n}"],
+                     service_env(settings, PARKLEIT_INGEST_STALE_CHECK_S="0.5"),
+                     name=f"ingest{n}") for n in (0, 1)]
+    for worker in workers:
+        worker.wait_log("connected to MQTT")
+    no_data = "SELECT count(*) FROM alarms WHERE kind = 'lot_no_data'"
+    wait_for(lambda: conn.execute(no_data).fetchone() == (len(city.lots),), timeout=20)
+    [leader] = wait_for(lambda: [w for w in workers if "leading alarms" in w.tail(200)])
+    [standby] = [w for w in workers if w is not leader]
+    standby.wait_log("standing by: another instance leads alarms")
+    time.sleep(2)  # four stale checks more of each
+    raised = [w.log.read_text().count("alarm raised: lot_no_data") for w in (leader, standby)]
+    assert raised == [len(city.lots), 0]
+    assert conn.execute(no_data).fetchone() == (len(city.lots),)
+    # The leader dies; a service's status says offline: the standby leads and raises it, once.
+    leader.kill()
+    client = mqtt_client(settings, f"pub-{city.id}")
+    topic = f"parkleit/v1/{city.id}/services/signage"
+    offline = ("SELECT count(*) FROM alarms WHERE kind = 'service_offline' "
+               "AND target = 'signage'")
+    try:
+        client.publish(topic, "offline", qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: conn.execute(offline).fetchone() == (1,), timeout=20)
+        standby.wait_log("leading alarms")
+        time.sleep(1.5)
+        assert standby.log.read_text().count("alarm raised: service_offline signage") == 1
+        assert conn.execute(offline).fetchone() == (1,)
+    finally:
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()

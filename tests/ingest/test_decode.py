@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from _citytoml import CHIRPSTACK_EUI, TTN_EUI
+from _citytoml import CHIRPSTACK_EUI, TTN_EUI, evse_id, write_city
 from _payloads import (
     bay_topic,
     chirpstack_status,
@@ -27,7 +28,9 @@ from _payloads import (
     ttn_uplink,
 )
 
-from core.city import City, Lot, OpeningHours
+from core.channels import charger_status_topic
+from core.charging import EvseReading, EvseStatus
+from core.city import City, Lot, OpeningHours, load_city
 from core.status import lot_status
 from ingest import (
     BayReading,
@@ -66,9 +69,67 @@ def test_subscriptions_cover_every_inbound_format(decoder: Decoder, city: City) 
     c = city.id
     assert decoder.subscriptions() == [
         f"parkleit/v1/{c}/bays/+", f"parkleit/v1/{c}/lots/+/counter",
+        f"parkleit/v1/{c}/chargers/+/status",
         f"v3/{c}-app@ttn/devices/+/up",
         f"application/{c}-cs/device/+/event/up", f"application/{c}-cs/device/+/event/status",
     ]
+
+
+# -- charging points ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ev_city(tmp_path: Path) -> City:
+    return load_city(str(write_city(tmp_path, "tev", chargers=True)))
+
+
+@pytest.mark.parametrize("status", list(EvseStatus))
+def test_charger_status_of_every_ocpi_status(ev_city: City, status: EvseStatus) -> None:
+    evse = evse_id(ev_city.id, 1, 1)
+    reading = Decoder(ev_city).charger_status(charger_status_topic(ev_city.id, evse),
+                                              dumps({"status": status.value, "ts": iso(TS)}), T0)
+    assert reading == EvseReading(evse, status, TS, "mqtt")
+
+
+CHARGER_REFUSALS = [
+    ("unknown EVSE", "DE*TST*E404*1", {"status": "AVAILABLE"}, "unknown EVSE 'DE*TST*E404*1'"),
+    ("bad status", None, {"status": "FREE"}, "field 'status' is not an OCPI EVSE status: 'FREE'"),
+    ("lower-case status", None, {"status": "available"}, "is not an OCPI EVSE status"),
+    ("status not text", None, {"status": 1}, "field 'status' must be str, got int"),
+    ("no status", None, {}, "missing field 'status'"),
+    ("no time", None, {"status": "AVAILABLE", "ts": None}, "missing field 'ts'"),
+    ("time without offset", None, {"status": "AVAILABLE", "ts": "2026-11-24T11:59:58"},
+     "field 'ts' has no UTC offset"),
+    ("not JSON", None, b"AVAILABLE", "not JSON"),
+    ("JSON not an object", None, b'["AVAILABLE"]', "JSON must be an object, got list"),
+]
+
+
+@pytest.mark.parametrize(("evse", "body", "reason"), [case[1:] for case in CHARGER_REFUSALS],
+                         ids=[case[0] for case in CHARGER_REFUSALS])
+def test_charger_status_refusals(ev_city: City, evse: str | None, body: Any,
+                                 reason: str) -> None:
+    if isinstance(body, dict):
+        body = dumps({"ts": iso(TS), **body} if "ts" not in body else
+                     {key: value for key, value in body.items() if value is not None})
+    topic = charger_status_topic(ev_city.id, evse or evse_id(ev_city.id, 1, 1))
+    with pytest.raises(DecodeError) as info:
+        Decoder(ev_city).charger_status(topic, body, T0)
+    assert reason in str(info.value)
+
+
+def test_only_charger_status_topics_are_charger_readings(ev_city: City) -> None:
+    """Our own retained state is no input, nor is another city's status; the sensors' decoder
+    does not take charger topics."""
+    decoder, body = Decoder(ev_city), dumps({"status": "AVAILABLE", "ts": iso(TS)})
+    evse = evse_id(ev_city.id, 1, 1)
+    for topic in (f"parkleit/v1/{ev_city.id}/chargers/{evse}/state",
+                  f"parkleit/v1/other/chargers/{evse}/status",
+                  f"parkleit/v1/{ev_city.id}/chargers/{evse}/status/x",
+                  f"parkleit/v1/{ev_city.id}/bays/{ev_city.id}-st-001"):
+        assert decoder.charger_status(topic, body, T0) is None
+    with pytest.raises(DecodeError, match="topic not understood"):
+        decoder.decode(charger_status_topic(ev_city.id, evse), body, T0)
 
 
 # -- native bay sensors --------------------------------------------------------------------------

@@ -114,10 +114,13 @@ def test_a_leader_whose_session_is_cut_stops_before_the_other_starts(
     with psycopg.connect(rig.db_url, autocommit=True) as conn:
         # The database ends the leader's lock session (as on a failover or a cut link): the
         # lock is free at once, while the old leader learns it only at its next check.
+        # (Signage's: ingest's workers hold one too, for the alarms.)
         ended = conn.execute(
             "SELECT pg_terminate_backend(l.pid) FROM pg_locks AS l "
+            "JOIN pg_stat_activity AS a USING (pid) "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND a.application_name = 'parkleit-signage-leadership'").fetchall()
     assert ended == [(True,)]
     cut = time.monotonic()
     first_term = pushes(rig)[0]["term"]

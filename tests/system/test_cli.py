@@ -74,7 +74,7 @@ def test_db_migrate_creates_the_database_and_is_idempotent(admin_url: str,
     try:
         first = parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
-        assert "schema.sql at 0014 events" in first.stderr
+        assert "schema.sql at 0015 chargers" in first.stderr
         second = parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
         assert second.returncode == 0 and "nothing to apply" in second.stderr
         with psycopg.connect(url) as conn:

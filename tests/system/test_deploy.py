@@ -522,14 +522,23 @@ def test_make_passwords_writes_files_only_their_owner_reads(
     uid = os.geteuid() if user is None else user.pw_uid
     made = _run_as(user, ["sh", str(MAKE_PASSWORDS), "-e", str(root / "env"), "-o",
                           str(root / "passwords"), "-m", str(root / "monitor-login"),
-                          "-u", str(uid)], _without_docker())
+                          "-u", str(uid), "-x", str(root / "users.csv")], _without_docker())
     assert made.returncode == 0, made.stderr
-    for name in ("passwords", "monitor-login"):
+    for name in ("passwords", "monitor-login", "users.csv"):
         status = (root / name).stat()
         assert status.st_mode & 0o777 == 0o600, (name, oct(status.st_mode))
         assert status.st_uid == uid, name
     login = (root / "monitor-login").read_text(encoding="utf-8").splitlines()
     assert login == ["-u monitor", f"-P {_secrets()['MQTT_MONITOR_PASSWORD']}"]
+    # The same users for EMQX (deploy/emqx), as its bootstrap file: plain, EMQX hashes them.
+    header, *rows = (root / "users.csv").read_text(encoding="utf-8").splitlines()
+    assert header == "user_id,password,is_superuser"
+    users = {user: password for user, password, superuser in (row.split(",") for row in rows)
+             if superuser == "false"}
+    assert len(users) == len(rows)
+    hashed = (root / "passwords").read_text(encoding="utf-8").splitlines()
+    assert set(users) == {line.split(":")[0] for line in hashed}
+    assert users["ingest"] == _secrets()["MQTT_INGEST_PASSWORD"]
 
     # A broker of another uid: without root or docker the file cannot become the broker's,
     # and a file anyone may read is no way out; nothing is written.
@@ -556,6 +565,121 @@ def test_the_compose_file_is_valid_against_the_compose_schema(compose: dict[str,
     broken = {**compose, "services": {**compose["services"], "api": {
         **compose["services"]["api"], "ports": [{"published": "8000", "targt": 8000}]}}}
     assert not validator.is_valid(broken)  # the check can fail
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as Docker Compose reads it: ``!override`` and ``!reset`` (merge tags of override
+    files) give their value as written."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+for _tag in ("!override", "!reset"):
+    _ComposeLoader.add_constructor(_tag, _tagged)
+
+EMQX_COMPOSE_FILE = ROOT / "docker-compose.emqx.yml"
+EMQX = ROOT / "deploy" / "emqx"
+
+
+@pytest.fixture(scope="module")
+def emqx_compose() -> dict[str, Any]:
+    document = yaml.load(EMQX_COMPOSE_FILE.read_text(encoding="utf-8"),
+                         Loader=_ComposeLoader)
+    assert isinstance(document, dict) and isinstance(document.get("services"), dict)
+    return document
+
+
+def test_the_emqx_override_is_valid_against_the_compose_schema(
+        emqx_compose: dict[str, Any], compose: dict[str, Any]) -> None:
+    """docker-compose.emqx.yml: valid Compose, and a cluster the base file's services reach."""
+    import jsonschema_rs
+
+    schema_file = ROOT.parent / "shared" / "schemas" / "compose-spec" / "compose-spec.json"
+    validator = jsonschema_rs.validator_for(json.loads(schema_file.read_text(encoding="utf-8")))
+    errors = [f"{'/'.join(map(str, error.instance_path))}: {error.message}"
+              for error in validator.iter_errors(emqx_compose)]
+    assert errors == []
+    broken = {**emqx_compose, "services": {**emqx_compose["services"], "emqx-2": {
+        **emqx_compose["services"]["emqx-2"], "hostname": ["emqx-2"]}}}
+    assert not validator.is_valid(broken)  # the check can fail
+    nodes = {name: spec for name, spec in emqx_compose["services"].items()
+             if str(spec.get("image", "")).startswith("emqx/")}
+    assert set(nodes) == {"mosquitto", "emqx-2", "emqx-3"}  # node 1 replaces the broker
+    assert "mosquitto" in compose["services"]
+    conf = (EMQX / "emqx.conf").read_text(encoding="utf-8")
+    seeds = re.search(r"seeds = \[([^\]]*)\]", conf)
+    assert seeds is not None
+    names = {spec["environment"]["EMQX_NODE__NAME"] for spec in nodes.values()}
+    assert names == set(re.findall(r'"([^"]+)"', seeds[1]))
+    for name, spec in nodes.items():
+        host = spec["environment"]["EMQX_NODE__NAME"].split("@")[1]
+        aliases = spec["networks"]["default"]["aliases"]
+        assert spec["hostname"] == host and host in aliases, name
+        # Every node answers to the name the services connect to (mosquitto:1883).
+        assert name == "mosquitto" or "mosquitto" in aliases, name
+        mounts = {m["target"] if isinstance(m, dict) else m.split(":")[1]: m
+                  for m in spec["volumes"]}
+        assert {"/opt/emqx/etc/emqx.conf", "/opt/emqx/etc/acl.conf",
+                "/opt/emqx/etc/parkleit-users.csv", "/opt/emqx/data"} <= set(mounts), name
+    # Node 1 replaces the Mosquitto mounts and ports, not adds to them.
+    assert not any("mosquitto" in str(m) for m in nodes["mosquitto"]["volumes"])
+    assert [p.split(":")[-1] for p in nodes["mosquitto"]["ports"]] == ["1883", "1884", "8883"]
+    assert "bootstrap_file = \"/opt/emqx/etc/parkleit-users.csv\"" in conf
+    assert "path = \"/opt/emqx/etc/acl.conf\"" in conf
+    assert "deploy/emqx/users.csv" in (ROOT / ".gitignore").read_text(encoding="utf-8")
+
+
+def _mosquitto_rights() -> set[tuple[str, str, str]]:
+    """(user or * for every user, publish|subscribe, topic) that deploy/mosquitto/acl allows."""
+    rights: set[tuple[str, str, str]] = set()
+    user = "*"
+    for line in (DEPLOY / "acl").read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if words[:1] == ["user"]:
+            user = words[1]
+        elif words[:1] in (["topic"], ["pattern"]) and words[1] != "deny":
+            who = user if words[0] == "topic" else "*"
+            topic = words[2].replace("%u", "${username}")
+            if words[1] in ("read", "readwrite"):
+                rights.add((who, "subscribe", topic))
+            if words[1] in ("write", "readwrite"):
+                rights.add((who, "publish", topic))
+    return rights
+
+
+def _emqx_rights() -> set[tuple[str, str, str]]:
+    """The same from deploy/emqx/acl.conf (a $share/group/ subscription as its topic)."""
+    text = "\n".join(line for line in (EMQX / "acl.conf").read_text(
+        encoding="utf-8").splitlines() if not line.lstrip().startswith("%%"))
+    rights: set[tuple[str, str, str]] = set()
+    rules = re.findall(r'\{(allow|deny),\s*(?:\{username,\s*"([^"]+)"\}|all),\s*(\w+),'
+                       r'\s*\[([^\]]*)\]\}\.', text)
+    assert rules and text.rstrip().endswith("{deny, all}.")
+    for permission, user, action, topics in rules:
+        if permission == "deny":
+            assert topics.strip() == '"#"', "only whole denials"
+            continue
+        actions = ("publish", "subscribe") if action == "all" else (action,)
+        for topic in re.findall(r'"([^"]+)"', topics):
+            topic = re.sub(r"^\$share/[^/]+/", "", topic)
+            rights |= {(user or "*", one, topic) for one in actions}
+    return rights
+
+
+def test_the_emqx_acl_gives_what_the_mosquitto_acl_gives() -> None:
+    """Every user's rights are the same on both brokers (Mosquitto's read = EMQX's subscribe,
+    write = publish; a device's %u = ${username})."""
+    mosquitto, emqx = _mosquitto_rights(), _emqx_rights()
+    assert mosquitto - emqx == set(), "in deploy/mosquitto/acl only"
+    assert emqx - mosquitto == set(), "in deploy/emqx/acl.conf only"
+    users = {user for user, _, _ in mosquitto} - {"*"}
+    assert users == _acl_users()
 
 
 def test_every_port_is_published_on_a_chosen_address_only(

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pwd
 import re
 import secrets
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -44,7 +47,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from _citytoml import write_city
-from _helpers import ServiceProcess, service_env, utc_now, wait_for
+from _helpers import ROOT, ServiceProcess, service_env, utc_now, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -53,7 +56,7 @@ from core.city import City, load_city
 from core.db import create_database, migrate
 from core.settings import Settings
 from core.status import rfc3339
-from parkleit.embedded import PrivateBroker, PrivatePostgres, free_port
+from parkleit.embedded import PrivateBroker, PrivatePostgres, free_port, tcp_answers
 from simulators.load import run_load
 
 pytestmark = pytest.mark.slow
@@ -110,6 +113,8 @@ class Publisher:
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(1, 2)
         self._client.on_publish = self._on_publish
+        if target.username is not None:
+            self._client.username_pw_set(target.username, target.password)
         self._client.connect(target.host, target.port, keepalive=30)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -569,3 +574,111 @@ def test_load_generator_survives_a_broker_restart(
         subscriber.loop_stop()
         if thread.is_alive():
             thread.join(60)
+
+
+# ------------------------------------------------------- the production broker's restart
+
+
+class ProductionBroker:
+    """Mosquitto with deploy/mosquitto's mosquitto.conf, acl and tuning.conf (persistence,
+    autosave) as docker-compose.yml mounts them: /mosquitto/ moved to ``root``, the service
+    listener on ``port``, the device listener on another free port; users ``ingest`` and
+    ``simulator``. ``restart`` stops it as ``docker compose restart`` does (SIGTERM: it saves
+    its persistence file) and starts it again with the same config and port."""
+
+    def __init__(self, root: Path) -> None:
+        deploy = ROOT / "deploy" / "mosquitto"
+        config, data = root / "config", root / "data"
+        for directory in (config / "tuning", config / "conf.d", data):
+            directory.mkdir(parents=True)
+        shutil.copy(deploy / "acl", config / "acl")
+        shutil.copy(deploy / "tuning.conf", config / "tuning" / "tuning.conf")
+        self.port = free_port()
+        text = (deploy / "mosquitto.conf").read_text(encoding="utf-8").replace(
+            "/mosquitto/", f"{root}/")
+        for shipped, port in ((1883, self.port), (1884, free_port())):
+            assert f"\nlistener {shipped}\n" in text
+            text = text.replace(f"\nlistener {shipped}\n", f"\nlistener {port} 127.0.0.1\n")
+        (config / "mosquitto.conf").write_text(text, encoding="utf-8")
+        self.passwords = {user: f"{user}-{secrets.token_hex(8)}" for user in ("ingest",
+                                                                             "simulator")}
+        passwords = config / "passwords"
+        for user, password in self.passwords.items():
+            subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if not passwords.exists()
+                                                         else []), str(passwords), user,
+                            password], check=True, capture_output=True, timeout=30)
+        if os.geteuid() == 0:  # Mosquitto drops root: its files must be its account's
+            account = pwd.getpwnam("mosquitto")
+            for path in (data, passwords):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self.command = ["mosquitto", "-c", str(config / "mosquitto.conf")]
+        self.log = root / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self, user: str) -> str:
+        return f"mqtt://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=log)
+        process = self._process
+        try:
+            wait_for(lambda: tcp_answers("127.0.0.1", self.port) or process.poll() is not None,
+                     timeout=15, interval=0.02)
+            assert process.poll() is None, self.log.read_text(errors="replace")[-2000:]
+        except AssertionError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+        if self._process is not None:
+            self._process.wait(30)
+        self._process = None
+
+
+@pytest.fixture
+def production_broker(server_root: Path) -> Iterator[ProductionBroker]:
+    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
+        pytest.fail("needs mosquitto and mosquitto_passwd (Debian: package mosquitto)")
+    broker = ProductionBroker(server_root / "production")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_the_production_broker_restarted_mid_load_loses_nothing(
+        spawn: Spawn, settings: Settings, big_city: City, db_url: str, tmp_path: Path,
+        production_broker: ProductionBroker, publishers: list[Publisher]) -> None:
+    """docker-compose.yml's Mosquitto (auth, ACL, persistence with autosave) restarted while
+    ingest runs and sensors publish: the messages published while it was down (held by the
+    publisher's client) and those queued for ingest's session when it stopped arrive once
+    after the reconnection. What it takes: a clean stop (Mosquitto saves its sessions), and a
+    publisher that sends again what arrived before ingest had subscribed again (PUBACK 0x10:
+    Mosquitto does not persist shared subscriptions; docs/operations.md §3)."""
+    city_file = str(tmp_path / f"{big_city.id}.toml")
+    ingest_settings = settings.model_copy(update={
+        "MQTT_URL": production_broker.url("ingest"), "CITY": city_file,
+        "INGEST_CLIENT_ID": f"ingest-{big_city.id}"})
+    sensors = settings.model_copy(update={"MQTT_URL": production_broker.url("simulator"),
+                                          "CITY": city_file})
+    ingest = start_ingest(spawn, ingest_settings)
+    publisher = load(publishers, sensors, big_city, count=6000, rate=1000)
+    wait_for(lambda: publisher.sent >= 1500 and bay_rows(db_url) >= 500, timeout=30,
+             interval=0.02)
+    production_broker.stop()
+    sent_at_stop = publisher.sent
+    time.sleep(2.0)  # the sensors go on publishing into their client's queue
+    published_while_down = publisher.sent - sent_at_stop
+    assert published_while_down > 0, "nothing published while the broker was down"
+    assert not publisher.done.is_set(), "the load ended before the broker came back"
+    production_broker.start()
+    publisher.join(90)
+    assert_exactly_once(db_url, publisher)
+    logger.info("production broker down at %d sent, %d published while it was down; %d PUBACKs"
+                " 'no matching subscribers' (published again)", sent_at_stop,
+                published_while_down, publisher.no_subscribers)
+    assert ingest.returncode is None
+    assert ingest.log.read_text().count("connected to MQTT") >= 2

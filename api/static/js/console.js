@@ -32,6 +32,14 @@ async function call(path, { method = 'GET', body } = {}) {
   return response;
 }
 
+// Whether the console refused a write: its problem is shown in the element ``errorId`` (on a
+// 401 the login is shown instead).
+async function refused(response, errorId) {
+  if (response.ok) return false;
+  if (response.status !== 401) $(errorId).textContent = await problemText(response);
+  return true;
+}
+
 function showLogin() {
   session = null;
   $('login').hidden = false;
@@ -80,9 +88,12 @@ function showConsole() {
 // -- alarms -------------------------------------------------------------------------------------
 
 function cell(text) {
-  const element = document.createElement('td');
-  element.textContent = text;
-  return element;
+  return element('td', { textContent: text });
+}
+
+// The cell that names its row (a lot, a sign, an event) for screen readers.
+function rowHeader(text) {
+  return element('th', { scope: 'row', textContent: text });
 }
 
 function targetName(target) {
@@ -136,27 +147,13 @@ function alarmRow(alarm) {
 }
 
 function ackForm(alarm, kind, target) {
-  const form = document.createElement('form');
-  form.className = 'alarm-action';
-  const id = `comment-${alarm.id}`;
-  const label = document.createElement('label');
-  label.htmlFor = id;
-  label.className = 'visually-hidden';
-  label.textContent = t('console.alarm.comment.label', { kind, target });
-  const input = document.createElement('input');
-  input.id = id;
-  input.name = 'comment';
-  input.maxLength = 500;
-  input.placeholder = t('console.alarm.comment');
-  const button = document.createElement('button');
-  button.type = 'submit';
-  button.textContent = t('console.alarm.ackButton');
-  button.setAttribute('aria-label', t('console.alarm.ackButton.label', { kind, target }));
-  form.append(label, input, button);
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    acknowledge(alarm, input).catch((error) => { $('alarm-error').textContent = String(error); });
-  });
+  const form = element('form', { className: 'alarm-action' });
+  const input = element('input', { name: 'comment', maxLength: 500,
+    placeholder: t('console.alarm.comment') });
+  labelled(form, `comment-${alarm.id}`, t('console.alarm.comment.label', { kind, target }), input);
+  form.append(actionButton('submit', t('console.alarm.ackButton'),
+    t('console.alarm.ackButton.label', { kind, target })));
+  onSubmit(form, 'alarm-error', () => acknowledge(alarm, input));
   return form;
 }
 
@@ -169,10 +166,7 @@ async function acknowledge(alarm, input) {
     return;
   }
   const response = await call(`alarms/${alarm.id}/ack`, { method: 'POST', body: { comment } });
-  if (!response.ok) {
-    if (response.status !== 401) $('alarm-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'alarm-error')) return;
   $('alarms-h').focus();
   await loadAlarms();
   loadAudit();
@@ -187,15 +181,10 @@ function renderLots(lots) {
   const rows = lots.map((lot) => {
     const row = document.createElement('tr');
     row.dataset.lot = lot.id;
-    const name = document.createElement('th');
-    name.scope = 'row';
-    name.textContent = lot.name;
+    const name = rowHeader(lot.name);
     const status = document.createElement('td');
-    const badge = document.createElement('span');
-    badge.className = 'badge';
-    status.append(badge);
-    const free = document.createElement('td');
-    free.className = 'free';
+    status.append(element('span', { className: 'badge' }));
+    const free = element('td', { className: 'free' });
     const action = document.createElement('td');
     if (session && session.role !== 'planner') {
       action.append(actionForm(lot));
@@ -210,90 +199,72 @@ function renderLots(lots) {
 }
 
 function actionForm(lot) {
-  const form = document.createElement('form');
-  form.className = 'lot-action';
-  const id = `reason-${lot.id}`;
-  const label = document.createElement('label');
-  label.htmlFor = id;
-  label.className = 'visually-hidden';
-  const input = document.createElement('input');
-  input.id = id;
-  input.name = 'reason';
-  input.maxLength = 500;
-  const button = document.createElement('button');
-  button.type = 'submit';
-  form.append(label, input, button);
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    act(lot.id, form).catch((error) => { $('action-error').textContent = String(error); });
-  });
+  const form = element('form', { className: 'lot-action' });
+  // The label's and the button's texts follow the lot's status (fillRow).
+  labelled(form, `reason-${lot.id}`, '', element('input', { name: 'reason', maxLength: 500 }));
+  form.append(element('button', { type: 'submit' }));
+  onSubmit(form, 'action-error', () => act(lot.id, form));
   return form;
 }
 
+// A new ``tag`` element with the properties ``props`` (name, type, maxLength, …).
+function element(tag, props = {}) {
+  return Object.assign(document.createElement(tag), props);
+}
+
+// ``field`` in ``form`` with the id ``id``, after its label (for screen readers only).
 function labelled(form, id, text, field) {
-  const label = document.createElement('label');
-  label.htmlFor = id;
-  label.className = 'visually-hidden';
-  label.textContent = text;
+  const label = element('label', { htmlFor: id, className: 'visually-hidden', textContent: text });
   field.id = id;
   form.append(label, field);
 }
 
-function countForm(lot) {
-  const form = document.createElement('form');
-  form.className = 'count-action';
-  const occupied = document.createElement('input');
-  occupied.type = 'number';
-  occupied.name = 'occupied';
-  occupied.min = '0';
-  occupied.placeholder = t('console.count.placeholder');
-  labelled(form, `count-${lot.id}`, t('console.count.occupied', { name: lot.name }), occupied);
-  const reason = document.createElement('input');
-  reason.name = 'reason';
-  reason.maxLength = 500;
-  reason.placeholder = t('console.reason');
-  labelled(form, `count-reason-${lot.id}`, t('console.count.reason', { name: lot.name }), reason);
-  const button = document.createElement('button');
-  button.type = 'submit';
-  button.textContent = t('console.count');
-  button.setAttribute('aria-label', t('console.count.label', { name: lot.name }));
-  form.append(button);
+// A button with its text and the label that tells a screen reader what it acts on.
+function actionButton(type, text, label) {
+  const button = element('button', { type, textContent: text });
+  button.setAttribute('aria-label', label);
+  return button;
+}
+
+// The reason for an operator's action (the audit keeps it), labelled in ``form``.
+function reasonField(form, id, text) {
+  const reason = element('input', { name: 'reason', maxLength: 500, placeholder: t('console.reason') });
+  labelled(form, id, text, reason);
+  return reason;
+}
+
+// Submitting ``form`` runs ``action`` in the page; its failure is shown in ``errorId``.
+function onSubmit(form, errorId, action) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    correctCount(lot.id, occupied, reason).catch((error) => {
-      $('action-error').textContent = String(error);
-    });
+    action().catch((error) => { $(errorId).textContent = String(error); });
   });
+}
+
+function countForm(lot) {
+  const form = element('form', { className: 'count-action' });
+  const occupied = element('input', { type: 'number', name: 'occupied', min: '0',
+    placeholder: t('console.count.placeholder') });
+  labelled(form, `count-${lot.id}`, t('console.count.occupied', { name: lot.name }), occupied);
+  const reason = reasonField(form, `count-reason-${lot.id}`,
+    t('console.count.reason', { name: lot.name }));
+  form.append(actionButton('submit', t('console.count'),
+    t('console.count.label', { name: lot.name })));
+  onSubmit(form, 'action-error', () => correctCount(lot.id, occupied, reason));
   return form;
 }
 
 function capacityForm(lot) {
-  const form = document.createElement('form');
-  form.className = 'count-action capacity-action';
-  const capacity = document.createElement('input');
-  capacity.type = 'number';
-  capacity.name = 'capacity';
-  capacity.min = '0';
-  capacity.placeholder = t('console.capacity.placeholder');
+  const form = element('form', { className: 'count-action capacity-action' });
+  const capacity = element('input', { type: 'number', name: 'capacity', min: '0',
+    placeholder: t('console.capacity.placeholder') });
   labelled(form, `capacity-${lot.id}`, t('console.capacity.spaces', { name: lot.name }), capacity);
-  const until = document.createElement('input');
-  until.type = 'datetime-local';
-  until.name = 'until';
-  labelled(form, `capacity-until-${lot.id}`, t('console.capacity.until', { name: lot.name }), until);
-  const reason = document.createElement('input');
-  reason.name = 'reason';
-  reason.maxLength = 500;
-  reason.placeholder = t('console.reason');
-  labelled(form, `capacity-reason-${lot.id}`, t('console.capacity.reason', { name: lot.name }), reason);
-  const button = document.createElement('button');
-  button.type = 'submit';
-  button.textContent = t('console.capacity');
-  button.setAttribute('aria-label', t('console.capacity.label', { name: lot.name }));
-  form.append(button);
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    limitCapacity(lot.id, form).catch((error) => { $('action-error').textContent = String(error); });
-  });
+  labelled(form, `capacity-until-${lot.id}`, t('console.capacity.until', { name: lot.name }),
+    element('input', { type: 'datetime-local', name: 'until' }));
+  reasonField(form, `capacity-reason-${lot.id}`, t('console.capacity.reason', { name: lot.name }));
+  form.append(actionButton('submit', t('console.capacity'),
+    t('console.capacity.label', { name: lot.name })));
+  onSubmit(form, 'action-error', () => limitCapacity(lot.id, form));
   return form;
 }
 
@@ -307,10 +278,7 @@ async function limitCapacity(lotId, form) {
   const response = await call(`lots/${encodeURIComponent(lotId)}/capacity`, { method: 'POST',
     body: { capacity: Number(capacity.value), until: new Date(until.value).toISOString(),
       reason: reason.value.trim() } });
-  if (!response.ok) {
-    if (response.status !== 401) $('action-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'action-error')) return;
   const result = await response.json();
   for (const input of [capacity, until, reason]) input.value = '';
   feed.apply({ id: result.lot_id, capacity: result.capacity, free: result.free,
@@ -328,10 +296,7 @@ async function correctCount(lotId, occupiedInput, reasonInput) {
   }
   const response = await call(`lots/${encodeURIComponent(lotId)}/count`,
     { method: 'POST', body: { occupied: Number(occupiedInput.value), reason } });
-  if (!response.ok) {
-    if (response.status !== 401) $('action-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'action-error')) return;
   const result = await response.json();
   occupiedInput.value = '';
   reasonInput.value = '';
@@ -359,45 +324,23 @@ function linesList(lines, empty) {
 }
 
 function signForm(sign) {
-  const form = document.createElement('form');
-  form.className = 'sign-action';
-  const mode = document.createElement('select');
-  mode.name = 'mode';
-  for (const value of MODES) {
-    const option = document.createElement('option');
-    option.value = value;
-    option.textContent = t(`mode.${value}`);
-    mode.append(option);
-  }
+  const form = element('form', { className: 'sign-action' });
+  const mode = element('select', { name: 'mode' });
+  mode.append(...MODES.map((value) => element('option', { value, textContent: t(`mode.${value}`) })));
   mode.value = sign.mode;
   labelled(form, `mode-${sign.sign_id}`, t('console.sign.mode', { name: sign.name }), mode);
-  const text = document.createElement('textarea');
-  text.name = 'text';
-  text.rows = 2;
-  text.maxLength = 1000;
+  const text = element('textarea', { name: 'text', rows: 2, maxLength: 1000 });
   labelled(form, `text-${sign.sign_id}`, t('console.sign.text', { name: sign.name }), text);
-  const until = document.createElement('input');
-  until.type = 'datetime-local';
-  until.name = 'until';
-  labelled(form, `until-${sign.sign_id}`, t('console.sign.end', { name: sign.name }), until);
-  const reason = document.createElement('input');
-  reason.name = 'reason';
-  reason.maxLength = 500;
-  reason.placeholder = t('console.reason');
-  labelled(form, `sign-reason-${sign.sign_id}`, t('console.sign.reason', { name: sign.name }), reason);
+  labelled(form, `until-${sign.sign_id}`, t('console.sign.end', { name: sign.name }),
+    element('input', { type: 'datetime-local', name: 'until' }));
+  reasonField(form, `sign-reason-${sign.sign_id}`, t('console.sign.reason', { name: sign.name }));
   for (const label of form.querySelectorAll('label')) label.classList.remove('visually-hidden');
-  const button = document.createElement('button');
-  button.type = 'submit';
-  button.textContent = t('console.sign.apply');
-  button.setAttribute('aria-label', t('console.sign.apply.label', { name: sign.name }));
-  form.append(button);
+  form.append(actionButton('submit', t('console.sign.apply'),
+    t('console.sign.apply.label', { name: sign.name })));
   const showText = () => { text.hidden = mode.value !== 'text'; text.previousSibling.hidden = text.hidden; };
   mode.addEventListener('change', showText);
   showText();
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    applyMode(sign.sign_id, form).catch((error) => { $('sign-error').textContent = String(error); });
-  });
+  onSubmit(form, 'sign-error', () => applyMode(sign.sign_id, form));
   return form;
 }
 
@@ -421,9 +364,7 @@ async function loadSigns(rebuild) {
     rows.replaceChildren(...signs.map((sign) => {
       const row = document.createElement('tr');
       row.dataset.sign = sign.sign_id;
-      const name = document.createElement('th');
-      name.scope = 'row';
-      name.textContent = sign.name;
+      const name = rowHeader(sign.name);
       const action = document.createElement('td');
       if (session && session.role !== 'planner') action.append(signForm(sign));
       row.append(name, document.createElement('td'), document.createElement('td'),
@@ -451,10 +392,7 @@ async function applyMode(signId, form) {
     body.until = new Date(form.elements.until.value).toISOString();
   }
   const response = await call(`signs/${encodeURIComponent(signId)}/mode`, { method: 'PUT', body });
-  if (!response.ok) {
-    if (response.status !== 401) $('sign-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'sign-error')) return;
   const sign = await response.json();
   form.elements.reason.value = '';
   const row = [...$('sign-rows').rows].find((candidate) => candidate.dataset.sign === signId);
@@ -503,10 +441,7 @@ async function act(lotId, form) {
   }
   const response = await call(`lots/${encodeURIComponent(lotId)}/${closing ? 'close' : 'open'}`,
     { method: 'POST', body: closing ? { reason } : undefined });
-  if (!response.ok) {
-    if (response.status !== 401) $('action-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'action-error')) return;
   const result = await response.json();
   input.value = '';
   feed.apply({ id: result.lot_id, status: result.status });
@@ -559,9 +494,7 @@ function lotName(id) {
 function eventRow(event) {
   const row = document.createElement('tr');
   row.dataset.event = event.id ?? `config:${event.name}`;
-  const name = document.createElement('th');
-  name.scope = 'row';
-  name.textContent = event.name;
+  const name = rowHeader(event.name);
   const when = cell(`${formatTime(event.starts, true)} – ${formatTime(event.ends, true)}`
     + (event.on ? ` (${t('console.event.on')})` : ''));
   const effect = document.createElement('td');
@@ -583,10 +516,8 @@ function eventRow(event) {
   const source = cell(t(`console.event.source.${event.source}`));
   const action = document.createElement('td');
   if (event.source === 'console') {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.textContent = t('console.event.delete');
-    button.setAttribute('aria-label', t('console.event.delete.label', { name: event.name }));
+    const button = actionButton('button', t('console.event.delete'),
+      t('console.event.delete.label', { name: event.name }));
     button.addEventListener('click', () => {
       deleteEvent(event).catch((error) => { $('event-error').textContent = String(error); });
     });
@@ -622,10 +553,7 @@ async function addEvent() {
     if (EVENT_FIELDS[select.value]) body[EVENT_FIELDS[select.value]].push(select.dataset.lot);
   }
   const response = await call('events', { method: 'POST', body });
-  if (!response.ok) {
-    if (response.status !== 401) $('event-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'event-error')) return;
   form.elements.name.value = '';
   starts.value = '';
   ends.value = '';
@@ -638,10 +566,7 @@ async function addEvent() {
 async function deleteEvent(event) {
   $('event-error').textContent = '';
   const response = await call(`events/${event.id}`, { method: 'DELETE' });
-  if (!response.ok) {
-    if (response.status !== 401) $('event-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'event-error')) return;
   $('announce').textContent = t('console.event.deleted', { name: event.name });
   $('events-h').focus();
   await loadEvents();
@@ -681,10 +606,8 @@ async function loadPeople() {
     row.dataset.person = person.name;
     const action = document.createElement('td');
     if (!person.disabled && person.name !== session.user) {
-      const button = document.createElement('button');
-      button.type = 'button';
-      button.textContent = t('console.person.disable');
-      button.setAttribute('aria-label', t('console.person.disable.label', { name: person.name }));
+      const button = actionButton('button', t('console.person.disable'),
+        t('console.person.disable.label', { name: person.name }));
       button.addEventListener('click', () => disablePerson(person.name));
       action.append(button);
     }
@@ -713,10 +636,7 @@ $('person-form').addEventListener('submit', async (event) => {
     password: $('person-password').value };
   const response = await call('users', { method: 'POST', body });
   $('person-password').value = '';
-  if (!response.ok) {
-    if (response.status !== 401) $('people-error').textContent = await problemText(response);
-    return;
-  }
+  if (await refused(response, 'people-error')) return;
   $('person-name').value = '';
   $('announce').textContent = t('console.person.added', { name: body.name });
   loadPeople();
