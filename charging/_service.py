@@ -40,7 +40,7 @@ from websockets.typing import Subprotocol
 from charging._central import SUBPROTOCOLS, StationLink, central_for
 from charging._credentials import Credentials, parse_basic
 from core.channels import charger_state_topic
-from core.charging import EvseReading, EvseState, store_readings_async
+from core.charging import EvseReading, EvseState, EvseStatus, store_readings_async
 from core.city import ChargingStation, City
 from core.db import queries
 from core.mqtt import ServiceStatus, mqtt_client
@@ -92,6 +92,11 @@ class OcppService(Lifecycle):
             station.id: (city, station) for city in cities for station in city.chargers
             if station.protocol == "ocpp"}
         self.links: dict[str, ServerConnection] = {}  # station id -> its newest connection
+        # Since when each station without a link has had none (monotonic, and the clock's
+        # time: its points are UNKNOWN from then, once OCPP_STALE_AFTER_S has passed), and
+        # the stations whose points are UNKNOWN already.
+        self._unlinked: dict[str, tuple[float, datetime]] = {}
+        self._marked_unknown: set[str] = set()
         self.listening = asyncio.Event()
         self._q = queries("charging")
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -153,7 +158,16 @@ class OcppService(Lifecycle):
                             "stations of %s", scheme, settings.OCPP_HOST, self.bound_port,
                             len(self.stations), ", ".join(city.id for city in self.cities))
                 self.listening.set()
-                await self._stop_event.wait()
+                started = (asyncio.get_running_loop().time(), self.clock.now())
+                self._unlinked = dict.fromkeys(self.stations, started)  # none linked yet
+                stale = asyncio.create_task(self._stale_loop(), name="ocpp-stale")
+                await asyncio.wait([stale, asyncio.create_task(self._stop_event.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if stale.done():
+                    error = None if stale.cancelled() else stale.exception()
+                    logger.error("task ocpp-stale ended unexpectedly: %r", error)
+                    self.exit_code = 1
+                stale.cancel()
                 # Going away: the calls under way are answered first, each handler ends
                 # after its current message.
                 server.close(close_connections=True)
@@ -206,6 +220,8 @@ class OcppService(Lifecycle):
         city, station = self.stations[station_id]
         older = self.links.get(station_id)
         self.links[station_id] = connection
+        self._unlinked.pop(station_id, None)
+        self._marked_unknown.discard(station_id)
         if older is not None:
             logger.info("%s connected again; closing its older connection", station_id)
             await older.close(1000, "replaced by a newer connection")
@@ -221,6 +237,38 @@ class OcppService(Lifecycle):
         finally:
             if self.links.get(station_id) is connection:
                 del self.links[station_id]
+                self._unlinked[station_id] = (asyncio.get_running_loop().time(),
+                                              self.clock.now())
+
+    # -- stale stations -----------------------------------------------------------------------
+
+    async def _stale_loop(self) -> None:
+        """Every few seconds: the points of each station without a link for
+        ``OCPP_STALE_AFTER_S`` become UNKNOWN, once (a database error: tried again).
+
+        The reading's time is when the link was lost (or this service started): unknown from
+        then, and older than what the station sends once it is back, even with a clock that
+        runs somewhat behind."""
+        limit = self.settings.OCPP_STALE_AFTER_S
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(30.0, limit / 4))
+            now = loop.time()
+            stale = [(station_id, at) for station_id, (since, at) in self._unlinked.items()
+                     if now - since >= limit and station_id not in self._marked_unknown]
+            for station_id, at in stale:
+                city, station = self.stations[station_id]
+                try:
+                    await self.store(city, [EvseReading(evse.evse_id, EvseStatus.UNKNOWN, at,
+                                                        "ocpp") for evse in station.evses])
+                except (psycopg.Error, PoolTimeout) as exc:
+                    logger.warning("cannot mark %s's points unknown (%s)", station_id,
+                                   type(exc).__name__)
+                    continue
+                if station_id in self._unlinked:  # not reconnected meanwhile
+                    self._marked_unknown.add(station_id)
+                    logger.warning("%s has had no link for %.0f s: its points are unknown",
+                                   station_id, now - self._unlinked[station_id][0])
 
     # -- what the stations' connections use (charging._central.Hub) ---------------------------
 

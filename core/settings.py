@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     OCPP_TLS_CERT_FILE: Path | None = None
     OCPP_TLS_KEY_FILE: Path | None = None
     OCPP_HEARTBEAT_S: Annotated[int, Field(ge=10, le=86_400)] = 300
+    # A station without a link for this long has its points set UNKNOWN (stale is not free);
+    # its statuses after it reconnects and boots set them again.
+    OCPP_STALE_AFTER_S: Annotated[float, Field(gt=0)] = 900.0
     # ``parkleit simulate chargers``: the central system's URL (empty: ws://OCPP_HOST:OCPP_PORT
     # /ocpp) and the simulated stations' passwords, ``charge_point_id:password`` lines (what
     # each charge point keeps itself).

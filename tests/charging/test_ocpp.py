@@ -409,3 +409,29 @@ async def test_over_tls_security_profile_2(ocpp_settings: Settings, ocpp_city: C
         stop.set()
         report = await asyncio.wait_for(running, 15)
         assert report.connects == 2 and report.failed_connects == report.refused == 0
+
+
+@synchronous
+async def test_a_station_without_a_link_has_its_points_unknown(
+        ocpp_settings: Settings, ocpp_city: City, db_url: str) -> None:
+    """Stale is not free: a station that never came or lost its link has its points UNKNOWN
+    after OCPP_STALE_AFTER_S (since it was last heard of); once back its statuses count."""
+    settings = ocpp_settings.model_copy(update={"OCPP_STALE_AFTER_S": 1.0})
+    first, second = evse_id(ocpp_city.id, 1, 1), evse_id(ocpp_city.id, 2, 1)
+
+    def states() -> dict[str, str]:
+        return dict(rows(db_url, "SELECT evse_id, status FROM evse_state"))
+
+    async with central(settings, ocpp_city) as (_, url):
+        async with station(url, f"{ocpp_city.id}-ocpp-1", "1.6") as client:
+            await status(client, "1.6", 1, "Charging")
+            await waited(lambda: states().get(second) == "UNKNOWN", 5)  # ocpp-2 never came
+            assert states()[first] == "CHARGING"  # linked: its own word stands
+        lost = utc_now()
+        await waited(lambda: states().get(first) == "UNKNOWN", 5)
+        async with station(url, f"{ocpp_city.id}-ocpp-1", "1.6") as client:
+            await status(client, "1.6", 1, "Available")
+        assert states()[first] == "AVAILABLE"
+    [(since,)] = rows(db_url, "SELECT time FROM evse_status WHERE evse_id = %s AND "
+                      "status = 'UNKNOWN'", first)
+    assert abs((since - lost).total_seconds()) < 0.5  # unknown since the link was lost
