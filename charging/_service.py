@@ -161,13 +161,15 @@ class OcppService(Lifecycle):
                 started = (asyncio.get_running_loop().time(), self.clock.now())
                 self._unlinked = dict.fromkeys(self.stations, started)  # none linked yet
                 stale = asyncio.create_task(self._stale_loop(), name="ocpp-stale")
-                await asyncio.wait([stale, asyncio.create_task(self._stop_event.wait())],
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if stale.done():
+                stopping = asyncio.create_task(self._stop_event.wait(), name="ocpp-stop")
+                await asyncio.wait([stale, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if stale.done():  # it never ends by itself: a bug, not a stop
                     error = None if stale.cancelled() else stale.exception()
                     logger.error("task ocpp-stale ended unexpectedly: %r", error)
                     self.exit_code = 1
-                stale.cancel()
+                for task in (stale, stopping):
+                    task.cancel()
+                await asyncio.gather(stale, stopping, return_exceptions=True)
                 # Going away: the calls under way are answered first, each handler ends
                 # after its current message.
                 server.close(close_connections=True)
