@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 from pathlib import Path
 
 from core.runtime import serve
@@ -60,6 +62,7 @@ def _ocpp(args: argparse.Namespace) -> int:
                        ", ".join(city.id for city in configs))
     require_database(config.DATABASE_URL)
     require_broker(config)
+    _require_free(config.OCPP_HOST, config.OCPP_PORT)
     try:
         service = OcppService(config, list(configs))
     except CredentialError as exc:
@@ -82,3 +85,13 @@ def _add_station(args: argparse.Namespace) -> int:
     logger.info("station %s added to %s; the line above is the only copy of its password",
                 args.station, path)
     return 0
+
+
+def _require_free(host: str, port: int) -> None:
+    """Exit 2 with a one-line reason if the central system could not listen there."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}") from None

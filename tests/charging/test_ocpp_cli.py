@@ -3,6 +3,7 @@ two processes talking real OCPP to each other."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -49,6 +50,20 @@ def test_bad_usage_exits_2_with_one_line(env: dict[str, str], args: list[str],
     assert result.returncode == 2, result.stderr
     assert reason in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_taken_port_exits_2(settings: Settings, tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = parkleit("ocpp", "--port", str(port), **service_env(
+            settings, PARKLEIT_OCPP_CREDENTIALS_FILE=str(credentials)))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"parkleit: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
 def test_add_station_prints_a_password_the_file_accepts(tmp_path: Path) -> None:
