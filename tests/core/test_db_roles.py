@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+from _citytoml import write_city
 from _helpers import ROOT, ServiceProcess, answers_ok, service_env, utc_now, wait_for
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
 from psycopg import sql
@@ -99,6 +100,12 @@ def _with_user(url: str, user: str, password: str) -> str:
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "parkleit", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def city_path(tmp_path: Path) -> Path:
+    """The test city with charging points: the AFIR publications have something to read."""
+    return write_city(tmp_path, f"t{secrets.token_hex(4)}", chargers=True)
 
 
 @pytest.fixture
@@ -301,7 +308,8 @@ def test_every_api_route_works_with_its_role(site: tuple[str, str], city: City,
                     "/v1/export.csv": ["?resolution=raw", "?resolution=1d"]}.get(path, [""])
         for query in variants:
             answers[concrete + query] = client.get(f"{concrete}{query}").status_code
-    assert answers and all(status == 200 for status in answers.values()), answers
+    assert answers and all(status == 200 for status in answers.values()), {
+        path: status for path, status in answers.items() if status != 200}
     with httpx.stream("GET", f"{url}/v1/stream", timeout=10) as stream:
         assert stream.status_code == 200
         assert any(line.startswith("data:") for line in _first_lines(stream.iter_lines(), 5))
