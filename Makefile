@@ -68,6 +68,7 @@ bench: setup
 	$(PY) -m benchmarks.forecast
 	$(PY) -m benchmarks.signage
 	$(PY) -m benchmarks.api
+	$(PY) -m benchmarks.ocpp
 	$(PY) -m benchmarks.soak
 	$(PY) -m benchmarks.failover
 

@@ -132,6 +132,26 @@ class Settings(BaseSettings):
     SIGNAGE_RETRY_MIN_S: Annotated[float, Field(gt=0)] = 1.0
     SIGNAGE_RETRY_MAX_S: Annotated[float, Field(gt=0)] = 60.0
     SIGNAGE_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9102
+    # ocpp: the central system (``parkleit ocpp``) listens on OCPP_HOST:OCPP_PORT, path
+    # /ocpp/{charge_point_id}. Stations log in with HTTP Basic (OCPP security profiles 1 and
+    # 2), checked against OCPP_CREDENTIALS_FILE (``charge_point_id:scrypt$...`` lines,
+    # ``parkleit ocpp add-station``); with OCPP_TLS_CERT_FILE and OCPP_TLS_KEY_FILE it speaks
+    # wss (profile 2), else ws (profile 1: inside a trusted network only). A station is told
+    # at boot to send a heartbeat every OCPP_HEARTBEAT_S.
+    OCPP_HOST: str = "127.0.0.1"
+    OCPP_PORT: Annotated[int, Field(ge=1, le=65_535)] = 9000
+    OCPP_CREDENTIALS_FILE: Path | None = None
+    OCPP_TLS_CERT_FILE: Path | None = None
+    OCPP_TLS_KEY_FILE: Path | None = None
+    OCPP_HEARTBEAT_S: Annotated[int, Field(ge=10, le=86_400)] = 300
+    # A station without a link for this long has its points set UNKNOWN (stale is not free);
+    # its statuses after it reconnects and boots set them again.
+    OCPP_STALE_AFTER_S: Annotated[float, Field(gt=0)] = 900.0
+    # ``parkleit simulate chargers``: the central system's URL (empty: ws://OCPP_HOST:OCPP_PORT
+    # /ocpp) and the simulated stations' passwords, ``charge_point_id:password`` lines (what
+    # each charge point keeps itself).
+    SIMULATE_OCPP_URL: str = ""
+    SIMULATE_OCPP_PASSWORDS_FILE: Path | None = None
     # web pages: a raster tile URL template ({z}/{x}/{y}, optional {s}) and its attribution.
     # Empty: no tiles, the lots drawn by their coordinates on a plain background (works
     # offline, and no visitor's browser is sent to a third party).
@@ -288,6 +308,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_ocpp_tls(self) -> Settings:
+        if (self.OCPP_TLS_CERT_FILE is None) != (self.OCPP_TLS_KEY_FILE is None):
+            raise ValueError("PARKLEIT_OCPP_TLS_CERT_FILE and PARKLEIT_OCPP_TLS_KEY_FILE go "
+                             "together (both: wss, neither: ws)")
+        return self
+
+    @model_validator(mode="after")
     def _check_lease(self) -> Settings:
         if self.LEADER_LEASE_S < 3 * self.LEADER_CHECK_S:
             raise ValueError("PARKLEIT_LEADER_LEASE_S must be at least 3 × PARKLEIT_LEADER_CHECK_S"
@@ -332,4 +359,5 @@ def get_settings() -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         reason = first["msg"].removeprefix("Value error, ")
-        raise SettingsError(f"PARKLEIT_{field}: {reason}") from None
+        # A check of several settings (a model validator) names them in its reason.
+        raise SettingsError(f"PARKLEIT_{field}: {reason}" if field else reason) from None

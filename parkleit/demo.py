@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -24,7 +25,7 @@ from parkleit.process import ParkleitProcess
 from signage import read_sign_states
 from simulators.history import backfill_history
 
-__all__ = ["API_HOST", "PAGES", "run_demo"]
+__all__ = ["API_HOST", "PAGES", "charging_children", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ POLL_S = 0.5  # children and, until the map is live, the API are looked at this 
 HISTORY_WEEKS = 3.0
 REPLAY = timedelta(minutes=10)
 STOP_TIMEOUT_S = 30.0
+# The simulated charging sessions run ten times as fast: a visitor sees points change within
+# minutes (an hour's session takes six).
+CHARGER_SPEED = 10.0
 
 
 def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, speed: float,
@@ -76,6 +80,7 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
             "PARKLEIT_CITIES": ",".join(city_refs), "PARKLEIT_CITY": city_refs[0]}
         api_url = f"http://{API_HOST}:{settings.API_PORT}"
         children = _children(settings, cities, city_refs, env, live_from, speed)
+        children += charging_children(settings, cities, city_refs, env)
         children.append(Child("api", ["api", "--host", API_HOST, "--port",
                                       str(settings.API_PORT)], env))
         processes: dict[Child, ParkleitProcess] = {}
@@ -124,6 +129,39 @@ def _children(settings: Settings, cities: Cities, city_refs: tuple[str, ...],
                              optional=True)),
         ]
     return children
+
+
+def charging_children(settings: Settings, cities: Cities, city_refs: tuple[str, ...],
+                      env: dict[str, str], data_dir: Path = DATA_DIR) -> list[Child]:
+    """One OCPP central system for every city, and per city its OCPP stations as simulated
+    charge points, with a new password each per demo (hashes for the one, the passwords for
+    the other, in ``data_dir``)."""
+    stations = [station.id for city in cities for station in city.chargers
+                if station.protocol == "ocpp"]
+    if not stations:
+        return []
+    from charging import hash_password
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    credentials, passwords = data_dir / "ocpp-credentials", data_dir / "ocpp-passwords"
+    secret = {station: secrets.token_urlsafe(24) for station in stations}
+    for path, lines in ((credentials, [f"{s}:{hash_password(p)}" for s, p in secret.items()]),
+                        (passwords, [f"{s}:{p}" for s, p in secret.items()])):
+        path.unlink(missing_ok=True)
+        path.touch(mode=0o600)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ocpp_env = env | {"PARKLEIT_OCPP_CREDENTIALS_FILE": str(credentials),
+                      "PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE": str(passwords),
+                      "PARKLEIT_OCPP_HOST": API_HOST,
+                      "PARKLEIT_OCPP_PORT": str(settings.OCPP_PORT)}
+    label = len(cities) > 1
+    # Optional: a port taken by something else costs the demo its live charger status only.
+    return [Child("ocpp", ["ocpp"], ocpp_env, optional=True), *(
+        Child(f"charger simulator{f' {city.id}' if label else ''}",
+              ["simulate", "chargers", "--city", ref, "--speed", str(CHARGER_SPEED)],
+              ocpp_env, optional=True)
+        for city, ref in zip(cities, city_refs, strict=True)
+        if any(station.protocol == "ocpp" for station in city.chargers))]
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from core.city import CityConfigError
 
-from . import db, forecast, services, simulate, users
+from . import db, forecast, ocpp, services, simulate, users
 from ._common import UsageError
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "failure, 2 bad usage or config (with a one-line reason).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (db, services, simulate, forecast, users):
+    for group in (db, services, ocpp, simulate, forecast, users):
         group.register(commands)
     return parser
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import threading
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -83,6 +85,25 @@ def register(commands: Commands) -> None:
     sim_signs.add_argument("--minute-s", type=float, default=60.0,
                            help="real seconds of one sign minute (the unit of the signs' "
                            "timers; default 60)")
+
+    chargers = command(sim_commands, "chargers", _chargers,
+                       help="run the city's OCPP stations as real charge points (1.6J and "
+                            "2.0.1) against `parkleit ocpp`: boot, heartbeats, statuses of a "
+                            "session model with faults, until SIGTERM")
+    chargers.add_argument("--ocpp-url", help="the central system, ws[s]://HOST:PORT/ocpp "
+                          "(default PARKLEIT_SIMULATE_OCPP_URL, else "
+                          "ws://PARKLEIT_OCPP_HOST:PARKLEIT_OCPP_PORT/ocpp)")
+    chargers.add_argument("--passwords", type=Path, help="charge_point_id:password lines "
+                          "(default PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE)")
+    chargers.add_argument("--speed", type=positive(float), default=1.0,
+                          help="simulated time per real time for sessions and faults "
+                          "(default 1)")
+    chargers.add_argument("--faults", choices=("on", "off"), default="on",
+                          help="stations going offline, faulted connectors, stuck in "
+                          "charging (default on)")
+    chargers.add_argument("--ca-file", type=Path, help="over wss, trust only this CA "
+                          "certificate (PEM; a self-signed central system's own certificate)")
+    chargers.add_argument("--seed", type=int, default=1)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -177,4 +198,38 @@ def _signs(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot serve the signs of {sign_city.id}: {exc}") from None
+    return 0
+
+
+def _chargers(args: argparse.Namespace) -> int:
+    from simulators.chargers import ChargerSimError, read_passwords, run_chargers
+
+    config = settings()
+    sim_city = city(args, config)
+    url = args.ocpp_url or config.SIMULATE_OCPP_URL or (
+        f"ws://{config.OCPP_HOST}:{config.OCPP_PORT}/ocpp")
+    if urlsplit(url).scheme not in ("ws", "wss") or not urlsplit(url).hostname:
+        raise UsageError(f"--ocpp-url {url}: not a ws:// or wss:// URL with a host")
+    if not args.speed > 0:
+        raise UsageError("--speed must be > 0")
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    path = args.passwords or config.SIMULATE_OCPP_PASSWORDS_FILE
+    try:
+        passwords = read_passwords(path) if path is not None else {}
+    except ChargerSimError as exc:
+        raise UsageError(str(exc)) from None
+
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per connection
+
+    async def run() -> None:
+        report = await run_chargers(sim_city, stop_event(), url=url, passwords=passwords,
+                                    clock=config.clock, speed=args.speed,
+                                    faults=args.faults == "on", seed=args.seed,
+                                    ca_file=args.ca_file)
+        logger.info("stopped: %d connects (%d failed, %d links lost), calls %s, %d refused, "
+                    "faults %s", report.connects, report.failed_connects, report.links_lost,
+                    dict(report.calls), report.refused, dict(report.faults) or "none")
+
+    asyncio.run(run())
     return 0

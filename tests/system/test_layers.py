@@ -1,6 +1,6 @@
 """The layers point down (docs/architecture.md).
 
-``core`` is the ground and imports no other part; the services (api, ingest, signage,
+``core`` is the ground and imports no other part; the services (api, ingest, signage, charging,
 forecasting, simulators) import core and each other's public names only, never the composition
 root (``parkleit``) or the benchmarks; nothing outside tests imports another part's private
 (``_``) module or name.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = frozenset({"api", "ingest", "signage", "forecasting", "simulators"})
+SERVICES = frozenset({"api", "ingest", "signage", "forecasting", "simulators", "charging"})
 PARTS = SERVICES | {"core", "parkleit", "benchmarks"}
 # What each layer may import of the project's parts (besides its own).
 ALLOWED: dict[str, frozenset[str]] = {
