@@ -98,36 +98,42 @@ async def _rows(conn: AsyncConnection[Any], name: str, city: City,
 _LOT, _HORIZON, _SIGN = ("city", "lot"), ("city", "lot", "horizon_min"), ("city", "sign")
 _ALARM = ("city", "kind", "severity")
 
-# Every gauge of ``_read`` by its key there: its name, help and labels. Every gauge carries the
-# city; lot, sign and forecast gauges name the lot or sign.
-_GAUGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "age": ("parkleit_lot_data_age_seconds",
-            "Seconds since the lot's newest reading (+Inf: none yet)", _LOT),
-    "limit": ("parkleit_lot_stale_after_seconds",
-              "The lot's staleness limit: older counts are shown as unknown", _LOT),
-    "closed": ("parkleit_lot_closed", "1 while the lot is closed (opening hours, operator)", _LOT),
-    "quality": ("parkleit_lot_quality", "The lot's data quality score (0-1)", _LOT),
-    "forecast_age": ("parkleit_forecast_age_seconds",
-                     "Seconds since the origin of the newest forecast run (+Inf: none)", ("city",)),
-    "model_age": ("parkleit_forecast_model_age_seconds",
-                  "Seconds since the newest model was trained", ("city",)),
-    "mae": ("parkleit_forecast_mae_spaces",
-            "Published rolling mean absolute error of the forecast, in spaces", _HORIZON),
-    "mae_ratio": ("parkleit_forecast_mae_ratio",
-                  "Published rolling mean absolute error as a share of capacity", _HORIZON),
-    "ack": ("parkleit_sign_ack_age_seconds",
-            "Seconds since the sign last confirmed its content (+Inf: never)", _SIGN),
-    "alarms": ("parkleit_alarms_open",
-               "Open alarms (raised, not cleared; acknowledged or not)", _ALARM),
-    "unacked": ("parkleit_alarms_unacknowledged", "Open alarms nobody has acknowledged yet",
-                _ALARM),
-}
-
-
 def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
-    """The gauges of ``_GAUGES``, by their keys, in ``registry``."""
-    return {key: Gauge(name, help_text, labels, registry=registry)
-            for key, (name, help_text, labels) in _GAUGES.items()}
+    """Every gauge of ``_read`` by its key there. Every gauge carries the city; lot, sign and
+    forecast gauges name the lot or sign."""
+    return {
+        "age": Gauge("parkleit_lot_data_age_seconds",
+                     "Seconds since the lot's newest reading (+Inf: none yet)", _LOT,
+                     registry=registry),
+        "limit": Gauge("parkleit_lot_stale_after_seconds",
+                       "The lot's staleness limit: older counts are shown as unknown", _LOT,
+                       registry=registry),
+        "closed": Gauge("parkleit_lot_closed",
+                        "1 while the lot is closed (opening hours, operator)", _LOT,
+                        registry=registry),
+        "quality": Gauge("parkleit_lot_quality", "The lot's data quality score (0-1)", _LOT,
+                         registry=registry),
+        "forecast_age": Gauge("parkleit_forecast_age_seconds",
+                              "Seconds since the origin of the newest forecast run (+Inf: none)",
+                              ("city",), registry=registry),
+        "model_age": Gauge("parkleit_forecast_model_age_seconds",
+                           "Seconds since the newest model was trained", ("city",),
+                           registry=registry),
+        "mae": Gauge("parkleit_forecast_mae_spaces",
+                     "Published rolling mean absolute error of the forecast, in spaces",
+                     _HORIZON, registry=registry),
+        "mae_ratio": Gauge("parkleit_forecast_mae_ratio",
+                           "Published rolling mean absolute error as a share of capacity",
+                           _HORIZON, registry=registry),
+        "ack": Gauge("parkleit_sign_ack_age_seconds",
+                     "Seconds since the sign last confirmed its content (+Inf: never)", _SIGN,
+                     registry=registry),
+        "alarms": Gauge("parkleit_alarms_open",
+                        "Open alarms (raised, not cleared; acknowledged or not)", _ALARM,
+                        registry=registry),
+        "unacked": Gauge("parkleit_alarms_unacknowledged",
+                         "Open alarms nobody has acknowledged yet", _ALARM, registry=registry),
+    }
 
 
 async def _read(conn: AsyncConnection[Any], cities: Iterable[City], now: datetime) -> bytes:
