@@ -156,11 +156,12 @@ class IngestService(Lifecycle):
         """Connect, ingest until stopped, drain, disconnect. Returns the exit code."""
         pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2,
                          name="ingest", configure=prepare_connection)
-        metrics_server = None
-        leadership = self.leadership.start_thread(self._stop)
+        metrics_server = leadership = None
         try:
             with pool.connection() as conn:
                 sync_registry(conn, self.city)
+            # After the registry check: a config that stops the start takes nothing first.
+            leadership = self.leadership.start_thread(self._stop)
             if self.settings.INGEST_METRICS_PORT:
                 metrics_server, _ = start_http_server(
                     self.settings.INGEST_METRICS_PORT, registry=self.metrics.registry)
@@ -170,7 +171,8 @@ class IngestService(Lifecycle):
         finally:
             self._stop.set()
             self._disconnect()
-            leadership.join(10)
+            if leadership is not None:
+                leadership.join(10)
             pool.close(timeout=2)
             if self.webhook is not None:
                 self.webhook.close()
