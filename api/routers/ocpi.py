@@ -21,6 +21,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api._http import problem_responses
 from api.deps import CitiesDep, Conn, Now, SettingsDep
 from core.charging import EvseReading, store_readings_async
 from core.city import Cities, City, OcpiPeer
@@ -57,6 +58,7 @@ router = APIRouter(prefix="/ocpi/2.2.1/locations", tags=["ocpi"], responses={
     400: {**_ENVELOPE, "description": "Not an OCPI Location or EVSE (status_code 2001)."},
     401: {**_ENVELOPE, "description": "No valid OCPI token (status_code 2000)."},
     404: {**_ENVELOPE, "description": "Not a location or EVSE of this peer (status_code 2003)."},
+    **problem_responses(422),
 })
 
 CountryCode = Annotated[str, Path(description="The peer's ISO 3166-1 alpha-2 country code.",
