@@ -18,6 +18,7 @@ from core.city import City, load_city
 from core.ocpi import authorization
 from core.registry import sync_registry
 from core.settings import Settings
+from ingest import evaluate_alarms
 from ocpi import OcpiService, PeerPull
 from simulators.ocpi import OcpiSimulator, ServerThread
 from tests._helpers import Watcher, synchronous, waited
@@ -151,6 +152,12 @@ async def test_down_or_garbage_is_unknown_after_the_staleness_limit(
                             ).fetchone() == (2,)
         topic = charger_state_topic(city_id, first)
         await waited(lambda: (watcher.last(topic) or {}).get("status") == "UNKNOWN", 10)
+        # The console's alarm: the charger data source is silent, one per point.
+        evaluate_alarms(conn, city_id, at)
+        raised = conn.execute("SELECT target, since FROM alarms WHERE kind = "
+                              "'charger_source_silent' AND cleared_at IS NULL ORDER BY target"
+                              ).fetchall()
+        assert raised == [(first, at), (second, at)]
         if mode == "gone":
             return
         # Back: what they say holds from now on, though their last_updated is older.
@@ -159,6 +166,9 @@ async def test_down_or_garbage_is_unknown_after_the_staleness_limit(
         back = T0 + timedelta(seconds=120)
         assert _states(conn) == {first: ("AVAILABLE", back, "ocpi"),
                                  second: ("AVAILABLE", back, "ocpi")}
+        evaluate_alarms(conn, city_id, back)
+        assert conn.execute("SELECT count(*) FROM alarms WHERE kind = 'charger_source_silent' "
+                            "AND cleared_at IS NULL").fetchone() == (0,)
     finally:
         await service.close()
 
