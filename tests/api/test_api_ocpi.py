@@ -17,8 +17,8 @@ from core.city import City
 from core.ocpi import authorization
 from core.registry import sync_registry
 from core.settings import Settings
-from tests._citytoml import evse_id
-from tests.ocpi_peer._peer import PUSH_TOKEN_ENV, peer_points, write_peer_city
+from _citytoml import evse_id
+from _ocpipeer import PUSH_TOKEN_ENV, peer_points, write_peer_city
 
 PUSH_TOKEN = "their-push-token-" + "y" * 10
 LAST = "2026-05-04T09:30:00Z"
@@ -38,7 +38,7 @@ def client(settings: Settings, city: City, conn: psycopg.Connection[Any],
         yield client
 
 
-def _state(conn: psycopg.Connection[Any], evse: str) -> tuple[Any, ...] | None:
+def _state(conn: psycopg.Connection[Any], evse: str) -> Any:
     return conn.execute("SELECT status, updated, source FROM evse_state WHERE evse_id = %s",
                         (evse,)).fetchone()
 

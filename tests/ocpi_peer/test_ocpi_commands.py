@@ -16,8 +16,8 @@ import psycopg
 from core.city import load_city
 from core.registry import sync_registry
 from core.settings import Settings
-from tests._helpers import ServiceProcess, service_env, wait_for
-from tests.ocpi_peer._peer import TOKEN_ENV, peer_points, write_peer_city
+from _helpers import ServiceProcess, service_env, wait_for
+from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
 
 
 def _free_port() -> int:

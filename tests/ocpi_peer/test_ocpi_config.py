@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.city import CityConfigError, load_city
-from tests.ocpi_peer._peer import OPERATOR, peer_points, write_peer_city
+from _ocpipeer import OPERATOR, peer_points, write_peer_city
 
 
 def _with(tmp_path: Path, old: str, new: str) -> Path:

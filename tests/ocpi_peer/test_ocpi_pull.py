@@ -21,8 +21,8 @@ from core.settings import Settings
 from ingest import evaluate_alarms
 from ocpi import OcpiService, PeerPull
 from simulators.ocpi import OcpiSimulator, ServerThread
-from tests._helpers import Watcher, synchronous, waited
-from tests.ocpi_peer._peer import peer_points, write_peer_city
+from _helpers import Watcher, synchronous, waited
+from _ocpipeer import peer_points, write_peer_city
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 TOKEN = "a-token-of-the-peer-" + "x" * 12

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests._citytoml import city_toml, evse_id
+from _citytoml import city_toml, evse_id
 
 OPERATOR = "Stadtwerke Test"
 TOKEN_ENV = "PARKLEIT_TEST_OCPI_TOKEN"
