@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from _citytoml import evse_id
+from _ocpipeer import PUSH_TOKEN_ENV, peer_points, write_peer_city
 from fastapi.testclient import TestClient
 
 from api import create_app
@@ -17,8 +19,6 @@ from core.city import City
 from core.ocpi import authorization
 from core.registry import sync_registry
 from core.settings import Settings
-from _citytoml import evse_id
-from _ocpipeer import PUSH_TOKEN_ENV, peer_points, write_peer_city
 
 PUSH_TOKEN = "their-push-token-" + "y" * 10
 LAST = "2026-05-04T09:30:00Z"

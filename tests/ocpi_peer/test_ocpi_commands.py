@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _helpers import ServiceProcess, service_env, wait_for
+from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
 
 from core.city import load_city
 from core.registry import sync_registry
 from core.settings import Settings
-from _helpers import ServiceProcess, service_env, wait_for
-from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
 
 
 def _free_port() -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _ocpipeer import OPERATOR, peer_points, write_peer_city
 
 from core.city import CityConfigError, load_city
-from _ocpipeer import OPERATOR, peer_points, write_peer_city
 
 
 def _with(tmp_path: Path, old: str, new: str) -> Path:

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from _helpers import Watcher, synchronous, waited
+from _ocpipeer import peer_points, write_peer_city
 
 from core.channels import charger_state_topic
 from core.charging import EvseStatus
@@ -21,8 +23,6 @@ from core.settings import Settings
 from ingest import evaluate_alarms
 from ocpi import OcpiService, PeerPull
 from simulators.ocpi import OcpiSimulator, ServerThread
-from _helpers import Watcher, synchronous, waited
-from _ocpipeer import peer_points, write_peer_city
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 TOKEN = "a-token-of-the-peer-" + "x" * 12
