@@ -14,8 +14,9 @@ SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 # What is wrong, and the target it names: a bay sensor (sensor_silent, bay_stuck,
 # battery_low), a LoRaWAN gateway (gateway_silent), a lot (lot_no_data, forecast_error), a
 # garage counter ``{lot_id}/counter`` (counter_jump), a sign (sign_no_ack, sign_local_mode),
-# a service by the name of its retained status topic (service_offline).
+# a service by the name of its retained status topic (service_offline), a charging point whose
+# OCPI source fell silent past its staleness limit (charger_source_silent).
 AlarmKind = Literal["sensor_silent", "gateway_silent", "bay_stuck", "battery_low",
                     "lot_no_data", "counter_jump", "sign_no_ack", "sign_local_mode",
-                    "forecast_error", "service_offline"]
+                    "forecast_error", "service_offline", "charger_source_silent"]
 ALARM_KINDS: tuple[AlarmKind, ...] = get_args(AlarmKind)

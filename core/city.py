@@ -35,6 +35,7 @@ __all__ = [
     "Event",
     "Evse",
     "Lot",
+    "OcpiPeer",
     "OpeningHours",
     "Sign",
     "SignDisplay",
@@ -371,6 +372,36 @@ class ChargingStation(_Model):
         return self
 
 
+class OcpiPeer(_Model):
+    """Another operator's OCPI 2.2.1 platform (a CPO) whose chargers' status we pull and
+    whose pushes we accept: the stations with ``protocol = "ocpi"`` and this ``operator``.
+
+    Tokens are never in the config: ``token_env`` names the environment variable holding the
+    token we send to their ``locations`` (``Authorization: Token <base64>``),
+    ``push_token_env`` the one holding the token they send us with their pushes."""
+
+    id: Identifier
+    operator: Annotated[str, Field(min_length=1)]
+    country_code: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    party_id: Annotated[str, Field(pattern=r"^[A-Z0-9]{3}$")]
+    # Their OCPI 2.2.1 sender ``locations`` endpoint; none: they only push.
+    locations_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/\S*)?$")] | None = None
+    token_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] | None = None
+    push_token_env: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] | None = None
+    pull_interval_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    # No good answer from them for this long: their points are stored as UNKNOWN.
+    stale_after_s: Annotated[float, Field(ge=1, le=604_800)] = 600.0
+    page_limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+    @model_validator(mode="after")
+    def _token_for_pull(self) -> OcpiPeer:
+        if self.locations_url is not None and self.token_env is None:
+            raise ValueError("locations_url needs token_env (the variable holding our token)")
+        if self.locations_url is None and self.push_token_env is None:
+            raise ValueError("give locations_url (pull) or push_token_env (push), or both")
+        return self
+
+
 class LoRaWAN(_Model):
     """Network-server applications whose uplinks ingest subscribes to."""
 
@@ -406,6 +437,7 @@ class City(_Model):
     signs: tuple[Sign, ...] = ()
     events: tuple[Event, ...] = ()
     chargers: tuple[ChargingStation, ...] = ()
+    ocpi_peers: tuple[OcpiPeer, ...] = ()
 
     @property
     def id(self) -> str:
@@ -447,6 +479,12 @@ class City(_Model):
         """Every charging point with its station."""
         for station in self.chargers:
             for evse in station.evses:
+                yield station, evse
+
+    def peer_evses(self, peer: OcpiPeer) -> Iterator[tuple[ChargingStation, Evse]]:
+        """The charging points whose status comes from this OCPI peer."""
+        for station, evse in self.evses():
+            if station.protocol == "ocpi" and station.operator == peer.operator:
                 yield station, evse
 
     def station_position(self, station: ChargingStation) -> tuple[float, float]:
@@ -694,4 +732,23 @@ def _check_chargers(city: City, bay_owner: dict[str, str]) -> str | None:
                 if bay_id in served:
                     return f"{point}: bay {bay_id!r} is served by {served[bay_id]!r} already"
                 served[bay_id] = evse.evse_id
+    return _check_ocpi_peers(city)
+
+
+def _check_ocpi_peers(city: City) -> str | None:
+    """OCPI peers: unique ids and operators, each the operator of some OCPI station."""
+    ids: set[str] = set()
+    operators: set[str] = set()
+    ocpi_operators = {station.operator for station in city.chargers
+                      if station.protocol == "ocpi"}
+    for index, peer in enumerate(city.ocpi_peers):
+        where = f"ocpi_peers[{index}] (id {peer.id!r})"
+        if peer.id in ids:
+            return f"ocpi_peers[{index}].id: duplicate OCPI peer id {peer.id!r}"
+        ids.add(peer.id)
+        if peer.operator in operators:
+            return f"{where}.operator: {peer.operator!r} has a peer already"
+        operators.add(peer.operator)
+        if peer.operator not in ocpi_operators:
+            return f"{where}.operator: no charger with protocol \"ocpi\" of {peer.operator!r}"
     return None

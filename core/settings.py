@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from functools import lru_cache
@@ -325,6 +326,11 @@ class Settings(BaseSettings):
     def city_refs(self) -> tuple[str, ...]:
         """The config names or paths of every city of the installation (CITIES or CITY)."""
         return tuple(dict.fromkeys(self.CITIES)) or (self.CITY,)
+
+    def secret(self, name: str) -> str | None:
+        """The value of the environment variable ``name`` that a city config names for a
+        secret (an OCPI peer's token, ``OcpiPeer.token_env``); None if unset or empty."""
+        return os.environ.get(name, "").strip() or None
 
     @property
     def read_database_url(self) -> str:

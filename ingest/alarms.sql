@@ -94,6 +94,17 @@ WITH sensors AS (
     SELECT 'service_offline', 'critical', service, NULL::timestamptz,
            jsonb_build_object('status', 'offline')
     FROM unnest(%(offline_services)s::text[]) AS service
+    UNION ALL
+    -- A charging point the OCPI pull stored as UNKNOWN: its peer's endpoint fell silent (down
+    -- or garbage) past the peer's staleness limit (ocpi/_service.py); a peer that reports a
+    -- point UNKNOWN itself raises it too.
+    SELECT 'charger_source_silent', 'warning', e.evse_id, e.since,
+           jsonb_build_object('station_id', p.charge_point_id, 'since', e.since,
+                              'source', e.source)
+    FROM evse_state AS e
+    JOIN charging_points AS p USING (evse_id)
+    JOIN charging_stations AS s USING (charge_point_id)
+    WHERE s.city = %(city)s AND e.status = 'UNKNOWN' AND e.source = 'ocpi'
 )
 SELECT kind, severity, target, least(coalesce(began, %(now)s), %(now)s) AS since, detail
 FROM causes

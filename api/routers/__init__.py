@@ -13,6 +13,7 @@ from api.routers import (
     export,
     health,
     lots,
+    ocpi,
     pages,
     parkapi,
     signs,
@@ -23,5 +24,5 @@ __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     admin.router, charging.router, console.router, datex2.router, docs.router, export.router,
-    health.router, lots.router, dashboard.router, pages.router, parkapi.router, signs.router,
-    stream.router)
+    health.router, lots.router, dashboard.router, ocpi.router, pages.router, parkapi.router,
+    signs.router, stream.router)

@@ -63,8 +63,11 @@ GRANT SELECT ON alarms TO {api};
 GRANT UPDATE (acknowledged_by, acknowledged_at, ack_comment) ON alarms TO {api};
 -- The events planners enter in the console (migration 0014): entered, listed, deleted.
 GRANT SELECT, INSERT, DELETE ON events TO {api};
--- The chargers' status (migration 0015): the current state and its history, read only.
+-- The chargers' status (migration 0015): the current state and its history.
 GRANT SELECT ON evse_state, evse_status TO {api};
+-- OCPI peers' pushes (api/routers/ocpi.py) store their points' status.
+GRANT INSERT ON evse_status TO {api};
+GRANT INSERT, UPDATE ON evse_state TO {api};
 
 -- ingest: writes the sensor data and the lot state derived from it; reads the operators'
 -- closures and capacity limits, and the events' closures and reservations. Never deletes anything.

@@ -43,6 +43,11 @@ def register(commands: Commands) -> None:
     signage.add_argument("--metrics-port", type=int, help="Prometheus port (0 = off; default "
                          "PARKLEIT_SIGNAGE_METRICS_PORT, 9102)")
 
+    command(commands, "ocpi", _ocpi,
+            help="pull the charging points' status from the city's OCPI 2.2.1 peers "
+                 "(ocpi_peers: their locations, on their interval; UNKNOWN after their "
+                 "staleness limit) until SIGTERM")
+
     api = command(commands, "api", _api, city="many",
                   help="serve the HTTP API (open data, DATEX II, stream, web map) until SIGTERM")
     api.add_argument("--host", help="address to listen on (default PARKLEIT_API_HOST, "
@@ -94,6 +99,24 @@ def _signage(args: argparse.Namespace) -> int:
     require_broker(config)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per keep-alive
     return serve(SignageService(config, sign_city))
+
+
+def _ocpi(args: argparse.Namespace) -> int:
+    from ocpi import OcpiService
+
+    config = settings()
+    charger_city = city(args, config)
+    service = OcpiService(config, charger_city)
+    if not service.peers:
+        raise UsageError(f"{charger_city.id} has no OCPI peer with a locations_url to pull")
+    try:
+        service.tokens()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    require_table(config.DATABASE_URL, "evse_state", "evse_state table")
+    require_broker(config)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per page
+    return serve(service)
 
 
 def _api(args: argparse.Namespace) -> int:

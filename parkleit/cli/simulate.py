@@ -105,6 +105,46 @@ def register(commands: Commands) -> None:
                           "certificate (PEM; a self-signed central system's own certificate)")
     chargers.add_argument("--seed", type=int, default=1)
 
+    sim_ocpi = command(sim_commands, "ocpi", _ocpi,
+                       help="serve the city's OCPI stations as another operator's OCPI 2.2.1 "
+                            "locations (pagination, token check, simulated sessions) until "
+                            "SIGTERM")
+    sim_ocpi.add_argument("--peer", help="the OCPI peer (ocpi_peers id) to play (default: the "
+                          "city's first)")
+    sim_ocpi.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 "
+                          "(default 8765)")
+    sim_ocpi.add_argument("--host", default="127.0.0.1")
+    sim_ocpi.add_argument("--step-s", type=positive(float), default=60.0,
+                          help="seconds between steps of the session model (default 60)")
+    sim_ocpi.add_argument("--seed", type=int, default=1)
+
+
+def _ocpi(args: argparse.Namespace) -> int:
+    from simulators.ocpi import OcpiSimulator, serve_ocpi
+
+    config = settings()
+    peer_city = city(args, config)
+    peers = [peer for peer in peer_city.ocpi_peers
+             if args.peer is None or peer.id == args.peer]
+    if not peers:
+        raise UsageError(f"{peer_city.id} has no OCPI peer {args.peer or ''}".strip())
+    peer = peers[0]
+    token = config.secret(peer.token_env) if peer.token_env else None
+    if token is None:
+        raise UsageError(f"OCPI peer {peer.id}: set {peer.token_env or 'its token_env'} to the "
+                         "token the pull will send")
+    simulator = OcpiSimulator(peer_city, peer, token, start=config.clock.now(), seed=args.seed,
+                              clock=config.clock)
+
+    async def serve() -> None:
+        await serve_ocpi(simulator, args.host, args.port, stop_event(), step_s=args.step_s)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        raise UsageError(f"cannot serve OCPI on {args.host}:{args.port}: {exc}") from None
+    return 0
+
 
 def _load(args: argparse.Namespace) -> int:
     from simulators.load import LoadError, run_load

@@ -151,8 +151,9 @@ def test_each_kind_is_raised_from_the_recorded_data_and_cleared_when_it_is_gone(
     # The lots heard from are not without data; the fresh garage is not.
     assert ("lot_no_data", f"{cid}-garage") not in alarms
     # Every kind the vocabulary names is one the evaluator raises (with the silent sensor
-    # of the test above), and it raises no other.
-    assert {kind for kind, _ in alarms} | {"sensor_silent"} == set(ALARM_KINDS)
+    # of the test above and the silent OCPI source of tests/ocpi_peer), and it raises no other.
+    assert {kind for kind, _ in alarms} | {"sensor_silent", "charger_source_silent"} == set(
+        ALARM_KINDS)
 
     # The causes go away, each where its part records it.
     later = t0 + 5 * MINUTE

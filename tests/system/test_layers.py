@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = frozenset({"api", "ingest", "signage", "forecasting", "simulators", "charging"})
+SERVICES = frozenset({"api", "ingest", "signage", "forecasting", "simulators", "charging",
+                      "ocpi"})
 PARTS = SERVICES | {"core", "parkleit", "benchmarks"}
 # What each layer may import of the project's parts (besides its own).
 ALLOWED: dict[str, frozenset[str]] = {

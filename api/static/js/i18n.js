@@ -220,6 +220,7 @@ const TEXTS = {
   'alarm.sign_local_mode': ['Anzeigetafel im Ortsbetrieb', 'Sign in local mode'],
   'alarm.forecast_error': ['Prognosefehler hoch', 'Forecast error high'],
   'alarm.service_offline': ['Dienst nicht erreichbar', 'Service offline'],
+  'alarm.charger_source_silent': ['Ladepunkt-Datenquelle schweigt', 'Charger data source silent'],
   'console.count': ['Korrigieren', 'Correct'],
   'console.count.label': ['Zählung von {name} korrigieren', 'Correct the count of {name}'],
   'console.count.occupied': ['Belegte Plätze in {name} jetzt', 'Spaces taken in {name} now'],
