@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -261,15 +262,32 @@ def _chargers(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per connection
+    # The MQTT stations' gateway publishes through the broker.
+    client = None
+    if any(station.protocol == "mqtt" for station in sim_city.chargers):
+        from simulators._mqtt import mqtt_client
+
+        require_broker(config)
+        client = mqtt_client(config, f"parkleit-sim-chargers-{sim_city.id}-{os.getpid()}")
+
+    def publish(topic: str, payload: bytes) -> None:
+        assert client is not None
+        client.publish(topic, payload, qos=1)
 
     async def run() -> None:
         report = await run_chargers(sim_city, stop_event(), url=url, passwords=passwords,
                                     clock=config.clock, speed=args.speed,
                                     faults=args.faults == "on", seed=args.seed,
-                                    ca_file=args.ca_file)
+                                    ca_file=args.ca_file,
+                                    publish=None if client is None else publish)
         logger.info("stopped: %d connects (%d failed, %d links lost), calls %s, %d refused, "
                     "faults %s", report.connects, report.failed_connects, report.links_lost,
                     dict(report.calls), report.refused, dict(report.faults) or "none")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
     return 0
