@@ -184,7 +184,7 @@ def ocpi_children(cities: Cities, city_refs: tuple[str, ...],
             peer.token_env: secrets.token_urlsafe(24) for peer in local if peer.token_env}
         suffix = f" {city.id}" if label else ""
         for peer in local:
-            address = urlsplit(peer.locations_url)
+            address = urlsplit(peer.locations_url or "")
             children.append(Child(
                 f"OCPI platform {peer.id}",
                 ["simulate", "ocpi", "--city", ref, "--peer", peer.id, "--host",

@@ -29,6 +29,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import random
 import ssl
 from collections import Counter
@@ -51,6 +52,9 @@ from core.channels import charger_status_topic
 from core.city import ChargingStation, City
 from core.clock import Clock
 from core.runtime import Backoff
+from core.settings import Settings
+
+from ._mqtt import mqtt_client
 
 __all__ = ["ChargerReport", "MqttGateway", "SimulatedStation", "read_passwords", "run_chargers"]
 
@@ -357,10 +361,11 @@ def version_of(index: int) -> str:
 async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
                        passwords: dict[str, str], clock: Clock, speed: float = 1.0,
                        faults: bool = True, seed: int = 1, ca_file: Path | None = None,
-                       publish: Callable[[str, bytes], None] | None = None) -> ChargerReport:
+                       mqtt_settings: Settings | None = None) -> ChargerReport:
     """Run every OCPP station of ``city`` against the central system at ``url`` until
-    ``stop`` (over wss, trusting the system's CAs or only ``ca_file``), and with ``publish``
-    its MQTT stations as one gateway; what they did."""
+    ``stop`` (over wss, trusting the system's CAs or only ``ca_file``), and with
+    ``mqtt_settings`` its MQTT stations as one gateway publishing to that broker; what they
+    did."""
     report = ChargerReport()
     tls = ssl.create_default_context(cafile=str(ca_file)) if (
         ca_file is not None and url.startswith("wss:")) else None
@@ -378,16 +383,28 @@ async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
                 sum(s.version == "2.0.1" for s in simulated), url)
     tasks = [asyncio.create_task(station.run(stop), name=f"station-{station.station.id}")
              for station in simulated]
-    if publish is not None and any(station.protocol == "mqtt" for station in city.chargers):
+    client = None
+    if mqtt_settings is not None and any(s.protocol == "mqtt" for s in city.chargers):
+        client = mqtt_client(mqtt_settings, f"parkleit-sim-chargers-{city.id}-{os.getpid()}")
+        publisher = client
+
+        def publish(topic: str, payload: bytes) -> None:
+            publisher.publish(topic, payload, qos=1)
+
         gateway = MqttGateway(city, publish, rng=random.Random(f"{seed}-mqtt"), clock=clock,
                               speed=speed, faults=faults, report=report)
         logger.info("%d MQTT charging points of %s publish their status", len(gateway.points),
                     city.id)
         tasks.append(asyncio.create_task(gateway.run(stop), name="mqtt-gateway"))
-    if tasks:
-        await asyncio.gather(*tasks)
-    else:
-        await stop.wait()
+    try:
+        if tasks:
+            await asyncio.gather(*tasks)
+        else:
+            await stop.wait()
+    finally:
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
     return report
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -263,31 +262,19 @@ def _chargers(args: argparse.Namespace) -> int:
 
     logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per connection
     # The MQTT stations' gateway publishes through the broker.
-    client = None
-    if any(station.protocol == "mqtt" for station in sim_city.chargers):
-        from simulators._mqtt import mqtt_client
-
+    broker = any(station.protocol == "mqtt" for station in sim_city.chargers)
+    if broker:
         require_broker(config)
-        client = mqtt_client(config, f"parkleit-sim-chargers-{sim_city.id}-{os.getpid()}")
-
-    def publish(topic: str, payload: bytes) -> None:
-        assert client is not None
-        client.publish(topic, payload, qos=1)
 
     async def run() -> None:
         report = await run_chargers(sim_city, stop_event(), url=url, passwords=passwords,
                                     clock=config.clock, speed=args.speed,
                                     faults=args.faults == "on", seed=args.seed,
                                     ca_file=args.ca_file,
-                                    publish=None if client is None else publish)
+                                    mqtt_settings=config if broker else None)
         logger.info("stopped: %d connects (%d failed, %d links lost), calls %s, %d refused, "
                     "faults %s", report.connects, report.failed_connects, report.links_lost,
                     dict(report.calls), report.refused, dict(report.faults) or "none")
 
-    try:
-        asyncio.run(run())
-    finally:
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+    asyncio.run(run())
     return 0
