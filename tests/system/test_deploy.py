@@ -1157,6 +1157,27 @@ def test_only_ingest_reads_sensor_topics_and_public_reads_status_only(peers: Log
     assert topic("services/signage") in ingest.until("sentinel of signage")
 
 
+def test_the_charging_services_publish_the_points_state_only(peers: Login) -> None:
+    """ocpp and ocpi: a charging point's retained state and their own status, which the
+    public bridge and ingest (the alarms) read; no sensor, lot or other service's topic."""
+    public, ingest = peers("public"), peers("ingest")
+    public.subscribe("#")
+    ingest.subscribe(topic("services/+"))
+    for user in ("ocpp", "ocpi"):
+        service = peers(user)
+        state = topic("chargers/DE*ZTZ*E0001*1/state")
+        payload = f'{{"status": "AVAILABLE", "by": "{user}"}}'
+        assert service.publish(state, payload, retain=True) == 0
+        assert state in public.until(payload)
+        assert service.publish(topic(f"services/{user}"), f"online {user}") == 0
+        assert topic(f"services/{user}") in ingest.until(f"online {user}")
+        assert service.publish(topic(f"services/{user}/parkleit-{user}-1"), "role") == 0
+        for forged in (topic("chargers/DE*ZTZ*E0001*1/status"), topic(f"lots/{LOT}/status"),
+                       topic(f"bays/{BAY}"), topic("services/ingest"),
+                       topic(f"signs/{SIGN}/content")):
+            assert service.publish(forged, "x") == NOT_AUTHORIZED, (user, forged)
+
+
 def test_two_cities_share_the_broker_without_mixing(peers: Login) -> None:
     """Each city's ingest workers get their city's messages only, on one broker and user."""
     zeitz, naumburg = load_city(CITY), load_city(NAUMBURG)
