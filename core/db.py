@@ -38,7 +38,7 @@ _SQL_DIR = resources.files("core") / "sql"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 BASELINE_VERSION = 1
 # The services with a database role of their own (core/sql/roles.sql says what each may do).
-SERVICE_ROLES = ("api", "ingest", "signage", "forecast")
+SERVICE_ROLES = ("api", "ingest", "signage", "forecast", "ocpp", "ocpi")
 
 
 def open_pool(

@@ -60,15 +60,17 @@ class Settings(BaseSettings):
     # live views stay on DATABASE_URL, the primary (docs/operations.md, "The read replica").
     DATABASE_READ_URL: str | None = None
     # ``db migrate``: also create the services' own database roles (DB_ROLE_PREFIX + api,
-    # ingest, signage, forecast) and grant each what core/sql/roles.sql lists. A role gets LOGIN
-    # and its password where DB_<SERVICE>_PASSWORD is set; without one a new role is NOLOGIN
-    # and an existing role's login is left as it is.
+    # ingest, signage, forecast, ocpp, ocpi) and grant each what core/sql/roles.sql lists. A
+    # role gets LOGIN and its password where DB_<SERVICE>_PASSWORD is set; without one a new
+    # role is NOLOGIN and an existing role's login is left as it is.
     DB_ROLES: bool = False
     DB_ROLE_PREFIX: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "parkleit_"
     DB_API_PASSWORD: SecretStr | None = None
     DB_INGEST_PASSWORD: SecretStr | None = None
     DB_SIGNAGE_PASSWORD: SecretStr | None = None
     DB_FORECAST_PASSWORD: SecretStr | None = None
+    DB_OCPP_PASSWORD: SecretStr | None = None
+    DB_OCPI_PASSWORD: SecretStr | None = None
     MQTT_URL: str = "mqtt://127.0.0.1:1883"
     MQTT_CA_FILE: Path | None = None
     # "5" everywhere it can be; "3.1.1" only for brokers without MQTT 5 (the amqtt demo
@@ -227,7 +229,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("DB_API_PASSWORD", "DB_INGEST_PASSWORD", "DB_SIGNAGE_PASSWORD",
-                     "DB_FORECAST_PASSWORD")
+                     "DB_FORECAST_PASSWORD", "DB_OCPP_PASSWORD", "DB_OCPI_PASSWORD")
     @classmethod
     def _check_role_password(cls, value: SecretStr | None,
                              info: ValidationInfo) -> SecretStr | None:

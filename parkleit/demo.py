@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -25,7 +26,7 @@ from parkleit.process import ParkleitProcess
 from signage import read_sign_states
 from simulators.history import backfill_history
 
-__all__ = ["API_HOST", "PAGES", "charging_children", "run_demo"]
+__all__ = ["API_HOST", "PAGES", "charging_children", "ocpi_children", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
         api_url = f"http://{API_HOST}:{settings.API_PORT}"
         children = _children(settings, cities, city_refs, env, live_from, speed)
         children += charging_children(settings, cities, city_refs, env)
+        children += ocpi_children(cities, city_refs, env)
         children.append(Child("api", ["api", "--host", API_HOST, "--port",
                                       str(settings.API_PORT)], env))
         processes: dict[Child, ParkleitProcess] = {}
@@ -156,12 +158,41 @@ def charging_children(settings: Settings, cities: Cities, city_refs: tuple[str, 
                       "PARKLEIT_OCPP_PORT": str(settings.OCPP_PORT)}
     label = len(cities) > 1
     # Optional: a port taken by something else costs the demo its live charger status only.
+    # The simulator also publishes the status of the city's MQTT stations (a gateway).
     return [Child("ocpp", ["ocpp"], ocpp_env, optional=True), *(
         Child(f"charger simulator{f' {city.id}' if label else ''}",
               ["simulate", "chargers", "--city", ref, "--speed", str(CHARGER_SPEED)],
               ocpp_env, optional=True)
         for city, ref in zip(cities, city_refs, strict=True)
-        if any(station.protocol == "ocpp" for station in city.chargers))]
+        if any(station.protocol in ("ocpp", "mqtt") for station in city.chargers))]
+
+
+def ocpi_children(cities: Cities, city_refs: tuple[str, ...],
+                  env: dict[str, str]) -> list[Child]:
+    """Per city with OCPI peers on this machine (a ``locations_url`` at 127.0.0.1 or
+    localhost: the example city's): each peer's platform simulated there, and the city's pull
+    of them, with a new token per demo in the variable each peer's ``token_env`` names."""
+    children: list[Child] = []
+    label = len(cities) > 1
+    for city, ref in zip(cities, city_refs, strict=True):
+        local = [peer for peer in city.ocpi_peers if peer.locations_url is not None
+                 and urlsplit(peer.locations_url).hostname in ("127.0.0.1", "localhost")]
+        if not local or len(local) < sum(peer.locations_url is not None
+                                          for peer in city.ocpi_peers):
+            continue  # a real peer, whose token the demo does not have: no pull
+        city_env = env | {"PARKLEIT_CITY": ref} | {
+            peer.token_env: secrets.token_urlsafe(24) for peer in local if peer.token_env}
+        suffix = f" {city.id}" if label else ""
+        for peer in local:
+            address = urlsplit(peer.locations_url or "")
+            children.append(Child(
+                f"OCPI platform {peer.id}",
+                ["simulate", "ocpi", "--city", ref, "--peer", peer.id, "--host",
+                 address.hostname or API_HOST, "--port", str(address.port or 80),
+                 "--step-s", str(60 / CHARGER_SPEED)], city_env, optional=True))
+        children.append(Child(f"OCPI pull{suffix}", ["ocpi", "--city", ref], city_env,
+                              optional=True))
+    return children
 
 
 @dataclass(frozen=True, eq=False)

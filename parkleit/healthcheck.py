@@ -1,10 +1,13 @@
 """Container health checks (docker-compose.yml): ``python -m parkleit.healthcheck CHECK``.
 
 - ``http URL``: the URL answers 200 (a service's ``/metrics`` or ``/healthz``).
+- ``tcp PORT``: something accepts connections on 127.0.0.1:PORT (a server with no URL of
+  its own to ask, the simulated OCPI platform).
 - ``mqtt``: the broker of ``PARKLEIT_MQTT_URL`` accepts this process's credentials (for
   processes with nothing else to ask, the simulators).
 - ``mqtt-status NAME``: the retained ``parkleit/v1/{city}/services/{NAME}`` says ``online``; the
-  service's last will turns it ``offline`` when the service dies or loses the broker.
+  service's last will turns it ``offline`` when the service dies or loses the broker. The city:
+  ``PARKLEIT_CITY``, or the first of ``PARKLEIT_CITIES`` (a service of every city).
 
 Exit 0 healthy, 1 unhealthy, 2 bad usage or config; one line on stderr says why.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import socket
 import sys
 import threading
 import urllib.error
@@ -26,7 +30,8 @@ from core.city import CityConfigError, load_city
 from core.mqtt import mqtt_client
 from core.settings import Settings, SettingsError, get_settings
 
-__all__ = ["build_parser", "check_http", "check_mqtt", "check_service_status", "main"]
+__all__ = ["build_parser", "check_http", "check_mqtt", "check_service_status", "check_tcp",
+           "main"]
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -42,6 +47,15 @@ def check_http(url: str, timeout: float = DEFAULT_TIMEOUT_S) -> str | None:
         reason = getattr(exc, "reason", exc)
         return f"{url} does not answer: {reason}"
     return None if status == 200 else f"{url} answered {status}"
+
+
+def check_tcp(port: int, timeout: float = DEFAULT_TIMEOUT_S) -> str | None:
+    """None when 127.0.0.1:``port`` accepts a connection, else why not."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing accepts connections on 127.0.0.1:{port}: {exc.strerror or exc}"
+    return None
 
 
 class _Probe:
@@ -121,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     checks = parser.add_subparsers(dest="check", required=True, metavar="CHECK")
     http = checks.add_parser("http", help="the URL answers 200")
     http.add_argument("url")
+    tcp = checks.add_parser("tcp", help="something accepts connections on 127.0.0.1:PORT")
+    tcp.add_argument("port", type=int)
     checks.add_parser("mqtt", help="the broker accepts PARKLEIT_MQTT_URL's credentials")
     status = checks.add_parser("mqtt-status", help="the service's retained status is online")
     status.add_argument("name", help="service name, e.g. forecast")
@@ -133,12 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.check == "http":
             problem = check_http(args.url, args.timeout)
+        elif args.check == "tcp":
+            problem = check_tcp(args.port, args.timeout)
         else:
             settings = get_settings()
             if args.check == "mqtt":
                 problem = check_mqtt(settings, args.timeout)
             else:
-                city_id = load_city(settings.CITY).id
+                # A service of every city (ocpp) publishes its status in each: the first's.
+                city_id = load_city(settings.city_refs[0]).id
                 problem = check_service_status(settings, city_id, args.name, args.timeout)
     except (SettingsError, CityConfigError) as exc:
         sys.stderr.write(f"healthcheck: {exc}\n")

@@ -13,6 +13,11 @@ changes it:
   reconnects and boots again), a connector is Faulted until repaired, a station is stuck in
   Charging (the session ended but the station says nothing until much later).
 
+The stations with protocol ``mqtt`` are one gateway publishing each point's OCPI status on
+``parkleit/v1/{city}/chargers/{evse_id}/status`` (QoS 1, what ``ingest`` reads) as a simpler
+model of the same sessions changes it: AVAILABLE, CHARGING for about an hour, now and then
+OUTOFORDER for a while where faults are on; each point once at the start.
+
 Simulated time runs ``speed`` times as fast as real time (session lengths, fault durations);
 every message carries the clock's real time.
 """
@@ -22,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
+import os
 import random
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,11 +48,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from core.channels import charger_status_topic
 from core.city import ChargingStation, City
 from core.clock import Clock
 from core.runtime import Backoff
+from core.settings import Settings
 
-__all__ = ["ChargerReport", "SimulatedStation", "read_passwords", "run_chargers"]
+from ._mqtt import mqtt_client
+
+__all__ = ["ChargerReport", "MqttGateway", "SimulatedStation", "read_passwords", "run_chargers"]
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +304,55 @@ _STATUS_201 = {"Available": "Available", "Preparing": "Occupied", "Charging": "O
                "Finishing": "Occupied", "Faulted": "Faulted"}
 
 
+class MqttGateway:
+    """The city's ``mqtt`` stations behind one gateway: each point's status, as the session
+    model changes it, published with ``publish(topic, payload)`` (QoS 1 in ``run_chargers``)."""
+
+    def __init__(self, city: City, publish: Callable[[str, bytes], None], *,
+                 rng: random.Random, clock: Clock, speed: float, faults: bool,
+                 report: ChargerReport) -> None:
+        self.city, self.publish = city, publish
+        self.rng, self.clock, self.speed, self.faults = rng, clock, speed, faults
+        self.report = report
+        # evse id -> (OCPI status, simulated second it ends)
+        self.points = {evse.evse_id: ("AVAILABLE", 0.0) for station in city.chargers
+                       if station.protocol == "mqtt" for evse in station.evses}
+        self.sim_s = 0.0
+
+    def _chance(self, per_hour: float) -> bool:
+        return self.rng.random() < per_hour * TICK_S * self.speed / 3600
+
+    def step(self) -> None:
+        """One tick of every point's model; publish what changed (every point the first time)."""
+        first = self.sim_s == 0.0
+        self.sim_s += TICK_S * self.speed
+        hour = self.clock.now().astimezone(BERLIN).hour
+        arrivals = ARRIVALS_PER_HOUR["day" if 7 <= hour < 20 else "night"]
+        for evse_id, (status, until) in list(self.points.items()):
+            point = status, until
+            if status == "AVAILABLE":
+                if self.faults and self._chance(FAULT_RATES_PER_HOUR["faulted"]):
+                    self.report.faults["faulted"] += 1
+                    point = "OUTOFORDER", self.sim_s + self.rng.uniform(1200, 7200)
+                elif self._chance(arrivals):
+                    point = "CHARGING", self.sim_s + min(6 * 3600,
+                                                         self.rng.lognormvariate(8.1, 0.5))
+            elif self.sim_s >= until:
+                point = "AVAILABLE", 0.0
+            self.points[evse_id] = point
+            if first or point[0] != status:
+                self.report.calls["mqtt status"] += 1
+                self.publish(charger_status_topic(self.city.id, evse_id), json.dumps(
+                    {"status": point[0], "ts": _rfc3339(self.clock.now())}).encode())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Step every ``TICK_S`` until ``stop``."""
+        while not stop.is_set():
+            self.step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK_S)
+
+
 def version_of(index: int) -> str:
     """The OCPP version of the ``index``-th OCPP station of a city: a mix of both."""
     return "2.0.1" if index % 2 == 0 else "1.6"
@@ -299,10 +360,12 @@ def version_of(index: int) -> str:
 
 async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
                        passwords: dict[str, str], clock: Clock, speed: float = 1.0,
-                       faults: bool = True, seed: int = 1,
-                       ca_file: Path | None = None) -> ChargerReport:
+                       faults: bool = True, seed: int = 1, ca_file: Path | None = None,
+                       mqtt_settings: Settings | None = None) -> ChargerReport:
     """Run every OCPP station of ``city`` against the central system at ``url`` until
-    ``stop`` (over wss, trusting the system's CAs or only ``ca_file``); what they did."""
+    ``stop`` (over wss, trusting the system's CAs or only ``ca_file``), and with
+    ``mqtt_settings`` its MQTT stations as one gateway publishing to that broker; what they
+    did."""
     report = ChargerReport()
     tls = ssl.create_default_context(cafile=str(ca_file)) if (
         ca_file is not None and url.startswith("wss:")) else None
@@ -320,10 +383,28 @@ async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
                 sum(s.version == "2.0.1" for s in simulated), url)
     tasks = [asyncio.create_task(station.run(stop), name=f"station-{station.station.id}")
              for station in simulated]
-    if tasks:
-        await asyncio.gather(*tasks)
-    else:
-        await stop.wait()
+    client = None
+    if mqtt_settings is not None and any(s.protocol == "mqtt" for s in city.chargers):
+        client = mqtt_client(mqtt_settings, f"parkleit-sim-chargers-{city.id}-{os.getpid()}")
+        publisher = client
+
+        def publish(topic: str, payload: bytes) -> None:
+            publisher.publish(topic, payload, qos=1)
+
+        gateway = MqttGateway(city, publish, rng=random.Random(f"{seed}-mqtt"), clock=clock,
+                              speed=speed, faults=faults, report=report)
+        logger.info("%d MQTT charging points of %s publish their status", len(gateway.points),
+                    city.id)
+        tasks.append(asyncio.create_task(gateway.run(stop), name="mqtt-gateway"))
+    try:
+        if tasks:
+            await asyncio.gather(*tasks)
+        else:
+            await stop.wait()
+    finally:
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
     return report
 
 

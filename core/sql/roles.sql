@@ -7,24 +7,24 @@
 -- reachable by no service until it is listed here. Whoever runs db migrate owns the schema and
 -- keeps everything; the services never own anything.
 --
--- {api}, {ingest}, {signage}, {forecast}: the role names (PARKLEIT_DB_ROLE_PREFIX + service);
+-- {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi}: the role names (PARKLEIT_DB_ROLE_PREFIX + service);
 -- {database}: this database. Values are identifiers, put in by psycopg.sql, never text.
 
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast};
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast};
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast};
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi};
 
 -- Nothing but their own temporary tables (ingest's staging): no CREATE anywhere (PostgreSQL
 -- 15 no longer gives PUBLIC CREATE on the schema public; older servers did).
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {api}, {ingest}, {signage}, {forecast};
-GRANT USAGE ON SCHEMA public TO {api}, {ingest}, {signage}, {forecast};
+GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi};
+GRANT USAGE ON SCHEMA public TO {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi};
 
 -- The registry (lots, bays, signs) is written by db migrate only. Every service reads it:
 -- a service whose role may not write it checks that it matches its city config instead of
 -- syncing it (core.registry.sync_registry), and stops naming the difference if not.
 GRANT SELECT ON lots, bays, signs, charging_stations, charging_points
-    TO {api}, {ingest}, {signage}, {forecast};
+    TO {api}, {ingest}, {signage}, {forecast}, {ocpp}, {ocpi};
 
 -- The rules written once in SQL (migrations 0006, 0009): EXECUTE is PUBLIC's by default, granted
 -- here as well so that an installation revoking it from PUBLIC keeps working.
@@ -105,3 +105,16 @@ GRANT SELECT, INSERT ON forecast_models TO {forecast};
 GRANT UPDATE (metrics) ON forecast_models TO {forecast};
 GRANT SELECT, INSERT, UPDATE ON forecasts TO {forecast};
 GRANT SELECT, INSERT, UPDATE, DELETE ON forecast_accuracy TO {forecast};
+
+-- ocpp (the central system, every city) and ocpi (the pull, per city, under leadership): the
+-- charging points' status they hear (core.charging.store_readings: history and current
+-- state), and what they refuse as dead letters (a repeat counts its occurrences: of the dead
+-- letters they read only the columns that count takes, no payload). Nothing of the parking data.
+-- (A reading stored twice adds nothing: ON CONFLICT (evse_id, time) reads those columns.)
+GRANT INSERT, SELECT (evse_id, time) ON evse_status TO {ocpp}, {ocpi};
+GRANT SELECT, INSERT, UPDATE ON evse_state TO {ocpp}, {ocpi};
+GRANT INSERT, SELECT (topic, digest, occurrences, last_received),
+    UPDATE (occurrences, last_received)
+    ON dead_letters TO {ocpp}, {ocpi};
+GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ocpp}, {ocpi};
+GRANT SELECT, INSERT, UPDATE ON leader_terms TO {ocpi};

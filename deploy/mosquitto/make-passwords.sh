@@ -100,6 +100,7 @@ plain="$work/passwords"
 # Service users: required ones, then optional ones (an empty password: no such user).
 for entry in ingest:MQTT_INGEST_PASSWORD signage:MQTT_SIGNAGE_PASSWORD \
              forecast:MQTT_FORECAST_PASSWORD monitor:MQTT_MONITOR_PASSWORD \
+             ocpp:MQTT_OCPP_PASSWORD ocpi:MQTT_OCPI_PASSWORD? \
              public:MQTT_PUBLIC_PASSWORD? api:MQTT_API_PASSWORD? \
              simulator:MQTT_SIMULATOR_PASSWORD?; do
     user=${entry%%:*}
@@ -114,7 +115,7 @@ for entry in ingest:MQTT_INGEST_PASSWORD signage:MQTT_SIGNAGE_PASSWORD \
     printf '%s:%s\n' "$user" "$password" >> "$plain"
 done
 
-reserved=" ingest signage forecast api public monitor simulator "
+reserved=" ingest signage forecast ocpp ocpi api public monitor simulator "
 devices=0
 if [ -f "$devices_file" ]; then
     line_number=0

@@ -26,7 +26,8 @@ def _migrate(args: argparse.Namespace) -> int:
     require_database(config.DATABASE_URL, create=True)
     passwords = {service: secret.get_secret_value() if secret else None for service, secret in (
         ("api", config.DB_API_PASSWORD), ("ingest", config.DB_INGEST_PASSWORD),
-        ("signage", config.DB_SIGNAGE_PASSWORD), ("forecast", config.DB_FORECAST_PASSWORD))}
+        ("signage", config.DB_SIGNAGE_PASSWORD), ("forecast", config.DB_FORECAST_PASSWORD),
+        ("ocpp", config.DB_OCPP_PASSWORD), ("ocpi", config.DB_OCPI_PASSWORD))}
     with psycopg.connect(config.DATABASE_URL, autocommit=True) as conn:
         applied = migrate(conn)
         for city in configs:

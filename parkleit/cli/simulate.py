@@ -261,12 +261,17 @@ def _chargers(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per connection
+    # The MQTT stations' gateway publishes through the broker.
+    broker = any(station.protocol == "mqtt" for station in sim_city.chargers)
+    if broker:
+        require_broker(config)
 
     async def run() -> None:
         report = await run_chargers(sim_city, stop_event(), url=url, passwords=passwords,
                                     clock=config.clock, speed=args.speed,
                                     faults=args.faults == "on", seed=args.seed,
-                                    ca_file=args.ca_file)
+                                    ca_file=args.ca_file,
+                                    mqtt_settings=config if broker else None)
         logger.info("stopped: %d connects (%d failed, %d links lost), calls %s, %d refused, "
                     "faults %s", report.connects, report.failed_connects, report.links_lost,
                     dict(report.calls), report.refused, dict(report.faults) or "none")

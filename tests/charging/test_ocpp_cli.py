@@ -148,3 +148,22 @@ def test_the_demo_runs_the_central_system_and_each_citys_stations(
     assert all(store.verify(station, password) for station, password in passwords.items())
     for path in (credentials, tmp_path / "ocpp-passwords"):
         assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_demo_pulls_the_example_citys_simulated_ocpi_peer() -> None:
+    """Zeitz's OCPI peer (``make demo``): its platform simulated at its locations_url, and
+    the pull, with one new token for both in the variable the peer names; Naumburg has none."""
+    from parkleit.demo import ocpi_children
+
+    refs = ("zeitz", "naumburg")
+    children = ocpi_children(load_cities(refs), refs, {"KEPT": "1"})
+    assert [(child.name, child.args, child.optional) for child in children] == [
+        ("OCPI platform stadtwerke-zeitz",
+         ["simulate", "ocpi", "--city", "zeitz", "--peer", "stadtwerke-zeitz", "--host",
+          "127.0.0.1", "--port", "8765", "--step-s", "6.0"], True),
+        ("OCPI pull zeitz", ["ocpi", "--city", "zeitz"], True)]
+    platform, pull = (child.env for child in children)
+    assert platform == pull and platform["KEPT"] == "1"
+    assert len(platform["ZEITZ_OCPI_TOKEN"]) >= 24
+    again = ocpi_children(load_cities(refs), refs, {})
+    assert again[0].env["ZEITZ_OCPI_TOKEN"] != platform["ZEITZ_OCPI_TOKEN"]

@@ -5,8 +5,8 @@ signage, forecast) and grants each exactly what core/sql/roles.sql lists. Here: 
 exactly its tables; the API's cannot write sensor data nor read raw data, the audit or the
 models' artefacts; ingest's cannot touch the models; a privilege granted by hand is gone after
 the next migrate; no table holds an admin key; and every service runs with its role: ingest,
-the API (every GET route, the stream and every admin action), signage and the forecaster as
-real processes on the real database and broker.
+the API (every GET route, the stream and every admin action), signage, the forecaster, the
+OCPP central system and the OCPI pull as real processes on the real database and broker.
 
 Roles belong to the whole server, not to a database: each test makes its own with a random
 prefix and drops them again.
@@ -28,15 +28,18 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from _citytoml import write_city
+from _citytoml import evse_id, write_city
 from _helpers import ROOT, ServiceProcess, answers_ok, service_env, utc_now, wait_for
+from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
 from psycopg import sql
 
 from api import add_user
 from api._keys import add_key
-from core.city import City
-from core.db import SERVICE_ROLES
+from charging import hash_password
+from core.city import City, load_city
+from core.db import SERVICE_ROLES, queries
+from core.registry import sync_registry
 from core.settings import Settings
 from parkleit.embedded import free_port
 from simulators._mqtt import mqtt_client
@@ -62,6 +65,10 @@ WRITES: dict[str, dict[str, set[str]]] = {
     "forecast": {"forecast_models": {"INSERT", "UPDATE"}, "forecasts": {"INSERT", "UPDATE"},
                  "forecast_accuracy": {"INSERT", "UPDATE", "DELETE"},
                  "leader_terms": {"INSERT", "UPDATE"}},
+    "ocpp": {"evse_status": {"INSERT"}, "evse_state": {"INSERT", "UPDATE"},
+             "dead_letters": {"INSERT", "UPDATE"}},
+    "ocpi": {"evse_status": {"INSERT"}, "evse_state": {"INSERT", "UPDATE"},
+             "dead_letters": {"INSERT", "UPDATE"}, "leader_terms": {"INSERT", "UPDATE"}},
 }
 # What a service must not even read (beyond what the list above implies).
 NO_READS: dict[str, tuple[str, ...]] = {
@@ -69,6 +76,8 @@ NO_READS: dict[str, tuple[str, ...]] = {
     "ingest": ("forecast_models.version", "forecasts", "admin_audit", "sign_log"),
     "signage": ("bay_events", "dead_letters", "admin_audit", "forecast_models.version"),
     "forecast": ("bay_events", "dead_letters", "admin_audit", "sign_overrides"),
+    "ocpp": ("bay_events", "dead_letters.payload", "lot_state", "admin_audit", "alarms"),
+    "ocpi": ("bay_events", "dead_letters.payload", "lot_state", "admin_audit", "alarms"),
 }
 
 _WRITTEN = """
@@ -439,3 +448,63 @@ def test_a_reload_taking_another_citys_id_is_refused(
         refused = client.post("/v1/admin/reload", headers={"X-API-Key": key})
     assert refused.status_code == 422, refused.text
     assert "already city 'elsewhere'" in refused.json()["detail"]
+
+
+def test_the_charging_services_work_with_their_roles(
+        roles: Roles, settings: Settings, conn: psycopg.Connection[Any],
+        spawn: Callable[..., ServiceProcess], tmp_path: Path) -> None:
+    """``parkleit ocpp`` and ``parkleit ocpi`` with their roles: statuses of simulated OCPP
+    stations and of a simulated OCPI peer stored and published, a refused message counted as a
+    dead letter, nothing refused to them."""
+    city_id = Path(settings.CITY).stem  # the migrated test city, with chargers and a peer
+    ocpi_port, ocpp_port = free_port(), free_port()
+    path = write_peer_city(tmp_path, city_id,
+                           f"http://127.0.0.1:{ocpi_port}/ocpi/cpo/2.2.1/locations")
+    station, point = f"{city_id}-cp-4", evse_id(city_id, 4, 1)
+    path.write_text(path.read_text(encoding="utf-8") + f"""
+[[chargers]]
+id = "{station}"
+lot = "{city_id}-garage"
+name = "Ladestation OCPP"
+operator = "city"
+protocol = "ocpp"
+
+[[chargers.evses]]
+evse_id = "{point}"
+number = 1
+
+[[chargers.evses.connectors]]
+standard = "IEC_62196_T2"
+format = "SOCKET"
+power_type = "AC_3_PHASE"
+max_power_kw = 22.0
+""", encoding="utf-8")
+    sync_registry(conn, load_city(str(path)))  # db migrate's part: the roles only read it
+    credentials, passwords = tmp_path / "credentials", tmp_path / "passwords"
+    credentials.write_text(f"{station}:{hash_password('pw-' + station, n=1024)}\n")
+    passwords.write_text(f"{station}:pw-{station}\n")
+    env = service_env(settings, PARKLEIT_CITY=str(path), PARKLEIT_OCPP_PORT=str(ocpp_port),
+                      PARKLEIT_OCPP_CREDENTIALS_FILE=str(credentials),
+                      PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE=str(passwords),
+                      **{TOKEN_ENV: "the-simulated-peers-token"})
+    spawn(["simulate", "ocpi", "--port", str(ocpi_port)], env, name="sim-ocpi")
+    pull = spawn(["ocpi"], env | {"PARKLEIT_DATABASE_URL": roles.urls["ocpi"]}, name="ocpi")
+    central = spawn(["ocpp"], env | {"PARKLEIT_DATABASE_URL": roles.urls["ocpp"]}, name="ocpp")
+    central.wait_log("listening on ws://127.0.0.1", timeout=30)
+    spawn(["simulate", "chargers", "--faults", "off"], env, name="chargers")
+    stored = ("SELECT source, array_agg(evse_id ORDER BY evse_id) FROM evse_state "
+              "GROUP BY source ORDER BY source")
+    wait_for(lambda: conn.execute(stored).fetchall() == [
+        ("ocpi", peer_points(city_id)), ("ocpp", [point])], timeout=30)
+    # A refused message, twice (the second counts up the first's row), as each role.
+    for service, package in (("ocpp", "charging"), ("ocpi", "ocpi")):
+        with psycopg.connect(roles.urls[service], autocommit=True) as own:
+            for _ in range(2):
+                own.execute(queries(package)["insert_dead_letter"], {
+                    "received": utc_now(), "topic": f"{service}/x", "payload": b"{",
+                    "payload_size": 1, "digest": b"d", "reason": "test"})
+    assert conn.execute("SELECT topic, occurrences FROM dead_letters ORDER BY topic").fetchall(
+        ) == [("ocpi/x", 2), ("ocpp/x", 2)]
+    for process in (central, pull):
+        assert process.terminate() == 0
+        _no_refusal(process)

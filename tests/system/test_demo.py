@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml
+from _citytoml import CHIRPSTACK_EUI, TTN_EUI, evse_id
 from _helpers import ROOT, ServiceProcess, service_env, wait_for
+from _ocpipeer import write_peer_city
 
 from core.city import City
 from core.settings import Settings
@@ -31,6 +32,14 @@ def _live_lots(url: str) -> list[dict[str, Any]]:
     return [lot for lot in lots if not lot["stale"] and lot["status"] != "unknown"]
 
 
+def _live_sources(url: str, protocols: dict[str, str]) -> set[str]:
+    """The ways in (a station's protocol) of which /v1/charging/locations shows a point with
+    a status other than UNKNOWN."""
+    answer = httpx.get(f"{url}/v1/charging/locations", timeout=5).json()
+    return {protocols[location["id"]] for location in answer["locations"]
+            if any(evse["status"] != "UNKNOWN" for evse in location["evses"])}
+
+
 def _children(log: str) -> dict[str, int]:
     return {name: int(pid) for name, pid in re.findall(r"started (.+?) \(pid (\d+)\)", log)}
 
@@ -39,17 +48,40 @@ def _children(log: str) -> dict[str, int]:
 def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
         spawn: Callable[..., ServiceProcess], settings: Settings, db_url: str, city: City,
         tmp_path: Path) -> None:
-    """Two cities, as ``make demo`` runs them: a worker set each, one API for both."""
+    """Two cities, as ``make demo`` runs them: a worker set each, one API for both; the
+    second with charging points of each way in (OCPP, OCPI from its simulated peer, MQTT)."""
     other = f"u{city.id[1:]}"
-    other_path = tmp_path / f"{other}.toml"
-    other_path.write_text(city_toml(other).replace(TTN_EUI, "70b3d57ed00000b1")
+    ocpi_port = free_port()
+    other_path = write_peer_city(tmp_path, other,
+                                 f"http://127.0.0.1:{ocpi_port}/ocpi/cpo/2.2.1/locations")
+    other_path.write_text(other_path.read_text(encoding="utf-8")
+                          .replace(TTN_EUI, "70b3d57ed00000b1")
                           .replace(CHIRPSTACK_EUI, "70b3d57ed00000b2")
-                          .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign"),
-                          encoding="utf-8")
+                          .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign") + f"""
+[[chargers]]
+id = "{other}-cp-4"
+lot = "{other}-garage"
+name = "Ladestation OCPP"
+operator = "city"
+protocol = "ocpp"
+
+[[chargers.evses]]
+evse_id = "{evse_id(other, 4, 1)}"
+number = 1
+
+[[chargers.evses.connectors]]
+standard = "IEC_62196_T2"
+format = "SOCKET"
+power_type = "AC_3_PHASE"
+max_power_kw = 22.0
+""", encoding="utf-8")
+    protocols = {f"{other}-cp-{n}": protocol
+                 for n, protocol in ((1, "mqtt"), (2, "ocpi"), (3, "ocpi"), (4, "ocpp"))}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     demo = spawn(["demo"], service_env(settings, PARKLEIT_API_PORT=str(port),
                                        PARKLEIT_SIGNAGE_METRICS_PORT="0",
+                                       PARKLEIT_OCPP_PORT=str(free_port()),
                                        PARKLEIT_CITIES=f"{settings.CITY},{other_path}"),
                  name="demo")
     assert demo.proc is not None
@@ -61,6 +93,9 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
         assert _live_lots(url)
         wait_for(lambda: len(_live_lots(url)) == 2 * LOTS, timeout=30, interval=0.5)
         assert {lot["city"] for lot in _live_lots(url)} == {city.id, other}
+        # Live charger statuses from all three ways in.
+        wait_for(lambda: _live_sources(url, protocols) == {"ocpp", "ocpi", "mqtt"},
+                 timeout=30, interval=0.5)
         with psycopg.connect(db_url) as conn:
             history = conn.execute(
                 "SELECT count(*) FROM lot_occupancy WHERE source = 'history'").fetchone()
@@ -80,7 +115,9 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
     log = demo.log.read_text()
     children = _children(log)
     assert set(children) >= {f"{part} {name}" for name in (city.id, other) for part in (
-        "ingest", "city simulator", "signage", "forecast training", "forecast")} | {"api"}
+        "ingest", "city simulator", "signage", "forecast training", "forecast")} | {
+        "api", "ocpp", f"charger simulator {other}", f"OCPI pull {other}",
+        "OCPI platform stadtwerke"}
     for name in children:
         if not name.startswith(("forecast training", "sign simulators")):
             assert f"{name} stopped (exit 0)" in log, name

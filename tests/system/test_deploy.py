@@ -162,16 +162,28 @@ def _config_file(ref: str) -> Path:
     return ROOT / "cities" / path.name
 
 
-# What each city of the installation runs for itself; the API and the migration are shared.
-CITY_WORKERS = ("ingest", "forecast serve", "signage")
-CITY_SIMULATORS = ("simulate city", "simulate signs")
+# What each city of the installation runs for itself; the API, the OCPP central system and
+# the migration are shared. A city with an OCPI peer to pull has its pull (`ocpi`) and, in the
+# demo, the peer's simulated platform; a city with chargers its simulated stations.
+CITY_WORKERS = ("ingest", "forecast serve", "signage", "ocpi")
+CITY_SIMULATORS = ("simulate city", "simulate signs", "simulate chargers", "simulate ocpi")
+SHARED = ("api", "db migrate", "ocpp")
+
+
+def _peer_secrets(spec: dict[str, Any]) -> set[str]:
+    """The variables the OCPI peers of a service's city name for their tokens."""
+    ref = _environment(spec).get("PARKLEIT_CITY")
+    if ref is None:
+        return set()
+    return {name for peer in load_city(str(_config_file(ref))).ocpi_peers
+            for name in (peer.token_env, peer.push_token_env) if name}
 
 
 def test_every_service_has_a_health_check_restart_policy_and_limits(
         services: dict[str, dict[str, Any]]) -> None:
     assert {"db", "mosquitto", "migrate", "api"} <= services.keys()
     roles = [_role(spec) for spec in services.values() if "build" in spec]
-    assert {"db migrate", "api", *CITY_WORKERS, *CITY_SIMULATORS} <= set(roles), roles
+    assert {*SHARED, *CITY_WORKERS, *CITY_SIMULATORS} <= set(roles), roles
     assert roles.count("ingest") >= 2
     for name, spec in services.items():
         limits = spec.get("deploy", {}).get("resources", {}).get("limits", {})
@@ -236,15 +248,17 @@ def test_every_parkleit_variable_is_a_setting_with_a_valid_value(
         parkleit_services: dict[str, dict[str, Any]]) -> None:
     for name, spec in parkleit_services.items():
         env = _environment(spec)
+        # Besides the settings only the tokens its city's OCPI peers name (token_env).
         unknown = [key for key in env
-                   if not key.startswith("PARKLEIT_")
-                   or key.removeprefix("PARKLEIT_") not in Settings.model_fields]
+                   if (not key.startswith("PARKLEIT_")
+                       or key.removeprefix("PARKLEIT_") not in Settings.model_fields)
+                   and key not in _peer_secrets(spec)]
         assert not unknown, f"{name}: not parkleit settings: {unknown}"
         settings = _settings_of(spec)
         # city_refs: PARKLEIT_CITIES, else PARKLEIT_CITY (its default "zeitz" is no path).
         for ref in settings.city_refs:
             assert _config_file(ref).is_file(), f"{name}: {ref}"
-        assert {"./cities:/app/cities:ro"} <= set(spec["volumes"]), name
+        assert "./cities:/app/cities:ro" in spec["volumes"], name
 
 
 @pytest.fixture(scope="module")
@@ -263,8 +277,9 @@ def test_every_city_of_the_api_has_its_own_workers(
     served: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for name, spec in parkleit_services.items():
         role, env = _role(spec), _environment(spec)
-        if role in ("api", "db migrate"):  # every city: the API serves, migrate syncs them
+        if role in SHARED:  # every city: the API serves, migrate syncs, ocpp hears them
             assert env["PARKLEIT_CITIES"].split(",") == list(installation), name
+            served["*"][role].append(name)
             continue
         # A worker serves PARKLEIT_CITY alone.
         assert "PARKLEIT_CITIES" not in env, f"{name}: {role} serves PARKLEIT_CITY only"
@@ -276,8 +291,24 @@ def test_every_city_of_the_api_has_its_own_workers(
             assert not spec.get("profiles"), f"{name}: a city's worker runs in production"
         elif role in CITY_SIMULATORS:
             assert spec.get("profiles") == ["demo"], f"{name}: simulators are the demo's"
+    assert {role: len(names) for role, names in served["*"].items()} == dict.fromkeys(SHARED, 1)
     for city in installation:
         roles = served[city]
+        config = load_city(str(_config_file(city)))
+        pulled = [peer for peer in config.ocpi_peers if peer.locations_url is not None]
+        # One pull per city with a peer (a second would stand by), with each peer's token;
+        # in the demo the peer's platform at its locations_url (127.0.0.1 of the pull).
+        assert len(roles["ocpi"]) == (1 if pulled else 0), f"{city}: ocpi {roles['ocpi']}"
+        assert len(roles["simulate ocpi"]) == len(roles["ocpi"]), f"{city}: simulated OCPI"
+        for peer in pulled:
+            pull = parkleit_services[roles["ocpi"][0]]
+            assert (pull["environment"][peer.token_env]
+                    == f"${{{peer.token_env}:?set {peer.token_env} in .env}}"), city
+            assert urlsplit(peer.locations_url).hostname == "127.0.0.1", peer.id
+            platform = parkleit_services[roles["simulate ocpi"][0]]
+            assert platform["network_mode"] == f"service:{roles['ocpi'][0]}", city
+            assert platform["command"][-2:] == ["--port", str(urlsplit(peer.locations_url).port)]
+        assert len(roles["simulate chargers"]) == (1 if config.chargers else 0), city
         assert len(roles["ingest"]) >= 1, f"{city}: no ingest worker"
         # Exactly one: two signage services would both push to every sign, two forecasters
         # would both write every forecast (docs/operations.md: no leader election).
@@ -320,6 +351,9 @@ def test_health_checks_probe_what_each_service_serves(
                        env.get("PARKLEIT_SIGNAGE_METRICS_PORT"),
                        command[command.index("--port") + 1] if "--port" in command else None}
             assert str(port) in listens, f"{name}: the check asks port {port}"
+        elif args.check == "tcp":
+            command = spec["command"]
+            assert command[command.index("--port") + 1] == str(args.port), name
         else:
             assert "PARKLEIT_MQTT_URL" in env, name
 
@@ -700,7 +734,7 @@ def test_every_port_is_published_on_a_chosen_address_only(
 
 # What each parkleit command connects to the database as: its own role (core/sql/roles.sql).
 DATABASE_ROLES = {"ingest": "ingest", "forecast serve": "forecast", "signage": "signage",
-                  "api": "api"}
+                  "api": "api", "ocpp": "ocpp", "ocpi": "ocpi"}
 
 
 def test_each_service_connects_to_the_database_as_its_own_role(
@@ -770,7 +804,8 @@ NAUMBURG = "naumburg"
 NAUMBURG_BAY = "naumburg-markt-001"
 NAUMBURG_LOT = "naumburg-marientor"
 NAUMBURG_TTN_APP = "naumburg-parking@ttn"
-SERVICE_USERS = ("ingest", "signage", "forecast", "api", "public", "monitor", "simulator")
+SERVICE_USERS = ("ingest", "signage", "forecast", "ocpp", "ocpi", "api", "public", "monitor",
+                 "simulator")
 DEVICES = (BAY, OTHER_BAY, LOT, TTN_APP, CHIRPSTACK_APP, SIGN, OTHER_SIGN,
            NAUMBURG_BAY, NAUMBURG_LOT, NAUMBURG_TTN_APP)
 
@@ -1120,6 +1155,27 @@ def test_only_ingest_reads_sensor_topics_and_public_reads_status_only(peers: Log
     ingest.subscribe(topic("services/+"))
     assert signage.publish(topic("services/signage"), "sentinel of signage") == 0
     assert topic("services/signage") in ingest.until("sentinel of signage")
+
+
+def test_the_charging_services_publish_the_points_state_only(peers: Login) -> None:
+    """ocpp and ocpi: a charging point's retained state and their own status, which the
+    public bridge and ingest (the alarms) read; no sensor, lot or other service's topic."""
+    public, ingest = peers("public"), peers("ingest")
+    public.subscribe("#")
+    ingest.subscribe(topic("services/+"))
+    for user in ("ocpp", "ocpi"):
+        service = peers(user)
+        state = topic("chargers/DE*ZTZ*E0001*1/state")
+        payload = f'{{"status": "AVAILABLE", "by": "{user}"}}'
+        assert service.publish(state, payload, retain=True) == 0
+        assert state in public.until(payload)
+        assert service.publish(topic(f"services/{user}"), f"online {user}") == 0
+        assert topic(f"services/{user}") in ingest.until(f"online {user}")
+        assert service.publish(topic(f"services/{user}/parkleit-{user}-1"), "role") == 0
+        for forged in (topic("chargers/DE*ZTZ*E0001*1/status"), topic(f"lots/{LOT}/status"),
+                       topic(f"bays/{BAY}"), topic("services/ingest"),
+                       topic(f"signs/{SIGN}/content")):
+            assert service.publish(forged, "x") == NOT_AUTHORIZED, (user, forged)
 
 
 def test_two_cities_share_the_broker_without_mixing(peers: Login) -> None:

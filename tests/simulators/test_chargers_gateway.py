@@ -1,0 +1,57 @@
+"""The charger simulator's MQTT gateway (``parkleit simulate chargers`` for the stations with
+protocol "mqtt"): what it publishes is what ingest reads, each point once at the start and
+then on every change only."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+from _citytoml import evse_id, write_city
+
+from core.charging import EvseStatus
+from core.city import load_city
+from core.clock import Clock
+from ingest import Decoder
+from simulators.chargers import ChargerReport, MqttGateway
+
+NOON = datetime(2026, 6, 3, 10, 0, tzinfo=UTC)  # midday in Berlin: EVs arrive
+
+
+def _gateway(tmp_path: Path, speed: float) -> tuple[MqttGateway, list[tuple[str, bytes]]]:
+    city = load_city(str(write_city(tmp_path, "tgw", chargers=True)))
+    published: list[tuple[str, bytes]] = []
+    gateway = MqttGateway(city, lambda topic, payload: published.append((topic, payload)),
+                          rng=random.Random(1), clock=Clock.starting_at(NOON), speed=speed,
+                          faults=False, report=ChargerReport())
+    return gateway, published
+
+
+def test_the_gateway_publishes_what_ingest_reads(tmp_path: Path) -> None:
+    # Ten simulated hours a tick: every free point gets an EV, every session has ended by
+    # the next tick.
+    gateway, published = _gateway(tmp_path, speed=36_000.0)
+    decoder = Decoder(gateway.city)
+    points = [evse_id("tgw", 1, 1), evse_id("tgw", 1, 2)]  # cp-1 is the city's MQTT station
+    seen: list[list[EvseStatus]] = []
+    for _ in range(3):
+        published.clear()
+        gateway.step()
+        readings = [decoder.charger_status(topic, payload, NOON)
+                    for topic, payload in published]
+        assert all(reading is not None and reading.source == "mqtt" for reading in readings)
+        assert sorted(reading.evse_id for reading in readings if reading) == points
+        seen.append([reading.status for reading in readings if reading])
+    assert seen == [[EvseStatus.CHARGING] * 2, [EvseStatus.AVAILABLE] * 2,
+                    [EvseStatus.CHARGING] * 2]
+
+
+def test_each_point_once_then_changes_only(tmp_path: Path) -> None:
+    gateway, published = _gateway(tmp_path, speed=1e-6)  # no EV ever arrives
+    gateway.step()
+    assert [payload.startswith(b'{"status": "AVAILABLE"') for _, payload in published] == [
+        True, True]
+    gateway.step()
+    gateway.step()
+    assert len(published) == 2
