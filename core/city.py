@@ -415,6 +415,9 @@ class CityInfo(_Model):
     timezone: str = "Europe/Berlin"
     illustrative: bool = False
     state: str = "ST"
+    # A charging point whose bay is occupied while it has not been charging for this long is
+    # blocked (a car parked without charging; rules.sql evse_effective).
+    charger_blocked_after_min: Annotated[int, Field(ge=1, le=1440)] = 15
 
     @field_validator("timezone")
     @classmethod

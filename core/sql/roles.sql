@@ -32,6 +32,7 @@ GRANT EXECUTE ON FUNCTION bay_stuck(boolean, timestamptz, integer, integer, time
     TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api}, {ingest};
+GRANT EXECUTE ON FUNCTION evse_effective(timestamptz, integer, text[]) TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast};
 -- Runs as its owner (SECURITY DEFINER): the API's role learns which bays were silent or stuck
 -- in a month (the console's report) without reading bay_events.

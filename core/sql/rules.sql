@@ -41,6 +41,50 @@ CROSS JOIN LATERAL (
 ) AS k
 $$;
 
+-- Parking and charging read together: per charging point of ``evse_ids`` that has reported a
+-- status, its effective status at the moment ``at``. A point whose bays' sensors (fresh and
+-- not stuck, bay_status's rule) say a bay is occupied while the point reports AVAILABLE is
+-- not free (``free`` false); once that has lasted ``blocked_after_s`` (the car parked and the
+-- point has not been charging since: the later of the bay's occupied ``since`` and the
+-- point's status ``since``) the point is BLOCKED, since that moment. A point with no bay, or
+-- whose bays' sensors are all stale or stuck, reads its own status only (``occupied`` NULL).
+-- Every output (the charging locations, the AFIR status, the retained MQTT state, a lot's
+-- ``ev.free``, signs) reads a point's status through here; ``reported`` is what it said.
+CREATE OR REPLACE FUNCTION evse_effective(at timestamptz, blocked_after_s integer,
+                                          evse_ids text[])
+RETURNS TABLE (evse_id text, lot_id text, status text, reported text, since timestamptz,
+               updated timestamptz, source text, occupied boolean, free boolean)
+LANGUAGE sql STABLE
+AS $$
+WITH bay AS (
+    SELECT p.evse_id,
+           bool_or(b.occupied) FILTER (WHERE b.fresh AND NOT b.stuck) AS occupied,
+           min(s.since) FILTER (WHERE b.occupied AND b.fresh) AS occupied_since
+    FROM charging_points AS p
+    CROSS JOIN LATERAL unnest(p.bays) AS pb(bay_id)
+    JOIN bay_status(at) AS b ON b.bay_id = pb.bay_id
+    LEFT JOIN bay_state AS s ON s.bay_id = pb.bay_id
+    WHERE p.evse_id = ANY(evse_ids)
+    GROUP BY p.evse_id
+)
+SELECT e.evse_id, st.lot_id,
+       CASE WHEN k.blocked_at <= at THEN 'BLOCKED' ELSE e.status END,
+       e.status,
+       CASE WHEN k.blocked_at <= at THEN k.blocked_at ELSE e.since END,
+       e.updated, e.source, bay.occupied,
+       e.status = 'AVAILABLE' AND NOT coalesce(bay.occupied, false)
+FROM evse_state AS e
+JOIN charging_points AS p ON p.evse_id = e.evse_id
+JOIN charging_stations AS st ON st.charge_point_id = p.charge_point_id
+LEFT JOIN bay ON bay.evse_id = e.evse_id
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN e.status = 'AVAILABLE' AND bay.occupied
+                THEN greatest(e.since, bay.occupied_since)
+                     + make_interval(secs => blocked_after_s) END AS blocked_at
+) AS k
+WHERE e.evse_id = ANY(evse_ids)
+$$;
+
 -- Per sensor: its newest reading and health, with the lot's limits to judge them by. Bay
 -- sensors; and each counter-counted lot's counter as ``{lot_id}/counter`` (network
 -- ``counter``), with when it last jumped (a change no lot could have seen: ingest
