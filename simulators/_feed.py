@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from core.city import Bay, City
 
+from ._chargers import Chargers
 from ._counters import Counters
 from ._faults import CitySimError, Delivery, FaultConfig, FaultDice
 from ._formats import MINUTE_MS, SimMessage, dumps, iso_ms, iso_ns, iso_s, moment
@@ -126,6 +127,11 @@ class CityFeed:
         self.outages = self._lora.outages
         self.sensors = self._make_sensors()
         self._sensor_of = {sensor.bay.id: sensor for sensor in self.sensors}
+        # The charging points on bays: their sessions follow the cars (simulators._chargers).
+        self.chargers = Chargers(city, self.start_ms, self._delivery, seed=seed)
+        for sensor in self.sensors:
+            if sensor.occupied and self.chargers.serves(sensor.bay.id):
+                self.chargers.bay_changed(self.start_ms, sensor.bay.id, True)
         occupied = [model.occupied for model in self._sim.lots]
         self._counters = Counters(city, occupied, self.start_ms, rng=self._rng, dice=self._dice,
                                   delivery=self._delivery, stats=self.stats)
@@ -216,7 +222,9 @@ class CityFeed:
             self._schedule(ms, _CHANGE, self._sensor_of[bay_id], int(occupied))
         while self._agenda and self._agenda[0][0] < t1:
             ms, _, kind, index, value = heapq.heappop(self._agenda)
+            self.chargers.until(ms)
             self._sensor_event(ms, kind, self.sensors[index], value)
+        self.chargers.until(t1)
         self._counters.minute(minute, t1)
         self._now = t1
         end = moment(t1)
@@ -237,6 +245,8 @@ class CityFeed:
         faults, dice = self.faults, self._dice
         if kind == _CHANGE:
             sensor.occupied = bool(value)
+            if self.chargers.serves(sensor.bay.id):
+                self.chargers.bay_changed(ms, sensor.bay.id, sensor.occupied)
             if not (sensor.stuck_until or sensor.flap_until):
                 self._report(sensor, ms, sensor.occupied, heartbeat=False)
         elif kind == _HEARTBEAT:
