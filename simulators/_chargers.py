@@ -4,10 +4,11 @@ A car that arrives on a bay a charging point serves is, with ``combustion_share`
 combustion car that never charges (it blocks the point); otherwise an electric car that plugs
 in after ``plug_in_s`` and charges for ``charge_min`` (or until it leaves). Each point sends
 its OCPI status (``AVAILABLE``, ``CHARGING``) on ``parkleit/v1/{city}/chargers/{evse_id}/status``
-as gateways do, once at the start and on each change, through the same delivery faults as the
-sensors. The truth: per point whether a car stands there and whether it charges, and since
-when a car has stood there without charging (``idle_since``): a car parked without charging
-for the city's limit is what the blocked rule (rules.sql evse_effective) should find.
+as gateways do, on each change and again every ``repeat_min`` (so a lost message is not lost
+for long), through the same delivery faults as the sensors. The truth: per point whether a
+car stands there and whether it charges, and since when a car has stood there without
+charging (``idle_since``): a car parked without charging for the city's limit is what the
+blocked rule (rules.sql evse_effective) should find.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class PointTruth:
     session: int = 0
 
 
-_PLUG, _DONE = range(2)
+_PLUG, _DONE, _REPEAT = range(3)
 
 
 class Chargers:
@@ -45,7 +46,8 @@ class Chargers:
 
     def __init__(self, city: City, start_ms: int, delivery: Delivery, *, seed: int = 1,
                  combustion_share: float = 0.2, plug_in_s: tuple[float, float] = (20, 120),
-                 charge_min: tuple[float, float] = (20, 240)) -> None:
+                 charge_min: tuple[float, float] = (20, 240),
+                 repeat_min: float = 10.0) -> None:
         self.city = city
         self.combustion_share = combustion_share
         self.plug_in_s = plug_in_s
@@ -57,8 +59,11 @@ class Chargers:
         self._point_of = {bay: evse.evse_id for _, evse in city.evses() for bay in evse.bays}
         self._agenda: list[tuple[int, int, int, str, int]] = []  # ms, order, kind, evse, session
         self._order = 0
+        self._repeat_ms = round(repeat_min * MINUTE_MS)
         for evse_id in self.points:
             self._send(start_ms, evse_id, "AVAILABLE")
+            self._schedule(start_ms + self._rng.randrange(1, self._repeat_ms), _REPEAT,
+                           self.points[evse_id], session=-1)
 
     def serves(self, bay_id: str) -> bool:
         return bay_id in self._point_of
@@ -86,6 +91,10 @@ class Chargers:
         while self._agenda and self._agenda[0][0] < ms:
             at, _, kind, evse_id, session = heapq.heappop(self._agenda)
             point = self.points[evse_id]
+            if kind == _REPEAT:
+                self._send(at, evse_id, "CHARGING" if point.charging else "AVAILABLE")
+                self._schedule(at + self._repeat_ms, _REPEAT, point, session=-1)
+                continue
             if session != point.session:
                 continue  # that car has gone
             if kind == _PLUG:
@@ -102,9 +111,11 @@ class Chargers:
         return {evse_id for evse_id, point in self.points.items()
                 if point.idle_since is not None and ms - point.idle_since >= limit_ms}
 
-    def _schedule(self, ms: int, kind: int, point: PointTruth) -> None:
+    def _schedule(self, ms: int, kind: int, point: PointTruth, *,
+                  session: int | None = None) -> None:
         self._order += 1
-        heapq.heappush(self._agenda, (ms, self._order, kind, point.evse_id, point.session))
+        heapq.heappush(self._agenda, (ms, self._order, kind, point.evse_id,
+                                      point.session if session is None else session))
 
     def _send(self, ms: int, evse_id: str, status: str) -> None:
         self._delivery.emit(ms, charger_status_topic(self.city.id, evse_id),

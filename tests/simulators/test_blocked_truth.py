@@ -55,7 +55,7 @@ def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any])
         misses += len(truth - said)
     precision = hits / (hits + false_alarms)
     recall = hits / (hits + misses)
-    print(f"blocked over a week: {hits} hits, {false_alarms} false, {misses} missed "
-          f"(5-min samples of 2 points); precision {precision:.3f}, recall {recall:.3f}")
-    assert hits > 100  # blocking really happened, often enough to measure
-    assert precision >= 0.9 and recall >= 0.9
+    figures = (f"{hits} hits, {false_alarms} false, {misses} missed (5-minute samples of 2 "
+               f"points); precision {precision:.3f}, recall {recall:.3f}")
+    assert hits > 100, figures  # blocking really happened, often enough to measure
+    assert precision >= 0.9 and recall >= 0.9, figures
