@@ -37,6 +37,7 @@ GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast
 -- Runs as its owner (SECURITY DEFINER): the API's role learns which bays were silent or stuck
 -- in a month (the console's report) without reading bay_events.
 GRANT EXECUTE ON FUNCTION bay_faults(text[], timestamptz, timestamptz) TO {api};
+GRANT EXECUTE ON FUNCTION evse_blocked_hours(text[], integer, timestamptz, timestamptz) TO {api};
 
 -- api: reads what it serves (live state, history from the aggregates, forecasts and their
 -- error, sensor health for the dashboard, signs and their log); writes only what the admin

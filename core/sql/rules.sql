@@ -85,6 +85,88 @@ CROSS JOIN LATERAL (
 WHERE e.evse_id = ANY(evse_ids)
 $$;
 
+-- Per charging point of ``evse_ids`` over [period_start, period_end): the hours it was
+-- blocked by evse_effective's rule (a bay it serves occupied while it reported AVAILABLE, from
+-- ``blocked_after_s`` after the later of the two began) or by its own report (BLOCKED), the
+-- spans of all its bays joined (a multirange: two bays never count an hour twice). Histories
+-- as stored (evse_status, bay_events), each state held from its reading to the next change,
+-- a state held since before the period from its last reading before it; the sensors' health
+-- at the time is not judged again. The dashboard's blocked hours (planners justify
+-- enforcement with them). SECURITY DEFINER: the API's role gets hours per point, not the
+-- bays' raw readings (bay_events), which it may not read.
+CREATE OR REPLACE FUNCTION evse_blocked_hours(evse_ids text[], blocked_after_s integer,
+                                              period_start timestamptz, period_end timestamptz)
+RETURNS TABLE (evse_id text, blocked_hours double precision)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+WITH point AS (
+    SELECT p.evse_id, p.bays FROM charging_points AS p WHERE p.evse_id = ANY(evse_ids)
+), reports AS (
+    SELECT s.evse_id, s.time, s.status
+    FROM evse_status AS s JOIN point USING (evse_id)
+    WHERE s.time >= period_start AND s.time < period_end
+    UNION ALL
+    SELECT point.evse_id, p.time, p.status
+    FROM point
+    CROSS JOIN LATERAL (
+        SELECT s.time, s.status FROM evse_status AS s
+        WHERE s.evse_id = point.evse_id AND s.time < period_start
+        ORDER BY s.time DESC LIMIT 1
+    ) AS p
+), report_changes AS (
+    SELECT r.*, r.status IS DISTINCT FROM lag(r.status) OVER w AS changed
+    FROM reports AS r
+    WINDOW w AS (PARTITION BY r.evse_id ORDER BY r.time)
+), status_runs AS (
+    SELECT c.evse_id, c.status, c.time AS since,
+           lead(c.time, 1, period_end) OVER (PARTITION BY c.evse_id ORDER BY c.time) AS until
+    FROM report_changes AS c WHERE c.changed
+), bay AS (
+    SELECT DISTINCT unnest(point.bays) AS bay_id FROM point
+), readings AS (
+    SELECT e.bay_id, e.time, e.occupied
+    FROM bay_events AS e JOIN bay USING (bay_id)
+    WHERE e.time >= period_start AND e.time < period_end
+    UNION ALL
+    SELECT bay.bay_id, p.time, p.occupied
+    FROM bay
+    CROSS JOIN LATERAL (
+        SELECT e.time, e.occupied FROM bay_events AS e
+        WHERE e.bay_id = bay.bay_id AND e.time < period_start
+        ORDER BY e.time DESC LIMIT 1
+    ) AS p
+), bay_changes AS (
+    SELECT r.*, r.occupied IS DISTINCT FROM lag(r.occupied) OVER w AS changed
+    FROM readings AS r
+    WINDOW w AS (PARTITION BY r.bay_id ORDER BY r.time)
+), occupied_runs AS (
+    SELECT b.bay_id, b.occupied, b.time AS since,
+           lead(b.time, 1, period_end) OVER (PARTITION BY b.bay_id ORDER BY b.time) AS until
+    FROM bay_changes AS b WHERE b.changed
+), spans AS (
+    SELECT s.evse_id, tstzrange(greatest(s.since, o.since)
+                                + make_interval(secs => blocked_after_s),
+                                least(s.until, o.until)) AS span
+    FROM status_runs AS s
+    JOIN point ON point.evse_id = s.evse_id
+    JOIN occupied_runs AS o ON o.bay_id = ANY(point.bays) AND o.occupied
+    WHERE s.status = 'AVAILABLE'
+      AND greatest(s.since, o.since) + make_interval(secs => blocked_after_s)
+          < least(s.until, o.until)
+    UNION ALL
+    SELECT s.evse_id, tstzrange(s.since, s.until) FROM status_runs AS s
+    WHERE s.status = 'BLOCKED' AND s.since < s.until
+), joined AS (
+    SELECT spans.evse_id,
+           range_agg(spans.span * tstzrange(period_start, period_end)) AS blocked
+    FROM spans GROUP BY spans.evse_id
+)
+SELECT point.evse_id, coalesce((
+    SELECT sum(extract(epoch FROM upper(r) - lower(r))) / 3600
+    FROM unnest(joined.blocked) AS r), 0)::double precision
+FROM point LEFT JOIN joined USING (evse_id)
+$$;
+
 -- Per sensor: its newest reading and health, with the lot's limits to judge them by. Bay
 -- sensors; and each counter-counted lot's counter as ``{lot_id}/counter`` (network
 -- ``counter``), with when it last jumped (a change no lot could have seen: ingest

@@ -111,3 +111,42 @@ def test_the_car_gone_frees_the_point(conn: psycopg.Connection[Any], city: City,
     point = _evses(api_client)[evse_id(cid, 1, 1)]
     assert (point["status"], point["free"], point["bay_occupied"]) == ("AVAILABLE", True, False)
     assert _ev(api_client)[f"{cid}-street"] == {"capacity": 2, "free": 2}
+
+
+def test_dashboard_blocked_hours(conn: psycopg.Connection[Any], city: City,
+                                 api_client: TestClient) -> None:
+    cid, now = city.id, utc_now().replace(microsecond=0)
+    sync_registry(conn, city)
+    t0 = now - timedelta(hours=7)
+    one, two, fast = evse_id(cid, 1, 1), evse_id(cid, 1, 2), evse_id(cid, 2, 1)
+    bay = f"parkleit/v1/{cid}/bays/{cid}-st-001"
+
+    def at(hours: float) -> str:
+        return iso(t0 + timedelta(hours=hours))
+
+    messages = [Message(charger_status_topic(cid, point), dumps({"status": s, "ts": at(h)}), now)
+                for point, s, h in (
+                    (one, "AVAILABLE", 0), (one, "CHARGING", 3), (one, "AVAILABLE", 4.5),
+                    (two, "AVAILABLE", 0), (two, "BLOCKED", 1), (two, "AVAILABLE", 2),
+                    (fast, "AVAILABLE", 0))]
+    # Bay 1: a car from 1 h to 2 h (not charging: blocked 45 min after the 15-min limit), one
+    # charging from 3 h to 4 h, one from 5 h to 5.5 h (blocked the last 15 min).
+    messages += [Message(bay, dumps(native_bay(t0 + timedelta(hours=h), occupied=o)), now)
+                 for h, o in ((0, False), (1, True), (2, False), (3, True), (4, False),
+                              (5, True), (5.5, False))]
+    prepare_connection(conn)
+    assert Writer(city).write(conn, messages, now).dead_letters == 0
+    answer = api_client.get("/v1/dashboard/chargers", params={
+        "city": cid, "from": iso(t0), "to": iso(t0 + timedelta(hours=6))})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["blocked_after_min"] == 15
+    assert [(p["evse_id"], p["blocked_hours"]) for p in body["points"]] == [
+        (one, 1.0), (two, 1.0), (fast, 0.0)]
+    assert body["points"][0]["bays"] == [f"{cid}-st-001"]
+    # A window cut through the first car's stay counts only its part.
+    part = api_client.get("/v1/dashboard/chargers", params={
+        "city": cid, "from": iso(t0 + timedelta(hours=1.5)), "to": iso(t0 + timedelta(hours=3))})
+    assert {p["evse_id"]: p["blocked_hours"] for p in part.json()["points"]}[one] == 0.5
+    assert api_client.get("/v1/dashboard/chargers", params={
+        "city": cid, "from": iso(now), "to": iso(t0)}).status_code == 422
