@@ -128,7 +128,10 @@ class CityFeed:
         self.sensors = self._make_sensors()
         self._sensor_of = {sensor.bay.id: sensor for sensor in self.sensors}
         # The charging points on bays: their sessions follow the cars (simulators._chargers).
-        self.chargers = Chargers(city, self.start_ms, self._delivery, seed=seed)
+        # Their messages meet the same faults from dice of their own, so the sensors' messages
+        # are the same with or without chargers in the city.
+        self._charger_delivery = Delivery(FaultDice(self.faults, -seed), self.stats)
+        self.chargers = Chargers(city, self.start_ms, self._charger_delivery, seed=seed)
         for sensor in self.sensors:
             if sensor.occupied and self.chargers.serves(sensor.bay.id):
                 self.chargers.bay_changed(self.start_ms, sensor.bay.id, True)
@@ -206,7 +209,7 @@ class CityFeed:
             self._done = True
             # Flush what is still held back (late messages): delivered when the simulator stops.
             end = self._now
-            rest = [message._replace(time=moment(end)) for message in self._delivery.drain(None)]
+            rest = [message._replace(time=moment(end)) for message in self._drain(None)]
             if not rest:
                 raise StopIteration
             return SimMinute(moment(end), moment(end), rest, [])
@@ -228,8 +231,12 @@ class CityFeed:
         self._counters.minute(minute, t1)
         self._now = t1
         end = moment(t1)
-        return SimMinute(moment(t0), end, list(self._delivery.drain(t1)),
-                         self._truth(end, minute.occupied))
+        return SimMinute(moment(t0), end, self._drain(t1), self._truth(end, minute.occupied))
+
+    def _drain(self, until: int | None) -> list[SimMessage]:
+        """The sensors' and the charging points' messages due by ``until``, in time order."""
+        return list(heapq.merge(self._delivery.drain(until), self._charger_delivery.drain(until),
+                                key=lambda message: message.time))
 
     def _truth(self, when: datetime, occupied: list[int]) -> list[TruthRow]:
         return [TruthRow(when, lot.id, n, lot.capacity - n, lot.capacity)

@@ -16,7 +16,7 @@ from core.charging import EvseStatus, effective_states
 from core.city import load_city
 from core.registry import sync_registry
 from ingest import Message, Writer, prepare_connection
-from simulators._faults import DEFAULT_RATES, FaultConfig
+from simulators._faults import FaultConfig
 from simulators._feed import CityFeed
 
 START = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday
@@ -32,8 +32,7 @@ def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any])
         "lots": tuple(lot for lot in zeitz.lots if lot.id == site),
         "chargers": tuple(s for s in zeitz.chargers if s.lot == site),
         "signs": (), "events": ()})
-    faults = FaultConfig(**{name: DEFAULT_RATES[name] for name in (
-        "drop", "duplicate", "late", "stuck", "flapping", "malformed")})
+    faults = FaultConfig.parse("drop,duplicate,late,stuck,flapping,malformed")
     feed = CityFeed(city, START, seed=7, faults=faults, duration_s=WEEK_S)
     assert len(feed.chargers.points) == 2
     writer = Writer(city)
