@@ -23,7 +23,9 @@ from core.city import City
 from ._faults import Delivery
 from ._formats import MINUTE_MS, dumps, iso_ms
 
-__all__ = ["Chargers", "PointTruth"]
+__all__ = ["CHARGER_TRUTH_HEADER", "Chargers", "PointTruth"]
+
+CHARGER_TRUTH_HEADER = "time,evse_id,car,charging"
 
 
 @dataclass(slots=True)
@@ -59,11 +61,22 @@ class Chargers:
         self._point_of = {bay: evse.evse_id for _, evse in city.evses() for bay in evse.bays}
         self._agenda: list[tuple[int, int, int, str, int]] = []  # ms, order, kind, evse, session
         self._order = 0
+        self._changes: list[str] = []  # truth lines (CHARGER_TRUTH_HEADER) not drained yet
         self._repeat_ms = round(repeat_min * MINUTE_MS)
         for evse_id in self.points:
+            self._changed(start_ms, self.points[evse_id])  # the truth starts with every point
             self._send(start_ms, evse_id, "AVAILABLE")
             self._schedule(start_ms + self._rng.randrange(1, self._repeat_ms), _REPEAT,
                            self.points[evse_id], session=-1)
+
+    def drain(self) -> list[str]:
+        """The truth's changes since the last call, as CSV lines under CHARGER_TRUTH_HEADER."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def _changed(self, ms: int, point: PointTruth) -> None:
+        self._changes.append(f"{iso_ms(ms)},{point.evse_id},{str(point.car).lower()},"
+                             f"{str(point.charging).lower()}")
 
     def serves(self, bay_id: str) -> bool:
         return bay_id in self._point_of
@@ -80,7 +93,9 @@ class Chargers:
             if point.charging:
                 point.charging = False
                 self._send(ms, point.evse_id, "AVAILABLE")
+            self._changed(ms, point)
             return
+        self._changed(ms, point)
         point.idle_since = ms
         if self._rng.random() >= self.combustion_share:
             plug = ms + round(self._rng.uniform(*self.plug_in_s) * 1000)
@@ -99,11 +114,13 @@ class Chargers:
                 continue  # that car has gone
             if kind == _PLUG:
                 point.charging, point.idle_since = True, None
+                self._changed(at, point)
                 self._send(at, evse_id, "CHARGING")
                 done = at + round(self._rng.uniform(*self.charge_min) * MINUTE_MS)
                 self._schedule(done, _DONE, point)
             else:  # charged: the car may stay without charging
                 point.charging, point.idle_since = False, at
+                self._changed(at, point)
                 self._send(at, evse_id, "AVAILABLE")
 
     def blocked(self, ms: int, limit_ms: int) -> set[str]:

@@ -15,7 +15,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -54,12 +54,14 @@ def truth_line(row: TruthRow) -> str:
 @dataclass(slots=True)
 class SimMinute:
     """One simulated minute [time, end): the messages published in it (in order; a counter's
-    end-of-minute reading at ``end`` included) and every lot's true occupancy at ``end``."""
+    end-of-minute reading at ``end`` included), every lot's true occupancy at ``end`` and the
+    charging points' true changes in it (``simulators._chargers``, CSV lines)."""
 
     time: datetime
     end: datetime
     messages: list[SimMessage]
     truth: list[TruthRow]
+    chargers: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -231,7 +233,8 @@ class CityFeed:
         self._counters.minute(minute, t1)
         self._now = t1
         end = moment(t1)
-        return SimMinute(moment(t0), end, self._drain(t1), self._truth(end, minute.occupied))
+        return SimMinute(moment(t0), end, self._drain(t1), self._truth(end, minute.occupied),
+                         self.chargers.drain())
 
     def _drain(self, until: int | None) -> list[SimMessage]:
         """The sensors' and the charging points' messages due by ``until``, in time order."""

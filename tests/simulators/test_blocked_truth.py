@@ -7,7 +7,7 @@ with the points a car really stood on without charging for the city's limit."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -40,8 +40,15 @@ def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any])
     limit_ms = city.city.charger_blocked_after_min * 60_000
     hits = false_alarms = misses = 0
     batch: list[Message] = []
+    idle_since: dict[str, datetime] = {}  # from the truth's CSV lines, as a reader has it
     for number, minute in enumerate(feed, start=1):
         batch.extend(Message(m.topic, m.payload, m.time) for m in minute.messages)
+        for line in minute.chargers:
+            time, evse_id, car, charging = line.split(",")
+            if car == "true" and charging == "false":
+                idle_since.setdefault(evse_id, datetime.fromisoformat(time))
+            else:
+                idle_since.pop(evse_id, None)
         if number % EVERY_MIN or not minute.truth:
             continue
         writer.write(conn, batch, minute.end)
@@ -49,6 +56,8 @@ def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any])
         said = {evse_id for evse_id, point in effective_states(conn, city, minute.end).items()
                 if point.state.status is EvseStatus.BLOCKED}
         truth = feed.chargers.blocked(round(minute.end.timestamp() * 1000), limit_ms)
+        assert truth == {evse_id for evse_id, since in idle_since.items()
+                         if minute.end - since >= timedelta(milliseconds=limit_ms)}
         hits += len(said & truth)
         false_alarms += len(said - truth)
         misses += len(truth - said)

@@ -218,6 +218,19 @@ def test_truth_rows_are_within_capacity_and_the_csv_is_right(tmp_path: Path) -> 
     assert report.published == len(published) and set(report.by_kind) == KINDS
     assert [(m.topic, m.payload) for m in published] == [
         (m.topic, m.payload) for m in city_messages(ZEITZ, FRIDAY, seed=1, duration_s=7200)]
+    # The charging points' truth beside it: every point on a bay at the start, then each
+    # change, in time order; their status is published for those points only.
+    chargers = (tmp_path / "truth-chargers.csv").read_text(encoding="utf-8").splitlines()
+    assert chargers[0] == "time,evse_id,car,charging"
+    changes = list(csv.DictReader(chargers))
+    on_bays = {evse.evse_id for _, evse in ZEITZ.evses() if evse.bays}
+    assert {row["evse_id"] for row in changes if row["time"] == "2026-03-06T06:00:00.000Z"} == (
+        on_bays)
+    assert [row["time"] for row in changes] == sorted(row["time"] for row in changes)
+    said = {(m.topic.split("/")[4], json.loads(m.payload)["status"]) for m in published
+            if m.kind == "charger"}
+    assert {evse for evse, _ in said} == on_bays
+    assert {status for _, status in said} <= {"AVAILABLE", "CHARGING"}
 
 
 # -- faults ------------------------------------------------------------------------------------
