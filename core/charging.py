@@ -29,6 +29,7 @@ __all__ = [
     "EvseStatus",
     "PointReading",
     "Source",
+    "effective_of_async",
     "effective_states",
     "effective_states_async",
     "store_readings",
@@ -221,3 +222,15 @@ async def effective_states_async(aconn: psycopg.AsyncConnection[Any], cities: It
                 await cur.execute(queries("core")["evse_effective"], _effective_params(city, at))
                 points.update((p.state.evse_id, p) for p in map(_point, await cur.fetchall()))
     return points
+
+
+async def effective_of_async(aconn: psycopg.AsyncConnection[Any], city: City, at: datetime,
+                             states: Sequence[EvseState]) -> list[EvseState]:
+    """``states`` just stored (``store_readings_async``'s answer) as every output shows them:
+    each point read with its bays at ``at`` (BLOCKED when a car stands there without
+    charging), for the caller to publish on the retained topic."""
+    if not states:
+        return []
+    points = await effective_states_async(aconn, [city], at)
+    return [points[state.evse_id].state if state.evse_id in points else state
+            for state in states]

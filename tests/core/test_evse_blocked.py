@@ -5,6 +5,7 @@ is stale or stuck, reads its own status only."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,16 @@ import psycopg
 import pytest
 from _citytoml import evse_id, write_city
 
-from core.charging import EvseReading, EvseStatus, PointReading, effective_states, store_readings
+from core.charging import (
+    EvseReading,
+    EvseState,
+    EvseStatus,
+    PointReading,
+    effective_of_async,
+    effective_states,
+    store_readings,
+    store_readings_async,
+)
 from core.city import City
 from core.registry import sync_registry
 
@@ -141,3 +151,23 @@ def test_a_point_without_a_bay_reads_its_own_status(conn: psycopg.Connection[Any
         EvseStatus.AVAILABLE, None, True, f"{city.id}-street")
     assert (fast.state.status, fast.free, fast.lot_id) == (
         EvseStatus.OUTOFORDER, False, f"{city.id}-garage")
+
+
+def test_what_a_status_writer_publishes_is_the_effective_state(
+        conn: psycopg.Connection[Any], registered: City, db_url: str) -> None:
+    """The OCPP and OCPI services publish ``effective_of_async`` of what they stored."""
+    city, point, other = registered, evse_id(registered.id, 1, 1), evse_id(registered.id, 1, 2)
+    _bay(conn, f"{city.id}-st-001", True, AT - timedelta(minutes=20), heard=AT)
+
+    async def store() -> list[EvseState]:
+        aconn = await psycopg.AsyncConnection.connect(db_url)
+        async with aconn, aconn.transaction():
+            changed = await store_readings_async(aconn, city.id, [
+                EvseReading(point, EvseStatus.AVAILABLE, AT - timedelta(hours=1), "ocpp"),
+                EvseReading(other, EvseStatus.AVAILABLE, AT - timedelta(hours=1), "ocpp")])
+            return await effective_of_async(aconn, city, AT, changed)
+
+    published = {state.evse_id: state for state in asyncio.run(store())}
+    assert (published[point].status, published[point].since) == (
+        EvseStatus.BLOCKED, AT - timedelta(minutes=20) + LIMIT)
+    assert published[other].status is EvseStatus.AVAILABLE  # no bay: as reported
