@@ -1,4 +1,5 @@
-"""The city simulator's charging points: sessions driven by the cars on the bays they serve.
+"""The city simulator's charging points: sessions driven by the cars on the bays they serve
+(the points whose status a gateway publishes over MQTT, ``protocol = "mqtt"``).
 
 A car that arrives on a bay a charging point serves is, with ``combustion_share``, a
 combustion car that never charges (it blocks the point); otherwise an electric car that plugs
@@ -56,9 +57,12 @@ class Chargers:
         self.charge_min = charge_min
         self._delivery = delivery
         self._rng = random.Random(f"parkleit-city:{seed}:chargers")
-        self.points = {evse.evse_id: PointTruth(evse.evse_id)
-                       for _, evse in city.evses() if evse.bays}
-        self._point_of = {bay: evse.evse_id for _, evse in city.evses() for bay in evse.bays}
+        # The points whose status comes over MQTT (a gateway's): the OCPP and OCPI ones have
+        # simulators of their own (``parkleit simulate chargers``).
+        served = [evse for station, evse in city.evses()
+                  if evse.bays and station.protocol == "mqtt"]
+        self.points = {evse.evse_id: PointTruth(evse.evse_id) for evse in served}
+        self._point_of = {bay: evse.evse_id for evse in served for bay in evse.bays}
         self._agenda: list[tuple[int, int, int, str, int]] = []  # ms, order, kind, evse, session
         self._order = 0
         self._changes: list[str] = []  # truth lines (CHARGER_TRUTH_HEADER) not drained yet

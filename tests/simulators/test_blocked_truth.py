@@ -1,9 +1,10 @@
 """The blocked rule against the city simulator's ground truth: a simulated week of the
-example city's Kramerstraße (two charging points on its EV bays; cars on them charge, or block
-them: combustion cars, and electric cars that stay after charging), with the sensors' and the
-network's faults, played through the ingest writer into the real database; every five
-simulated minutes the points the rule calls BLOCKED (rules.sql evse_effective) are compared
-with the points a car really stood on without charging for the city's limit."""
+example city's Schloßstraße (two charging points on bays, their status over MQTT; cars on
+them charge, or block them: combustion cars, and electric cars that stay after charging),
+with the sensors' and the network's faults, played through the ingest writer into the real
+database; every two simulated minutes the points the rule calls BLOCKED (rules.sql
+evse_effective) are compared with the points a car really stood on without charging for the
+city's limit."""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from simulators._feed import CityFeed
 
 START = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday
 WEEK_S = 7 * 24 * 3600
-EVERY_MIN = 5
+EVERY_MIN = 2
 
 
 def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any]) -> None:
     zeitz = load_city("zeitz")
     sync_registry(conn, zeitz)
-    site = "zeitz-kramerstrasse"
+    site = "zeitz-schlossstrasse"
     city = zeitz.model_copy(update={
         "lots": tuple(lot for lot in zeitz.lots if lot.id == site),
         "chargers": tuple(s for s in zeitz.chargers if s.lot == site),
@@ -63,7 +64,7 @@ def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any])
         misses += len(truth - said)
     precision = hits / (hits + false_alarms)
     recall = hits / (hits + misses)
-    figures = (f"{hits} hits, {false_alarms} false, {misses} missed (5-minute samples of 2 "
+    figures = (f"{hits} hits, {false_alarms} false, {misses} missed (2-minute samples of 2 "
                f"points); precision {precision:.3f}, recall {recall:.3f}")
-    assert hits > 100, figures  # blocking really happened, often enough to measure
+    assert hits > 150, figures  # blocking really happened, often enough to measure
     assert precision >= 0.9 and recall >= 0.9, figures
