@@ -10,7 +10,7 @@ of stations the city operates itself are published unless ``all_operators``."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from core import datex2
@@ -82,10 +82,12 @@ def energy_table_publication(cities: Sequence[City], now: datetime, *,
 
 
 def energy_status_publication(cities: Sequence[City], states: Mapping[str, EvseState],
-                              now: datetime, *, all_operators: bool = False) -> bytes:
+                              now: datetime, *, all_operators: bool = False,
+                              occupied: Collection[str] = ()) -> bytes:
     """The EnergyInfrastructureStatusPublication of the published charging points of
     ``cities`` at ``now``: per refill point its status (``REFILL_POINT_STATUS``) and when it
-    was last reported; a point with no state in ``states`` (keyed by EVSE id) is unknown."""
+    was last reported; a point with no state in ``states`` (keyed by EVSE id) is unknown, an
+    available one whose bay is occupied (EVSE ids ``occupied``) is ``occupied``."""
     scratch = ET.Element("scratch")
     tables = [table for city in cities
               if (table := _table(scratch, city, all_operators=all_operators)) is not None]
@@ -115,7 +117,10 @@ def energy_status_publication(cities: Sequence[City], states: Mapping[str, EvseS
                     if state is not None:
                         child(point, "afac:lastUpdated", utc_time(state.updated))
                     status = EvseStatus.UNKNOWN if state is None else state.status
-                    child(point, "aegi:status", REFILL_POINT_STATUS[status])
+                    word = REFILL_POINT_STATUS[status]
+                    if status is EvseStatus.AVAILABLE and evse.evse_id in occupied:
+                        word = "occupied"  # a car on its bay, not (yet) blocked
+                    child(point, "aegi:status", word)
     return datex2.to_bytes(root)
 
 

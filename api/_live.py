@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from api._models import Lot, LotForecast, SpecialSpaces
 from core import city as registry
+from core.charging import PointReading, effective_states_async
 from core.db import queries
 from core.status import LotReading, publish, rfc3339
 
@@ -36,7 +37,21 @@ async def read_lots(conn: AsyncConnection[Any],
         live = {row["lot_id"]: row for row in await cur.fetchall()}
         await cur.execute(q["special_bays"], {"lot_ids": ids, "now": now})
         bays = {(row["lot_id"], row["kind"]): row for row in await cur.fetchall()}
-    return [lot_view(city, lot, live.get(lot.id) or {}, now, bays) for city, lot in lots]
+    cities = {city.id: city for city, _ in lots}.values()
+    points = await effective_states_async(conn, cities, now)
+    return [lot_view(city, lot, live.get(lot.id) or {}, now, bays, _free_points(city, lot, points))
+            for city, lot in lots]
+
+
+def _free_points(city: registry.City, lot: registry.Lot,
+                 points: Mapping[str, PointReading]) -> tuple[int, int] | None:
+    """How many charging points ``lot`` has and how many of them a driver can charge at now
+    (AVAILABLE and no car on their bays); None if the lot has no chargers."""
+    evse_ids = [evse.evse_id for station, evse in city.evses() if station.lot == lot.id]
+    if not evse_ids:
+        return None
+    free = sum(1 for evse_id in evse_ids if evse_id in points and points[evse_id].free)
+    return free, len(evse_ids)
 
 
 def limited(lot: registry.Lot, limit: int | None, free: int | None,
@@ -52,10 +67,12 @@ def limited(lot: registry.Lot, limit: int | None, free: int | None,
 
 
 def lot_view(city: registry.City, lot: registry.Lot, row: Mapping[str, Any], now: datetime,
-             bays: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> Lot:
+             bays: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+             free_points: tuple[int, int] | None = None) -> Lot:
     """``lot`` as the API shows it at ``now``, from its ``lot_state`` row as ``live_lots``
-    reads it (free, updated, closed, quality, flags, the 30-minute forecast) and its special
-    bays (``special_bays``, keyed by lot and kind)."""
+    reads it (free, updated, closed, quality, flags, the 30-minute forecast), its special
+    bays (``special_bays``, keyed by lot and kind) and, where it has chargers, how many of
+    its charging points are free and how many it has (``free_points``: its EV figure then)."""
     bays = bays or {}
     updated: datetime | None = row.get("updated")
     lot, free = limited(lot, row.get("capacity_limit"), row.get("free"), row.get("occupied"))
@@ -82,7 +99,7 @@ def lot_view(city: registry.City, lot: registry.Lot, row: Mapping[str, Any], now
         stale_after_s=lot.stale_after_s,
         quality=None if quality is None else round(quality, 3), quality_flags=flags,
         disabled=_special(lot, "disabled", lot.disabled_spaces, bays, counted),
-        ev=_special(lot, "ev", lot.ev_spaces, bays, counted),
+        ev=_special(lot, "ev", lot.ev_spaces, bays, counted, free_points),
         forecast_30=forecast)
 
 
@@ -106,13 +123,20 @@ def _cell(value: float | None) -> str:
 
 
 def _special(lot: registry.Lot, kind: str, configured: int,
-             bays: Mapping[tuple[str, str], Mapping[str, Any]], counted: bool) -> SpecialSpaces:
+             bays: Mapping[tuple[str, str], Mapping[str, Any]], counted: bool,
+             free_points: tuple[int, int] | None = None) -> SpecialSpaces:
     """Capacity of a kind of space and, where bay sensors cover all of them, how many are
-    free (by ingest's rule for the lot: stuck sensors count neither free nor occupied)."""
+    free (by ingest's rule for the lot: stuck sensors count neither free nor occupied); EV
+    spaces of a lot with chargers: its charging points a driver can charge at now (read with
+    their bays, rules.sql evse_effective), of at least as many spaces as points."""
     row = bays.get((lot.id, kind))
     sensed = row["bays"] if row else 0
     capacity = max(configured, sensed)
     free = None
-    if row and counted and sensed >= capacity:
+    if free_points is not None:
+        capacity = max(capacity, free_points[1])
+        if counted:
+            free = free_points[0]
+    elif row and counted and sensed >= capacity:
         free = sensed - row["stuck"] - row["occupied"]
     return SpecialSpaces(capacity=capacity, free=free)

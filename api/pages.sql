@@ -200,3 +200,8 @@ JOIN (
 ) AS latest USING (lot_id, time)
 WHERE f.kind = 'live'
 ORDER BY f.lot_id, f.horizon_min;
+
+-- name: evse_blocked_hours
+-- Hours each charging point of ``evse_ids`` was blocked in [from, to) (rules.sql).
+SELECT evse_id, blocked_hours
+FROM evse_blocked_hours(%(evse_ids)s, %(blocked_after_s)s, %(from)s, %(to)s);

@@ -40,7 +40,13 @@ from websockets.typing import Subprotocol
 from charging._central import SUBPROTOCOLS, StationLink, central_for
 from charging._credentials import Credentials, parse_basic
 from core.channels import charger_state_topic
-from core.charging import EvseReading, EvseState, EvseStatus, store_readings_async
+from core.charging import (
+    EvseReading,
+    EvseState,
+    EvseStatus,
+    effective_of_async,
+    store_readings_async,
+)
 from core.city import ChargingStation, City
 from core.db import queries
 from core.mqtt import ServiceStatus, mqtt_client
@@ -282,6 +288,8 @@ class OcppService(Lifecycle):
         assert self._pool is not None
         async with self._pool.connection(timeout=10) as conn, conn.transaction():
             changed = await store_readings_async(conn, city.id, readings)
+            # Published as every output shows a point: read with its bays (rules.sql).
+            changed = await effective_of_async(conn, city, self.clock.now(), changed)
         self._publish(city.id, changed)
 
     async def dead_letter(self, station_id: str, raw: str | bytes, reason: str) -> None:

@@ -9,7 +9,7 @@ retained topics (``core.channels.charger_state_topic``) after the commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,6 +18,7 @@ from typing import Any, Literal
 import psycopg
 
 from core import channels
+from core.city import City
 from core.db import queries
 from core.status import rfc3339
 
@@ -26,7 +27,11 @@ __all__ = [
     "EvseReading",
     "EvseState",
     "EvseStatus",
+    "PointReading",
     "Source",
+    "effective_of_async",
+    "effective_states",
+    "effective_states_async",
     "store_readings",
     "store_readings_async",
 ]
@@ -169,3 +174,63 @@ async def store_readings_async(aconn: psycopg.AsyncConnection[Any], city_id: str
                 "channel": channels.EVSE_STATE,
                 "payloads": [state.notification(city_id) for state in changed]})
     return changed
+
+
+@dataclass(frozen=True, slots=True)
+class PointReading:
+    """A charging point read together with its bays at a moment (rules.sql ``evse_effective``):
+    ``state`` carries the effective status (BLOCKED when a car has stood on its bay without
+    charging long enough), ``reported`` what the point itself said, ``occupied`` whether a bay
+    it serves is occupied (None: no bay, or no fresh sensor), ``free`` whether a driver can
+    charge there now (AVAILABLE and its bays empty)."""
+
+    state: EvseState
+    lot_id: str
+    reported: EvseStatus
+    occupied: bool | None
+    free: bool
+
+
+def _effective_params(city: City, at: datetime) -> dict[str, Any]:
+    return {"at": at, "blocked_after_s": city.city.charger_blocked_after_min * 60,
+            "evse_ids": [evse.evse_id for _, evse in city.evses()]}
+
+
+def _point(row: Sequence[Any]) -> PointReading:
+    evse_id, lot_id, status, reported, since, updated, source, occupied, free = row
+    return PointReading(EvseState(evse_id, EvseStatus(status), since, updated, source), lot_id,
+                        EvseStatus(reported), occupied, free)
+
+
+def effective_states(conn: psycopg.Connection[Any], city: City,
+                     at: datetime) -> dict[str, PointReading]:
+    """Every charging point of ``city`` that has reported, read with its bays at ``at``."""
+    if not city.chargers:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(queries("core")["evse_effective"], _effective_params(city, at))
+        return {point.state.evse_id: point for point in map(_point, cur.fetchall())}
+
+
+async def effective_states_async(aconn: psycopg.AsyncConnection[Any], cities: Iterable[City],
+                                 at: datetime) -> dict[str, PointReading]:
+    """``effective_states`` of every city of ``cities`` over an async connection."""
+    points: dict[str, PointReading] = {}
+    async with aconn.cursor() as cur:
+        for city in cities:
+            if city.chargers:
+                await cur.execute(queries("core")["evse_effective"], _effective_params(city, at))
+                points.update((p.state.evse_id, p) for p in map(_point, await cur.fetchall()))
+    return points
+
+
+async def effective_of_async(aconn: psycopg.AsyncConnection[Any], city: City, at: datetime,
+                             states: Sequence[EvseState]) -> list[EvseState]:
+    """``states`` just stored (``store_readings_async``'s answer) as every output shows them:
+    each point read with its bays at ``at`` (BLOCKED when a car stands there without
+    charging), for the caller to publish on the retained topic."""
+    if not states:
+        return []
+    points = await effective_states_async(aconn, [city], at)
+    return [points[state.evse_id].state if state.evse_id in points else state
+            for state in states]

@@ -197,11 +197,13 @@ class Lot(_Model):
 
 
 class SignLine(_Model):
-    """One line of a sign: the lots it counts, an arrow and a label."""
+    """One line of a sign: the lots it counts, an arrow and a label. A ``charging`` line
+    counts the free charging points of its lots instead ("E-Laden 2 frei")."""
 
     lots: Annotated[tuple[Identifier, ...], Field(min_length=1)]
     label: Annotated[str, Field(min_length=1, max_length=24)]
     arrow: Literal["left", "right", "straight", "none"] = "straight"
+    kind: Literal["parking", "charging"] = "parking"
     alternative: Identifier | None = None
     # What the line shows while it routes to ``alternative``; default the lot's name and the
     # line's own arrow.
@@ -212,6 +214,8 @@ class SignLine(_Model):
     def _alternative_consistent(self) -> SignLine:
         if self.alternative is None and (self.alternative_label or self.alternative_arrow):
             raise ValueError("alternative_label and alternative_arrow need an alternative")
+        if self.kind == "charging" and self.alternative is not None:
+            raise ValueError("a charging line has no alternative")
         return self
 
 
@@ -224,6 +228,8 @@ class SignDisplay(_Model):
     full_text: Annotated[str, Field(min_length=1)] = "besetzt"
     almost_full_text: Annotated[str, Field(min_length=1)] = "fast voll"
     closed_text: Annotated[str, Field(min_length=1)] = "geschlossen"
+    # A charging line's text: its lots' free charging points ({free}).
+    charging_text: Annotated[str, Field(min_length=1, pattern=r"\{free\}")] = "{free} frei"
     safe_state: Literal["--", ""] = "--"
     # Leaving full / almost full needs this many more free spaces than entering it.
     hysteresis_spaces: Annotated[int, Field(ge=0, le=10_000)] = 2
@@ -415,6 +421,9 @@ class CityInfo(_Model):
     timezone: str = "Europe/Berlin"
     illustrative: bool = False
     state: str = "ST"
+    # A charging point whose bay is occupied while it has not been charging for this long is
+    # blocked (a car parked without charging; rules.sql evse_effective).
+    charger_blocked_after_min: Annotated[int, Field(ge=1, le=1440)] = 15
 
     @field_validator("timezone")
     @classmethod
@@ -687,6 +696,12 @@ def _cross_check(city: City) -> str | None:
                     return (
                         f"signs[{index}] (id {sign.id!r}).lines[{line_index}]: "
                         f"unknown lot {lot_id!r}"
+                    )
+                if line.kind == "charging" and not any(
+                        station.lot == lot_id for station in city.chargers):
+                    return (
+                        f"signs[{index}] (id {sign.id!r}).lines[{line_index}]: a charging "
+                        f"line's lot {lot_id!r} has no chargers"
                     )
     for index, event in enumerate(city.events):
         if (event.date is None) == (event.weekly is None):

@@ -298,10 +298,12 @@ class IngestService(Lifecycle):
         try:
             with pool.connection(timeout=5) as conn:
                 changed = self.writer.refresh(conn, self._clock.now())
+                points = self.writer.refresh_points(conn, self._clock.now())
         except psycopg.Error as exc:
             logger.warning("status refresh failed: %s", type(exc).__name__)
             return
         self._publish(changed)
+        self._publish_evses(points)
         self._evaluate_alarms(pool)
 
     def _evaluate_alarms(self, pool: ConnectionPool) -> None:

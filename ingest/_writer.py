@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from core import channels
-from core.charging import EvseReading, EvseState, store_readings
+from core.charging import EvseReading, EvseState, effective_states, store_readings
 from core.city import City, Lot, OpeningHours
 from core.db import queries
 from core.status import LotStatus, lot_status
@@ -60,7 +60,8 @@ class BatchResult:
     newest: datetime | None = None
     changed: list[LotStatus] = field(default_factory=list)
     dead_reasons: dict[str, int] = field(default_factory=dict)
-    # Charging points whose status changed: published on their retained topic after commit.
+    # Charging points whose effective status (read with their bays, rules.sql evse_effective)
+    # changed: published on their retained topic after commit.
     evses_changed: list[EvseState] = field(default_factory=list)
 
 
@@ -97,6 +98,9 @@ class Writer:
         self._hours = {lot.id: OpeningHours(lot.opening_hours) for lot in city.lots}
         self._lot_of_bay = {bay.id: lot.id for lot, bay in city.bays()}
         self._announced: dict[str, LotStatus] = {}
+        # The bays charging points serve: a change of one can change its point's status.
+        self._charger_bays = {bay for _, evse in city.evses() for bay in evse.bays}
+        self._points_announced: dict[str, tuple[str, datetime]] = {}
         self._q = queries("ingest")
 
     def write(self, conn: psycopg.Connection[Any], messages: Sequence[Message],
@@ -151,8 +155,11 @@ class Writer:
                                         h.snr, h.gateway_id, h.frame_count))
                 cur.execute(q["insert_sensor_health"])
                 result.health_rows = max(cur.rowcount, 0)
+            reported: list[EvseState] = []
             if evses:
-                result.evses_changed = store_readings(conn, self.city.id, evses)
+                reported = store_readings(conn, self.city.id, evses)
+            if evses or any(bay.bay_id in self._charger_bays for bay in bays):
+                result.evses_changed = self._points_changed(conn, now, reported)
             bay_lots = sorted({self._lot_of_bay[b.bay_id] for b in bays})
             work = self._update_lots(conn, bay_lots, counters, now)
             result.changed, result.superseded = work.changed, len(work.late)
@@ -161,6 +168,7 @@ class Writer:
                 cur.executemany(q["insert_dead_letter"], dead + work.jumps)
             self._notify(conn, result.changed)
         self._remember(result.changed)
+        self._remember_points(result.evses_changed)
         result.dead_letters = len(dead)
         for row in dead:
             result.dead_reasons[row["reason"]] = result.dead_reasons.get(row["reason"], 0) + 1
@@ -173,6 +181,30 @@ class Writer:
             self._notify(conn, changed)
         self._remember(changed)
         return changed
+
+    def refresh_points(self, conn: psycopg.Connection[Any], now: datetime) -> list[EvseState]:
+        """The charging points whose effective status changed by the time ``now`` alone (a
+        car standing on a bay without charging for the city's limit makes its point
+        blocked)."""
+        if not self.city.chargers:
+            return []
+        with conn.transaction():
+            changed = self._points_changed(conn, now, [])
+        self._remember_points(changed)
+        return changed
+
+    def _points_changed(self, conn: psycopg.Connection[Any], now: datetime,
+                        reported: list[EvseState]) -> list[EvseState]:
+        """The effective states (rules.sql evse_effective) at ``now`` that differ from the
+        ones announced, and those of the points whose reported status just changed."""
+        news = {state.evse_id for state in reported}
+        return [point.state for evse_id, point in effective_states(conn, self.city, now).items()
+                if evse_id in news or self._points_announced.get(evse_id) != (
+                    point.state.status, point.state.since)]
+
+    def _remember_points(self, announced: list[EvseState]) -> None:
+        for state in announced:
+            self._points_announced[state.evse_id] = (state.status, state.since)
 
     def _notify(self, conn: psycopg.Connection[Any], changed: list[LotStatus]) -> None:
         """NOTIFY inside the transaction: listeners hear it only once it commits."""

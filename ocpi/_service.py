@@ -25,7 +25,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from core.channels import charger_state_topic
-from core.charging import EvseReading, EvseState, EvseStatus, store_readings_async
+from core.charging import (
+    EvseReading,
+    EvseState,
+    EvseStatus,
+    effective_of_async,
+    store_readings_async,
+)
 from core.city import City, OcpiPeer
 from core.db import queries
 from core.leader import Leadership
@@ -285,6 +291,8 @@ class OcpiService(Lifecycle):
         try:
             async with self.pool.connection(timeout=10) as conn, conn.transaction():
                 changed = await store_readings_async(conn, self.city.id, readings)
+                # Published as every output shows a point: read with its bays (rules.sql).
+                changed = await effective_of_async(conn, self.city, now, changed)
                 for what, reason in rejects:
                     payload = json.dumps(what, default=str).encode()[:4096]
                     logger.warning("OCPI peer %s: %s", peer.id, reason)

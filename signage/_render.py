@@ -34,7 +34,11 @@ group summed):
    full.
 6. Wiggle: a count within ``wiggle`` of the shown count is held until the shown line is
    ``min_change_interval_s`` old; bigger changes and any other change go out at once.
-7. Width: label + " " + text fit ``line_width``. The text is never cut; a label that does not
+7. A ``charging`` line shows the free charging points of its lots (``charging``: per lot with
+   chargers, how many of its points are free, read with their bays) as ``charging_text``
+   ("2 frei"); a lot of the line missing from ``charging`` (no point has reported): the safe
+   state. Neither levels, alternative nor forecast apply.
+8. Width: label + " " + text fit ``line_width``. The text is never cut; a label that does not
    fit is cut and ends in "." ("Schloss Moritzb.").
 """
 
@@ -114,6 +118,7 @@ def render(
     *,
     previous: SignState | None = None,
     forecasts: Mapping[str, Sequence[ForecastPoint]] | None = None,
+    charging: Mapping[str, int] | None = None,
 ) -> tuple[SignContent, SignState]:
     """What ``sign`` shows at ``now`` and the state to pass as ``previous`` next time."""
     if now.tzinfo is None or now.utcoffset() is None:
@@ -122,9 +127,14 @@ def render(
     usable = (previous is not None and previous.sign_id == sign.id
               and len(previous.lines) == len(sign.lines))
     # Lots the sign names on a line of their own; routed-to lots join as lines are rendered.
-    shown = {line.lots[0] for line in sign.lines if len(line.lots) == 1}
+    shown = {line.lots[0] for line in sign.lines
+             if len(line.lots) == 1 and line.kind == "parking"}
     states: list[LineState] = []
     for index, line in enumerate(sign.lines):
+        if line.kind == "charging":
+            states.append(_charging_line(line, sign, charging or {}, now,
+                                         previous.lines[index] if usable and previous else None))
+            continue
         state = _render_line(line, sign, city, observations, forecasts or {}, now,
                              previous.lines[index] if usable and previous is not None else None,
                              frozenset(shown))
@@ -174,6 +184,21 @@ def _render_line(line: SignLine, sign: Sign, city: City,
     shown = LineContent(_fit(label, text, display.line_width), arrow, text)
     since = previous.since if previous is not None and previous.shown == shown else now
     return LineState(level, alternative_level, shown, count, since)
+
+
+def _charging_line(line: SignLine, sign: Sign, charging: Mapping[str, int], now: datetime,
+                   previous: LineState | None) -> LineState:
+    """A line of free charging points: their count, or the safe state while a lot's unknown."""
+    display = sign.display
+    if all(lot_id in charging for lot_id in line.lots):
+        free: int | None = sum(charging[lot_id] for lot_id in line.lots)
+        text = display.charging_text.format(free=free)
+        level: Level = "open" if free else "full"
+    else:
+        free, text, level = None, display.safe_state, "stale"
+    shown = LineContent(_fit(line.label, text, display.line_width), line.arrow, text)
+    since = previous.since if previous is not None and previous.shown == shown else now
+    return LineState(level, None, shown, free, since)
 
 
 def _aggregate(lot_ids: Sequence[str], sign: Sign, city: City,

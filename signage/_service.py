@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from core.charging import effective_states_async
 from core.city import City
 from core.db import queries
 from core.leader import Leadership
@@ -117,6 +118,11 @@ class SignageService(Lifecycle):
         self.observations: dict[str, Observation] = {}
         self.forecasts: dict[str, tuple[ForecastPoint, ...]] = {}
         self.overrides: dict[str, tuple[SignContent, datetime | None]] = {}
+        # Free charging points per lot with chargers (read with their bays), for the signs'
+        # charging lines; a lot none of whose points has reported is missing.
+        self.charging: dict[str, int] = {}
+        self._charging_signs = [sign.id for sign in city.signs
+                                if any(line.kind == "charging" for line in sign.lines)]
         self._signs_of_lot: dict[str, list[str]] = {}
         for sign in city.signs:
             for line in sign.lines:
@@ -310,9 +316,18 @@ class SignageService(Lifecycle):
                 for row in await cur.fetchall():
                     points.setdefault(row["lot_id"], []).append(
                         ForecastPoint(row["target_time"], row["p_space"]))
+            charging: dict[str, int] = {}
+            if self._charging_signs:
+                for point in (await effective_states_async(conn, [self.city], now)).values():
+                    charging[point.lot_id] = charging.get(point.lot_id, 0) + point.free
         for row in states:
             self._observe(row["lot_id"], Observation(row["free"], row["capacity"],
                                                      row["status"], row["updated"]))
+        if charging != self.charging:
+            self.charging = charging
+            for sign_id in self._charging_signs:
+                if sign_id in self._tasks:
+                    self._tasks[sign_id].wake.set()
         if overrides != self.overrides:
             changed = overrides.keys() | self.overrides.keys()
             self.overrides = overrides

@@ -59,7 +59,8 @@ class SignTask:
             at = service.clock.now()
             content, self._state = render(self.sign, service.city, service.observations,
                                           at, previous=self._state,
-                                          forecasts=service.forecasts)
+                                          forecasts=service.forecasts,
+                                          charging=service.charging)
             # An operator's override replaces what the rules render until it ends; the
             # rendering goes on underneath, so hysteresis and holds are right afterwards.
             content = service.override_for(self.sign.id, at) or content

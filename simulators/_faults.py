@@ -195,6 +195,7 @@ _WRONG_TYPES: dict[str, tuple[tuple[str, ...], ...]] = {
             ("end_device_ids", "dev_eui"), ("received_at",)),
     "chirpstack": (("fPort",), ("data",), ("time",), ("deviceInfo", "devEui")),
     "chirpstack_status": (("time",), ("batteryLevel",), ("deviceInfo",)),
+    "charger": (("status",), ("ts",)),
 }
 
 

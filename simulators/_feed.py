@@ -15,12 +15,13 @@ import math
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from core.city import Bay, City
 
+from ._chargers import Chargers
 from ._counters import Counters
 from ._faults import CitySimError, Delivery, FaultConfig, FaultDice
 from ._formats import MINUTE_MS, SimMessage, dumps, iso_ms, iso_ns, iso_s, moment
@@ -53,12 +54,14 @@ def truth_line(row: TruthRow) -> str:
 @dataclass(slots=True)
 class SimMinute:
     """One simulated minute [time, end): the messages published in it (in order; a counter's
-    end-of-minute reading at ``end`` included) and every lot's true occupancy at ``end``."""
+    end-of-minute reading at ``end`` included), every lot's true occupancy at ``end`` and the
+    charging points' true changes in it (``simulators._chargers``, CSV lines)."""
 
     time: datetime
     end: datetime
     messages: list[SimMessage]
     truth: list[TruthRow]
+    chargers: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -126,6 +129,14 @@ class CityFeed:
         self.outages = self._lora.outages
         self.sensors = self._make_sensors()
         self._sensor_of = {sensor.bay.id: sensor for sensor in self.sensors}
+        # The charging points on bays: their sessions follow the cars (simulators._chargers).
+        # Their messages meet the same faults from dice of their own, so the sensors' messages
+        # are the same with or without chargers in the city.
+        self._charger_delivery = Delivery(FaultDice(self.faults, -seed), self.stats)
+        self.chargers = Chargers(city, self.start_ms, self._charger_delivery, seed=seed)
+        for sensor in self.sensors:
+            if sensor.occupied and self.chargers.serves(sensor.bay.id):
+                self.chargers.bay_changed(self.start_ms, sensor.bay.id, True)
         occupied = [model.occupied for model in self._sim.lots]
         self._counters = Counters(city, occupied, self.start_ms, rng=self._rng, dice=self._dice,
                                   delivery=self._delivery, stats=self.stats)
@@ -200,7 +211,7 @@ class CityFeed:
             self._done = True
             # Flush what is still held back (late messages): delivered when the simulator stops.
             end = self._now
-            rest = [message._replace(time=moment(end)) for message in self._delivery.drain(None)]
+            rest = [message._replace(time=moment(end)) for message in self._drain(None)]
             if not rest:
                 raise StopIteration
             return SimMinute(moment(end), moment(end), rest, [])
@@ -216,12 +227,19 @@ class CityFeed:
             self._schedule(ms, _CHANGE, self._sensor_of[bay_id], int(occupied))
         while self._agenda and self._agenda[0][0] < t1:
             ms, _, kind, index, value = heapq.heappop(self._agenda)
+            self.chargers.until(ms)
             self._sensor_event(ms, kind, self.sensors[index], value)
+        self.chargers.until(t1)
         self._counters.minute(minute, t1)
         self._now = t1
         end = moment(t1)
-        return SimMinute(moment(t0), end, list(self._delivery.drain(t1)),
-                         self._truth(end, minute.occupied))
+        return SimMinute(moment(t0), end, self._drain(t1), self._truth(end, minute.occupied),
+                         self.chargers.drain())
+
+    def _drain(self, until: int | None) -> list[SimMessage]:
+        """The sensors' and the charging points' messages due by ``until``, in time order."""
+        return list(heapq.merge(self._delivery.drain(until), self._charger_delivery.drain(until),
+                                key=lambda message: message.time))
 
     def _truth(self, when: datetime, occupied: list[int]) -> list[TruthRow]:
         return [TruthRow(when, lot.id, n, lot.capacity - n, lot.capacity)
@@ -237,6 +255,8 @@ class CityFeed:
         faults, dice = self.faults, self._dice
         if kind == _CHANGE:
             sensor.occupied = bool(value)
+            if self.chargers.serves(sensor.bay.id):
+                self.chargers.bay_changed(ms, sensor.bay.id, sensor.occupied)
             if not (sensor.stuck_until or sensor.flap_until):
                 self._report(sensor, ms, sensor.occupied, heartbeat=False)
         elif kind == _HEARTBEAT:

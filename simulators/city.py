@@ -26,6 +26,7 @@ from typing import TextIO
 from core.city import City
 from core.settings import Settings
 
+from ._chargers import CHARGER_TRUTH_HEADER
 from ._faults import DEFAULT_RATES, FAULT_NAMES, CitySimError, FaultConfig
 from ._feed import TRUTH_HEADER, CityFeed, SimMinute, TruthRow, city_messages, truth_line
 from ._formats import SimMessage, iso_s
@@ -142,7 +143,8 @@ def run_city(settings: Settings, city: City, *, start: datetime, speed: float,
     with contextlib.ExitStack() as closing:
         if broker is not None:
             closing.callback(broker.close)
-        truth = closing.enter_context(_TruthFile(truth_path, feed.truth_at_start))
+        truth = closing.enter_context(_TruthFile(
+            truth_path, feed.truth_at_start, chargers=bool(feed.chargers.points)))
         played = _play(feed, pacer, stop, publish, broker, truth)
         if broker is not None:
             broker.finish(played.published, played.stopped)
@@ -200,6 +202,7 @@ def _play(feed: CityFeed, pacer: Pacer, stop: threading.Event,
             return played
         played.reached = minute.end
         truth.write(minute.truth)
+        truth.write_chargers(minute.chargers)
         if stop.is_set():
             played.stopped = True
             return played
@@ -208,15 +211,28 @@ def _play(feed: CityFeed, pacer: Pacer, stop: threading.Event,
 
 class _TruthFile:
     """The ground truth CSV: its header and ``first`` rows at once, then rows as they come
-    (nothing at all without a path); ``rows`` counts the rows written."""
+    (nothing at all without a path); ``rows`` counts the rows written. With ``chargers``, the
+    charging points' truth beside it in ``{stem}-chargers.csv`` (a car on the bay, charging)."""
 
-    def __init__(self, path: Path | None, first: Sequence[TruthRow]) -> None:
+    def __init__(self, path: Path | None, first: Sequence[TruthRow], *,
+                 chargers: bool = False) -> None:
         self.rows = 0
         self._file: TextIO | None = None
+        self._chargers: TextIO | None = None
         if path is not None:
             self._file = path.open("w", encoding="utf-8", newline="")
             self._file.write(TRUTH_HEADER + "\n")
             self.write(first)
+            if chargers:
+                self._chargers = path.with_name(f"{path.stem}-chargers.csv").open(
+                    "w", encoding="utf-8", newline="")
+                self._chargers.write(CHARGER_TRUTH_HEADER + "\n")
+
+    def write_chargers(self, lines: Sequence[str]) -> None:
+        """Append the charging points' truth ``lines``."""
+        if self._chargers is not None and lines:
+            self._chargers.writelines(line + "\n" for line in lines)
+            self._chargers.flush()
 
     def write(self, rows: Sequence[TruthRow]) -> None:
         """Append ``rows`` and flush them."""
@@ -232,6 +248,8 @@ class _TruthFile:
                  trace: TracebackType | None) -> None:
         if self._file is not None:
             self._file.close()
+        if self._chargers is not None:
+            self._chargers.close()
 
 
 class _Broker:

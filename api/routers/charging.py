@@ -10,11 +10,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from api._charging import evse_states
+from api._charging import evse_points
 from api._http import cache, problem_responses
 from api._models import UtcTime
-from api.deps import Conn, SelectedCities
-from core.charging import EvseState, EvseStatus
+from api.deps import Conn, Now, SelectedCities
+from core.charging import EvseStatus, PointReading
 from core.city import ChargingStation, City, Evse
 
 __all__ = ["router"]
@@ -48,8 +48,14 @@ class OcpiEvse(BaseModel):
 
     uid: str
     evse_id: str
-    status: EvseStatus
+    status: EvseStatus = Field(description="Read together with the bays it serves: BLOCKED when "
+                               "a bay has been occupied while the point was not charging for the "
+                               "city's limit (a car parked without charging).")
     status_since: UtcTime | None = Field(description="When the status last changed (parkleit).")
+    free: bool = Field(description="A driver can charge here now: AVAILABLE and no car on its "
+                       "bays (parkleit).")
+    bay_occupied: bool | None = Field(description="Whether a bay it serves is occupied; null: "
+                                      "no bay or no fresh sensor (parkleit).")
     connectors: list[OcpiConnector]
     coordinates: GeoLocation
     bays: list[str] = Field(description="The bays of the site lot the point serves (parkleit).")
@@ -97,19 +103,20 @@ _PARKING_TYPE: dict[str, Literal["PARKING_GARAGE", "PARKING_LOT", "ON_STREET"]] 
             "their EVSEs, connectors, coordinates and each point's current status (UNKNOWN "
             "while a point has reported nothing), plus parkleit's own fields: the site lot "
             "and the bays each point serves. Not paged: a city has few.")
-async def list_locations(conn: Conn, cities: SelectedCities) -> Response:
+async def list_locations(conn: Conn, cities: SelectedCities, now: Now) -> Response:
     """Every charging station (of every city or the one asked for), ordered by id."""
-    states = await evse_states(conn, cities)
+    states = await evse_points(conn, cities, now)
     stations = sorted(((city, station) for city in cities for station in city.chargers),
                       key=lambda entry: entry[1].id)
     locations = [_location(city, station, states) for city, station in stations]
     response = JSONResponse(LocationList(locations=locations).model_dump(mode="json"))
     cache(response, max_age=LIVE_MAX_AGE, last_modified=max(
-        (state.updated for state in states.values()), default=None))
+        (point.state.updated for point in states.values()), default=None))
     return response
 
 
-def _location(city: City, station: ChargingStation, states: dict[str, EvseState]) -> Location:
+def _location(city: City, station: ChargingStation,
+              states: dict[str, PointReading]) -> Location:
     lot = city.lot(station.lot)
     latitude, longitude = city.station_position(station)
     coordinates = GeoLocation(latitude=str(latitude), longitude=str(longitude))
@@ -126,12 +133,15 @@ def _location(city: City, station: ChargingStation, states: dict[str, EvseState]
         bnetza_id=station.bnetza_id, last_updated=max(updated, default=None))
 
 
-def _evse(evse: Evse, state: EvseState | None, coordinates: GeoLocation) -> OcpiEvse:
+def _evse(evse: Evse, point: PointReading | None, coordinates: GeoLocation) -> OcpiEvse:
+    state = None if point is None else point.state
     updated: datetime | None = None if state is None else state.updated
     return OcpiEvse(
         uid=evse.evse_id, evse_id=evse.evse_id,
         status=EvseStatus.UNKNOWN if state is None else state.status,
         status_since=None if state is None else state.since,
+        free=point is not None and point.free,
+        bay_occupied=None if point is None else point.occupied,
         connectors=[OcpiConnector(id=str(number), standard=connector.standard,
                                   format=connector.format, power_type=connector.power_type,
                                   max_electric_power=round(connector.max_power_kw * 1000),

@@ -391,3 +391,41 @@ async def today(conn: ReadConn, city: CityDep, now: Now) -> Today:
         typical=[rounded(typical.get(moment.astimezone(tz).time())) for moment in times],
         lots=[LotToday(id=lot["lot_id"], name=lot["name"], capacity=lot["capacity"],
                        forecasts=forecasts[lot["lot_id"]]) for lot in lots])
+
+
+class PointBlocked(BaseModel):
+    evse_id: str
+    station_id: str
+    station: str
+    lot_id: str
+    bays: list[str]
+    blocked_hours: float
+
+
+class ChargersBlocked(BaseModel):
+    start: datetime
+    end: datetime
+    blocked_after_min: int
+    points: list[PointBlocked]  # the most blocked first
+
+
+@router.get("/v1/dashboard/chargers", response_model=ChargersBlocked, tags=["dashboard"],
+            responses=problem_responses(404, 422, 503),
+            operation_id="dashboard_chargers")
+async def chargers(conn: ReadConn, city: CityDep, now: Now, start: From = None,
+                   end: To = None) -> ChargersBlocked:
+    """Hours each charging point was blocked (a car on its bay not charging for the city's
+    limit, or its own BLOCKED report), for planners who justify enforcement with them."""
+    start, end = _window(start, end, now)
+    points = list(city.evses())
+    rows = await _rows(conn, "evse_blocked_hours", {
+        "evse_ids": [evse.evse_id for _, evse in points], "from": start, "to": end,
+        "blocked_after_s": city.city.charger_blocked_after_min * 60}) if points else []
+    hours = {row["evse_id"]: row["blocked_hours"] for row in rows}
+    entries = [PointBlocked(evse_id=evse.evse_id, station_id=station.id, station=station.name,
+                            lot_id=station.lot, bays=list(evse.bays),
+                            blocked_hours=round(hours.get(evse.evse_id, 0.0), 2))
+               for station, evse in points]
+    entries.sort(key=lambda entry: (-entry.blocked_hours, entry.evse_id))
+    return ChargersBlocked(start=start, end=end,
+                           blocked_after_min=city.city.charger_blocked_after_min, points=entries)

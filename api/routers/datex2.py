@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from psycopg.rows import dict_row
 
-from api._charging import evse_states
+from api._charging import evse_points
 from api._datex_energy import (
     energy_status_publication,
     energy_table_publication,
@@ -110,8 +110,12 @@ async def energy_infrastructure_status(conn: Conn, cities: SelectedCities,
     now and when it was last reported (unknown before its first report)."""
     every = settings.API_AFIR_ALL_OPERATORS
     _require_chargers(cities, every)
-    states = await evse_states(conn, cities)
-    return _xml(energy_status_publication(cities, states, now, all_operators=every))
+    points = await evse_points(conn, cities, now)
+    states = {evse_id: point.state for evse_id, point in points.items()}
+    occupied = {evse_id for evse_id, point in points.items()
+                if point.occupied and point.state.status == "AVAILABLE"}
+    return _xml(energy_status_publication(cities, states, now, all_operators=every,
+                                          occupied=occupied))
 
 
 def _require_chargers(cities: tuple[City, ...], all_operators: bool) -> None:

@@ -223,3 +223,8 @@ RETURNING evse_id, status, since, updated, source, (SELECT status FROM prior) AS
 -- Announce changed charging points on channel ``channel`` (core.channels.EVSE_STATE), heard
 -- once the transaction commits.
 SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload;
+
+-- name: evse_effective
+-- The charging points ``evse_ids`` read together with their bays at ``at`` (rules.sql).
+SELECT evse_id, lot_id, status, reported, since, updated, source, occupied, free
+FROM evse_effective(%(at)s, %(blocked_after_s)s, %(evse_ids)s);

@@ -29,13 +29,16 @@ GRANT SELECT ON lots, bays, signs, charging_stations, charging_points
 -- The rules written once in SQL (migrations 0006, 0009): EXECUTE is PUBLIC's by default, granted
 -- here as well so that an installation revoking it from PUBLIC keeps working.
 GRANT EXECUTE ON FUNCTION bay_stuck(boolean, timestamptz, integer, integer, timestamptz)
-    TO {api}, {ingest};
-GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest};
+    TO {api}, {ingest}, {signage};
+GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest}, {signage};
 GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api}, {ingest};
+GRANT EXECUTE ON FUNCTION evse_effective(timestamptz, integer, text[])
+    TO {api}, {ingest}, {signage};
 GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast};
 -- Runs as its owner (SECURITY DEFINER): the API's role learns which bays were silent or stuck
 -- in a month (the console's report) without reading bay_events.
 GRANT EXECUTE ON FUNCTION bay_faults(text[], timestamptz, timestamptz) TO {api};
+GRANT EXECUTE ON FUNCTION evse_blocked_hours(text[], integer, timestamptz, timestamptz) TO {api};
 
 -- api: reads what it serves (live state, history from the aggregates, forecasts and their
 -- error, sensor health for the dashboard, signs and their log); writes only what the admin
@@ -95,6 +98,8 @@ GRANT INSERT ON sign_log TO {signage};
 GRANT SELECT, INSERT, UPDATE ON leader_terms TO {signage}, {forecast};
 GRANT SELECT, INSERT, UPDATE ON sign_state TO {signage};
 GRANT SELECT ON lot_state, forecasts, sign_overrides TO {signage};
+-- ... and the charging points read with their bays (evse_effective), for charging lines.
+GRANT SELECT ON evse_state, bay_state TO {signage};
 
 -- forecast: its models, forecasts and published error; reads the occupancy it learns from.
 GRANT SELECT ON lot_occupancy, forecast_scores TO {forecast};

@@ -41,6 +41,132 @@ CROSS JOIN LATERAL (
 ) AS k
 $$;
 
+-- Parking and charging read together: per charging point of ``evse_ids`` that has reported a
+-- status, its effective status at the moment ``at``. A point whose bays' sensors (fresh and
+-- not stuck, bay_status's rule) say a bay is occupied while the point reports AVAILABLE is
+-- not free (``free`` false); once that has lasted ``blocked_after_s`` (the car parked and the
+-- point has not been charging since: the later of the bay's occupied ``since`` and the
+-- point's status ``since``) the point is BLOCKED, since that moment. A point with no bay, or
+-- whose bays' sensors are all stale or stuck, reads its own status only (``occupied`` NULL).
+-- Every output (the charging locations, the AFIR status, the retained MQTT state, a lot's
+-- ``ev.free``, signs) reads a point's status through here; ``reported`` is what it said.
+CREATE OR REPLACE FUNCTION evse_effective(at timestamptz, blocked_after_s integer,
+                                          evse_ids text[])
+RETURNS TABLE (evse_id text, lot_id text, status text, reported text, since timestamptz,
+               updated timestamptz, source text, occupied boolean, free boolean)
+LANGUAGE sql STABLE
+AS $$
+WITH bay AS (
+    SELECT p.evse_id,
+           bool_or(b.occupied) FILTER (WHERE b.fresh AND NOT b.stuck) AS occupied,
+           min(s.since) FILTER (WHERE b.occupied AND b.fresh) AS occupied_since
+    FROM charging_points AS p
+    CROSS JOIN LATERAL unnest(p.bays) AS pb(bay_id)
+    JOIN bay_status(at) AS b ON b.bay_id = pb.bay_id
+    LEFT JOIN bay_state AS s ON s.bay_id = pb.bay_id
+    WHERE p.evse_id = ANY(evse_ids)
+    GROUP BY p.evse_id
+)
+SELECT e.evse_id, st.lot_id,
+       CASE WHEN k.blocked_at <= at THEN 'BLOCKED' ELSE e.status END,
+       e.status,
+       CASE WHEN k.blocked_at <= at THEN k.blocked_at ELSE e.since END,
+       e.updated, e.source, bay.occupied,
+       e.status = 'AVAILABLE' AND NOT coalesce(bay.occupied, false)
+FROM evse_state AS e
+JOIN charging_points AS p ON p.evse_id = e.evse_id
+JOIN charging_stations AS st ON st.charge_point_id = p.charge_point_id
+LEFT JOIN bay ON bay.evse_id = e.evse_id
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN e.status = 'AVAILABLE' AND bay.occupied
+                THEN greatest(e.since, bay.occupied_since)
+                     + make_interval(secs => blocked_after_s) END AS blocked_at
+) AS k
+WHERE e.evse_id = ANY(evse_ids)
+$$;
+
+-- Per charging point of ``evse_ids`` over [period_start, period_end): the hours it was
+-- blocked by evse_effective's rule (a bay it serves occupied while it reported AVAILABLE, from
+-- ``blocked_after_s`` after the later of the two began) or by its own report (BLOCKED), the
+-- spans of all its bays joined (a multirange: two bays never count an hour twice). Histories
+-- as stored (evse_status, bay_events), each state held from its reading to the next change,
+-- a state held since before the period from its last reading before it; the sensors' health
+-- at the time is not judged again. The dashboard's blocked hours (planners justify
+-- enforcement with them). SECURITY DEFINER: the API's role gets hours per point, not the
+-- bays' raw readings (bay_events), which it may not read.
+CREATE OR REPLACE FUNCTION evse_blocked_hours(evse_ids text[], blocked_after_s integer,
+                                              period_start timestamptz, period_end timestamptz)
+RETURNS TABLE (evse_id text, blocked_hours double precision)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+WITH point AS (
+    SELECT p.evse_id, p.bays FROM charging_points AS p WHERE p.evse_id = ANY(evse_ids)
+), reports AS (
+    SELECT s.evse_id, s.time, s.status
+    FROM evse_status AS s JOIN point USING (evse_id)
+    WHERE s.time >= period_start AND s.time < period_end
+    UNION ALL
+    SELECT point.evse_id, p.time, p.status
+    FROM point
+    CROSS JOIN LATERAL (
+        SELECT s.time, s.status FROM evse_status AS s
+        WHERE s.evse_id = point.evse_id AND s.time < period_start
+        ORDER BY s.time DESC LIMIT 1
+    ) AS p
+), report_changes AS (
+    SELECT r.*, r.status IS DISTINCT FROM lag(r.status) OVER w AS changed
+    FROM reports AS r
+    WINDOW w AS (PARTITION BY r.evse_id ORDER BY r.time)
+), status_runs AS (
+    SELECT c.evse_id, c.status, c.time AS since,
+           lead(c.time, 1, period_end) OVER (PARTITION BY c.evse_id ORDER BY c.time) AS until
+    FROM report_changes AS c WHERE c.changed
+), bay AS (
+    SELECT DISTINCT unnest(point.bays) AS bay_id FROM point
+), readings AS (
+    SELECT e.bay_id, e.time, e.occupied
+    FROM bay_events AS e JOIN bay USING (bay_id)
+    WHERE e.time >= period_start AND e.time < period_end
+    UNION ALL
+    SELECT bay.bay_id, p.time, p.occupied
+    FROM bay
+    CROSS JOIN LATERAL (
+        SELECT e.time, e.occupied FROM bay_events AS e
+        WHERE e.bay_id = bay.bay_id AND e.time < period_start
+        ORDER BY e.time DESC LIMIT 1
+    ) AS p
+), bay_changes AS (
+    SELECT r.*, r.occupied IS DISTINCT FROM lag(r.occupied) OVER w AS changed
+    FROM readings AS r
+    WINDOW w AS (PARTITION BY r.bay_id ORDER BY r.time)
+), occupied_runs AS (
+    SELECT b.bay_id, b.occupied, b.time AS since,
+           lead(b.time, 1, period_end) OVER (PARTITION BY b.bay_id ORDER BY b.time) AS until
+    FROM bay_changes AS b WHERE b.changed
+), spans AS (
+    SELECT s.evse_id, tstzrange(greatest(s.since, o.since)
+                                + make_interval(secs => blocked_after_s),
+                                least(s.until, o.until)) AS span
+    FROM status_runs AS s
+    JOIN point ON point.evse_id = s.evse_id
+    JOIN occupied_runs AS o ON o.bay_id = ANY(point.bays) AND o.occupied
+    WHERE s.status = 'AVAILABLE'
+      AND greatest(s.since, o.since) + make_interval(secs => blocked_after_s)
+          < least(s.until, o.until)
+    UNION ALL
+    SELECT s.evse_id, tstzrange(s.since, s.until) FROM status_runs AS s
+    WHERE s.status = 'BLOCKED' AND s.since < s.until
+), joined AS (
+    SELECT spans.evse_id,
+           range_agg(spans.span * tstzrange(period_start, period_end)) AS blocked
+    FROM spans GROUP BY spans.evse_id
+)
+SELECT point.evse_id, coalesce((
+    SELECT sum(extract(epoch FROM upper(r) - lower(r))) / 3600
+    FROM unnest(joined.blocked) AS r), 0)::double precision
+FROM point LEFT JOIN joined USING (evse_id)
+$$;
+
 -- Per sensor: its newest reading and health, with the lot's limits to judge them by. Bay
 -- sensors; and each counter-counted lot's counter as ``{lot_id}/counter`` (network
 -- ``counter``), with when it last jumped (a change no lot could have seen: ingest

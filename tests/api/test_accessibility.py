@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from _browser import NODE_MODULES, browser_fixture
-from _citytoml import write_city
+from _citytoml import evse_id, write_city
 from _helpers import ROOT, utc_now
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from test_console import PASSWORD, users
 from test_pages import Site, seed_pages, serve_pages
 
+from core.channels import charger_status_topic
 from core.city import load_city
 from core.settings import Settings
 from ingest import evaluate_alarms
@@ -37,12 +39,23 @@ LANGS = ["de", "en"]
 @pytest.fixture(scope="module")
 def site(admin_url: str, template_db: str, mqtt_url: str,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """``parkleit api`` with the page tests' data, and an operator ``olga`` for the console."""
+    """``parkleit api`` with the page tests' data and charging points (the map's charging
+    layer: one point charging, one free, one out of order), and an operator ``olga`` for the
+    console."""
     directory = tmp_path_factory.mktemp("a11y")
-    path = write_city(directory, f"a{secrets.token_hex(4)}")
+    path = write_city(directory, f"a{secrets.token_hex(4)}", chargers=True)
     city = load_city(str(path))
-    with serve_pages(admin_url, template_db, mqtt_url, directory, [city],
-                     lambda conn, sites: seed_pages(conn, sites[0], utc_now())) as [site]:
+
+    def seed(conn: psycopg.Connection[Any], sites: list[Site]) -> None:
+        now = utc_now()
+        seed_pages(conn, sites[0], now)
+        ts = (now - timedelta(minutes=5)).isoformat()
+        sites[0].ingest(*((charger_status_topic(city.id, evse_id(city.id, *point)),
+                           {"status": status, "ts": ts})
+                          for point, status in (((1, 1), "CHARGING"), ((1, 2), "AVAILABLE"),
+                                                ((2, 1), "OUTOFORDER"))), received=now)
+
+    with serve_pages(admin_url, template_db, mqtt_url, directory, [city], seed) as [site]:
         settings = Settings(DATABASE_URL=site.db_url, MQTT_URL=mqtt_url, CITY=str(path))
         added = users(settings, "add", "olga", "--role", "operator", stdin=f"{PASSWORD}\n")
         assert added.returncode == 0, added.stderr
@@ -129,6 +142,9 @@ def test_map(context: BrowserContext, site: Site, lang: str) -> None:
     page.wait_for_function(
         f"() => document.querySelectorAll('#lot-list li').length === {len(site.city.lots)}")
     page.wait_for_selector('#connection[data-state="live"]')
+    # With the charging layer: its markers and its list of stations.
+    page.wait_for_selector("#charge-list li.charge-station")
+    page.wait_for_selector(".charge-marker")
     assert_accessible(page, f"a11y-map-{lang}")
     # With a lot's popup open, from its marker.
     page.locator(f'.lot-marker[data-lot-id="{site.lot("garage")}"]').focus()

@@ -61,7 +61,8 @@ SEED = 20260617
 # account) in ways JSON Schema cannot express; a schema-valid request to them may get their
 # documented 409 or 422.
 CONSTRAINED = ("getLotHistory", "exportHistoryCsv", "dashboard_occupancy", "dashboard_heatmap",
-               "dashboard_target", "dashboard_forecast", "dashboard_signs", "closeLot",
+               "dashboard_target", "dashboard_forecast", "dashboard_signs", "dashboard_chargers",
+               "closeLot",
                "overrideSign", "consoleCloseLot", "consoleSetSignMode", "consoleCorrectCount",
                "consoleLimitCapacity", "consoleAddUser", "consoleDisableUser",
                "consoleMonthlyReport", "consoleCreateEvent")
@@ -157,7 +158,7 @@ def test_times_are_rfc3339_text_with_an_offset_only(client: TestClient, api: Api
     lot = api.city.lots[0].id
     for path in (f"/v1/lots/{lot}/history", "/v1/export.csv", "/v1/dashboard/occupancy",
                  "/v1/dashboard/heatmap", "/v1/dashboard/target", "/v1/dashboard/forecast",
-                 "/v1/dashboard/signs"):
+                 "/v1/dashboard/signs", "/v1/dashboard/chargers"):
         for name in ("from", "to"):
             refused = problem(client.get(path, params={name: text}), 422)
             assert [(error["location"], error["name"]) for error in refused["errors"]] == [

@@ -215,6 +215,19 @@ REFUSED: list[tuple[str, str, str, str]] = [
         "unknown lot 't-gone'",
     ),
     (
+        "charging line on a lot without chargers",
+        config(_lot("t-a"), _sign("s1", extra='kind = "charging"')),
+        "signs[0] (id 's1').lines[0]",
+        "a charging line's lot 't-a' has no chargers",
+    ),
+    (
+        "charging line with an alternative",
+        config(_lot("t-a"), _lot("t-b"),
+               _sign("s1", extra='kind = "charging"\nalternative = "t-b"')),
+        "signs[0] (id 's1').lines[0]",
+        "a charging line has no alternative",
+    ),
+    (
         "duplicate lot id",
         config(_lot("t-a"), _lot("t-a")),
         "lots[1].id",

@@ -708,3 +708,44 @@ def test_zeitz_signs_render() -> None:
         content, _ = render(sign, zeitz, {}, datetime(2024, 7, 3, 10, 0, tzinfo=UTC))
         assert len(content.lines) == len(sign.lines)
         assert {line.text for line in content.lines} <= {"--", "geschlossen"}
+
+
+# -- charging lines ("E-Laden n frei") -----------------------------------------------------------
+
+CHARGING_CITY = City.model_validate({
+    "city": {"id": "t", "name": "Teststadt", "timezone": "Europe/Berlin"},
+    "lots": [_lot("p-main", "Parkhaus Altmarkt", 100), _lot("p-alt", "Parkhaus Roßmarkt", 50)],
+    "chargers": [{
+        "id": f"t-cp-{lot}", "lot": lot, "name": "Ladestation", "operator": "city",
+        "protocol": "ocpp", "evses": [{
+            "evse_id": f"DE*TST*E000{n}*1", "number": 1, "connectors": [{
+                "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE",
+                "max_power_kw": 22.0}]}]} for n, lot in enumerate(("p-main", "p-alt"), 1)],
+})
+
+
+def test_a_charging_line_shows_its_lots_free_charging_points() -> None:
+    sign = _sign(_line("p-main", label="Altmarkt"),
+                 _line("p-main", "p-alt", label="E-Laden", kind="charging", arrow="left"))
+    observations = _observations(WEDNESDAY, {"p-main": 40})
+    content, state = render(sign, CHARGING_CITY, observations, WEDNESDAY,
+                            charging={"p-main": 1, "p-alt": 2})
+    assert [(line.label, line.text, line.arrow) for line in content.lines] == [
+        ("Altmarkt", "40", "straight"), ("E-Laden", "3 frei", "left")]
+    # None free: "0 frei", a count like any other; a lot whose points never reported: the
+    # safe state (unknown is not free), the parking line untouched.
+    content, state = render(sign, CHARGING_CITY, observations, WEDNESDAY + timedelta(seconds=5),
+                            previous=state, charging={"p-main": 0, "p-alt": 0})
+    assert content.lines[1].text == "0 frei"
+    content, _ = render(sign, CHARGING_CITY, observations, WEDNESDAY + timedelta(seconds=10),
+                        previous=state, charging={"p-main": 1})
+    assert (content.lines[0].text, content.lines[1].text) == ("40", "--")
+    assert render(sign, CHARGING_CITY, observations, WEDNESDAY)[0].lines[1].text == "--"
+
+
+def test_a_charging_lines_text_and_width() -> None:
+    sign = _sign(_line("p-alt", label="Ladepunkte Roßmarkt", kind="charging"),
+                 line_width=16, charging_text="E {free}")
+    content, _ = render(sign, CHARGING_CITY, {}, WEDNESDAY, charging={"p-alt": 2})
+    assert content.lines[0].text == "E 2"
+    assert content.lines[0].label.endswith(".") and len(content.lines[0].label) + 4 <= 16

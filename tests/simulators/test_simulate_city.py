@@ -45,7 +45,7 @@ from simulators.city import (
 log = logging.getLogger(__name__)
 ZEITZ = load_city("zeitz")
 FRIDAY = datetime(2026, 3, 6, 6, 0, tzinfo=UTC)  # 07:00 local: the city wakes up
-KINDS = {"native", "counter", "ttn", "chirpstack", "chirpstack_status"}
+KINDS = {"native", "counter", "ttn", "chirpstack", "chirpstack_status", "charger"}
 
 
 def run_feed(hours: float, faults: FaultConfig | None = None, *, seed: int = 1,
@@ -65,12 +65,18 @@ def market_city() -> City:
     return City.model_validate(tomllib.loads(sim_city_toml("mkt", FRIDAY + timedelta(hours=2))))
 
 
-def messages_of(minutes: list[SimMinute]) -> list[SimMessage]:
-    return [message for minute in minutes for message in minute.messages]
+def messages_of(minutes: list[SimMinute], *, chargers: bool = False) -> list[SimMessage]:
+    """The sensors' messages (and the charging points' with ``chargers``), in order."""
+    return [message for minute in minutes for message in minute.messages
+            if chargers or message.kind != "charger"]
 
 
 def decode(decoder: Decoder, message: SimMessage) -> list[Reading]:
-    """What ingest makes of a message received the moment it was published."""
+    """What ingest makes of a sensor's message received the moment it was published (a
+    charging point's status: checked that ingest takes it, no sensor reading)."""
+    if message.kind == "charger":
+        assert decoder.charger_status(message.topic, message.payload, message.time) is not None
+        return []
     return decoder.decode(message.topic, message.payload, message.time)
 
 
@@ -105,10 +111,10 @@ def test_every_clean_message_is_accepted_by_ingest_in_every_format() -> None:
     decoder = Decoder(ZEITZ)
     subscribed = decoder.subscriptions()
     seen: dict[str, int] = defaultdict(int)
-    for message in messages_of(minutes):
+    for message in messages_of(minutes, chargers=True):
         assert message.faults == ()
         readings = decode(decoder, message)  # raises DecodeError on anything ingest refuses
-        assert readings
+        assert readings or message.kind == "charger"
         seen[message.kind] += 1
         assert any(_matches(f, message.topic) for f in subscribed), message.topic
         if message.kind in ("ttn", "chirpstack"):
@@ -212,6 +218,20 @@ def test_truth_rows_are_within_capacity_and_the_csv_is_right(tmp_path: Path) -> 
     assert report.published == len(published) and set(report.by_kind) == KINDS
     assert [(m.topic, m.payload) for m in published] == [
         (m.topic, m.payload) for m in city_messages(ZEITZ, FRIDAY, seed=1, duration_s=7200)]
+    # The charging points' truth beside it: every point on a bay at the start, then each
+    # change, in time order; their status is published for those points only.
+    chargers = (tmp_path / "truth-chargers.csv").read_text(encoding="utf-8").splitlines()
+    assert chargers[0] == "time,evse_id,car,charging"
+    changes = list(csv.DictReader(chargers))
+    on_bays = {evse.evse_id for station, evse in ZEITZ.evses()
+               if evse.bays and station.protocol == "mqtt"}
+    assert {row["evse_id"] for row in changes if row["time"] == "2026-03-06T06:00:00.000Z"} == (
+        on_bays)
+    assert [row["time"] for row in changes] == sorted(row["time"] for row in changes)
+    said = {(m.topic.split("/")[4], json.loads(m.payload)["status"]) for m in published
+            if m.kind == "charger"}
+    assert {evse for evse, _ in said} == on_bays
+    assert {status for _, status in said} <= {"AVAILABLE", "CHARGING"}
 
 
 # -- faults ------------------------------------------------------------------------------------
@@ -233,7 +253,7 @@ def test_malformed_messages_are_refused_and_the_rest_accepted() -> None:
     _, minutes = run_feed(2, FaultConfig(malformed=0.2))
     decoder = Decoder(ZEITZ)
     refused: dict[str, int] = defaultdict(int)
-    for message in messages_of(minutes):
+    for message in messages_of(minutes, chargers=True):
         if "malformed" in message.faults:
             with pytest.raises(DecodeError):
                 decode(decoder, message)
@@ -246,7 +266,7 @@ def test_malformed_messages_are_refused_and_the_rest_accepted() -> None:
 
 def test_duplicates_are_byte_identical_repeats_and_drops_go_missing() -> None:
     feed, minutes = run_feed(2, FaultConfig(duplicate=0.05, drop=0.05))
-    messages = messages_of(minutes)
+    messages = messages_of(minutes, chargers=True)
     seen: set[tuple[str, bytes]] = set()
     duplicates = 0
     for message in messages:
@@ -593,7 +613,7 @@ def test_end_to_end_ingest_ends_where_the_truth_ends(
                       speed=3600, duration_s=2 * 3600, seed=11, faults=FaultConfig(),
                       truth_path=truth_path)
     assert report.unacknowledged == 0 and not report.stopped
-    assert set(report.by_kind) == KINDS, report.by_kind
+    assert set(report.by_kind) == KINDS - {"charger"}, report.by_kind  # a city without chargers
     with truth_path.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     last = max(row["time"] for row in rows)

@@ -406,6 +406,38 @@ function drawSigns() {
   ]));
 }
 
+// --- charging points: blocked hours ----------------------------------------------------------
+
+async function loadChargers() {
+  data.chargers = await getJson('chargers', period());
+  drawChargers();
+}
+
+function drawChargers() {
+  const body = data.chargers;
+  if (!body) return;
+  $('#chargers-note').textContent = body.points.length
+    ? t('dash.chargers.hint', { minutes: formatNumber(body.blocked_after_min) })
+    : t('dash.chargers.none');
+  $('#chargers-table').hidden = !body.points.length;
+  const most = Math.max(1, ...body.points.map((point) => point.blocked_hours));
+  fillTable($('#chargers-table'), [
+    t('dash.chargers.point'), t('dash.chargers.station'), t('dash.chargers.bays'),
+    { text: t('dash.chargers.hours'), className: 'num' }, t('dash.chargers.share'),
+  ], body.points.map((point) => {
+    const bar = document.createElement('meter');
+    Object.assign(bar, { min: 0, max: most, value: point.blocked_hours });
+    bar.setAttribute('aria-label', t('dash.chargers.barLabel', { point: point.evse_id }));
+    return [
+      { text: point.evse_id, value: point.evse_id },
+      { text: point.station, value: point.station_id },
+      { text: point.bays.join(', ') || '–', value: point.bays.join(' ') },
+      { text: formatNumber(point.blocked_hours), value: point.blocked_hours, className: 'num' },
+      { node: bar, value: point.blocked_hours },
+    ];
+  }));
+}
+
 // --- wiring ----------------------------------------------------------------------------------
 
 const CSV = {
@@ -418,6 +450,7 @@ const CSV = {
   'sensor-problems': () => tableRows($('#sensor-problems-table')),
   gateways: () => tableRows($('#gateways-table')),
   signs: () => tableRows($('#signs-table')),
+  chargers: () => tableRows($('#chargers-table')),
   'sign-log': () => tableRows($('#sign-log-table')),
 };
 
@@ -473,13 +506,14 @@ function loadAll() {
     panel('forecast', loadForecast),
     panel('sensors', loadSensors),
     panel('signs', loadSigns),
+    panel('chargers', loadChargers),
   ]);
 }
 
 function redraw() {
   document.title = `${t('dash.title')} – ${config.city.name}`;
   fillHorizons();
-  drawOccupancy(); drawHeatmap(); drawTarget(); drawForecast(); drawSensors(); drawSigns();
+  drawOccupancy(); drawHeatmap(); drawTarget(); drawForecast(); drawSensors(); drawSigns(); drawChargers();
 }
 
 function fillHorizons() {

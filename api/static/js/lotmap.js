@@ -131,6 +131,44 @@ export class LotMap {
     for (const lot of this.lots?.values() ?? []) this.update(lot);
   }
 
+  /**
+   * Markers of another layer (the charging stations), replacing the ones drawn before:
+   * `items` of { id, latitude, longitude, className, text, label }, each focusable and named
+   * by its label like a lot's.
+   */
+  setOverlay(items) {
+    if (!this.available) return;
+    for (const marker of this.overlay?.values() ?? []) marker.remove();
+    this.overlay = new Map();
+    const escape = (text) => String(text).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+    for (const item of items) {
+      if (!Number.isFinite(item.latitude) || !Number.isFinite(item.longitude)) continue;
+      const marker = L.marker([item.latitude, item.longitude], {
+        icon: L.divIcon({
+          className: item.className, html: `<span class="charge-pin" aria-hidden="true">${escape(item.text)}</span>`,
+          iconSize: [40, 28], iconAnchor: [20, 14], popupAnchor: [0, -12],
+        }),
+        keyboard: this.interactive, riseOnHover: true,
+      });
+      marker.bindPopup(escape(item.label));
+      marker.addTo(this.map);
+      const element = marker.getElement();
+      if (element) {
+        element.setAttribute('aria-label', item.label);
+        element.title = item.label;
+        element.dataset.stationId = item.id;
+      }
+      this.overlay.set(item.id, marker);
+    }
+  }
+
+  showOverlay(id) {
+    const marker = this.overlay?.get(id);
+    if (!marker) return;
+    this.map.setView(marker.getLatLng(), Math.max(this.map.getZoom(), 15));
+    marker.openPopup();
+  }
+
   show(id) {
     const marker = this.markers.get(id);
     if (!marker) return;

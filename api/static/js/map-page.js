@@ -5,6 +5,7 @@
 import {
   cityLinks, config, formatNumber, formatTime, langButton, onLangChange, t, translate,
 } from './i18n.js';
+import { ChargeLayer } from './chargemap.js';
 import { LotFeed, hasCount, isStale, trendOf } from './live.js';
 import { LotMap, countText, statusClass, statusText } from './lotmap.js';
 
@@ -14,6 +15,7 @@ const feed = new LotFeed();
 const list = document.getElementById('lot-list');
 const announcer = document.getElementById('announcer');
 const lotMap = new LotMap(document.getElementById('map'), { onSelect: (id) => highlight(id) });
+const charging = new ChargeLayer({ section: document.getElementById('charging'), lotMap });
 
 function byName(a, b) { return a.name.localeCompare(b.name, 'de'); }
 
@@ -97,6 +99,8 @@ function relabel() {
   document.title = `${t('map.title')} – ${config.city.name}`;
   for (const li of list.children) fill(li, feed.lots.get(li.dataset.lotId));
   lotMap.relabel();
+  charging.fillConnectors();
+  charging.render();
   showConnection(feed.state);
 }
 
@@ -113,3 +117,4 @@ feed.start().catch((error) => {
   console.error(error);
   showConnection('failed');
 });
+charging.start().catch((error) => console.warn('charging points not available', error));
