@@ -13,7 +13,8 @@ changes it:
   reconnects and boots again), a connector is Faulted until repaired, a station is stuck in
   Charging (the session ended but the station says nothing until much later).
 
-The stations with protocol ``mqtt`` are one gateway publishing each point's OCPI status on
+The stations with protocol ``mqtt`` are one gateway publishing the OCPI status of each point
+that serves no bay (the city simulator drives the others, by the cars on their bays) on
 ``parkleit/v1/{city}/chargers/{evse_id}/status`` (QoS 1, what ``ingest`` reads) as a simpler
 model of the same sessions changes it: AVAILABLE, CHARGING for about an hour, now and then
 OUTOFORDER for a while where faults are on; each point once at the start.
@@ -305,8 +306,9 @@ _STATUS_201 = {"Available": "Available", "Preparing": "Occupied", "Charging": "O
 
 
 class MqttGateway:
-    """The city's ``mqtt`` stations behind one gateway: each point's status, as the session
-    model changes it, published with ``publish(topic, payload)`` (QoS 1 in ``run_chargers``)."""
+    """The city's ``mqtt`` stations behind one gateway: each point's status (of the points
+    that serve no bay) as the session model changes it, published with
+    ``publish(topic, payload)`` (QoS 1 in ``run_chargers``)."""
 
     def __init__(self, city: City, publish: Callable[[str, bytes], None], *,
                  rng: random.Random, clock: Clock, speed: float, faults: bool,
@@ -314,9 +316,10 @@ class MqttGateway:
         self.city, self.publish = city, publish
         self.rng, self.clock, self.speed, self.faults = rng, clock, speed, faults
         self.report = report
-        # evse id -> (OCPI status, simulated second it ends)
+        # evse id -> (OCPI status, simulated second it ends). The points that serve bays are
+        # the city simulator's (simulators/_chargers.py: driven by the cars on their bays).
         self.points = {evse.evse_id: ("AVAILABLE", 0.0) for station in city.chargers
-                       if station.protocol == "mqtt" for evse in station.evses}
+                       if station.protocol == "mqtt" for evse in station.evses if not evse.bays}
         self.sim_s = 0.0
 
     def _chance(self, per_hour: float) -> bool:
