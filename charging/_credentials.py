@@ -11,76 +11,36 @@ revoked without a restart.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
-import logging
-import os
 import re
 import secrets
-import threading
 from pathlib import Path
+
+from core.hashfile import (
+    HashFile,
+    HashFileError,
+    append_hash,
+    decoy_hash,
+    hash_secret,
+    read_hashes,
+    secret_matches,
+)
 
 __all__ = ["CredentialError", "Credentials", "add_station", "hash_password", "parse_basic"]
 
-logger = logging.getLogger(__name__)
-
 # OCPP's identity: printable, no ':' (it separates user and password in HTTP Basic) and no '/'.
 STATION_ID = re.compile(r"^[A-Za-z0-9*._-]{1,64}$")
-_N, _R, _P = 2**14, 8, 1  # scrypt's interactive cost, as for the API keys
+hash_password = hash_secret  # a lower ``n`` only for benchmarks with thousands of stations
 
 
-class CredentialError(Exception):
+class CredentialError(HashFileError):
     """The credentials file cannot be used; the message is one line."""
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
-                          maxmem=256 * n * r * p, dklen=32)
-
-
-def hash_password(password: str, *, n: int = _N) -> str:
-    """The stored form of ``password``: ``scrypt$n$r$p$salt$hash`` with a random salt (a lower
-    ``n`` only for benchmarks with thousands of stations)."""
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, n, _R, _P)
-    return (f"scrypt${n}${_R}${_P}${base64.b64encode(salt).decode()}$"
-            f"{base64.b64encode(digest).decode()}")
-
-
-def _matches(password: str, stored: str) -> bool:
-    _, n, r, p, salt, digest = stored.split("$")
-    return hmac.compare_digest(
-        _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p)),
-        base64.b64decode(digest))
-
-
-def _read(path: Path) -> dict[str, str]:
-    """Station id -> stored hash; CredentialError names the first bad line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CredentialError(f"cannot read the OCPP credentials file {path}: {exc}") from None
-    hashes: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        station, _, stored = line.partition(":")
-        parts = stored.split("$")
-        try:
-            valid = (STATION_ID.match(station) is not None and len(parts) == 6
-                     and parts[0] == "scrypt" and all(int(x) > 0 for x in parts[1:4])
-                     and len(base64.b64decode(parts[4], validate=True)) >= 16
-                     and len(base64.b64decode(parts[5], validate=True)) == 32)
-        except ValueError:
-            valid = False
-        if not valid:
-            raise CredentialError(
-                f"{path}, line {number}: not 'charge_point_id:scrypt$n$r$p$salt$hash'")
-        if station in hashes:
-            raise CredentialError(f"{path}, line {number}: station {station!r} is there twice")
-        hashes[station] = stored
-    return hashes
+_read = functools.partial(read_hashes, names=STATION_ID, what="OCPP credentials file",
+                          label="charge_point_id", noun="station", error=CredentialError)
 
 
 def add_station(path: Path, station: str) -> str:
@@ -90,9 +50,7 @@ def add_station(path: Path, station: str) -> str:
     if path.exists() and station in _read(path):
         raise CredentialError(f"{path} has station {station!r} already; remove its line first")
     password = secrets.token_urlsafe(24)  # 32 characters
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(descriptor, "a", encoding="utf-8") as file:
-        file.write(f"{station}:{hash_password(password)}\n")
+    append_hash(path, station, password)
     return password
 
 
@@ -111,57 +69,34 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-class Credentials:
+class Credentials(HashFile):
     """The stations' password hashes of a file; ``verify`` is thread-safe (and slow: scrypt,
     so call it off the event loop)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._hashes = _read(path)  # a bad file stops the start
-        self._stamp = self._stat()
-        self._problem: str | None = None
         # Passwords that verified, by station and SHA-256: scrypt is paid once per station
         # and process, not on every reconnect.
         self._verified: dict[str, bytes] = {}
-        self._decoy = hash_password(secrets.token_urlsafe(24))
+        super().__init__(path, _read, "OCPP credentials")
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return len(self.hashes)
 
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            info = self._path.stat()
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size, info.st_ino
-
-    def _refresh(self) -> None:
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return
-        self._stamp, self._verified = stamp, {}
-        try:
-            self._hashes, self._problem = _read(self._path), None
-            logger.info("OCPP credentials read again: %d stations", len(self._hashes))
-        except CredentialError as exc:
-            # Refuse every station until the file is fixed: a half-read file must not let
-            # a removed station back in.
-            self._hashes, self._problem = {}, str(exc)
-            logger.error("%s; refusing every station until it is fixed", exc)
+    def changed(self) -> None:
+        self._verified = {}
 
     def verify(self, station: str, password: str) -> bool:
         """Whether ``password`` is ``station``'s (a station without a line never is)."""
-        with self._lock:
-            self._refresh()
-            stored = self._hashes.get(station)
+        with self.lock:
+            self.current()
+            stored = self.hashes.get(station)
             known = self._verified.get(station)
         fingerprint = hashlib.sha256(password.encode()).digest()
         if stored is not None and known is not None:
             return hmac.compare_digest(known, fingerprint)
         # A station without a line pays scrypt too: the answer takes as long either way.
-        ok = _matches(password, stored or self._decoy) and stored is not None
+        ok = secret_matches(password, stored or decoy_hash()) and stored is not None
         if ok:
-            with self._lock:
+            with self.lock:
                 self._verified[station] = fingerprint
         return ok
