@@ -137,6 +137,30 @@ number = 1
 {plug(connectors["ccs"])}{plug(connectors["chademo"])}"""
 
 
+def station_toml(city_id: str, station: int, lot: str, *, name: str, operator: str,
+                 protocol: str) -> str:
+    """One more charging station ``{city_id}-cp-{station}`` on ``lot``, with one 22 kW AC point
+    (``evse_id(city_id, station, 1)``) that serves no bay."""
+    return f"""
+[[chargers]]
+id = "{city_id}-cp-{station}"
+lot = "{lot}"
+name = "{name}"
+operator = "{operator}"
+protocol = "{protocol}"
+
+[[chargers.evses]]
+evse_id = "{evse_id(city_id, station, 1)}"
+number = 1
+
+[[chargers.evses.connectors]]
+standard = "IEC_62196_T2"
+format = "SOCKET"
+power_type = "AC_3_PHASE"
+max_power_kw = 22.0
+"""
+
+
 def city_head(city_id: str, name: str) -> str:
     """The ``[city]`` and ``[lorawan]`` tables of a test city: its LoRaWAN applications are
     named after its id."""

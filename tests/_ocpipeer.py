@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _citytoml import city_toml, evse_id
+from _citytoml import city_toml, evse_id, station_toml
 
 OPERATOR = "Stadtwerke Test"
 TOKEN_ENV = "PARKLEIT_TEST_OCPI_TOKEN"
@@ -21,25 +21,9 @@ def write_peer_city(directory: Path, city_id: str, url: str, *, stale_after_s: f
                     page_limit: int = 1) -> Path:
     """Write the city with its OCPI peer pulling ``url`` and return the path."""
     path = directory / f"{city_id}.toml"
-    path.write_text(city_toml(city_id, chargers=True) + f"""
-
-[[chargers]]
-id = "{city_id}-cp-3"
-lot = "{city_id}-small"
-name = "Ladesäule Klein"
-operator = "{OPERATOR}"
-protocol = "ocpi"
-
-[[chargers.evses]]
-evse_id = "{evse_id(city_id, 3, 1)}"
-number = 1
-
-[[chargers.evses.connectors]]
-standard = "IEC_62196_T2"
-format = "SOCKET"
-power_type = "AC_3_PHASE"
-max_power_kw = 22.0
-
+    path.write_text(city_toml(city_id, chargers=True) + station_toml(
+        city_id, 3, f"{city_id}-small", name="Ladesäule Klein", operator=OPERATOR,
+        protocol="ocpi") + f"""
 [[ocpi_peers]]
 id = "stadtwerke"
 operator = "{OPERATOR}"

@@ -29,11 +29,11 @@ GRANT SELECT ON lots, bays, signs, charging_stations, charging_points
 -- The rules written once in SQL (migrations 0006, 0009): EXECUTE is PUBLIC's by default, granted
 -- here as well so that an installation revoking it from PUBLIC keeps working.
 GRANT EXECUTE ON FUNCTION bay_stuck(boolean, timestamptz, integer, integer, timestamptz)
-    TO {api}, {ingest}, {signage};
-GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest}, {signage};
+    TO {api}, {ingest}, {signage}, {ocpp}, {ocpi};
+GRANT EXECUTE ON FUNCTION bay_status(timestamptz) TO {api}, {ingest}, {signage}, {ocpp}, {ocpi};
 GRANT EXECUTE ON FUNCTION sensor_status(timestamptz) TO {api}, {ingest};
 GRANT EXECUTE ON FUNCTION evse_effective(timestamptz, integer, text[])
-    TO {api}, {ingest}, {signage};
+    TO {api}, {ingest}, {signage}, {ocpp}, {ocpi};
 GRANT EXECUTE ON FUNCTION time_bucket(interval, timestamptz) TO {api}, {forecast};
 -- Runs as its owner (SECURITY DEFINER): the API's role learns which bays were silent or stuck
 -- in a month (the console's report) without reading bay_events.
@@ -114,7 +114,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON forecast_accuracy TO {forecast};
 -- ocpp (the central system, every city) and ocpi (the pull, per city, under leadership): the
 -- charging points' status they hear (core.charging.store_readings: history and current
 -- state), and what they refuse as dead letters (a repeat counts its occurrences: of the dead
--- letters they read only the columns that count takes, no payload). Nothing of the parking data.
+-- letters they read only the columns that count takes, no payload). Of the parking data only
+-- the state of the bays a point serves: they publish its effective state (evse_effective).
 -- (A reading stored twice adds nothing: ON CONFLICT (evse_id, time) reads those columns.)
 GRANT INSERT, SELECT (evse_id, time) ON evse_status TO {ocpp}, {ocpi};
 GRANT SELECT, INSERT, UPDATE ON evse_state TO {ocpp}, {ocpi};
@@ -123,3 +124,4 @@ GRANT INSERT, SELECT (topic, digest, occurrences, last_received),
     ON dead_letters TO {ocpp}, {ocpi};
 GRANT USAGE ON SEQUENCE dead_letters_id_seq TO {ocpp}, {ocpi};
 GRANT SELECT, INSERT, UPDATE ON leader_terms TO {ocpi};
+GRANT SELECT ON bay_state TO {ocpp}, {ocpi};

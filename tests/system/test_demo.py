@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from _citytoml import CHIRPSTACK_EUI, TTN_EUI, evse_id
+from _citytoml import CHIRPSTACK_EUI, TTN_EUI, station_toml
 from _helpers import ROOT, ServiceProcess, service_env, wait_for
 from _ocpipeer import write_peer_city
 
@@ -54,27 +54,13 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
     ocpi_port = free_port()
     other_path = write_peer_city(tmp_path, other,
                                  f"http://127.0.0.1:{ocpi_port}/ocpi/cpo/2.2.1/locations")
+    ocpp_station = station_toml(other, 4, f"{other}-garage", name="Ladestation OCPP",
+                                operator="city", protocol="ocpp")
     other_path.write_text(other_path.read_text(encoding="utf-8")
                           .replace(TTN_EUI, "70b3d57ed00000b1")
                           .replace(CHIRPSTACK_EUI, "70b3d57ed00000b2")
-                          .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign") + f"""
-[[chargers]]
-id = "{other}-cp-4"
-lot = "{other}-garage"
-name = "Ladestation OCPP"
-operator = "city"
-protocol = "ocpp"
-
-[[chargers.evses]]
-evse_id = "{evse_id(other, 4, 1)}"
-number = 1
-
-[[chargers.evses.connectors]]
-standard = "IEC_62196_T2"
-format = "SOCKET"
-power_type = "AC_3_PHASE"
-max_power_kw = 22.0
-""", encoding="utf-8")
+                          .replace("http://127.0.0.1:1/sign", "http://127.0.0.1:2/sign")
+                          + ocpp_station, encoding="utf-8")
     protocols = {f"{other}-cp-{n}": protocol
                  for n, protocol in ((1, "mqtt"), (2, "ocpi"), (3, "ocpi"), (4, "ocpp"))}
     port = free_port()
