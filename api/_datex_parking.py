@@ -60,6 +60,12 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
     occupancy and place status. A lot without a current count is status unknown with the fault
     ``noParkingInformationAvailable`` and no numbers; a closed lot has no place status and no
     numbers.
+
+    A lot's EV charging spaces (the table's ``prk:SpecificArea`` ``{lot}/ev``) get a
+    ``prk:ParkingStatusInformation`` of their own where the lot's view knows how many are free
+    (``ev.free`` of /v1/lots: its free charging points where it has chargers, read with their
+    bays): ``numberOfVacantSpaces``, and ``numberOfSpacesOverride`` where the view counts more
+    spaces (``ev.capacity``) than the table's supply.
     """
     # A lot without a view is published as unknown; views of other lots are ignored.
     # The references must carry the versions the table publication gives; build it aside.
@@ -98,7 +104,23 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
         place_status = _PLACE_STATUS[current.status]
         if place_status is not None:
             child(info, "prk:status", place_status)
+        area = f"{lot.id}/ev"
+        if view is not None and view.ev.free is not None and area in versions:
+            _ev_status(root, lot, view, versions[area])
     return datex2.to_bytes(root)
+
+
+def _ev_status(root: ET.Element, lot: Lot, view: LotView, version: str) -> None:
+    """The occupancy of ``lot``'s EV charging spaces, the same figures as its view's ``ev``."""
+    info = child(root, "prk:parkingStatusInformation", xsi_type="prk:ParkingStatusInformation")
+    child(info, "fac:reference", targetClass="fac:FacilityObject", id=f"{lot.id}/ev",
+          version=version)
+    if view.updated is not None:
+        child(info, "fac:lastUpdated", utc_time(view.updated))
+    occupancy = child(info, "prk:occupancy")
+    if view.ev.capacity != lot.ev_spaces:
+        child(occupancy, "prk:numberOfSpacesOverride", str(view.ev.capacity))
+    child(occupancy, "prk:numberOfVacantSpaces", str(view.ev.free))
 
 
 def _parking_table(parent: ET.Element, city: City, now: datetime) -> ET.Element:

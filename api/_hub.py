@@ -7,9 +7,13 @@
   what they show (``core.channels``). After each (re)connect - after LISTEN, so nothing
   committed in between is missed - the hub reads ``lot_state`` and ``sign_state`` and
   publishes what differs from what it holds.
-- Charging points: ``parkleit_evse_state`` (whoever stores their readings, core.charging) is an
-  ``evse`` event per changed point (``core.charging.EvseState.as_dict``), read from
-  ``evse_state`` on each resync like the lots.
+- Charging points: an ``evse`` event per changed point, its *effective* state
+  (``core.charging.EvseState.as_dict`` and ``free``, as /v1/charging/locations: the point read
+  with its bays, rules.sql ``evse_effective``). A ``parkleit_evse_state`` NOTIFY (whoever
+  stores a point's readings, core.charging; ingest when a bay a point serves changed, or a
+  point became blocked by time alone) names a point to read again: the hub reads the points
+  heard of in one query per city (``_read_evses``, a task: what is heard while it reads is
+  read next), and every point on each resync like the lots.
 - The hub holds the current state of every lot, sign and charging point of every city. A
   subscriber gets it first, taken in the same step as it is subscribed (no gap, nothing
   twice), then each change.
@@ -52,7 +56,7 @@ from starlette.datastructures import State
 
 from api._snapshot import LotViews
 from core import channels
-from core.charging import EvseState, EvseStatus
+from core.charging import EvseState, effective_states_async
 from core.city import Cities, City, CityConfigError, Lot, load_cities
 from core.db import alisten, queries
 from core.runtime import Backoff
@@ -149,7 +153,7 @@ class Hub:
         self.settings, self.state, self.pool = settings, state, pool
         self.lots: dict[str, tuple[LotStatus, Event]] = {}
         self.signs: dict[str, tuple[Any, Event]] = {}  # content, event
-        self.evses: dict[str, tuple[EvseState, Event]] = {}
+        self.evses: dict[str, tuple[tuple[EvseState, bool], Event]] = {}  # (state, free)
         self.subscribers: set[Subscriber] = set()
         self.streams_per_address: Counter[str] = Counter()  # open streams, dropped ones too
         self.dropped = 0
@@ -161,6 +165,8 @@ class Hub:
         self._to_wake: dict[Subscriber, None] = {}  # streams with news, in order
         self._wake_needed = asyncio.Event()
         self._waker: asyncio.Task[None] | None = None
+        self._evses_heard: dict[str, set[str]] = {}  # city id -> points to read again
+        self._evse_reader: asyncio.Task[None] | None = None
 
     @property
     def cities(self) -> Cities:
@@ -307,16 +313,17 @@ class Hub:
         self.signs[sign_id] = content, event
         self._publish(event)
 
-    def evse_changed(self, state: EvseState) -> None:
-        """Take a charging point's state; publish it if it is news."""
+    def evse_changed(self, state: EvseState, free: bool) -> None:
+        """Take a charging point's effective state and whether it is free; publish it if it
+        is news."""
         city = next((city for city in self.cities if _has_evse(city, state.evse_id)), None)
         if city is None:
             return
         held = self.evses.get(state.evse_id)
-        if held is not None and (held[0] == state or state.updated < held[0].updated):
+        if held is not None and (held[0] == (state, free) or state.updated < held[0][0].updated):
             return  # the same, or older than what we hold
-        event = self._event("evse", state.evse_id, city.id, state.as_dict())
-        self.evses[state.evse_id] = state, event
+        event = self._event("evse", state.evse_id, city.id, {**state.as_dict(), "free": free})
+        self.evses[state.evse_id] = (state, free), event
         self._publish(event)
 
     def check_staleness(self) -> None:
@@ -343,17 +350,47 @@ class Hub:
                 self.sign_changed(str(message["sign_id"]), message["content"],
                                   message.get("shown_since"))
             elif channel == channels.EVSE_STATE:
-                self.evse_changed(EvseState.from_notification(payload)[1])
+                self._evse_heard(*EvseState.from_notification(payload))
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("unreadable %s notification: %s", channel, exc)
         return False
+
+    def _evse_heard(self, city_id: str, state: EvseState) -> None:
+        """A point's state (reported, or read with its bays) changed: read it again."""
+        self._evses_heard.setdefault(city_id, set()).add(state.evse_id)
+        self._start_evse_reader()
+
+    def _start_evse_reader(self) -> None:
+        if self._evses_heard and (self._evse_reader is None or self._evse_reader.done()):
+            self._evse_reader = asyncio.create_task(self._read_evses(), name="api-stream-evses")
+
+    async def _read_evses(self) -> None:
+        """Read the points heard of with their bays at the hub's now, one query per city, and
+        publish what changed; again while more were heard meanwhile. If the database fails,
+        they are read at the next stale check (``_run``)."""
+        while self._evses_heard:
+            heard, self._evses_heard = self._evses_heard, {}
+            cities = [city for city in self.cities if city.id in heard]
+            try:
+                async with self.pool.connection(timeout=5) as conn:
+                    points = await effective_states_async(
+                        conn, cities, self.settings.clock.now(),
+                        only={evse_id for ids in heard.values() for evse_id in ids})
+            except (psycopg.Error, PoolTimeout, OSError) as exc:
+                logger.warning("live stream: charging points not read (%s)",
+                               type(exc).__name__)
+                for city_id, ids in heard.items():
+                    self._evses_heard.setdefault(city_id, set()).update(ids)
+                return
+            for point in points.values():
+                self.evse_changed(point.state, point.free)
 
     async def resync(self) -> None:
         """Read every lot's, sign's and charging point's current state; publish what
         differs."""
         cities = self.cities
         signs: list[dict[str, Any]] = []
-        evse_ids = [evse.evse_id for city in cities for _, evse in city.evses()]
+        evse_ids = {evse.evse_id for city in cities for _, evse in city.evses()}
         async with self.pool.connection(timeout=5) as conn, \
                 conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(queries("api", "stream")["lot_states"],
@@ -362,8 +399,7 @@ class Hub:
             for city in cities:
                 await cur.execute(queries("signage")["sign_health"], {"city": city.id})
                 signs += await cur.fetchall()
-            await cur.execute(queries("api")["evse_states"], {"evse_ids": evse_ids})
-            evses = await cur.fetchall()
+            evses = await effective_states_async(conn, cities, self.settings.clock.now())
         for lot_id in [lot_id for lot_id in self.lots if self._lot(lot_id) is None]:
             del self.lots[lot_id]  # gone from the config
         for sign_id in list(self.signs):
@@ -375,9 +411,8 @@ class Hub:
             del self.evses[evse_id]  # gone from the config
         for row in lots:
             self.lot_changed(LotStatus(**row))
-        for row in evses:
-            self.evse_changed(EvseState(row["evse_id"], EvseStatus(row["status"]), row["since"],
-                                        row["updated"], row["source"]))
+        for point in evses.values():
+            self.evse_changed(point.state, point.free)
         for row in signs:
             if row["content"] is not None:
                 shown = row["shown_since"]
@@ -422,7 +457,8 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop listening and end every stream; idempotent."""
-        tasks, self._task, self._waker = [self._task, self._waker], None, None
+        tasks = [self._task, self._waker, self._evse_reader]
+        self._task = self._waker = self._evse_reader = None
         self.connected = self.views.listening = False
         for task in tasks:
             if task is not None:
@@ -454,6 +490,7 @@ class Hub:
                             await self.resync()
                         self.check_staleness()
                         self.drop_laggards()
+                        self._start_evse_reader()  # points a failed read left
             except (psycopg.Error, PoolTimeout, OSError) as exc:
                 self.connected = self.views.listening = False
                 delay = retry.next()

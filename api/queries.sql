@@ -93,8 +93,3 @@ ORDER BY horizon_min;
 -- The newest migration the database has.
 SELECT max(version) AS version FROM schema_migrations;
 
--- name: evse_states
--- The current state of the charging points ``evse_ids`` (core.charging.store_readings writes
--- it); a point without a row has reported nothing yet.
-SELECT evse_id, status, since, updated, source FROM evse_state
-WHERE evse_id = ANY(%(evse_ids)s);

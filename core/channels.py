@@ -35,7 +35,9 @@ SIGN_CONTENT = "parkleit_sign_content"
 # An operator set or cleared a sign's override; the payload is the sign id: the admin API.
 SIGN_OVERRIDE = "parkleit_sign_override"
 # A charging point's state changed (core.charging.EvseState.notification): whoever stores
-# EVSE readings (core.charging.store_readings).
+# EVSE readings (core.charging.store_readings: the reported state), and ingest for a point
+# whose bays it heard or whose state read with its bays changed (the effective state). The
+# live stream reads the points it names again (api._hub), so either kind of payload will do.
 EVSE_STATE = "parkleit_evse_state"
 # The city configs were changed by an admin reload; the payload is the city id: the admin API.
 CONFIG = "parkleit_config"

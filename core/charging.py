@@ -9,7 +9,7 @@ retained topics (``core.channels.charger_state_topic``) after the commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -191,9 +191,11 @@ class PointReading:
     free: bool
 
 
-def _effective_params(city: City, at: datetime) -> dict[str, Any]:
+def _effective_params(city: City, at: datetime,
+                      only: Collection[str] | None = None) -> dict[str, Any]:
     return {"at": at, "blocked_after_s": city.city.charger_blocked_after_min * 60,
-            "evse_ids": [evse.evse_id for _, evse in city.evses()]}
+            "evse_ids": [evse.evse_id for _, evse in city.evses()
+                         if only is None or evse.evse_id in only]}
 
 
 def _point(row: Sequence[Any]) -> PointReading:
@@ -213,13 +215,16 @@ def effective_states(conn: psycopg.Connection[Any], city: City,
 
 
 async def effective_states_async(aconn: psycopg.AsyncConnection[Any], cities: Iterable[City],
-                                 at: datetime) -> dict[str, PointReading]:
-    """``effective_states`` of every city of ``cities`` over an async connection."""
+                                 at: datetime, *,
+                                 only: Collection[str] | None = None) -> dict[str, PointReading]:
+    """``effective_states`` of every city of ``cities`` over an async connection (one query
+    per city); ``only``: of these points alone."""
     points: dict[str, PointReading] = {}
     async with aconn.cursor() as cur:
         for city in cities:
             if city.chargers:
-                await cur.execute(queries("core")["evse_effective"], _effective_params(city, at))
+                await cur.execute(queries("core")["evse_effective"],
+                                  _effective_params(city, at, only))
                 points.update((p.state.evse_id, p) for p in map(_point, await cur.fetchall()))
     return points
 

@@ -99,7 +99,10 @@ class Writer:
         self._lot_of_bay = {bay.id: lot.id for lot, bay in city.bays()}
         self._announced: dict[str, LotStatus] = {}
         # The bays charging points serve: a change of one can change its point's status.
-        self._charger_bays = {bay for _, evse in city.evses() for bay in evse.bays}
+        self._points_of_bay: dict[str, set[str]] = defaultdict(set)
+        for _, evse in city.evses():
+            for bay in evse.bays:
+                self._points_of_bay[bay].add(evse.evse_id)
         self._points_announced: dict[str, tuple[str, datetime]] = {}
         self._q = queries("ingest")
 
@@ -158,8 +161,10 @@ class Writer:
             reported: list[EvseState] = []
             if evses:
                 reported = store_readings(conn, self.city.id, evses)
-            if evses or any(bay.bay_id in self._charger_bays for bay in bays):
-                result.evses_changed = self._points_changed(conn, now, reported)
+            touched = {evse_id for bay in bays
+                       for evse_id in self._points_of_bay.get(bay.bay_id, ())}
+            if evses or touched:
+                result.evses_changed = self._points_changed(conn, now, reported, touched)
             bay_lots = sorted({self._lot_of_bay[b.bay_id] for b in bays})
             work = self._update_lots(conn, bay_lots, counters, now)
             result.changed, result.superseded = work.changed, len(work.late)
@@ -194,13 +199,25 @@ class Writer:
         return changed
 
     def _points_changed(self, conn: psycopg.Connection[Any], now: datetime,
-                        reported: list[EvseState]) -> list[EvseState]:
+                        reported: list[EvseState],
+                        touched: set[str] | None = None) -> list[EvseState]:
         """The effective states (rules.sql evse_effective) at ``now`` that differ from the
-        ones announced, and those of the points whose reported status just changed."""
+        ones announced, and those of the points whose reported status just changed. These
+        and the points whose bays were ``touched`` (a point's ``free`` may change without
+        its status) are NOTIFYd on ``EVSE_STATE`` for the live stream to read again
+        (store_readings NOTIFYs the reported changes only)."""
         news = {state.evse_id for state in reported}
-        return [point.state for evse_id, point in effective_states(conn, self.city, now).items()
-                if evse_id in news or self._points_announced.get(evse_id) != (
-                    point.state.status, point.state.since)]
+        points = effective_states(conn, self.city, now)
+        changed = [point.state for evse_id, point in points.items()
+                   if evse_id in news or self._points_announced.get(evse_id) != (
+                       point.state.status, point.state.since)]
+        heard = {state.evse_id for state in changed} - news | (touched or set())
+        if heard:
+            conn.execute(queries("core")["notify_evse_state"], {
+                "channel": channels.EVSE_STATE,
+                "payloads": [points[evse_id].state.notification(self.city.id)
+                             for evse_id in sorted(heard) if evse_id in points]})
+        return changed
 
     def _remember_points(self, announced: list[EvseState]) -> None:
         for state in announced:

@@ -129,6 +129,8 @@ def _statuses(document: bytes) -> tuple[ET.Element, dict[str, Status]]:
     root = ET.fromstring(document)
     found: dict[str, Status] = {}
     for info in root.findall("prk:parkingStatusInformation", NAMESPACES):
+        if info.get(XSI_TYPE) == "prk:ParkingStatusInformation":  # EV spaces: _ev_statuses
+            continue
         assert info.get(XSI_TYPE) == "prk:PlaceStatus"
         reference = info.find("fac:reference", NAMESPACES)
         assert reference is not None and reference.get("targetClass") == "fac:FacilityObject"
@@ -146,6 +148,22 @@ def _statuses(document: bytes) -> tuple[ET.Element, dict[str, Status]]:
             faults=[fault.text or "" for fault in info.findall("prk:parkingFault", NAMESPACES)],
         )
     return root, found
+
+
+def _ev_statuses(document: bytes) -> dict[str, dict[str, str | None]]:
+    """The statuses of the lots' EV spaces (``{lot}/ev``): version, lastUpdated, the spaces
+    override and the vacant spaces."""
+    found: dict[str, dict[str, str | None]] = {}
+    for info in ET.fromstring(document).findall("prk:parkingStatusInformation", NAMESPACES):
+        if info.get(XSI_TYPE) == "prk:ParkingStatusInformation":
+            reference = info.find("fac:reference", NAMESPACES)
+            assert reference is not None and reference.get("targetClass") == "fac:FacilityObject"
+            found[reference.get("id", "")] = {
+                "version": reference.get("version"),
+                "updated": _text(info, "fac:lastUpdated"),
+                "spaces": _text(info, "prk:occupancy/prk:numberOfSpacesOverride"),
+                "vacant": _text(info, "prk:occupancy/prk:numberOfVacantSpaces")}
+    return found
 
 
 def _unknown(version: str) -> Status:
@@ -269,6 +287,39 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
     assert statuses[moritzburg.id] == _closed(version[moritzburg.id])
     for lot in rest:  # no reading at all
         assert statuses[lot.id] == _unknown(version[lot.id])
+
+
+def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSchema,
+                                                     zeitz: City) -> None:
+    """A lot's EV charging spaces (the table's SpecificArea ``{lot}/ev``) carry the figures of
+    its view's ``ev`` (its free charging points where it has chargers), where it knows them."""
+    altmarkt, rossmarkt, wendische, bahnhof, *_ = zeitz.lots
+    counted = NOW - timedelta(seconds=90)
+    views = {
+        # 3 of its 4 points free; 12 EV spaces as the table says
+        altmarkt.id: lot_view(zeitz, altmarkt, {"free": 200, "updated": counted}, NOW,
+                              free_points=(3, 4)),
+        # more points (10) than the table's EV spaces (8): the count overrides the supply
+        rossmarkt.id: lot_view(zeitz, rossmarkt, {"free": 5, "updated": counted}, NOW,
+                               free_points=(0, 10)),
+        # no charger, no sensor on its EV spaces: nobody knows
+        wendische.id: lot_view(zeitz, wendische, {"free": 5, "updated": counted}, NOW),
+        # stale: stale is not free, for the EV spaces neither
+        bahnhof.id: lot_view(zeitz, bahnhof, {"free": 5, "updated": NOW - timedelta(hours=2)},
+                             NOW, free_points=(2, 2)),
+    }
+    assert (views[altmarkt.id].ev.free, views[rossmarkt.id].ev.capacity) == (3, 10)
+    document = parking_status_publication([zeitz], views, NOW)
+    schema.validate(document)
+    _, _, places = _table(parking_table_publication([zeitz], NOW))
+    at = "2024-07-03T09:58:30+00:00"
+    assert _ev_statuses(document) == {
+        f"{altmarkt.id}/ev": {"version": places[f"{altmarkt.id}/ev"].version, "updated": at,
+                              "spaces": None, "vacant": "3"},
+        f"{rossmarkt.id}/ev": {"version": places[f"{rossmarkt.id}/ev"].version, "updated": at,
+                               "spaces": "10", "vacant": "0"},
+    }
+    assert len(_statuses(document)[1]) == len(zeitz.lots)  # the lots' own, as before
 
 
 def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: City) -> None:

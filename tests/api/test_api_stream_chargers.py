@@ -1,13 +1,13 @@
 """The live stream carries charging points' state as ``evse`` events: their current state
-first, then each change from the ``parkleit_evse_state`` NOTIFY, against a real uvicorn server
-and PostgreSQL."""
+first, then each change from the ``parkleit_evse_state`` NOTIFY, each point read with its bays
+(rules.sql evse_effective: BLOCKED, ``free``), against a real uvicorn server and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import secrets
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from _citytoml import evse_id, write_city
 from _helpers import utc_now, wait_for
+from _payloads import dumps, native_bay
 from test_api_stream_admin import FAST, Stream, serve
 
 from api import create_app
@@ -23,6 +24,7 @@ from core.city import City
 from core.registry import sync_registry
 from core.settings import Settings
 from core.status import rfc3339
+from ingest import Message, Writer, prepare_connection
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def test_evse_state_first_then_each_change(url: str, city: City,
         # The current state: the point that reported (the hub read it, or heard it).
         assert _evses(stream, 1)[one] == {
             "evse_id": one, "status": "AVAILABLE", "since": rfc3339(first),
-            "updated": rfc3339(first), "source": "mqtt"}
+            "updated": rfc3339(first), "source": "mqtt", "free": True}
         later = first + timedelta(seconds=20)
         with conn.transaction():
             store_readings(conn, city.id, [
@@ -81,3 +83,39 @@ def test_evse_state_first_then_each_change(url: str, city: City,
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_a_car_on_the_bay_blocks_the_point_on_the_stream(url: str, city: City,
+                                                         conn: psycopg.Connection[Any]) -> None:
+    """Only a bay changes (ingest hears it; the point reported nothing new): the stream sends
+    the point as every output reads it, BLOCKED once a car has stood there longer than the
+    city's limit, and not free while one stands there."""
+    cid, now = city.id, utc_now().replace(microsecond=0)
+    one = evse_id(cid, 1, 1)  # serves bay st-001
+    with conn.transaction():
+        store_readings(conn, cid, [EvseReading(one, EvseStatus.AVAILABLE,
+                                               now - timedelta(hours=1), "mqtt")])
+    stream = Stream(f"{url}/v1/stream")
+    try:
+        first = _evses(stream, 1)[one]
+        assert (first["status"], first["free"]) == ("AVAILABLE", True)
+        prepare_connection(conn)
+        writer = Writer(city)
+
+        def bay(at: datetime, occupied: bool) -> dict[str, Any]:
+            message = Message(f"parkleit/v1/{cid}/bays/{cid}-st-001",
+                              dumps(native_bay(at, occupied=occupied)), utc_now())
+            assert writer.write(conn, [message], utc_now()).dead_letters == 0
+            return _evses(stream, 1)[one]
+
+        limit = city.city.charger_blocked_after_min
+        parked = now - timedelta(minutes=limit + 5)
+        point = bay(parked, True)
+        assert (point["status"], point["free"], point["since"]) == (
+            "BLOCKED", False, rfc3339(parked + timedelta(minutes=limit)))
+        point = bay(now - timedelta(minutes=2), False)  # the car left
+        assert (point["status"], point["free"]) == ("AVAILABLE", True)
+        point = bay(now - timedelta(minutes=1), True)  # another came: the status stays
+        assert (point["status"], point["free"]) == ("AVAILABLE", False)
+    finally:
+        stream.close()

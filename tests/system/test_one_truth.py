@@ -212,6 +212,8 @@ def _datex(site: Site) -> dict[str, tuple[str, int | None]]:
     for info in root.iterfind("prk:parkingStatusInformation", NAMESPACES):
         reference = info.find("fac:reference", NAMESPACES)
         assert reference is not None
+        if reference.get("id", "").endswith("/ev"):
+            continue  # a lot's EV spaces (their own status), not the lot
         vacant = info.findtext("prk:occupancy/prk:numberOfVacantSpaces", namespaces=NAMESPACES)
         if info.findtext("fac:openingStatus", namespaces=NAMESPACES) == "closed":
             status = "closed"
