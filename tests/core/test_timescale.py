@@ -123,6 +123,8 @@ SAMPLE_PARAMS: dict[str, Any] = {
     "gateway_silent_s": 3600, "sign_ack_s": 300,
     "sign_failures": 3, "forecast_horizon_min": 60, "forecast_error_rate": 0.15,
     "offline_services": ["signage"],
+    # core.evse_effective (rules.sql): the moment and a city's limit for a blocked point
+    "at": datetime(2024, 4, 1, 8, 30, tzinfo=UTC), "blocked_after_s": 900,
 }
 # Expected results over the rows of the ``registry`` fixture, where a query's result is checked.
 EXPECTED_READS: dict[tuple[str, str], list[tuple[Any, ...]]] = {
