@@ -86,6 +86,11 @@ def register(commands: Commands) -> None:
                            help="real seconds of one sign minute (the unit of the signs' "
                            "timers; default 60)")
 
+    _register_charging(sim_commands)
+
+
+def _register_charging(sim_commands: Commands) -> None:
+    """``simulate chargers`` (OCPP stations) and ``simulate ocpi`` (an OCPI platform)."""
     chargers = command(sim_commands, "chargers", _chargers,
                        help="run the city's OCPP stations as real charge points (1.6J and "
                             "2.0.1) against `parkleit ocpp`: boot, heartbeats, statuses of a "
