@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from _citytoml import evse_id, write_city
+from _citytoml import evse_id, station_toml, write_city
 from _helpers import ROOT, ServiceProcess, answers_ok, service_env, utc_now, wait_for
 from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
@@ -461,24 +461,9 @@ def test_the_charging_services_work_with_their_roles(
     path = write_peer_city(tmp_path, city_id,
                            f"http://127.0.0.1:{ocpi_port}/ocpi/cpo/2.2.1/locations")
     station, point = f"{city_id}-cp-4", evse_id(city_id, 4, 1)
-    path.write_text(path.read_text(encoding="utf-8") + f"""
-[[chargers]]
-id = "{station}"
-lot = "{city_id}-garage"
-name = "Ladestation OCPP"
-operator = "city"
-protocol = "ocpp"
-
-[[chargers.evses]]
-evse_id = "{point}"
-number = 1
-
-[[chargers.evses.connectors]]
-standard = "IEC_62196_T2"
-format = "SOCKET"
-power_type = "AC_3_PHASE"
-max_power_kw = 22.0
-""", encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8") + station_toml(
+        city_id, 4, f"{city_id}-garage", name="Ladestation OCPP", operator="city",
+        protocol="ocpp"), encoding="utf-8")
     sync_registry(conn, load_city(str(path)))  # db migrate's part: the roles only read it
     credentials, passwords = tmp_path / "credentials", tmp_path / "passwords"
     credentials.write_text(f"{station}:{hash_password('pw-' + station, n=1024)}\n")
