@@ -48,7 +48,7 @@ from core.charging import (
     store_readings_async,
 )
 from core.city import ChargingStation, City
-from core.db import queries
+from core.db import open_async_pool, queries
 from core.mqtt import ServiceStatus, mqtt_client
 from core.registry import sync_registry
 from core.runtime import Lifecycle
@@ -139,11 +139,8 @@ class OcppService(Lifecycle):
         if self._stopping:
             return
         settings = self.settings
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.DATABASE_URL, min_size=1, max_size=4, name="ocpp", open=False,
-            check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
-            kwargs={"autocommit": True, "connect_timeout": 5})
-        await pool.open(wait=True, timeout=10)
+        pool = await open_async_pool(
+            settings.DATABASE_URL, max_size=4, name="ocpp")
         self._pool = pool
         identity = f"{socket.gethostname()}-{os.getpid()}"
         statuses = [ServiceStatus(settings, city.id, "ocpp",

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 __all__ = [
     "SERVICE_ROLES",
@@ -25,6 +25,7 @@ __all__ = [
     "listen",
     "load_sql",
     "migrate",
+    "open_async_pool",
     "open_pool",
     "parse_named_queries",
     "queries",
@@ -67,6 +68,18 @@ def open_pool(
     except Exception:
         pool.close()
         raise
+    return pool
+
+
+async def open_async_pool(url: str, *, min_size: int = 1, max_size: int = 4,
+                          name: str = "parkleit") -> AsyncConnectionPool[Any]:
+    """``open_pool`` for a service on asyncio: autocommit connections, checked before use,
+    reconnecting for an hour; waits until one works (fails fast)."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url, min_size=min_size, max_size=max_size, name=name, open=False,
+        check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
+        kwargs={"autocommit": True, "connect_timeout": 5})
+    await pool.open(wait=True, timeout=10)
     return pool
 
 

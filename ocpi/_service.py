@@ -33,7 +33,7 @@ from core.charging import (
     store_readings_async,
 )
 from core.city import City, OcpiPeer
-from core.db import queries
+from core.db import open_async_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus, mqtt_client
 from core.ocpi import OcpiError, authorization, location_updates, unwrap
@@ -225,11 +225,8 @@ class OcpiService(Lifecycle):
     async def open(self) -> None:
         """The database pool and the MQTT publisher (``run`` does it; tests call it)."""
         self._loop = asyncio.get_running_loop()
-        self.pool = AsyncConnectionPool(
-            self.settings.DATABASE_URL, min_size=1, max_size=2, name="ocpi", open=False,
-            check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
-            kwargs={"autocommit": True, "connect_timeout": 5})
-        await self.pool.open(wait=True, timeout=10)
+        self.pool = await open_async_pool(
+            self.settings.DATABASE_URL, max_size=2, name="ocpi")
         target = self.settings.mqtt
         self.publisher = mqtt_client(self.settings, f"parkleit-ocpi-{self.city.id}-"
                                      f"{socket.gethostname()}-{os.getpid()}")

@@ -40,7 +40,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core.charging import effective_states_async
 from core.city import City
-from core.db import queries
+from core.db import open_async_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
@@ -188,11 +188,8 @@ class SignageService(Lifecycle):
         if self._stopping:
             return
         settings = self.settings
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.DATABASE_URL, min_size=1, max_size=3, name="signage", open=False,
-            check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
-            kwargs={"autocommit": True, "connect_timeout": 5})
-        await pool.open(wait=True, timeout=10)
+        pool = await open_async_pool(
+            settings.DATABASE_URL, max_size=3, name="signage")
         feed = LotFeed(self)
         status: ServiceStatus | None = None
         metrics_server = None
