@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -406,6 +407,14 @@ class OcpiPeer(_Model):
         if self.locations_url is None and self.push_token_env is None:
             raise ValueError("give locations_url (pull) or push_token_env (push), or both")
         return self
+
+    def local_address(self) -> tuple[str, int] | None:
+        """Host and port of ``locations_url`` where it names this machine (127.0.0.1 or
+        localhost: a simulated platform, as the example city's); else None."""
+        address = urlsplit(self.locations_url or "")
+        if address.hostname not in ("127.0.0.1", "localhost"):
+            return None
+        return address.hostname, address.port or (443 if address.scheme == "https" else 80)
 
 
 class LoRaWAN(_Model):

@@ -11,12 +11,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
-from core.city import Cities, City
+from core.city import Cities, City, OcpiPeer
 from core.db import create_database, migrate, queries
 from core.registry import sync_registry
 from core.runtime import on_stop_signals
@@ -26,7 +25,7 @@ from parkleit.process import ParkleitProcess
 from signage import read_sign_states
 from simulators.history import backfill_history
 
-__all__ = ["API_HOST", "PAGES", "charging_children", "ocpi_children", "run_demo"]
+__all__ = ["API_HOST", "PAGES", "charging_children", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,6 @@ def run_demo(settings: Settings, cities: Cities, city_refs: tuple[str, ...], *, 
         api_url = f"http://{API_HOST}:{settings.API_PORT}"
         children = _children(settings, cities, city_refs, env, live_from, speed)
         children += charging_children(settings, cities, city_refs, env)
-        children += ocpi_children(cities, city_refs, env)
         children.append(Child("api", ["api", "--host", API_HOST, "--port",
                                       str(settings.API_PORT)], env))
         processes: dict[Child, ParkleitProcess] = {}
@@ -135,13 +133,38 @@ def _children(settings: Settings, cities: Cities, city_refs: tuple[str, ...],
 
 def charging_children(settings: Settings, cities: Cities, city_refs: tuple[str, ...],
                       env: dict[str, str], data_dir: Path = DATA_DIR) -> list[Child]:
-    """One OCPP central system for every city, and per city its OCPP stations as simulated
-    charge points, with a new password each per demo (hashes for the one, the passwords for
-    the other, in ``data_dir``)."""
+    """The chargers: one OCPP central system for every city, with a new password per station
+    and demo (hashes for the one, the passwords for the simulators, in ``data_dir``); per
+    city its charger simulator (OCPP stations, the MQTT gateway, the simulated OCPI platform
+    of each peer on this machine) and, where it has such peers, its OCPI pull, with a new
+    token in the variable each peer's ``token_env`` names."""
     stations = [station.id for city in cities for station in city.chargers
                 if station.protocol == "ocpp"]
-    if not stations:
-        return []
+    children: list[Child] = []
+    if stations:
+        env = env | _ocpp_credentials(stations, data_dir) | {
+            "PARKLEIT_OCPP_HOST": API_HOST, "PARKLEIT_OCPP_PORT": str(settings.OCPP_PORT)}
+        # Optional: a port taken by something else costs the demo its live charger status.
+        children.append(Child("ocpp", ["ocpp"], env, optional=True))
+    label = len(cities) > 1
+    for city, ref in zip(cities, city_refs, strict=True):
+        peers = _local_ocpi_peers(city)
+        city_env = env | {"PARKLEIT_CITY": ref} | {
+            peer.token_env: secrets.token_urlsafe(24) for peer in peers if peer.token_env}
+        suffix = f" {city.id}" if label else ""
+        if peers or any(station.protocol in ("ocpp", "mqtt") for station in city.chargers):
+            children.append(Child(f"charger simulator{suffix}",
+                                  ["simulate", "chargers", "--city", ref, "--speed",
+                                   str(CHARGER_SPEED)], city_env, optional=True))
+        if peers:
+            children.append(Child(f"OCPI pull{suffix}", ["ocpi", "--city", ref], city_env,
+                                  optional=True))
+    return children
+
+
+def _ocpp_credentials(stations: list[str], data_dir: Path) -> dict[str, str]:
+    """A new password per station: the central system's hashes and the simulators'
+    passwords, in files only the owner reads; the variables naming them."""
     from charging import hash_password
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -152,47 +175,16 @@ def charging_children(settings: Settings, cities: Cities, city_refs: tuple[str, 
         path.unlink(missing_ok=True)
         path.touch(mode=0o600)
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    ocpp_env = env | {"PARKLEIT_OCPP_CREDENTIALS_FILE": str(credentials),
-                      "PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE": str(passwords),
-                      "PARKLEIT_OCPP_HOST": API_HOST,
-                      "PARKLEIT_OCPP_PORT": str(settings.OCPP_PORT)}
-    label = len(cities) > 1
-    # Optional: a port taken by something else costs the demo its live charger status only.
-    # The simulator also publishes the status of the city's MQTT stations (a gateway).
-    return [Child("ocpp", ["ocpp"], ocpp_env, optional=True), *(
-        Child(f"charger simulator{f' {city.id}' if label else ''}",
-              ["simulate", "chargers", "--city", ref, "--speed", str(CHARGER_SPEED)],
-              ocpp_env, optional=True)
-        for city, ref in zip(cities, city_refs, strict=True)
-        if any(station.protocol in ("ocpp", "mqtt") for station in city.chargers))]
+    return {"PARKLEIT_OCPP_CREDENTIALS_FILE": str(credentials),
+            "PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE": str(passwords)}
 
 
-def ocpi_children(cities: Cities, city_refs: tuple[str, ...],
-                  env: dict[str, str]) -> list[Child]:
-    """Per city with OCPI peers on this machine (a ``locations_url`` at 127.0.0.1 or
-    localhost: the example city's): each peer's platform simulated there, and the city's pull
-    of them, with a new token per demo in the variable each peer's ``token_env`` names."""
-    children: list[Child] = []
-    label = len(cities) > 1
-    for city, ref in zip(cities, city_refs, strict=True):
-        local = [peer for peer in city.ocpi_peers if peer.locations_url is not None
-                 and urlsplit(peer.locations_url).hostname in ("127.0.0.1", "localhost")]
-        if not local or len(local) < sum(peer.locations_url is not None
-                                          for peer in city.ocpi_peers):
-            continue  # a real peer, whose token the demo does not have: no pull
-        city_env = env | {"PARKLEIT_CITY": ref} | {
-            peer.token_env: secrets.token_urlsafe(24) for peer in local if peer.token_env}
-        suffix = f" {city.id}" if label else ""
-        for peer in local:
-            address = urlsplit(peer.locations_url or "")
-            children.append(Child(
-                f"OCPI platform {peer.id}",
-                ["simulate", "ocpi", "--city", ref, "--peer", peer.id, "--host",
-                 address.hostname or API_HOST, "--port", str(address.port or 80),
-                 "--step-s", str(60 / CHARGER_SPEED)], city_env, optional=True))
-        children.append(Child(f"OCPI pull{suffix}", ["ocpi", "--city", ref], city_env,
-                              optional=True))
-    return children
+def _local_ocpi_peers(city: City) -> list[OcpiPeer]:
+    """The city's OCPI peers when all of them are on this machine (a ``locations_url`` at
+    127.0.0.1 or localhost: the example city's); none where one is a real peer, whose token
+    the demo does not have."""
+    peers = [peer for peer in city.ocpi_peers if peer.locations_url is not None]
+    return peers if all(peer.local_address() for peer in peers) else []
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,6 +27,7 @@ from ._formats import MINUTE_MS, dumps, iso_ms
 __all__ = ["CHARGER_TRUTH_HEADER", "Chargers", "PointTruth"]
 
 CHARGER_TRUTH_HEADER = "time,evse_id,car,charging"
+COMBUSTION_SHARE = 0.2  # of the cars on a charging point's bay: never charge, block it
 
 
 @dataclass(slots=True)
@@ -48,7 +49,8 @@ class Chargers:
     """The charging points of ``city`` that serve bays; ``arrived``/``left`` move a car."""
 
     def __init__(self, city: City, start_ms: int, delivery: Delivery, *, seed: int = 1,
-                 combustion_share: float = 0.2, plug_in_s: tuple[float, float] = (20, 120),
+                 combustion_share: float = COMBUSTION_SHARE,
+                 plug_in_s: tuple[float, float] = (20, 120),
                  charge_min: tuple[float, float] = (20, 240),
                  repeat_min: float = 10.0) -> None:
         self.city = city

@@ -6,8 +6,10 @@ at ``{url}/{charge_point_id}`` with its HTTP Basic password, boots, sends its he
 interval the central system gives, and reports each point's status as a simple session model
 changes it:
 
-- an EV arrives at a free point (more by day than by night): Preparing, then Charging for
-  about an hour, sometimes SuspendedEV (full, the driver not back yet), Finishing, Available
+- an EV arrives at a free point as the demand model's cars arrive at a space of the station's
+  lot (its profile by hour of week, public holidays, season; ``demand.LotDemand``), times the
+  share of those cars that are EVs (``EV_SHARE``): Preparing, then Charging for about an
+  hour, sometimes SuspendedEV (full, the driver not back yet), Finishing, Available
   (OCPP 2.0.1 knows only Occupied for all of these); MeterValues with the power while charging;
 - faults, where switched on: a station goes offline for a while (its link closed, it
   reconnects and boots again), a connector is Faulted until repaired, a station is stuck in
@@ -16,8 +18,8 @@ changes it:
 The stations with protocol ``mqtt`` are one gateway publishing the OCPI status of each point
 that serves no bay (the city simulator drives the others, by the cars on their bays) on
 ``parkleit/v1/{city}/chargers/{evse_id}/status`` (QoS 1, what ``ingest`` reads) as a simpler
-model of the same sessions changes it: AVAILABLE, CHARGING for about an hour, now and then
-OUTOFORDER for a while where faults are on; each point once at the start.
+model of the same sessions (the same arrivals) changes it: AVAILABLE, CHARGING for about an
+hour, now and then OUTOFORDER for a while where faults are on; each point once at the start.
 
 Simulated time runs ``speed`` times as fast as real time (session lengths, fault durations);
 every message carries the clock's real time.
@@ -39,7 +41,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
@@ -55,16 +56,19 @@ from core.clock import Clock
 from core.runtime import Backoff
 from core.settings import Settings
 
+from ._chargers import COMBUSTION_SHARE
 from ._mqtt import mqtt_client
+from .demand import LotDemand
 
 __all__ = ["ChargerReport", "MqttGateway", "SimulatedStation", "read_passwords", "run_chargers"]
 
 logger = logging.getLogger(__name__)
 
-BERLIN = ZoneInfo("Europe/Berlin")
 TICK_S = 1.0  # real seconds between two looks at the session model
 METER_EVERY_S = 60.0  # simulated seconds between two MeterValues of a charging point
-ARRIVALS_PER_HOUR = {"day": 0.5, "night": 0.05}  # EVs arriving at a free point
+# Of the cars that take a charging point's space, the share that are EVs and charge (the
+# city simulator's points: 1 - Chargers.combustion_share).
+EV_SHARE = 1 - COMBUSTION_SHARE
 FAULT_RATES_PER_HOUR = {"offline": 0.02, "faulted": 0.01, "stuck": 0.05}  # stuck: per session
 
 
@@ -124,9 +128,11 @@ class SimulatedStation:
     """One charge point: a real OCPP client of its version, driven by the session model."""
 
     def __init__(self, station: ChargingStation, version: str, url: str, password: str | None,
-                 *, rng: random.Random, clock: Clock, speed: float, faults: bool,
-                 report: ChargerReport, tls: ssl.SSLContext | None = None) -> None:
+                 *, demand: LotDemand, rng: random.Random, clock: Clock, speed: float,
+                 faults: bool, report: ChargerReport,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.station, self.version, self.url = station, version, url.rstrip("/")
+        self.demand = demand
         self.password, self.tls = password, tls
         self.rng, self.clock, self.speed, self.faults = rng, clock, speed, faults
         self.report = report
@@ -228,8 +234,7 @@ class SimulatedStation:
 
     async def _step(self, client: Any, point: _Point) -> None:
         """Move one point's session model on, and report what changed."""
-        hour = self.clock.now().astimezone(BERLIN).hour
-        arrivals = ARRIVALS_PER_HOUR["day" if 7 <= hour < 20 else "night"]
+        arrivals = self.demand.per_space_hour(self.station.lot, self.clock.now()) * EV_SHARE
         faults = FAULT_RATES_PER_HOUR if self.faults else dict.fromkeys(FAULT_RATES_PER_HOUR, 0.0)
         now = self.sim_s
         if point.status == "Available":
@@ -311,15 +316,17 @@ class MqttGateway:
     ``publish(topic, payload)`` (QoS 1 in ``run_chargers``)."""
 
     def __init__(self, city: City, publish: Callable[[str, bytes], None], *,
-                 rng: random.Random, clock: Clock, speed: float, faults: bool,
-                 report: ChargerReport) -> None:
-        self.city, self.publish = city, publish
+                 demand: LotDemand, rng: random.Random, clock: Clock, speed: float,
+                 faults: bool, report: ChargerReport) -> None:
+        self.city, self.publish, self.demand = city, publish, demand
         self.rng, self.clock, self.speed, self.faults = rng, clock, speed, faults
         self.report = report
         # evse id -> (OCPI status, simulated second it ends). The points that serve bays are
         # the city simulator's (simulators/_chargers.py: driven by the cars on their bays).
         self.points = {evse.evse_id: ("AVAILABLE", 0.0) for station in city.chargers
                        if station.protocol == "mqtt" for evse in station.evses if not evse.bays}
+        self._lots = {evse.evse_id: station.lot for station in city.chargers
+                      for evse in station.evses}
         self.sim_s = 0.0
 
     def _chance(self, per_hour: float) -> bool:
@@ -329,15 +336,15 @@ class MqttGateway:
         """One tick of every point's model; publish what changed (every point the first time)."""
         first = self.sim_s == 0.0
         self.sim_s += TICK_S * self.speed
-        hour = self.clock.now().astimezone(BERLIN).hour
-        arrivals = ARRIVALS_PER_HOUR["day" if 7 <= hour < 20 else "night"]
+        now = self.clock.now()
         for evse_id, (status, until) in list(self.points.items()):
             point = status, until
             if status == "AVAILABLE":
                 if self.faults and self._chance(FAULT_RATES_PER_HOUR["faulted"]):
                     self.report.faults["faulted"] += 1
                     point = "OUTOFORDER", self.sim_s + self.rng.uniform(1200, 7200)
-                elif self._chance(arrivals):
+                elif self._chance(self.demand.per_space_hour(self._lots[evse_id], now)
+                                  * EV_SHARE):
                     point = "CHARGING", self.sim_s + min(6 * 3600,
                                                          self.rng.lognormvariate(8.1, 0.5))
             elif self.sim_s >= until:
@@ -377,9 +384,11 @@ async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
     if missing:
         logger.warning("no password for %s: the central system will refuse them",
                        ", ".join(missing))
+    demand = LotDemand(city)
     simulated = [SimulatedStation(station, version_of(index), url, passwords.get(station.id),
-                                  rng=random.Random(f"{seed}-{station.id}"), clock=clock,
-                                  speed=speed, faults=faults, report=report, tls=tls)
+                                  demand=demand, rng=random.Random(f"{seed}-{station.id}"),
+                                  clock=clock, speed=speed, faults=faults, report=report,
+                                  tls=tls)
                  for index, station in enumerate(stations)]
     logger.info("%d OCPP stations of %s (%d on 1.6, %d on 2.0.1) connect to %s",
                 len(simulated), city.id, sum(s.version == "1.6" for s in simulated),
@@ -394,8 +403,8 @@ async def run_chargers(city: City, stop: asyncio.Event, *, url: str,
         def publish(topic: str, payload: bytes) -> None:
             publisher.publish(topic, payload, qos=1)
 
-        gateway = MqttGateway(city, publish, rng=random.Random(f"{seed}-mqtt"), clock=clock,
-                              speed=speed, faults=faults, report=report)
+        gateway = MqttGateway(city, publish, demand=demand, rng=random.Random(f"{seed}-mqtt"),
+                              clock=clock, speed=speed, faults=faults, report=report)
         logger.info("%d MQTT charging points of %s publish their status", len(gateway.points),
                     city.id)
         tasks.append(asyncio.create_task(gateway.run(stop), name="mqtt-gateway"))

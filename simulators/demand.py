@@ -24,7 +24,7 @@ import numpy as np
 
 from core.city import City, Lot, OpeningHours
 
-__all__ = ["PROFILES", "CitySimulation", "Minute", "Profile"]
+__all__ = ["PROFILES", "CitySimulation", "LotDemand", "Minute", "Profile", "day_kind"]
 
 _H = 24
 
@@ -102,6 +102,30 @@ PROFILES: dict[str, Profile] = {
     "shopping": _SHOPPING, "commuter": _COMMUTER, "park_and_ride": _PARK_AND_RIDE,
     "residential": _RESIDENTIAL, "event": _EVENT,
 }
+
+def day_kind(local_day: date, public_holidays: holidays.HolidayBase) -> int:
+    """0 Monday to Friday, 1 Saturday, 2 Sunday or a public holiday (``Profile.rate``)."""
+    if local_day.weekday() == 6 or local_day in public_holidays:
+        return 2
+    return 1 if local_day.weekday() == 5 else 0
+
+
+class LotDemand:
+    """The demand model's usual arrivals at one space of each lot of ``city`` (its profile by
+    hour of week, public holidays as Sundays, season; no events, no day-to-day factor): what
+    other simulators that need "how busy is this lot now" follow."""
+
+    def __init__(self, city: City) -> None:
+        self.city = city
+        self._holidays = holidays.country_holidays("DE", subdiv=city.city.state)
+
+    def per_space_hour(self, lot_id: str, moment: datetime) -> float:
+        """Cars arriving per space and hour at ``lot_id`` at ``moment``."""
+        profile = PROFILES[self.city.lot(lot_id).profile]
+        local = moment.astimezone(self.city.tz)
+        return (profile.rate(day_kind(local.date(), self._holidays), local.hour)
+                * profile.season[local.month - 1])
+
 
 DIVERT_PROBABILITY = 0.6
 DIVERT_RADIUS_M = 1500.0
@@ -199,8 +223,7 @@ class CitySimulation:
         self._day = local_day
         self._day_factor = (DAY_FACTOR_MEMORY * self._day_factor
                             + self.rng.normal(0.0, DAY_FACTOR_NOISE))
-        kind = 2 if (local_day.weekday() == 6 or local_day in self._holidays) else (
-            1 if local_day.weekday() == 5 else 0)
+        kind = day_kind(local_day, self._holidays)
         scale = math.exp(self._day_factor)
         for index, model in enumerate(self.lots):
             season = model.profile.season[local_day.month - 1]

@@ -8,13 +8,16 @@ import logging
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psycopg
 
+from core.city import City, OcpiPeer
 from core.db import migrate
 from core.registry import sync_registry
 from core.runtime import on_stop_signals, stop_event
+from core.settings import Settings
 
 from ._common import (
     Commands,
@@ -30,6 +33,9 @@ from ._common import (
     start_time,
     timestamp,
 )
+
+if TYPE_CHECKING:
+    from simulators.ocpi import OcpiSimulator
 
 
 def register(commands: Commands) -> None:
@@ -108,6 +114,10 @@ def _register_charging(sim_commands: Commands) -> None:
                           "charging (default on)")
     chargers.add_argument("--ca-file", type=Path, help="over wss, trust only this CA "
                           "certificate (PEM; a self-signed central system's own certificate)")
+    chargers.add_argument("--ocpi", choices=("on", "off"), default="on",
+                          help="also serve the OCPI platform of each of the city's peers "
+                          "whose locations_url is on this machine (127.0.0.1, localhost), "
+                          "with the token its token_env holds (default on)")
     chargers.add_argument("--seed", type=int, default=1)
 
     sim_ocpi = command(sim_commands, "ocpi", _ocpi,
@@ -125,7 +135,7 @@ def _register_charging(sim_commands: Commands) -> None:
 
 
 def _ocpi(args: argparse.Namespace) -> int:
-    from simulators.ocpi import OcpiSimulator, serve_ocpi
+    from simulators.ocpi import serve_ocpi
 
     config = settings()
     peer_city = city(args, config)
@@ -133,13 +143,10 @@ def _ocpi(args: argparse.Namespace) -> int:
              if args.peer is None or peer.id == args.peer]
     if not peers:
         raise UsageError(f"{peer_city.id} has no OCPI peer {args.peer or ''}".strip())
-    peer = peers[0]
-    token = config.secret(peer.token_env) if peer.token_env else None
-    if token is None:
-        raise UsageError(f"OCPI peer {peer.id}: set {peer.token_env or 'its token_env'} to the "
-                         "token the pull will send")
-    simulator = OcpiSimulator(peer_city, peer, token, start=config.clock.now(), seed=args.seed,
-                              clock=config.clock)
+    simulator = _ocpi_simulator(config, peer_city, peers[0], args.seed)
+    if simulator is None:
+        raise UsageError(f"OCPI peer {peers[0].id}: set {peers[0].token_env or 'its token_env'} "
+                         "to the token the pull will send")
 
     async def serve() -> None:
         await serve_ocpi(simulator, args.host, args.port, stop_event(), step_s=args.step_s)
@@ -149,6 +156,19 @@ def _ocpi(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot serve OCPI on {args.host}:{args.port}: {exc}") from None
     return 0
+
+
+def _ocpi_simulator(config: Settings, peer_city: City, peer: OcpiPeer,
+                    seed: int) -> OcpiSimulator | None:
+    """The simulated platform of ``peer``, expecting the token its ``token_env`` holds
+    (None: that variable is not set)."""
+    from simulators.ocpi import OcpiSimulator
+
+    token = config.secret(peer.token_env) if peer.token_env else None
+    if token is None:
+        return None
+    return OcpiSimulator(peer_city, peer, token, start=config.clock.now(), seed=seed,
+                         clock=config.clock)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -248,6 +268,7 @@ def _signs(args: argparse.Namespace) -> int:
 
 def _chargers(args: argparse.Namespace) -> int:
     from simulators.chargers import ChargerSimError, read_passwords, run_chargers
+    from simulators.ocpi import serve_ocpi
 
     config = settings()
     sim_city = city(args, config)
@@ -271,15 +292,44 @@ def _chargers(args: argparse.Namespace) -> int:
     if broker:
         require_broker(config)
 
+    platforms = _local_platforms(config, sim_city, args.seed) if args.ocpi == "on" else []
+
     async def run() -> None:
-        report = await run_chargers(sim_city, stop_event(), url=url, passwords=passwords,
-                                    clock=config.clock, speed=args.speed,
-                                    faults=args.faults == "on", seed=args.seed,
-                                    ca_file=args.ca_file,
-                                    mqtt_settings=config if broker else None)
+        stop = stop_event()
+        serving = [asyncio.create_task(serve_ocpi(simulator, host, port, stop,
+                                                  step_s=60 / args.speed), name=f"ocpi-{port}")
+                   for simulator, (host, port) in platforms]
+        # A platform that cannot serve (its port taken) ends the run at once.
+        running = asyncio.create_task(run_chargers(
+            sim_city, stop, url=url, passwords=passwords, clock=config.clock, speed=args.speed,
+            faults=args.faults == "on", seed=args.seed, ca_file=args.ca_file,
+            mqtt_settings=config if broker else None))
+        await asyncio.gather(running, *serving)
+        report = running.result()
         logger.info("stopped: %d connects (%d failed, %d links lost), calls %s, %d refused, "
                     "faults %s", report.connects, report.failed_connects, report.links_lost,
                     dict(report.calls), report.refused, dict(report.faults) or "none")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # an OCPI platform's port
+        raise UsageError(f"cannot serve OCPI: {exc}") from None
     return 0
+
+
+def _local_platforms(config: Settings, sim_city: City,
+                     seed: int) -> list[tuple[OcpiSimulator, tuple[str, int]]]:
+    """The simulated platforms of the city's OCPI peers on this machine, with their
+    addresses (a peer whose token variable is not set is left out, with a warning)."""
+    platforms = []
+    for peer in sim_city.ocpi_peers:
+        address = peer.local_address()
+        if address is None:
+            continue
+        simulator = _ocpi_simulator(config, sim_city, peer, seed)
+        if simulator is None:
+            logger.warning("OCPI peer %s not simulated: %s is not set", peer.id, peer.token_env)
+            continue
+        logger.info("OCPI platform %s on %s:%d", peer.id, *address)
+        platforms.append((simulator, address))
+    return platforms

@@ -124,46 +124,37 @@ def test_simulated_chargers_talk_to_the_central_system(
     assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
 
 
-def test_the_demo_runs_the_central_system_and_each_citys_stations(
+def test_the_demo_runs_the_central_system_each_citys_chargers_and_the_ocpi_pull(
         settings: Settings, tmp_path: Path) -> None:
-    """The example cities' OCPP stations (``make demo``): one central system, a simulator per
-    city, fresh passwords the central system accepts, files only the owner reads."""
+    """The example cities' chargers (``make demo``): one central system, a simulator per city
+    (its OCPP stations, its MQTT gateway and Zeitz's OCPI platform), fresh passwords the
+    central system accepts in files only the owner reads, and Zeitz's OCPI pull, with one new
+    token for its platform and its pull in the variable the peer names."""
     from parkleit.demo import charging_children
     from simulators.chargers import read_passwords
 
     refs = ("zeitz", "naumburg")
     cities = load_cities(refs)
-    children = charging_children(settings, cities, refs, {}, tmp_path)
+    children = charging_children(settings, cities, refs, {"KEPT": "1"}, tmp_path)
+    simulate = ["simulate", "chargers", "--city"]
     assert [(child.name, child.args, child.optional) for child in children] == [
         ("ocpp", ["ocpp"], True),
-        *((f"charger simulator {ref}",
-           ["simulate", "chargers", "--city", ref, "--speed", "10.0"], True) for ref in refs)]
-    env = children[0].env
-    assert all(child.env == env for child in children)
-    credentials = Path(env["PARKLEIT_OCPP_CREDENTIALS_FILE"])
-    passwords = read_passwords(Path(env["PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE"]))
+        ("charger simulator zeitz", [*simulate, "zeitz", "--speed", "10.0"], True),
+        ("OCPI pull zeitz", ["ocpi", "--city", "zeitz"], True),
+        ("charger simulator naumburg", [*simulate, "naumburg", "--speed", "10.0"], True)]
+    central, zeitz_sim, zeitz_pull, naumburg_sim = (child.env for child in children)
+    assert zeitz_sim == zeitz_pull and zeitz_sim["KEPT"] == "1"
+    assert zeitz_sim["PARKLEIT_CITY"] == "zeitz" and naumburg_sim["PARKLEIT_CITY"] == "naumburg"
+    assert len(zeitz_sim["ZEITZ_OCPI_TOKEN"]) >= 24 and "ZEITZ_OCPI_TOKEN" not in naumburg_sim
+    again = charging_children(settings, cities, refs, {}, tmp_path)
+    assert again[1].env["ZEITZ_OCPI_TOKEN"] != zeitz_sim["ZEITZ_OCPI_TOKEN"]
+    for name in ("PARKLEIT_OCPP_CREDENTIALS_FILE", "PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE"):
+        assert central[name] == zeitz_sim[name] == naumburg_sim[name]
+    credentials = Path(central["PARKLEIT_OCPP_CREDENTIALS_FILE"])
+    passwords = read_passwords(Path(central["PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE"]))
     assert set(passwords) == {station.id for city in cities for station in city.chargers
                               if station.protocol == "ocpp"}
     store = Credentials(credentials)
     assert all(store.verify(station, password) for station, password in passwords.items())
     for path in (credentials, tmp_path / "ocpp-passwords"):
         assert path.stat().st_mode & 0o777 == 0o600
-
-
-def test_the_demo_pulls_the_example_citys_simulated_ocpi_peer() -> None:
-    """Zeitz's OCPI peer (``make demo``): its platform simulated at its locations_url, and
-    the pull, with one new token for both in the variable the peer names; Naumburg has none."""
-    from parkleit.demo import ocpi_children
-
-    refs = ("zeitz", "naumburg")
-    children = ocpi_children(load_cities(refs), refs, {"KEPT": "1"})
-    assert [(child.name, child.args, child.optional) for child in children] == [
-        ("OCPI platform stadtwerke-zeitz",
-         ["simulate", "ocpi", "--city", "zeitz", "--peer", "stadtwerke-zeitz", "--host",
-          "127.0.0.1", "--port", "8765", "--step-s", "6.0"], True),
-        ("OCPI pull zeitz", ["ocpi", "--city", "zeitz"], True)]
-    platform, pull = (child.env for child in children)
-    assert platform == pull and platform["KEPT"] == "1"
-    assert len(platform["ZEITZ_OCPI_TOKEN"]) >= 24
-    again = ocpi_children(load_cities(refs), refs, {})
-    assert again[0].env["ZEITZ_OCPI_TOKEN"] != platform["ZEITZ_OCPI_TOKEN"]

@@ -1,5 +1,6 @@
-"""``parkleit simulate ocpi`` and ``parkleit ocpi`` as the processes they run as: the pull
-reads the simulated peer's locations into the database; without its token it exits 2."""
+"""``parkleit simulate ocpi`` (or ``simulate chargers``, which serves the peers on this machine
+too) and ``parkleit ocpi`` as the processes they run as: the pull reads the simulated peer's
+locations into the database; without its token it exits 2."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from _helpers import ServiceProcess, service_env, wait_for
 from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
 
@@ -27,8 +29,9 @@ def _free_port() -> int:
         return port
 
 
-def test_the_pull_reads_the_simulated_peer(tmp_path: Path, db_url: str, mqtt_url: str,
-                                           conn: psycopg.Connection[Any],
+@pytest.mark.parametrize("simulator", ["ocpi", "chargers"])
+def test_the_pull_reads_the_simulated_peer(simulator: str, tmp_path: Path, db_url: str,
+                                           mqtt_url: str, conn: psycopg.Connection[Any],
                                            spawn: Callable[..., ServiceProcess]) -> None:
     port = _free_port()
     city_id = f"t{secrets.token_hex(4)}"
@@ -37,7 +40,8 @@ def test_the_pull_reads_the_simulated_peer(tmp_path: Path, db_url: str, mqtt_url
     sync_registry(conn, load_city(str(path)))
     settings = Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=str(path))
     env = service_env(settings, **{TOKEN_ENV: "the-simulated-peers-token"})
-    spawn(["simulate", "ocpi", "--port", str(port)], env, name="sim-ocpi")
+    command = ["ocpi", "--port", str(port)] if simulator == "ocpi" else ["chargers"]
+    spawn(["simulate", *command], env, name=f"sim-{simulator}")
     pull = spawn(["ocpi"], env, name="ocpi")
     pull.wait_log("leading ocpi")
 

@@ -102,8 +102,7 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
     children = _children(log)
     assert set(children) >= {f"{part} {name}" for name in (city.id, other) for part in (
         "ingest", "city simulator", "signage", "forecast training", "forecast")} | {
-        "api", "ocpp", f"charger simulator {other}", f"OCPI pull {other}",
-        "OCPI platform stadtwerke"}
+        "api", "ocpp", f"charger simulator {other}", f"OCPI pull {other}"}
     for name in children:
         if not name.startswith(("forecast training", "sign simulators")):
             assert f"{name} stopped (exit 0)" in log, name
