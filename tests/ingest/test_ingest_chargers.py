@@ -17,6 +17,7 @@ from _citytoml import evse_id, write_city
 from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
 
 from core.channels import charger_state_topic, charger_status_topic
+from core.charging import EvseReading, EvseStatus, store_readings
 from core.city import City
 from core.settings import Settings
 from core.status import rfc3339
@@ -101,3 +102,20 @@ def test_charger_status_is_stored_and_its_state_published(
         assert charger_state_topic(cid, one) in late.retained
     finally:
         late.close()
+
+
+def test_a_state_another_writer_stored_is_published_at_the_next_stale_check(
+        spawn: Callable[..., ServiceProcess], settings: Settings, city: City, db_url: str,
+        watcher: Watcher) -> None:
+    """An OCPI push (stored by the API, which has no MQTT client) or an OCPP status reaches
+    the retained state topic by ingest's stale check, as a lot closure does."""
+    process = spawn(["ingest"], service_env(settings, PARKLEIT_INGEST_STALE_CHECK_S="0.5"),
+                    name="ingest")
+    process.wait_log("connected to MQTT")
+    point = evse_id(city.id, 2, 1)
+    now = utc_now()
+    with psycopg.connect(db_url) as conn, conn.transaction():
+        store_readings(conn, city.id, [EvseReading(point, EvseStatus.CHARGING, now, "ocpi")])
+    state = wait_for(lambda: watcher.last(charger_state_topic(city.id, point)), timeout=10)
+    assert (state["status"], state["source"], state["updated"]) == (
+        "CHARGING", "ocpi", rfc3339(now))
