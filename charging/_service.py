@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 import psycopg
 from ocpp.exceptions import OCPPError
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -51,7 +52,7 @@ from core.city import ChargingStation, City
 from core.db import open_async_pool, queries
 from core.mqtt import ServiceStatus, mqtt_client
 from core.registry import sync_registry
-from core.runtime import Lifecycle
+from core.runtime import Lifecycle, serve_metrics
 from core.settings import Settings
 
 __all__ = ["OcppService", "ocpp_problem"]
@@ -75,6 +76,25 @@ def ocpp_problem(settings: Settings) -> str | None:
         if tls_file is not None and not tls_file.is_file():
             return f"PARKLEIT_{name}: no such file {tls_file}"
     return None
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.connected = Gauge("parkleit_ocpp_stations_connected",
+                               "OCPP stations with a link now", registry=r)
+        self.refused = Counter("parkleit_ocpp_connections_refused",
+                               "Handshakes refused: no such station (unknown) or wrong or no "
+                               "credentials (credentials)", ["reason"], registry=r)
+        self.statuses = Counter("parkleit_ocpp_statuses_stored",
+                                "Charging point statuses stored (from the stations, and UNKNOWN "
+                                "for stations without a link)", registry=r)
+        self.dead = Counter("parkleit_ocpp_dead_letters",
+                            "Station messages refused (CallError) and kept in dead_letters",
+                            registry=r)
+        self.unlinked = Gauge("parkleit_ocpp_stations_unknown",
+                              "Stations without a link past OCPP_STALE_AFTER_S: their points "
+                              "are UNKNOWN", registry=r)
 
 
 class OcppService(Lifecycle):
@@ -111,6 +131,7 @@ class OcppService(Lifecycle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
+        self.metrics = _Metrics()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -150,7 +171,9 @@ class OcppService(Lifecycle):
         client.on_connect = self._on_mqtt_connect
         client.connect_async(settings.mqtt.host, settings.mqtt.port, keepalive=30)
         client.loop_start()
+        stop_metrics = serve_metrics(0, self.metrics.registry)  # none yet
         try:
+            stop_metrics = serve_metrics(settings.OCPP_METRICS_PORT, self.metrics.registry)
             async with serve(self._connection, settings.OCPP_HOST, self.port,
                              subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
                              process_request=self._handshake, ssl=self._tls(),
@@ -182,6 +205,7 @@ class OcppService(Lifecycle):
                     logger.warning("connections still open after %.0f s; leaving them",
                                    settings.SHUTDOWN_TIMEOUT_S)
         finally:
+            stop_metrics()
             client.disconnect()
             client.loop_stop()
             for status in statuses:
@@ -204,6 +228,7 @@ class OcppService(Lifecycle):
         station_id = _station_id(request.path)
         if station_id is None or station_id not in self.stations:
             logger.info("refused %s: no OCPP station %r", _peer(connection), station_id)
+            self.metrics.refused.labels("unknown").inc()
             return connection.respond(HTTPStatus.NOT_FOUND, "no such charge point\n")
         login = parse_basic(request.headers.get("Authorization"))
         # HTTP Basic's user is the charge point id (OCPP security profiles 1 and 2).
@@ -212,6 +237,7 @@ class OcppService(Lifecycle):
         if not ok:
             logger.warning("refused %s: wrong or no credentials for %s", _peer(connection),
                            station_id)
+            self.metrics.refused.labels("credentials").inc()
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "credentials needed\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="parkleit ocpp"'
             return response
@@ -227,6 +253,7 @@ class OcppService(Lifecycle):
         self.links[station_id] = connection
         self._unlinked.pop(station_id, None)
         self._marked_unknown.discard(station_id)
+        self._count_links()
         if older is not None:
             logger.info("%s connected again; closing its older connection", station_id)
             await older.close(1000, "replaced by a newer connection")
@@ -244,6 +271,11 @@ class OcppService(Lifecycle):
                 del self.links[station_id]
                 self._unlinked[station_id] = (asyncio.get_running_loop().time(),
                                               self.clock.now())
+                self._count_links()
+
+    def _count_links(self) -> None:
+        self.metrics.connected.set(len(self.links))
+        self.metrics.unlinked.set(len(self._marked_unknown))
 
     # -- stale stations -----------------------------------------------------------------------
 
@@ -272,6 +304,7 @@ class OcppService(Lifecycle):
                     continue
                 if station_id in self._unlinked:  # not reconnected meanwhile
                     self._marked_unknown.add(station_id)
+                    self._count_links()
                     logger.warning("%s has had no link for %.0f s: its points are unknown",
                                    station_id, now - self._unlinked[station_id][0])
 
@@ -287,6 +320,7 @@ class OcppService(Lifecycle):
             changed = await store_readings_async(conn, city.id, readings)
             # Published as every output shows a point: read with its bays (rules.sql).
             changed = await effective_of_async(conn, city, self.clock.now(), changed)
+        self.metrics.statuses.inc(len(readings))
         self._publish(city.id, changed)
 
     async def dead_letter(self, station_id: str, raw: str | bytes, reason: str) -> None:
@@ -301,6 +335,7 @@ class OcppService(Lifecycle):
                     "payload": payload[:self.settings.DEAD_LETTER_MAX_BYTES],
                     "payload_size": len(payload), "digest": hashlib.sha256(payload).digest(),
                     "reason": reason[:500]})
+            self.metrics.dead.inc()
         except (psycopg.Error, PoolTimeout) as exc:
             logger.warning("cannot store a dead letter of %s (%s): %s", station_id,
                            type(exc).__name__, reason)

@@ -5,7 +5,8 @@ and ``stop()`` (ask for a graceful stop; safe from a signal handler and more tha
 ``serve`` is the one place that owns signals: SIGTERM and SIGINT call ``stop``, the handlers
 found before are restored afterwards, and the exit code is the service's (``Lifecycle``: 0, or
 2 after ``fatal``). Waiting between
-retries follows one rule, ``backoff``. docs/architecture.md describes the lifecycle.
+retries follows one rule, ``backoff``; ``serve_metrics`` puts a service's Prometheus metrics on
+its port. docs/architecture.md describes the lifecycle.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry, start_http_server
+
 __all__ = ["STOP_SIGNALS", "Backoff", "Lifecycle", "Service", "backoff", "on_stop_signals",
-           "serve", "stop_event"]
+           "serve", "serve_metrics", "stop_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +101,18 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+def serve_metrics(port: int, registry: CollectorRegistry) -> Callable[[], None]:
+    """Serve ``registry`` for Prometheus on ``port`` (0: not at all), in a thread; the function
+    that stops it and frees the port."""
+    if not port:
+        return lambda: None
+    server, thread = start_http_server(port, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop

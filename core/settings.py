@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # A station without a link for this long has its points set UNKNOWN (stale is not free);
     # its statuses after it reconnects and boots set them again.
     OCPP_STALE_AFTER_S: Annotated[float, Field(gt=0)] = 900.0
+    OCPP_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9103  # 0: none
+    # ocpi: the pull's Prometheus metrics (0: none)
+    OCPI_METRICS_PORT: Annotated[int, Field(ge=0, le=65_535)] = 9104
     # ``parkleit simulate chargers``: the central system's URL (empty: ws://OCPP_HOST:OCPP_PORT
     # /ocpp) and the simulated stations' passwords, ``charge_point_id:password`` lines (what
     # each charge point keeps itself).

@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.channels import charger_state_topic, lot_status_topic, service_topic, service_topics
@@ -43,7 +43,7 @@ from core.db import open_pool
 from core.leader import Leadership
 from core.mqtt import mqtt_client
 from core.registry import sync_registry
-from core.runtime import Backoff, Lifecycle
+from core.runtime import Backoff, Lifecycle, serve_metrics
 from core.settings import Settings
 from core.status import LotStatus
 
@@ -156,15 +156,15 @@ class IngestService(Lifecycle):
         """Connect, ingest until stopped, drain, disconnect. Returns the exit code."""
         pool = open_pool(self.settings.DATABASE_URL, min_size=1, max_size=2,
                          name="ingest", configure=prepare_connection)
-        metrics_server = leadership = None
+        leadership = None
+        stop_metrics = serve_metrics(0, self.metrics.registry)  # none yet
         try:
             with pool.connection() as conn:
                 sync_registry(conn, self.city)
             # After the registry check: a config that stops the start takes nothing first.
             leadership = self.leadership.start_thread(self._stop)
-            if self.settings.INGEST_METRICS_PORT:
-                metrics_server, _ = start_http_server(
-                    self.settings.INGEST_METRICS_PORT, registry=self.metrics.registry)
+            stop_metrics = serve_metrics(self.settings.INGEST_METRICS_PORT,
+                                         self.metrics.registry)
             self._client = self._connect()
             self._loop(pool)
             return self.exit_code
@@ -176,9 +176,7 @@ class IngestService(Lifecycle):
             pool.close(timeout=2)
             if self.webhook is not None:
                 self.webhook.close()
-            if metrics_server is not None:
-                metrics_server.shutdown()
-                metrics_server.server_close()
+            stop_metrics()
 
     def _loop(self, pool: ConnectionPool) -> None:
         settings = self.settings

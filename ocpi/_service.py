@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 
 from core.channels import charger_state_topic
@@ -37,7 +38,7 @@ from core.db import open_async_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus, mqtt_client
 from core.ocpi import OcpiError, authorization, location_updates, unwrap
-from core.runtime import Backoff, Lifecycle
+from core.runtime import Backoff, Lifecycle, serve_metrics
 from core.settings import Settings
 
 __all__ = ["OcpiService", "PeerPull", "PullError"]
@@ -51,6 +52,25 @@ PAYLOAD_LOG = 200
 
 class PullError(Exception):
     """A pull that brought nothing usable; the message says why (logged, retried)."""
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.pulls = Counter("parkleit_ocpi_pulls", "Pull rounds of a peer's locations, by "
+                             "result (ok, failed)", ["peer", "result"], registry=r)
+        self.last_ok = Gauge("parkleit_ocpi_last_success_timestamp_seconds",
+                             "When a peer last answered a pull usably (Unix time)", ["peer"],
+                             registry=r)
+        self.silent = Gauge("parkleit_ocpi_peer_silent",
+                            "1 while a peer's points are UNKNOWN (nothing usable from it for "
+                            "its stale_after_s)", ["peer"], registry=r)
+        self.rejected = Counter("parkleit_ocpi_rejected",
+                                "Locations or EVSEs of a peer refused (kept in dead_letters)",
+                                ["peer"], registry=r)
+        self.leader = Gauge("parkleit_leader",
+                            "1 while this instance leads its service for the city, 0 standing by",
+                            ["service", "city"], registry=r)
 
 
 class PeerPull:
@@ -75,11 +95,13 @@ class PeerPull:
             locations = await self.fetch()
         except PullError as exc:
             self.failures += 1
+            self.service.metrics.pulls.labels(self.peer.id, "failed").inc()
             logger.warning("OCPI peer %s: pull failed: %s", self.peer.id, exc)
             await self.mark_stale(now, str(exc))
             return self.retry.next()
         await self.store(locations, now)
         self.pulls += 1
+        self.service.metrics.pulls.labels(self.peer.id, "ok").inc()
         self.retry.reset()
         return self.peer.pull_interval_s
 
@@ -142,6 +164,8 @@ class PeerPull:
         if self.unknown_at is not None:
             logger.info("OCPI peer %s answers again", self.peer.id)
         self.last_ok, self.unknown_at = now, None
+        self.service.metrics.last_ok.labels(self.peer.id).set(now.timestamp())
+        self.service.metrics.silent.labels(self.peer.id).set(0)
         return changed
 
     async def mark_stale(self, now: datetime, reason: str) -> list[EvseState]:
@@ -153,6 +177,7 @@ class PeerPull:
                     for evse_id in sorted(self.evses)]
         changed = await self.service.store(readings, now, [], self.peer)
         self.unknown_at = now
+        self.service.metrics.silent.labels(self.peer.id).set(1)
         logger.error("OCPI peer %s silent since %s (%s): its %d charging points are UNKNOWN",
                      self.peer.id, self.last_ok.isoformat(), reason, len(readings))
         return changed
@@ -176,12 +201,17 @@ class OcpiService(Lifecycle):
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event = asyncio.Event()
+        self.metrics = _Metrics()
         self.leadership = Leadership(settings, "ocpi", city.id,
-                                     f"{socket.gethostname()}-{os.getpid()}")
+                                     f"{socket.gethostname()}-{os.getpid()}",
+                                     on_change=self._led)
         self.http = httpx.AsyncClient(follow_redirects=False)
         self.pool: AsyncConnectionPool[Any] | None = None
         self.publisher: Any = None  # the paho client publishing the states
         self.pulls: dict[str, PeerPull] = {}
+
+    def _led(self, leading: bool) -> None:
+        self.metrics.leader.labels("ocpi", self.city.id).set(int(leading))
 
     def tokens(self) -> dict[str, str]:
         """Each pulled peer's token from its ``token_env``; ValueError naming a missing one."""
@@ -245,7 +275,9 @@ class OcpiService(Lifecycle):
     async def _main(self, tokens: dict[str, str]) -> None:
         await self.open()
         status: ServiceStatus | None = None
+        stop_metrics = serve_metrics(0, self.metrics.registry)  # none yet
         try:
+            stop_metrics = serve_metrics(self.settings.OCPI_METRICS_PORT, self.metrics.registry)
             status = ServiceStatus(self.settings, self.city.id, "ocpi",
                                    client_id=f"parkleit-ocpi-status-{os.getpid()}",
                                    on_fatal=self.fatal).start()
@@ -259,6 +291,7 @@ class OcpiService(Lifecycle):
             logger.info("pulling %d OCPI peers of %s", len(self.pulls), self.city.id)
             await self._supervise(tasks)
         finally:
+            stop_metrics()
             if status is not None:
                 status.close()
             await self.close()
@@ -301,6 +334,7 @@ class OcpiService(Lifecycle):
         except (psycopg.Error, TimeoutError) as exc:
             logger.error("OCPI peer %s: cannot store its readings: %s", peer.id, exc)
             return []
+        self.metrics.rejected.labels(peer.id).inc(len(rejects))
         self.publish(changed)
         return changed
 

@@ -147,9 +147,10 @@ def charging_children(settings: Settings, cities: Cities, city_refs: tuple[str, 
         # Optional: a port taken by something else costs the demo its live charger status.
         children.append(Child("ocpp", ["ocpp"], env, optional=True))
     label = len(cities) > 1
-    for city, ref in zip(cities, city_refs, strict=True):
+    for index, (city, ref) in enumerate(zip(cities, city_refs, strict=True)):
         peers = _local_ocpi_peers(city)
-        city_env = env | {"PARKLEIT_CITY": ref} | {
+        metrics = settings.OCPI_METRICS_PORT and settings.OCPI_METRICS_PORT + 10 * index
+        city_env = env | {"PARKLEIT_CITY": ref, "PARKLEIT_OCPI_METRICS_PORT": str(metrics)} | {
             peer.token_env: secrets.token_urlsafe(24) for peer in peers if peer.token_env}
         suffix = f" {city.id}" if label else ""
         if peers or any(station.protocol in ("ocpp", "mqtt") for station in city.chargers):

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -44,7 +44,7 @@ from core.db import open_async_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
-from core.runtime import Lifecycle
+from core.runtime import Lifecycle, serve_metrics
 from core.settings import Settings
 from core.status import LotStatus
 from signage._audit import AuditLog, Health, content_from_json
@@ -192,16 +192,14 @@ class SignageService(Lifecycle):
             settings.DATABASE_URL, max_size=3, name="signage")
         feed = LotFeed(self)
         status: ServiceStatus | None = None
-        metrics_server = None
+        stop_metrics = serve_metrics(0, self.metrics.registry)  # none yet
         try:
             status = self._status = ServiceStatus(
                 settings, self.city.id, "signage",
                 client_id=f"parkleit-signage-{socket.gethostname()}-{os.getpid()}",
                 on_fatal=self.fatal).start()
             status.set_role(self.leadership.leading(), self.leadership.term)
-            if settings.SIGNAGE_METRICS_PORT:
-                metrics_server, _ = start_http_server(settings.SIGNAGE_METRICS_PORT,
-                                                      registry=self.metrics.registry)
+            stop_metrics = serve_metrics(settings.SIGNAGE_METRICS_PORT, self.metrics.registry)
             health = await self._load_health(pool)
             await feed.connect()  # LISTEN first, then read: no change falls in between
             await self.resync(pool)
@@ -224,9 +222,7 @@ class SignageService(Lifecycle):
             if status is not None:
                 status.close()
             await pool.close(timeout=2)
-            if metrics_server is not None:
-                metrics_server.shutdown()
-                metrics_server.server_close()
+            stop_metrics()
 
     async def _supervise(self, tasks: list[asyncio.Task[None]]) -> None:
         """Wait for ``stop()``; a task that ends before it stops the service with exit 1."""

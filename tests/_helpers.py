@@ -61,6 +61,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "PARKLEIT_INGEST_CLIENT_ID": settings.INGEST_CLIENT_ID,
         "PARKLEIT_INGEST_METRICS_PORT": str(settings.INGEST_METRICS_PORT),
         "PARKLEIT_INGEST_STALE_CHECK_S": "1",
+        "PARKLEIT_OCPP_METRICS_PORT": "0",  # a test that reads them names a free port
+        "PARKLEIT_OCPI_METRICS_PORT": "0",
         # A new signage leader acts two checks after it took the lock: half a second here.
         "PARKLEIT_LEADER_CHECK_S": "0.25",
         "PARKLEIT_LEADER_LEASE_S": "2",

@@ -170,7 +170,8 @@ def city(city_path: Path) -> City:
 def settings(db_url: str, mqtt_url: str, city_path: Path) -> Settings:
     """Settings for in-process services of this test."""
     return Settings(DATABASE_URL=db_url, MQTT_URL=mqtt_url, CITY=str(city_path),
-                    INGEST_CLIENT_ID=f"ingest-{city_path.stem}", INGEST_METRICS_PORT=0)
+                    INGEST_CLIENT_ID=f"ingest-{city_path.stem}", INGEST_METRICS_PORT=0,
+                    OCPP_METRICS_PORT=0, OCPI_METRICS_PORT=0)
 
 
 @pytest.fixture

@@ -190,7 +190,7 @@ async def test_a_status_right_after_another_is_the_newer(ocpp_settings: Settings
 @synchronous
 async def test_unknown_and_unauthenticated_stations_are_refused(
         ocpp_settings: Settings, ocpp_city: City) -> None:
-    async with central(ocpp_settings, ocpp_city) as (_, url):
+    async with central(ocpp_settings, ocpp_city) as (service, url):
         cases = [
             (f"{ocpp_city.id}-nowhere", basic(f"{ocpp_city.id}-nowhere", PASSWORD), 404),
             (f"{ocpp_city.id}-ocpi-1", basic(f"{ocpp_city.id}-ocpi-1", PASSWORD), 404),
@@ -212,6 +212,15 @@ async def test_unknown_and_unauthenticated_stations_are_refused(
                                subprotocols=[Subprotocol("ocpp1.5")]):
                 pass
         assert refused.value.response.status_code == 400
+        # What Prometheus sees (a guessed password shows apart from an unknown station).
+        for reason, count in (("unknown", 2), ("credentials", 3)):
+            assert sample(service, "parkleit_ocpp_connections_refused_total",
+                          reason=reason) == count
+        assert sample(service, "parkleit_ocpp_stations_connected") == 0
+
+
+def sample(service: OcppService, name: str, **labels: str) -> float | None:
+    return service.metrics.registry.get_sample_value(name, labels)
 
 
 @synchronous
@@ -250,9 +259,10 @@ async def exchange(link: ClientConnection, frame: str) -> list[Any]:
 async def test_malformed_calls_get_a_call_error_and_a_dead_letter(
         ocpp_settings: Settings, ocpp_city: City, db_url: str) -> None:
     station_id = f"{ocpp_city.id}-ocpp-2"
-    async with central(ocpp_settings, ocpp_city) as (_, url), \
+    async with central(ocpp_settings, ocpp_city) as (service, url), \
             connect(f"{url}/{station_id}", additional_headers=basic(station_id, PASSWORD),
                     subprotocols=[OCPP16]) as link:
+        assert sample(service, "parkleit_ocpp_stations_connected") == 1
         assert (await exchange(link, "this is no JSON"))[:3] == [4, "-1", "FormatViolation"]
         assert (await exchange(link, '[2, "m2", "StatusNotification", {"connectorId": "one",'
                                ' "errorCode": "NoError", "status": "Available"}]'))[:3] == [
@@ -268,6 +278,7 @@ async def test_malformed_calls_get_a_call_error_and_a_dead_letter(
             4, "m6", "NotSupported"]
         # The link is still good.
         assert (await exchange(link, '[2, "m7", "Heartbeat", {}]'))[:2] == [3, "m7"]
+        assert sample(service, "parkleit_ocpp_dead_letters_total") == 6
     letters = rows(db_url, "SELECT topic, reason FROM dead_letters ORDER BY id")
     assert len(letters) == 6 and {topic for topic, _ in letters} == {f"ocpp/{station_id}"}
     assert letters[0][1].startswith("FormatViolation")
@@ -422,13 +433,15 @@ async def test_a_station_without_a_link_has_its_points_unknown(
     def states() -> dict[str, str]:
         return dict(rows(db_url, "SELECT evse_id, status FROM evse_state"))
 
-    async with central(settings, ocpp_city) as (_, url):
+    async with central(settings, ocpp_city) as (service, url):
         async with station(url, f"{ocpp_city.id}-ocpp-1", "1.6") as client:
             await status(client, "1.6", 1, "Charging")
             await waited(lambda: states().get(second) == "UNKNOWN", 5)  # ocpp-2 never came
             assert states()[first] == "CHARGING"  # linked: its own word stands
+            assert sample(service, "parkleit_ocpp_stations_unknown") == 1
         lost = utc_now()
         await waited(lambda: states().get(first) == "UNKNOWN", 5)
+        await waited(lambda: sample(service, "parkleit_ocpp_stations_unknown") == 2, 5)
         async with station(url, f"{ocpp_city.id}-ocpp-1", "1.6") as client:
             await status(client, "1.6", 1, "Available")
         assert states()[first] == "AVAILABLE"

@@ -472,11 +472,11 @@ def test_the_charging_services_work_with_their_roles(
                       PARKLEIT_OCPP_CREDENTIALS_FILE=str(credentials),
                       PARKLEIT_SIMULATE_OCPP_PASSWORDS_FILE=str(passwords),
                       **{TOKEN_ENV: "the-simulated-peers-token"})
-    spawn(["simulate", "ocpi", "--port", str(ocpi_port)], env, name="sim-ocpi")
-    pull = spawn(["ocpi"], env | {"PARKLEIT_DATABASE_URL": roles.urls["ocpi"]}, name="ocpi")
     central = spawn(["ocpp"], env | {"PARKLEIT_DATABASE_URL": roles.urls["ocpp"]}, name="ocpp")
     central.wait_log("listening on ws://127.0.0.1", timeout=30)
+    # The OCPP stations, and the peer's OCPI platform (its locations_url is on this machine).
     spawn(["simulate", "chargers", "--faults", "off"], env, name="chargers")
+    pull = spawn(["ocpi"], env | {"PARKLEIT_DATABASE_URL": roles.urls["ocpi"]}, name="ocpi")
     stored = ("SELECT source, array_agg(evse_id ORDER BY evse_id) FROM evse_state "
               "GROUP BY source ORDER BY source")
     wait_for(lambda: conn.execute(stored).fetchall() == [

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from _helpers import ServiceProcess, service_env, wait_for
 from _ocpipeer import TOKEN_ENV, peer_points, write_peer_city
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.city import load_city
 from core.registry import sync_registry
@@ -42,7 +44,8 @@ def test_the_pull_reads_the_simulated_peer(simulator: str, tmp_path: Path, db_ur
     env = service_env(settings, **{TOKEN_ENV: "the-simulated-peers-token"})
     command = ["ocpi", "--port", str(port)] if simulator == "ocpi" else ["chargers"]
     spawn(["simulate", *command], env, name=f"sim-{simulator}")
-    pull = spawn(["ocpi"], env, name="ocpi")
+    metrics = _free_port()
+    pull = spawn(["ocpi"], env | {"PARKLEIT_OCPI_METRICS_PORT": str(metrics)}, name="ocpi")
     pull.wait_log("leading ocpi")
 
     def stored() -> bool:
@@ -51,6 +54,14 @@ def test_the_pull_reads_the_simulated_peer(simulator: str, tmp_path: Path, db_ur
         return [row[0] for row in rows] == peer_points(city_id)
 
     wait_for(stored, timeout=30)
+    # What Prometheus scrapes from the pull.
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(
+                   httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text)
+               for sample in family.samples}
+    assert samples[("parkleit_ocpi_pulls_total", (("peer", "stadtwerke"), ("result", "ok")))] >= 1
+    assert samples[("parkleit_ocpi_peer_silent", (("peer", "stadtwerke"),))] == 0
+    assert samples[("parkleit_leader", (("city", city_id), ("service", "ocpi")))] == 1
 
 
 def test_without_its_token_the_pull_exits_2(tmp_path: Path, db_url: str) -> None:

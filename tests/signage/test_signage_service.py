@@ -216,7 +216,9 @@ def test_changes_reach_the_sign_within_a_second_are_audited_and_a_refusing_sign_
     sent = rig.publish_counter(55)
     wait_for(lambda: bank.texts("a")[:1] == ["45"], timeout=1.0, interval=0.01)
     assert time.monotonic() - sent < 1.0
-    state_a = wait_for(lambda: rig.state("a"))
+    # sign_state follows the ack by the audit writer's next batch: wait for it, not the sign.
+    state_a = wait_for(lambda: (state := rig.state("a")) and state["content"]["lines"][0][
+        "text"] == "45" and state)
     assert state_a["content"]["lines"][0] == {"label": "Zentrum", "arrow": "left", "text": "45"}
     assert state_a["consecutive_failures"] == 0 and state_a["last_error"] is None
     assert utc_now() - state_a["last_ack"] < timedelta(seconds=2)  # keep-alives update it

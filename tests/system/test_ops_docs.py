@@ -21,7 +21,7 @@ from core.registry import sync_registry
 
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
-PACKAGES = ("core", "ingest", "signage", "forecasting", "api")
+PACKAGES = ("core", "ingest", "signage", "forecasting", "api", "charging", "ocpi")
 # The sample names each kind of metric exposes (prometheus_client): name -> names.
 _SUFFIXES = {
     "Counter": ("_total", "_created"), "CounterMetricFamily": ("_total",),
@@ -205,7 +205,7 @@ def test_process_metrics_include_the_live_stream(api_client: TestClient) -> None
 def test_every_service_with_metrics_is_covered() -> None:
     metrics = exported_metrics()
     for prefix in ("parkleit_ingest_", "parkleit_signage_", "parkleit_api_", "parkleit_lot_",
-                   "parkleit_forecast_", "parkleit_sign_"):
+                   "parkleit_forecast_", "parkleit_sign_", "parkleit_ocpp_", "parkleit_ocpi_"):
         assert any(name.startswith(prefix) for name in metrics), prefix
 
 
