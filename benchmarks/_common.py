@@ -303,13 +303,14 @@ def database(admin_url: str) -> Iterator[str]:
 
 
 class NotifyListener:
-    """LISTENs to ``parkleit_lot_state``: each notification arrives when its batch commits."""
+    """LISTENs to ``channel`` (``parkleit_lot_state`` unless told): ``notes`` holds (arrival
+    time, payload) of each notification, which arrives when its transaction commits."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, channel: str = channels.LOT_STATE) -> None:
         self.notes: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._conn = psycopg.connect(url, autocommit=True)
-        listen(self._conn, [channels.LOT_STATE])
+        listen(self._conn, [channel])
         self._thread = threading.Thread(target=self._run, name="bench-listen", daemon=True)
         self._thread.start()
 

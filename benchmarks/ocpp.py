@@ -43,7 +43,6 @@ import math
 import multiprocessing.connection
 import random
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,11 +51,11 @@ from typing import Any
 import psycopg
 
 from benchmarks import _common as common
-from benchmarks._common import BenchError, Latency, Service, fmt, met
+from benchmarks._common import BenchError, Latency, NotifyListener, Service, fmt, met
 from charging import hash_password
 from core import channels
 from core.city import load_city
-from core.db import listen, migrate
+from core.db import migrate
 from core.registry import sync_registry
 from parkleit.embedded import free_port
 
@@ -118,30 +117,6 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return common.figures(self, 1)
-
-
-class EvseListener:
-    """LISTENs to ``parkleit_evse_state``: (arrival time, evse id, status) of each change."""
-
-    def __init__(self, url: str) -> None:
-        self.notes: list[tuple[float, str, str]] = []
-        self._stop = threading.Event()
-        self._conn = psycopg.connect(url, autocommit=True)
-        listen(self._conn, [channels.EVSE_STATE])
-        self._thread = threading.Thread(target=self._run, name="bench-listen", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for note in self._conn.notifies(timeout=0.2):
-                state = json.loads(note.payload)
-                self.notes.append((time.time(), state["evse_id"], state["status"]))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        if not self._conn.closed:
-            self._conn.close()
 
 
 # --------------------------------------------------------------------------- the stations
@@ -337,7 +312,7 @@ def run(args: argparse.Namespace) -> Result:
                 api.wait_log("Application startup complete", 60)
                 time.sleep(1)  # the pool and MQTT settle
                 result.rss_idle_kb = common.status_kb(service.process.pid, "VmRSS")
-                listener = EvseListener(db_url)
+                listener = NotifyListener(db_url, channels.EVSE_STATE)
                 context = multiprocessing.get_context("spawn")
                 stop_reading, stop_reader = context.Pipe(duplex=False)
                 reader = common.Child(
@@ -415,12 +390,13 @@ def _measure(args: argparse.Namespace, result: Result, url: str, service: Servic
             end.close()
 
 
-def _evaluate(result: Result, sent: _Sent, listener: EvseListener, db_url: str) -> None:
+def _evaluate(result: Result, sent: _Sent, listener: NotifyListener, db_url: str) -> None:
     result.connected = sent.connected
     result.statuses_refused = sent.refused
     heard: dict[str, list[tuple[float, str]]] = {}
-    for at, evse, status in listener.notes:
-        heard.setdefault(evse, []).append((at, status))
+    for at, payload in listener.notes:
+        state = json.loads(payload)
+        heard.setdefault(state["evse_id"], []).append((at, state["status"]))
     latencies, answers = [], []
     first_sent, last_answer = float("inf"), 0.0
     for evse, statuses in sent.statuses.items():
