@@ -63,9 +63,9 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
 
     A lot's EV charging spaces (the table's ``prk:SpecificArea`` ``{lot}/ev``) get a
     ``prk:ParkingStatusInformation`` of their own where the lot's view knows how many are free
-    (``ev.free`` of /v1/lots: its free charging points where it has chargers, read with their
-    bays): ``numberOfVacantSpaces``, and ``numberOfSpacesOverride`` where the view counts more
-    spaces (``ev.capacity``) than the table's supply.
+    (``ev.free`` of /v1/lots: its free charging points where every EV space has one, read with
+    their bays): ``numberOfVacantSpaces``, and ``numberOfSpacesOverride`` where the view counts
+    more spaces (``ev.capacity``) than the table's supply (``City.ev_spaces``).
     """
     # A lot without a view is published as unknown; views of other lots are ignored.
     # The references must carry the versions the table publication gives; build it aside.
@@ -79,7 +79,7 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
         child(root, "prk:parkingTableReference", targetClass="prk:ParkingTable",
               id=table.get("id", ""), version=table.get("version", ""))
     datex2.header_information(root, "prk:headerInformation", cities)
-    for lot in (lot for city in cities for lot in city.lots):
+    for owner, lot in ((city, lot) for city in cities for lot in city.lots):
         view = views.get(lot.id)
         current = Published("unknown", None, None, None) if view is None else Published(
             view.status, view.free, view.occupied, view.updated if view.free is not None
@@ -106,11 +106,11 @@ def parking_status_publication(cities: Sequence[City], views: Mapping[str, LotVi
             child(info, "prk:status", place_status)
         area = f"{lot.id}/ev"
         if view is not None and view.ev.free is not None and area in versions:
-            _ev_status(root, lot, view, versions[area])
+            _ev_status(root, lot, owner.ev_spaces(lot.id), view, versions[area])
     return datex2.to_bytes(root)
 
 
-def _ev_status(root: ET.Element, lot: Lot, view: LotView, version: str) -> None:
+def _ev_status(root: ET.Element, lot: Lot, supply: int, view: LotView, version: str) -> None:
     """The occupancy of ``lot``'s EV charging spaces, the same figures as its view's ``ev``."""
     info = child(root, "prk:parkingStatusInformation", xsi_type="prk:ParkingStatusInformation")
     child(info, "fac:reference", targetClass="fac:FacilityObject", id=f"{lot.id}/ev",
@@ -118,7 +118,7 @@ def _ev_status(root: ET.Element, lot: Lot, view: LotView, version: str) -> None:
     if view.updated is not None:
         child(info, "fac:lastUpdated", utc_time(view.updated))
     occupancy = child(info, "prk:occupancy")
-    if view.ev.capacity != lot.ev_spaces:
+    if view.ev.capacity != supply:
         child(occupancy, "prk:numberOfSpacesOverride", str(view.ev.capacity))
     child(occupancy, "prk:numberOfVacantSpaces", str(view.ev.free))
 
@@ -132,7 +132,7 @@ def _parking_table(parent: ET.Element, city: City, now: datetime) -> ET.Element:
     elements: list[ET.Element] = []
     for lot in city.lots:
         elements.append(_place(table, lot))
-        elements.extend(_special_areas(table, lot))
+        elements.extend(_special_areas(table, lot, city.ev_spaces(lot.id)))
     return datex2.versioned(table, elements)
 
 
@@ -185,10 +185,10 @@ def _supply(element: ET.Element, spaces: int) -> None:
     child(supply, "prk:viewType", "spaceView")
 
 
-def _special_areas(table: ET.Element, lot: Lot) -> list[ET.Element]:
+def _special_areas(table: ET.Element, lot: Lot, ev_spaces: int) -> list[ET.Element]:
     areas: list[ET.Element] = []
     for suffix, spaces, label in (("disabled", lot.disabled_spaces, "Behindertenparkplätze"),
-                                  ("ev", lot.ev_spaces, "Ladeplätze für Elektroautos")):
+                                  ("ev", ev_spaces, "Ladeplätze für Elektroautos")):
         if not spaces:
             continue
         area = child(table, "prk:hierarchyElementGeneral", xsi_type="prk:SpecificArea",

@@ -99,7 +99,7 @@ def lot_view(city: registry.City, lot: registry.Lot, row: Mapping[str, Any], now
         stale_after_s=lot.stale_after_s,
         quality=None if quality is None else round(quality, 3), quality_flags=flags,
         disabled=_special(lot, "disabled", lot.disabled_spaces, bays, counted),
-        ev=_special(lot, "ev", lot.ev_spaces, bays, counted, free_points),
+        ev=_special(lot, "ev", city.ev_spaces(lot.id), bays, counted, free_points),
         forecast_30=forecast)
 
 
@@ -126,15 +126,16 @@ def _special(lot: registry.Lot, kind: str, configured: int,
              bays: Mapping[tuple[str, str], Mapping[str, Any]], counted: bool,
              free_points: tuple[int, int] | None = None) -> SpecialSpaces:
     """Capacity of a kind of space and, where bay sensors cover all of them, how many are
-    free (by ingest's rule for the lot: stuck sensors count neither free nor occupied); EV
-    spaces of a lot with chargers: its charging points a driver can charge at now (read with
-    their bays, rules.sql evse_effective), of at least as many spaces as points."""
+    free (by ingest's rule for the lot: stuck sensors count neither free nor occupied). EV
+    spaces that all have a charging point (``free_points``: free, all): the points a driver
+    can charge at now (read with their bays, rules.sql evse_effective); where only some
+    have one, the chargers' figure would say nothing of the others, so the sensors' rule."""
     row = bays.get((lot.id, kind))
     sensed = row["bays"] if row else 0
     capacity = max(configured, sensed)
     free = None
-    if free_points is not None:
-        capacity = max(capacity, free_points[1])
+    if free_points is not None and free_points[1] >= capacity:
+        capacity = free_points[1]
         if counted:
             free = free_points[0]
     elif row and counted and sensed >= capacity:

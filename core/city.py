@@ -499,6 +499,12 @@ class City(_Model):
             for evse in station.evses:
                 yield station, evse
 
+    def ev_spaces(self, lot_id: str) -> int:
+        """The EV spaces of a lot: as many as its config says, or as its charging points where
+        it has more (each charges a car on a space of its own)."""
+        points = sum(len(station.evses) for station in self.chargers if station.lot == lot_id)
+        return max(self.lot(lot_id).ev_spaces, points)
+
     def peer_evses(self, peer: OcpiPeer) -> Iterator[tuple[ChargingStation, Evse]]:
         """The charging points whose status comes from this OCPI peer."""
         for station, evse in self.evses():

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import xmlschema
+from _citytoml import write_city
 from _helpers import datex2_schema, utc_now
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
@@ -292,13 +293,14 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
 def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSchema,
                                                      zeitz: City) -> None:
     """A lot's EV charging spaces (the table's SpecificArea ``{lot}/ev``) carry the figures of
-    its view's ``ev`` (its free charging points where it has chargers), where it knows them."""
-    altmarkt, rossmarkt, wendische, bahnhof, *_ = zeitz.lots
+    its view's ``ev`` (its free charging points where every EV space has one), where it knows
+    them."""
+    altmarkt, rossmarkt, wendische, bahnhof, moritzburg, *_ = zeitz.lots
     counted = NOW - timedelta(seconds=90)
     views = {
-        # 3 of its 4 points free; 12 EV spaces as the table says
+        # 3 of its 12 points free; 12 EV spaces as the table says
         altmarkt.id: lot_view(zeitz, altmarkt, {"free": 200, "updated": counted}, NOW,
-                              free_points=(3, 4)),
+                              free_points=(3, 12)),
         # more points (10) than the table's EV spaces (8): the count overrides the supply
         rossmarkt.id: lot_view(zeitz, rossmarkt, {"free": 5, "updated": counted}, NOW,
                                free_points=(0, 10)),
@@ -306,9 +308,13 @@ def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSche
         wendische.id: lot_view(zeitz, wendische, {"free": 5, "updated": counted}, NOW),
         # stale: stale is not free, for the EV spaces neither
         bahnhof.id: lot_view(zeitz, bahnhof, {"free": 5, "updated": NOW - timedelta(hours=2)},
-                             NOW, free_points=(2, 2)),
+                             NOW, free_points=(6, 6)),
+        # a point at one of its two EV spaces, free: it says nothing of the other space
+        moritzburg.id: lot_view(zeitz, moritzburg, {"free": 5, "updated": counted}, NOW,
+                                free_points=(1, 1)),
     }
     assert (views[altmarkt.id].ev.free, views[rossmarkt.id].ev.capacity) == (3, 10)
+    assert (views[moritzburg.id].ev.free, views[moritzburg.id].ev.capacity) == (None, 2)
     document = parking_status_publication([zeitz], views, NOW)
     schema.validate(document)
     _, _, places = _table(parking_table_publication([zeitz], NOW))
@@ -320,6 +326,25 @@ def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSche
                                "spaces": "10", "vacant": "0"},
     }
     assert len(_statuses(document)[1]) == len(zeitz.lots)  # the lots' own, as before
+
+
+def test_a_lot_with_chargers_but_no_ev_spaces_configured_publishes_them(
+        schema: xmlschema.XMLSchema, tmp_path: Path) -> None:
+    """Each charging point charges a car on a space of its own: a lot whose config names no EV
+    spaces but has two points has an EV area of two spaces, with their status."""
+    city = load_city(str(write_city(tmp_path, "tev", chargers=True)))
+    street = city.lot("tev-street")
+    assert (street.ev_spaces, city.ev_spaces(street.id)) == (0, 2)
+    table = parking_table_publication([city], NOW)
+    schema.validate(table)
+    _, _, places = _table(table)
+    assert places[f"{street.id}/ev"].supply == 2
+    view = lot_view(city, street, {"free": 5, "updated": NOW - timedelta(seconds=30)}, NOW,
+                    free_points=(1, 2))
+    assert (view.ev.free, view.ev.capacity) == (1, 2)
+    document = parking_status_publication([city], {street.id: view}, NOW)
+    schema.validate(document)
+    assert _ev_statuses(document)[f"{street.id}/ev"]["vacant"] == "1"
 
 
 def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: City) -> None:
