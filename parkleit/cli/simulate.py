@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -140,15 +141,9 @@ def _ocpi(args: argparse.Namespace) -> int:
                          "token the pull will send")
     simulator = OcpiSimulator(peer_city, peer, token, start=config.clock.now(), seed=args.seed,
                               clock=config.clock)
-
-    async def serve() -> None:
-        await serve_ocpi(simulator, args.host, args.port, stop_event(), step_s=args.step_s)
-
-    try:
-        asyncio.run(serve())
-    except OSError as exc:
-        raise UsageError(f"cannot serve OCPI on {args.host}:{args.port}: {exc}") from None
-    return 0
+    return _until_stopped(
+        lambda stop: serve_ocpi(simulator, args.host, args.port, stop, step_s=args.step_s),
+        f"OCPI on {args.host}:{args.port}")
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -233,17 +228,12 @@ def _signs(args: argparse.Namespace) -> int:
     if not args.minute_s > 0:
         raise UsageError("--minute-s must be > 0")
     require_broker(config)  # mqtt signs listen there
-
-    async def serve_signs() -> None:
-        await run_signs(sign_city, stop_event(), settings=config, minute_s=args.minute_s)
-
     try:
-        asyncio.run(serve_signs())
+        return _until_stopped(
+            lambda stop: run_signs(sign_city, stop, settings=config, minute_s=args.minute_s),
+            f"the signs of {sign_city.id}")
     except ValueError as exc:  # a sign address the simulator cannot serve
         raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"cannot serve the signs of {sign_city.id}: {exc}") from None
-    return 0
 
 
 def _chargers(args: argparse.Namespace) -> int:
@@ -282,4 +272,18 @@ def _chargers(args: argparse.Namespace) -> int:
                     dict(report.calls), report.refused, dict(report.faults) or "none")
 
     asyncio.run(run())
+    return 0
+
+
+def _until_stopped(server: Callable[[asyncio.Event], Awaitable[object]], where: str) -> int:
+    """Run ``server`` with an event that SIGTERM or SIGINT sets, until it returns; a server
+    that cannot listen (``where``: what and on which address) is a usage error."""
+
+    async def run() -> None:
+        await server(stop_event())
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise UsageError(f"cannot serve {where}: {exc}") from None
     return 0
