@@ -1,4 +1,5 @@
-"""What the publishing simulators share: a client, and counting the broker's PUBACKs."""
+"""What the publishing simulators share: a client, how far the broker may fall behind, and
+counting the broker's PUBACKs."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ import paho.mqtt.client as mqtt
 from core import mqtt as broker
 from core.settings import Settings
 
-__all__ = ["NO_MATCHING_SUBSCRIBERS", "PubAcks", "RoutedPublisher", "mqtt_client"]
+__all__ = ["ACK_TIMEOUT_S", "MAX_OUTSTANDING", "NO_MATCHING_SUBSCRIBERS", "PubAcks",
+           "RoutedPublisher", "mqtt_client"]
 
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: the broker took it, nobody gets it
+# Backpressure: with more than MAX_OUTSTANDING messages unacknowledged a simulator stops
+# publishing until the broker has caught up, waiting ACK_TIMEOUT_S at the most each time (and
+# as long for the last PUBACKs at the end).
+MAX_OUTSTANDING = 5000
+ACK_TIMEOUT_S = 60.0
 
 
 class PubAcks:

@@ -31,7 +31,7 @@ from ._faults import DEFAULT_RATES, FAULT_NAMES, CitySimError, FaultConfig
 from ._feed import TRUTH_HEADER, CityFeed, SimMinute, TruthRow, city_messages, truth_line
 from ._formats import SimMessage, iso_s
 from ._lorawan import Gateway
-from ._mqtt import RoutedPublisher, mqtt_client
+from ._mqtt import ACK_TIMEOUT_S, MAX_OUTSTANDING, RoutedPublisher, mqtt_client
 
 __all__ = [
     "DEFAULT_RATES",
@@ -52,8 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_OUTSTANDING = 5000
-ACK_TIMEOUT_S = 60.0
 STOP_RETRY_S = 2.0  # when stopped: how long messages that reached no subscriber are retried
 
 

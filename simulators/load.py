@@ -12,15 +12,13 @@ from datetime import datetime, timedelta
 from core.city import City, Lot
 from core.settings import Settings
 
-from ._mqtt import PubAcks, mqtt_client
+from ._mqtt import ACK_TIMEOUT_S, MAX_OUTSTANDING, PubAcks, mqtt_client
 
 __all__ = ["LoadError", "LoadReport", "run_load"]
 
 logger = logging.getLogger(__name__)
 
-MAX_OUTSTANDING = 5000
 COUNTER_SHARE = 0.1
-ACK_TIMEOUT_S = 60.0
 
 
 class LoadError(Exception):

@@ -1,5 +1,5 @@
-"""What every command group shares: usage errors, settings, cities, reachability checks and
-argument types."""
+"""What every command group shares: usage errors, settings, cities, reachability checks, the
+options several commands take and argument types."""
 
 from __future__ import annotations
 
@@ -72,6 +72,16 @@ def city_option(sub: argparse.ArgumentParser) -> None:
 def cities_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--city", help="city config names or paths, comma-separated "
                      "(default: PARKLEIT_CITIES, else PARKLEIT_CITY)")
+
+
+def listen_options(sub: argparse.ArgumentParser, service: str) -> None:
+    """``--host`` and ``--port`` of a server; None when not given, for the command to take its
+    settings' ``{service}_HOST`` and ``{service}_PORT`` (the help names them and their defaults)."""
+    fields = Settings.model_fields
+    sub.add_argument("--host", help=f"address to listen on (default PARKLEIT_{service}_HOST, "
+                     f"{fields[f'{service}_HOST'].default})")
+    sub.add_argument("--port", type=port, help=f"port (default PARKLEIT_{service}_PORT, "
+                     f"{fields[f'{service}_PORT'].default})")
 
 
 def _where(url: str) -> str:

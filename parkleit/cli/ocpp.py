@@ -16,8 +16,8 @@ from ._common import (
     UsageError,
     cities,
     command,
+    listen_options,
     logger,
-    port,
     require_broker,
     require_database,
     settings,
@@ -30,9 +30,7 @@ def register(commands: Commands) -> None:
              "PARKLEIT_OCPP_TLS_CERT_FILE and _KEY_FILE) and their statuses are stored and "
              "published, until SIGTERM")
     ocpp = command(commands, "ocpp", _ocpp, city="many", help=about, description=about)
-    ocpp.add_argument("--host", help="address to listen on (default PARKLEIT_OCPP_HOST, "
-                      "127.0.0.1)")
-    ocpp.add_argument("--port", type=port, help="port (default PARKLEIT_OCPP_PORT, 9000)")
+    listen_options(ocpp, "OCPP")
     ocpp_commands = ocpp.add_subparsers(dest="ocpp_command", metavar="OCPP_COMMAND")
     add = command(ocpp_commands, "add-station", _add_station, city=None,
                   help="make a new password for charge point ID, append its hash to the "

@@ -17,8 +17,8 @@ from ._common import (
     cities,
     city,
     command,
+    listen_options,
     logger,
-    port,
     positive,
     require_broker,
     require_database,
@@ -50,9 +50,7 @@ def register(commands: Commands) -> None:
 
     api = command(commands, "api", _api, city="many",
                   help="serve the HTTP API (open data, DATEX II, stream, web map) until SIGTERM")
-    api.add_argument("--host", help="address to listen on (default PARKLEIT_API_HOST, "
-                     "127.0.0.1)")
-    api.add_argument("--port", type=port, help="port (default PARKLEIT_API_PORT, 8000)")
+    listen_options(api, "API")
     api_commands = api.add_subparsers(dest="api_command", metavar="API_COMMAND")
     add_key = command(api_commands, "add-key", _api_add_key, city=None,
                       help="make a new admin API key NAME, append its hash to the keys file and "

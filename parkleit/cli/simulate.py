@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,15 +148,9 @@ def _ocpi(args: argparse.Namespace) -> int:
     if simulator is None:
         raise UsageError(f"OCPI peer {peers[0].id}: set {peers[0].token_env or 'its token_env'} "
                          "to the token the pull will send")
-
-    async def serve() -> None:
-        await serve_ocpi(simulator, args.host, args.port, stop_event(), step_s=args.step_s)
-
-    try:
-        asyncio.run(serve())
-    except OSError as exc:
-        raise UsageError(f"cannot serve OCPI on {args.host}:{args.port}: {exc}") from None
-    return 0
+    return _until_stopped(
+        lambda stop: serve_ocpi(simulator, args.host, args.port, stop, step_s=args.step_s),
+        f"OCPI on {args.host}:{args.port}")
 
 
 def _ocpi_simulator(config: Settings, peer_city: City, peer: OcpiPeer,
@@ -253,17 +248,12 @@ def _signs(args: argparse.Namespace) -> int:
     if not args.minute_s > 0:
         raise UsageError("--minute-s must be > 0")
     require_broker(config)  # mqtt signs listen there
-
-    async def serve_signs() -> None:
-        await run_signs(sign_city, stop_event(), settings=config, minute_s=args.minute_s)
-
     try:
-        asyncio.run(serve_signs())
+        return _until_stopped(
+            lambda stop: run_signs(sign_city, stop, settings=config, minute_s=args.minute_s),
+            f"the signs of {sign_city.id}")
     except ValueError as exc:  # a sign address the simulator cannot serve
         raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"cannot serve the signs of {sign_city.id}: {exc}") from None
-    return 0
 
 
 def _chargers(args: argparse.Namespace) -> int:
@@ -294,8 +284,7 @@ def _chargers(args: argparse.Namespace) -> int:
 
     platforms = _local_platforms(config, sim_city, args.seed) if args.ocpi == "on" else []
 
-    async def run() -> None:
-        stop = stop_event()
+    async def run(stop: asyncio.Event) -> None:
         serving = [asyncio.create_task(serve_ocpi(simulator, host, port, stop,
                                                   step_s=60 / args.speed), name=f"ocpi-{port}")
                    for simulator, (host, port) in platforms]
@@ -310,11 +299,7 @@ def _chargers(args: argparse.Namespace) -> int:
                     "faults %s", report.connects, report.failed_connects, report.links_lost,
                     dict(report.calls), report.refused, dict(report.faults) or "none")
 
-    try:
-        asyncio.run(run())
-    except OSError as exc:  # an OCPI platform's port
-        raise UsageError(f"cannot serve OCPI: {exc}") from None
-    return 0
+    return _until_stopped(run, "OCPI")
 
 
 def _local_platforms(config: Settings, sim_city: City,
@@ -333,3 +318,17 @@ def _local_platforms(config: Settings, sim_city: City,
         logger.info("OCPI platform %s on %s:%d", peer.id, *address)
         platforms.append((simulator, address))
     return platforms
+
+
+def _until_stopped(server: Callable[[asyncio.Event], Awaitable[object]], where: str) -> int:
+    """Run ``server`` with an event that SIGTERM or SIGINT sets, until it returns; a server
+    that cannot listen (``where``: what and on which address) is a usage error."""
+
+    async def run() -> None:
+        await server(stop_event())
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise UsageError(f"cannot serve {where}: {exc}") from None
+    return 0
