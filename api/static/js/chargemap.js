@@ -3,6 +3,7 @@
 // a free point, a connector type, a minimum power. A point counts as free only when it is
 // available and no car stands on its bay (the API reads it with its bay sensors).
 
+import { element } from './dom.js';
 import { config, cityQuery, formatNumber, t } from './i18n.js';
 
 const REFRESH_MS = 30_000;
@@ -109,28 +110,20 @@ export class ChargeLayer {
   }
 
   item({ location, evses }) {
-    const li = document.createElement('li');
-    li.className = 'charge-station';
+    const li = element('li', { className: 'charge-station' });
     li.dataset.stationId = location.id;
-    const head = document.createElement('h3');
-    head.textContent = location.name;
-    const summary = document.createElement('p');
-    summary.textContent = this.sentence(location, evses).split(': ').slice(1).join(': ');
-    const points = document.createElement('ul');
-    points.className = 'charge-points';
+    const points = element('ul', { className: 'charge-points' });
     for (const evse of evses) {
-      const point = document.createElement('li');
+      const point = element('li', { textContent: pointText(evse, location.evses.indexOf(evse) + 1) });
       point.dataset.evseId = evse.evse_id;
       point.dataset.state = pointState(evse);
-      point.textContent = pointText(evse, location.evses.indexOf(evse) + 1);
       points.append(point);
     }
-    li.append(head, summary, points);
+    li.append(element('h3', { textContent: location.name }),
+      element('p', { textContent: this.sentence(location, evses).split(': ').slice(1).join(': ') }),
+      points);
     if (this.lotMap.available) {
-      const show = document.createElement('button');
-      show.type = 'button';
-      show.className = 'lot-show';
-      show.textContent = t('lot.show');
+      const show = element('button', { type: 'button', className: 'lot-show', textContent: t('lot.show') });
       show.setAttribute('aria-label', `${t('lot.show')}: ${location.name}`);
       show.addEventListener('click', () => this.lotMap.showOverlay(location.id));
       li.append(show);

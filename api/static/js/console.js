@@ -6,6 +6,7 @@
 // audit. The session is an HttpOnly cookie the page never
 // sees; its CSRF token (from login or v1/console/me) goes with every write.
 
+import { element, tableHead } from './dom.js';
 import { config, t, translate, langButton, onLangChange, formatNumber, formatTime } from './i18n.js';
 import { LotFeed, hasCount } from './live.js';
 import { problemText } from './problem.js';
@@ -205,11 +206,6 @@ function actionForm(lot) {
   form.append(element('button', { type: 'submit' }));
   onSubmit(form, 'action-error', () => act(lot.id, form));
   return form;
-}
-
-// A new ``tag`` element with the properties ``props`` (name, type, maxLength, …).
-function element(tag, props = {}) {
-  return Object.assign(document.createElement(tag), props);
 }
 
 // ``field`` in ``form`` with the id ``id``, after its label (for screen readers only).
@@ -670,7 +666,10 @@ $('logout').addEventListener('click', async () => {
   showLogin();
 });
 
-for (const element of document.querySelectorAll('.city-name')) element.textContent = config.city.name;
+for (const el of document.querySelectorAll('.city-name')) el.textContent = config.city.name;
+for (const table of document.querySelectorAll('table[data-columns]')) {
+  tableHead(table, table.dataset.columns.split(' '));
+}
 $('lots-h').tabIndex = -1;
 $('alarms-h').tabIndex = -1;
 $('events-h').tabIndex = -1;

@@ -46,12 +46,16 @@ function setStatus(panel, text) {
   if (element) element.textContent = text;
 }
 
-/** Load one panel: a status line while loading, its error in words if it fails. */
-async function panel(name, load) {
+/**
+ * Load one panel from v1/dashboard/{name} (see PANELS) and draw it: a status line while
+ * loading, its error in words if it fails.
+ */
+async function panel(name) {
   setStatus(name, t('dash.loading'));
   document.getElementById(name).setAttribute('aria-busy', 'true');
   try {
-    await load();
+    data[name] = await getJson(name, PANELS[name].params());
+    draw(name);
     setStatus(name, '');
   } catch (error) {
     console.error(name, error);
@@ -66,13 +70,7 @@ const lotName = (id) => data.occupancy?.lots.find((lot) => lot.id === id)?.name 
 
 // --- occupancy over time ----------------------------------------------------------------------
 
-async function loadOccupancy() {
-  const resolution = state.days <= 2 ? '15m' : '1h';
-  data.occupancy = await getJson('occupancy', { ...period(), resolution });
-  fillScope(data.occupancy.lots);
-  drawOccupancy();
-}
-
+/** The scope choices: the whole city and each lot (once, from the first occupancy answer). */
 function fillScope(lots) {
   const select = $('#scope');
   if (select.options.length > 1) return;
@@ -80,9 +78,8 @@ function fillScope(lots) {
   select.value = state.scope;
 }
 
-function drawOccupancy() {
-  const body = data.occupancy;
-  if (!body) return;
+function drawOccupancy(body) {
+  fillScope(body.lots);
   const xs = seconds(body.times);
   const city = body.city.occupied.map((occupied, i) => (
     occupied == null || !body.city.capacity[i] ? null : pct(occupied / body.city.capacity[i])));
@@ -124,11 +121,6 @@ function occupancyCsv() {
 
 // --- heatmap by hour of week ------------------------------------------------------------------
 
-async function loadHeatmap() {
-  data.heatmap = await getJson('heatmap', { ...period(), lot_id: state.scope });
-  drawHeatmap();
-}
-
 function luminance(rgb) {
   const [r, g, b] = rgb.map((value) => {
     const c = value / 255;
@@ -150,9 +142,7 @@ function heatColour(rate) {
   return { background: `rgb(${rgb.join(', ')})`, color: dark >= light ? '#000' : '#fff' };
 }
 
-function drawHeatmap() {
-  const body = data.heatmap;
-  if (!body) return;
+function drawHeatmap(body) {
   const scope = state.scope ? lotName(state.scope) : t('dash.scope.city');
   const header = [{ text: '', value: 'weekday' }, ...Array.from({ length: 24 }, (_, hour) => ({ text: String(hour), value: String(hour) }))];
   const rows = body.rates.map((rates, day) => [
@@ -173,14 +163,7 @@ function drawHeatmap() {
 
 // --- share of time above the target -------------------------------------------------------------
 
-async function loadTarget() {
-  data.target = await getJson('target', period());
-  drawTarget();
-}
-
-function drawTarget() {
-  const body = data.target;
-  if (!body) return;
+function drawTarget(body) {
   const row = (item, strong) => {
     const bar = document.createElement('span');
     const label = document.createElement('span');
@@ -209,14 +192,7 @@ function drawTarget() {
 
 // --- forecast against actual ------------------------------------------------------------------
 
-async function loadForecast() {
-  data.forecast = await getJson('forecast', { ...period(), lot_id: state.scope, horizon: state.horizon });
-  drawForecast();
-}
-
-function drawForecast() {
-  const body = data.forecast;
-  if (!body) return;
+function drawForecast(body) {
   const xs = seconds(body.times);
   // Live and backtest forecasts as two lines: a backtest was computed afterwards.
   const only = (backtest) => body.forecast.map((value, i) => (body.backtest[i] === backtest ? value : null));
@@ -240,7 +216,7 @@ function drawForecast() {
   });
   observedError();
   if (!xs.length) setStatus('forecast', t('dash.nodata'));
-  drawPublished();
+  drawPublished(body);
 }
 
 /** The mean absolute error of the forecasts shown (in the zoomed range). */
@@ -264,8 +240,7 @@ function observedError() {
   element.dataset.backtest = String(backtest);
 }
 
-function drawPublished() {
-  const body = data.forecast;
+function drawPublished(body) {
   const rows = body.published
     .filter((row) => (state.scope ? row.lot_id === state.scope : row.horizon_min === state.horizon))
     .map((row) => [
@@ -297,14 +272,7 @@ function forecastCsv() {
 
 // --- sensor health ------------------------------------------------------------------------------
 
-async function loadSensors() {
-  data.sensors = await getJson('sensors');
-  drawSensors();
-}
-
-function drawSensors() {
-  const body = data.sensors;
-  if (!body) return;
+function drawSensors(body) {
   const total = (key) => body.lots.reduce((sum, lot) => sum + lot[key], 0);
   $('#sensors-summary').textContent = t('dash.sensors.summary', {
     sensors: formatNumber(total('sensors')), silent: formatNumber(total('silent')),
@@ -375,14 +343,7 @@ function shown(content) {
   return content.lines.map((line) => `${ARROWS[line.arrow] ?? ''} ${line.label} ${line.text}`.trim()).join(' | ');
 }
 
-async function loadSigns() {
-  data.signs = await getJson('signs', { ...period(), limit: 100 });
-  drawSigns();
-}
-
-function drawSigns() {
-  const body = data.signs;
-  if (!body) return;
+function drawSigns(body) {
   fillTable($('#signs-table'), [
     t('dash.signs.sign'), t('dash.signs.shows'), t('dash.signs.since'), t('dash.signs.ack'),
     { text: t('dash.signs.failures'), className: 'num' }, t('dash.signs.lastError'),
@@ -408,14 +369,7 @@ function drawSigns() {
 
 // --- charging points: blocked hours ----------------------------------------------------------
 
-async function loadChargers() {
-  data.chargers = await getJson('chargers', period());
-  drawChargers();
-}
-
-function drawChargers() {
-  const body = data.chargers;
-  if (!body) return;
+function drawChargers(body) {
   $('#chargers-note').textContent = body.points.length
     ? t('dash.chargers.hint', { minutes: formatNumber(body.blocked_after_min) })
     : t('dash.chargers.none');
@@ -439,6 +393,22 @@ function drawChargers() {
 }
 
 // --- wiring ----------------------------------------------------------------------------------
+
+// Each panel: the parameters of its request to v1/dashboard/{name}, and what draws the answer.
+const PANELS = {
+  occupancy: { params: () => ({ ...period(), resolution: state.days <= 2 ? '15m' : '1h' }), draw: drawOccupancy },
+  heatmap: { params: () => ({ ...period(), lot_id: state.scope }), draw: drawHeatmap },
+  target: { params: period, draw: drawTarget },
+  forecast: { params: () => ({ ...period(), lot_id: state.scope, horizon: state.horizon }), draw: drawForecast },
+  sensors: { params: () => ({}), draw: drawSensors },
+  signs: { params: () => ({ ...period(), limit: 100 }), draw: drawSigns },
+  chargers: { params: period, draw: drawChargers },
+};
+
+/** Draw panel `name` again (in the current language and scope), once its data is there. */
+function draw(name) {
+  if (data[name]) PANELS[name].draw(data[name]);
+}
 
 const CSV = {
   occupancy: occupancyCsv,
@@ -496,24 +466,16 @@ for (const button of document.querySelectorAll('button[data-csv]')) {
 }
 
 function loadAll() {
-  return Promise.all([
-    panel('occupancy', loadOccupancy).then(() => {
-      // names of lots come with the occupancy; the other panels label with them
-      drawHeatmap(); drawSensors();
-    }),
-    panel('heatmap', loadHeatmap),
-    panel('target', loadTarget),
-    panel('forecast', loadForecast),
-    panel('sensors', loadSensors),
-    panel('signs', loadSigns),
-    panel('chargers', loadChargers),
-  ]);
+  return Promise.all(Object.keys(PANELS).map((name) => panel(name).then(() => {
+    // names of lots come with the occupancy; the other panels label with them
+    if (name === 'occupancy') { draw('heatmap'); draw('sensors'); }
+  })));
 }
 
 function redraw() {
   document.title = `${t('dash.title')} – ${config.city.name}`;
   fillHorizons();
-  drawOccupancy(); drawHeatmap(); drawTarget(); drawForecast(); drawSensors(); drawSigns(); drawChargers();
+  for (const name of Object.keys(PANELS)) draw(name);
 }
 
 function fillHorizons() {
@@ -524,9 +486,9 @@ function fillHorizons() {
 
 $('#scope').addEventListener('change', (event) => {
   state.scope = event.target.value;
-  drawOccupancy();
-  panel('heatmap', loadHeatmap);
-  panel('forecast', loadForecast);
+  draw('occupancy');
+  panel('heatmap');
+  panel('forecast');
 });
 $('#period').addEventListener('change', (event) => {
   state.days = Number(event.target.value);
@@ -534,7 +496,7 @@ $('#period').addEventListener('change', (event) => {
 });
 $('#horizon').addEventListener('change', (event) => {
   state.horizon = Number(event.target.value);
-  panel('forecast', loadForecast);
+  panel('forecast');
 });
 $('#controls').addEventListener('submit', (event) => event.preventDefault());
 
@@ -552,4 +514,4 @@ if (!chartsAvailable()) for (const el of document.querySelectorAll('.chart')) el
 loadAll().then(() => { document.body.dataset.loaded = 'true'; });
 // Sensors and signs change by the minute; the charts only when asked (a refresh would reset
 // the planner's zoom).
-setInterval(() => { panel('sensors', loadSensors); panel('signs', loadSigns); }, REFRESH_MS);
+setInterval(() => { panel('sensors'); panel('signs'); }, REFRESH_MS);

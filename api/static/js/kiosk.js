@@ -3,6 +3,7 @@
 // today's forecast. Lots arrive live over SSE; signs and the forecast are re-read on a timer.
 
 import { dropChart, fillTable, seconds, timeChart } from './charts.js';
+import { element } from './dom.js';
 import {
   cityQuery, config, formatNumber, formatTime, serverNow, t, translate,
 } from './i18n.js';
@@ -26,14 +27,12 @@ function renderLots() {
   const lots = [...feed.lots.values()].sort((a, b) => a.name.localeCompare(b.name, 'de'));
   const list = document.getElementById('kiosk-lots');
   list.replaceChildren(...lots.map((lot) => {
-    const li = document.createElement('li');
+    const li = element('li');
     li.dataset.lotId = lot.id;
-    const name = document.createElement('span');
-    name.textContent = lot.name;
-    const free = document.createElement('span');
-    free.className = `kiosk-free ${statusClass(lot)}`;
-    free.textContent = hasCount(lot) ? formatNumber(lot.free) : statusText(lot);
-    li.append(name, free);
+    li.append(element('span', { textContent: lot.name }), element('span', {
+      className: `kiosk-free ${statusClass(lot)}`,
+      textContent: hasCount(lot) ? formatNumber(lot.free) : statusText(lot),
+    }));
     return li;
   }));
   const counted = lots.filter(hasCount);
@@ -74,28 +73,18 @@ feed.addEventListener('sign', (event) => {
 function renderSigns(signs) {
   const grid = document.getElementById('sign-grid');
   if (!signs.length) {
-    const note = document.createElement('p');
-    note.textContent = t('kiosk.signs.none');
-    grid.replaceChildren(note);
+    grid.replaceChildren(element('p', { textContent: t('kiosk.signs.none') }));
     return;
   }
   grid.replaceChildren(...signs.map((sign) => {
-    const card = document.createElement('article');
-    card.className = 'sign';
+    const card = element('article', { className: 'sign' });
     card.dataset.signId = sign.id;
-    const title = document.createElement('h3');
-    title.textContent = sign.name;
-    const face = document.createElement('div');
-    face.className = 'sign-face';
+    const face = element('div', { className: 'sign-face' });
     if (sign.showing) {
       for (const line of sign.showing) {
-        const row = document.createElement('div');
-        row.className = 'sign-line';
-        for (const [cls, text] of [['arrow', ARROWS[line.arrow] ?? ''], ['label', line.label], ['text', line.text]]) {
-          const span = document.createElement('span');
-          span.className = cls;
-          span.textContent = text;
-          row.append(span);
+        const row = element('div', { className: 'sign-line' });
+        for (const [className, textContent] of [['arrow', ARROWS[line.arrow] ?? ''], ['label', line.label], ['text', line.text]]) {
+          row.append(element('span', { className, textContent }));
         }
         face.append(row);
       }
@@ -103,12 +92,10 @@ function renderSigns(signs) {
       face.classList.add('sign-waiting');
       face.textContent = t('kiosk.signs.waiting');
     }
-    card.append(title, face);
+    card.append(element('h3', { textContent: sign.name }), face);
     if (sign.shown_since) {
-      const since = document.createElement('p');
-      since.className = 'note';
-      since.textContent = t('lot.updated', { time: formatTime(sign.shown_since) });
-      card.append(since);
+      card.append(element('p', { className: 'note',
+        textContent: t('lot.updated', { time: formatTime(sign.shown_since) }) }));
     }
     return card;
   }));

@@ -3,6 +3,7 @@
 // read and to print (A4; the browser's "print to PDF" makes its PDF).
 
 import { config, t, translate, langButton, onLangChange, formatNumber, formatPercent } from './i18n.js';
+import { element, tableHead } from './dom.js';
 import { problemText } from './problem.js';
 
 const $ = (id) => document.getElementById(id);
@@ -22,28 +23,87 @@ const share = (value) => (value === null ? '–' : formatPercent(value, 1));
 const number = (value, digits = 0) => (value === null ? '–' : formatNumber(value, digits));
 const cars = (value) => t('report.cars', { cars: number(value, 1) });
 
-function cell(text, numeric = false, header = false) {
-  const element = document.createElement(header ? 'th' : 'td');
-  if (header) element.scope = 'row';
-  if (numeric) element.className = 'num';
-  element.textContent = text;
-  return element;
+const lotName = (id) => report.occupancy.find((lot) => lot.lot_id === id)?.name ?? id;
+const percentAndCars = (rate, occupied) => (rate === null ? '–' : `${share(rate)} (${cars(occupied)})`);
+
+// The report's tables, in order: each a section (heading `title`, rows in `${id}-rows`) with a
+// row per item and a cell per column: the key of the column's heading, its class ('num': a
+// figure, right-aligned) and the item's text in it. The first column names the row.
+const TABLES = [
+  { id: 'occupancy', title: 'report.occupancy', items: () => report.occupancy, columns: [
+    { key: 'report.lot', text: (lot) => lot.name },
+    { key: 'report.capacity', className: 'num', text: (lot) => number(lot.capacity) },
+    { key: 'report.mean', className: 'num', text: (lot) => percentAndCars(lot.mean_rate, lot.mean_occupied) },
+    { key: 'report.peak', className: 'num', text: (lot) => percentAndCars(lot.peak_rate, lot.peak_occupied) },
+    { key: 'report.peak_at', text: (lot) => (lot.peak_at ? formatDate(lot.peak_at, true) : '–') },
+    { key: 'report.above', className: 'num', text: (lot) => share(lot.share_above_85) },
+  ] },
+  { id: 'quality', title: 'report.quality', items: () => report.data_quality, columns: [
+    { key: 'report.lot', text: (lot) => lotName(lot.lot_id) },
+    { key: 'report.coverage', className: 'num', text: (lot) => share(lot.coverage) },
+    { key: 'report.bays', className: 'num', text: (lot) => number(lot.bays) },
+    { key: 'report.silent', className: 'num', text: (lot) => number(lot.bays_silent) },
+    { key: 'report.stuck', className: 'num', text: (lot) => number(lot.bays_stuck) },
+    { key: 'report.flags', text: (lot) => (lot.quality_now === null ? '–'
+      : [share(lot.quality_now), ...lot.flags_now].join(', ')) },
+  ] },
+  { id: 'sign', title: 'report.signs', items: () => report.signs, columns: [
+    { key: 'report.sign', text: (sign) => sign.name },
+    { key: 'report.available', className: 'num', text: (sign) => share(sign.available_share) },
+    { key: 'report.known', className: 'num', text: (sign) => share(sign.known_share) },
+    { key: 'report.pushes', className: 'num', text: (sign) => number(sign.pushes) },
+    { key: 'report.failed_pushes', className: 'num', text: (sign) => number(sign.failed_pushes) },
+  ] },
+  { id: 'forecast', title: 'report.forecast', items: () => report.forecast_error, columns: [
+    { key: 'report.lot', text: (error) => lotName(error.lot_id) },
+    { key: 'report.horizon', className: 'num', text: (error) => number(error.horizon_min) },
+    { key: 'report.mae', className: 'num', text: (error) => number(error.mae, 2) },
+    { key: 'report.mae_rate', className: 'num', text: (error) => share(error.mae_rate) },
+    { key: 'report.points', className: 'num', text: (error) => number(error.points) },
+  ] },
+  { id: 'alarm', title: 'report.alarms', items: () => report.alarms, columns: [
+    { key: 'report.alarm', text: (alarm) => `${t(`alarm.${alarm.kind}`)} (${t(`severity.${alarm.severity}`)})` },
+    { key: 'report.raised', className: 'num', text: (alarm) => number(alarm.raised) },
+    { key: 'report.acknowledged', className: 'num', text: (alarm) => number(alarm.acknowledged) },
+    { key: 'report.to_ack', className: 'num', text: (alarm) => (alarm.mean_minutes_to_ack === null ? '–'
+      : t('report.minutes', { mean: number(alarm.mean_minutes_to_ack, 1), max: number(alarm.max_minutes_to_ack, 1) })) },
+    { key: 'report.open_at_end', className: 'num', text: (alarm) => number(alarm.open_at_end) },
+  ] },
+];
+
+/** Write a section per table (its heading and its table's head) before the report's notes. */
+function writeTables() {
+  $('report').prepend(...TABLES.map(({ id, title, columns }) => {
+    const heading = element('h2', { id: `${id}-h` });
+    heading.dataset.i18n = title;
+    const table = element('table', { className: 'report-table' });
+    tableHead(table, columns);
+    table.append(element('tbody', { id: `${id}-rows` }));
+    const section = element('section', { className: 'report-section' });
+    section.setAttribute('aria-labelledby', heading.id);
+    section.append(heading, table);
+    return section;
+  }));
 }
 
-function fill(id, items, columns, width) {
-  const rows = items.map((item) => {
-    const row = document.createElement('tr');
-    row.append(...columns(item));
+/** The rows of a table: a row per item, or one that says there is none. */
+function fill({ id, items, columns }) {
+  const rows = items().map((item) => {
+    const row = element('tr');
+    row.append(...columns.map(({ text, className }, index) => {
+      const cell = element(index === 0 ? 'th' : 'td', { textContent: text(item) });
+      if (index === 0) cell.scope = 'row';
+      if (className) cell.className = className;
+      return cell;
+    }));
     return row;
   });
   if (!rows.length) {
-    const row = document.createElement('tr');
-    const empty = cell(t('report.none'));
-    empty.colSpan = width;
-    row.append(empty);
+    const row = element('tr');
+    row.append(element('td', { textContent: t('report.none'), colSpan: columns.length }));
     rows.push(row);
   }
-  $(id).replaceChildren(...rows);
+  $(`${id}-rows`).replaceChildren(...rows);
 }
 
 function render() {
@@ -55,35 +115,7 @@ function render() {
     hours: formatNumber(period.hours) });
   if (!period.complete) text += ` (${t('report.partial', { until: formatDate(period.until, true) })})`;
   $('report-period').textContent = text;
-  const names = new Map(report.occupancy.map((lot) => [lot.lot_id, lot.name]));
-  fill('occupancy-rows', report.occupancy, (lot) => [
-    cell(lot.name, false, true), cell(number(lot.capacity), true),
-    cell(lot.mean_rate === null ? '–' : `${share(lot.mean_rate)} (${cars(lot.mean_occupied)})`, true),
-    cell(lot.peak_rate === null ? '–' : `${share(lot.peak_rate)} (${cars(lot.peak_occupied)})`, true),
-    cell(lot.peak_at ? formatDate(lot.peak_at, true) : '–'), cell(share(lot.share_above_85), true),
-  ], 6);
-  fill('quality-rows', report.data_quality, (lot) => [
-    cell(names.get(lot.lot_id) ?? lot.lot_id, false, true), cell(share(lot.coverage), true),
-    cell(number(lot.bays), true), cell(number(lot.bays_silent), true), cell(number(lot.bays_stuck), true),
-    cell(lot.quality_now === null ? '–'
-      : [share(lot.quality_now), ...lot.flags_now].join(', ')),
-  ], 6);
-  fill('sign-rows', report.signs, (sign) => [
-    cell(sign.name, false, true), cell(share(sign.available_share), true),
-    cell(share(sign.known_share), true), cell(number(sign.pushes), true),
-    cell(number(sign.failed_pushes), true),
-  ], 5);
-  fill('forecast-rows', report.forecast_error, (error) => [
-    cell(names.get(error.lot_id) ?? error.lot_id, false, true), cell(number(error.horizon_min), true),
-    cell(number(error.mae, 2), true), cell(share(error.mae_rate), true), cell(number(error.points), true),
-  ], 5);
-  fill('alarm-rows', report.alarms, (alarm) => [
-    cell(`${t(`alarm.${alarm.kind}`)} (${t(`severity.${alarm.severity}`)})`, false, true),
-    cell(number(alarm.raised), true), cell(number(alarm.acknowledged), true),
-    cell(alarm.mean_minutes_to_ack === null ? '–' : t('report.minutes', {
-      mean: number(alarm.mean_minutes_to_ack, 1), max: number(alarm.max_minutes_to_ack, 1) }), true),
-    cell(number(alarm.open_at_end), true),
-  ], 5);
+  for (const table of TABLES) fill(table);
 }
 
 async function load() {
@@ -105,9 +137,10 @@ async function load() {
 
 $('report-month').textContent = config.month;
 $('report-back').href = `${root}console`;
-for (const element of document.querySelectorAll('.city-name')) element.textContent = config.city.name;
+for (const el of document.querySelectorAll('.city-name')) el.textContent = config.city.name;
 $('report-csv').href = `${path}?format=csv`;
 $('report-print').addEventListener('click', () => window.print());
+writeTables();
 translate();
 langButton($('lang'));
 onLangChange(render);
