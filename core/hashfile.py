@@ -19,10 +19,10 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["HashFile", "HashFileError", "append_hash", "decoy_hash", "hash_secret",
+__all__ = ["HashFile", "HashFileError", "append_hash", "decoy_hash", "entries", "hash_secret",
            "read_hashes", "secret_matches"]
 
 logger = logging.getLogger(__name__)
@@ -76,20 +76,28 @@ def _stored(text: str) -> bool:
         return False
 
 
-def read_hashes(path: Path, names: re.Pattern[str], *, what: str, label: str, noun: str,
-                error: type[HashFileError] = HashFileError) -> dict[str, str]:
-    """Name -> stored hash, from the file of ``what`` at ``path``; ``error`` names the first
-    bad line (``label`` is the name's word in ``label:scrypt$...``, ``noun`` a name's)."""
+def entries(path: Path, *, what: str,
+            error: type[Exception] = HashFileError) -> Iterator[tuple[int, str, str]]:
+    """``(line number, name, value)`` of each ``name:value`` line of the file of ``what`` at
+    ``path`` (blank lines and ``#`` comments skipped; no colon: an empty value); ``error``
+    if it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read the {what} {path}: {exc}") from None
-    hashes: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, _, stored = line.partition(":")
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(":")
+            yield number, name, value
+
+
+def read_hashes(path: Path, names: re.Pattern[str], *, what: str, label: str, noun: str,
+                error: type[HashFileError] = HashFileError) -> dict[str, str]:
+    """Name -> stored hash, from the file of ``what`` at ``path``; ``error`` names the first
+    bad line (``label`` is the name's word in ``label:scrypt$...``, ``noun`` a name's)."""
+    hashes: dict[str, str] = {}
+    for number, name, stored in entries(path, what=what, error=error):
         if names.match(name) is None or not _stored(stored):
             raise error(f"{path}, line {number}: not '{label}:scrypt$n$r$p$salt$hash'")
         if name in hashes:

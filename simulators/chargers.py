@@ -53,6 +53,7 @@ from websockets.typing import Subprotocol
 from core.channels import charger_status_topic
 from core.city import ChargingStation, City
 from core.clock import Clock
+from core.hashfile import entries
 from core.runtime import Backoff
 from core.settings import Settings
 
@@ -78,17 +79,10 @@ class ChargerSimError(Exception):
 
 def read_passwords(path: Path) -> dict[str, str]:
     """``charge_point_id:password`` lines (blank lines and ``#`` comments allowed)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ChargerSimError(f"cannot read the passwords file {path}: {exc}") from None
     passwords: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        station, sep, password = line.partition(":")
-        if not sep or not station or not password:
+    for number, station, password in entries(path, what="passwords file",
+                                             error=ChargerSimError):
+        if not station or not password:
             raise ChargerSimError(f"{path}, line {number}: not 'charge_point_id:password'")
         passwords[station] = password
     return passwords
