@@ -17,7 +17,6 @@ later) after the calls under way are answered, and ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -52,7 +51,7 @@ from core.city import ChargingStation, City
 from core.db import open_async_pool, queries
 from core.mqtt import ServiceStatus, mqtt_client
 from core.registry import sync_registry
-from core.runtime import Lifecycle, serve_metrics
+from core.runtime import AsyncLifecycle, serve_metrics
 from core.settings import Settings
 
 __all__ = ["OcppService", "ocpp_problem"]
@@ -97,12 +96,13 @@ class _Metrics:
                               "are UNKNOWN", registry=r)
 
 
-class OcppService(Lifecycle):
+class OcppService(AsyncLifecycle):
     """The central system for the OCPP stations of ``cities``; ``run()`` blocks until
     ``stop()``. ``port`` 0 picks a free one (``bound_port`` tells it once listening)."""
 
     def __init__(self, settings: Settings, cities: list[City], *,
                  credentials: Credentials | None = None, port: int | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.clock = settings.clock
         self.cities = cities
@@ -128,20 +128,9 @@ class OcppService(Lifecycle):
         self._pool: AsyncConnectionPool[Any] | None = None
         self._mqtt: mqtt.Client | None = None
         self._published: dict[str, bytes] = {}  # state topic -> payload, sent again on connect
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._stopping = False
         self.metrics = _Metrics()
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Ask the service to finish; safe to call more than once, from any thread."""
-        self._stopping = True
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed already
-                loop.call_soon_threadsafe(event.set)
 
     def run(self) -> int:
         """Serve the stations until stopped; the exit code."""
@@ -155,9 +144,7 @@ class OcppService(Lifecycle):
 
     async def serve(self) -> None:
         """Listen until ``stop()``, then drain."""
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        if self._stopping:
+        if not self.enter_loop():
             return
         settings = self.settings
         pool = await open_async_pool(
@@ -186,16 +173,8 @@ class OcppService(Lifecycle):
                 self.listening.set()
                 started = (asyncio.get_running_loop().time(), self.clock.now())
                 self._unlinked = dict.fromkeys(self.stations, started)  # none linked yet
-                stale = asyncio.create_task(self._stale_loop(), name="ocpp-stale")
-                stopping = asyncio.create_task(self._stop_event.wait(), name="ocpp-stop")
-                await asyncio.wait([stale, stopping], return_when=asyncio.FIRST_COMPLETED)
-                if stale.done():  # it never ends by itself: a bug, not a stop
-                    error = None if stale.cancelled() else stale.exception()
-                    logger.error("task ocpp-stale ended unexpectedly: %r", error)
-                    self.exit_code = 1
-                for task in (stale, stopping):
-                    task.cancel()
-                await asyncio.gather(stale, stopping, return_exceptions=True)
+                await self.supervise([asyncio.create_task(self._stale_loop(),
+                                                          name="ocpp-stale")])
                 # Going away: the calls under way are answered first, each handler ends
                 # after its current message.
                 server.close(close_connections=True)

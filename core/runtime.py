@@ -21,8 +21,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-__all__ = ["STOP_SIGNALS", "Backoff", "Lifecycle", "Service", "backoff", "on_stop_signals",
-           "serve", "serve_metrics", "stop_event"]
+__all__ = ["STOP_SIGNALS", "AsyncLifecycle", "Backoff", "Lifecycle", "Service", "backoff",
+           "on_stop_signals", "serve", "serve_metrics", "stop_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,63 @@ class Lifecycle:
         logger.error("stopping: %s", reason)
         self.exit_code = 2
         self.stop()
+
+
+class AsyncLifecycle(Lifecycle):
+    """A service that runs in one asyncio loop. ``stop()``, from any thread or a signal
+    handler, wakes it there (``_wake``: the stop event; a service may wake more);
+    ``supervise`` waits for the stop or for one of the service's named tasks to end;
+    ``sleep`` sleeps no longer than until the stop."""
+
+    def __init__(self) -> None:
+        self.stopping = False  # stop() was called, or a task died
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the service to finish; safe more than once and from any thread."""
+        if self.stopping:
+            return
+        self.stopping = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed already
+                loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._stop_event.set()
+
+    def enter_loop(self) -> bool:
+        """First thing in the service's coroutine: stops reach this loop from now on; False
+        if the service was stopped before it began."""
+        self._loop = asyncio.get_running_loop()
+        return not self.stopping
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but no longer than until ``stop()``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop_event.wait()
+
+    async def supervise(self, tasks: list[asyncio.Task[None]], *, cancel: bool = True) -> None:
+        """Wait for ``stop()`` or for one of ``tasks`` to end: one that ends first (returns
+        or fails) is a bug, and stops the service with exit code 1. Then the tasks are
+        cancelled and awaited; with ``cancel=False`` they are left to the caller's drain."""
+        stopping = asyncio.create_task(self._stop_event.wait(), name="stop")
+        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        for task in done - {stopping}:
+            error = None if task.cancelled() else task.exception()
+            if error is None and self.stopping:
+                continue  # it saw the stop before this wait did
+            logger.error("task %s ended unexpectedly: %s", task.get_name(),
+                         repr(error) if error else "returned", exc_info=error)
+            self.exit_code = 1
+        self.stopping = True
+        self._wake()
+        for task in tasks if cancel else ():
+            task.cancel()
+        await asyncio.gather(stopping, *(tasks if cancel else ()), return_exceptions=True)
 
 
 @contextlib.contextmanager

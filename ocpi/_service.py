@@ -10,7 +10,6 @@ points are stored as UNKNOWN, once, until it answers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -38,7 +37,7 @@ from core.db import open_async_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus, mqtt_client
 from core.ocpi import OcpiError, authorization, location_updates, unwrap
-from core.runtime import Backoff, Lifecycle, serve_metrics
+from core.runtime import AsyncLifecycle, Backoff, serve_metrics
 from core.settings import Settings
 
 __all__ = ["OcpiService", "PeerPull", "PullError"]
@@ -192,15 +191,13 @@ class PeerPull:
             await service.sleep(await self.poll(service.clock.now()))
 
 
-class OcpiService(Lifecycle):
+class OcpiService(AsyncLifecycle):
     """Pulls every OCPI peer of a city; ``run()`` blocks until ``stop()``."""
 
     def __init__(self, settings: Settings, city: City) -> None:
+        super().__init__()
         self.settings, self.city, self.clock = settings, city, settings.clock
         self.peers = [peer for peer in city.ocpi_peers if peer.locations_url is not None]
-        self.stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event = asyncio.Event()
         self.metrics = _Metrics()
         self.leadership = Leadership(settings, "ocpi", city.id,
                                      f"{socket.gethostname()}-{os.getpid()}",
@@ -225,22 +222,6 @@ class OcpiService(Lifecycle):
             found[peer.id] = token
         return found
 
-    def stop(self) -> None:
-        """Ask the service to finish; safe more than once and from any thread."""
-        if self.stopping:
-            return
-        self.stopping = True
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._stop_event.set)
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep, but no longer than until ``stop()``."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop_event.wait()
-
     def run(self) -> int:
         """Pull until stopped; the exit code."""
         try:
@@ -254,7 +235,7 @@ class OcpiService(Lifecycle):
 
     async def open(self) -> None:
         """The database pool and the MQTT publisher (``run`` does it; tests call it)."""
-        self._loop = asyncio.get_running_loop()
+        self.enter_loop()
         self.pool = await open_async_pool(
             self.settings.DATABASE_URL, max_size=2, name="ocpi")
         target = self.settings.mqtt
@@ -273,6 +254,8 @@ class OcpiService(Lifecycle):
         await self.http.aclose()
 
     async def _main(self, tokens: dict[str, str]) -> None:
+        if not self.enter_loop():
+            return
         await self.open()
         status: ServiceStatus | None = None
         stop_metrics = serve_metrics(0, self.metrics.registry)  # none yet
@@ -289,27 +272,12 @@ class OcpiService(Lifecycle):
             tasks += [asyncio.create_task(pull.run(), name=f"ocpi-{peer_id}")
                       for peer_id, pull in self.pulls.items()]
             logger.info("pulling %d OCPI peers of %s", len(self.pulls), self.city.id)
-            await self._supervise(tasks)
+            await self.supervise(tasks)
         finally:
             stop_metrics()
             if status is not None:
                 status.close()
             await self.close()
-
-    async def _supervise(self, tasks: list[asyncio.Task[None]]) -> None:
-        stopping = asyncio.create_task(self._stop_event.wait(), name="ocpi-stop")
-        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stopping}:
-            error = None if task.cancelled() else task.exception()
-            if error is None and self.stopping:
-                continue
-            logger.error("task %s ended unexpectedly: %r", task.get_name(), error,
-                         exc_info=error)
-            self.exit_code = 1
-        self.stop()
-        for task in [stopping, *tasks]:
-            task.cancel()
-        await asyncio.gather(stopping, *tasks, return_exceptions=True)
 
     async def store(self, readings: list[EvseReading], now: datetime,
                     rejects: list[tuple[Any, str]], peer: OcpiPeer) -> list[EvseState]:

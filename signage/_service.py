@@ -26,7 +26,6 @@ API, which NOTIFYs ``parkleit_sign_override``) replaces the rendered content unt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -44,7 +43,7 @@ from core.db import open_async_pool, queries
 from core.leader import Leadership
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
-from core.runtime import Lifecycle, serve_metrics
+from core.runtime import AsyncLifecycle, serve_metrics
 from core.settings import Settings
 from core.status import LotStatus
 from signage._audit import AuditLog, Health, content_from_json
@@ -106,10 +105,11 @@ class _Metrics:
                                "sign_log rows waiting to be written", registry=r)
 
 
-class SignageService(Lifecycle):
+class SignageService(AsyncLifecycle):
     """Keeps every sign of a city showing its lots; ``run()`` blocks until ``stop()``."""
 
     def __init__(self, settings: Settings, city: City, *, drivers: Drivers | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.clock = settings.clock
         self.city = city
@@ -134,30 +134,12 @@ class SignageService(Lifecycle):
                                       for line in sign.lines for lot_id in line.lots})
         self._tasks: dict[str, SignTask] = {}
         self._status: ServiceStatus | None = None  # MQTT: online, and this instance's role
-        self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event = asyncio.Event()
         self.leadership = Leadership(settings, "signage", city.id,
                                      f"{socket.gethostname()}-{os.getpid()}", self._led)
         self.log = AuditLog(city.id, self.metrics)
         self.audit, self.record_health = self.log.audit, self.log.record_health
 
     # -- lifecycle --------------------------------------------------------------------------
-
-    @property
-    def stopping(self) -> bool:
-        """Whether ``stop()`` was called (or a task died)."""
-        return self._stopping
-
-    def stop(self) -> None:
-        """Ask the service to finish; safe to call more than once, from any thread."""
-        if self._stopping:
-            return
-        self._stopping = True
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed already
-                loop.call_soon_threadsafe(self._wake_all)
 
     def _led(self, leading: bool) -> None:
         """Leadership taken or lost: a new leader pushes every sign at once (it cannot know
@@ -169,7 +151,8 @@ class SignageService(Lifecycle):
             for task in self._tasks.values():
                 task.push_now()
 
-    def _wake_all(self) -> None:
+    def _wake(self) -> None:
+        """At the stop: every sign task too (one waiting between pushes ends now)."""
         self._stop_event.set()
         for task in self._tasks.values():
             task.wake.set()
@@ -184,8 +167,7 @@ class SignageService(Lifecycle):
         return self.exit_code
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self._stopping:
+        if not self.enter_loop():
             return
         settings = self.settings
         pool = await open_async_pool(
@@ -214,7 +196,7 @@ class SignageService(Lifecycle):
                        for sign_id, task in self._tasks.items()]
             logger.info("serving %d signs of %s; listening for lot changes",
                         len(workers), self.city.id)
-            await self._supervise([*background, *workers, writer])
+            await self.supervise([*background, *workers, writer], cancel=False)
             await self._shutdown(workers, background, writer)
         finally:
             await feed.close()
@@ -223,21 +205,6 @@ class SignageService(Lifecycle):
                 status.close()
             await pool.close(timeout=2)
             stop_metrics()
-
-    async def _supervise(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Wait for ``stop()``; a task that ends before it stops the service with exit 1."""
-        stopping = asyncio.create_task(self._stop_event.wait(), name="signage-stop")
-        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        for task in done - {stopping}:
-            error = None if task.cancelled() else task.exception()
-            if error is None and self._stopping:
-                continue  # it saw the stop before this wait did
-            logger.error("task %s ended unexpectedly: %s", task.get_name(),
-                         repr(error) if error else "returned", exc_info=error)
-            self.exit_code = 1
-        self._stopping = True
-        self._wake_all()
 
     async def _shutdown(self, workers: list[asyncio.Task[None]],
                         background: list[asyncio.Task[None]],
@@ -250,12 +217,6 @@ class SignageService(Lifecycle):
             task.cancel()
         await asyncio.gather(*late, *background, return_exceptions=True)
         await self.log.finish(writer, deadline)
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep, but no longer than until ``stop()``."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop_event.wait()
 
     # -- lot status in ----------------------------------------------------------------------
 
