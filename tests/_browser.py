@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _helpers import ROOT
@@ -55,6 +56,35 @@ def browser_fixture(package: Path) -> Callable[[], Iterator[Browser]]:
         with chromium(package) as launched:
             yield launched
     return browser
+
+
+def watched_tab(browser: Browser, *, script: str | None = None, tolerated: str | None = None,
+                **options: Any) -> tuple[Page, list[str]]:
+    """A tab in a fresh German desktop context (``options`` for the context, ``script`` a file
+    run in every page first), and the JavaScript errors it logs: uncaught ones and console
+    errors, but for those containing ``tolerated``."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 860},
+                                     "locale": "de-DE", **options})
+    if script is not None:
+        context.add_init_script(path=script)  # by the debugging protocol: the page's policy
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error"
+           and (tolerated is None or tolerated not in message.text) else None)
+    return tab, errors
+
+
+@contextmanager
+def error_free_tab(browser: Browser, **options: Any) -> Iterator[Page]:
+    """:func:`watched_tab`'s tab for the block, its context closed after it; the block fails
+    if the page logged a JavaScript error."""
+    tab, errors = watched_tab(browser, **options)
+    try:
+        yield tab
+    finally:
+        tab.context.close()
+    assert not errors, f"errors in the page: {errors}"
 
 
 def policy_page(browser: Browser) -> tuple[Page, list[str]]:

@@ -1,4 +1,5 @@
-"""Helpers shared by tests: the suite's clock, service processes, polling and benchmark runs."""
+"""Helpers shared by tests: the suite's clock, service processes and commands, polling,
+benchmark runs, MQTT watching and the documents the API answers with."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import io
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -79,6 +82,31 @@ class ServiceProcess(ParkleitProcess):
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         super().__init__(args, env, log)
+
+
+def start_ingest(spawn: Callable[..., ServiceProcess], settings: Settings, *args: str,
+                 name: str = "ingest", **extra: str) -> ServiceProcess:
+    """``parkleit ingest`` (with ``args``) on ``settings`` and the ``extra`` variables,
+    started by the ``spawn`` fixture; returned once it is connected to the broker."""
+    process = spawn(["ingest", *args], service_env(settings, **extra), name=name)
+    process.wait_log("connected to MQTT")
+    return process
+
+
+def run_parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m parkleit`` with ``args`` run to its end, in this process's environment
+    without parkleit settings but with ``env``; its output captured."""
+    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
+                          env={**base_env(), **env}, capture_output=True, text=True, timeout=60)
+
+
+def assert_bad_usage(args: list[str], reason: str, **env: str) -> None:
+    """``parkleit`` with ``args`` (and ``env``) refuses them as bad usage or config: exit
+    code 2, ``reason`` in what it says, and no traceback."""
+    result = run_parkleit(*args, **env)
+    assert result.returncode == 2, result.stderr
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def answers_ok(url: str) -> bool:
@@ -217,6 +245,7 @@ def problem(answer: Any, status: int) -> dict[str, Any]:
     return body
 
 
+XML = "application/xml; charset=utf-8"
 DATEX2_SCHEMAS = ROOT.parent / "shared" / "schemas" / "datex2-v3.7"
 DATEX2_ENTRY = "DATEXII_3_D2Payload.xsd"  # d2:payload; imports every namespace
 
@@ -228,3 +257,14 @@ def datex2_schema(directory: Path = DATEX2_SCHEMAS) -> xmlschema.XMLSchema:
         pytest.fail(f"DATEX II v3.7 schemas not found: {directory / DATEX2_ENTRY} is missing "
                     "(the tests need ../shared beside the project, as CI has it)", pytrace=False)
     return xmlschema.XMLSchema(directory / DATEX2_ENTRY)
+
+
+def datex2_document(client: Any, schema: xmlschema.XMLSchema, path: str) -> bytes:
+    """The DATEX II document the API (an httpx or TestClient client) serves at ``path``:
+    answered 200 as XML, and valid by ``schema``."""
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == XML
+    document: bytes = response.content
+    schema.validate(document)
+    return document

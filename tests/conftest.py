@@ -26,8 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 import _helpers
 import psycopg
 import pytest
+import xmlschema
 from _citytoml import write_city
-from _helpers import CLOCK_VARIABLE, ServiceProcess
+from _helpers import CLOCK_VARIABLE, ServiceProcess, Watcher, datex2_schema
 from fastapi.testclient import TestClient
 from psycopg import sql
 
@@ -166,6 +167,12 @@ def city(city_path: Path) -> City:
     return load_city(str(city_path))
 
 
+@pytest.fixture(scope="session")
+def zeitz() -> City:
+    """The example city Zeitz as the project ships it (``cities/zeitz.toml``)."""
+    return load_city("zeitz")
+
+
 @pytest.fixture
 def settings(db_url: str, mqtt_url: str, city_path: Path) -> Settings:
     """Settings for in-process services of this test."""
@@ -188,6 +195,27 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     for process in started:
         process.close()
 
+
+@pytest.fixture
+def watch(settings: Settings) -> Iterator[Callable[..., Watcher]]:
+    """Watch topic filters on this test's broker (a :class:`Watcher` each); all are closed at
+    the end of the test."""
+    watchers: list[Watcher] = []
+
+    def subscribe(*filters: str) -> Watcher:
+        watcher = Watcher(settings, *filters)
+        watchers.append(watcher)
+        return watcher
+
+    yield subscribe
+    for watcher in watchers:
+        watcher.close()
+
+
+@pytest.fixture(scope="session")
+def datex2() -> xmlschema.XMLSchema:
+    """The official DATEX II v3.7 schemas, read once for the run."""
+    return datex2_schema()
 
 
 @pytest.fixture

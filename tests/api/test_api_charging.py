@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import xmlschema
 from _citytoml import evse_id, write_city
-from _helpers import datex2_schema, utc_now
+from _helpers import datex2_document, utc_now
 from fastapi.testclient import TestClient
 
 from api import create_app
@@ -33,12 +33,6 @@ from core.settings import Settings
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 XSI_TYPE = f"{{{NAMESPACES['xsi']}}}type"
-XML = "application/xml; charset=utf-8"
-
-
-@pytest.fixture(scope="module")
-def schema() -> xmlschema.XMLSchema:
-    return datex2_schema()
 
 
 @pytest.fixture
@@ -80,10 +74,9 @@ def _statuses(document: bytes) -> dict[str, tuple[str, str | None, str]]:
 # -- the publications themselves ---------------------------------------------------------------
 
 
-def test_the_table_holds_the_citys_own_points(schema: xmlschema.XMLSchema) -> None:
-    zeitz = load_city("zeitz")
+def test_the_table_holds_the_citys_own_points(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
     document = energy_table_publication([zeitz], NOW)
-    schema.validate(document)
+    datex2.validate(document)
     root = ET.fromstring(document)
     assert root.get(XSI_TYPE) == "aegi:EnergyInfrastructureTablePublication"
     table = _find(root, "aegi:energyInfrastructureTable")
@@ -115,10 +108,10 @@ def test_the_table_holds_the_citys_own_points(schema: xmlschema.XMLSchema) -> No
     assert "Tarif: 0,49 EUR/kWh" in _text(point, "afac:additionalInformation//com:value")
 
 
-def test_every_operator_when_the_setting_says_so(schema: xmlschema.XMLSchema) -> None:
-    zeitz, naumburg = load_city("zeitz"), load_city("naumburg")
+def test_every_operator_when_the_setting_says_so(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
+    naumburg = load_city("naumburg")
     document = energy_table_publication([zeitz, naumburg], NOW, all_operators=True)
-    schema.validate(document)
+    datex2.validate(document)
     points = _points(document)
     assert sorted(points) == sorted(evse.evse_id for city in (zeitz, naumburg)
                                     for _, evse in city.evses())
@@ -135,14 +128,13 @@ def test_every_operator_when_the_setting_says_so(schema: xmlschema.XMLSchema) ->
 
 
 @pytest.mark.parametrize("status", list(EvseStatus))
-def test_each_ocpi_status_is_its_refill_point_status(schema: xmlschema.XMLSchema,
+def test_each_ocpi_status_is_its_refill_point_status(datex2: xmlschema.XMLSchema, zeitz: City,
                                                      status: EvseStatus) -> None:
-    zeitz = load_city("zeitz")
     evse = "DE*ZTZ*E0001*1"
     reported = NOW - timedelta(seconds=42)
     states = {evse: EvseState(evse, status, reported, reported, "ocpp")}
     document = energy_status_publication([zeitz], states, NOW)
-    schema.validate(document)
+    datex2.validate(document)
     statuses = _statuses(document)
     assert statuses[evse][:2] == (REFILL_POINT_STATUS[status], "2026-11-24T08:59:18+00:00")
     assert statuses["DE*ZTZ*E0001*2"][:2] == ("unknown", None)  # nothing reported yet
@@ -157,13 +149,13 @@ def test_the_mapping_is_one_to_one() -> None:
         EvseStatus.UNKNOWN: "unknown"}
 
 
-def test_the_status_references_the_tables_versions(schema: xmlschema.XMLSchema) -> None:
-    zeitz = load_city("zeitz")
+def test_the_status_references_the_tables_versions(datex2: xmlschema.XMLSchema,
+                                                   zeitz: City) -> None:
     table = ET.fromstring(energy_table_publication([zeitz], NOW))
     versions = {element.get("id"): element.get("version") for element in table.iter()
                 if element.get("version") is not None}
     status = energy_status_publication([zeitz], {}, NOW)
-    schema.validate(status)
+    datex2.validate(status)
     root = ET.fromstring(status)
     reference = _find(root, "aegi:tableReference")
     assert reference.get("version") == versions["zeitz-charging"]
@@ -240,32 +232,24 @@ def test_charging_locations(api_client: TestClient, city: City,
     assert bad.status_code == 422
 
 
-def _datex(client: TestClient, schema: xmlschema.XMLSchema, path: str) -> bytes:
-    response = client.get(path)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == XML
-    document: bytes = response.content
-    schema.validate(document)
-    return document
-
-
 @pytest.mark.usefixtures("states")
 def test_http_afir_publications(api_client: TestClient, city: City, settings: Settings,
-                                schema: xmlschema.XMLSchema) -> None:
+                                datex2: xmlschema.XMLSchema) -> None:
     cid = city.id
-    table = _datex(api_client, schema, "/v1/datex2/energy-infrastructure-table")
-    assert list(_points(table)) == [evse_id(cid, 1, 1), evse_id(cid, 1, 2)]  # the city's
-    status = _statuses(_datex(api_client, schema, "/v1/datex2/energy-infrastructure-status"))
-    assert {evse: entry[0] for evse, entry in status.items()} == {
+    table, status = (f"/v1/datex2/energy-infrastructure-{kind}" for kind in ("table", "status"))
+    assert list(_points(datex2_document(api_client, datex2, table))) == [
+        evse_id(cid, 1, 1), evse_id(cid, 1, 2)]  # the city's
+    statuses = _statuses(datex2_document(api_client, datex2, status))
+    assert {evse: entry[0] for evse, entry in statuses.items()} == {
         evse_id(cid, 1, 1): "charging", evse_id(cid, 1, 2): "unknown"}
 
     with TestClient(create_app(settings.model_copy(
             update={"API_AFIR_ALL_OPERATORS": True}))) as every:
         # By site, the lots in config order: the garage comes first.
-        assert list(_points(_datex(every, schema, "/v1/datex2/energy-infrastructure-table"))) == [
+        assert list(_points(datex2_document(every, datex2, table))) == [
             evse_id(cid, 2, 1), evse_id(cid, 1, 1), evse_id(cid, 1, 2)]
-        status = _statuses(_datex(every, schema, "/v1/datex2/energy-infrastructure-status"))
-        assert status[evse_id(cid, 2, 1)][0] == "outOfOrder"
+        statuses = _statuses(datex2_document(every, datex2, status))
+        assert statuses[evse_id(cid, 2, 1)][0] == "outOfOrder"
 
 
 @pytest.fixture

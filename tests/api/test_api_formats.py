@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import xmlschema
 from _citytoml import write_city
-from _helpers import datex2_schema, utc_now
+from _helpers import datex2_document, utc_now
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
@@ -35,17 +35,6 @@ from core.status import LotReading
 NOW = datetime(2024, 7, 3, 10, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Zeitz: all lots open
 NIGHT = datetime(2024, 7, 3, 22, 0, tzinfo=UTC)  # Thursday 00:00 in Zeitz
 XSI_TYPE = f"{{{NAMESPACES['xsi']}}}type"
-XML = "application/xml; charset=utf-8"
-
-
-@pytest.fixture(scope="module")
-def schema() -> xmlschema.XMLSchema:
-    return datex2_schema()
-
-
-@pytest.fixture(scope="module")
-def zeitz() -> City:
-    return load_city("zeitz")
 
 
 # -- reading the documents back ------------------------------------------------------------------
@@ -178,10 +167,10 @@ def _closed(version: str) -> Status:
 
 # -- pure functions, Zeitz --------------------------------------------------------------------
 
-def test_parking_table_describes_every_zeitz_lot(schema: xmlschema.XMLSchema,
+def test_parking_table_describes_every_zeitz_lot(datex2: xmlschema.XMLSchema,
                                                  zeitz: City) -> None:
     document = parking_table_publication([zeitz], NOW)
-    schema.validate(document)
+    datex2.validate(document)
     assert document.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
     root, table, places = _table(document)
     assert root.get(XSI_TYPE) == "prk:ParkingTablePublication"
@@ -257,7 +246,7 @@ def _views(city: City, readings: dict[str, LotReading], now: datetime) -> dict[s
 
 
 def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
-        schema: xmlschema.XMLSchema, zeitz: City) -> None:
+        datex2: xmlschema.XMLSchema, zeitz: City) -> None:
     altmarkt, rossmarkt, wendische, bahnhof, moritzburg, *rest = zeitz.lots
     counted = NOW - timedelta(seconds=90)
     readings = {
@@ -269,7 +258,7 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
         "elsewhere": LotReading(1, counted),  # not a Zeitz lot: ignored
     }
     document = parking_status_publication([zeitz], _views(zeitz, readings, NOW), NOW)
-    schema.validate(document)
+    datex2.validate(document)
     root, statuses = _statuses(document)
     assert root.get(XSI_TYPE) == "prk:ParkingStatusPublication"
     assert _text(root, "prk:headerInformation/com:informationStatus") == "test"
@@ -290,7 +279,7 @@ def test_parking_status_of_fresh_full_almost_full_closed_and_stale_lots(
         assert statuses[lot.id] == _unknown(version[lot.id])
 
 
-def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSchema,
+def test_parking_status_of_ev_spaces_as_the_lots_views(datex2: xmlschema.XMLSchema,
                                                      zeitz: City) -> None:
     """A lot's EV charging spaces (the table's SpecificArea ``{lot}/ev``) carry the figures of
     its view's ``ev`` (its free charging points where every EV space has one), where it knows
@@ -316,7 +305,7 @@ def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSche
     assert (views[altmarkt.id].ev.free, views[rossmarkt.id].ev.capacity) == (3, 10)
     assert (views[moritzburg.id].ev.free, views[moritzburg.id].ev.capacity) == (None, 2)
     document = parking_status_publication([zeitz], views, NOW)
-    schema.validate(document)
+    datex2.validate(document)
     _, _, places = _table(parking_table_publication([zeitz], NOW))
     at = "2024-07-03T09:58:30+00:00"
     assert _ev_statuses(document) == {
@@ -329,28 +318,28 @@ def test_parking_status_of_ev_spaces_as_the_lots_views(schema: xmlschema.XMLSche
 
 
 def test_a_lot_with_chargers_but_no_ev_spaces_configured_publishes_them(
-        schema: xmlschema.XMLSchema, tmp_path: Path) -> None:
+        datex2: xmlschema.XMLSchema, tmp_path: Path) -> None:
     """Each charging point charges a car on a space of its own: a lot whose config names no EV
     spaces but has two points has an EV area of two spaces, with their status."""
     city = load_city(str(write_city(tmp_path, "tev", chargers=True)))
     street = city.lot("tev-street")
     assert (street.ev_spaces, city.ev_spaces(street.id)) == (0, 2)
     table = parking_table_publication([city], NOW)
-    schema.validate(table)
+    datex2.validate(table)
     _, _, places = _table(table)
     assert places[f"{street.id}/ev"].supply == 2
     view = lot_view(city, street, {"free": 5, "updated": NOW - timedelta(seconds=30)}, NOW,
                     free_points=(1, 2))
     assert (view.ev.free, view.ev.capacity) == (1, 2)
     document = parking_status_publication([city], {street.id: view}, NOW)
-    schema.validate(document)
+    datex2.validate(document)
     assert _ev_statuses(document)[f"{street.id}/ev"]["vacant"] == "1"
 
 
-def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: City) -> None:
+def test_lots_closed_by_their_opening_hours(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
     readings = {lot.id: LotReading(10, NIGHT - timedelta(seconds=30)) for lot in zeitz.lots}
     document = parking_status_publication([zeitz], _views(zeitz, readings, NIGHT), NIGHT)
-    schema.validate(document)
+    datex2.validate(document)
     _, statuses = _statuses(document)
     assert statuses["zeitz-altmarkt"].opening == "closed"  # Mo-Sa 06:00-23:00
     assert statuses["zeitz-altmarkt"].vacant is None and statuses["zeitz-altmarkt"].status == []
@@ -358,13 +347,13 @@ def test_lots_closed_by_their_opening_hours(schema: xmlschema.XMLSchema, zeitz: 
     assert statuses["zeitz-rossmarkt"].vacant == 10
 
 
-def test_the_schema_check_can_fail(schema: xmlschema.XMLSchema, zeitz: City) -> None:
+def test_the_schema_check_can_fail(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
     document = parking_status_publication([zeitz], {}, NOW)
     broken = document.replace(b"<prk:status>unknown</prk:status>",
                               b"<prk:status>closed</prk:status>", 1)
     assert broken != document
     with pytest.raises(xmlschema.XMLSchemaValidationError):
-        schema.validate(broken)
+        datex2.validate(broken)
     reordered = document.replace(
         b"<fac:openingStatus>open</fac:openingStatus>\n"
         b"    <prk:parkingFault>noParkingInformationAvailable</prk:parkingFault>",
@@ -372,7 +361,7 @@ def test_the_schema_check_can_fail(schema: xmlschema.XMLSchema, zeitz: City) -> 
         b"    <fac:openingStatus>open</fac:openingStatus>", 1)
     assert reordered != document
     with pytest.raises(xmlschema.XMLSchemaValidationError):
-        schema.validate(reordered)
+        datex2.validate(reordered)
 
 
 # What OpenTripPlanner's ParkAPIUpdater/CarParkAPIUpdater read from each element of "lots".
@@ -505,27 +494,17 @@ def seeded(conn: psycopg.Connection[tuple[Any, ...]], city: City) -> Seeded:
     return Seeded(city, counted)
 
 
-def _datex(api_client: TestClient, schema: xmlschema.XMLSchema, path: str) -> bytes:
-    """The DATEX II document at ``path``, served as XML and valid by the schema."""
-    response = api_client.get(path)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == XML
-    document: bytes = response.content
-    schema.validate(document)
-    return document
-
-
-def test_http_parking_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
+def test_http_parking_publications(datex2: xmlschema.XMLSchema, seeded: Seeded,
                                    api_client: TestClient) -> None:
     city = seeded.city
-    table_xml = _datex(api_client, schema, "/v1/datex2/parking-table")
+    table_xml = datex2_document(api_client, datex2, "/v1/datex2/parking-table")
     _, table, places = _table(table_xml)
     assert list(places) == [f"{city.id}-fresh", f"{city.id}-fresh/disabled",
                             f"{city.id}-fresh/ev", *(lot.id for lot in city.lots[1:])]
     assert places[f"{city.id}-fresh"].address == "Markt 1"
     assert places[f"{city.id}-stale"].structure == "onStreet"
 
-    status_xml = _datex(api_client, schema, "/v1/datex2/parking-status")
+    status_xml = datex2_document(api_client, datex2, "/v1/datex2/parking-status")
     root, statuses = _statuses(status_xml)
     reference = root.find("prk:parkingTableReference", NAMESPACES)
     assert reference is not None and reference.get("version") == table.get("version")
@@ -543,16 +522,16 @@ def test_http_parking_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
     }
 
 
-def test_http_vms_publications(schema: xmlschema.XMLSchema, seeded: Seeded,
+def test_http_vms_publications(datex2: xmlschema.XMLSchema, seeded: Seeded,
                                api_client: TestClient) -> None:
     city = seeded.city
-    table_xml = _datex(api_client, schema, "/v1/datex2/vms-table")
+    table_xml = datex2_document(api_client, datex2, "/v1/datex2/vms-table")
     controllers = ET.fromstring(table_xml).findall(
         "vms:vmsControllerTable/vms:vmsController", NAMESPACES)
     assert [controller.get("id") for controller in controllers] == [
         sign.id for sign in city.signs]
 
-    status_xml = _datex(api_client, schema, "/v1/datex2/vms-status")
+    status_xml = datex2_document(api_client, datex2, "/v1/datex2/vms-status")
     shown: dict[str, tuple[str | None, list[str], list[str]]] = {}
     for status in ET.fromstring(status_xml).findall("vms:vmsControllerStatus", NAMESPACES):
         reference = status.find("vms:vmsControllerReference", NAMESPACES)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 import httpx
 import psycopg
 import pytest
-from _browser import browser_fixture
+from _browser import browser_fixture, error_free_tab, watched_tab
 from _helpers import ROOT, problem, service_env, utc_now, wait_for
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
@@ -617,33 +617,14 @@ def test_a_temporary_capacity_reaches_the_api_and_datex_and_ingest_counts_agains
 browser = browser_fixture(ROOT / "api" / "static" / "js")
 
 
-def _page(browser: Browser, *, script: str | None = None,
-          **options: Any) -> tuple[Page, list[str]]:
-    """A tab in a fresh German context (``options`` for the context, ``script`` a file run in
-    every page first), and the JavaScript errors it logs."""
-    context = browser.new_context(**{"viewport": {"width": 1280, "height": 860},
-                                     "locale": "de-DE", **options})
-    if script is not None:
-        context.add_init_script(path=script)  # by the debugging protocol: the page's policy
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    # A 401 before logging in is the console's contract; Chromium logs every 4xx it loads.
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error"
-           and "status of 401" not in message.text else None)
-    return tab, errors
+# A 401 before logging in is the console's contract; Chromium logs every 4xx it loads.
+UNAUTHORIZED = "status of 401"
 
 
-@contextmanager
-def error_free_tab(browser: Browser, **options: Any) -> Iterator[Page]:
-    """``_page``'s tab for the block, its context closed after it; the block fails if the
-    page logged a JavaScript error."""
-    tab, errors = _page(browser, **options)
-    try:
-        yield tab
-    finally:
-        tab.context.close()
-    assert not errors, errors
+def console_tab(browser: Browser, **options: Any) -> AbstractContextManager[Page]:
+    """An error-free tab for the block (:func:`_browser.error_free_tab`) on the console's
+    pages, where a 401 is no error."""
+    return error_free_tab(browser, tolerated=UNAUTHORIZED, **options)
 
 
 def log_in_on_page(tab: Page, name: str, password: str = PASSWORD) -> None:
@@ -658,7 +639,7 @@ def log_in_on_page(tab: Page, name: str, password: str = PASSWORD) -> None:
 def test_the_console_page_logs_in_and_closes_a_lot(console: Console,
                                                    browser: Browser) -> None:
     console.add("olga", "operator")
-    with error_free_tab(browser) as tab:
+    with console_tab(browser) as tab:
         tab.goto(f"{console.url}/console")
         expect(tab.get_by_label("Benutzername")).to_be_focused()
         # Keyboard only: type, tab, type, Enter.
@@ -709,7 +690,7 @@ def test_the_console_page_lets_an_admin_add_and_disable_a_person(console: Consol
                                                                   browser: Browser) -> None:
     console.add("ada", "admin")
     console.add("olga", "operator")
-    with error_free_tab(browser) as tab:
+    with console_tab(browser) as tab:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "olga")
         expect(tab.locator("#people")).to_be_hidden()  # an operator manages no one
@@ -739,7 +720,7 @@ def test_the_console_page_puts_a_sign_into_full_corrects_a_count_and_limits_capa
     console.add("olga", "operator")
     sign, lot = f"{console.city.id}-vms-1", console.lot("garage")
     sign_name, lot_name = console.city.signs[0].name, console.city.lot(lot).name
-    tab, errors = _page(browser)
+    tab, errors = watched_tab(browser, tolerated=UNAUTHORIZED)
     try:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "olga")

@@ -18,7 +18,7 @@ from _helpers import problem, utc_now
 from _payloads import dumps, ttn_topic, ttn_uplink
 from playwright.sync_api import Browser, expect
 from test_api_stream_admin import counter
-from test_console import ARTIFACTS, Console, error_free_tab, log_in_on_page
+from test_console import ARTIFACTS, Console, console_tab, log_in_on_page
 
 from api._statemetrics import CityGauges
 from core.alarms import ALARM_KINDS
@@ -218,7 +218,7 @@ def test_the_console_shows_an_alarm_and_acknowledges_it(console: Console,
     _evaluate(console, now)
     small = console.lot("small")
     name = console.city.lot(small).name
-    with error_free_tab(browser) as tab:
+    with console_tab(browser) as tab:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "olga")
         row = tab.locator("#alarm-rows tr").filter(has_text=name)
@@ -267,7 +267,7 @@ def test_a_silent_gateway_appears_on_the_console_and_clears_when_it_is_heard_aga
 
     uplink(now - timedelta(hours=2))  # then nothing through it: silent for an hour and more
     _evaluate(console, now)
-    with error_free_tab(browser) as tab:
+    with console_tab(browser) as tab:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "olga")
         row = tab.locator("#alarm-rows tr").filter(has_text="zeitz-rathaus")

@@ -22,7 +22,7 @@ from _helpers import problem, wait_for
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
 from test_api_stream_admin import counter, iso
-from test_console import ARTIFACTS, Console, error_free_tab, log_in_on_page, make_console  # noqa: F401
+from test_console import ARTIFACTS, Console, console_tab, log_in_on_page, make_console  # noqa: F401
 
 from ingest import Writer
 
@@ -279,8 +279,8 @@ def test_the_console_page_enters_and_deletes_an_event(console: Console,
     garage = console.lot("garage")
     berlin = ZoneInfo("Europe/Berlin")
     now = _app_now(console).astimezone(berlin)
-    with error_free_tab(browser, script=str(AXE), viewport={"width": 1280, "height": 900},
-                              timezone_id="Europe/Berlin") as tab:
+    with console_tab(browser, script=str(AXE), viewport={"width": 1280, "height": 900},
+                     timezone_id="Europe/Berlin") as tab:
         tab.goto(f"{console.url}/console")
         log_in_on_page(tab, "paul")
         events = tab.locator("#event-rows")

@@ -20,7 +20,7 @@ from _browser import browser_fixture
 from _helpers import problem
 from playwright.sync_api import Browser, expect
 from test_accessibility import AXE, axe_violations, readable
-from test_console import ARTIFACTS, PASSWORD, Console, error_free_tab, make_console  # noqa: F401
+from test_console import ARTIFACTS, PASSWORD, Console, console_tab, make_console  # noqa: F401
 
 from core.city import City
 from core.clock import Clock
@@ -300,7 +300,7 @@ browser = browser_fixture(AXE)
 def test_the_printable_report_page(reports: Console, browser: Browser) -> None:
     seed_october(reports.conn, reports.city)
     reports.add("paul", "planner")
-    with error_free_tab(browser, script=str(AXE), viewport={"width": 1280, "height": 900}) as tab:
+    with console_tab(browser, script=str(AXE), viewport={"width": 1280, "height": 900}) as tab:
         tab.goto(f"{reports.url}/console/reports/{reports.city.id}/2026-10")
         expect(tab.locator("#report-status")).to_have_text(
             "Bitte zuerst in der Leitstelle anmelden.")

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from _browser import LEAFLET, browser_fixture
+from _browser import LEAFLET, browser_fixture, error_free_tab
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI, city_toml, write_city
 from _helpers import ROOT, ServiceProcess, free_port, service_env, utc_now, wait_for
 from _payloads import dumps, ttn_topic, ttn_uplink
@@ -204,16 +204,8 @@ browser = browser_fixture(LEAFLET)
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser tab; a JavaScript error on the page fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE",
-                                  accept_downloads=True)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: errors.append(message.text)
-           if message.type == "error" else None)
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with error_free_tab(browser, accept_downloads=True) as tab:
+        yield tab
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:

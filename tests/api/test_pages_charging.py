@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from _browser import LEAFLET, browser_fixture
+from _browser import LEAFLET, browser_fixture, error_free_tab
 from _citytoml import evse_id, write_city
 from _helpers import utc_now
 from playwright.sync_api import Browser, Page, expect
@@ -60,15 +60,8 @@ browser = browser_fixture(LEAFLET)
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser tab; a JavaScript error on the page fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: errors.append(message.text)
-           if message.type == "error" else None)
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with error_free_tab(browser) as tab:
+        yield tab
 
 
 def test_the_charging_layer_and_its_filters(page: Page, site: Site) -> None:

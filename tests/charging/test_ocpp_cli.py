@@ -4,15 +4,21 @@ two processes talking real OCPP to each other."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, Watcher, base_env, free_port, service_env, wait_for
+from _helpers import (
+    ServiceProcess,
+    Watcher,
+    assert_bad_usage,
+    free_port,
+    run_parkleit,
+    service_env,
+    wait_for,
+)
 from test_ocpp import ocpp_city_toml
 
 from charging import Credentials, hash_password
@@ -21,16 +27,11 @@ from core.city import load_cities
 from core.settings import Settings
 
 
-def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
-                          env={**base_env(), **env}, capture_output=True, text=True, timeout=60)
-
-
 def test_help_names_the_endpoint() -> None:
-    result = parkleit("ocpp", "--help")
+    result = run_parkleit("ocpp", "--help")
     assert result.returncode == 0
     assert "ws://HOST:PORT/ocpp/{charge_point_id}" in " ".join(result.stdout.split())
-    assert parkleit("simulate", "chargers", "--help").returncode == 0
+    assert run_parkleit("simulate", "chargers", "--help").returncode == 0
 
 
 @pytest.mark.parametrize(("env", "args", "reason"), [
@@ -46,10 +47,7 @@ def test_help_names_the_endpoint() -> None:
 ])
 def test_bad_usage_exits_2_with_one_line(env: dict[str, str], args: list[str],
                                          reason: str) -> None:
-    result = parkleit(*args, **env)
-    assert result.returncode == 2, result.stderr
-    assert reason in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_bad_usage(args, reason, **env)
 
 
 def test_a_taken_port_exits_2(settings: Settings, tmp_path: Path) -> None:
@@ -59,7 +57,7 @@ def test_a_taken_port_exits_2(settings: Settings, tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = parkleit("ocpp", "--port", str(port), **service_env(
+        result = run_parkleit("ocpp", "--port", str(port), **service_env(
             settings, PARKLEIT_OCPP_CREDENTIALS_FILE=str(credentials)))
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
@@ -68,7 +66,7 @@ def test_a_taken_port_exits_2(settings: Settings, tmp_path: Path) -> None:
 
 def test_add_station_prints_a_password_the_file_accepts(tmp_path: Path) -> None:
     path = tmp_path / "credentials"
-    result = parkleit("ocpp", "add-station", "zeitz-cp-1", "--file", str(path))
+    result = run_parkleit("ocpp", "add-station", "zeitz-cp-1", "--file", str(path))
     assert result.returncode == 0, result.stderr
     password = result.stdout.strip()
     assert 16 <= len(password) <= 40 and password not in path.read_text()
@@ -77,7 +75,7 @@ def test_add_station_prints_a_password_the_file_accepts(tmp_path: Path) -> None:
     other = password[:-1] + ("x" if password[-1] != "x" else "y")  # one character off
     assert not credentials.verify("zeitz-cp-1", other)
     assert not credentials.verify("zeitz-cp-2", password)
-    again = parkleit("ocpp", "add-station", "zeitz-cp-1", "--file", str(path))
+    again = run_parkleit("ocpp", "add-station", "zeitz-cp-1", "--file", str(path))
     assert again.returncode == 2 and "already" in again.stderr
 
 

@@ -26,11 +26,6 @@ BERLIN = ZoneInfo("Europe/Berlin")
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def zeitz() -> City:
-    return load_city("zeitz")
-
-
 def test_zeitz_loads_with_expected_shape(zeitz: City) -> None:
     assert zeitz.id == "zeitz"
     assert zeitz.city.name == "Zeitz"

@@ -6,19 +6,22 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from _helpers import ROOT, ServiceProcess, base_env, service_env, utc_now, wait_for
-from paho.mqtt.enums import CallbackAPIVersion
+from _helpers import (
+    ServiceProcess,
+    Watcher,
+    assert_bad_usage,
+    run_parkleit,
+    service_env,
+    utc_now,
+    wait_for,
+)
 
 from core.city import City
 from core.db import queries
@@ -236,42 +239,12 @@ def test_backtest_fills_the_window_before_the_first_live_forecast(
     assert {kind for *_, kind in after} == {"live"}
 
 
-class StatusWatcher:
-    """The payloads of one retained topic, in order."""
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.payloads: list[str] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect(settings.mqtt.host, settings.mqtt.port)
-        self.client.subscribe(topic, qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.payloads.append(msg.payload.decode())
-
-    def last(self) -> str | None:
-        with self._lock:
-            return self.payloads[-1] if self.payloads else None
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def status(settings: Settings, city: City) -> Iterator[StatusWatcher]:
-    watcher = StatusWatcher(settings, f"parkleit/v1/{city.id}/services/forecast")
-    yield watcher
-    watcher.close()
-
-
 def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
         conn: psycopg.Connection[Any], registered: City, settings: Settings,
-        spawn: Callable[..., ServiceProcess], status: StatusWatcher) -> None:
+        spawn: Callable[..., ServiceProcess], watch: Callable[..., Watcher]) -> None:
     city = registered
+    status = f"parkleit/v1/{city.id}/services/forecast"
+    watcher = watch(status)
     history(conn, city, 2, utc_now())
     # The timer (10 min) never fires in this test: every forecast after the first one comes
     # from the change.
@@ -289,7 +262,7 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
     service.wait_log(f"backtest of {city.id} with {model.version}")
     [backtests] = conn.execute(count, ("backtest",)).fetchone() or [0]
     assert backtests > 2 * len(city.lots) * 96
-    wait_for(lambda: status.last() == "online")
+    wait_for(lambda: watcher.last(status) == "online")
 
     garage = f"{city.id}-garage"
     before = latest_free(conn)[garage]
@@ -306,13 +279,7 @@ def test_serve_trains_predicts_again_after_a_big_change_and_stops_cleanly(
              timeout=10)
 
     assert service.terminate() == 0
-    wait_for(lambda: status.last() == "offline", timeout=5)
-
-
-def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = base_env()
-    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    wait_for(lambda: watcher.last(status) == "offline", timeout=5)
 
 
 @pytest.mark.parametrize(("env", "args", "reason"), [
@@ -326,29 +293,27 @@ def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 ])
 def test_bad_usage_exits_2_with_the_reason(env: dict[str, str], args: list[str],
                                            reason: str) -> None:
-    result = parkleit(*args, **env)
-    assert result.returncode == 2, result.stderr
-    assert reason in result.stderr and "Traceback" not in result.stderr
+    assert_bad_usage(args, reason, **env)
 
 
 def test_cli_train_and_predict(db_url: str, admin_url: str, conn: psycopg.Connection[Any],
                                city_path: Path, registered: City) -> None:
     env = {"PARKLEIT_DATABASE_URL": db_url, "PARKLEIT_CITY": str(city_path)}
-    missing = parkleit("forecast", "predict", **env)
+    missing = run_parkleit("forecast", "predict", **env)
     assert missing.returncode == 1 and "no forecast model for" in missing.stderr
-    unmigrated = parkleit("forecast", "train", **{**env, "PARKLEIT_DATABASE_URL": admin_url})
+    unmigrated = run_parkleit("forecast", "train", **{**env, "PARKLEIT_DATABASE_URL": admin_url})
     assert unmigrated.returncode == 2
     assert "no forecasting tables; run `parkleit db migrate`" in unmigrated.stderr
 
     history(conn, registered, 2, utc_now())
-    trained = parkleit("forecast", "train", "--days", "7", **env)
+    trained = run_parkleit("forecast", "train", "--days", "7", **env)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.startswith("baseline-persistence-")
     # and backtested it: two days of history, no live forecast in them
     assert f"backtest of {registered.id} with {trained.stdout.strip()}" in trained.stderr
     assert conn.execute("SELECT count(*) > 0 FROM forecasts WHERE kind = 'backtest'"
                         ).fetchone() == (True,)
-    predicted = parkleit("forecast", "predict", "--horizons", "30", **env)
+    predicted = run_parkleit("forecast", "predict", "--horizons", "30", **env)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(f"{len(registered.lots)} forecasts from ")
 
@@ -361,7 +326,7 @@ def test_serve_backtests_a_model_trained_without_one(
     city = registered
     history(conn, city, 2, utc_now())
     env = service_env(settings, PARKLEIT_FORECAST_HORIZONS="15,60")
-    trained = parkleit("forecast", "train", "--no-backtest", **env)
+    trained = run_parkleit("forecast", "train", "--no-backtest", **env)
     assert trained.returncode == 0, trained.stderr
     count = "SELECT count(*) FROM forecasts WHERE kind = %s"
     assert conn.execute(count, ("backtest",)).fetchone() == (0,)

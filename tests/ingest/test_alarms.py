@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from _helpers import ServiceProcess, service_env, utc_now, wait_for
+from _helpers import ServiceProcess, service_env, start_ingest, utc_now, wait_for
 from _payloads import dumps, native_bay, ttn_topic, ttn_uplink
 
 from core.alarms import ALARM_KINDS
@@ -243,9 +243,8 @@ def test_the_ingest_service_raises_alarms_and_tells_the_webhook(
         spawn: Callable[..., ServiceProcess], settings: Settings, city: City,
         conn: psycopg.Connection[Any], webhook: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = webhook
-    process = spawn(["ingest"], service_env(settings, PARKLEIT_INGEST_STALE_CHECK_S="0.5",
-                                            PARKLEIT_ALARM_WEBHOOK_URL=url), name="ingest")
-    process.wait_log("connected to MQTT")
+    start_ingest(spawn, settings, PARKLEIT_INGEST_STALE_CHECK_S="0.5",
+                 PARKLEIT_ALARM_WEBHOOK_URL=url)
     # No lot has been heard from: each has an alarm, raised by the service itself.
     query = "SELECT count(*) FROM alarms WHERE kind = 'lot_no_data' AND cleared_at IS NULL"
     wait_for(lambda: conn.execute(query).fetchone() == (len(city.lots),), timeout=20)

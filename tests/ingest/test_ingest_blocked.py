@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from _citytoml import evse_id, write_city
-from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
+from _helpers import ServiceProcess, Watcher, start_ingest, utc_now, wait_for
 
 from core.channels import charger_state_topic, charger_status_topic
 from core.city import City
@@ -26,19 +26,12 @@ def city_path(tmp_path: Path) -> Path:
     return write_city(tmp_path, f"t{secrets.token_hex(4)}", chargers=True)
 
 
-@pytest.fixture
-def watcher(settings: Settings, city: City) -> Iterator[Watcher]:
-    w = Watcher(settings, f"parkleit/v1/{city.id}/chargers/+/state")
-    yield w
-    w.close()
-
-
 def test_a_car_parked_without_charging_blocks_the_point(
-        spawn: Callable[..., ServiceProcess], settings: Settings, city: City,
-        watcher: Watcher) -> None:
-    process = spawn(["ingest"], service_env(settings), name="ingest")
-    process.wait_log("connected to MQTT")
+        spawn: Callable[..., ServiceProcess], watch: Callable[..., Watcher],
+        settings: Settings, city: City) -> None:
     cid, point = city.id, evse_id(city.id, 1, 1)
+    watcher = watch(f"parkleit/v1/{cid}/chargers/+/state")
+    start_ingest(spawn, settings)
     topic = charger_state_topic(cid, point)
     now = utc_now().replace(microsecond=0)
     client = mqtt_client(settings, f"pub-{cid}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from _citytoml import evse_id, write_city
-from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
+from _helpers import ServiceProcess, Watcher, start_ingest, utc_now, wait_for
 
 from core.channels import charger_state_topic, charger_status_topic
 from core.charging import EvseReading, EvseStatus, store_readings
@@ -30,29 +30,17 @@ def city_path(tmp_path: Path) -> Path:
     return write_city(tmp_path, f"t{secrets.token_hex(4)}", chargers=True)
 
 
-@pytest.fixture
-def ingest(spawn: Callable[..., ServiceProcess], settings: Settings) -> ServiceProcess:
-    process = spawn(["ingest"], service_env(settings), name="ingest")
-    process.wait_log("connected to MQTT")
-    return process
-
-
-@pytest.fixture
-def watcher(settings: Settings, city: City) -> Iterator[Watcher]:
-    w = Watcher(settings, f"parkleit/v1/{city.id}/chargers/+/state")
-    yield w
-    w.close()
-
-
 def rows(db_url: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url) as conn:
         return conn.execute(query).fetchall()
 
 
-@pytest.mark.usefixtures("ingest")
 def test_charger_status_is_stored_and_its_state_published(
-        settings: Settings, city: City, db_url: str, watcher: Watcher) -> None:
+        spawn: Callable[..., ServiceProcess], watch: Callable[..., Watcher],
+        settings: Settings, city: City, db_url: str) -> None:
+    start_ingest(spawn, settings)
     cid = city.id
+    watcher = watch(f"parkleit/v1/{cid}/chargers/+/state")
     one, two = evse_id(cid, 1, 1), evse_id(cid, 2, 1)
     earlier, now = utc_now() - timedelta(seconds=20), utc_now()
     good = [
@@ -96,22 +84,18 @@ def test_charger_status_is_stored_and_its_state_published(
         state = wait_for(lambda: watcher.last(topic))  # noqa: B023 (called at once)
         assert state["status"] == status and state["updated"] == rfc3339(now)
         assert state["source"] == "mqtt" and state["evse_id"] == evse
-    late = Watcher(settings, charger_state_topic(cid, one))
-    try:
-        assert wait_for(lambda: late.last(charger_state_topic(cid, one)))["status"] == "CHARGING"
-        assert charger_state_topic(cid, one) in late.retained
-    finally:
-        late.close()
+    late = watch(charger_state_topic(cid, one))
+    assert wait_for(lambda: late.last(charger_state_topic(cid, one)))["status"] == "CHARGING"
+    assert charger_state_topic(cid, one) in late.retained
 
 
 def test_a_state_another_writer_stored_is_published_at_the_next_stale_check(
-        spawn: Callable[..., ServiceProcess], settings: Settings, city: City, db_url: str,
-        watcher: Watcher) -> None:
+        spawn: Callable[..., ServiceProcess], watch: Callable[..., Watcher], settings: Settings,
+        city: City, db_url: str) -> None:
     """An OCPI push (stored by the API, which has no MQTT client) or an OCPP status reaches
     the retained state topic by ingest's stale check, as a lot closure does."""
-    process = spawn(["ingest"], service_env(settings, PARKLEIT_INGEST_STALE_CHECK_S="0.5"),
-                    name="ingest")
-    process.wait_log("connected to MQTT")
+    watcher = watch(f"parkleit/v1/{city.id}/chargers/+/state")
+    start_ingest(spawn, settings, PARKLEIT_INGEST_STALE_CHECK_S="0.5")
     point = evse_id(city.id, 2, 1)
     now = utc_now()
     with psycopg.connect(db_url) as conn, conn.transaction():

@@ -6,14 +6,14 @@ import base64
 import json
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from _citytoml import CHIRPSTACK_EUI, TTN_EUI
-from _helpers import ServiceProcess, Watcher, service_env, utc_now, wait_for
+from _helpers import ServiceProcess, Watcher, start_ingest, utc_now, wait_for
 from _payloads import bay_topic, dumps, native_bay
 
 from core.city import City
@@ -29,18 +29,9 @@ def now_iso() -> str:
 @pytest.fixture
 def ingest(spawn: Callable[..., ServiceProcess], settings: Settings) -> ServiceProcess:
     port = free_port()
-    process = spawn(["ingest"], service_env(settings, PARKLEIT_INGEST_METRICS_PORT=str(port)),
-                    name="ingest")
+    process = start_ingest(spawn, settings, PARKLEIT_INGEST_METRICS_PORT=str(port))
     process.metrics_port = port  # type: ignore[attr-defined]
-    process.wait_log("connected to MQTT")
     return process
-
-
-@pytest.fixture
-def watcher(settings: Settings, city: City) -> Iterator[Watcher]:
-    w = Watcher(settings, f"parkleit/v1/{city.id}/#")
-    yield w
-    w.close()
 
 
 def metric(port: int, name: str) -> float:
@@ -58,9 +49,10 @@ def count(db_url: str, query: str) -> int:
 
 
 def test_every_inbound_format_flows_to_the_database_and_status_out(
-        ingest: ServiceProcess, watcher: Watcher, settings: Settings, city: City,
+        ingest: ServiceProcess, watch: Callable[..., Watcher], settings: Settings, city: City,
         db_url: str) -> None:
     cid = city.id
+    watcher = watch(f"parkleit/v1/{cid}/#")
     client = mqtt_client(settings, f"pub-{cid}")
     try:
         for n in range(1, 4):
@@ -117,7 +109,8 @@ def test_every_inbound_format_flows_to_the_database_and_status_out(
 
 
 @pytest.mark.usefixtures("ingest")
-def test_retained_status_reaches_a_late_subscriber(settings: Settings, city: City) -> None:
+def test_retained_status_reaches_a_late_subscriber(
+        watch: Callable[..., Watcher], settings: Settings, city: City) -> None:
     cid = city.id
     client = mqtt_client(settings, f"pub-{cid}")
     client.publish(f"parkleit/v1/{cid}/lots/{cid}-small/counter",
@@ -125,30 +118,24 @@ def test_retained_status_reaches_a_late_subscriber(settings: Settings, city: Cit
     client.disconnect()
     client.loop_stop()
     topic = f"parkleit/v1/{cid}/lots/{cid}-small/status"
-    first = Watcher(settings, topic)
-    try:
-        wait_for(lambda: first.last(topic))
-    finally:
-        first.close()
-    late = Watcher(settings, topic)  # subscribes after the publish: gets the retained copy
-    try:
-        payload = wait_for(lambda: late.last(topic))
-        assert payload["free"] == 0 and payload["status"] == "full" and payload["capacity"] == 10
-        assert datetime.fromisoformat(payload["updated"]).tzinfo is not None
-    finally:
-        late.close()
+    first = watch(topic)
+    wait_for(lambda: first.last(topic))
+    late = watch(topic)  # subscribes after the publish: gets the retained copy
+    payload = wait_for(lambda: late.last(topic))
+    assert payload["free"] == 0 and payload["status"] == "full" and payload["capacity"] == 10
+    assert datetime.fromisoformat(payload["updated"]).tzinfo is not None
 
 
 def test_stale_lot_is_published_as_unknown(
-        spawn: Callable[..., ServiceProcess], settings: Settings, city: City,
-        watcher: Watcher, tmp_path: Path) -> None:
+        spawn: Callable[..., ServiceProcess], watch: Callable[..., Watcher], settings: Settings,
+        city: City, tmp_path: Path) -> None:
     # A lot whose newest reading is older than its stale limit shows unknown, not a number.
+    watcher = watch(f"parkleit/v1/{city.id}/#")
     stale = tmp_path / "stale.toml"
     stale.write_text(Path(settings.CITY).read_text().replace(
         'counter_modulus = 1000', 'counter_modulus = 1000\nstale_after_s = 30'))
     stale_settings = settings.model_copy(update={"CITY": str(stale)})
-    process = spawn(["ingest"], service_env(stale_settings), name="ingest")
-    process.wait_log("connected to MQTT")
+    start_ingest(spawn, stale_settings)
     client = mqtt_client(settings, f"pub-{city.id}")
     old = utc_now().timestamp() - 29
     client.publish(f"parkleit/v1/{city.id}/lots/{city.id}-garage/counter",
@@ -171,10 +158,8 @@ def test_a_worker_that_leaves_parks_nothing_on_its_session(
     the other worker gets every message after it. A plain stop keeps the session (a restart
     picks up its share): the broker holds that worker's share until it is back."""
     def worker(name: str, *args: str) -> ServiceProcess:
-        process = spawn(["ingest", "--client-id", f"{city.id}-{name}", *args],
-                        service_env(settings, PARKLEIT_INGEST_METRICS_PORT="0"), name=name)
-        process.wait_log("connected to MQTT")
-        return process
+        return start_ingest(spawn, settings, "--client-id", f"{city.id}-{name}", *args,
+                            name=name, PARKLEIT_INGEST_METRICS_PORT="0")
 
     worker("a")
     leaving = worker("b", *(["--leave"] if leave else []))

@@ -13,7 +13,7 @@ import pytest
 import xmlschema
 from _helpers import datex2_schema
 
-from core.city import City, load_city
+from core.city import City
 from core.datex2 import NAMESPACES, utc_time
 from signage import (
     LineContent,
@@ -27,16 +27,6 @@ from signage import (
 
 NOW = datetime(2024, 7, 3, 10, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Zeitz: all lots open
 ACKED = NOW - timedelta(seconds=40)
-
-
-@pytest.fixture(scope="module")
-def schema() -> xmlschema.XMLSchema:
-    return datex2_schema()
-
-
-@pytest.fixture(scope="module")
-def city() -> City:
-    return load_city("zeitz")
 
 
 @dataclass
@@ -88,13 +78,13 @@ def _expected_lines(content: SignContent) -> list[str]:
     return [f"{line.label} {line.text}".strip() for line in content.lines]
 
 
-def test_every_sign_showing_content_is_published(schema: xmlschema.XMLSchema,
-                                                 city: City) -> None:
-    contents = _rendered(city)
+def test_every_sign_showing_content_is_published(datex2: xmlschema.XMLSchema,
+                                                 zeitz: City) -> None:
+    contents = _rendered(zeitz)
     reports = {sign_id: SignReport(content, ACKED, "working")
                for sign_id, content in contents.items()}
-    document = vms_publication([city], reports, NOW)
-    schema.validate(document)
+    document = vms_publication([zeitz], reports, NOW)
+    datex2.validate(document)
     assert document.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
     root, shown = _parse(document)
     assert root.get(f"{{{NAMESPACES['xsi']}}}type") == "vms:VmsPublication"
@@ -104,7 +94,7 @@ def test_every_sign_showing_content_is_published(schema: xmlschema.XMLSchema,
     # Zeitz is illustrative: its signs must not be published as real.
     assert root.findtext("vms:headerInformation/com:informationStatus", None,
                          NAMESPACES) == "test"
-    assert list(shown) == [sign.id for sign in city.signs]
+    assert list(shown) == [sign.id for sign in zeitz.signs]
     for sign_id, content in contents.items():
         assert shown[sign_id] == Shown("working", _expected_lines(content),
                                        "2024-07-03T09:59:20+00:00", [])
@@ -112,15 +102,15 @@ def test_every_sign_showing_content_is_published(schema: xmlschema.XMLSchema,
                                                 "Zentrum 295"]
 
 
-def test_a_failed_sign_is_not_working_with_its_fault(schema: xmlschema.XMLSchema,
-                                                      city: City) -> None:
-    contents = _rendered(city)
+def test_a_failed_sign_is_not_working_with_its_fault(datex2: xmlschema.XMLSchema,
+                                                      zeitz: City) -> None:
+    contents = _rendered(zeitz)
     reports = {sign_id: SignReport(content, ACKED, "working")
                for sign_id, content in contents.items()}
     reports["zeitz-vms-b2-sued"] = SignReport(contents["zeitz-vms-b2-sued"], ACKED, "failed",
                                               "no answer within 2 s")
-    document = vms_publication([city], reports, NOW)
-    schema.validate(document)
+    document = vms_publication([zeitz], reports, NOW)
+    datex2.validate(document)
     _, shown = _parse(document)
     failed = shown["zeitz-vms-b2-sued"]
     assert failed.working == "notWorking"
@@ -131,16 +121,16 @@ def test_a_failed_sign_is_not_working_with_its_fault(schema: xmlschema.XMLSchema
                for sign_id, other in shown.items() if sign_id != "zeitz-vms-b2-sued")
 
 
-def test_umlauts_and_eszett_survive(schema: xmlschema.XMLSchema, city: City) -> None:
-    sign = city.signs[0]
+def test_umlauts_and_eszett_survive(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
+    sign = zeitz.signs[0]
     content = SignContent(sign.id, (
         LineContent("Roßmarkt", "straight", "geschlossen"),
         LineContent("Schützenplatz", "left", "fast voll"),
         LineContent("Weißenfels Ü", "right", ""),
     ))
     reports = {sign.id: SignReport(content, ACKED, "failed", "Zeitüberschreitung: Größe\x07")}
-    document = vms_publication([city], reports, NOW)
-    schema.validate(document)
+    document = vms_publication([zeitz], reports, NOW)
+    datex2.validate(document)
     assert "Roßmarkt geschlossen".encode() in document  # UTF-8, not character references
     _, shown = _parse(document)
     assert shown[sign.id].lines == ["Roßmarkt geschlossen", "Schützenplatz fast voll",
@@ -149,44 +139,44 @@ def test_umlauts_and_eszett_survive(schema: xmlschema.XMLSchema, city: City) -> 
     assert shown[sign.id].faults == [("outOfService", "Zeitüberschreitung: Größe")]
 
 
-def test_signs_without_content_yet(schema: xmlschema.XMLSchema, city: City) -> None:
-    first, second = city.signs[0].id, city.signs[1].id
+def test_signs_without_content_yet(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
+    first, second = zeitz.signs[0].id, zeitz.signs[1].id
     reports = {first: SignReport(None, None, "unknown"),
                second: SignReport(None, None, "working"),
                "not-a-sign-of-zeitz": SignReport(None, None, "failed")}
-    document = vms_publication([city], reports, NOW)
-    schema.validate(document)
+    document = vms_publication([zeitz], reports, NOW)
+    datex2.validate(document)
     _, shown = _parse(document)
-    assert list(shown) == [sign.id for sign in city.signs]
+    assert list(shown) == [sign.id for sign in zeitz.signs]
     assert shown[first] == Shown(None, None, None, [])
     assert shown[second] == Shown("working", None, None, [])
     # Signs with no report at all: unknown, nothing claimed.
-    assert shown[city.signs[-1].id] == Shown(None, None, None, [])
+    assert shown[zeitz.signs[-1].id] == Shown(None, None, None, [])
 
 
-def test_blank_and_long_texts_stay_valid(schema: xmlschema.XMLSchema, city: City) -> None:
-    sign = city.signs[0]
+def test_blank_and_long_texts_stay_valid(datex2: xmlschema.XMLSchema, zeitz: City) -> None:
+    sign = zeitz.signs[0]
     blank = SignContent(sign.id, (LineContent("", "none", ""),))
     document = vms_publication(
-        [city], {sign.id: SignReport(blank, ACKED, "failed", "x" * 5000)}, NOW)
-    schema.validate(document)
+        [zeitz], {sign.id: SignReport(blank, ACKED, "failed", "x" * 5000)}, NOW)
+    datex2.validate(document)
     root, shown = _parse(document)
     assert shown[sign.id].lines == [""]
     assert root.findtext(".//vms:isBlank", None, NAMESPACES) == "true"
     assert len(shown[sign.id].faults[0][1]) == 1024
 
 
-def test_table_publication_lists_every_sign_where_it_is(schema: xmlschema.XMLSchema,
-                                                        city: City) -> None:
-    document = vms_table_publication([city], NOW)
-    schema.validate(document)
+def test_table_publication_lists_every_sign_where_it_is(datex2: xmlschema.XMLSchema,
+                                                        zeitz: City) -> None:
+    document = vms_table_publication([zeitz], NOW)
+    datex2.validate(document)
     root = ET.fromstring(document)
     assert root.get(f"{{{NAMESPACES['xsi']}}}type") == "vms:VmsTablePublication"
     table = root.find("vms:vmsControllerTable", NAMESPACES)
     assert table is not None and table.get("id") == "zeitz-signs"
     controllers = table.findall("vms:vmsController", NAMESPACES)
-    assert [controller.get("id") for controller in controllers] == [s.id for s in city.signs]
-    for controller, sign in zip(controllers, city.signs, strict=True):
+    assert [controller.get("id") for controller in controllers] == [s.id for s in zeitz.signs]
+    for controller, sign in zip(controllers, zeitz.signs, strict=True):
         vms = controller.find("vms:vms[@vmsIndex='1']/vms:vms", NAMESPACES)
         assert vms is not None
         assert vms.findtext("vms:description/com:values/com:value", None,
@@ -224,14 +214,14 @@ def _referenced_versions(document: bytes) -> dict[str, str]:
     return versions
 
 
-def test_versions_stable_and_changing_only_with_the_record(city: City) -> None:
-    before = _versions(vms_table_publication([city], NOW))
-    assert before == _versions(vms_table_publication([city], NOW + timedelta(hours=1)))
+def test_versions_stable_and_changing_only_with_the_record(zeitz: City) -> None:
+    before = _versions(vms_table_publication([zeitz], NOW))
+    assert before == _versions(vms_table_publication([zeitz], NOW + timedelta(hours=1)))
     # The status publication references exactly the table's versions.
-    assert _referenced_versions(vms_publication([city], {}, NOW)) == before
-    moved = city.signs[2].model_copy(update={"latitude": city.signs[2].latitude + 0.001})
-    changed_city = city.model_copy(
-        update={"signs": (*city.signs[:2], moved, *city.signs[3:])})
+    assert _referenced_versions(vms_publication([zeitz], {}, NOW)) == before
+    moved = zeitz.signs[2].model_copy(update={"latitude": zeitz.signs[2].latitude + 0.001})
+    changed_city = zeitz.model_copy(
+        update={"signs": (*zeitz.signs[:2], moved, *zeitz.signs[3:])})
     after = _versions(vms_table_publication([changed_city], NOW))
     assert {key for key in before if before[key] != after[key]} == {
         "table:zeitz-signs", moved.id}
@@ -244,32 +234,32 @@ def test_times_are_utc_with_offset() -> None:
         utc_time(datetime(2024, 7, 3, 12, 0))
 
 
-def test_inconsistent_reports_are_refused(city: City) -> None:
-    sign, other = city.signs[0], city.signs[1]
+def test_inconsistent_reports_are_refused(zeitz: City) -> None:
+    sign, other = zeitz.signs[0], zeitz.signs[1]
     content = SignContent(other.id, (LineContent("Altmarkt", "left", "12"),))
     with pytest.raises(ValueError, match="both set or both None"):
         SignReport(content, None, "working")
     with pytest.raises(ValueError, match=f"the report for {sign.id} holds content of"):
-        vms_publication([city], {sign.id: SignReport(content, ACKED, "working")}, NOW)
+        vms_publication([zeitz], {sign.id: SignReport(content, ACKED, "working")}, NOW)
 
 
-def test_a_city_without_signs_is_refused(city: City) -> None:
-    signless = city.model_copy(update={"signs": ()})
+def test_a_city_without_signs_is_refused(zeitz: City) -> None:
+    signless = zeitz.model_copy(update={"signs": ()})
     with pytest.raises(ValueError, match="no signs to publish"):
         vms_table_publication([signless], NOW)
     with pytest.raises(ValueError, match="no signs to publish"):
         vms_publication([signless], {}, NOW)
 
 
-def test_the_schema_rejects_a_broken_publication(schema: xmlschema.XMLSchema,
-                                                 city: City) -> None:
+def test_the_schema_rejects_a_broken_publication(datex2: xmlschema.XMLSchema,
+                                                 zeitz: City) -> None:
     # Validation must be able to fail: drop a required reference from a valid document.
-    root = ET.fromstring(vms_publication([city], {}, NOW))
+    root = ET.fromstring(vms_publication([zeitz], {}, NOW))
     status = root.find("vms:vmsControllerStatus", NAMESPACES)
     reference = root.find("vms:vmsControllerStatus/vms:vmsControllerReference", NAMESPACES)
     assert status is not None and reference is not None
     status.remove(reference)
-    assert not schema.is_valid(ET.tostring(root))
+    assert not datex2.is_valid(ET.tostring(root))
 
 
 def test_missing_schemas_fail_with_a_clear_message(tmp_path: Path) -> None:

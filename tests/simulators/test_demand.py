@@ -7,18 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.city import City, load_city
+from core.city import City
 from simulators.demand import CitySimulation
 
 # Four ordinary weeks of November 2026 (no public holiday in Sachsen-Anhalt in them).
 START = datetime(2026, 11, 2, tzinfo=UTC)
 WEEKS = 4
 DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
-
-
-@pytest.fixture(scope="module")
-def zeitz() -> City:
-    return load_city("zeitz")
 
 
 @pytest.fixture(scope="module")

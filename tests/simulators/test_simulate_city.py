@@ -8,8 +8,6 @@ import itertools
 import json
 import logging
 import secrets
-import subprocess
-import sys
 import time
 import tomllib
 from collections import defaultdict
@@ -22,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from _citytoml import city_head, daily_spans, toml_table
-from _helpers import ROOT, ServiceProcess, base_env, service_env, utc_now, wait_for
+from _helpers import ServiceProcess, assert_bad_usage, base_env, service_env, utc_now, wait_for
 
 from core.city import City, load_city
 from core.settings import Settings
@@ -530,12 +528,6 @@ def test_replay_runs_at_speed_then_real_time_never_ahead_of_the_clock() -> None:
 
 # -- command line and end to end ---------------------------------------------------------------
 
-def _parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = base_env()
-    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize(("args", "reason"), [
     (["--faults", "drop,rain"], "unknown fault 'rain'"),
     (["--fault-rate", "drop=lots"], "not NAME=RATE"),
@@ -545,9 +537,7 @@ def _parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (["--heartbeat-min", "0"], "--heartbeat-min must be > 0"),
 ])
 def test_bad_usage_exits_2(args: list[str], reason: str, mqtt_url: str) -> None:
-    result = _parkleit("simulate", "city", *args, PARKLEIT_MQTT_URL=mqtt_url)
-    assert result.returncode == 2, result.stderr
-    assert reason in result.stderr and "Traceback" not in result.stderr
+    assert_bad_usage(["simulate", "city", *args], reason, PARKLEIT_MQTT_URL=mqtt_url)
 
 
 def test_sigterm_stops_cleanly(tmp_path: Path, mqtt_url: str, city_path: Path) -> None:

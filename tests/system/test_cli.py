@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
-from _helpers import ROOT, base_env
+from _helpers import assert_bad_usage, run_parkleit
 
 from parkleit.embedded import free_port
-
-
-def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = base_env()
-    return subprocess.run([sys.executable, "-m", "parkleit", *args], cwd=ROOT,
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(("env", "args", "reason"), [
@@ -35,15 +27,12 @@ def parkleit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 ])
 def test_bad_usage_exits_2_with_one_line(env: dict[str, str], args: list[str],
                                          reason: str) -> None:
-    result = parkleit(*args, **env)
-    assert result.returncode == 2, result.stderr
-    assert reason in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_bad_usage(args, reason, **env)
 
 
 def test_unreachable_database_exits_2() -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/parkleit"
-    result = parkleit("db", "migrate", PARKLEIT_DATABASE_URL=url)
+    result = run_parkleit("db", "migrate", PARKLEIT_DATABASE_URL=url)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("parkleit: cannot reach the database at")
@@ -51,7 +40,7 @@ def test_unreachable_database_exits_2() -> None:
 
 def test_unreachable_broker_exits_2(db_url: str) -> None:
     port = free_port()
-    result = parkleit("ingest", PARKLEIT_DATABASE_URL=db_url,
+    result = run_parkleit("ingest", PARKLEIT_DATABASE_URL=db_url,
                       PARKLEIT_MQTT_URL=f"mqtt://127.0.0.1:{port}")
     assert result.returncode == 2
     assert f"cannot reach the MQTT broker at 127.0.0.1:{port}" in result.stderr
@@ -62,7 +51,7 @@ def test_broken_city_config_names_key_and_reason(tmp_path: Path) -> None:
     config.write_text('[city]\nid = "x"\nname = "X"\n[[lots]]\nid = "a"\nname = "A"\n'
                       'kind = "garage"\ncounting = "counter"\ncapacity = -1\n'
                       'latitude = 51.0\nlongitude = 12.0\n')
-    result = parkleit("db", "migrate", "--city", str(config))
+    result = run_parkleit("db", "migrate", "--city", str(config))
     assert result.returncode == 2
     assert f"{config}: lots[0] (id 'a').capacity: capacity must be >= 0" in result.stderr
 
@@ -72,10 +61,10 @@ def test_db_migrate_creates_the_database_and_is_idempotent(admin_url: str,
     name = f"parkleit_cli_{os.getpid()}"
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        first = parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
+        first = run_parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
         assert "schema.sql at 0015 chargers" in first.stderr
-        second = parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
+        second = run_parkleit("db", "migrate", "--city", str(city_path), PARKLEIT_DATABASE_URL=url)
         assert second.returncode == 0 and "nothing to apply" in second.stderr
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT count(*) FROM lots").fetchone() == (4,)
@@ -85,7 +74,7 @@ def test_db_migrate_creates_the_database_and_is_idempotent(admin_url: str,
 
 
 def test_help_lists_the_commands() -> None:
-    result = parkleit("--help")
+    result = run_parkleit("--help")
     assert result.returncode == 0
     for command in ("db", "ingest", "simulate", "signage", "demo"):
         assert command in result.stdout

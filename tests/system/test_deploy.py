@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -50,6 +50,9 @@ from parkleit.embedded import LOOPBACK, free_port, tcp_answers
 from parkleit.healthcheck import build_parser as build_healthcheck_parser
 from parkleit.healthcheck import check_http, check_mqtt, check_service_status
 from simulators._mqtt import PubAcks, mqtt_client
+
+if TYPE_CHECKING:
+    from jsonschema_rs import Validator
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy" / "mosquitto"
@@ -584,21 +587,33 @@ def test_make_passwords_writes_files_only_their_owner_reads(
         assert not (root / "other").exists() and not (root / "other-login").exists()
 
 
-def test_the_compose_file_is_valid_against_the_compose_schema(compose: dict[str, Any]) -> None:
+COMPOSE_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec" / "compose-spec.json"
+
+
+@pytest.fixture(scope="module")
+def compose_schema() -> Validator:
     """The official Compose Specification schema (../shared/schemas/compose-spec), which Docker
-    Compose itself validates against; interpolation is not applied by the schema."""
+    Compose itself validates against, as a validator; interpolation is not applied by it."""
     import jsonschema_rs
 
-    schema_file = ROOT.parent / "shared" / "schemas" / "compose-spec" / "compose-spec.json"
-    if not schema_file.is_file():
-        pytest.fail(f"the Compose schema is missing: {schema_file}")
-    validator = jsonschema_rs.validator_for(json.loads(schema_file.read_text(encoding="utf-8")))
-    errors = [f"{'/'.join(map(str, error.instance_path))}: {error.message}"
-              for error in validator.iter_errors(compose)]
-    assert errors == []
+    if not COMPOSE_SCHEMA.is_file():
+        pytest.fail(f"the Compose schema is missing: {COMPOSE_SCHEMA}")
+    return jsonschema_rs.validator_for(json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8")))
+
+
+def _schema_errors(validator: Validator, document: dict[str, Any]) -> list[str]:
+    """Where ``document`` breaks the schema, one line each: the path, then what is wrong."""
+    return [f"{'/'.join(map(str, error.instance_path))}: {error.message}"
+            for error in validator.iter_errors(document)]
+
+
+def test_the_compose_file_is_valid_against_the_compose_schema(
+        compose_schema: Validator, compose: dict[str, Any]) -> None:
+    """docker-compose.yml is valid Compose, as Docker Compose itself checks it."""
+    assert _schema_errors(compose_schema, compose) == []
     broken = {**compose, "services": {**compose["services"], "api": {
         **compose["services"]["api"], "ports": [{"published": "8000", "targt": 8000}]}}}
-    assert not validator.is_valid(broken)  # the check can fail
+    assert not compose_schema.is_valid(broken)  # the check can fail
 
 
 class _ComposeLoader(yaml.SafeLoader):
@@ -630,18 +645,13 @@ def emqx_compose() -> dict[str, Any]:
 
 
 def test_the_emqx_override_is_valid_against_the_compose_schema(
-        emqx_compose: dict[str, Any], compose: dict[str, Any]) -> None:
+        compose_schema: Validator, emqx_compose: dict[str, Any],
+        compose: dict[str, Any]) -> None:
     """docker-compose.emqx.yml: valid Compose, and a cluster the base file's services reach."""
-    import jsonschema_rs
-
-    schema_file = ROOT.parent / "shared" / "schemas" / "compose-spec" / "compose-spec.json"
-    validator = jsonschema_rs.validator_for(json.loads(schema_file.read_text(encoding="utf-8")))
-    errors = [f"{'/'.join(map(str, error.instance_path))}: {error.message}"
-              for error in validator.iter_errors(emqx_compose)]
-    assert errors == []
+    assert _schema_errors(compose_schema, emqx_compose) == []
     broken = {**emqx_compose, "services": {**emqx_compose["services"], "emqx-2": {
         **emqx_compose["services"]["emqx-2"], "hostname": ["emqx-2"]}}}
-    assert not validator.is_valid(broken)  # the check can fail
+    assert not compose_schema.is_valid(broken)  # the check can fail
     nodes = {name: spec for name, spec in emqx_compose["services"].items()
              if str(spec.get("image", "")).startswith("emqx/")}
     assert set(nodes) == {"mosquitto", "emqx-2", "emqx-3"}  # node 1 replaces the broker
