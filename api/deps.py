@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,27 +23,29 @@ __all__ = ["CitiesDep", "CityDep", "Conn", "Now", "PoolDep", "ReadConn", "ReadPo
 # dependency in its thread pool, a thread hand-off on every request.
 
 
-async def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
-    return pool
+_Pool = AsyncConnectionPool[AsyncConnection[Any]]
 
 
-async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
-    """One pooled autocommit connection for the request."""
-    async with (await _pool(request)).connection() as conn:
-        yield conn
+def _pooled(name: str) -> tuple[Callable[[Request], Awaitable[_Pool]],
+                                Callable[[Request], AsyncIterator[AsyncConnection[Any]]]]:
+    """The dependencies of the pool ``app.state.<name>``: the pool, and one pooled autocommit
+    connection of it for the request."""
+    async def pool(request: Request) -> _Pool:
+        found: _Pool = getattr(request.app.state, name)
+        return found
+
+    async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+        async with (await pool(request)).connection() as conn:
+            yield conn
+
+    return pool, connection
 
 
-async def _read_pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
-    """The pool of read-only queries: on ``DATABASE_READ_URL`` (a replica) where set."""
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.read_pool
-    return pool
-
-
-async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
-    """One pooled autocommit connection of the read pool, for a request that only reads."""
-    async with (await _read_pool(request)).connection() as conn:
-        yield conn
+# The primary (DATABASE_URL): writes, LISTEN, the lots' live views.
+_pool, _connection = _pooled("pool")
+# Read-only queries, on DATABASE_READ_URL (a replica) where set: they may lag the primary by
+# the replica's delay (history, export, ...).
+_read_pool, _read_connection = _pooled("read_pool")
 
 
 async def _cities(request: Request) -> Cities:
@@ -92,10 +94,9 @@ async def _views(request: Request) -> LotViews:
     return views
 
 
-PoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_pool)]
+PoolDep = Annotated[_Pool, Depends(_pool)]
 Conn = Annotated[AsyncConnection[Any], Depends(_connection)]
-# Read-only queries that may lag the primary by a replica's delay (history, export, ...).
-ReadPoolDep = Annotated[AsyncConnectionPool[AsyncConnection[Any]], Depends(_read_pool)]
+ReadPoolDep = Annotated[_Pool, Depends(_read_pool)]
 ReadConn = Annotated[AsyncConnection[Any], Depends(_read_connection)]
 # The cities a list covers (``?city=``: one; none: all) and the one city of a city-wide view.
 SelectedCities = Annotated[tuple[City, ...], Depends(_selected)]

@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from datetime import datetime, time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,6 +59,7 @@ class CityConfigError(Exception):
     """A city config cannot be used; the message names the file, the key and the reason."""
 
 
+_T = TypeVar("_T")
 _DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
 _RULE = re.compile(
     r"^(?P<days>(?:Mo|Tu|We|Th|Fr|Sa|Su)(?:-(?:Mo|Tu|We|Th|Fr|Sa|Su))?"
@@ -656,13 +657,20 @@ def _key_path(loc: tuple[int | str, ...], raw: object) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _seen_before(seen: set[_T], value: _T) -> bool:
+    """Whether ``value`` is in ``seen`` already (a duplicate); it is afterwards."""
+    if value in seen:
+        return True
+    seen.add(value)
+    return False
+
+
 def _cross_check(city: City) -> str | None:
     """Rules that span several entries: unique ids, known lots, each bay in one lot."""
     lot_ids: set[str] = set()
     for index, lot in enumerate(city.lots):
-        if lot.id in lot_ids:
+        if _seen_before(lot_ids, lot.id):
             return f"lots[{index}].id: duplicate lot id {lot.id!r}"
-        lot_ids.add(lot.id)
         if lot.disabled_spaces + lot.ev_spaces > lot.capacity:
             return f"lots[{index}] (id {lot.id!r}): more special spaces than capacity"
         if lot.almost_full > lot.full_at:
@@ -702,9 +710,8 @@ def _cross_check(city: City) -> str | None:
             return f"lots[{index}] (id {lot.id!r}): counted by a counter but lists bays"
     sign_ids: set[str] = set()
     for index, sign in enumerate(city.signs):
-        if sign.id in sign_ids:
+        if _seen_before(sign_ids, sign.id):
             return f"signs[{index}].id: duplicate sign id {sign.id!r}"
-        sign_ids.add(sign.id)
         for line_index, line in enumerate(sign.lines):
             for lot_id in (*line.lots, *filter(None, [line.alternative])):
                 if lot_id not in lot_ids:
@@ -738,20 +745,17 @@ def _check_chargers(city: City, bay_owner: dict[str, str]) -> str | None:
     served: dict[str, str] = {}
     for index, station in enumerate(city.chargers):
         where = f"chargers[{index}] (id {station.id!r})"
-        if station.id in station_ids:
+        if _seen_before(station_ids, station.id):
             return f"chargers[{index}].id: duplicate charging station id {station.id!r}"
-        station_ids.add(station.id)
         if station.lot not in lot_ids:
             return f"{where}.lot: unknown lot {station.lot!r}"
         numbers: set[int] = set()
         for evse_index, evse in enumerate(station.evses):
             point = f"{where}.evses[{evse_index}] ({evse.evse_id})"
-            if evse.evse_id in evse_ids:
+            if _seen_before(evse_ids, evse.evse_id):
                 return f"{point}: duplicate EVSE id {evse.evse_id!r}"
-            evse_ids.add(evse.evse_id)
-            if evse.number in numbers:
+            if _seen_before(numbers, evse.number):
                 return f"{point}: number {evse.number} is twice at this station"
-            numbers.add(evse.number)
             for bay_id in evse.bays:
                 owner = bay_owner.get(bay_id)
                 if owner is None:
@@ -773,12 +777,10 @@ def _check_ocpi_peers(city: City) -> str | None:
                       if station.protocol == "ocpi"}
     for index, peer in enumerate(city.ocpi_peers):
         where = f"ocpi_peers[{index}] (id {peer.id!r})"
-        if peer.id in ids:
+        if _seen_before(ids, peer.id):
             return f"ocpi_peers[{index}].id: duplicate OCPI peer id {peer.id!r}"
-        ids.add(peer.id)
-        if peer.operator in operators:
+        if _seen_before(operators, peer.operator):
             return f"{where}.operator: {peer.operator!r} has a peer already"
-        operators.add(peer.operator)
         if peer.operator not in ocpi_operators:
             return f"{where}.operator: no charger with protocol \"ocpi\" of {peer.operator!r}"
     return None

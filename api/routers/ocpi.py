@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
 from api._http import problem_responses
@@ -88,19 +90,48 @@ def _peer(request: Request, cities: Cities, settings: Settings) -> tuple[City, O
     return found
 
 
-async def _receive(request: Request, cities: Cities, settings: Settings, conn: Any,
-                   now: datetime, where: tuple[str, str, str], evse_uid: str | None,
-                   *, partial: bool) -> JSONResponse:
-    country_code, party_id, location_id = where
-    known = _peer(request, cities, settings)
+@dataclass(frozen=True, slots=True)
+class _Push:
+    """A peer's PUT or PATCH as every route takes it: the request, the cities and settings its
+    token is checked against, the connection and moment its statuses are stored with, and the
+    location its path names."""
+
+    request: Request
+    cities: Cities
+    settings: Settings
+    conn: AsyncConnection[Any]
+    now: datetime
+    location: tuple[str, str, str]  # country_code, party_id, location_id
+
+
+async def _push(request: Request, cities: CitiesDep, settings: SettingsDep, conn: Conn,
+                now: Now, country_code: CountryCode, party_id: PartyId,
+                location_id: LocationId) -> _Push:
+    return _Push(request, cities, settings, conn, now, (country_code, party_id, location_id))
+
+
+async def _evse_uid(evse_uid: EvseUid) -> str:
+    # A dependency of its own only so that OpenAPI lists the parameter after the location's
+    # (an operation's own parameters come before its dependencies').
+    return evse_uid
+
+
+Push = Annotated[_Push, Depends(_push)]
+Evse = Annotated[str, Depends(_evse_uid)]
+
+
+async def _receive(push: _Push, evse_uid: str | None, *, partial: bool) -> JSONResponse:
+    now = push.now
+    known = _peer(push.request, push.cities, push.settings)
     if known is None:
         return _answer(now, 401, CLIENT_ERROR, "Unknown or missing token")
     city, peer = known
+    country_code, party_id, location_id = push.location
     if (country_code, party_id) != (peer.country_code, peer.party_id):
         return _answer(now, 404, UNKNOWN_LOCATION,
                        f"not a location of {peer.country_code}/{peer.party_id}")
     try:
-        body = json.loads(await request.body())
+        body = json.loads(await push.request.body())
         updates: list[EvseUpdate] = (
             [evse_update(body, evse_uid, partial=partial)] if evse_uid is not None
             else location_updates(body, partial=partial))
@@ -117,50 +148,34 @@ async def _receive(request: Request, cities: Cities, settings: Settings, conn: A
     readings = [EvseReading(update.evse_id, update.status, min(update.last_updated, now), "ocpi")
                 for update in updates if update.evse_id in ours and update.status is not None]
     if readings:
-        async with conn.transaction():
-            await store_readings_async(conn, city.id, readings)
+        async with push.conn.transaction():
+            await store_readings_async(push.conn, city.id, readings)
     return _answer(now, 200, 1000, "Success")
 
 
 @router.put("/{country_code}/{party_id}/{location_id}", operation_id="ocpiPutLocation",
             response_model=OcpiResponse, openapi_extra=_BODY)
-async def put_location(request: Request, cities: CitiesDep, settings: SettingsDep, conn: Conn,
-                       now: Now, country_code: CountryCode, party_id: PartyId,
-                       location_id: LocationId) -> JSONResponse:
+async def put_location(push: Push) -> JSONResponse:
     """A peer's whole Location: the status of each of its EVSEs that is ours."""
-    return await _receive(request, cities, settings, conn, now,
-                          (country_code, party_id, location_id), None,
-                          partial=False)
+    return await _receive(push, None, partial=False)
 
 
 @router.patch("/{country_code}/{party_id}/{location_id}", operation_id="ocpiPatchLocation",
               response_model=OcpiResponse, openapi_extra=_BODY)
-async def patch_location(request: Request, cities: CitiesDep, settings: SettingsDep,
-                         conn: Conn, now: Now, country_code: CountryCode, party_id: PartyId,
-                         location_id: LocationId) -> JSONResponse:
+async def patch_location(push: Push) -> JSONResponse:
     """Changed fields of a peer's Location (its EVSEs' status where it sends them)."""
-    return await _receive(request, cities, settings, conn, now,
-                          (country_code, party_id, location_id), None,
-                          partial=True)
+    return await _receive(push, None, partial=True)
 
 
 @router.put("/{country_code}/{party_id}/{location_id}/{evse_uid}", operation_id="ocpiPutEvse",
             response_model=OcpiResponse, openapi_extra=_BODY)
-async def put_evse(request: Request, cities: CitiesDep, settings: SettingsDep, conn: Conn,
-                   now: Now, country_code: CountryCode, party_id: PartyId,
-                   location_id: LocationId, evse_uid: EvseUid) -> JSONResponse:
+async def put_evse(push: Push, evse_uid: Evse) -> JSONResponse:
     """A peer's whole EVSE object: its status."""
-    return await _receive(request, cities, settings, conn, now,
-                          (country_code, party_id, location_id),
-                          evse_uid, partial=False)
+    return await _receive(push, evse_uid, partial=False)
 
 
 @router.patch("/{country_code}/{party_id}/{location_id}/{evse_uid}",
               operation_id="ocpiPatchEvse", response_model=OcpiResponse, openapi_extra=_BODY)
-async def patch_evse(request: Request, cities: CitiesDep, settings: SettingsDep, conn: Conn,
-                     now: Now, country_code: CountryCode, party_id: PartyId,
-                     location_id: LocationId, evse_uid: EvseUid) -> JSONResponse:
+async def patch_evse(push: Push, evse_uid: Evse) -> JSONResponse:
     """Changed fields of a peer's EVSE (``status`` and ``last_updated``)."""
-    return await _receive(request, cities, settings, conn, now,
-                          (country_code, party_id, location_id),
-                          evse_uid, partial=True)
+    return await _receive(push, evse_uid, partial=True)

@@ -21,22 +21,27 @@ BEGIN
 END
 $$;
 
--- Stand-ins for the continuous aggregates: ordinary views, always current. The means are
--- float8 sums (exact for integers) over counts: the same reals as avg(), without numeric
--- arithmetic on every bucket.
-CREATE OR REPLACE VIEW lot_occupancy_15m AS
-SELECT time_bucket(INTERVAL '15 minutes', time) AS bucket, lot_id,
-       (sum(occupied)::float8 / count(*))::real AS occupied,
-       (sum(free)::float8 / count(*))::real AS free,
-       min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
-FROM lot_occupancy GROUP BY lot_id, bucket;
-
-CREATE OR REPLACE VIEW lot_occupancy_1h AS
-SELECT time_bucket(INTERVAL '1 hour', time) AS bucket, lot_id,
-       (sum(occupied)::float8 / count(*))::real AS occupied,
-       (sum(free)::float8 / count(*))::real AS free,
-       min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
-FROM lot_occupancy GROUP BY lot_id, bucket;
+-- Stand-ins for the continuous aggregates (timescale.sql's, by the same names and widths):
+-- ordinary views, always current. The means are float8 sums (exact for integers) over
+-- counts: the same reals as avg(), without numeric arithmetic on every bucket.
+DO $$
+DECLARE
+    rollup record;
+BEGIN
+    FOR rollup IN
+        SELECT * FROM (VALUES ('lot_occupancy_15m', INTERVAL '15 minutes'),
+                              ('lot_occupancy_1h', INTERVAL '1 hour')) AS r (name, width)
+    LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE VIEW %I AS '
+            'SELECT time_bucket(%L::interval, time) AS bucket, lot_id, '
+            '(sum(occupied)::float8 / count(*))::real AS occupied, '
+            '(sum(free)::float8 / count(*))::real AS free, '
+            'min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples '
+            'FROM lot_occupancy GROUP BY lot_id, bucket', rollup.name, rollup.width);
+    END LOOP;
+END
+$$;
 
 -- What the views read, in the order they group it: a lot's 15-minute buckets over a range
 -- are one index-only range scan, already sorted, so a year of a lot (105,000 readings) is

@@ -85,15 +85,49 @@ CROSS JOIN LATERAL (
 WHERE e.evse_id = ANY(evse_ids)
 $$;
 
+-- What the charging points reported (evse_status) and what the bays' sensors said
+-- (bay_events), as one history to read runs of a state from (state_runs): ``kind`` 'evse', a
+-- point's ``status``, or 'bay', a bay's ``occupied``; ``id`` the point or bay.
+CREATE OR REPLACE VIEW state_history AS
+SELECT 'evse' AS kind, evse_id AS id, time, status, NULL::boolean AS occupied FROM evse_status
+UNION ALL
+SELECT 'bay', bay_id, time, NULL, occupied FROM bay_events;
+
+-- The point or bay ``id`` of ``kind`` over [period_start, period_end): the runs of its state
+-- in state_history, the history as stored: each state held from the reading that changed it
+-- to the next change (or period_end), a state held since before the period from its last
+-- reading before it. evse_blocked_hours and bay_faults read the histories so.
+CREATE OR REPLACE FUNCTION state_runs(kind text, id text, period_start timestamptz,
+                                      period_end timestamptz)
+RETURNS TABLE (status text, occupied boolean, since timestamptz, until timestamptz)
+LANGUAGE sql STABLE
+AS $$
+WITH readings AS (
+    SELECT h.time, h.status, h.occupied FROM state_history AS h
+    WHERE h.kind = state_runs.kind AND h.id = state_runs.id
+      AND h.time >= period_start AND h.time < period_end
+    UNION ALL
+    (SELECT h.time, h.status, h.occupied FROM state_history AS h
+     WHERE h.kind = state_runs.kind AND h.id = state_runs.id AND h.time < period_start
+     ORDER BY h.time DESC LIMIT 1)
+), changes AS (
+    SELECT r.*, r.status IS DISTINCT FROM lag(r.status) OVER w
+                OR r.occupied IS DISTINCT FROM lag(r.occupied) OVER w AS changed
+    FROM readings AS r
+    WINDOW w AS (ORDER BY r.time)
+)
+SELECT c.status, c.occupied, c.time, lead(c.time, 1, period_end) OVER (ORDER BY c.time)
+FROM changes AS c WHERE c.changed
+$$;
+
 -- Per charging point of ``evse_ids`` over [period_start, period_end): the hours it was
 -- blocked by evse_effective's rule (a bay it serves occupied while it reported AVAILABLE, from
 -- ``blocked_after_s`` after the later of the two began) or by its own report (BLOCKED), the
--- spans of all its bays joined (a multirange: two bays never count an hour twice). Histories
--- as stored (evse_status, bay_events), each state held from its reading to the next change,
--- a state held since before the period from its last reading before it; the sensors' health
--- at the time is not judged again. The dashboard's blocked hours (planners justify
--- enforcement with them). SECURITY DEFINER: the API's role gets hours per point, not the
--- bays' raw readings (bay_events), which it may not read.
+-- spans of all its bays joined (a multirange: two bays never count an hour twice). The
+-- histories' runs as stored (state_runs): the sensors' health at the time is not judged
+-- again. The dashboard's blocked hours (planners justify enforcement with them). SECURITY
+-- DEFINER: the API's role gets hours per point, not the bays' raw readings (bay_events),
+-- which it may not read.
 CREATE OR REPLACE FUNCTION evse_blocked_hours(evse_ids text[], blocked_after_s integer,
                                               period_start timestamptz, period_end timestamptz)
 RETURNS TABLE (evse_id text, blocked_hours double precision)
@@ -101,55 +135,22 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
 WITH point AS (
     SELECT p.evse_id, p.bays FROM charging_points AS p WHERE p.evse_id = ANY(evse_ids)
-), reports AS (
-    SELECT s.evse_id, s.time, s.status
-    FROM evse_status AS s JOIN point USING (evse_id)
-    WHERE s.time >= period_start AND s.time < period_end
-    UNION ALL
-    SELECT point.evse_id, p.time, p.status
-    FROM point
-    CROSS JOIN LATERAL (
-        SELECT s.time, s.status FROM evse_status AS s
-        WHERE s.evse_id = point.evse_id AND s.time < period_start
-        ORDER BY s.time DESC LIMIT 1
-    ) AS p
-), report_changes AS (
-    SELECT r.*, r.status IS DISTINCT FROM lag(r.status) OVER w AS changed
-    FROM reports AS r
-    WINDOW w AS (PARTITION BY r.evse_id ORDER BY r.time)
 ), status_runs AS (
-    SELECT c.evse_id, c.status, c.time AS since,
-           lead(c.time, 1, period_end) OVER (PARTITION BY c.evse_id ORDER BY c.time) AS until
-    FROM report_changes AS c WHERE c.changed
-), bay AS (
-    SELECT DISTINCT unnest(point.bays) AS bay_id FROM point
-), readings AS (
-    SELECT e.bay_id, e.time, e.occupied
-    FROM bay_events AS e JOIN bay USING (bay_id)
-    WHERE e.time >= period_start AND e.time < period_end
-    UNION ALL
-    SELECT bay.bay_id, p.time, p.occupied
-    FROM bay
-    CROSS JOIN LATERAL (
-        SELECT e.time, e.occupied FROM bay_events AS e
-        WHERE e.bay_id = bay.bay_id AND e.time < period_start
-        ORDER BY e.time DESC LIMIT 1
-    ) AS p
-), bay_changes AS (
-    SELECT r.*, r.occupied IS DISTINCT FROM lag(r.occupied) OVER w AS changed
-    FROM readings AS r
-    WINDOW w AS (PARTITION BY r.bay_id ORDER BY r.time)
+    SELECT point.evse_id, r.status, r.since, r.until
+    FROM point
+    CROSS JOIN LATERAL state_runs('evse', point.evse_id, period_start, period_end) AS r
 ), occupied_runs AS (
-    SELECT b.bay_id, b.occupied, b.time AS since,
-           lead(b.time, 1, period_end) OVER (PARTITION BY b.bay_id ORDER BY b.time) AS until
-    FROM bay_changes AS b WHERE b.changed
+    SELECT point.evse_id, r.since, r.until
+    FROM point
+    CROSS JOIN LATERAL unnest(point.bays) AS b (bay_id)
+    CROSS JOIN LATERAL state_runs('bay', b.bay_id, period_start, period_end) AS r
+    WHERE r.occupied
 ), spans AS (
     SELECT s.evse_id, tstzrange(greatest(s.since, o.since)
                                 + make_interval(secs => blocked_after_s),
                                 least(s.until, o.until)) AS span
     FROM status_runs AS s
-    JOIN point ON point.evse_id = s.evse_id
-    JOIN occupied_runs AS o ON o.bay_id = ANY(point.bays) AND o.occupied
+    JOIN occupied_runs AS o ON o.evse_id = s.evse_id
     WHERE s.status = 'AVAILABLE'
       AND greatest(s.since, o.since) + make_interval(secs => blocked_after_s)
           < least(s.until, o.until)
@@ -229,9 +230,9 @@ $$;
 -- limits: sensor_status's rule) and whether it was stuck at some time in it (one state held
 -- longer than the lot allows: bay_stuck). A bay's span before its first message of the period
 -- starts at its last message before it, or at period_start if it had none (so a bay never
--- heard is silent); a state held since before the period counts from its last reading before
--- it. The console's monthly report counts them. SECURITY DEFINER: the API's role gets these
--- two answers per bay, not the raw readings (bay_events), which it may not read.
+-- heard is silent); its states run as state_runs reads them. The console's monthly report
+-- counts them. SECURITY DEFINER: the API's role gets these two answers per bay, not the raw
+-- readings (bay_events), which it may not read.
 CREATE OR REPLACE FUNCTION bay_faults(lot_ids text[], period_start timestamptz,
                                       period_end timestamptz)
 RETURNS TABLE (bay_id text, lot_id text, silent boolean, stuck boolean)
@@ -262,29 +263,6 @@ WITH bay AS (
            lead(heard.time, 1, period_end) OVER (PARTITION BY heard.bay_id ORDER BY heard.time)
                AS next
     FROM heard
-), readings AS (
-    SELECT e.bay_id, e.time, e.occupied
-    FROM bay_events AS e JOIN bay ON bay.bay_id = e.bay_id
-    WHERE e.time >= period_start AND e.time < period_end
-    UNION ALL
-    SELECT bay.bay_id, p.time, p.occupied
-    FROM bay
-    CROSS JOIN LATERAL (
-        SELECT e.time, e.occupied FROM bay_events AS e
-        WHERE e.bay_id = bay.bay_id AND e.time < period_start
-        ORDER BY e.time DESC
-        LIMIT 1
-    ) AS p
-), changes AS (
-    SELECT r.bay_id, r.time, r.occupied,
-           r.occupied IS DISTINCT FROM lag(r.occupied) OVER (PARTITION BY r.bay_id ORDER BY r.time)
-               AS changed
-    FROM readings AS r
-), runs AS (
-    SELECT c.bay_id, c.occupied, c.time AS since,
-           lead(c.time, 1, period_end) OVER (PARTITION BY c.bay_id ORDER BY c.time) AS until
-    FROM changes AS c
-    WHERE c.changed
 )
 SELECT bay.bay_id, bay.lot_id,
        EXISTS (
@@ -293,8 +271,8 @@ SELECT bay.bay_id, bay.lot_id,
              AND greatest(period_start, g.time + make_interval(secs => 4 * bay.stale_after_s))
                  < least(g.next, period_end)),
        EXISTS (
-           SELECT 1 FROM runs AS r
-           WHERE r.bay_id = bay.bay_id AND r.until > period_start
+           SELECT 1 FROM state_runs('bay', bay.bay_id, period_start, period_end) AS r
+           WHERE r.until > period_start
              AND bay_stuck(r.occupied, r.since, bay.max_dwell_s, bay.max_idle_s, r.until))
 FROM bay
 $$;

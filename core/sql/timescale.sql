@@ -35,31 +35,37 @@ SELECT add_retention_policy('bay_events', INTERVAL '400 days', if_not_exists => 
 SELECT add_retention_policy('sensor_health', INTERVAL '90 days', if_not_exists => TRUE);
 SELECT add_retention_policy('forecasts', INTERVAL '400 days', if_not_exists => TRUE);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS lot_occupancy_15m
-WITH (timescaledb.continuous) AS
-SELECT time_bucket(INTERVAL '15 minutes', time) AS bucket, lot_id,
-       avg(occupied)::real AS occupied, avg(free)::real AS free,
-       min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
-FROM lot_occupancy GROUP BY bucket, lot_id
-WITH NO DATA;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS lot_occupancy_1h
-WITH (timescaledb.continuous) AS
-SELECT time_bucket(INTERVAL '1 hour', time) AS bucket, lot_id,
-       avg(occupied)::real AS occupied, avg(free)::real AS free,
-       min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples
-FROM lot_occupancy GROUP BY bucket, lot_id
-WITH NO DATA;
-
-SELECT add_continuous_aggregate_policy('lot_occupancy_15m', start_offset => INTERVAL '2 days', end_offset => INTERVAL '15 minutes', schedule_interval => INTERVAL '5 minutes', if_not_exists => TRUE);
-SELECT add_continuous_aggregate_policy('lot_occupancy_1h', start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE);
-
--- Real-time aggregation: buckets the policies have not materialised yet (the newest 15
--- minutes or hour, and everything before a first refresh) are computed from lot_occupancy on
--- read, so the API's history reaches up to the newest reading. (TimescaleDB >= 2.13 creates
--- continuous aggregates materialised-only.)
-ALTER MATERIALIZED VIEW lot_occupancy_15m SET (timescaledb.materialized_only = false);
-ALTER MATERIALIZED VIEW lot_occupancy_1h SET (timescaledb.materialized_only = false);
+-- The continuous aggregates of lot_occupancy, one a bucket width, each refreshed by a policy
+-- every ``schedule`` over the last ``start_offset`` up to its newest bucket, which is still
+-- filling (end_offset: one width). Real-time aggregation: buckets the policies have not
+-- materialised yet (the newest 15 minutes or hour, and everything before a first refresh)
+-- are computed from lot_occupancy on read, so the API's history reaches up to the newest
+-- reading. (TimescaleDB >= 2.13 creates continuous aggregates materialised-only.)
+DO $$
+DECLARE
+    rollup record;
+BEGIN
+    FOR rollup IN
+        SELECT * FROM (VALUES
+            ('lot_occupancy_15m', INTERVAL '15 minutes', INTERVAL '2 days', INTERVAL '5 minutes'),
+            ('lot_occupancy_1h', INTERVAL '1 hour', INTERVAL '7 days', INTERVAL '30 minutes')
+        ) AS r (name, width, start_offset, schedule)
+    LOOP
+        EXECUTE format(
+            'CREATE MATERIALIZED VIEW IF NOT EXISTS %I WITH (timescaledb.continuous) AS '
+            'SELECT time_bucket(%L::interval, time) AS bucket, lot_id, '
+            'avg(occupied)::real AS occupied, avg(free)::real AS free, '
+            'min(free) AS free_min, max(capacity) AS capacity, count(*) AS samples '
+            'FROM lot_occupancy GROUP BY bucket, lot_id '
+            'WITH NO DATA', rollup.name, rollup.width);
+        PERFORM add_continuous_aggregate_policy(
+            rollup.name, start_offset => rollup.start_offset, end_offset => rollup.width,
+            schedule_interval => rollup.schedule, if_not_exists => TRUE);
+        EXECUTE format('ALTER MATERIALIZED VIEW %I SET (timescaledb.materialized_only = false)',
+                       rollup.name);
+    END LOOP;
+END
+$$;
 
 -- The chargers' status over time (migration 0015; a database migrated only up to an older
 -- version, as in the tests, has none yet). Last: a hypertable made after the continuous
