@@ -205,7 +205,6 @@ class Settings(BaseSettings):
     API_STREAM_MAX_LAG_S: Annotated[float, Field(gt=0)] = 30.0
     API_STREAM_MAX_PER_IP: Annotated[int, Field(ge=1)] = 20
     API_STREAM_STALE_CHECK_S: Annotated[float, Field(gt=0)] = 5.0
-    # ``parkleit api``: where the HTTP server listens (0.0.0.0 in a container).
     # operator console (/console): a session ends after CONSOLE_IDLE_TIMEOUT_S without a
     # request, and CONSOLE_SESSION_MAX_S after its login whatever happens; login attempts take
     # a token of the address's and of the user name's bucket (CONSOLE_LOGIN_BURST, refilled
@@ -214,6 +213,7 @@ class Settings(BaseSettings):
     CONSOLE_SESSION_MAX_S: Annotated[int, Field(ge=60, le=604_800)] = 43_200
     CONSOLE_LOGIN_RATE: Annotated[float, Field(ge=0)] = 1 / 30
     CONSOLE_LOGIN_BURST: Annotated[int, Field(ge=1)] = 10
+    # ``parkleit api``: where the HTTP server listens (0.0.0.0 in a container).
     API_HOST: str = "127.0.0.1"
     API_PORT: Annotated[int, Field(ge=1, le=65_535)] = 8000
 

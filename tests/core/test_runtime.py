@@ -62,5 +62,6 @@ def test_metrics_are_served_until_stopped_and_the_port_is_free_again() -> None:
             f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         stop()
-    with socket.socket() as again:
-        again.bind(("0.0.0.0", port))  # closed, not only shut down
+    with socket.socket() as again:  # closed, not only shut down (a closed connection may wait)
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("0.0.0.0", port))

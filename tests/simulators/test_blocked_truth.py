@@ -2,9 +2,9 @@
 example city's Schloßstraße (two charging points on bays, their status over MQTT; cars on
 them charge, or block them: combustion cars, and electric cars that stay after charging),
 with the sensors' and the network's faults, played through the ingest writer into the real
-database; every two simulated minutes the points the rule calls BLOCKED (rules.sql
-evse_effective) are compared with the points a car really stood on without charging for the
-city's limit."""
+database; every five simulated minutes (a third of the city's 15-minute limit) the points
+the rule calls BLOCKED (rules.sql evse_effective) are compared with the points a car really
+stood on without charging for the city's limit."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from simulators._feed import CityFeed
 
 START = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday
 WEEK_S = 7 * 24 * 3600
-EVERY_MIN = 2
+EVERY_MIN = 5
 
 
 def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any]) -> None:
@@ -64,7 +64,7 @@ def test_blocked_precision_and_recall_over_a_week(conn: psycopg.Connection[Any])
         misses += len(truth - said)
     precision = hits / (hits + false_alarms)
     recall = hits / (hits + misses)
-    figures = (f"{hits} hits, {false_alarms} false, {misses} missed (2-minute samples of 2 "
-               f"points); precision {precision:.3f}, recall {recall:.3f}")
-    assert hits > 150, figures  # blocking really happened, often enough to measure
+    figures = (f"{hits} hits, {false_alarms} false, {misses} missed ({EVERY_MIN}-minute samples "
+               f"of 2 points); precision {precision:.3f}, recall {recall:.3f}")
+    assert hits > 60, figures  # blocking really happened, often enough to measure
     assert precision >= 0.9 and recall >= 0.9, figures
