@@ -236,6 +236,7 @@ async def effective_of_async(aconn: psycopg.AsyncConnection[Any], city: City, at
     charging), for the caller to publish on the retained topic."""
     if not states:
         return []
-    points = await effective_states_async(aconn, [city], at)
+    points = await effective_states_async(aconn, [city], at,
+                                          only={state.evse_id for state in states})
     return [points[state.evse_id].state if state.evse_id in points else state
             for state in states]
