@@ -68,6 +68,8 @@ def test_demo_runs_the_whole_system_and_stops_on_ctrl_c(
     demo = spawn(["demo"], service_env(settings, PARKLEIT_API_PORT=str(port),
                                        PARKLEIT_SIGNAGE_METRICS_PORT="0",
                                        PARKLEIT_OCPP_PORT=str(free_port()),
+                                       # the forecasters train on a week: what runs counts here
+                                       PARKLEIT_FORECAST_TRAIN_DAYS="7",
                                        PARKLEIT_CITIES=f"{settings.CITY},{other_path}"),
                  name="demo")
     assert demo.proc is not None
