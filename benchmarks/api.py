@@ -519,10 +519,11 @@ async def _measure(args: argparse.Namespace, result: Result, city: City, now: da
         result.history = Latency.of(history.latencies)
 
 
-def _read_streams(url: str, streams: int, seconds: float,
+def _read_streams(url: str, streams: int, seconds: float, done: Any,
                   out: multiprocessing.connection.Connection) -> None:
-    """Child process: ``streams`` clients of ``url`` reading every event for ``seconds``; the
-    report is when each event arrived (whole seconds) and how many streams opened.
+    """Child process: ``streams`` clients of ``url`` reading every event until ``done`` (a
+    multiprocessing Event) is set, for ``seconds`` at the most; the report is when each event
+    arrived (whole seconds) and how many streams opened.
 
     The clients read raw bytes and count ``event:`` lines, the least a client can do: an HTTP
     client library parsing every line cost a core of this two-core machine, which measured
@@ -555,7 +556,9 @@ def _read_streams(url: str, streams: int, seconds: float,
                 writer.close()
 
         tasks = [asyncio.create_task(one()) for _ in range(streams)]
-        await asyncio.sleep(seconds)
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not done.is_set() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
         for task in tasks:
             task.cancel()
         failed = [r for r in await asyncio.gather(*tasks, return_exceptions=True)
@@ -596,8 +599,9 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
 
     logger.info("stream: %d streams open, %.0f events/s; /v1/lots at %.0f/s for %.0f s",
                 args.streams, args.events, args.rate, args.rate_duration)
+    done = multiprocessing.get_context("spawn").Event()
     readers = common.Child("stream readers", _read_streams, app.base_url + "/v1/stream",
-                           args.streams, 20.0 + args.rate_duration)
+                           args.streams, 90.0 + args.rate_duration, done)
     stop = asyncio.Event()
     try:
         deadline = time.monotonic() + 60
@@ -613,6 +617,7 @@ async def _with_streams(args: argparse.Namespace, result: Result, city: City,
         until = int(time.time())
         stop.set()
         await notifier
+        done.set()
         report = readers.receive()
     finally:
         readers.close()
