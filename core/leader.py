@@ -29,12 +29,13 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from prometheus_client import CollectorRegistry, Gauge
 
 from core.db import queries
 from core.runtime import Backoff
 from core.settings import Settings
 
-__all__ = ["Leadership"]
+__all__ = ["Leadership", "leader_gauge"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +137,11 @@ class Leadership:
         self.term, self._acting = None, (0.0, 0.0)
         if self._on_change is not None:
             self._on_change(False)
+
+
+def leader_gauge(registry: CollectorRegistry) -> Gauge:
+    """``parkleit_leader{service, city}`` in ``registry``: what a service under leadership sets
+    on its metrics port (``Leadership``'s ``on_change``)."""
+    return Gauge("parkleit_leader",
+                 "1 while this instance leads its service for the city, 0 standing by",
+                 ["service", "city"], registry=registry)

@@ -40,7 +40,7 @@ from core.channels import charger_state_topic, lot_status_topic, service_topic, 
 from core.charging import EvseState
 from core.city import City
 from core.db import open_pool
-from core.leader import Leadership
+from core.leader import Leadership, leader_gauge
 from core.mqtt import mqtt_client
 from core.registry import sync_registry
 from core.runtime import Backoff, Lifecycle, serve_metrics
@@ -105,9 +105,7 @@ class _Metrics:
                                         registry=r)
         self.connected = Gauge("parkleit_ingest_broker_connected", "1 while connected to MQTT",
                                registry=r)
-        self.leader = Gauge("parkleit_leader",
-                            "1 while this instance leads its service for the city, 0 standing by",
-                            ["service", "city"], registry=r)
+        self.leader = leader_gauge(r)
 
 
 class IngestService(Lifecycle):

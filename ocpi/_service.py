@@ -34,7 +34,7 @@ from core.charging import (
 )
 from core.city import City, OcpiPeer
 from core.db import open_async_pool, queries
-from core.leader import Leadership
+from core.leader import Leadership, leader_gauge
 from core.mqtt import ServiceStatus, mqtt_client
 from core.ocpi import OcpiError, authorization, location_updates, unwrap
 from core.runtime import AsyncLifecycle, Backoff, serve_metrics
@@ -67,9 +67,7 @@ class _Metrics:
         self.rejected = Counter("parkleit_ocpi_rejected",
                                 "Locations or EVSEs of a peer refused (kept in dead_letters)",
                                 ["peer"], registry=r)
-        self.leader = Gauge("parkleit_leader",
-                            "1 while this instance leads its service for the city, 0 standing by",
-                            ["service", "city"], registry=r)
+        self.leader = leader_gauge(r)
 
 
 class PeerPull:

@@ -40,7 +40,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from core.charging import effective_states_async
 from core.city import City
 from core.db import open_async_pool, queries
-from core.leader import Leadership
+from core.leader import Leadership, leader_gauge
 from core.mqtt import ServiceStatus
 from core.registry import sync_registry
 from core.runtime import AsyncLifecycle, serve_metrics
@@ -98,9 +98,7 @@ class _Metrics:
                                    "Lot status notifications heard", registry=r)
         self.db_errors = Counter("parkleit_signage_database_errors",
                                  "Failed reads and writes of the database", registry=r)
-        self.leader = Gauge("parkleit_leader",
-                            "1 while this instance leads its service for the city, 0 standing by",
-                            ["service", "city"], registry=r)
+        self.leader = leader_gauge(r)
         self.log_queue = Gauge("parkleit_signage_log_queue_depth",
                                "sign_log rows waiting to be written", registry=r)
 
